@@ -1,0 +1,47 @@
+"""webraft: Raft consensus in pure Python, for CPython processes and browser tabs alike.
+
+The layers, each in its own package:
+
+* :mod:`webraft.core` — Raft as a pure state machine (no I/O, no clock);
+* :mod:`webraft.runtime` — the asyncio runtime with the seed's API
+  (:class:`RaftInterface`, :class:`NodeInstance`);
+* :mod:`webraft.storage` — where term, vote and log are kept;
+* :mod:`webraft.sim` — a deterministic simulator that checks Raft's safety properties.
+"""
+
+from .core.messages import Entry
+from .errors import (
+    InvalidCommand,
+    LeadershipLost,
+    MessageError,
+    NoLeaderError,
+    NotLeaderError,
+    ProposalError,
+    ProposalTimeout,
+    RaftClosed,
+    StorageError,
+    WebraftError,
+)
+from .runtime import EventEmitter, NodeInstance, RaftInterface
+from .storage import MemoryStorage, Storage
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Entry",
+    "EventEmitter",
+    "InvalidCommand",
+    "LeadershipLost",
+    "MemoryStorage",
+    "MessageError",
+    "NoLeaderError",
+    "NodeInstance",
+    "NotLeaderError",
+    "ProposalError",
+    "ProposalTimeout",
+    "RaftClosed",
+    "RaftInterface",
+    "Storage",
+    "StorageError",
+    "WebraftError",
+]

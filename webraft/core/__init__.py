@@ -1,0 +1,24 @@
+"""The sans-I/O Raft core: messages in, a :class:`Ready` of work out. No I/O, no clock."""
+
+from .messages import COMMAND, CONFIG, NOOP, Entry, Message, decode, encode
+from .raft import CoreConfig, ProposalResult, RaftCore, Ready
+from .state import ClusterConfig, HardState, SnapshotMeta, StorageUpdate, StoredState
+
+__all__ = [
+    "COMMAND",
+    "CONFIG",
+    "NOOP",
+    "ClusterConfig",
+    "CoreConfig",
+    "Entry",
+    "HardState",
+    "Message",
+    "ProposalResult",
+    "RaftCore",
+    "Ready",
+    "SnapshotMeta",
+    "StorageUpdate",
+    "StoredState",
+    "decode",
+    "encode",
+]

@@ -1,0 +1,328 @@
+"""Raft's messages as small immutable records, and the one codec to and from JSON-able dicts.
+
+Why a codec of our own: every byte a node receives comes from the network (a relay, another
+tab, a process we do not control), so :func:`decode` is the single gate where untrusted input
+becomes typed data. It checks types, ranges and sizes and raises :class:`MessageError`; the
+core never sees a malformed message. The sender's address is *not* part of a message: the
+transport knows who sent it (the relay stamps it), so a payload cannot claim another identity.
+
+Wire form: a dict with ``"type"`` and the fields below. Entries travel as ``[term, kind, data]``
+lists (indexes are implicit: consecutive after ``prev_index``), which keeps large batches small.
+Integers are limited to JavaScript's safe range so browsers round-trip them exactly.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+from ..errors import MessageError
+
+#: Largest integer a JSON number carries exactly in a browser (2**53 - 1).
+MAX_INT = 9007199254740991
+#: Most entries accepted in one append or proposal batch.
+MAX_BATCH = 65536
+#: Longest node address accepted.
+MAX_ADDRESS = 256
+
+# Entry kinds.
+COMMAND = 0  #: an application command (the ``apply`` event sees these)
+NOOP = 1  #: appended by every new leader to commit entries of earlier terms (Raft §5.4.2)
+CONFIG = 2  #: a cluster configuration: ``{"voters": [...], "learners": [...]}``
+_KINDS = (COMMAND, NOOP, CONFIG)
+
+
+class Entry:
+    """One log entry. Immutable by convention: the same object lives in the log.
+
+    ``command`` is the application's JSON value (``None`` for no-op entries); ``term`` and
+    ``index`` place it in the log; ``kind`` is :data:`COMMAND`, :data:`NOOP` or :data:`CONFIG`.
+    """
+
+    __slots__ = ("_size", "command", "index", "kind", "term")
+
+    def __init__(self, term: int, index: int, kind: int = COMMAND, command: Any = None,
+                 size: int = 0) -> None:
+        self.term = term
+        self.index = index
+        self.kind = kind
+        self.command = command
+        self._size = size
+
+    @property
+    def size(self) -> int:
+        """Approximate encoded size in bytes, used to bound message and in-flight sizes."""
+        if not self._size:
+            self._size = 16 + _approx_size(self.command)
+        return self._size
+
+    def wire(self) -> list[Any]:
+        """The entry as it travels: ``[term, kind, command]``."""
+        return [self.term, self.kind, self.command]
+
+    def __repr__(self) -> str:
+        return f"Entry(term={self.term}, index={self.index}, kind={self.kind}, {self.command!r})"
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Entry):
+            return NotImplemented
+        return (self.term, self.index, self.kind, self.command) == (
+            other.term, other.index, other.kind, other.command)
+
+    __hash__ = None  # type: ignore[assignment]
+
+
+def _approx_size(value: Any) -> int:
+    """Cheap upper-bound-ish size estimate of a JSON value without serializing it."""
+    if isinstance(value, str):
+        return len(value) + 2
+    if isinstance(value, dict):
+        return 2 + sum(len(str(k)) + 4 + _approx_size(v) for k, v in value.items())
+    if isinstance(value, list):
+        return 2 + sum(1 + _approx_size(v) for v in value)
+    return 8
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    """Base of all messages; ``term`` is the sender's current term (0 where unused)."""
+
+    TYPE: ClassVar[str] = ""
+    term: int
+
+
+@dataclass(frozen=True, slots=True)
+class VoteRequest(Message):
+    """RequestVote (Raft §5.2), or a PreVote probe (thesis §9.6) when ``pre`` is true.
+
+    A pre-vote carries the term the candidate *would* use, without the candidate adopting it.
+    ``transfer`` marks a campaign started by a leadership transfer: it may bypass leader leases.
+    """
+
+    last_index: int
+    last_term: int
+    pre: bool = False
+    transfer: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class VoteResponse(Message):
+    """Answer to a :class:`VoteRequest`; ``pre`` mirrors the request's."""
+
+    granted: bool
+    pre: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class AppendRequest(Message):
+    """AppendEntries (Raft §5.3): entries following ``prev_index``/``prev_term``."""
+
+    prev_index: int
+    prev_term: int
+    commit: int
+    entries: tuple[Entry, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class AppendResponse(Message):
+    """Answer to an :class:`AppendRequest`.
+
+    On success ``index`` is the last index the follower now matches. On rejection ``index`` is
+    the rejected ``prev_index`` (so stale rejections can be recognized) and ``hint_index`` /
+    ``hint_term`` let the leader skip a whole conflicting term at once (Raft §5.3, the
+    optimization the paper sketches).
+    """
+
+    index: int
+    success: bool
+    hint_index: int = 0
+    hint_term: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Heartbeat(Message):
+    """Leader liveness and commit propagation; ``commit`` never exceeds the follower's match.
+
+    ``ctx`` is an opaque round number echoed back, used to confirm leadership for reads.
+    """
+
+    commit: int
+    ctx: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class HeartbeatResponse(Message):
+    """Answer to a :class:`Heartbeat`, echoing its ``ctx``."""
+
+    ctx: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class ProposeRequest(Message):
+    """A follower forwarding commands to the leader (the seed's proposal forwarding).
+
+    ``id`` is chosen by the follower; the leader answers with a :class:`ProposeResponse`.
+    """
+
+    id: int
+    commands: tuple[Any, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class ProposeResponse(Message):
+    """The leader's answer: the commands sit at ``index``, ``index + 1``, ... in ``term``.
+
+    When the receiver could not append them, ``index`` is 0 and ``leader`` names the leader it
+    knows of (or is empty).
+    """
+
+    id: int
+    index: int
+    leader: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class _FieldSpec:
+    name: str
+    kind: str  # "int", "bool", "str", "entries", "commands"
+    required: bool = True
+    default: Any = field(default=None)
+
+
+def _int(name: str) -> _FieldSpec:
+    return _FieldSpec(name, "int")
+
+
+def _opt(name: str, kind: str, default: Any) -> _FieldSpec:
+    return _FieldSpec(name, kind, False, default)
+
+
+_SCHEMA: dict[str, tuple[type[Message], tuple[_FieldSpec, ...]]] = {
+    "vote": (VoteRequest, (_int("term"), _int("last_index"), _int("last_term"),
+                           _opt("pre", "bool", False), _opt("transfer", "bool", False))),
+    "vote_resp": (VoteResponse, (_int("term"), _FieldSpec("granted", "bool"),
+                                 _opt("pre", "bool", False))),
+    "append": (AppendRequest, (_int("term"), _int("prev_index"), _int("prev_term"),
+                               _int("commit"), _opt("entries", "entries", ()))),
+    "append_resp": (AppendResponse, (_int("term"), _int("index"), _FieldSpec("success", "bool"),
+                                     _opt("hint_index", "int", 0), _opt("hint_term", "int", 0))),
+    "heartbeat": (Heartbeat, (_int("term"), _int("commit"), _opt("ctx", "int", 0))),
+    "heartbeat_resp": (HeartbeatResponse, (_int("term"), _opt("ctx", "int", 0))),
+    "propose": (ProposeRequest, (_int("term"), _int("id"), _FieldSpec("commands", "commands"))),
+    "propose_resp": (ProposeResponse, (_int("term"), _int("id"), _int("index"),
+                                       _opt("leader", "str", ""))),
+}
+_TYPE_OF: dict[type[Message], str] = {cls: name for name, (cls, _) in _SCHEMA.items()}
+for _name, (_cls, _) in _SCHEMA.items():
+    _cls.TYPE = _name
+
+
+def encode(msg: Message) -> dict[str, Any]:
+    """Turn a message into a JSON-able dict (the inverse of :func:`decode`)."""
+    cls = type(msg)
+    out: dict[str, Any] = {"type": _TYPE_OF[cls]}
+    for spec in _SCHEMA[out["type"]][1]:
+        value = getattr(msg, spec.name)
+        if spec.kind == "entries":
+            value = [e.wire() for e in value]
+        elif spec.kind == "commands":
+            value = list(value)
+        elif not spec.required and value == spec.default:
+            continue
+        out[spec.name] = value
+    return out
+
+
+def decode(payload: Any) -> Message:
+    """Validate an untrusted payload and build its message; raise :class:`MessageError`."""
+    if not isinstance(payload, dict):
+        raise MessageError(f"message must be an object, not {type(payload).__name__}")
+    kind = payload.get("type")
+    if not isinstance(kind, str) or kind not in _SCHEMA:
+        raise MessageError(f"unknown message type {kind!r:.40}")
+    cls, specs = _SCHEMA[kind]
+    values: dict[str, Any] = {}
+    for spec in specs:
+        if spec.name not in payload:
+            if spec.required:
+                raise MessageError(f"{kind}: missing field {spec.name!r}")
+            values[spec.name] = spec.default
+            continue
+        values[spec.name] = _check(kind, spec, payload[spec.name])
+    if kind == "append":
+        _number_entries(values)
+    return cls(**values)
+
+
+def _check(kind: str, spec: _FieldSpec, value: Any) -> Any:
+    where = f"{kind}.{spec.name}"
+    if spec.kind == "int":
+        return check_int(value, where)
+    if spec.kind == "bool":
+        if not isinstance(value, bool):
+            raise MessageError(f"{where} must be a boolean")
+        return value
+    if spec.kind == "str":
+        if not isinstance(value, str) or len(value) > MAX_ADDRESS:
+            raise MessageError(f"{where} must be a string of at most {MAX_ADDRESS} characters")
+        return value
+    if not isinstance(value, list) or len(value) > MAX_BATCH:
+        raise MessageError(f"{where} must be a list of at most {MAX_BATCH} items")
+    if spec.kind == "commands":
+        if not value:
+            raise MessageError(f"{where} must not be empty")
+        return tuple(value)
+    return value  # entries: checked and numbered by _number_entries
+
+
+def check_int(value: Any, where: str) -> int:
+    """Return ``value`` if it is an int in ``[0, MAX_INT]`` (bools are not ints here)."""
+    if type(value) is not int or not 0 <= value <= MAX_INT:
+        raise MessageError(f"{where} must be an integer in [0, 2**53)")
+    return value
+
+
+def _number_entries(values: dict[str, Any]) -> None:
+    """Check an append's entries and give them their implicit indexes.
+
+    Terms must not decrease, must not precede ``prev_term`` and must not exceed the message's
+    term: a log built by a real leader always satisfies this, so anything else is corrupt.
+    """
+    raw = values["entries"]
+    prev_index, prev_term, term = values["prev_index"], values["prev_term"], values["term"]
+    if prev_term > term:
+        raise MessageError("append.prev_term is newer than the message term")
+    if prev_index + len(raw) > MAX_INT:
+        raise MessageError("append.entries run past the largest index")
+    entries = []
+    last_term = prev_term
+    index = prev_index
+    for item in raw:
+        if not isinstance(item, list) or len(item) != 3:
+            raise MessageError("append.entries items must be [term, kind, data]")
+        e_term, e_kind, data = item
+        check_int(e_term, "append.entries.term")
+        if e_kind not in _KINDS or type(e_kind) is not int:
+            raise MessageError("append.entries.kind is unknown")
+        if not last_term <= e_term <= term:
+            raise MessageError("append.entries terms must not decrease or exceed the message term")
+        if e_kind == CONFIG:
+            check_config(data, "append.entries config")
+        index += 1
+        last_term = e_term
+        entries.append(Entry(e_term, index, e_kind, data))
+    values["entries"] = tuple(entries)
+
+
+def check_config(data: Any, where: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """Validate a configuration value and return ``(voters, learners)``."""
+    if not isinstance(data, dict):
+        raise MessageError(f"{where} must be an object")
+    voters, learners = data.get("voters"), data.get("learners", [])
+    for name, group in (("voters", voters), ("learners", learners)):
+        if not isinstance(group, list) or len(group) > 1024 or not all(
+                isinstance(a, str) and 0 < len(a) <= MAX_ADDRESS for a in group):
+            raise MessageError(f"{where}: {name} must be a list of addresses")
+    if not voters or len(set(voters)) != len(voters) or set(voters) & set(learners):
+        raise MessageError(f"{where}: voters must be non-empty, distinct and not learners")
+    return tuple(voters), tuple(learners)

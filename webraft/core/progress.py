@@ -1,0 +1,95 @@
+"""What a leader knows about each follower, and how much it may send it (etcd's tracker idea).
+
+A follower is in one of two modes:
+
+* **probe**: the leader does not know where the follower's log matches its own. It sends one
+  AppendEntries and waits for the answer (or a heartbeat reply) before sending another, walking
+  ``next`` back with the follower's hints until the logs match.
+* **replicate**: the logs match up to ``match``; the leader streams entries optimistically,
+  advancing ``next`` as it sends, up to a window of in-flight messages and bytes so that a
+  slow follower cannot make the leader buffer without bound.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+
+PROBE = "probe"
+REPLICATE = "replicate"
+
+
+class Progress:
+    """Replication state of one follower, as seen by the leader."""
+
+    __slots__ = ("acked", "inflight", "inflight_bytes", "match", "next", "paused",
+                 "recent_active", "sent_commit", "state")
+
+    def __init__(self, next_index: int) -> None:
+        self.match = 0
+        self.next = next_index
+        self.state = PROBE
+        self.paused = False  # probe: an append is out and unanswered
+        self.inflight: deque[tuple[int, int]] = deque()  # (last index, bytes) per message
+        self.inflight_bytes = 0
+        self.recent_active = False  # heard from since the last quorum check
+        self.acked = False  # an append answer arrived since the last heartbeat
+        self.sent_commit = -1  # the commit index last sent in an append
+
+    def become_probe(self) -> None:
+        self.state = PROBE
+        self.next = self.match + 1
+        self.paused = False
+        self._clear_inflight()
+
+    def become_replicate(self) -> None:
+        self.state = REPLICATE
+        self.next = self.match + 1
+        self.paused = False
+        self._clear_inflight()
+
+    def _clear_inflight(self) -> None:
+        self.inflight.clear()
+        self.inflight_bytes = 0
+
+    def can_send(self, max_inflight: int, max_bytes: int) -> bool:
+        if self.state == PROBE:
+            return not self.paused
+        return len(self.inflight) < max_inflight and self.inflight_bytes < max_bytes
+
+    def sent(self, last_index: int, nbytes: int) -> None:
+        """Record an append carrying entries up to ``last_index``."""
+        if self.state == REPLICATE:
+            self.next = last_index + 1
+            self.inflight.append((last_index, nbytes))
+            self.inflight_bytes += nbytes
+        else:
+            self.paused = True
+
+    def update(self, index: int) -> bool:
+        """The follower matches up to ``index``; return True if that is news."""
+        self.acked = True
+        self.paused = False
+        if index <= self.match:
+            return False
+        self.match = index
+        self.next = max(self.next, index + 1)
+        while self.inflight and self.inflight[0][0] <= index:
+            self.inflight_bytes -= self.inflight.popleft()[1]
+        return True
+
+    def rejected(self, rejected_prev: int, resume_at: int) -> bool:
+        """The follower rejected an append at ``rejected_prev``; back off to ``resume_at``.
+
+        Returns False for a stale rejection (one answering an append sent before the current
+        probe or already superseded by a later success), which must be ignored: acting on it
+        could move ``next`` backwards for nothing or loop forever on reordered answers.
+        """
+        self.acked = True
+        if self.state == REPLICATE:
+            if rejected_prev <= self.match:
+                return False
+        elif rejected_prev != self.next - 1:
+            return False
+        self.become_probe()
+        self.next = max(self.match + 1, min(resume_at, rejected_prev))
+        return True

@@ -1,0 +1,537 @@
+"""Raft as a pure state machine: no I/O, no clock, no tasks.
+
+The contract (modelled on etcd-io/raft's Ready/Advance loop) is a loop the runtime drives::
+
+    core.tick(now)            # the time, from the runtime; fires due timers
+    core.step(src, message)   # a validated message from peer ``src``
+    core.propose(req, cmds)   # application commands
+    while core.has_ready():
+        rd = core.ready()
+        storage.save(rd.hard, rd.entries)     # 1. persist, atomically
+        send(rd.messages)                     # 2. only then send (they depend on 1)
+        apply(rd.committed)                   # 3. apply committed entries, in order
+        emit(rd.events); resolve(rd.proposals)
+        core.advance(rd)                      # 4. acknowledge
+
+Everything a message depends on (the term, the vote, the entries an answer acknowledges) is
+in the same Ready as the message, and the runtime sends only after it has persisted, so a
+crash can never make a node forget a promise it already made.
+
+Work is deferred to :meth:`RaftCore.ready` on purpose: proposals and acknowledgements that
+arrive between two Ready calls leave as one AppendEntries per follower. A lone proposal still
+goes out at once (the runtime drives the loop as soon as it is idle), so batching costs no
+latency when there is no load and gives throughput when there is.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..errors import MessageError
+from . import quorum
+from .log import RaftLog
+from .messages import (
+    COMMAND,
+    NOOP,
+    AppendRequest,
+    AppendResponse,
+    Entry,
+    Heartbeat,
+    HeartbeatResponse,
+    Message,
+    ProposeRequest,
+    ProposeResponse,
+    VoteRequest,
+    VoteResponse,
+)
+from .progress import PROBE, REPLICATE, Progress
+from .state import HardState, SnapshotMeta, StoredState
+
+FOLLOWER = "follower"
+PRE_CANDIDATE = "pre-candidate"
+CANDIDATE = "candidate"
+LEADER = "leader"
+
+#: The public role names; a pre-candidate shows as a candidate (it is campaigning).
+PUBLIC_STATE = {FOLLOWER: "follower", PRE_CANDIDATE: "candidate", CANDIDATE: "candidate",
+                LEADER: "leader"}
+
+
+@dataclass(slots=True)
+class CoreConfig:
+    """Tuning of one core. Times are in the runtime's units (seconds everywhere in webraft).
+
+    ``follower_timeout`` and ``election_timeout`` are called every time a timer is armed, so
+    they can (and by default do) return a fresh random value: randomness comes from the
+    caller, which keeps the core deterministic under a seeded simulator.
+    """
+
+    id: str
+    #: How long a follower waits without hearing from a leader before it campaigns.
+    follower_timeout: Callable[[], float]
+    #: How long a (pre-)candidate waits for votes before starting another round.
+    election_timeout: Callable[[], float]
+    #: Interval between a leader's heartbeats.
+    heartbeat_interval: float = 0.05
+    #: CheckQuorum window, and the lease during which a follower ignores vote requests.
+    quorum_timeout: float = 0.2
+    pre_vote: bool = True
+    check_quorum: bool = True
+    #: Largest AppendEntries, in entries and in approximate bytes.
+    max_append_entries: int = 8192
+    max_append_bytes: int = 512 * 1024
+    #: In-flight window per follower in replicate mode.
+    max_inflight: int = 64
+    max_inflight_bytes: int = 8 * 1024 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class ProposalResult:
+    """The fate of a call to :meth:`RaftCore.propose` or of a forwarded batch.
+
+    ``index > 0``: the commands were appended at ``index, index + 1, ...`` in ``term`` (not yet
+    committed). ``index == 0``: they were not appended anywhere; ``leader`` is a hint ("" when
+    no leader is known) and ``src`` is who answered (``None`` for this node itself).
+    """
+
+    id: int
+    index: int
+    term: int
+    leader: str = ""
+    src: str | None = None
+
+
+@dataclass(slots=True)
+class Ready:
+    """A batch of work for the runtime; see the module docstring for the order."""
+
+    hard: HardState | None = None
+    entries: list[Entry] = field(default_factory=list)
+    #: Snapshot metadata to record; the first Ready repeats what was loaded, so that a
+    #: brand-new node records its bootstrap configuration before it says anything.
+    snapshot: SnapshotMeta | None = None
+    messages: list[tuple[str, Message]] = field(default_factory=list)
+    committed: list[Entry] = field(default_factory=list)
+    proposals: list[ProposalResult] = field(default_factory=list)
+    #: Seed events to emit, as ``(name, *args)`` tuples, in the order they happened.
+    events: list[tuple[Any, ...]] = field(default_factory=list)
+
+
+class RaftCore:
+    """One Raft node's state machine.
+
+    Build it from what storage loaded and the index the application has already applied
+    (entries up to ``applied`` are never handed out again, so a restart applies nothing twice).
+    """
+
+    def __init__(self, config: CoreConfig, stored: StoredState, applied: int = 0,
+                 now: float = 0.0) -> None:
+        self.cfg = config
+        self.id = config.id
+        self.now = now
+        hard = stored.hard
+        self.term = hard.term
+        self.vote = hard.vote
+        last = stored.snapshot.index + len(stored.entries)
+        applied = max(applied, stored.snapshot.index)
+        if applied > last:
+            raise ValueError(f"applied index {applied} is beyond the stored log ({last})")
+        self.log = RaftLog(stored.snapshot, stored.entries,
+                           commit=max(min(hard.commit, last), applied), applied=applied)
+        self.cluster = stored.snapshot.config
+        self.state = FOLLOWER
+        self.leader: str | None = None
+        self.last_contact = float("-inf")  # when we last heard from the leader
+        self.votes: dict[str, bool] = {}
+        self.progress: dict[str, Progress] = {}
+        self.election_deadline = 0.0
+        self.heartbeat_deadline = 0.0
+        self.quorum_deadline = 0.0
+        self._saved = HardState(self.term, self.vote, self.log.commit)
+        self._snapshot: SnapshotMeta | None = stored.snapshot
+        self._msgs: list[tuple[str, Message]] = []
+        self._proposals: list[ProposalResult] = []
+        self._events: list[tuple[Any, ...]] = []
+        self._dirty: dict[str, None] = {}  # followers that may need an AppendEntries
+        self._reset_election_timer(self.cfg.follower_timeout())
+
+    # ------------------------------------------------------------------ inputs
+
+    def tick(self, now: float) -> None:
+        """Advance the clock to ``now`` and fire every timer that is due."""
+        if now > self.now:
+            self.now = now
+        if self.state == LEADER:
+            if self.now >= self.heartbeat_deadline:
+                self.heartbeat_deadline = self.now + self.cfg.heartbeat_interval
+                self._heartbeat()
+            if self.cfg.check_quorum and self.now >= self.quorum_deadline:
+                self.quorum_deadline = self.now + self.cfg.quorum_timeout
+                self._check_quorum()
+        elif self.now >= self.election_deadline:
+            if self.id not in self.cluster.voters:
+                self._reset_election_timer(self.cfg.follower_timeout())
+                return
+            if self.state == FOLLOWER and self.leader is not None:
+                self._events.append(("heartbeat timeout",))
+            self._campaign(pre=self.cfg.pre_vote)
+
+    @property
+    def next_deadline(self) -> float:
+        """When :meth:`tick` next has something to do."""
+        if self.state == LEADER:
+            if self.cfg.check_quorum:
+                return min(self.heartbeat_deadline, self.quorum_deadline)
+            return self.heartbeat_deadline
+        return self.election_deadline
+
+    def propose(self, req_id: int, commands: Sequence[Any]) -> None:
+        """Propose commands; the outcome appears as a :class:`ProposalResult` in a Ready.
+
+        The leader appends them. A follower forwards them to the leader it knows (the seed's
+        behaviour); with no known leader the result says so and the runtime may retry.
+        """
+        if self.state == LEADER:
+            index = self._append(COMMAND, commands)
+            self._proposals.append(ProposalResult(req_id, index, self.term))
+        elif self.leader is not None:
+            self._send(self.leader, ProposeRequest(self.term, req_id, tuple(commands)))
+        else:
+            self._proposals.append(ProposalResult(req_id, 0, 0))
+
+    def step(self, src: str, m: Message) -> None:
+        """Feed one validated message from peer ``src``.
+
+        Raises :class:`~webraft.errors.MessageError` for a message that no correct peer could
+        have sent in our state; such a message is rejected before it changes anything.
+        """
+        if src == self.id:
+            raise MessageError("message claims to come from this node")
+        if isinstance(m, ProposeRequest | ProposeResponse):
+            self._step_proposal(src, m)
+            return
+        if m.term > self.term:
+            if isinstance(m, VoteRequest):
+                if self._in_lease() and not m.transfer:
+                    return  # a live leader exists: a disruptive candidate gets no answer
+                if m.pre:
+                    self._step_vote(src, m)  # a pre-vote never changes our term
+                    return
+            if isinstance(m, VoteResponse) and m.pre and m.granted:
+                pass  # a granted pre-vote carries the term we would campaign in
+            else:
+                is_leader_msg = isinstance(m, AppendRequest | Heartbeat)
+                self._become_follower(m.term, src if is_leader_msg else None)
+        elif m.term < self.term:
+            if isinstance(m, AppendRequest | Heartbeat):
+                # A deposed leader: tell it the new term so it steps down (it may have been
+                # partitioned away; with CheckQuorum it would otherwise keep trying).
+                self._send(src, AppendResponse(self.term, 0, False))
+            elif isinstance(m, VoteRequest) and m.pre:
+                self._send(src, VoteResponse(self.term, False, pre=True))
+            return
+
+        if isinstance(m, VoteRequest):
+            self._step_vote(src, m)
+        elif isinstance(m, VoteResponse):
+            self._step_vote_response(src, m)
+        elif isinstance(m, AppendRequest | Heartbeat):
+            self._step_from_leader(src, m)
+        elif self.state == LEADER and src in self.progress:
+            if isinstance(m, AppendResponse):
+                self._step_append_response(src, m)
+            elif isinstance(m, HeartbeatResponse):
+                self._step_heartbeat_response(src)
+
+    # ------------------------------------------------------------------ output
+
+    def has_ready(self) -> bool:
+        log = self.log
+        return bool(self._msgs or self._proposals or self._events or self._dirty or self._snapshot
+                    or log.last_index > log.stable or log.has_appliable()
+                    or self._hard() != self._saved)
+
+    def ready(self) -> Ready:
+        """Collect everything to persist, send and apply since the last call."""
+        if self._dirty:
+            self._flush_appends()
+        hard = self._hard()
+        rd = Ready(
+            hard=hard if hard != self._saved else None,
+            entries=self.log.unstable(),
+            snapshot=self._snapshot,
+            messages=self._msgs,
+            committed=self.log.appliable(),
+            proposals=self._proposals,
+            events=self._events,
+        )
+        self._saved = hard
+        self._snapshot = None
+        self._msgs, self._proposals, self._events = [], [], []
+        return rd
+
+    def advance(self, rd: Ready) -> None:
+        """The runtime persisted ``rd``, sent its messages and took its committed entries."""
+        if rd.entries:
+            last = rd.entries[-1]
+            self.log.stable_to(last.index, last.term)
+            if self.state == LEADER:
+                self._maybe_commit()
+
+    # ------------------------------------------------------------------ roles
+
+    def _hard(self) -> HardState:
+        return HardState(self.term, self.vote, self.log.commit)
+
+    def _reset_election_timer(self, timeout: float) -> None:
+        self.election_deadline = self.now + timeout
+
+    def _set_state(self, state: str) -> None:
+        public_before = PUBLIC_STATE[self.state]
+        self.state = state
+        public = PUBLIC_STATE[state]
+        if public != public_before:
+            self._events.append((public,))
+            self._events.append(("state changed", public))
+
+    def _become_follower(self, term: int, leader: str | None) -> None:
+        if term > self.term:
+            self.term = term
+            self.vote = None
+        self.leader = leader
+        if leader is not None:
+            self.last_contact = self.now
+        self.progress = {}
+        self._dirty.clear()
+        self._reset_election_timer(self.cfg.follower_timeout())
+        self._set_state(FOLLOWER)
+
+    def _campaign(self, pre: bool, after_pre_vote: bool = False) -> None:
+        """Start a (pre-)election: Raft §5.2, with the thesis' PreVote phase first."""
+        self.leader = None
+        self.votes = {self.id: True}
+        if pre:
+            self._set_state(PRE_CANDIDATE)
+            term = self.term + 1
+        else:
+            self.term += 1
+            self.vote = self.id
+            self._set_state(CANDIDATE)
+            term = self.term
+        if not after_pre_vote:
+            self._events.append(("start election",))
+        self._reset_election_timer(self.cfg.election_timeout())
+        if quorum.vote_result(self.cluster.voters, self.votes) == quorum.WON:
+            self._won(pre)
+            return
+        request = VoteRequest(term, self.log.last_index, self.log.last_term, pre=pre)
+        for voter in self.cluster.voters:
+            if voter != self.id:
+                self._send(voter, request)
+
+    def _won(self, pre: bool) -> None:
+        if pre:
+            self._campaign(pre=False, after_pre_vote=True)
+        else:
+            self._become_leader()
+
+    def _become_leader(self) -> None:
+        self.leader = self.id
+        self._set_state(LEADER)
+        nxt = self.log.last_index + 1
+        self.progress = {m: Progress(nxt) for m in self.cluster.members if m != self.id}
+        self.heartbeat_deadline = self.now + self.cfg.heartbeat_interval
+        self.quorum_deadline = self.now + self.cfg.quorum_timeout
+        # A no-op of our own term lets earlier-term entries commit (Raft §5.4.2, §8).
+        self._append(NOOP, [None])
+
+    def _in_lease(self) -> bool:
+        """True while we believe a leader is alive (CheckQuorum's follower side)."""
+        if not self.cfg.check_quorum or self.leader is None:
+            return False
+        return self.state == LEADER or self.now - self.last_contact < self.cfg.quorum_timeout
+
+    # ------------------------------------------------------------------ elections
+
+    def _step_vote(self, src: str, m: VoteRequest) -> None:
+        # We may vote for src if we already did this term, if we have neither voted nor seen a
+        # leader this term, or (pre-vote) if the proposed term is newer than ours.
+        can_vote = (self.vote == src
+                    or (self.vote is None and self.leader is None)
+                    or (m.pre and m.term > self.term))
+        if can_vote and self.log.is_up_to_date(m.last_index, m.last_term):
+            self._send(src, VoteResponse(m.term, True, pre=m.pre))
+            if not m.pre:
+                self.vote = src
+                self._reset_election_timer(self.cfg.follower_timeout())
+        else:
+            self._send(src, VoteResponse(self.term, False, pre=m.pre))
+
+    def _step_vote_response(self, src: str, m: VoteResponse) -> None:
+        expected = PRE_CANDIDATE if m.pre else CANDIDATE
+        wanted_term = self.term + 1 if m.pre else self.term
+        if self.state != expected or src not in self.cluster.voters:
+            return
+        if m.granted and m.term != wanted_term:
+            return  # a stale grant from an earlier round
+        self.votes.setdefault(src, m.granted)
+        result = quorum.vote_result(self.cluster.voters, self.votes)
+        if result == quorum.WON:
+            self._won(m.pre)
+        elif result == quorum.LOST:
+            self._become_follower(self.term, None)
+
+    # ------------------------------------------------------------------ replication (follower)
+
+    def _step_from_leader(self, src: str, m: AppendRequest | Heartbeat) -> None:
+        if self.state == LEADER:
+            raise MessageError(f"{src} claims to lead term {m.term}, which this node leads")
+        if self.state != FOLLOWER or self.leader != src:
+            self._become_follower(m.term, src)
+        self.last_contact = self.now
+        self._reset_election_timer(self.cfg.follower_timeout())
+        if isinstance(m, Heartbeat):
+            # The leader sends min(our match, its commit), so our log holds it unless the
+            # message is corrupt; never commit past what we have.
+            self._commit_to(min(m.commit, self.log.last_index))
+            self._send(src, HeartbeatResponse(self.term, m.ctx))
+        else:
+            self._handle_append(src, m)
+
+    def _handle_append(self, src: str, m: AppendRequest) -> None:
+        log = self.log
+        prev_index, prev_term, entries = m.prev_index, m.prev_term, m.entries
+        if prev_index < log.commit:
+            # Everything up to our commit index is already settled; skip that part.
+            skip = min(log.commit - prev_index, len(entries))
+            if skip == len(entries):
+                self._send(src, AppendResponse(self.term, log.commit, True))
+                return
+            prev_index, prev_term = entries[skip - 1].index, entries[skip - 1].term
+            entries = entries[skip:]
+        if log.term_at(prev_index) != prev_term:
+            hint = log.find_conflict_by_term(min(prev_index, log.last_index), prev_term)
+            self._send(src, AppendResponse(self.term, prev_index, False, hint,
+                                           log.term_at(hint) or 0))
+            return
+        last_new = log.merge(entries) if entries else prev_index
+        self._commit_to(min(m.commit, last_new))
+        self._send(src, AppendResponse(self.term, last_new, True))
+
+    def _commit_to(self, index: int) -> None:
+        if index > self.log.commit:
+            self.log.commit = index
+
+    # ------------------------------------------------------------------ replication (leader)
+
+    def _append(self, kind: int, commands: Sequence[Any]) -> int:
+        """Append entries to our log as leader; return the first index."""
+        first = self.log.last_index + 1
+        term = self.term
+        self.log.append([Entry(term, first + i, kind, c) for i, c in enumerate(commands)])
+        self._dirty.update(dict.fromkeys(self.progress))
+        return first
+
+    def _step_append_response(self, src: str, m: AppendResponse) -> None:
+        pr = self.progress[src]
+        pr.recent_active = True
+        if m.index > self.log.last_index:
+            raise MessageError(f"{src} acknowledges index {m.index} beyond our log")
+        if m.success:
+            if pr.update(m.index):
+                if pr.state == PROBE:
+                    pr.become_replicate()
+                self._maybe_commit()
+            self._dirty[src] = None
+        else:
+            resume = self.log.find_conflict_by_term(m.hint_index, m.hint_term) + 1
+            if pr.rejected(m.index, resume):
+                self._dirty[src] = None
+
+    def _step_heartbeat_response(self, src: str) -> None:
+        pr = self.progress[src]
+        pr.recent_active = True
+        if pr.match < self.log.last_index:
+            if pr.state == PROBE:
+                pr.paused = False  # the probe may have been lost: send another
+            self._dirty[src] = None
+
+    def _maybe_commit(self) -> None:
+        match = {peer: pr.match for peer, pr in self.progress.items()}
+        match[self.id] = self.log.stable
+        index = quorum.committed_index(self.cluster.voters, match)
+        # Only entries of the current term commit by counting replicas (Raft §5.4.2).
+        if index > self.log.commit and self.log.term_at(index) == self.term:
+            self.log.commit = index
+            self._dirty.update(dict.fromkeys(self.progress))  # tell followers promptly
+
+    def _heartbeat(self) -> None:
+        commit = self.log.commit
+        for peer, pr in self.progress.items():
+            if pr.state == REPLICATE and pr.inflight and not pr.acked:
+                # Nothing acknowledged for a whole interval: the tail may be lost. Resend.
+                pr.become_probe()
+                self._dirty[peer] = None
+            pr.acked = False
+            self._send(peer, Heartbeat(self.term, min(pr.match, commit)))
+
+    def _check_quorum(self) -> None:
+        active = {peer: pr.recent_active for peer, pr in self.progress.items()}
+        active[self.id] = True
+        for pr in self.progress.values():
+            pr.recent_active = False
+        if quorum.vote_result(self.cluster.voters, active) != quorum.WON:
+            self._become_follower(self.term, None)
+
+    def _flush_appends(self) -> None:
+        """Send every dirty follower what it is missing, within its window."""
+        cfg, log = self.cfg, self.log
+        for peer in self._dirty:
+            pr = self.progress.get(peer)
+            if pr is None:
+                continue
+            while pr.can_send(cfg.max_inflight, cfg.max_inflight_bytes):
+                if pr.next > log.last_index and pr.sent_commit >= log.commit:
+                    break  # nothing new, and it already knows the commit index
+                prev = pr.next - 1
+                entries, nbytes = self._batch(pr.next)
+                self._send(peer, AppendRequest(self.term, prev, log.term_at(prev) or 0,
+                                               log.commit, tuple(entries)))
+                pr.sent_commit = log.commit
+                if entries:
+                    pr.sent(entries[-1].index, nbytes)
+                else:
+                    if pr.state == PROBE:
+                        pr.paused = True
+                    break
+        self._dirty.clear()
+
+    def _batch(self, start: int) -> tuple[list[Entry], int]:
+        """Entries from ``start`` within the per-message limits, and their size."""
+        log, cfg = self.log, self.cfg
+        stop = min(log.last_index + 1, start + cfg.max_append_entries)
+        entries = log.slice(start, stop)
+        nbytes = 0
+        for n, entry in enumerate(entries):
+            nbytes += entry.size
+            if nbytes > cfg.max_append_bytes and n > 0:
+                nbytes -= entry.size
+                return entries[:n], nbytes
+        return entries, nbytes
+
+    # ------------------------------------------------------------------ forwarding
+
+    def _step_proposal(self, src: str, m: ProposeRequest | ProposeResponse) -> None:
+        if isinstance(m, ProposeRequest):
+            if self.state == LEADER:
+                index = self._append(COMMAND, m.commands)
+                self._send(src, ProposeResponse(self.term, m.id, index))
+            else:
+                self._send(src, ProposeResponse(self.term, m.id, 0, self.leader or ""))
+        else:
+            self._proposals.append(ProposalResult(m.id, m.index, m.term, m.leader, src))
+
+    def _send(self, dst: str, m: Message) -> None:
+        self._msgs.append((dst, m))

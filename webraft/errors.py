@@ -1,0 +1,78 @@
+"""One exception hierarchy that users can catch.
+
+Every error webraft raises is a :class:`WebraftError`. Proposal failures say, by their class,
+whether the command *may still commit* (so a blind retry could apply it twice) or *certainly
+did not* (a retry is safe):
+
+=========================  =================  ==============================================
+exception                  may still commit?  when
+=========================  =================  ==============================================
+``NoLeaderError``          no                 no leader became known within the timeout
+``NotLeaderError``         no                 this node does not lead and forwarding is off
+``LeadershipLost``         no                 a new leader overwrote the entry's log slot
+``InvalidCommand``         no                 the command is not JSON or is too large
+``ProposalTimeout``        **yes**            sent, but no outcome within the timeout
+``RaftClosed``             **yes** if sent    the node was closed before the outcome
+=========================  =================  ==============================================
+"""
+
+from __future__ import annotations
+
+
+class WebraftError(Exception):
+    """Base class of every webraft error."""
+
+
+class MessageError(WebraftError, ValueError):
+    """A message from the network failed validation; it was dropped without a state change."""
+
+
+class StorageError(WebraftError):
+    """Storage returned data that is inconsistent or could not persist an update."""
+
+
+class ProposalError(WebraftError):
+    """A proposal did not produce a known outcome (see the table in this module)."""
+
+    #: True when the command may have been committed despite this error.
+    may_have_committed: bool = False
+
+
+class NoLeaderError(ProposalError):
+    """No leader was known for the whole proposal timeout; the command was never sent."""
+
+
+class NotLeaderError(ProposalError):
+    """This node is not the leader and proposal forwarding is disabled.
+
+    ``leader`` is the address of the leader this node knows of, if any.
+    """
+
+    def __init__(self, message: str = "not the leader", leader: str | None = None) -> None:
+        super().__init__(message)
+        self.leader = leader
+
+
+class LeadershipLost(ProposalError):
+    """The entry was appended by a leader that lost its term before the entry committed.
+
+    Raised only once the log slot holds another entry, so the command certainly did not commit.
+    """
+
+
+class InvalidCommand(ProposalError, ValueError):
+    """The command cannot be proposed: not JSON-serializable, or larger than allowed."""
+
+
+class ProposalTimeout(ProposalError):
+    """No outcome within ``proposal_timeout``: the command may still commit later."""
+
+    may_have_committed = True
+
+
+class RaftClosed(ProposalError):
+    """The node was closed while the proposal was pending."""
+
+    def __init__(self, message: str = "node closed", may_have_committed: bool = True) -> None:
+        super().__init__(message)
+        self.may_have_committed = may_have_committed

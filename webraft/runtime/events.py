@@ -1,0 +1,74 @@
+"""The seed's event API: ``listen`` / ``unlisten`` / ``listen_once`` / ``emit``."""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+from collections.abc import Callable
+from typing import Any
+
+logger = logging.getLogger("webraft")
+
+Handler = Callable[..., Any]
+
+
+class EventEmitter:
+    """Named events with handlers; a handler that raises never breaks the emitter.
+
+    A failing handler is logged and reported as an ``error`` event (a failing ``error``
+    handler is only logged, so errors cannot loop). An ``async def`` handler is scheduled as a
+    task on the running loop; its failure is reported the same way.
+    """
+
+    def __init__(self) -> None:
+        self._handlers: dict[str, list[Handler]] = {}
+
+    def listen(self, event: str, handler: Handler) -> Callable[[], None]:
+        """Call ``handler(*args)`` on every ``event``; returns a function that unsubscribes."""
+        self._handlers.setdefault(event, []).append(handler)
+        return lambda: self.unlisten(event, handler)
+
+    def unlisten(self, event: str, handler: Handler) -> None:
+        """Remove ``handler`` (also one registered with :meth:`listen_once`); no-op if absent."""
+        handlers = self._handlers.get(event, [])
+        for i, h in enumerate(handlers):
+            if h is handler or getattr(h, "__wrapped__", None) is handler:
+                del handlers[i]
+                return
+
+    def listen_once(self, event: str, handler: Handler) -> Callable[[], None]:
+        """Like :meth:`listen`, but the handler is removed before its first call."""
+
+        def once(*args: Any) -> Any:
+            self.unlisten(event, once)
+            return handler(*args)
+
+        once.__wrapped__ = handler  # type: ignore[attr-defined]
+        return self.listen(event, once)
+
+    def listeners(self, event: str) -> list[Handler]:
+        return list(self._handlers.get(event, ()))
+
+    def emit(self, event: str, *args: Any) -> None:
+        """Call every handler of ``event`` with ``args``, in registration order."""
+        handlers = self._handlers.get(event)
+        if not handlers:
+            return
+        for handler in list(handlers):
+            try:
+                result = handler(*args)
+                if inspect.isawaitable(result):
+                    task = asyncio.ensure_future(result)
+                    task.add_done_callback(lambda t, e=event: self._task_done(e, t))
+            except Exception as exc:
+                self._handler_failed(event, exc)
+
+    def _task_done(self, event: str, task: asyncio.Future[Any]) -> None:
+        if not task.cancelled() and task.exception() is not None:
+            self._handler_failed(event, task.exception())  # type: ignore[arg-type]
+
+    def _handler_failed(self, event: str, exc: BaseException) -> None:
+        logger.error("handler for %r raised %r", event, exc, exc_info=exc)
+        if event != "error":
+            self.emit("error", exc)

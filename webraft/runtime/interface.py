@@ -1,0 +1,616 @@
+"""The asyncio runtime: the seed's ``RaftInterface`` and ``NodeInstance`` around the core.
+
+This layer owns everything the core must not touch: the event loop's clock and timers, the
+storage, the peers' transports, the application's handlers and the callers' futures. It runs
+unchanged on CPython's asyncio and on Pyodide's WebLoop (it never blocks, never starts a
+thread and never calls ``asyncio.run``).
+
+One *drive* task performs the core's Ready loop: persist, then send, then hand committed
+entries to the *apply* task, then advance. Messages and proposals that arrive while a save is
+in progress are stepped into the core at once and leave together in the next Ready, which is
+where batching under load comes from.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import json
+import logging
+import random
+from collections import deque
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..core.messages import COMMAND, Entry, decode, encode
+from ..core.raft import LEADER, PUBLIC_STATE, CoreConfig, ProposalResult, RaftCore, Ready
+from ..core.state import StorageUpdate, StoredState
+from ..errors import (
+    InvalidCommand,
+    LeadershipLost,
+    MessageError,
+    NoLeaderError,
+    NotLeaderError,
+    ProposalError,
+    ProposalTimeout,
+    RaftClosed,
+    WebraftError,
+)
+from ..storage import MemoryStorage, Storage
+from .events import EventEmitter
+
+logger = logging.getLogger("webraft")
+
+#: Largest command accepted by :meth:`RaftInterface.propose`, in bytes of JSON.
+MAX_COMMAND_BYTES = 1 << 20
+
+
+class NodeInstance:
+    """One peer as seen from this node: subclass it and implement :meth:`write`.
+
+    Feed whatever the transport receives from this peer to :meth:`got_data`. The address is
+    the peer's identity: the transport must make sure data given to this instance really comes
+    from that peer (the relay stamps senders for exactly this reason).
+    """
+
+    #: Seconds to wait for this peer to answer a forwarded request before giving up on it.
+    message_timeout: float = 3.0
+
+    def __init__(self, address: str, raft: RaftInterface) -> None:
+        self.address = address
+        self.raft = raft
+
+    def write(self, payload: dict[str, Any]) -> None:
+        """Deliver a JSON-serializable ``payload`` to the peer (best effort; Raft retries)."""
+        raise NotImplementedError("NodeInstance subclasses must implement write()")
+
+    def got_data(self, payload: Any) -> None:
+        """Hand the runtime data received from this peer."""
+        self.raft.got_data(self.address, payload)
+
+    def close(self) -> None:
+        """Called when the peer leaves or the node closes; release the connection here."""
+
+
+@dataclass(slots=True)
+class _Batch:
+    """Proposals that travel together until they have log indexes."""
+
+    commands: list[Any]
+    futures: list[asyncio.Future[int]]
+    sent_to: str | None = None  # the leader it was forwarded to, None when local or parked
+    sent: bool = False  # ever sent to a leader that might have appended it
+    timer: asyncio.TimerHandle | None = None
+
+
+@dataclass(slots=True)
+class _Waiter:
+    term: int
+    future: asyncio.Future[int]
+
+
+@dataclass(slots=True)
+class _ApplyState:
+    queue: deque[Entry] = field(default_factory=deque)
+    task: asyncio.Task[None] | None = None
+    gate: asyncio.Future[None] | None = None  # open once the application told us its index
+    skip_to: int = 0
+    skip_term: int | None = None
+
+
+class RaftInterface(EventEmitter):
+    """A Raft node: subclass it, implement :meth:`create_instance`, and drive it.
+
+    ``members`` is the voting configuration of a brand-new cluster (the same list on every
+    node, this node included); it is ignored when ``storage`` already holds state.
+
+    Timing (seconds; override the properties to tune): a follower that hears nothing from a
+    leader for ``heartbeat_timeout`` (plus a random fraction of ``heartbeat_frequency``, so
+    that followers do not all start at once) emits ``heartbeat timeout`` and ``start
+    election``; a candidate that has not won after ``election_timeout`` (random, drawn anew
+    each time) starts another round; a leader sends heartbeats every ``heartbeat_frequency``
+    and steps down if a majority has not answered within ``heartbeat_timeout`` (CheckQuorum).
+
+    Restarts: if a ``refresh`` handler is registered when :meth:`start` runs, it is called
+    with a callback ``cb(term, index)``; the application loads its state and reports the last
+    entry it applied, and the node applies only entries after it. Without a handler, the
+    application is assumed to start empty and every committed entry is applied again.
+    """
+
+    def __init__(self, address: str, *, members: Iterable[str] | None = None,
+                 storage: Storage | None = None) -> None:
+        super().__init__()
+        if not isinstance(address, str) or not address:
+            raise ValueError("address must be a non-empty string")
+        self.address = address
+        self.storage: Storage = storage if storage is not None else MemoryStorage()
+        self.nodes: dict[str, NodeInstance] = {}
+        self._rng = random.Random()
+        stored = self.storage.load()
+        if stored is None:
+            voters = list(members) if members is not None else [address]
+            if len(set(voters)) != len(voters) or not all(isinstance(v, str) and v
+                                                          for v in voters):
+                raise ValueError("members must be distinct non-empty addresses")
+            stored = StoredState.bootstrap(voters)
+        stored.check()
+        self.core = RaftCore(CoreConfig(
+            id=address,
+            follower_timeout=self._follower_timeout,
+            election_timeout=lambda: self.election_timeout,
+            heartbeat_interval=self.heartbeat_frequency,
+            quorum_timeout=self.heartbeat_timeout,
+        ), stored)
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._t0 = 0.0
+        self._closed = False
+        self._driving = False
+        self._drive_task: asyncio.Task[None] | None = None
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_at = float("inf")
+        self._outbox: list[tuple[Any, asyncio.Future[int]]] = []
+        self._batches: dict[int, _Batch] = {}  # by request id, until they have indexes
+        self._parked: list[_Batch] = []  # waiting for a leader
+        self._waiters: dict[int, _Waiter] = {}  # by log index, until applied
+        self._next_req = 1
+        self._apply = _ApplyState()
+        self._last_applied = stored.snapshot.index
+
+    # ------------------------------------------------------------------ overridables
+
+    def create_instance(self, address: str) -> NodeInstance:
+        """Return the :class:`NodeInstance` that talks to ``address``."""
+        raise NotImplementedError("RaftInterface subclasses must implement create_instance()")
+
+    @property
+    def election_timeout(self) -> float:
+        """Seconds a candidate waits for votes; random in [0.15, 0.30], drawn on each read."""
+        return self._rng.uniform(0.15, 0.30)
+
+    @property
+    def heartbeat_frequency(self) -> float:
+        """Seconds between a leader's heartbeats."""
+        return 0.05
+
+    @property
+    def heartbeat_timeout(self) -> float:
+        """Seconds of leader silence after which a follower campaigns."""
+        return 0.20
+
+    @property
+    def proposal_timeout(self) -> float:
+        """Longest a :meth:`propose` call waits for its outcome."""
+        return 5.0
+
+    @property
+    def forward_proposals(self) -> bool:
+        """Forward proposals made on a follower to the leader (the seed's behaviour)."""
+        return True
+
+    def _follower_timeout(self) -> float:
+        return self.heartbeat_timeout + self._rng.uniform(0, self.heartbeat_frequency)
+
+    # ------------------------------------------------------------------ state
+
+    @property
+    def state(self) -> str:
+        """``"follower"``, ``"candidate"`` or ``"leader"``."""
+        return PUBLIC_STATE[self.core.state]
+
+    @property
+    def is_leader(self) -> bool:
+        return self.core.state == LEADER
+
+    @property
+    def leader(self) -> str | None:
+        """Address of the leader this node knows of, or None."""
+        return self.core.leader
+
+    @property
+    def term(self) -> int:
+        return self.core.term
+
+    @property
+    def commit_index(self) -> int:
+        return self.core.log.commit
+
+    @property
+    def last_applied(self) -> int:
+        """Index of the last entry the application has fully applied."""
+        return self._last_applied
+
+    @property
+    def members(self) -> tuple[str, ...]:
+        """Current voting members."""
+        return self.core.cluster.voters
+
+    # ------------------------------------------------------------------ peers
+
+    def join(self, address: str) -> None:
+        """Peer ``address`` became reachable: create its NodeInstance, emit ``join``."""
+        if address == self.address or address in self.nodes:
+            return
+        self.nodes[address] = self.create_instance(address)
+        self.emit("join", address)
+
+    def leave(self, address: str) -> None:
+        """Peer ``address`` became unreachable: drop its NodeInstance, emit ``leave``."""
+        node = self.nodes.pop(address, None)
+        if node is None:
+            return
+        self._close_node(node)
+        self.emit("leave", address)
+
+    def got_data(self, address: str, payload: Any) -> None:
+        """Data received from peer ``address``. Never raises; bad input is dropped."""
+        if self._closed:
+            return
+        try:
+            msg = decode(payload)
+            self.core.tick(self._now())
+            self.core.step(address, msg)
+        except MessageError as exc:
+            logger.warning("%s: dropped message from %r: %s", self.address, address, exc)
+            self.emit("error", exc)
+            return
+        except Exception as exc:  # a bug must not take the node down with it
+            logger.exception("%s: failed to handle a message from %r", self.address, address)
+            self.emit("error", exc)
+            return
+        self._kick()
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def start(self) -> None:
+        """Start timers and processing; needs a running asyncio loop."""
+        if self._loop is not None:
+            return
+        self._loop = asyncio.get_running_loop()
+        self._t0 = self._loop.time()
+        if self.listeners("refresh"):
+            self._request_refresh()
+        self._kick()
+
+    async def close(self) -> None:
+        """Stop timers, fail pending proposals; storage keeps everything saved so far."""
+        if self._closed:
+            return
+        self._closed = True
+        if self._timer is not None:
+            self._timer.cancel()
+        if self._drive_task is not None:
+            await asyncio.shield(self._drive_task)
+        for batch in [*self._batches.values(), *self._parked]:
+            self._fail_batch(batch, RaftClosed(may_have_committed=batch.sent))
+        for _, fut in self._outbox:
+            _fail(fut, RaftClosed(may_have_committed=False))
+        for waiter in self._waiters.values():
+            _fail(waiter.future, RaftClosed())
+        self._batches.clear()
+        self._parked.clear()
+        self._outbox.clear()
+        self._waiters.clear()
+        if self._apply.task is not None:
+            self._apply.task.cancel()
+        for node in list(self.nodes.values()):
+            self._close_node(node)
+
+    async def __aenter__(self) -> RaftInterface:
+        self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    # ------------------------------------------------------------------ proposals
+
+    def propose(self, command: Any) -> asyncio.Future[int]:
+        """Replicate ``command``; the future resolves to its log index once it is committed
+        and applied on this node. Failures are :class:`~webraft.errors.ProposalError`\\ s
+        (see :mod:`webraft.errors` for which ones mean "may still commit")."""
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[int] = loop.create_future()
+        try:
+            text = json.dumps(command, allow_nan=False)
+        except (TypeError, ValueError) as exc:
+            fut.set_exception(InvalidCommand(f"command is not JSON-serializable: {exc}"))
+            return fut
+        if len(text) > MAX_COMMAND_BYTES:
+            fut.set_exception(InvalidCommand(f"command is {len(text)} bytes, over the limit"))
+        elif self._closed:
+            fut.set_exception(RaftClosed(may_have_committed=False))
+        elif not self.is_leader and not self.forward_proposals:
+            fut.set_exception(NotLeaderError(leader=self.leader))
+        else:
+            # Every node must hold the same value: round-trip it through JSON (tuples become
+            # lists) and keep a private copy that later changes by the caller cannot touch.
+            self._outbox.append((json.loads(text), fut))
+            handle = loop.call_later(self.proposal_timeout, self._expire, fut)
+            fut.add_done_callback(lambda _f: handle.cancel())
+            self._kick()
+        return fut
+
+    def _expire(self, fut: asyncio.Future[int]) -> None:
+        for batch in [*self._batches.values(), *self._parked]:
+            if fut in batch.futures:
+                if not batch.sent:
+                    _fail(fut, NoLeaderError("no leader became known in time"))
+                    return
+                break
+        else:
+            in_outbox = any(f is fut for _, f in self._outbox)
+            if in_outbox:
+                _fail(fut, NoLeaderError("no leader became known in time"))
+                return
+        _fail(fut, ProposalTimeout(f"no outcome within {self.proposal_timeout} s"))
+
+    def _flush_outbox(self) -> None:
+        if not self._outbox:
+            return
+        pending = [(c, f) for c, f in self._outbox if not f.done()]
+        self._outbox = []
+        if pending:
+            self._submit(_Batch([c for c, _ in pending], [f for _, f in pending]))
+
+    def _submit(self, batch: _Batch) -> None:
+        req = self._next_req
+        self._next_req += 1
+        if not self.is_leader and self.leader not in self.nodes:
+            self._park(batch)  # no leader, or none we can reach
+            return
+        self._batches[req] = batch
+        if not self.is_leader:
+            batch.sent_to = self.leader
+            batch.sent = True
+            batch.timer = self._loop_or_running().call_later(
+                self.nodes[batch.sent_to].message_timeout, self._forward_timed_out, req)
+        self.core.propose(req, batch.commands)
+
+    def _forward_timed_out(self, req: int) -> None:
+        batch = self._batches.pop(req, None)
+        if batch is not None:
+            self._fail_batch(batch, ProposalTimeout("the leader did not answer in time"))
+
+    def _on_proposal(self, result: ProposalResult) -> None:
+        batch = self._batches.get(result.id)
+        if batch is None or result.src != batch.sent_to:
+            return  # already timed out, or an answer from someone we did not ask
+        del self._batches[result.id]
+        if batch.timer is not None:
+            batch.timer.cancel()
+            batch.timer = None
+        if result.index == 0:
+            self._park(batch)  # not appended anywhere: retry with the next leader
+            return
+        for k, fut in enumerate(batch.futures):
+            if fut.done():
+                continue
+            index = result.index + k
+            if index <= self._last_applied:  # answers can be overtaken by the entries
+                term = self.core.log.term_at(index)
+                self._applied_waiter(_Waiter(result.term, fut), index, term)
+            else:
+                self._waiters[index] = _Waiter(result.term, fut)
+
+    def _park(self, batch: _Batch) -> None:
+        batch.sent_to = None
+        first = not self._parked
+        self._parked.append(batch)
+        if first:
+            self._loop_or_running().call_later(self.heartbeat_frequency, self._retry_parked)
+
+    def _retry_parked(self) -> None:
+        if self._closed or not self._parked:
+            return
+        if not self.is_leader and self.leader not in self.nodes:
+            self._loop_or_running().call_later(self.heartbeat_frequency, self._retry_parked)
+            return
+        parked, self._parked = self._parked, []
+        for batch in parked:
+            live = [(c, f) for c, f in zip(batch.commands, batch.futures, strict=True)
+                    if not f.done()]
+            if live:
+                retry = _Batch([c for c, _ in live], [f for _, f in live], sent=batch.sent)
+                self._submit(retry)
+        self._kick()
+
+    def _fail_batch(self, batch: _Batch, exc: ProposalError) -> None:
+        if batch.timer is not None:
+            batch.timer.cancel()
+        for fut in batch.futures:
+            _fail(fut, exc)
+
+    # ------------------------------------------------------------------ the Ready loop
+
+    def _now(self) -> float:
+        return self._loop.time() - self._t0 if self._loop is not None else 0.0
+
+    def _loop_or_running(self) -> asyncio.AbstractEventLoop:
+        return self._loop if self._loop is not None else asyncio.get_running_loop()
+
+    def _kick(self) -> None:
+        if self._driving or self._closed or self._loop is None:
+            return
+        self._driving = True
+        self._drive_task = self._loop.create_task(self._drive())
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        self._timer_at = float("inf")
+        if self._closed:
+            return
+        self.core.tick(self._now())
+        self._kick()
+        self._arm_timer()
+
+    def _arm_timer(self) -> None:
+        if self._closed or self._loop is None:
+            return
+        at = self._t0 + self.core.next_deadline
+        # Only ever move the timer earlier: a later deadline is picked up when it fires.
+        if at < self._timer_at:
+            if self._timer is not None:
+                self._timer.cancel()
+            self._timer_at = at
+            self._timer = self._loop.call_at(at, self._on_timer)
+
+    async def _drive(self) -> None:
+        try:
+            while not self._closed:
+                self._flush_outbox()
+                if not self.core.has_ready():
+                    break
+                rd = self.core.ready()
+                if rd.hard is not None or rd.entries or rd.snapshot is not None:
+                    await self._persist(StorageUpdate(rd.hard, tuple(rd.entries), rd.snapshot))
+                    if self._closed:
+                        break
+                self._handle_ready(rd)
+                self.core.advance(rd)
+        except Exception as exc:  # pragma: no cover - a bug; report it, keep the node alive
+            logger.exception("%s: Ready loop failed", self.address)
+            self.emit("error", exc)
+        finally:
+            self._driving = False
+        self._arm_timer()
+
+    async def _persist(self, update: StorageUpdate) -> None:
+        """Save until it succeeds: nothing that depends on it may be sent before."""
+        delay = 0.01
+        while True:
+            try:
+                await self.storage.save(update)
+                return
+            except Exception as exc:
+                logger.error("%s: storage failed, retrying in %.2fs: %r", self.address,
+                             delay, exc)
+                self.emit("error", exc)
+                if self._closed:
+                    raise RaftClosed("closed while storage was failing") from exc
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 2.0)
+
+    def _handle_ready(self, rd: Ready) -> None:
+        for dst, msg in rd.messages:
+            node = self.nodes.get(dst)
+            if node is None:
+                continue  # not reachable right now; Raft will retry
+            try:
+                node.write(encode(msg))
+            except Exception as exc:
+                logger.warning("%s: write to %r failed: %r", self.address, dst, exc)
+                self.emit("error", exc)
+        for result in rd.proposals:
+            self._on_proposal(result)
+        for event in rd.events:
+            self.emit(*event)
+        if rd.committed:
+            self._apply.queue.extend(rd.committed)
+            if self._apply.task is None:
+                self._apply.task = self._loop_or_running().create_task(self._apply_loop())
+
+    # ------------------------------------------------------------------ applying
+
+    def _request_refresh(self) -> None:
+        gate = self._loop_or_running().create_future()
+        self._apply.gate = gate
+
+        def cb(term: int = 0, index: int = 0) -> None:
+            if gate.done():
+                return
+            if type(index) is not int or type(term) is not int or index < 0 or term < 0:
+                self.emit("error", WebraftError(f"refresh callback got ({term!r}, {index!r})"))
+                return
+            self._apply.skip_to = index
+            self._apply.skip_term = term
+            gate.set_result(None)
+
+        self.emit("refresh", cb)
+
+    async def _apply_loop(self) -> None:
+        state = self._apply
+        try:
+            if state.gate is not None:
+                await state.gate
+            while state.queue and not self._closed:
+                entry = state.queue.popleft()
+                if entry.index <= state.skip_to:
+                    if entry.index == state.skip_to and entry.term != state.skip_term:
+                        self.emit("error", WebraftError(
+                            f"application state is at ({state.skip_term}, {entry.index}) but "
+                            f"the log has term {entry.term} there"))
+                    self._applied(entry)
+                    continue
+                if entry.kind == COMMAND and self.listeners("apply"):
+                    await self._apply_entry(entry)
+                self._applied(entry)
+        finally:
+            state.task = None
+
+    async def _apply_entry(self, entry: Entry) -> None:
+        for handler in self.listeners("apply"):
+            delay = 0.01
+            while not self._closed:
+                try:
+                    await _call_apply(handler, entry)
+                    break
+                except Exception as exc:
+                    logger.error("%s: apply of %d failed, retrying: %r", self.address,
+                                 entry.index, exc)
+                    self.emit("error", exc)
+                    await asyncio.sleep(delay)
+                    delay = min(delay * 2, 5.0)
+
+    def _applied(self, entry: Entry) -> None:
+        self._last_applied = entry.index
+        waiter = self._waiters.pop(entry.index, None)
+        if waiter is not None:
+            self._applied_waiter(waiter, entry.index, entry.term)
+        if entry.kind == COMMAND:
+            self.emit("updated", entry.index)
+
+    @staticmethod
+    def _applied_waiter(waiter: _Waiter, index: int, term: int | None) -> None:
+        if waiter.future.done():
+            return
+        if waiter.term == term:
+            waiter.future.set_result(index)
+        else:
+            waiter.future.set_exception(LeadershipLost(
+                f"index {index} was taken by a leader of term {term}"))
+
+    def _close_node(self, node: NodeInstance) -> None:
+        try:
+            node.close()
+        except Exception as exc:
+            logger.warning("%s: closing %r failed: %r", self.address, node.address, exc)
+
+
+async def _call_apply(handler: Callable[..., Any], entry: Entry) -> None:
+    """Run one apply handler to completion: its callback, or its coroutine."""
+    loop = asyncio.get_running_loop()
+    done: asyncio.Future[None] | None = None
+    outcome: list[BaseException | None] = []
+
+    def cb(exc: BaseException | None = None) -> None:
+        if outcome:
+            return
+        outcome.append(exc)
+        if done is not None and not done.done():
+            done.set_result(None)
+
+    result = handler(entry, entry.index, cb)
+    if inspect.isawaitable(result):
+        await result
+        return
+    if not outcome:
+        done = loop.create_future()
+        await done
+    if outcome[0] is not None:
+        raise outcome[0] if isinstance(outcome[0], BaseException) else WebraftError(outcome[0])
+
+
+def _fail(fut: asyncio.Future[Any], exc: BaseException) -> None:
+    if not fut.done():
+        fut.set_exception(exc)

@@ -1,0 +1,15 @@
+"""Storages: where a node keeps its term, vote and log. Each module is one backend.
+
+Every backend implements :class:`Storage`. The contract, which the runtime relies on:
+
+* :meth:`Storage.load` returns what was last saved, or ``None`` for a brand-new store;
+* :meth:`Storage.save` applies a :class:`~webraft.core.StorageUpdate` **atomically and
+  durably**: when it returns, all of it survives a crash, and a crash during it leaves either
+  all of it or none of it. The runtime sends no message that depends on an update before
+  ``save`` has returned.
+"""
+
+from .base import Storage
+from .memory import MemoryStorage
+
+__all__ = ["MemoryStorage", "Storage"]
