@@ -54,6 +54,9 @@ PRE_CANDIDATE = "pre-candidate"
 CANDIDATE = "candidate"
 LEADER = "leader"
 
+#: How many forwarded request ids a leader remembers to answer duplicates consistently.
+MAX_FORWARD_MEMORY = 65536
+
 #: The public role names; a pre-candidate shows as a candidate (it is campaigning).
 PUBLIC_STATE = {FOLLOWER: "follower", PRE_CANDIDATE: "candidate", CANDIDATE: "candidate",
                 LEADER: "leader"}
@@ -155,6 +158,7 @@ class RaftCore:
         self._proposals: list[ProposalResult] = []
         self._events: list[tuple[Any, ...]] = []
         self._dirty: dict[str, None] = {}  # followers that may need an AppendEntries
+        self._forwarded: dict[tuple[str, int], int] = {}  # (src, request id) -> index, this term
         self._reset_election_timer(self.cfg.follower_timeout())
 
     # ------------------------------------------------------------------ inputs
@@ -342,6 +346,7 @@ class RaftCore:
         self._set_state(LEADER)
         nxt = self.log.last_index + 1
         self.progress = {m: Progress(nxt) for m in self.cluster.members if m != self.id}
+        self._forwarded = {}
         self.heartbeat_deadline = self.now + self.cfg.heartbeat_interval
         self.quorum_deadline = self.now + self.cfg.quorum_timeout
         # A no-op of our own term lets earlier-term entries commit (Raft §5.4.2, §8).
@@ -524,14 +529,22 @@ class RaftCore:
     # ------------------------------------------------------------------ forwarding
 
     def _step_proposal(self, src: str, m: ProposeRequest | ProposeResponse) -> None:
-        if isinstance(m, ProposeRequest):
-            if self.state == LEADER:
-                index = self._append(COMMAND, m.commands)
-                self._send(src, ProposeResponse(self.term, m.id, index))
-            else:
-                self._send(src, ProposeResponse(self.term, m.id, 0, self.leader or ""))
-        else:
+        if isinstance(m, ProposeResponse):
             self._proposals.append(ProposalResult(m.id, m.index, m.term, m.leader, src))
+            return
+        # Accept only requests addressed to this leadership: a copy delayed past a term change
+        # (or past a crash of this node) is refused instead of being appended a second time.
+        if self.state != LEADER or m.term != self.term:
+            self._send(src, ProposeResponse(self.term, m.id, 0, self.leader or ""))
+            return
+        key = (src, m.id)
+        index = self._forwarded.get(key)
+        if index is None:  # not a duplicate of a request already appended this term
+            index = self._append(COMMAND, m.commands)
+            self._forwarded[key] = index
+            if len(self._forwarded) > MAX_FORWARD_MEMORY:
+                del self._forwarded[next(iter(self._forwarded))]
+        self._send(src, ProposeResponse(self.term, m.id, index))
 
     def _send(self, dst: str, m: Message) -> None:
         self._msgs.append((dst, m))

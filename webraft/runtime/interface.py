@@ -153,7 +153,8 @@ class RaftInterface(EventEmitter):
         self._batches: dict[int, _Batch] = {}  # by request id, until they have indexes
         self._parked: list[_Batch] = []  # waiting for a leader
         self._waiters: dict[int, _Waiter] = {}  # by log index, until applied
-        self._next_req = 1
+        # Request ids are random per incarnation so a restarted node never reuses one.
+        self._next_req = self._rng.randrange(1 << 52)
         self._apply = _ApplyState()
         self._last_applied = stored.snapshot.index
 

@@ -1,0 +1,155 @@
+"""Raft's safety properties, checked incrementally as the simulator runs.
+
+Each check runs at the moment the property could break, so every step of a simulation is
+covered without rescanning whole logs:
+
+* **election safety**: at most one leader per term (checked whenever a node leads);
+* **leader append-only**: a leader never overwrites or removes entries of its log;
+* **log matching**: two persisted logs with an entry of the same index and term are identical
+  up to it (a hash chain per persisted log, compared across nodes);
+* **leader completeness**: a leader holds every entry committed in an earlier term;
+* **state machine safety**: no two nodes apply different entries at one index, and each node
+  applies indexes in order, without gaps;
+* **durability**: persisted term and vote never go backwards, across restarts too, and every
+  message leaves only after what it depends on (term, vote, acknowledged entries) is on disk.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..core.messages import AppendResponse, Entry, Message, VoteResponse
+from ..core.raft import LEADER, RaftCore
+from ..core.state import HardState, StorageUpdate
+
+
+class SafetyViolation(AssertionError):
+    """A Raft safety property was broken; the message says which and where."""
+
+
+@dataclass(slots=True)
+class _Disk:
+    """What the checker knows of one node's persisted log."""
+
+    hard: HardState = field(default_factory=HardState)
+    chain: list[int] = field(default_factory=lambda: [0])  # chain[i]: hash of entries 1..i
+    terms: list[int] = field(default_factory=lambda: [0])
+
+
+def _link(prev: int, entry: Entry) -> int:
+    return hash((prev, entry.term, entry.kind, repr(entry.command)))
+
+
+class SafetyChecker:
+    """Collects observations from every node and raises :class:`SafetyViolation`."""
+
+    def __init__(self) -> None:
+        self.leaders: dict[int, str] = {}  # term -> leader
+        self.committed: dict[int, tuple[int, Any]] = {}  # index -> (term, command)
+        self.commit_term: dict[int, int] = {}  # index -> term of the leader that committed it
+        self.max_committed = 0
+        self.chains: dict[tuple[int, int], int] = {}  # (index, term) -> chain hash
+        self.disks: dict[str, _Disk] = {}
+        self.applied: dict[str, int] = {}
+        self.leader_tail: dict[str, tuple[int, int, int]] = {}  # node -> (term, index, term)
+
+    def _fail(self, what: str) -> None:
+        raise SafetyViolation(what)
+
+    # -- persistence ---------------------------------------------------------------
+
+    def on_persist(self, node: str, update: StorageUpdate, is_leader: bool) -> None:
+        """``update`` reached ``node``'s disk; ``is_leader``: it led when the update was made."""
+        disk = self.disks.setdefault(node, _Disk())
+        if update.hard is not None:
+            old, new = disk.hard, update.hard
+            if new.term < old.term:
+                self._fail(f"{node}: persisted term went back from {old.term} to {new.term}")
+            if new.term == old.term and old.vote is not None and new.vote != old.vote:
+                self._fail(f"{node}: changed its vote in term {new.term}")
+            disk.hard = new
+        if update.entries:
+            first = update.entries[0].index
+            if first > len(disk.chain):
+                self._fail(f"{node}: persisted entry {first} leaves a gap")
+            if is_leader and first < len(disk.chain):
+                self._fail(f"{node}: leader overwrote its log from index {first}")
+            del disk.chain[first:]
+            del disk.terms[first:]
+            for entry in update.entries:
+                h = _link(disk.chain[-1], entry)
+                disk.chain.append(h)
+                disk.terms.append(entry.term)
+                known = self.chains.setdefault((entry.index, entry.term), h)
+                if known != h:
+                    self._fail(f"{node}: log matching broken at index {entry.index} "
+                               f"term {entry.term}")
+
+    def on_restart(self, node: str, hard: HardState) -> None:
+        disk = self.disks.get(node)
+        if disk is not None and (hard.term, hard.vote) != (disk.hard.term, disk.hard.vote):
+            self._fail(f"{node}: restarted with {hard}, persisted {disk.hard}")
+        self.applied[node] = 0
+        self.leader_tail.pop(node, None)
+
+    def on_send(self, node: str, dst: str, msg: Message) -> None:
+        """A message leaves only after what it depends on was persisted."""
+        disk = self.disks.setdefault(node, _Disk())
+        if msg.term > disk.hard.term and not getattr(msg, "pre", False):
+            self._fail(f"{node}: sent term {msg.term} before persisting it")
+        if isinstance(msg, VoteResponse) and msg.granted and not msg.pre and (
+                disk.hard.term != msg.term or disk.hard.vote != dst):
+            self._fail(f"{node}: granted a vote to {dst} before persisting it")
+        if isinstance(msg, AppendResponse) and msg.success and msg.index >= len(disk.chain):
+            self._fail(f"{node}: acknowledged index {msg.index} before persisting it")
+
+    # -- roles ----------------------------------------------------------------------
+
+    def on_state(self, node: str, core: RaftCore) -> None:
+        """Called after every step of ``node``."""
+        if core.state != LEADER:
+            self.leader_tail.pop(node, None)
+            return
+        holder = self.leaders.setdefault(core.term, node)
+        if holder != node:
+            self._fail(f"two leaders in term {core.term}: {holder} and {node}")
+        log = core.log
+        tail = self.leader_tail.get(node)
+        if tail is None or tail[0] != core.term:
+            self._check_complete(node, core)
+        elif log.last_index < tail[1] or log.term_at(tail[1]) != tail[2]:
+            self._fail(f"{node}: leader of term {core.term} lost its entry {tail[1]}")
+        self.leader_tail[node] = (core.term, log.last_index, log.last_term)
+
+    def _check_complete(self, node: str, core: RaftCore, upto: int | None = None) -> None:
+        log = core.log
+        hi = self.max_committed if upto is None else upto
+        for index in range(max(log.first_index, 1), hi + 1):
+            if self.commit_term.get(index, core.term) >= core.term:
+                continue  # only entries committed in earlier terms are owed
+            term, command = self.committed[index]
+            if log.term_at(index) != term or log.entry(index).command != command:
+                self._fail(f"leader {node} of term {core.term} lacks committed entry {index}")
+
+    # -- commitment and application -------------------------------------------------
+
+    def on_commit(self, node: str, core: RaftCore, entries: list[Entry],
+                  leaders: dict[str, RaftCore]) -> None:
+        """``entries`` were handed to ``node``'s state machine as committed."""
+        expected = self.applied.get(node, 0)
+        for entry in entries:
+            expected += 1
+            if entry.index != expected:
+                self._fail(f"{node}: applied {entry.index}, expected {expected}")
+            known = self.committed.setdefault(entry.index, (entry.term, entry.command))
+            if known != (entry.term, entry.command):
+                self._fail(f"state machine safety: {node} applied {entry!r} at {entry.index}, "
+                           f"another node applied {known}")
+            self.commit_term.setdefault(entry.index, core.term)
+        self.applied[node] = expected
+        if expected > self.max_committed:
+            self.max_committed = expected
+            for leader, lcore in leaders.items():
+                if lcore.state == LEADER and lcore.term > core.term:
+                    self._check_complete(leader, lcore, expected)

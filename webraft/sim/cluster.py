@@ -1,0 +1,382 @@
+"""A deterministic simulation of a Raft cluster on a virtual clock.
+
+Everything random comes from one ``random.Random(seed)``, events are ordered by (time,
+sequence number) and nothing iterates over a set, so a seed replays exactly, whatever
+``PYTHONHASHSEED`` is. The simulation drives real :class:`~webraft.core.RaftCore` objects the
+way the asyncio runtime does (persist, then send, then apply, then advance), with disk writes
+that take time, so a crash loses exactly what was not yet persisted.
+
+A run has two phases. During the *fault phase* the network drops, duplicates, delays and
+reorders messages, partitions come and go (symmetric, one-way, split brain), nodes crash and
+restart, and clients propose commands to random nodes. Then everything heals, and the
+*liveness phase* requires that a leader is elected and a final proposal commits everywhere
+within a bounded virtual time. :class:`~webraft.sim.checker.SafetyChecker` checks the safety
+properties throughout.
+"""
+
+from __future__ import annotations
+
+import heapq
+import random
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..core.messages import Message, decode, encode
+from ..core.raft import LEADER, CoreConfig, RaftCore, Ready
+from ..core.state import StorageUpdate, StoredState
+from ..storage.memory import MemoryStorage
+from .checker import SafetyChecker, SafetyViolation
+
+
+@dataclass(slots=True)
+class Scenario:
+    """The knobs of one run; :meth:`from_seed` derives a varied scenario from a seed."""
+
+    seed: int
+    nodes: int = 3
+    fault_time: float = 3.0  # virtual seconds of faults
+    settle_time: float = 8.0  # bound for the liveness phase
+    drop: float = 0.05
+    duplicate: float = 0.02
+    delay: tuple[float, float] = (0.0005, 0.004)
+    slow: float = 0.05  # chance that a message is delayed a lot (reordering)
+    fault_rate: float = 2.0  # partitions/crashes per virtual second
+    crash_share: float = 0.4  # share of faults that are crashes
+    proposal_rate: float = 40.0  # client proposals per virtual second
+    disk_delay: tuple[float, float] = (0.0002, 0.003)
+    max_append_entries: int = 32  # small batches leave logs half-replicated more often
+    max_inflight: int = 8
+    leader_crash: float = 0.5  # share of crashes that hit the leader
+
+    @classmethod
+    def from_seed(cls, seed: int) -> Scenario:
+        rng = random.Random(f"scenario-{seed}")
+        return cls(
+            seed=seed,
+            nodes=rng.choice((3, 3, 5)),
+            drop=rng.choice((0.0, 0.02, 0.1, 0.2)),
+            duplicate=rng.choice((0.0, 0.02, 0.1)),
+            slow=rng.choice((0.0, 0.05, 0.2)),
+            fault_rate=rng.choice((0.5, 2.0, 5.0)),
+            crash_share=rng.choice((0.0, 0.3, 0.6)),
+            proposal_rate=rng.choice((10.0, 50.0, 200.0)),
+            max_append_entries=rng.choice((1, 2, 4, 32)),
+            max_inflight=rng.choice((1, 4, 16)),
+            leader_crash=rng.choice((0.2, 0.5, 0.9)),
+        )
+
+    def replay_command(self) -> str:
+        return f"python -m webraft.sim --seed {self.seed}"
+
+
+@dataclass(slots=True)
+class SimNode:
+    id: str
+    disk: MemoryStorage = field(default_factory=MemoryStorage)
+    core: RaftCore | None = None
+    generation: int = 0  # bumped by a crash: in-flight work of the old life is void
+    busy: bool = False  # a Ready is being persisted
+    timer_at: float = float("inf")
+    applied: list[Any] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class Stats:
+    events: int = 0
+    messages: int = 0
+    dropped: int = 0
+    crashes: int = 0
+    partitions: int = 0
+    elections: int = 0
+    proposals: int = 0
+    committed: int = 0
+    recovery_time: float = 0.0
+
+
+class Simulation:
+    """One seeded run. ``run()`` returns :class:`Stats` or raises :class:`SafetyViolation`
+    (or :class:`LivenessFailure`); the exception message ends with the replay command."""
+
+    def __init__(self, scenario: Scenario) -> None:
+        self.sc = scenario
+        self.rng = random.Random(scenario.seed)
+        self.now = 0.0
+        self._seq = 0
+        self._queue: list[tuple[float, int, str, tuple[Any, ...]]] = []
+        self.ids = [f"n{i}" for i in range(scenario.nodes)]
+        self.nodes = {i: SimNode(i) for i in self.ids}
+        self.blocked: dict[tuple[str, str], bool] = {}
+        self.checker = SafetyChecker()
+        self.stats = Stats()
+        self.faulty = True
+        self._req = 0
+        self.acked: dict[int, tuple[int, int]] = {}  # request -> (index, term)
+        self.commands: dict[int, Any] = {}  # request -> command
+        for node in self.nodes.values():
+            self._boot(node)
+
+    # -- plumbing ---------------------------------------------------------------------
+
+    def _at(self, when: float, kind: str, *args: Any) -> None:
+        self._seq += 1
+        heapq.heappush(self._queue, (when, self._seq, kind, args))
+
+    def _boot(self, node: SimNode) -> None:
+        stored = node.disk.load() or StoredState.bootstrap(self.ids)
+        self.checker.on_restart(node.id, stored.hard)
+        rng = self.rng
+        cfg = CoreConfig(
+            id=node.id,
+            follower_timeout=lambda: 0.2 + rng.uniform(0, 0.05),
+            election_timeout=lambda: rng.uniform(0.15, 0.3),
+            heartbeat_interval=0.05,
+            quorum_timeout=0.2,
+            max_inflight=self.sc.max_inflight,
+            max_append_entries=self.sc.max_append_entries,
+        )
+        node.core = RaftCore(cfg, stored, applied=0, now=self.now)
+        node.applied = []
+        node.busy = False
+        node.timer_at = float("inf")
+        self._after(node)
+
+    def _after(self, node: SimNode) -> None:
+        """After any input: check, start persisting the next Ready, re-arm the timer."""
+        core = node.core
+        assert core is not None
+        self.checker.on_state(node.id, core)
+        if not node.busy and core.has_ready():
+            rd = core.ready()
+            node.busy = True
+            lo, hi = self.sc.disk_delay
+            self._at(self.now + self.rng.uniform(lo, hi), "persisted", node.id,
+                     node.generation, rd, core.state == LEADER)
+        deadline = core.next_deadline
+        if deadline < node.timer_at:
+            node.timer_at = deadline
+            self._at(deadline, "timer", node.id, node.generation)
+
+    def _persisted(self, node: SimNode, rd: Ready, was_leader: bool) -> None:
+        core = node.core
+        assert core is not None
+        if rd.hard is not None or rd.entries or rd.snapshot is not None:
+            update = StorageUpdate(rd.hard, tuple(rd.entries), rd.snapshot)
+            node.disk.write(update)
+            self.checker.on_persist(node.id, update, was_leader)
+        for dst, msg in rd.messages:
+            self.checker.on_send(node.id, dst, msg)
+            self._send(node.id, dst, msg)
+        for result in rd.proposals:
+            if result.index:
+                self.acked[result.id] = (result.index, result.term)
+        if rd.committed:
+            leaders = {n.id: n.core for n in self.nodes.values() if n.core is not None}
+            self.checker.on_commit(node.id, core, rd.committed, leaders)
+            node.applied.extend(e.command for e in rd.committed)
+        for event in rd.events:
+            if event[0] == "leader":
+                self.stats.elections += 1
+        core.advance(rd)
+        node.busy = False
+        self._after(node)
+
+    def _send(self, src: str, dst: str, msg: Message) -> None:
+        self.stats.messages += 1
+        if self.faulty and (self.blocked.get((src, dst)) or self.rng.random() < self.sc.drop):
+            self.stats.dropped += 1
+            return
+        wire = encode(msg)
+        copies = 2 if self.faulty and self.rng.random() < self.sc.duplicate else 1
+        for _ in range(copies):
+            lo, hi = self.sc.delay
+            delay = self.rng.uniform(lo, hi)
+            if self.faulty and self.rng.random() < self.sc.slow:
+                delay += self.rng.uniform(0.01, 0.15)
+            self._at(self.now + delay, "deliver", src, dst, wire)
+
+    # -- events -------------------------------------------------------------------------
+
+    def _handle(self, kind: str, args: tuple[Any, ...]) -> None:
+        if kind == "deliver":
+            src, dst, wire = args
+            node = self.nodes[dst]
+            if node.core is None or (self.faulty and self.blocked.get((src, dst))):
+                return
+            node.core.tick(self.now)
+            node.core.step(src, decode(wire))
+            self._after(node)
+        elif kind == "persisted":
+            node_id, generation, rd, was_leader = args
+            node = self.nodes[node_id]
+            if node.core is not None and node.generation == generation:
+                self._persisted(node, rd, was_leader)
+        elif kind == "timer":
+            node_id, generation = args
+            node = self.nodes[node_id]
+            if node.core is None or node.generation != generation:
+                return
+            if self.now >= node.timer_at:
+                node.timer_at = float("inf")
+            node.core.tick(self.now)
+            self._after(node)
+        elif kind == "fault":
+            if self.faulty:
+                self._fault()
+                self._at(self.now + self.rng.expovariate(self.sc.fault_rate), "fault")
+        elif kind == "restart":
+            node = self.nodes[args[0]]
+            if node.core is None:
+                self._boot(node)
+        elif kind == "propose":
+            self._propose()
+            if self.faulty:
+                self._at(self.now + self.rng.expovariate(self.sc.proposal_rate), "propose")
+
+    def _fault(self) -> None:
+        rng, ids = self.rng, self.ids
+        if rng.random() < self.sc.crash_share:
+            live = [i for i in ids if self.nodes[i].core is not None]
+            leader = self._leader()
+            if leader is not None and rng.random() < self.sc.leader_crash:
+                live = [leader.id]
+            if live:
+                victim = self.nodes[rng.choice(live)]
+                victim.core = None
+                victim.generation += 1
+                self.stats.crashes += 1
+                self._at(self.now + rng.uniform(0.05, 1.0), "restart", victim.id)
+            return
+        self.stats.partitions += 1
+        self.blocked = {}
+        choice = rng.random()
+        if choice < 0.3:
+            a = rng.choice(ids)
+            for b in ids:
+                if b != a:
+                    self.blocked[(a, b)] = self.blocked[(b, a)] = True
+        elif choice < 0.5:
+            a, b = rng.sample(ids, 2)
+            self.blocked[(a, b)] = True
+        elif choice < 0.8:
+            group = rng.sample(ids, rng.randint(1, len(ids) - 1))
+            for a in group:
+                for b in ids:
+                    if b not in group:
+                        self.blocked[(a, b)] = self.blocked[(b, a)] = True
+        # else: heal
+
+    def _propose(self, command: Any = None) -> int:
+        live = [n for n in self.nodes.values() if n.core is not None]
+        if not live:
+            return 0
+        node = self.rng.choice(live)
+        self._req += 1
+        self.commands[self._req] = command if command is not None else f"c{self._req}"
+        self.stats.proposals += 1
+        assert node.core is not None
+        node.core.propose(self._req, [self.commands[self._req]])
+        self._after(node)
+        return self._req
+
+    # -- running ------------------------------------------------------------------------
+
+    def run(self) -> Stats:
+        try:
+            return self._run()
+        except SafetyViolation as exc:
+            raise SafetyViolation(f"seed {self.sc.seed}: {exc} at t={self.now:.4f}\n"
+                                  f"replay: {self.sc.replay_command()}") from None
+
+    def _run(self) -> Stats:
+        self._at(0.0, "fault")
+        self._at(0.0, "propose")
+        self._loop_until(self.sc.fault_time)
+        # Heal: no more faults; every crashed node comes back.
+        self.faulty = False
+        self.blocked = {}
+        healed_at = self.now
+        for node in self.nodes.values():
+            if node.core is None:
+                self._at(self.now, "restart", node.id)
+        deadline = healed_at + self.sc.settle_time
+        marker = None
+        while self.now < deadline:
+            self._loop_until(min(self.now + 0.05, deadline))
+            if marker is None:
+                leader = self._leader()
+                if leader is not None:
+                    marker = self._propose_to(leader, "marker")
+            elif self._settled(marker):
+                self.stats.recovery_time = self.now - healed_at
+                self.stats.committed = self.checker.max_committed
+                self._check_outcomes()
+                return self.stats
+        raise LivenessFailure(
+            f"seed {self.sc.seed}: no agreement {self.sc.settle_time}s after healing "
+            f"(leader={self._leader()}, marker={marker}, "
+            f"commits={[n.core.log.commit for n in self.nodes.values() if n.core]})\n"
+            f"replay: {self.sc.replay_command()}")
+
+    def _loop_until(self, until: float) -> None:
+        queue = self._queue
+        while queue and queue[0][0] <= until:
+            when, _, kind, args = heapq.heappop(queue)
+            self.now = when
+            self.stats.events += 1
+            self._handle(kind, args)
+        self.now = max(self.now, until)
+
+    def _leader(self) -> SimNode | None:
+        leaders = [n for n in self.nodes.values() if n.core is not None
+                   and n.core.state == LEADER]
+        return max(leaders, key=lambda n: n.core.term) if leaders else None  # type: ignore[union-attr]
+
+    def _propose_to(self, node: SimNode, command: str) -> int:
+        self._req += 1
+        self.commands[self._req] = command
+        assert node.core is not None
+        node.core.propose(self._req, [command])
+        self._after(node)
+        return self._req
+
+    def _settled(self, marker: int) -> bool:
+        """The marker committed and every node applied everything committed."""
+        if marker not in self.acked:
+            return False
+        index, _ = self.acked[marker]
+        cores = [n.core for n in self.nodes.values()]
+        if any(c is None for c in cores):
+            return False
+        commits = {c.log.commit for c in cores}  # type: ignore[union-attr]
+        return (len(commits) == 1 and min(commits) >= index
+                and all(self.checker.applied.get(i) == min(commits) for i in self.ids))
+
+    def _check_outcomes(self) -> None:
+        """Every appended proposal ended: committed at its slot, or the slot holds another
+        entry; and no command was committed twice."""
+        seen: dict[Any, int] = {}
+        for index, (_, command) in self.checker.committed.items():
+            if command is not None and not isinstance(command, dict):
+                if command in seen:
+                    raise SafetyViolation(f"command {command!r} committed at {seen[command]} "
+                                          f"and {index}")
+                seen[command] = index
+        for req, (index, term) in self.acked.items():
+            got = self.checker.committed.get(index)
+            if got is None:
+                # Past the final commit index: a deposed leader's slot that no one has
+                # overwritten yet. The caller's future would time out ("may still commit").
+                if index <= self.checker.max_committed:
+                    raise SafetyViolation(f"slot {index} below the commit index is missing")
+                continue
+            if got[0] == term and got[1] != self.commands[req]:
+                raise SafetyViolation(f"proposal {req} at ({index}, {term}) holds {got[1]!r}")
+
+
+class LivenessFailure(AssertionError):
+    """The cluster did not recover within the bound after faults stopped."""
+
+
+def run_seed(seed: int) -> Stats:
+    """Run the scenario of ``seed``; raise on any violation."""
+    return Simulation(Scenario.from_seed(seed)).run()
