@@ -29,7 +29,6 @@ MAX_ADDRESS = 256
 COMMAND = 0  #: an application command (the ``apply`` event sees these)
 NOOP = 1  #: appended by every new leader to commit entries of earlier terms (Raft §5.4.2)
 CONFIG = 2  #: a cluster configuration: ``{"voters": [...], "learners": [...]}``
-_KINDS = (COMMAND, NOOP, CONFIG)
 
 
 class Entry:
@@ -55,10 +54,6 @@ class Entry:
         if not self._size:
             self._size = 16 + _approx_size(self.command)
         return self._size
-
-    def wire(self) -> list[Any]:
-        """The entry as it travels: ``[term, kind, command]``."""
-        return [self.term, self.kind, self.command]
 
     def __repr__(self) -> str:
         return f"Entry(term={self.term}, index={self.index}, kind={self.kind}, {self.command!r})"
@@ -151,6 +146,17 @@ class Heartbeat(Message):
 
 
 @dataclass(frozen=True, slots=True)
+class CommitNotice(Message):
+    """The leader's commit index, sent as soon as it advances; needs no answer.
+
+    Like a heartbeat's, ``commit`` never exceeds the follower's match. It saves the two
+    messages per commit that an empty AppendEntries and its answer would cost.
+    """
+
+    commit: int
+
+
+@dataclass(frozen=True, slots=True)
 class HeartbeatResponse(Message):
     """Answer to a :class:`Heartbeat`, echoing its ``ctx``."""
 
@@ -207,6 +213,7 @@ _SCHEMA: dict[str, tuple[type[Message], tuple[_FieldSpec, ...]]] = {
     "append_resp": (AppendResponse, (_int("term"), _int("index"), _FieldSpec("success", "bool"),
                                      _opt("hint_index", "int", 0), _opt("hint_term", "int", 0))),
     "heartbeat": (Heartbeat, (_int("term"), _int("commit"), _opt("ctx", "int", 0))),
+    "commit": (CommitNotice, (_int("term"), _int("commit"))),
     "heartbeat_resp": (HeartbeatResponse, (_int("term"), _opt("ctx", "int", 0))),
     "propose": (ProposeRequest, (_int("term"), _int("id"), _FieldSpec("commands", "commands"))),
     "propose_resp": (ProposeResponse, (_int("term"), _int("id"), _int("index"),
@@ -224,7 +231,7 @@ def encode(msg: Message) -> dict[str, Any]:
     for spec in _SCHEMA[out["type"]][1]:
         value = getattr(msg, spec.name)
         if spec.kind == "entries":
-            value = [e.wire() for e in value]
+            value = [[e.term, e.kind, e.command] for e in value]
         elif spec.kind == "commands":
             value = list(value)
         elif not spec.required and value == spec.default:
@@ -243,12 +250,17 @@ def decode(payload: Any) -> Message:
     cls, specs = _SCHEMA[kind]
     values: dict[str, Any] = {}
     for spec in specs:
-        if spec.name not in payload:
+        name = spec.name
+        if name not in payload:
             if spec.required:
-                raise MessageError(f"{kind}: missing field {spec.name!r}")
-            values[spec.name] = spec.default
+                raise MessageError(f"{kind}: missing field {name!r}")
+            values[name] = spec.default
             continue
-        values[spec.name] = _check(kind, spec, payload[spec.name])
+        value = payload[name]
+        if spec.kind == "int" and value.__class__ is int and 0 <= value <= MAX_INT:
+            values[name] = value  # the common case, checked inline
+        else:
+            values[name] = _check(kind, spec, value)
     if kind == "append":
         _number_entries(values)
     return cls(**values)
@@ -295,22 +307,24 @@ def _number_entries(values: dict[str, Any]) -> None:
     if prev_index + len(raw) > MAX_INT:
         raise MessageError("append.entries run past the largest index")
     entries = []
+    append = entries.append
     last_term = prev_term
     index = prev_index
+    # Hot loop (every replicated entry passes here): checks are inlined.
     for item in raw:
-        if not isinstance(item, list) or len(item) != 3:
+        if item.__class__ is not list or len(item) != 3:
             raise MessageError("append.entries items must be [term, kind, data]")
         e_term, e_kind, data = item
-        check_int(e_term, "append.entries.term")
-        if e_kind not in _KINDS or type(e_kind) is not int:
+        if e_term.__class__ is not int or not last_term <= e_term <= term:
+            raise MessageError("append.entries terms must be integers that do not decrease "
+                               "or exceed the message term")
+        if e_kind.__class__ is not int or not COMMAND <= e_kind <= CONFIG:
             raise MessageError("append.entries.kind is unknown")
-        if not last_term <= e_term <= term:
-            raise MessageError("append.entries terms must not decrease or exceed the message term")
         if e_kind == CONFIG:
             check_config(data, "append.entries config")
         index += 1
         last_term = e_term
-        entries.append(Entry(e_term, index, e_kind, data))
+        append(Entry(e_term, index, e_kind, data))
     values["entries"] = tuple(entries)
 
 

@@ -37,6 +37,7 @@ from .messages import (
     NOOP,
     AppendRequest,
     AppendResponse,
+    CommitNotice,
     Entry,
     Heartbeat,
     HeartbeatResponse,
@@ -53,6 +54,9 @@ FOLLOWER = "follower"
 PRE_CANDIDATE = "pre-candidate"
 CANDIDATE = "candidate"
 LEADER = "leader"
+
+#: Messages only a leader sends.
+_FROM_LEADER = (AppendRequest, Heartbeat, CommitNotice)
 
 #: How many forwarded request ids a leader remembers to answer duplicates consistently.
 MAX_FORWARD_MEMORY = 65536
@@ -226,10 +230,10 @@ class RaftCore:
             if isinstance(m, VoteResponse) and m.pre and m.granted:
                 pass  # a granted pre-vote carries the term we would campaign in
             else:
-                is_leader_msg = isinstance(m, AppendRequest | Heartbeat)
+                is_leader_msg = isinstance(m, _FROM_LEADER)
                 self._become_follower(m.term, src if is_leader_msg else None)
         elif m.term < self.term:
-            if isinstance(m, AppendRequest | Heartbeat):
+            if isinstance(m, _FROM_LEADER):
                 # A deposed leader: tell it the new term so it steps down (it may have been
                 # partitioned away; with CheckQuorum it would otherwise keep trying).
                 self._send(src, AppendResponse(self.term, 0, False))
@@ -241,7 +245,7 @@ class RaftCore:
             self._step_vote(src, m)
         elif isinstance(m, VoteResponse):
             self._step_vote_response(src, m)
-        elif isinstance(m, AppendRequest | Heartbeat):
+        elif isinstance(m, _FROM_LEADER):
             self._step_from_leader(src, m)
         elif self.state == LEADER and src in self.progress:
             if isinstance(m, AppendResponse):
@@ -390,20 +394,21 @@ class RaftCore:
 
     # ------------------------------------------------------------------ replication (follower)
 
-    def _step_from_leader(self, src: str, m: AppendRequest | Heartbeat) -> None:
+    def _step_from_leader(self, src: str, m: AppendRequest | Heartbeat | CommitNotice) -> None:
         if self.state == LEADER:
             raise MessageError(f"{src} claims to lead term {m.term}, which this node leads")
         if self.state != FOLLOWER or self.leader != src:
             self._become_follower(m.term, src)
         self.last_contact = self.now
         self._reset_election_timer(self.cfg.follower_timeout())
-        if isinstance(m, Heartbeat):
-            # The leader sends min(our match, its commit), so our log holds it unless the
-            # message is corrupt; never commit past what we have.
-            self._commit_to(min(m.commit, self.log.last_index))
-            self._send(src, HeartbeatResponse(self.term, m.ctx))
-        else:
+        if isinstance(m, AppendRequest):
             self._handle_append(src, m)
+            return
+        # The leader sends min(our match, its commit), so our log holds it unless the message
+        # is corrupt; never commit past what we have.
+        self._commit_to(min(m.commit, self.log.last_index))
+        if isinstance(m, Heartbeat):
+            self._send(src, HeartbeatResponse(self.term, m.ctx))
 
     def _handle_append(self, src: str, m: AppendRequest) -> None:
         log = self.log
@@ -440,10 +445,10 @@ class RaftCore:
         return first
 
     def _step_append_response(self, src: str, m: AppendResponse) -> None:
-        pr = self.progress[src]
-        pr.recent_active = True
         if m.index > self.log.last_index:
             raise MessageError(f"{src} acknowledges index {m.index} beyond our log")
+        pr = self.progress[src]
+        pr.recent_active = True
         if m.success:
             if pr.update(m.index):
                 if pr.state == PROBE:
@@ -498,18 +503,24 @@ class RaftCore:
             if pr is None:
                 continue
             while pr.can_send(cfg.max_inflight, cfg.max_inflight_bytes):
-                if pr.next > log.last_index and pr.sent_commit >= log.commit:
-                    break  # nothing new, and it already knows the commit index
+                if pr.next > log.last_index:  # it has (or is being sent) everything
+                    if pr.state == REPLICATE:
+                        known = min(pr.match, log.commit)
+                        if known > pr.sent_commit:
+                            self._send(peer, CommitNotice(self.term, known))
+                            pr.sent_commit = known
+                        break
+                    if pr.sent_commit >= log.commit:
+                        break
                 prev = pr.next - 1
                 entries, nbytes = self._batch(pr.next)
                 self._send(peer, AppendRequest(self.term, prev, log.term_at(prev) or 0,
                                                log.commit, tuple(entries)))
-                pr.sent_commit = log.commit
+                pr.sent_commit = min(log.commit, prev + len(entries))
                 if entries:
                     pr.sent(entries[-1].index, nbytes)
                 else:
-                    if pr.state == PROBE:
-                        pr.paused = True
+                    pr.paused = True  # an empty append is a probe: wait for its answer
                     break
         self._dirty.clear()
 

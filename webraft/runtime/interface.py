@@ -14,12 +14,13 @@ where batching under load comes from.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import inspect
 import json
 import logging
 import random
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -80,8 +81,17 @@ class _Batch:
     commands: list[Any]
     futures: list[asyncio.Future[int]]
     sent_to: str | None = None  # the leader it was forwarded to, None when local or parked
-    sent: bool = False  # ever sent to a leader that might have appended it
-    timer: asyncio.TimerHandle | None = None
+    sent: bool = False  # ever handed to a leader that might have appended it
+    timer: asyncio.TimerHandle | None = None  # waiting for the forwarded-to leader's answer
+
+    def expire(self, timeout: float) -> None:
+        """``proposal_timeout`` is over: fail whatever has no outcome yet."""
+        if self.sent:
+            exc: ProposalError = ProposalTimeout(f"no outcome within {timeout} s")
+        else:
+            exc = NoLeaderError("no leader became known in time")
+        for fut in self.futures:
+            _fail(fut, exc)
 
 
 @dataclass(slots=True)
@@ -93,10 +103,30 @@ class _Waiter:
 @dataclass(slots=True)
 class _ApplyState:
     queue: deque[Entry] = field(default_factory=deque)
-    task: asyncio.Task[None] | None = None
+    task: asyncio.Task[None] | None = None  # set while a handler completes asynchronously
     gate: asyncio.Future[None] | None = None  # open once the application told us its index
     skip_to: int = 0
     skip_term: int | None = None
+
+
+class _Callback:
+    """The ``cb`` given to an apply handler: records the outcome, wakes a waiter if any."""
+
+    __slots__ = ("called", "error", "future")
+
+    def __init__(self) -> None:
+        self.called = False
+        self.error: BaseException | None = None
+        self.future: asyncio.Future[BaseException | None] | None = None
+
+    def __call__(self, exc: object = None) -> None:
+        if self.called:
+            return
+        self.called = True
+        if exc is not None:
+            self.error = exc if isinstance(exc, BaseException) else WebraftError(str(exc))
+        if self.future is not None and not self.future.done():
+            self.future.set_result(self.error)
 
 
 class RaftInterface(EventEmitter):
@@ -281,9 +311,14 @@ class RaftInterface(EventEmitter):
         if self._timer is not None:
             self._timer.cancel()
         if self._drive_task is not None:
-            await asyncio.shield(self._drive_task)
+            # Let a save in progress finish: storage must not be left half-written.
+            with contextlib.suppress(Exception):
+                await asyncio.shield(self._drive_task)
         for batch in [*self._batches.values(), *self._parked]:
-            self._fail_batch(batch, RaftClosed(may_have_committed=batch.sent))
+            if batch.timer is not None:
+                batch.timer.cancel()
+            for fut in batch.futures:
+                _fail(fut, RaftClosed(may_have_committed=batch.sent))
         for _, fut in self._outbox:
             _fail(fut, RaftClosed(may_have_committed=False))
         for waiter in self._waiters.values():
@@ -310,60 +345,41 @@ class RaftInterface(EventEmitter):
         """Replicate ``command``; the future resolves to its log index once it is committed
         and applied on this node. Failures are :class:`~webraft.errors.ProposalError`\\ s
         (see :mod:`webraft.errors` for which ones mean "may still commit")."""
-        loop = asyncio.get_running_loop()
-        fut: asyncio.Future[int] = loop.create_future()
-        try:
-            text = json.dumps(command, allow_nan=False)
-        except (TypeError, ValueError) as exc:
-            fut.set_exception(InvalidCommand(f"command is not JSON-serializable: {exc}"))
-            return fut
-        if len(text) > MAX_COMMAND_BYTES:
-            fut.set_exception(InvalidCommand(f"command is {len(text)} bytes, over the limit"))
-        elif self._closed:
+        fut: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+        if self._closed:
             fut.set_exception(RaftClosed(may_have_committed=False))
-        elif not self.is_leader and not self.forward_proposals:
+            return fut
+        if not self.is_leader and not self.forward_proposals:
             fut.set_exception(NotLeaderError(leader=self.leader))
-        else:
-            # Every node must hold the same value: round-trip it through JSON (tuples become
-            # lists) and keep a private copy that later changes by the caller cannot touch.
-            self._outbox.append((json.loads(text), fut))
-            handle = loop.call_later(self.proposal_timeout, self._expire, fut)
-            fut.add_done_callback(lambda _f: handle.cancel())
-            self._kick()
+            return fut
+        try:
+            command = _normalize(command)
+        except InvalidCommand as exc:
+            fut.set_exception(exc)
+            return fut
+        self._outbox.append((command, fut))
+        self._kick()
         return fut
-
-    def _expire(self, fut: asyncio.Future[int]) -> None:
-        for batch in [*self._batches.values(), *self._parked]:
-            if fut in batch.futures:
-                if not batch.sent:
-                    _fail(fut, NoLeaderError("no leader became known in time"))
-                    return
-                break
-        else:
-            in_outbox = any(f is fut for _, f in self._outbox)
-            if in_outbox:
-                _fail(fut, NoLeaderError("no leader became known in time"))
-                return
-        _fail(fut, ProposalTimeout(f"no outcome within {self.proposal_timeout} s"))
 
     def _flush_outbox(self) -> None:
         if not self._outbox:
             return
-        pending = [(c, f) for c, f in self._outbox if not f.done()]
+        batch = _Batch([c for c, _ in self._outbox], [f for _, f in self._outbox])
         self._outbox = []
-        if pending:
-            self._submit(_Batch([c for c, _ in pending], [f for _, f in pending]))
+        self._loop_or_running().call_later(self.proposal_timeout, batch.expire,
+                                           self.proposal_timeout)
+        self._submit(batch)
 
     def _submit(self, batch: _Batch) -> None:
-        req = self._next_req
-        self._next_req += 1
         if not self.is_leader and self.leader not in self.nodes:
             self._park(batch)  # no leader, or none we can reach
             return
+        req = self._next_req
+        self._next_req += 1
         self._batches[req] = batch
+        batch.sent = True
         if not self.is_leader:
             batch.sent_to = self.leader
-            batch.sent = True
             batch.timer = self._loop_or_running().call_later(
                 self.nodes[batch.sent_to].message_timeout, self._forward_timed_out, req)
         self.core.propose(req, batch.commands)
@@ -371,7 +387,8 @@ class RaftInterface(EventEmitter):
     def _forward_timed_out(self, req: int) -> None:
         batch = self._batches.pop(req, None)
         if batch is not None:
-            self._fail_batch(batch, ProposalTimeout("the leader did not answer in time"))
+            for fut in batch.futures:
+                _fail(fut, ProposalTimeout("the leader did not answer in time"))
 
     def _on_proposal(self, result: ProposalResult) -> None:
         batch = self._batches.get(result.id)
@@ -382,24 +399,26 @@ class RaftInterface(EventEmitter):
             batch.timer.cancel()
             batch.timer = None
         if result.index == 0:
-            self._park(batch)  # not appended anywhere: retry with the next leader
+            # Not appended anywhere: retry with the next leader. Only batches that were
+            # never appended reach here, so a later NoLeaderError stays truthful.
+            batch.sent = False
+            self._park(batch)
             return
         for k, fut in enumerate(batch.futures):
             if fut.done():
                 continue
             index = result.index + k
             if index <= self._last_applied:  # answers can be overtaken by the entries
-                term = self.core.log.term_at(index)
-                self._applied_waiter(_Waiter(result.term, fut), index, term)
+                self._applied_waiter(_Waiter(result.term, fut), index,
+                                     self.core.log.term_at(index))
             else:
                 self._waiters[index] = _Waiter(result.term, fut)
 
     def _park(self, batch: _Batch) -> None:
         batch.sent_to = None
-        first = not self._parked
-        self._parked.append(batch)
-        if first:
+        if not self._parked:
             self._loop_or_running().call_later(self.heartbeat_frequency, self._retry_parked)
+        self._parked.append(batch)
 
     def _retry_parked(self) -> None:
         if self._closed or not self._parked:
@@ -412,15 +431,10 @@ class RaftInterface(EventEmitter):
             live = [(c, f) for c, f in zip(batch.commands, batch.futures, strict=True)
                     if not f.done()]
             if live:
-                retry = _Batch([c for c, _ in live], [f for _, f in live], sent=batch.sent)
-                self._submit(retry)
+                batch.commands = [c for c, _ in live]
+                batch.futures = [f for _, f in live]
+                self._submit(batch)
         self._kick()
-
-    def _fail_batch(self, batch: _Batch, exc: ProposalError) -> None:
-        if batch.timer is not None:
-            batch.timer.cancel()
-        for fut in batch.futures:
-            _fail(fut, exc)
 
     # ------------------------------------------------------------------ the Ready loop
 
@@ -434,7 +448,7 @@ class RaftInterface(EventEmitter):
         if self._driving or self._closed or self._loop is None:
             return
         self._driving = True
-        self._drive_task = self._loop.create_task(self._drive())
+        self._loop.call_soon(self._drive)
 
     def _on_timer(self) -> None:
         self._timer = None
@@ -456,7 +470,12 @@ class RaftInterface(EventEmitter):
             self._timer_at = at
             self._timer = self._loop.call_at(at, self._on_timer)
 
-    async def _drive(self) -> None:
+    def _drive(self) -> None:
+        """Run Ready rounds until there is no work, synchronously while storage is.
+
+        A storage whose ``save`` returns an awaitable hands the rest of the round to a task;
+        ``_driving`` stays set meanwhile, so rounds never overlap.
+        """
         try:
             while not self._closed:
                 self._flush_outbox()
@@ -464,37 +483,64 @@ class RaftInterface(EventEmitter):
                     break
                 rd = self.core.ready()
                 if rd.hard is not None or rd.entries or rd.snapshot is not None:
-                    await self._persist(StorageUpdate(rd.hard, tuple(rd.entries), rd.snapshot))
-                    if self._closed:
-                        break
+                    update = StorageUpdate(rd.hard, tuple(rd.entries), rd.snapshot)
+                    try:
+                        pending = self.storage.save(update)
+                    except Exception as exc:
+                        self._storage_failed(exc)
+                        pending = self._persist_retry(update)
+                    if pending is not None:
+                        self._drive_task = self._loop_or_running().create_task(
+                            self._finish_round(pending, update, rd))
+                        return
                 self._handle_ready(rd)
-                self.core.advance(rd)
         except Exception as exc:  # pragma: no cover - a bug; report it, keep the node alive
             logger.exception("%s: Ready loop failed", self.address)
             self.emit("error", exc)
-        finally:
-            self._driving = False
+        self._driving = False
         self._arm_timer()
 
-    async def _persist(self, update: StorageUpdate) -> None:
+    async def _finish_round(self, pending: Awaitable[None], update: StorageUpdate,
+                            rd: Ready) -> None:
+        try:
+            await pending
+        except Exception as exc:
+            self._storage_failed(exc)
+            await self._persist_retry(update)
+        except asyncio.CancelledError:
+            self._driving = False
+            raise
+        self._drive_task = None
+        if self._closed:
+            self._driving = False
+            return
+        self._handle_ready(rd)
+        self._drive()
+
+    def _storage_failed(self, exc: BaseException) -> None:
+        logger.error("%s: storage failed: %r", self.address, exc)
+        self.emit("error", exc)
+
+    async def _persist_retry(self, update: StorageUpdate) -> None:
         """Save until it succeeds: nothing that depends on it may be sent before."""
         delay = 0.01
-        while True:
+        while not self._closed:
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 2.0)
             try:
-                await self.storage.save(update)
+                pending = self.storage.save(update)
+                if pending is not None:
+                    await pending
                 return
             except Exception as exc:
-                logger.error("%s: storage failed, retrying in %.2fs: %r", self.address,
-                             delay, exc)
-                self.emit("error", exc)
-                if self._closed:
-                    raise RaftClosed("closed while storage was failing") from exc
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 2.0)
+                self._storage_failed(exc)
+        raise RaftClosed("closed while storage was failing")
 
     def _handle_ready(self, rd: Ready) -> None:
+        """Everything after persistence: send, resolve, emit, apply; then advance."""
+        nodes = self.nodes
         for dst, msg in rd.messages:
-            node = self.nodes.get(dst)
+            node = nodes.get(dst)
             if node is None:
                 continue  # not reachable right now; Raft will retry
             try:
@@ -506,10 +552,10 @@ class RaftInterface(EventEmitter):
             self._on_proposal(result)
         for event in rd.events:
             self.emit(*event)
+        self.core.advance(rd)
         if rd.committed:
             self._apply.queue.extend(rd.committed)
-            if self._apply.task is None:
-                self._apply.task = self._loop_or_running().create_task(self._apply_loop())
+            self._pump_apply()
 
     # ------------------------------------------------------------------ applying
 
@@ -526,49 +572,71 @@ class RaftInterface(EventEmitter):
             self._apply.skip_to = index
             self._apply.skip_term = term
             gate.set_result(None)
+            self._pump_apply()
 
         self.emit("refresh", cb)
 
-    async def _apply_loop(self) -> None:
-        state = self._apply
-        try:
-            if state.gate is not None:
-                await state.gate
-            while state.queue and not self._closed:
-                entry = state.queue.popleft()
-                if entry.index <= state.skip_to:
-                    if entry.index == state.skip_to and entry.term != state.skip_term:
-                        self.emit("error", WebraftError(
-                            f"application state is at ({state.skip_term}, {entry.index}) but "
-                            f"the log has term {entry.term} there"))
-                    self._applied(entry)
-                    continue
-                if entry.kind == COMMAND and self.listeners("apply"):
-                    await self._apply_entry(entry)
-                self._applied(entry)
-        finally:
-            state.task = None
+    def _pump_apply(self) -> None:
+        """Apply queued entries in order; synchronous handlers never leave this loop.
 
-    async def _apply_entry(self, entry: Entry) -> None:
-        for handler in self.listeners("apply"):
-            delay = 0.01
-            while not self._closed:
-                try:
-                    await _call_apply(handler, entry)
-                    break
-                except Exception as exc:
+        The first handler that does not finish at once (its ``cb`` comes later, it is a
+        coroutine, or it failed and must be retried) moves the rest to a task.
+        """
+        st = self._apply
+        if st.task is not None or (st.gate is not None and not st.gate.done()):
+            return
+        handlers = self.listeners("apply")
+        while st.queue and not self._closed:
+            entry = st.queue.popleft()
+            if entry.index <= st.skip_to:
+                self._skipped(entry)
+                continue
+            if entry.kind == COMMAND:
+                for i, handler in enumerate(handlers):
+                    outcome = _start_apply(handler, entry)
+                    if outcome is not None:
+                        st.task = self._loop_or_running().create_task(
+                            self._apply_slowly(entry, handlers[i:], outcome))
+                        return
+            self._applied(entry)
+
+    async def _apply_slowly(self, entry: Entry, handlers: list[Callable[..., Any]],
+                            outcome: _Outcome) -> None:
+        try:
+            for handler in handlers:
+                if outcome is None:
+                    outcome = _start_apply(handler, entry)
+                delay = 0.01
+                while outcome is not None:
+                    error = outcome if isinstance(outcome, BaseException) else await outcome
+                    if error is None:
+                        break
                     logger.error("%s: apply of %d failed, retrying: %r", self.address,
-                                 entry.index, exc)
-                    self.emit("error", exc)
+                                 entry.index, error)
+                    self.emit("error", error)
                     await asyncio.sleep(delay)
                     delay = min(delay * 2, 5.0)
+                    outcome = _start_apply(handler, entry)
+                outcome = None
+            self._applied(entry)
+        finally:
+            self._apply.task = None
+        self._pump_apply()
 
-    def _applied(self, entry: Entry) -> None:
+    def _skipped(self, entry: Entry) -> None:
+        st = self._apply
+        if entry.index == st.skip_to and entry.term != st.skip_term:
+            self.emit("error", WebraftError(
+                f"application state is at ({st.skip_term}, {entry.index}) but the log has "
+                f"term {entry.term} there"))
+        self._applied(entry, emit=False)
+
+    def _applied(self, entry: Entry, emit: bool = True) -> None:
         self._last_applied = entry.index
         waiter = self._waiters.pop(entry.index, None)
         if waiter is not None:
             self._applied_waiter(waiter, entry.index, entry.term)
-        if entry.kind == COMMAND:
+        if emit and entry.kind == COMMAND:
             self.emit("updated", entry.index)
 
     @staticmethod
@@ -588,28 +656,47 @@ class RaftInterface(EventEmitter):
             logger.warning("%s: closing %r failed: %r", self.address, node.address, exc)
 
 
-async def _call_apply(handler: Callable[..., Any], entry: Entry) -> None:
-    """Run one apply handler to completion: its callback, or its coroutine."""
-    loop = asyncio.get_running_loop()
-    done: asyncio.Future[None] | None = None
-    outcome: list[BaseException | None] = []
+#: What starting an apply handler gave: None (done), an error, or an awaitable of either.
+_Outcome = BaseException | Awaitable[BaseException | None] | None
 
-    def cb(exc: BaseException | None = None) -> None:
-        if outcome:
-            return
-        outcome.append(exc)
-        if done is not None and not done.done():
-            done.set_result(None)
 
-    result = handler(entry, entry.index, cb)
-    if inspect.isawaitable(result):
+def _start_apply(handler: Callable[..., Any], entry: Entry) -> _Outcome:
+    """Call one apply handler; report its outcome without waiting if it is already known."""
+    cb = _Callback()
+    try:
+        result = handler(entry, entry.index, cb)
+    except Exception as exc:
+        return exc
+    if result is not None and inspect.isawaitable(result):
+        return _await_handler(result)
+    if cb.called:
+        return cb.error
+    cb.future = asyncio.get_running_loop().create_future()
+    return cb.future
+
+
+async def _await_handler(result: Awaitable[Any]) -> BaseException | None:
+    try:
         await result
-        return
-    if not outcome:
-        done = loop.create_future()
-        await done
-    if outcome[0] is not None:
-        raise outcome[0] if isinstance(outcome[0], BaseException) else WebraftError(outcome[0])
+    except Exception as exc:
+        return exc
+    return None
+
+
+def _normalize(command: Any) -> Any:
+    """A private, JSON-normal copy of ``command`` (tuples become lists, as on every peer)."""
+    if command is None or type(command) in (str, int, bool):
+        size = len(command) if type(command) is str else 0
+        if size > MAX_COMMAND_BYTES:
+            raise InvalidCommand(f"command is {size} characters, over the limit")
+        return command
+    try:
+        text = json.dumps(command, allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        raise InvalidCommand(f"command is not JSON-serializable: {exc}") from None
+    if len(text) > MAX_COMMAND_BYTES:
+        raise InvalidCommand(f"command is {len(text)} bytes, over the limit")
+    return json.loads(text)
 
 
 def _fail(fut: asyncio.Future[Any], exc: BaseException) -> None:

@@ -20,11 +20,12 @@ class MemoryStorage:
             return None
         return StoredState(self.hard or HardState(), self.snapshot, list(self.entries))
 
-    async def save(self, update: StorageUpdate) -> None:
+    def save(self, update: StorageUpdate) -> None:
+        """Apply ``update`` at once (memory needs no waiting, so nothing is returned)."""
         self.write(update)
 
     def write(self, update: StorageUpdate) -> None:
-        """The synchronous body of :meth:`save` (the simulator calls it directly)."""
+        """The body of :meth:`save`, also called directly by the simulator."""
         if update.snapshot is not None:
             self.snapshot = update.snapshot
             self.entries = [e for e in self.entries if e.index > update.snapshot.index]

@@ -1,0 +1,200 @@
+"""Log replication (§5.3): the consistency check, log repair, pipelining and batching."""
+
+from __future__ import annotations
+
+import pytest
+
+from webraft.core.messages import (
+    NOOP,
+    AppendRequest,
+    AppendResponse,
+    Entry,
+    HeartbeatResponse,
+    ProposeRequest,
+)
+from webraft.core.progress import PROBE, REPLICATE
+from webraft.core.raft import RaftCore
+
+from .helpers import (
+    HEARTBEAT,
+    ack,
+    elect,
+    entries,
+    exchange,
+    make_core,
+    make_leader,
+    msgs,
+    persist,
+    terms,
+)
+
+
+def follower_of_a(log, term=None, **kw) -> RaftCore:
+    """Follower b whose leader is a."""
+    return make_core("b", log=log, term=term, **kw)
+
+
+# Follower log [1, 1, 3, 3]; the leader's append at term 4. Expected (hint_index, hint_term):
+# the follower points at the last entry that could still match, skipping a whole term.
+MISMATCHES = [
+    pytest.param(6, 3, 4, 3, id="prev-beyond-the-log"),
+    pytest.param(4, 2, 2, 1, id="prev-term-differs-skips-term-3"),
+    pytest.param(3, 1, 2, 1, id="prev-term-older"),
+]
+
+
+@pytest.mark.parametrize(("prev_index", "prev_term", "hint_index", "hint_term"), MISMATCHES)
+def test_append_with_unmatched_prev_is_rejected_with_a_hint(prev_index, prev_term, hint_index,
+                                                           hint_term):
+    core = follower_of_a([1, 1, 3, 3])
+    core.step("a", AppendRequest(4, prev_index, prev_term, 4, tuple(entries([4], prev_index + 1))))
+    rd = persist(core)
+    assert rd.messages == [("a", AppendResponse(4, prev_index, False, hint_index, hint_term))]
+    assert terms(core) == [1, 1, 3, 3] and rd.entries == []
+    assert core.log.commit == 0  # nothing was verified, so nothing commits
+
+
+def test_append_with_matching_prev_is_accepted():
+    core = follower_of_a([1, 1, 3, 3])
+    core.step("a", AppendRequest(4, 2, 1, 0, (Entry(4, 3, NOOP),)))
+    rd = persist(core)
+    assert rd.messages == [("a", AppendResponse(4, 3, True))]
+    assert terms(core) == [1, 1, 4]
+    assert rd.entries == [Entry(4, 3, NOOP)]  # storage replaces its suffix from index 3
+
+
+# Figure 7: the leader of term 8 and six possible followers.
+FIG7_LEADER = [1, 1, 1, 4, 4, 5, 5, 6, 6, 6]
+FIG7_FOLLOWERS = {
+    "a": [1, 1, 1, 4, 4, 5, 5, 6, 6],
+    "b": [1, 1, 1, 4],
+    "c": [1, 1, 1, 4, 4, 5, 5, 6, 6, 6, 6],
+    "d": [1, 1, 1, 4, 4, 5, 5, 6, 6, 6, 7, 7],
+    "e": [1, 1, 1, 4, 4, 4, 4],
+    "f": [1, 1, 1, 2, 2, 2, 3, 3, 3, 3, 3],
+}
+
+
+def repair(case: str) -> tuple[RaftCore, RaftCore, int]:
+    """Elect the Figure 7 leader in term 8 and exchange with follower ``case`` until done."""
+    leader = make_core("a", log=FIG7_LEADER, term=7, commit=3)
+    follower = make_core("b", log=FIG7_FOLLOWERS[case], commit=3)
+    elect(leader)  # c's votes; c is then cut off
+    assert leader.term == 8
+    delivered = exchange({"a": leader, "b": follower})
+    rejections = [m for src, _, m in delivered
+                  if src == "b" and isinstance(m, AppendResponse) and not m.success]
+    return leader, follower, len(rejections)
+
+
+@pytest.mark.parametrize("case", sorted(FIG7_FOLLOWERS))
+def test_figure7_leader_repairs_every_follower_log(case):
+    leader, follower, _ = repair(case)
+    assert terms(leader) == [*FIG7_LEADER, 8]
+    assert follower.log.entries == leader.log.entries
+    # b's acknowledgement completes a majority for the term-8 no-op: both learn the commit.
+    assert leader.log.commit == follower.log.commit == 11
+
+
+@pytest.mark.parametrize("case", sorted(FIG7_FOLLOWERS))
+def test_figure7_repair_backs_off_a_term_at_a_time(case):
+    # Without hints, (f) would need 7 rejections (one per index from 10 back to 3).
+    _, _, rejections = repair(case)
+    assert rejections <= 3
+
+
+def test_duplicated_or_reordered_append_never_drops_entries():
+    core = follower_of_a([], term=1)
+    five = tuple(entries([1, 1, 1, 1, 1]))
+    core.step("a", AppendRequest(1, 0, 0, 0, five))
+    persist(core)
+    for old in (AppendRequest(1, 0, 0, 0, five[:2]), AppendRequest(1, 2, 1, 0, five[2:4]),
+                AppendRequest(1, 0, 0, 0, five)):
+        core.step("a", old)
+        rd = persist(core)
+        assert core.log.entries == list(five)
+        assert rd.entries == []  # nothing to store again
+        [answer] = rd.messages
+        assert answer == ("a", AppendResponse(1, old.entries[-1].index, True))
+
+
+def test_conflict_truncates_only_from_the_first_differing_term():
+    core = follower_of_a([1, 1, 2, 2, 2], term=2)
+    new = tuple(entries([1, 2, 3], 2))  # the same terms at 2..3, term 3 from index 4
+    core.step("a", AppendRequest(3, 1, 1, 0, new))
+    rd = persist(core)
+    assert terms(core) == [1, 1, 2, 3]
+    assert rd.entries == [new[-1]]
+
+
+def replicating_leader(**kw) -> RaftCore:
+    """Leader a of term 2 whose followers b and c matched its no-op (index 2)."""
+    core = make_leader(**kw)
+    ack(core, "b")
+    ack(core, "c")
+    persist(core)
+    assert core.progress["b"].state == core.progress["c"].state == REPLICATE
+    return core
+
+
+def appends_to(rd, peer) -> list[AppendRequest]:
+    return [m for m in msgs(rd, AppendRequest, to=peer) if m.entries]
+
+
+def test_replicate_state_pipelines_up_to_max_inflight():
+    core = replicating_leader(max_inflight=3)
+    per_ready = []
+    for i in range(5):
+        core.propose(i, [f"x{i}"])
+        per_ready.append([m.entries[0].command for m in appends_to(persist(core), "b")])
+    assert per_ready == [["x0"], ["x1"], ["x2"], [], []]  # no waiting, then the window is full
+    ack(core, "b", 3)  # x0 at index 3 answered: one slot frees, the backlog leaves as one batch
+    [batch] = appends_to(persist(core), "b")
+    assert [e.command for e in batch.entries] == ["x3", "x4"]
+
+
+def test_probe_state_sends_one_append_at_a_time():
+    core = make_core("a", log=[1], term=1)
+    elect(core)
+    [probe] = appends_to(persist(core), "c")
+    assert core.progress["c"].state == PROBE
+    for i in range(3):
+        core.propose(i, [f"x{i}"])
+        assert appends_to(persist(core), "c") == []
+    # A heartbeat answer shows the follower is there but the probe went unanswered: resend.
+    core.step("c", HeartbeatResponse(core.term))
+    [again] = appends_to(persist(core), "c")
+    assert (again.prev_index, len(again.entries)) == (probe.prev_index, 4)
+    core.propose(9, ["y"])
+    assert appends_to(persist(core), "c") == []
+    ack(core, "c", 5)
+    assert core.progress["c"].state == REPLICATE
+
+
+@pytest.mark.parametrize("lost", [True, False])
+def test_lost_last_append_is_resent_after_a_heartbeat_interval(lost):
+    core = replicating_leader()
+    core.tick(core.heartbeat_deadline)
+    persist(core)
+    core.propose(1, ["x"])
+    [append] = appends_to(persist(core), "b")
+    if not lost:
+        ack(core, "b")
+        persist(core)
+    core.tick(core.heartbeat_deadline - HEARTBEAT / 2)
+    assert not core.has_ready()
+    core.tick(core.heartbeat_deadline)
+    resent = appends_to(persist(core), "b")
+    assert resent == ([append] if lost else [])
+
+
+def test_proposals_between_two_readies_leave_as_one_append_per_follower():
+    core = replicating_leader()
+    core.propose(1, ["x"])
+    core.propose(2, ["y", "z"])
+    core.step("b", ProposeRequest(core.term, 7, ("w",)))
+    rd = persist(core)
+    for peer in "bc":
+        [append] = msgs(rd, AppendRequest, to=peer)
+        assert [e.command for e in append.entries] == ["x", "y", "z", "w"]
+    assert len(rd.messages) == 3  # the two appends and b's ProposeResponse
