@@ -128,7 +128,7 @@ def terms(core: RaftCore) -> list[int]:
 
 def observable(core: RaftCore) -> tuple[Any, ...]:
     """Everything a stray message could disturb, to compare before and after a step."""
-    progress = {p: (pr.match, pr.next, pr.state, pr.paused, pr.recent_active, pr.acked)
+    progress = {p: (pr.match, pr.next, pr.state, pr.paused, pr.recent_active, pr.idle_beats)
                 for p, pr in core.progress.items()}
     return (core.term, core.vote, core.state, core.leader, core.log.commit,
             list(core.log.entries), core.last_contact, core.election_deadline, progress,

@@ -21,7 +21,7 @@ REPLICATE = "replicate"
 class Progress:
     """Replication state of one follower, as seen by the leader."""
 
-    __slots__ = ("acked", "inflight", "inflight_bytes", "match", "next", "paused",
+    __slots__ = ("idle_beats", "inflight", "inflight_bytes", "match", "next", "paused",
                  "recent_active", "sent_commit", "state")
 
     def __init__(self, next_index: int) -> None:
@@ -32,7 +32,7 @@ class Progress:
         self.inflight: deque[tuple[int, int]] = deque()  # (last index, bytes) per message
         self.inflight_bytes = 0
         self.recent_active = False  # heard from since the last quorum check
-        self.acked = False  # an append answer arrived since the last heartbeat
+        self.idle_beats = 0  # heartbeats sent since the last append answer
         self.sent_commit = -1  # the commit index last sent in an append
 
     def become_probe(self) -> None:
@@ -59,6 +59,8 @@ class Progress:
     def sent(self, last_index: int, nbytes: int) -> None:
         """Record an append carrying entries up to ``last_index``."""
         if self.state == REPLICATE:
+            if not self.inflight:
+                self.idle_beats = 0  # a new flight: count silence from now
             self.next = last_index + 1
             self.inflight.append((last_index, nbytes))
             self.inflight_bytes += nbytes
@@ -67,7 +69,7 @@ class Progress:
 
     def update(self, index: int) -> bool:
         """The follower matches up to ``index``; return True if that is news."""
-        self.acked = True
+        self.idle_beats = 0
         self.paused = False
         if index <= self.match:
             return False
@@ -84,7 +86,7 @@ class Progress:
         probe or already superseded by a later success), which must be ignored: acting on it
         could move ``next`` backwards for nothing or loop forever on reordered answers.
         """
-        self.acked = True
+        self.idle_beats = 0
         if self.state == REPLICATE:
             if rejected_prev <= self.match:
                 return False

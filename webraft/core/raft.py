@@ -55,6 +55,10 @@ PRE_CANDIDATE = "pre-candidate"
 CANDIDATE = "candidate"
 LEADER = "leader"
 
+#: Heartbeat intervals without any append answer after which in-flight appends are resent.
+#: One interval is too eager: a follower busy with a large batch would get it twice.
+STALL_BEATS = 2
+
 #: Messages only a leader sends.
 _FROM_LEADER = (AppendRequest, Heartbeat, CommitNotice)
 
@@ -480,11 +484,11 @@ class RaftCore:
     def _heartbeat(self) -> None:
         commit = self.log.commit
         for peer, pr in self.progress.items():
-            if pr.state == REPLICATE and pr.inflight and not pr.acked:
-                # Nothing acknowledged for a whole interval: the tail may be lost. Resend.
+            if pr.state == REPLICATE and pr.inflight and pr.idle_beats >= STALL_BEATS:
+                # Nothing acknowledged for a while: the tail may be lost. Resend it.
                 pr.become_probe()
                 self._dirty[peer] = None
-            pr.acked = False
+            pr.idle_beats += 1
             self._send(peer, Heartbeat(self.term, min(pr.match, commit)))
 
     def _check_quorum(self) -> None:
