@@ -1,0 +1,19 @@
+"""webraft relay: a thin WebSocket message router for Raft nodes running in browser tabs.
+
+Browser tabs cannot listen on sockets, so the nodes of a webraft cluster reach each other through
+this relay: every tab opens one WebSocket, joins a *room* (a cluster) under an *address* (its
+node id), and the relay forwards ``send`` / ``broadcast`` / ``batch`` frames between members of the
+same room. It never interprets the Raft payload and keeps no history: a message to a peer that is
+not connected, or too slow to keep up, is dropped, the way a lossy network would drop it.
+
+The same port serves ``/healthz``, ``/stats`` and the static files of the browser demo. The wire
+format is specified in ``docs/relay-protocol.md`` and :mod:`relay.protocol`.
+
+Run it with ``python -m relay`` (or the ``webraft-relay`` console script).
+"""
+
+from .config import RelayConfig
+from .protocol import PROTOCOL_VERSION, Close, ErrorCode, room_token
+from .server import Relay
+
+__all__ = ["PROTOCOL_VERSION", "Close", "ErrorCode", "Relay", "RelayConfig", "room_token"]

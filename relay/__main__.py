@@ -1,0 +1,275 @@
+"""Command line: ``python -m relay [serve] [flags]`` and ``python -m relay token``.
+
+``main`` is also the ``webraft-relay`` console script. On start the relay prints exactly one
+line to stdout, ``webraft relay listening on http://HOST:PORT/ (ws://HOST:PORT/ws)``, and
+flushes it: scripts and tests start it with ``--port 0`` and read the URL from that line.
+SIGINT and SIGTERM close every connection with 1001 and exit 0.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import sys
+from collections.abc import Sequence
+from dataclasses import fields
+from pathlib import Path
+
+from .config import RelayConfig
+from .protocol import room_token
+from .server import Relay
+
+__all__ = ["build_config", "main"]
+
+SECRET_ENV = "WEBRAFT_RELAY_SECRET"
+_DEFAULTS = {f.name: f.default for f in fields(RelayConfig) if not callable(f.default_factory)}
+
+
+def _directory(value: str) -> Path | None:
+    """``--static ''`` turns a route off; anything else must be an existing directory."""
+    if value == "":
+        return None
+    path = Path(value)
+    if not path.is_dir():
+        raise argparse.ArgumentTypeError(f"not a directory: {value}")
+    return path
+
+
+def _optional_seconds(value: str) -> float | None:
+    """``0`` disables a keepalive setting (websockets takes ``None`` for that)."""
+    seconds = float(value)
+    return None if seconds <= 0 else seconds
+
+
+def _serve_parser() -> argparse.ArgumentParser:
+    d = _DEFAULTS
+    p = argparse.ArgumentParser(
+        prog="webraft-relay",
+        description="WebSocket relay (and static file server) for webraft nodes in browser tabs.",
+        epilog="Subcommand: 'token --secret S --room R' prints the hello token for a room.",
+    )
+    p.add_argument("--host", default=d["host"], help="interface to bind (default: %(default)s)")
+    p.add_argument(
+        "--port",
+        type=int,
+        default=d["port"],
+        help="TCP port; 0 picks a free one (default: %(default)s)",
+    )
+    # SUPPRESS: an absent flag leaves no attribute, so the RelayConfig default applies, while
+    # an explicit '' (-> None) switches the route off.
+    p.add_argument(
+        "--static",
+        type=_directory,
+        metavar="DIR",
+        default=argparse.SUPPRESS,
+        help="files for / (default: ./browser if it exists; '' disables)",
+    )
+    p.add_argument(
+        "--pyodide-dir",
+        type=_directory,
+        metavar="DIR",
+        default=argparse.SUPPRESS,
+        help="files for /pyodide/ (default: browser/node_modules/pyodide)",
+    )
+    p.add_argument(
+        "--dist",
+        type=_directory,
+        metavar="DIR",
+        default=argparse.SUPPRESS,
+        help="files for /dist/ (default: ./dist if it exists)",
+    )
+    p.add_argument(
+        "--secret",
+        default=os.environ.get(SECRET_ENV),
+        help=f"require HMAC room tokens (default: ${SECRET_ENV}; prefer the "
+        "environment, command lines are visible to other users)",
+    )
+    p.add_argument(
+        "--allow-origin",
+        action="append",
+        default=[],
+        metavar="ORIGIN",
+        help="browser origin allowed to connect, e.g. http://127.0.0.1:8765 "
+        "(repeatable; default: any)",
+    )
+    p.add_argument(
+        "--max-message-size",
+        type=int,
+        default=d["max_message_size"],
+        metavar="BYTES",
+        help="largest incoming frame (default: %(default)s)",
+    )
+    p.add_argument(
+        "--rate",
+        type=float,
+        default=d["rate"],
+        help="messages/s per connection, 0 = unlimited (default: %(default)s)",
+    )
+    p.add_argument(
+        "--burst",
+        type=int,
+        default=d["burst"],
+        help="rate-limit bucket size (default: %(default)s)",
+    )
+    p.add_argument(
+        "--max-batch",
+        type=int,
+        default=d["max_batch"],
+        help="messages per batch frame (default: %(default)s)",
+    )
+    p.add_argument(
+        "--max-room-size",
+        type=int,
+        default=d["max_room_size"],
+        help="members per room (default: %(default)s)",
+    )
+    p.add_argument(
+        "--max-connections",
+        type=int,
+        default=d["max_connections"],
+        help="connections per relay (default: %(default)s)",
+    )
+    p.add_argument(
+        "--max-outbound-bytes",
+        type=int,
+        default=d["max_outbound_bytes"],
+        metavar="BYTES",
+        help="queued bytes per receiver before dropping (default: %(default)s)",
+    )
+    p.add_argument(
+        "--hello-timeout",
+        type=float,
+        default=d["hello_timeout"],
+        metavar="S",
+        help="seconds to send the hello (default: %(default)s)",
+    )
+    p.add_argument(
+        "--ping-interval",
+        type=_optional_seconds,
+        default=d["ping_interval"],
+        metavar="S",
+        help="keepalive ping period, 0 = off (default: %(default)s)",
+    )
+    p.add_argument(
+        "--ping-timeout",
+        type=_optional_seconds,
+        default=d["ping_timeout"],
+        metavar="S",
+        help="keepalive pong timeout, 0 = off (default: %(default)s)",
+    )
+    p.add_argument(
+        "--close-timeout",
+        type=float,
+        default=d["close_timeout"],
+        metavar="S",
+        help="closing handshake timeout (default: %(default)s)",
+    )
+    p.add_argument(
+        "--compression",
+        action="store_true",
+        help="negotiate permessage-deflate (off by default: costs relay CPU)",
+    )
+    p.add_argument(
+        "--log-level",
+        default="WARNING",
+        choices=["DEBUG", "INFO", "WARNING", "ERROR"],
+        help="(default: %(default)s)",
+    )
+    return p
+
+
+def build_config(args: argparse.Namespace) -> RelayConfig:
+    """Turn parsed flags into a :class:`RelayConfig` (directories left unset keep defaults)."""
+    routes = {"static": "static_dir", "pyodide_dir": "pyodide_dir", "dist": "dist_dir"}
+    dirs = {name: getattr(args, flag) for flag, name in routes.items() if hasattr(args, flag)}
+    return RelayConfig(
+        host=args.host,
+        port=args.port,
+        secret=args.secret or None,
+        allow_origins=tuple(args.allow_origin),
+        max_message_size=args.max_message_size,
+        rate=args.rate,
+        burst=args.burst,
+        max_batch=args.max_batch,
+        max_room_size=args.max_room_size,
+        max_connections=args.max_connections,
+        max_outbound_bytes=args.max_outbound_bytes,
+        hello_timeout=args.hello_timeout,
+        ping_interval=args.ping_interval,
+        ping_timeout=args.ping_timeout,
+        close_timeout=args.close_timeout,
+        compression=args.compression,
+        **dirs,
+    )
+
+
+async def _run(config: RelayConfig) -> int:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError):  # no signal handlers on Windows loops
+            loop.add_signal_handler(sig, stop.set)
+    relay = Relay(config)
+    try:
+        await relay.start()
+    except OSError as exc:
+        print(
+            f"webraft-relay: cannot listen on {config.host}:{config.port}: {exc}", file=sys.stderr
+        )
+        return 1
+    print(f"webraft relay listening on {relay.url} ({relay.ws_url})", flush=True)
+    try:
+        await stop.wait()
+    finally:
+        await relay.stop()
+    return 0
+
+
+def _token(argv: Sequence[str]) -> int:
+    p = argparse.ArgumentParser(
+        prog="webraft-relay token", description="Print the hello token for a room."
+    )
+    p.add_argument(
+        "--secret",
+        default=os.environ.get(SECRET_ENV),
+        help=f"relay secret (default: ${SECRET_ENV})",
+    )
+    p.add_argument("--room", required=True)
+    args = p.parse_args(argv)
+    if not args.secret:
+        p.error(f"--secret or ${SECRET_ENV} is required")
+    print(room_token(args.secret, args.room))
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of ``python -m relay`` and of the ``webraft-relay`` console script."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["token"]:
+        return _token(argv[1:])
+    if argv[:1] == ["serve"]:
+        argv = argv[1:]
+    parser = _serve_parser()
+    args = parser.parse_args(argv)
+    try:
+        config = build_config(args)
+    except ValueError as exc:
+        parser.error(str(exc))
+    logging.basicConfig(level=args.log_level, format="%(asctime)s %(name)s %(message)s")
+    if args.log_level != "DEBUG":
+        # websockets logs every connection and HTTP request at INFO: too chatty for a relay.
+        logging.getLogger("websockets").setLevel(
+            max(logging.WARNING, logging.getLevelName(args.log_level))
+        )
+    try:
+        return asyncio.run(_run(config))
+    except KeyboardInterrupt:  # a second Ctrl-C during shutdown
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,106 @@
+"""Relay settings in one immutable value.
+
+The CLI builds a :class:`RelayConfig` from flags; tests build one directly with small limits and
+timeouts. Keeping every knob here (rather than as module constants) is what lets the test suite
+exercise each limit in milliseconds without monkeypatching.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+__all__ = ["RelayConfig", "default_dir"]
+
+MiB = 1024 * 1024
+
+
+def default_dir(*parts: str) -> Path | None:
+    """Find a conventional directory (``browser/``, ``dist/``...) for the static routes.
+
+    Looked up in the current directory first (how the relay is started in development and CI),
+    then next to the source checkout this package was imported from. ``None`` when neither
+    exists, so a relay started elsewhere serves only the WebSocket and the health endpoints.
+    """
+    checkout = Path(__file__).resolve().parent.parent
+    for base in (Path.cwd(), checkout):
+        candidate = base.joinpath(*parts)
+        if candidate.is_dir():
+            return candidate
+    return None
+
+
+@dataclass(frozen=True, slots=True)
+class RelayConfig:
+    """Everything a relay needs to know; defaults suit a developer machine.
+
+    Attributes:
+        host: interface to bind; loopback by default because the relay has no TLS.
+        port: TCP port; 0 asks the OS for a free one (tests, benchmarks).
+        static_dir: root for ``/`` and every path not claimed by another route.
+        pyodide_dir: served under ``/pyodide/`` with long-lived caching (the npm package is
+            version-pinned, so its files never change under the same URL).
+        dist_dir: served under ``/dist/`` (our wheel), revalidated on every load.
+        secret: when set, a hello must carry ``token = hex HMAC-SHA256(secret, room)``.
+        allow_origins: browser origins allowed to open the WebSocket; empty allows any.
+            Requests without an ``Origin`` header (non-browser clients) are always allowed.
+        max_message_size: largest incoming frame in bytes; larger closes with 1009.
+        rate: sustained routed messages per second per connection; 0 disables the limit.
+        burst: token-bucket depth, i.e. how many messages may arrive back to back.
+        max_batch: most messages in one ``batch`` frame (must fit in ``burst``).
+        max_room_size: members per room; one more is refused with 4013.
+        max_connections: WebSocket connections per relay; one more is refused with 1013.
+        max_outbound_bytes: bytes queued for one receiver before messages to it are dropped;
+            this is what keeps a slow or dead tab from stalling its room.
+        hello_timeout: seconds a new connection has to send its hello.
+        ping_interval: seconds between WebSocket keepalive pings (``None`` disables).
+        ping_timeout: seconds to wait for the pong before dropping the connection.
+        close_timeout: seconds to wait for a closing handshake before cutting TCP.
+        compression: negotiate permessage-deflate. Off by default: Raft messages are small
+            and the relay's CPU, not loopback bandwidth, is what limits throughput.
+    """
+
+    host: str = "127.0.0.1"
+    port: int = 8765
+    static_dir: Path | None = field(default_factory=lambda: default_dir("browser"))
+    pyodide_dir: Path | None = field(
+        default_factory=lambda: default_dir("browser", "node_modules", "pyodide")
+    )
+    dist_dir: Path | None = field(default_factory=lambda: default_dir("dist"))
+    secret: str | None = None
+    allow_origins: tuple[str, ...] = ()
+    max_message_size: int = 1 * MiB
+    rate: float = 2000.0
+    burst: int = 4000
+    max_batch: int = 1000
+    max_room_size: int = 64
+    max_connections: int = 10_000
+    max_outbound_bytes: int = 8 * MiB
+    hello_timeout: float = 10.0
+    ping_interval: float | None = 20.0
+    ping_timeout: float | None = 20.0
+    close_timeout: float = 10.0
+    compression: bool = False
+
+    def __post_init__(self) -> None:
+        """Reject settings that would make the relay refuse everything or nothing silently."""
+        if not 0 <= self.port <= 65535:
+            raise ValueError(f"port must be in 0..65535, got {self.port}")
+        for name in (
+            "max_message_size",
+            "max_batch",
+            "max_room_size",
+            "max_connections",
+            "max_outbound_bytes",
+            "burst",
+        ):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
+        if self.rate < 0:
+            raise ValueError(f"rate must be >= 0 (0 disables it), got {self.rate}")
+        if self.rate > 0 and self.max_batch > self.burst:
+            # A batch costs one token per message: a batch larger than the bucket could never
+            # be admitted, which would look like a silent black hole to the client.
+            raise ValueError(f"max_batch ({self.max_batch}) must not exceed burst ({self.burst})")
+        if self.hello_timeout <= 0 or self.close_timeout <= 0:
+            raise ValueError("hello_timeout and close_timeout must be positive")

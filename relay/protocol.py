@@ -1,0 +1,305 @@
+"""Relay protocol v1: the frames, their validation, and the close codes.
+
+Everything here is pure (no sockets, no asyncio) so the wire format can be read and tested in one
+place; ``docs/relay-protocol.md`` is the prose version of this module.
+
+Every frame is one JSON object in one WebSocket *text* frame, with a ``type`` field:
+
+client -> relay
+    ``hello`` (first frame, exactly once), ``send``, ``broadcast``, ``batch``, ``ping``
+relay -> client
+    ``welcome``, ``join``, ``leave``, ``msg``, ``batch``, ``pong``, ``error``
+
+The relay never looks inside ``data``: it only needs it to be JSON, which decoding the frame
+already proves. Unknown extra fields are ignored, so later minor additions stay compatible; a
+breaking change bumps :data:`PROTOCOL_VERSION`.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import re
+from dataclasses import dataclass
+from enum import IntEnum, StrEnum
+from hashlib import sha256
+from typing import Any, Final
+
+__all__ = [
+    "MAX_NAME_LENGTH",
+    "PONG",
+    "PROTOCOL_VERSION",
+    "WS_PATH",
+    "Batch",
+    "Broadcast",
+    "Close",
+    "ErrorCode",
+    "Frame",
+    "Hello",
+    "Ping",
+    "ProtocolError",
+    "Send",
+    "batch_frame",
+    "encode",
+    "error_frame",
+    "join_frame",
+    "leave_frame",
+    "msg_frame",
+    "parse_frame",
+    "parse_hello",
+    "room_token",
+    "welcome_frame",
+]
+
+PROTOCOL_VERSION: Final = 1
+WS_PATH: Final = "/ws"
+MAX_NAME_LENGTH: Final = 128
+# Room and address names end up in logs, stats and close reasons: a small charset keeps them
+# printable, unambiguous and free of anything a shell or a browser console would interpret.
+_NAME = re.compile(rf"[A-Za-z0-9_.:@-]{{1,{MAX_NAME_LENGTH}}}")
+
+
+class Close(IntEnum):
+    """WebSocket close codes the relay uses (4000-4999 are free for applications).
+
+    Codes below 4000 are standard ones that websockets or the relay send for transport-level
+    reasons; a client only needs to treat 4001 and 4008 as "do not retry as is".
+    """
+
+    GOING_AWAY = 1001  # relay shutting down
+    MESSAGE_TOO_BIG = 1009  # frame above max_message_size (sent by websockets itself)
+    INTERNAL_ERROR = 1011  # also websockets' "keepalive ping timeout"
+    TRY_AGAIN_LATER = 1013  # relay at max_connections
+    PROTOCOL_ERROR = 4000  # bad or missing hello (including the hello timeout)
+    UNAUTHORIZED = 4001  # secret configured and token missing or wrong
+    ADDRESS_IN_USE = 4008  # address held by a connection with another session
+    REPLACED = 4009  # the same session connected again; the old connection is closed
+    ROOM_FULL = 4013  # room at max_room_size
+
+
+class ErrorCode(StrEnum):
+    """``code`` values of ``error`` frames, sent after the hello (the connection stays open)."""
+
+    BAD_JSON = "bad_json"
+    NOT_OBJECT = "not_object"
+    UNKNOWN_TYPE = "unknown_type"
+    BAD_FIELD = "bad_field"
+    BINARY_FRAME = "binary_frame"
+    ALREADY_JOINED = "already_joined"
+    UNKNOWN_PEER = "unknown_peer"
+    RATE_LIMITED = "rate_limited"
+    # Only used to reject a hello; the relay closes with 4000 and this as the reason prefix.
+    BAD_HELLO = "bad_hello"
+    UNSUPPORTED_VERSION = "unsupported_version"
+
+
+class ProtocolError(Exception):
+    """A frame the relay cannot accept; ``code`` is an :class:`ErrorCode` value."""
+
+    def __init__(self, code: ErrorCode, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+@dataclass(frozen=True, slots=True)
+class Hello:
+    """First frame of a connection: which room to join and under which address."""
+
+    room: str
+    address: str
+    session: str
+    token: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Send:
+    """One message to one member of the sender's room."""
+
+    to: str
+    data: Any
+
+
+@dataclass(frozen=True, slots=True)
+class Broadcast:
+    """One message to every other member of the sender's room."""
+
+    data: Any
+
+
+@dataclass(frozen=True, slots=True)
+class Batch:
+    """Many addressed messages in one frame: ``(to, data)`` pairs in sending order."""
+
+    msgs: tuple[tuple[str, Any], ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Ping:
+    """Application-level liveness probe, answered with ``pong`` (never rate limited)."""
+
+
+Frame = Hello | Send | Broadcast | Batch | Ping
+
+_MISSING: Final = object()
+
+
+def _reject_constant(name: str) -> Any:
+    """Refuse NaN and Infinity: Python accepts them, but browsers' ``JSON.parse`` does not."""
+    raise ValueError(f"{name} is not JSON")
+
+
+_DECODER: Final = json.JSONDecoder(parse_constant=_reject_constant)
+# ensure_ascii: a decoded frame may hold lone surrogates ("\ud800"), which cannot be encoded as
+# UTF-8; escaping keeps every outgoing frame valid whatever a peer sent.
+_ENCODER: Final = json.JSONEncoder(separators=(",", ":"), ensure_ascii=True, allow_nan=False)
+
+
+def encode(frame: dict[str, Any]) -> str:
+    """Serialise an outgoing frame compactly (one place, so every frame uses the same codec)."""
+    return _ENCODER.encode(frame)
+
+
+def _decode_object(text: str) -> dict[str, Any]:
+    try:
+        value = _DECODER.decode(text)
+    except (ValueError, RecursionError) as exc:
+        # RecursionError: absurdly deep nesting; treat it as the garbage it is.
+        raise ProtocolError(ErrorCode.BAD_JSON, f"frame is not valid JSON: {exc}") from None
+    if not isinstance(value, dict):
+        raise ProtocolError(ErrorCode.NOT_OBJECT, "frame must be a JSON object")
+    return value
+
+
+def _name(obj: dict[str, Any], key: str, code: ErrorCode = ErrorCode.BAD_FIELD) -> str:
+    value = obj.get(key)
+    if not isinstance(value, str) or _NAME.fullmatch(value) is None:
+        raise ProtocolError(
+            code,
+            f"{key!r} must be 1-{MAX_NAME_LENGTH} characters from A-Z a-z 0-9 - _ . : @",
+        )
+    return value
+
+
+def parse_hello(text: str) -> Hello:
+    """Validate the first frame of a connection.
+
+    Raises :class:`ProtocolError` for anything that is not a well-formed v1 hello; the caller
+    closes the connection with :attr:`Close.PROTOCOL_ERROR` because nothing has been agreed yet.
+    """
+    obj = _decode_object(text)
+    if obj.get("type") != "hello":
+        raise ProtocolError(ErrorCode.BAD_HELLO, "first frame must be a hello")
+    if obj.get("v") != PROTOCOL_VERSION or isinstance(obj.get("v"), bool):
+        raise ProtocolError(
+            ErrorCode.UNSUPPORTED_VERSION,
+            f"unsupported protocol version {obj.get('v')!r}; this relay speaks {PROTOCOL_VERSION}",
+        )
+    room = _name(obj, "room", ErrorCode.BAD_HELLO)
+    address = _name(obj, "address", ErrorCode.BAD_HELLO)
+    session = obj.get("session", "")
+    if not isinstance(session, str) or len(session) > MAX_NAME_LENGTH:
+        raise ProtocolError(
+            ErrorCode.BAD_HELLO, f"'session' must be a string of at most {MAX_NAME_LENGTH} chars"
+        )
+    token = obj.get("token")
+    if token is not None and not isinstance(token, str):
+        raise ProtocolError(ErrorCode.BAD_HELLO, "'token' must be a string")
+    return Hello(room=room, address=address, session=session, token=token)
+
+
+def _data(obj: dict[str, Any], where: str) -> Any:
+    data = obj.get("data", _MISSING)
+    if data is _MISSING:
+        raise ProtocolError(ErrorCode.BAD_FIELD, f"{where} needs a 'data' field")
+    return data
+
+
+def parse_frame(text: str, *, max_batch: int) -> Frame:
+    """Validate a frame received after the hello.
+
+    A ``hello`` is returned as such (the caller answers ``already_joined``) so that this
+    function stays a pure description of the format.
+    """
+    obj = _decode_object(text)
+    kind = obj.get("type")
+    if kind == "send":
+        return Send(to=_name(obj, "to"), data=_data(obj, "send"))
+    if kind == "batch":
+        msgs = obj.get("msgs")
+        if not isinstance(msgs, list):
+            raise ProtocolError(ErrorCode.BAD_FIELD, "'msgs' must be a list")
+        if len(msgs) > max_batch:
+            raise ProtocolError(
+                ErrorCode.BAD_FIELD, f"batch of {len(msgs)} messages; at most {max_batch}"
+            )
+        pairs = []
+        for item in msgs:
+            if not isinstance(item, dict):
+                raise ProtocolError(ErrorCode.BAD_FIELD, "each batch entry must be an object")
+            pairs.append((_name(item, "to"), _data(item, "batch entry")))
+        return Batch(msgs=tuple(pairs))
+    if kind == "broadcast":
+        return Broadcast(data=_data(obj, "broadcast"))
+    if kind == "ping":
+        return Ping()
+    if kind == "hello":
+        return parse_hello(text)
+    raise ProtocolError(ErrorCode.UNKNOWN_TYPE, f"unknown frame type {kind!r}")
+
+
+# Outgoing frames. Built as dicts and encoded once: for a broadcast the same string goes to
+# every receiver.
+
+PONG: Final = encode({"type": "pong"})
+
+
+def welcome_frame(room: str, address: str, peers: list[str]) -> str:
+    """Accepted hello: the joiner learns who is already there (sorted, for stable output)."""
+    return encode(
+        {
+            "type": "welcome",
+            "v": PROTOCOL_VERSION,
+            "room": room,
+            "address": address,
+            "peers": sorted(peers),
+        }
+    )
+
+
+def join_frame(address: str) -> str:
+    """Told to the rest of the room when a new address arrives."""
+    return encode({"type": "join", "address": address})
+
+
+def leave_frame(address: str) -> str:
+    """Told to the rest of the room when an address is gone for good (not when replaced)."""
+    return encode({"type": "leave", "address": address})
+
+
+def msg_frame(sender: str, data: Any, *, broadcast: bool = False) -> str:
+    """One delivered message; ``from`` always comes from the relay, never from the client."""
+    frame: dict[str, Any] = {"type": "msg", "from": sender, "data": data}
+    if broadcast:
+        frame["broadcast"] = True
+    return encode(frame)
+
+
+def batch_frame(sender: str, datas: list[Any]) -> str:
+    """All messages of one incoming ``batch`` for one receiver, in their original order."""
+    return encode({"type": "batch", "from": sender, "msgs": datas})
+
+
+def error_frame(code: ErrorCode, message: str, **extra: Any) -> str:
+    """A non-fatal complaint about something the client sent; the connection stays open."""
+    return encode({"type": "error", "code": str(code), "message": message, **extra})
+
+
+def room_token(secret: str | bytes, room: str) -> str:
+    """The access token for ``room`` under ``secret``: hex HMAC-SHA256(secret, room).
+
+    A token per room (rather than the secret itself) lets an operator hand out access to one
+    room without revealing the others, and keeps the secret out of browser storage.
+    """
+    key = secret.encode() if isinstance(secret, str) else secret
+    return hmac.new(key, room.encode(), sha256).hexdigest()

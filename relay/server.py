@@ -1,0 +1,445 @@
+"""The relay process: websockets glue around :mod:`relay.rooms` and :mod:`relay.protocol`.
+
+One asyncio task per connection reads frames and routes them synchronously (decode, look up,
+enqueue) without ever awaiting another connection. Each connection also owns a writer task that
+drains its outbox into the socket. This split is the whole point of the design: a tab that stops
+reading (frozen, paused in a debugger, on a dead network) only fills its *own* outbox, which is
+bounded in bytes; once full, messages to it are dropped and counted, exactly like a lossy
+network, which Raft tolerates by design. Its sender and the rest of the room carry on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hmac
+import logging
+import time
+from collections import Counter, deque
+from collections.abc import Callable
+from typing import Any
+
+from websockets.asyncio.server import Server, ServerConnection, serve
+from websockets.exceptions import ConnectionClosed
+from websockets.http11 import Request, Response
+
+from .config import RelayConfig
+from .limits import TokenBucket
+from .protocol import (
+    PONG,
+    PROTOCOL_VERSION,
+    WS_PATH,
+    Batch,
+    Broadcast,
+    Close,
+    ErrorCode,
+    Frame,
+    Hello,
+    Ping,
+    ProtocolError,
+    Send,
+    batch_frame,
+    error_frame,
+    join_frame,
+    leave_frame,
+    msg_frame,
+    parse_frame,
+    parse_hello,
+    room_token,
+    welcome_frame,
+)
+from .rooms import JoinOutcome, Registry
+from .web import Site
+
+__all__ = ["Peer", "Relay"]
+
+log = logging.getLogger("relay")
+
+# How often a rate-limited client is told about it: once is informative, every drop is a flood.
+RATE_NOTICE_INTERVAL = 1.0
+
+
+class Peer:
+    """One joined connection: its address, its outbox and its writer task.
+
+    ``deliver`` is synchronous and never blocks: it is called from *other* connections'
+    handlers, so it must not wait for this one.
+    """
+
+    __slots__ = (
+        "_queue",
+        "_queued_bytes",
+        "_waiter",
+        "_writer",
+        "address",
+        "bucket",
+        "closed",
+        "last_notice",
+        "max_outbound_bytes",
+        "room",
+        "ws",
+    )
+
+    def __init__(
+        self,
+        ws: ServerConnection,
+        room: str,
+        address: str,
+        config: RelayConfig,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.ws = ws
+        self.room = room
+        self.address = address
+        self.bucket = TokenBucket(config.rate, config.burst, clock)
+        self.last_notice = -RATE_NOTICE_INTERVAL
+        self.max_outbound_bytes = config.max_outbound_bytes
+        self.closed = False
+        self._queue: deque[str] = deque()
+        self._queued_bytes = 0
+        self._waiter: asyncio.Future[None] | None = None
+        self._writer: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        """Start draining the outbox (frames delivered before this wait in it, in order)."""
+        if self._writer is None:
+            self._writer = asyncio.get_running_loop().create_task(self._write_loop())
+
+    def deliver(self, frame: str) -> bool:
+        """Queue ``frame`` for this peer; ``False`` means dropped (outbox full or closed).
+
+        An empty outbox always accepts one frame, so a message up to max_message_size gets
+        through even when max_outbound_bytes is set lower.
+        """
+        if self.closed:
+            return False
+        size = len(frame)
+        if self._queued_bytes and self._queued_bytes + size > self.max_outbound_bytes:
+            return False
+        self._queue.append(frame)
+        self._queued_bytes += size
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+        return True
+
+    async def _write_loop(self) -> None:
+        queue = self._queue
+        loop = asyncio.get_running_loop()
+        try:
+            while True:
+                while queue:
+                    frame = queue.popleft()
+                    self._queued_bytes -= len(frame)
+                    # Awaits only when the socket's write buffer is above websockets'
+                    # write_limit; then frames pile up in this outbox, not in the sender.
+                    await self.ws.send(frame)
+                self._waiter = loop.create_future()
+                await self._waiter
+                self._waiter = None
+        except ConnectionClosed:
+            pass
+        finally:
+            self.closed = True
+            queue.clear()
+            self._queued_bytes = 0
+
+    async def stop(self) -> None:
+        """End the writer; called when the connection's handler exits."""
+        self.closed = True
+        if self._writer is not None:
+            self._writer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._writer
+
+
+class Relay:
+    """A relay server bound to ``config.host:config.port``.
+
+    Use as ``async with Relay(config) as relay:`` or call :meth:`start` / :meth:`stop`.
+    After :meth:`start`, :attr:`port` is the bound port (useful with ``port=0``).
+    ``clock`` drives rate limiting only; tests pass a manual one to make it deterministic.
+    """
+
+    def __init__(self, config: RelayConfig, *, clock: Callable[[], float] = time.monotonic) -> None:
+        self.config = config
+        self._clock = clock
+        self.rooms: Registry[Peer] = Registry(config.max_room_size)
+        self.port: int | None = None
+        self.dropped: Counter[str] = Counter()  # messages, by reason
+        self.refused: Counter[str] = Counter()  # connections, by reason
+        self.messages_routed = 0
+        self.bytes_routed = 0
+        self._open = 0
+        self._started = time.monotonic()
+        self._server: Server | None = None
+        self._background: set[asyncio.Task[Any]] = set()
+        self._site = Site(
+            static_dir=config.static_dir,
+            pyodide_dir=config.pyodide_dir,
+            dist_dir=config.dist_dir,
+            stats=self.stats,
+        )
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Bind and start accepting connections."""
+        cfg = self.config
+        self._server = await serve(
+            self._handle,
+            cfg.host,
+            cfg.port,
+            process_request=self._process_request,
+            # None in the list: clients that send no Origin (not browsers) are always allowed.
+            origins=[*cfg.allow_origins, None] if cfg.allow_origins else None,
+            compression="deflate" if cfg.compression else None,
+            max_size=cfg.max_message_size,
+            ping_interval=cfg.ping_interval,
+            ping_timeout=cfg.ping_timeout,
+            close_timeout=cfg.close_timeout,
+        )
+        self.port = self._server.sockets[0].getsockname()[1]
+        self._started = time.monotonic()
+        log.info("relay protocol v%d listening on %s", PROTOCOL_VERSION, self.url)
+
+    async def stop(self) -> None:
+        """Close every connection with 1001 (going away) and wait for the handlers to end."""
+        if self._server is None:
+            return
+        self._server.close(code=Close.GOING_AWAY, reason="going away")
+        await self._server.wait_closed()
+        for task in list(self._background):
+            task.cancel()
+        self._server = None
+
+    async def __aenter__(self) -> Relay:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.stop()
+
+    @property
+    def url(self) -> str:
+        """Base HTTP URL, e.g. ``http://127.0.0.1:8765/``."""
+        host = self.config.host
+        if ":" in host:
+            host = f"[{host}]"
+        return f"http://{host}:{self.port}/"
+
+    @property
+    def ws_url(self) -> str:
+        """WebSocket URL clients connect to."""
+        return "ws" + self.url.removeprefix("http").removesuffix("/") + WS_PATH
+
+    def stats(self) -> dict[str, Any]:
+        """Counters for ``/stats``: cheap to compute, so taken fresh on every request."""
+        return {
+            "rooms": self.rooms.room_count,
+            "members": self.rooms.member_count,
+            "connections": self._open,
+            "messages_routed": self.messages_routed,
+            "bytes_routed": self.bytes_routed,
+            "dropped": dict(self.dropped),
+            "refused": dict(self.refused),
+            "uptime": round(time.monotonic() - self._started, 3),
+            "version": PROTOCOL_VERSION,
+        }
+
+    # -- HTTP --------------------------------------------------------------------------------
+
+    async def _process_request(
+        self, connection: ServerConnection, request: Request
+    ) -> Response | None:
+        path = request.path.split("?", 1)[0]
+        if path == WS_PATH:
+            return None  # let websockets perform (or refuse) the upgrade
+        if "websocket" in request.headers.get("Upgrade", "").lower():
+            return connection.respond(404, f"the WebSocket endpoint is {WS_PATH}\n")
+        return await self._site.respond(request)
+
+    # -- WebSocket ---------------------------------------------------------------------------
+
+    async def _handle(self, ws: ServerConnection) -> None:
+        if self._open >= self.config.max_connections:
+            self.refused["server_full"] += 1
+            await ws.close(Close.TRY_AGAIN_LATER, "try again later")
+            return
+        self._open += 1
+        try:
+            hello = await self._receive_hello(ws)
+            if hello is None:
+                return
+            admitted = self._admit(ws, hello)
+            if not isinstance(admitted, Peer):
+                code, reason = admitted
+                self.refused[reason.replace(" ", "_")] += 1
+                await ws.close(code, reason)
+                return
+            peer = admitted
+            peer.start()
+            try:
+                async for raw in ws:
+                    self._on_frame(peer, raw)
+            except ConnectionClosed:
+                pass
+            finally:
+                await self._depart(peer)
+        finally:
+            self._open -= 1
+
+    async def _receive_hello(self, ws: ServerConnection) -> Hello | None:
+        """Wait for a valid hello; on anything else close the connection and return ``None``."""
+        try:
+            async with asyncio.timeout(self.config.hello_timeout):
+                raw = await ws.recv()
+        except TimeoutError:
+            self.refused["hello_timeout"] += 1
+            await ws.close(Close.PROTOCOL_ERROR, "hello timeout")
+            return None
+        except ConnectionClosed:
+            return None
+        try:
+            if isinstance(raw, bytes):
+                raise ProtocolError(ErrorCode.BINARY_FRAME, "frames must be text")
+            hello = parse_hello(raw)
+        except ProtocolError as exc:
+            self.refused["bad_hello"] += 1
+            await ws.close(Close.PROTOCOL_ERROR, _reason(f"{exc.code}: {exc.message}"))
+            return None
+        secret = self.config.secret
+        if secret is not None and not hmac.compare_digest(
+            (hello.token or "").encode(), room_token(secret, hello.room).encode()
+        ):
+            self.refused["unauthorized"] += 1
+            await ws.close(Close.UNAUTHORIZED, "unauthorized")
+            return None
+        return hello
+
+    def _admit(self, ws: ServerConnection, hello: Hello) -> Peer | tuple[Close, str]:
+        """Seat the connection, or say how to refuse it.
+
+        Synchronous on purpose: the welcome is queued before any other connection can route
+        a message to the newcomer, and the room hears ``join`` before any message from it.
+        """
+        peer = Peer(ws, hello.room, hello.address, self.config, self._clock)
+        result = self.rooms.join(hello.room, hello.address, hello.session, peer)
+        if result.outcome is JoinOutcome.ADDRESS_IN_USE:
+            return Close.ADDRESS_IN_USE, "address in use"
+        if result.outcome is JoinOutcome.ROOM_FULL:
+            return Close.ROOM_FULL, "room full"
+        peer.deliver(welcome_frame(hello.room, hello.address, result.peers))
+        if result.outcome is JoinOutcome.REPLACED:
+            old = result.replaced
+            assert old is not None
+            log.debug("room %s: %s reconnected", hello.room, hello.address)
+            self._spawn(old.ws.close(Close.REPLACED, "replaced"))
+        else:
+            log.debug("room %s: %s joined", hello.room, hello.address)
+            frame = join_frame(hello.address)
+            for other in self.rooms.others(hello.room, hello.address):
+                other.deliver(frame)
+        return peer
+
+    async def _depart(self, peer: Peer) -> None:
+        # Leave the registry first (synchronously) so nobody routes to a peer being torn down.
+        others = self.rooms.leave(peer.room, peer.address, peer)
+        if others is not None:  # None: replaced by the same session, so not a departure
+            log.debug("room %s: %s left", peer.room, peer.address)
+            frame = leave_frame(peer.address)
+            for other in others:
+                other.deliver(frame)
+        await peer.stop()
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    # -- routing (synchronous: never awaits another connection) ------------------------------
+
+    def _on_frame(self, peer: Peer, raw: str | bytes) -> None:
+        try:
+            if isinstance(raw, bytes):
+                raise ProtocolError(ErrorCode.BINARY_FRAME, "frames must be text (JSON)")
+            frame = parse_frame(raw, max_batch=self.config.max_batch)
+        except ProtocolError as exc:
+            self.dropped["malformed"] += 1
+            if peer.bucket.take(1):
+                peer.deliver(error_frame(exc.code, exc.message))
+            else:
+                self._rate_limited(peer, 0)
+            return
+        try:
+            self._dispatch(peer, frame)
+        except RecursionError:
+            # Nesting that decoded just below the interpreter's limit but cannot be re-encoded
+            # inside the envelope (a few levels deeper). Garbage, not a reason to drop the peer.
+            self.dropped["malformed"] += 1
+            peer.deliver(error_frame(ErrorCode.BAD_JSON, "data is nested too deeply"))
+
+    def _dispatch(self, peer: Peer, frame: Frame) -> None:
+        match frame:
+            case Send(to=to, data=data):
+                if not peer.bucket.take(1):
+                    self._rate_limited(peer, 1)
+                    return
+                self._route(peer, to, msg_frame(peer.address, data), 1)
+            case Batch(msgs=msgs):
+                if not peer.bucket.take(len(msgs) or 1):
+                    self._rate_limited(peer, len(msgs))
+                    return
+                groups: dict[str, list[Any]] = {}
+                for to, data in msgs:
+                    groups.setdefault(to, []).append(data)
+                for to, datas in groups.items():
+                    self._route(peer, to, batch_frame(peer.address, datas), len(datas))
+            case Broadcast(data=data):
+                if not peer.bucket.take(1):
+                    self._rate_limited(peer, 1)
+                    return
+                out = msg_frame(peer.address, data, broadcast=True)
+                for other in self.rooms.others(peer.room, peer.address):
+                    self._count(other.deliver(out), out, 1)
+            case Ping():
+                peer.deliver(PONG)
+            case Hello():
+                self.dropped["malformed"] += 1
+                peer.deliver(error_frame(ErrorCode.ALREADY_JOINED, "hello was already accepted"))
+
+    def _route(self, peer: Peer, to: str, out: str, count: int) -> None:
+        target = self.rooms.get(peer.room, to)
+        if target is None:
+            self.dropped["unknown_peer"] += count
+            peer.deliver(
+                error_frame(ErrorCode.UNKNOWN_PEER, f"no {to!r} in room {peer.room!r}", to=to)
+            )
+            return
+        self._count(target.deliver(out), out, count)
+
+    def _count(self, delivered: bool, out: str, count: int) -> None:
+        if delivered:
+            self.messages_routed += count
+            self.bytes_routed += len(out)
+        else:
+            self.dropped["outbound_full"] += count
+
+    def _rate_limited(self, peer: Peer, count: int) -> None:
+        if count:
+            self.dropped["rate_limited"] += count
+        now = self._clock()
+        if now - peer.last_notice >= RATE_NOTICE_INTERVAL:
+            peer.last_notice = now
+            peer.deliver(
+                error_frame(
+                    ErrorCode.RATE_LIMITED,
+                    f"over {self.config.rate:g} messages/s; messages are being dropped",
+                )
+            )
+
+
+def _reason(text: str) -> str:
+    """Close reasons are limited to 123 bytes by RFC 6455."""
+    data = text.encode()
+    return text if len(data) <= 123 else data[:120].decode(errors="ignore") + "..."

@@ -1,0 +1,213 @@
+"""Plain HTTP on the relay's port: health, stats and the static files the browser demo needs.
+
+Serving the page, Pyodide and our wheel from the same origin as the WebSocket means one process
+to start, no CORS, and no CDN (the machines that run the demo and the tests are offline).
+
+websockets hands every request to ``process_request`` before the upgrade; :class:`Site` answers
+everything except the WebSocket path. Files are read whole into memory: the largest one
+(``pyodide.asm.wasm``) is a few MB and this is a development server for a handful of tabs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import http
+import json
+import mimetypes
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import unquote
+
+from websockets.datastructures import Headers
+from websockets.http11 import Request, Response
+
+__all__ = ["MIME_TYPES", "Mount", "Site", "content_type", "resolve_file"]
+
+# Explicit types for everything the browser demo loads. mimetypes alone is not enough: its
+# answers depend on the host's /etc/mime.types, it maps ".ts" to MPEG transport streams, and a
+# ".wasm" served as anything but application/wasm disables streaming compilation.
+MIME_TYPES: dict[str, str] = {
+    ".html": "text/html; charset=utf-8",
+    ".htm": "text/html; charset=utf-8",
+    ".js": "text/javascript; charset=utf-8",
+    ".mjs": "text/javascript; charset=utf-8",
+    ".css": "text/css; charset=utf-8",
+    ".json": "application/json",
+    ".map": "application/json",
+    ".wasm": "application/wasm",
+    ".whl": "application/zip",
+    ".zip": "application/zip",
+    ".tar": "application/x-tar",
+    ".ts": "text/plain; charset=utf-8",  # .d.ts type declarations shipped with Pyodide
+    ".py": "text/x-python; charset=utf-8",
+    ".txt": "text/plain; charset=utf-8",
+    ".md": "text/markdown; charset=utf-8",
+    ".svg": "image/svg+xml",
+    ".png": "image/png",
+    ".ico": "image/x-icon",
+}
+
+# Our own files change between runs under the same URL: always revalidate (cheap with ETag).
+NO_CACHE = "no-cache"
+# Pyodide's files are pinned to an exact npm version: cache them for good.
+IMMUTABLE = "public, max-age=31536000, immutable"
+
+
+def content_type(path: Path) -> str:
+    """MIME type for a served file, from :data:`MIME_TYPES` first, then the system table."""
+    known = MIME_TYPES.get(path.suffix.lower())
+    if known is not None:
+        return known
+    guessed, _ = mimetypes.guess_type(path.name)
+    return guessed or "application/octet-stream"
+
+
+def resolve_file(root: Path, relative: str) -> Path | None:
+    """Map a URL path below a mount to a file inside ``root``, or ``None`` (-> 404).
+
+    Refuses ``..``, ``.`` and dot-files (``.env``, ``.git``) outright, then checks that the
+    fully resolved path is still inside ``root`` so a symlink cannot lead out of it either.
+    Directories map to their ``index.html``.
+    """
+    found = _locate(root, relative)
+    return None if found is None else found[0]
+
+
+def _locate(root: Path, relative: str) -> tuple[Path, bool] | None:
+    """:func:`resolve_file`, also telling whether the URL named a directory."""
+    parts = []
+    for part in unquote(relative).split("/"):
+        if not part:
+            continue
+        if part.startswith(".") or "\\" in part or "\x00" in part:
+            return None
+        parts.append(part)
+    try:
+        base = root.resolve(strict=True)
+        target = base.joinpath(*parts).resolve(strict=True)
+        is_dir = target.is_dir()
+        if is_dir:
+            target = (target / "index.html").resolve(strict=True)
+    except (OSError, RuntimeError, ValueError):
+        return None
+    if not target.is_relative_to(base) or not target.is_file():
+        return None
+    return target, is_dir
+
+
+@dataclass(frozen=True, slots=True)
+class Mount:
+    """A URL prefix served from a directory (``root=None``: configured off, always 404)."""
+
+    prefix: str
+    root: Path | None
+    cache_control: str
+
+
+def _response(status: http.HTTPStatus, headers: list[tuple[str, str]], body: bytes) -> Response:
+    base = [
+        ("Date", email.utils.formatdate(usegmt=True)),
+        ("Connection", "close"),
+        ("X-Content-Type-Options", "nosniff"),
+    ]
+    return Response(status.value, status.phrase, Headers(base + headers), body)
+
+
+def _text(status: http.HTTPStatus, text: str, *, head: bool = False) -> Response:
+    body = text.encode()
+    headers = [
+        ("Content-Type", "text/plain; charset=utf-8"),
+        ("Content-Length", str(len(body))),
+        ("Cache-Control", "no-store"),
+    ]
+    return _response(status, headers, b"" if head else body)
+
+
+class Site:
+    """Answers the non-WebSocket requests of the relay's port.
+
+    ``stats`` is called for ``/stats`` so the numbers are taken at request time.
+    """
+
+    def __init__(
+        self,
+        *,
+        static_dir: Path | None,
+        pyodide_dir: Path | None,
+        dist_dir: Path | None,
+        stats: Callable[[], dict[str, Any]],
+    ) -> None:
+        # Longest prefix first: /pyodide/ and /dist/ win over the catch-all /.
+        self.mounts = (
+            Mount("/pyodide/", pyodide_dir, IMMUTABLE),
+            Mount("/dist/", dist_dir, NO_CACHE),
+            Mount("/", static_dir, NO_CACHE),
+        )
+        self._stats = stats
+
+    async def respond(self, request: Request) -> Response:
+        """Build the response for one plain HTTP request (GET and HEAD only)."""
+        head = request.method == "HEAD"
+        if request.method not in ("GET", "HEAD"):
+            response = _text(http.HTTPStatus.METHOD_NOT_ALLOWED, "only GET and HEAD\n")
+            response.headers["Allow"] = "GET, HEAD"
+            return response
+        path = request.path.split("?", 1)[0].split("#", 1)[0]
+        if path == "/healthz":
+            return _text(http.HTTPStatus.OK, "ok", head=head)
+        if path == "/stats":
+            body = json.dumps(self._stats(), sort_keys=True).encode()
+            headers = [
+                ("Content-Type", "application/json"),
+                ("Content-Length", str(len(body))),
+                ("Cache-Control", "no-store"),
+            ]
+            return _response(http.HTTPStatus.OK, headers, b"" if head else body)
+        return await self._static(request, path, head)
+
+    async def _static(self, request: Request, path: str, head: bool) -> Response:
+        mount = next(m for m in self.mounts if path.startswith(m.prefix))
+        if mount.root is None:
+            return _text(http.HTTPStatus.NOT_FOUND, "not found\n", head=head)
+        relative = path[len(mount.prefix) :]
+        found = _locate(mount.root, relative)
+        if found is None:
+            return _text(http.HTTPStatus.NOT_FOUND, "not found\n", head=head)
+        target, is_dir = found
+        if is_dir and not path.endswith("/"):
+            # /sub -> /sub/ so that relative links inside sub/index.html resolve correctly.
+            response = _text(http.HTTPStatus.MOVED_PERMANENTLY, "moved\n", head=head)
+            response.headers["Location"] = path + "/"
+            return response
+        try:
+            stat = target.stat()
+        except OSError:
+            return _text(http.HTTPStatus.NOT_FOUND, "not found\n", head=head)
+        etag = f'"{stat.st_size:x}-{stat.st_mtime_ns:x}"'
+        headers = [("ETag", etag), ("Cache-Control", mount.cache_control)]
+        if etag in _etags(request.headers.get("If-None-Match")):
+            return _response(http.HTTPStatus.NOT_MODIFIED, headers, b"")
+        headers += [
+            ("Content-Type", content_type(target)),
+            ("Content-Length", str(stat.st_size)),
+        ]
+        if head:
+            return _response(http.HTTPStatus.OK, headers, b"")
+        try:
+            # A thread, so that reading a multi-MB file does not stall routing for every room.
+            body = await asyncio.to_thread(target.read_bytes)
+        except OSError:
+            return _text(http.HTTPStatus.NOT_FOUND, "not found\n")
+        if len(body) != stat.st_size:
+            # Rewritten between stat and read (e.g. a wheel being rebuilt): say what we send.
+            headers[-1] = ("Content-Length", str(len(body)))
+        return _response(http.HTTPStatus.OK, headers, body)
+
+
+def _etags(header: str | None) -> set[str]:
+    if not header:
+        return set()
+    return {tag.strip().removeprefix("W/") for tag in header.split(",")}

@@ -1,0 +1,138 @@
+"""The pure parts of the relay, without sockets: frame parsing, rooms, the token bucket."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from relay.limits import TokenBucket
+from relay.protocol import (
+    Batch,
+    Broadcast,
+    ErrorCode,
+    Hello,
+    Ping,
+    ProtocolError,
+    Send,
+    batch_frame,
+    error_frame,
+    msg_frame,
+    parse_frame,
+    parse_hello,
+    welcome_frame,
+)
+from relay.rooms import JoinOutcome, Registry
+
+
+def test_parse_hello_defaults():
+    hello = parse_hello('{"type":"hello","v":1,"room":"demo","address":"n1"}')
+    assert hello == Hello(room="demo", address="n1", session="", token=None)
+
+
+def test_parse_frames():
+    assert parse_frame('{"type":"send","to":"b","data":[1]}', max_batch=9) == Send("b", [1])
+    assert parse_frame('{"type":"broadcast","data":null}', max_batch=9) == Broadcast(None)
+    assert parse_frame('{"type":"ping"}', max_batch=9) == Ping()
+    batch = parse_frame(
+        '{"type":"batch","msgs":[{"to":"b","data":1},{"to":"c","data":2}]}', max_batch=2
+    )
+    assert batch == Batch((("b", 1), ("c", 2)))
+
+
+def test_batch_size_limit():
+    frame = json.dumps({"type": "batch", "msgs": [{"to": "b", "data": i} for i in range(3)]})
+    with pytest.raises(ProtocolError) as caught:
+        parse_frame(frame, max_batch=2)
+    assert caught.value.code is ErrorCode.BAD_FIELD
+
+
+def test_outgoing_frames_are_compact_json():
+    assert msg_frame("a", {"x": 1}) == '{"type":"msg","from":"a","data":{"x":1}}'
+    assert msg_frame("a", 1, broadcast=True) == (
+        '{"type":"msg","from":"a","data":1,"broadcast":true}'
+    )
+    assert batch_frame("a", [1, 2]) == '{"type":"batch","from":"a","msgs":[1,2]}'
+    assert json.loads(welcome_frame("r", "a", ["c", "b"]))["peers"] == ["b", "c"]
+    assert json.loads(error_frame(ErrorCode.UNKNOWN_PEER, "m", to="z")) == {
+        "type": "error",
+        "code": "unknown_peer",
+        "message": "m",
+        "to": "z",
+    }
+
+
+class TestRegistry:
+    def test_join_and_leave(self):
+        rooms: Registry[str] = Registry(max_room_size=8)
+        assert rooms.join("r", "a", "", "conn-a").outcome is JoinOutcome.JOINED
+        result = rooms.join("r", "b", "", "conn-b")
+        assert (result.outcome, result.peers) == (JoinOutcome.JOINED, ["a"])
+        assert rooms.get("r", "b") == "conn-b"
+        assert list(rooms.others("r", "b")) == ["conn-a"]
+        assert rooms.leave("r", "a", "conn-a") == ["conn-b"]
+        assert rooms.leave("r", "b", "conn-b") == []
+        assert rooms.room_count == 0 and rooms.member_count == 0
+        assert rooms.get("r", "b") is None and list(rooms.others("r", "x")) == []
+
+    def test_replace_needs_the_same_non_empty_session(self):
+        rooms: Registry[str] = Registry(max_room_size=8)
+        rooms.join("r", "a", "s1", "old")
+        assert rooms.join("r", "a", "s2", "x").outcome is JoinOutcome.ADDRESS_IN_USE
+        assert rooms.join("r", "a", "", "x").outcome is JoinOutcome.ADDRESS_IN_USE
+        result = rooms.join("r", "a", "s1", "new")
+        assert (result.outcome, result.replaced) == (JoinOutcome.REPLACED, "old")
+        # The replaced connection's late departure must not evict its successor.
+        assert rooms.leave("r", "a", "old") is None
+        assert rooms.get("r", "a") == "new"
+
+    def test_empty_sessions_never_match(self):
+        rooms: Registry[str] = Registry(max_room_size=8)
+        rooms.join("r", "a", "", "first")
+        assert rooms.join("r", "a", "", "second").outcome is JoinOutcome.ADDRESS_IN_USE
+
+    def test_room_full_but_reconnect_allowed(self):
+        rooms: Registry[str] = Registry(max_room_size=2)
+        rooms.join("r", "a", "s", "a1")
+        rooms.join("r", "b", "", "b1")
+        assert rooms.join("r", "c", "", "c1").outcome is JoinOutcome.ROOM_FULL
+        assert rooms.join("r", "a", "s", "a2").outcome is JoinOutcome.REPLACED
+        assert rooms.join("other", "c", "", "c1").outcome is JoinOutcome.JOINED
+        assert rooms.addresses("r") == ["a", "b"]
+
+    def test_leave_of_a_stranger_is_ignored(self):
+        rooms: Registry[str] = Registry(max_room_size=2)
+        assert rooms.leave("nowhere", "a", "x") is None
+        rooms.join("r", "a", "", "a1")
+        assert rooms.leave("r", "zz", "x") is None
+
+
+class TestTokenBucket:
+    def test_burst_then_refill(self):
+        now = [0.0]
+        bucket = TokenBucket(rate=2, burst=3, clock=lambda: now[0])
+        assert [bucket.take() for _ in range(4)] == [True, True, True, False]
+        now[0] += 0.5  # one token back
+        assert bucket.take() and not bucket.take()
+        now[0] += 100  # refills only up to the burst
+        assert bucket.take(3) and not bucket.take(1)
+
+    def test_all_or_nothing(self):
+        now = [0.0]
+        bucket = TokenBucket(rate=1, burst=4, clock=lambda: now[0])
+        assert not bucket.take(5)
+        assert bucket.take(4)
+
+    def test_zero_rate_means_unlimited(self):
+        bucket = TokenBucket(rate=0, burst=1)
+        assert all(bucket.take(1000) for _ in range(100))
+
+
+def test_config_rejects_nonsense():
+    from relay import RelayConfig
+
+    with pytest.raises(ValueError, match="max_batch"):
+        RelayConfig(burst=10, max_batch=11)
+    RelayConfig(rate=0, burst=10, max_batch=11)  # no limit: any batch size fits
+    with pytest.raises(ValueError, match="max_room_size"):
+        RelayConfig(max_room_size=0)
