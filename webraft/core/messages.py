@@ -164,6 +164,11 @@ class HeartbeatResponse(Message):
 
 
 @dataclass(frozen=True, slots=True)
+class TimeoutNow(Message):
+    """The leader hands over: the receiver campaigns at once (thesis §3.10)."""
+
+
+@dataclass(frozen=True, slots=True)
 class ProposeRequest(Message):
     """A follower forwarding commands to the leader (the seed's proposal forwarding).
 
@@ -215,6 +220,7 @@ _SCHEMA: dict[str, tuple[type[Message], tuple[_FieldSpec, ...]]] = {
     "heartbeat": (Heartbeat, (_int("term"), _int("commit"), _opt("ctx", "int", 0))),
     "commit": (CommitNotice, (_int("term"), _int("commit"))),
     "heartbeat_resp": (HeartbeatResponse, (_int("term"), _opt("ctx", "int", 0))),
+    "timeout_now": (TimeoutNow, (_int("term"),)),
     "propose": (ProposeRequest, (_int("term"), _int("id"), _FieldSpec("commands", "commands"))),
     "propose_resp": (ProposeResponse, (_int("term"), _int("id"), _int("index"),
                                        _opt("leader", "str", ""))),

@@ -44,6 +44,7 @@ from .messages import (
     Message,
     ProposeRequest,
     ProposeResponse,
+    TimeoutNow,
     VoteRequest,
     VoteResponse,
 )
@@ -160,6 +161,8 @@ class RaftCore:
         self.election_deadline = 0.0
         self.heartbeat_deadline = 0.0
         self.quorum_deadline = 0.0
+        self.transferee: str | None = None  # leadership is being handed to this voter
+        self.transfer_deadline = 0.0
         self._saved = HardState(self.term, self.vote, self.log.commit)
         self._snapshot: SnapshotMeta | None = stored.snapshot
         self._msgs: list[tuple[str, Message]] = []
@@ -176,6 +179,8 @@ class RaftCore:
         if now > self.now:
             self.now = now
         if self.state == LEADER:
+            if self.transferee is not None and self.now >= self.transfer_deadline:
+                self.transferee = None  # the target did not take over in time: carry on
             if self.now >= self.heartbeat_deadline:
                 self.heartbeat_deadline = self.now + self.cfg.heartbeat_interval
                 self._heartbeat()
@@ -199,15 +204,43 @@ class RaftCore:
             return self.heartbeat_deadline
         return self.election_deadline
 
+    def transfer_leadership(self, to: str | None = None) -> str | None:
+        """Hand leadership to ``to`` (default: the most up-to-date voter); return the target.
+
+        The leader stops accepting proposals, brings the target's log up to date, then sends
+        it TimeoutNow so it campaigns at once; if no new leader emerges within an election
+        timeout the transfer is abandoned and this node leads on (Raft thesis §3.10).
+        Returns None when there is nobody to transfer to or this node does not lead.
+        """
+        if self.state != LEADER:
+            return None
+        voters = [v for v in self.cluster.voters if v != self.id and v in self.progress]
+        if to is None and voters:
+            to = max(voters, key=lambda v: self.progress[v].match)
+        if to not in voters:
+            return None
+        self.transferee = to
+        self.transfer_deadline = self.now + self.cfg.election_timeout()
+        self._maybe_send_timeout_now()
+        self._dirty[to] = None
+        return to
+
+    def _maybe_send_timeout_now(self) -> None:
+        to = self.transferee
+        if to is not None and self.progress[to].match == self.log.last_index:
+            self._send(to, TimeoutNow(self.term))
+
     def propose(self, req_id: int, commands: Sequence[Any]) -> None:
         """Propose commands; the outcome appears as a :class:`ProposalResult` in a Ready.
 
         The leader appends them. A follower forwards them to the leader it knows (the seed's
         behaviour); with no known leader the result says so and the runtime may retry.
         """
-        if self.state == LEADER:
+        if self.state == LEADER and self.transferee is None:
             index = self._append(COMMAND, commands)
             self._proposals.append(ProposalResult(req_id, index, self.term))
+        elif self.state == LEADER:  # handing over: refuse, the caller retries with the next
+            self._proposals.append(ProposalResult(req_id, 0, 0, self.transferee or ""))
         elif self.leader is not None:
             self._send(self.leader, ProposeRequest(self.term, req_id, tuple(commands)))
         else:
@@ -251,6 +284,11 @@ class RaftCore:
             self._step_vote_response(src, m)
         elif isinstance(m, _FROM_LEADER):
             self._step_from_leader(src, m)
+        elif isinstance(m, TimeoutNow):
+            # Our leader asks us to take over: campaign now, without a pre-vote (the leader
+            # itself vouches for us) and past the followers' leases.
+            if src == self.leader and self.state == FOLLOWER and self.id in self.cluster.voters:
+                self._campaign(pre=False, transfer=True)
         elif self.state == LEADER and src in self.progress:
             if isinstance(m, AppendResponse):
                 self._step_append_response(src, m)
@@ -316,11 +354,12 @@ class RaftCore:
         if leader is not None:
             self.last_contact = self.now
         self.progress = {}
+        self.transferee = None
         self._dirty.clear()
         self._reset_election_timer(self.cfg.follower_timeout())
         self._set_state(FOLLOWER)
 
-    def _campaign(self, pre: bool, after_pre_vote: bool = False) -> None:
+    def _campaign(self, pre: bool, after_pre_vote: bool = False, transfer: bool = False) -> None:
         """Start a (pre-)election: Raft §5.2, with the thesis' PreVote phase first."""
         self.leader = None
         self.votes = {self.id: True}
@@ -338,7 +377,8 @@ class RaftCore:
         if quorum.vote_result(self.cluster.voters, self.votes) == quorum.WON:
             self._won(pre)
             return
-        request = VoteRequest(term, self.log.last_index, self.log.last_term, pre=pre)
+        request = VoteRequest(term, self.log.last_index, self.log.last_term, pre=pre,
+                              transfer=transfer)
         for voter in self.cluster.voters:
             if voter != self.id:
                 self._send(voter, request)
@@ -458,6 +498,8 @@ class RaftCore:
                 if pr.state == PROBE:
                     pr.become_replicate()
                 self._maybe_commit()
+                if src == self.transferee:
+                    self._maybe_send_timeout_now()
             self._dirty[src] = None
         else:
             resume = self.log.find_conflict_by_term(m.hint_index, m.hint_term) + 1
@@ -549,8 +591,9 @@ class RaftCore:
             return
         # Accept only requests addressed to this leadership: a copy delayed past a term change
         # (or past a crash of this node) is refused instead of being appended a second time.
-        if self.state != LEADER or m.term != self.term:
-            self._send(src, ProposeResponse(self.term, m.id, 0, self.leader or ""))
+        if self.state != LEADER or m.term != self.term or self.transferee is not None:
+            self._send(src, ProposeResponse(self.term, m.id, 0, self.transferee or self.leader
+                                            or ""))
             return
         key = (src, m.id)
         index = self._forwarded.get(key)

@@ -88,6 +88,7 @@ class Stats:
     crashes: int = 0
     partitions: int = 0
     elections: int = 0
+    transfers: int = 0
     proposals: int = 0
     committed: int = 0
     recovery_time: float = 0.0
@@ -111,6 +112,7 @@ class Simulation:
         self.faulty = True
         self._req = 0
         self.acked: dict[int, tuple[int, int]] = {}  # request -> (index, term)
+        self.refused: list[int] = []  # requests not appended (no leader, handing over)
         self.commands: dict[int, Any] = {}  # request -> command
         for node in self.nodes.values():
             self._boot(node)
@@ -169,6 +171,8 @@ class Simulation:
         for result in rd.proposals:
             if result.index:
                 self.acked[result.id] = (result.index, result.term)
+            else:
+                self.refused.append(result.id)
         if rd.committed:
             leaders = {n.id: n.core for n in self.nodes.values() if n.core is not None}
             self.checker.on_commit(node.id, core, rd.committed, leaders)
@@ -246,6 +250,13 @@ class Simulation:
                 self.stats.crashes += 1
                 self._at(self.now + rng.uniform(0.05, 1.0), "restart", victim.id)
             return
+        leader = self._leader()
+        if leader is not None and rng.random() < 0.15:
+            assert leader.core is not None
+            if leader.core.transfer_leadership() is not None:
+                self.stats.transfers += 1
+                self._after(leader)
+            return
         self.stats.partitions += 1
         self.blocked = {}
         choice = rng.random()
@@ -302,7 +313,7 @@ class Simulation:
         marker = None
         while self.now < deadline:
             self._loop_until(min(self.now + 0.05, deadline))
-            if marker is None:
+            if marker is None or marker in self.refused:
                 leader = self._leader()
                 if leader is not None:
                     marker = self._propose_to(leader, "marker")
@@ -313,7 +324,7 @@ class Simulation:
                 return self.stats
         raise LivenessFailure(
             f"seed {self.sc.seed}: no agreement {self.sc.settle_time}s after healing "
-            f"(leader={self._leader()}, marker={marker}, "
+            f"(leader={leader.id if (leader := self._leader()) else None}, marker={marker}, "
             f"commits={[n.core.log.commit for n in self.nodes.values() if n.core]})\n"
             f"replay: {self.sc.replay_command()}")
 
