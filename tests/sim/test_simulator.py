@@ -87,6 +87,11 @@ def test_checker_catches_broken_cores(bug: str, monkeypatch: pytest.MonkeyPatch)
 
 
 def test_liveness_failure_is_reported() -> None:
-    sim = Simulation(Scenario(seed=3, settle_time=0.1))  # far too short to elect anyone
+    class BlackHole(Simulation):
+        """A network that never delivers anything: no leader can ever be elected."""
+
+        def _send(self, src: str, dst: str, msg: object) -> None:
+            self.stats.dropped += 1
+
     with pytest.raises(LivenessFailure, match=r"replay: python -m webraft\.sim --seed 3"):
-        sim.run()
+        BlackHole(Scenario(seed=3, settle_time=1.0)).run()

@@ -24,6 +24,10 @@ MAX_INT = 9007199254740991
 MAX_BATCH = 65536
 #: Longest node address accepted.
 MAX_ADDRESS = 256
+#: Largest command, in approximate bytes of JSON (proposals and forwarded commands alike).
+MAX_COMMAND_BYTES = 1 << 20
+#: Deepest nesting accepted in a command.
+MAX_DEPTH = 64
 
 # Entry kinds.
 COMMAND = 0  #: an application command (the ``apply`` event sees these)
@@ -52,7 +56,7 @@ class Entry:
     def size(self) -> int:
         """Approximate encoded size in bytes, used to bound message and in-flight sizes."""
         if not self._size:
-            self._size = 16 + _approx_size(self.command)
+            self._size = 16 + _json_size(self.command, 0)
         return self._size
 
     def __repr__(self) -> str:
@@ -65,17 +69,6 @@ class Entry:
             other.term, other.index, other.kind, other.command)
 
     __hash__ = None  # type: ignore[assignment]
-
-
-def _approx_size(value: Any) -> int:
-    """Cheap upper-bound-ish size estimate of a JSON value without serializing it."""
-    if isinstance(value, str):
-        return len(value) + 2
-    if isinstance(value, dict):
-        return 2 + sum(len(str(k)) + 4 + _approx_size(v) for k, v in value.items())
-    if isinstance(value, list):
-        return 2 + sum(1 + _approx_size(v) for v in value)
-    return 8
 
 
 @dataclass(frozen=True, slots=True)
@@ -289,6 +282,8 @@ def _check(kind: str, spec: _FieldSpec, value: Any) -> Any:
     if spec.kind == "commands":
         if not value:
             raise MessageError(f"{where} must not be empty")
+        for command in value:
+            check_command(command, where)
         return tuple(value)
     return value  # entries: checked and numbered by _number_entries
 
@@ -328,10 +323,52 @@ def _number_entries(values: dict[str, Any]) -> None:
             raise MessageError("append.entries.kind is unknown")
         if e_kind == CONFIG:
             check_config(data, "append.entries config")
+        elif data.__class__ not in _SCALARS:
+            check_command(data, "append.entries data")
         index += 1
         last_term = e_term
         append(Entry(e_term, index, e_kind, data))
     values["entries"] = tuple(entries)
+
+
+_SCALARS = (str, int, bool, type(None))
+
+
+def check_command(value: Any, where: str = "command") -> int:
+    """Check that ``value`` is plain JSON (no NaN or infinities, string keys, bounded depth and
+    size) and return its approximate size; raise :class:`MessageError` otherwise.
+
+    Commands end up in every node's log and storage: one that cannot be written back as JSON
+    would wedge every node that received it, so it is refused at the edge.
+    """
+    size = _json_size(value, 0)
+    if size > MAX_COMMAND_BYTES:
+        raise MessageError(f"{where}: command of about {size} bytes is over the limit")
+    return size
+
+
+def _json_size(value: Any, depth: int) -> int:
+    cls = value.__class__
+    if cls is str:
+        return len(value) + 2
+    if cls is int or cls is bool or value is None:
+        return 8
+    if cls is float:
+        if value != value or value in (float("inf"), float("-inf")):
+            raise MessageError("command holds NaN or an infinity, which JSON cannot carry")
+        return 8
+    if depth >= MAX_DEPTH:
+        raise MessageError(f"command nests deeper than {MAX_DEPTH} levels")
+    if cls is list:
+        return 2 + sum(1 + _json_size(v, depth + 1) for v in value)
+    if cls is dict:
+        total = 2
+        for k, v in value.items():
+            if k.__class__ is not str:
+                raise MessageError("command has a non-string object key")
+            total += len(k) + 4 + _json_size(v, depth + 1)
+        return total
+    raise MessageError(f"command holds a {cls.__name__}, which is not JSON")
 
 
 def check_config(data: Any, where: str) -> tuple[tuple[str, ...], tuple[str, ...]]:

@@ -24,7 +24,7 @@ from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..core.messages import COMMAND, Entry, decode, encode
+from ..core.messages import COMMAND, MAX_COMMAND_BYTES, Entry, decode, encode
 from ..core.raft import LEADER, PUBLIC_STATE, CoreConfig, ProposalResult, RaftCore, Ready
 from ..core.state import StorageUpdate, StoredState
 from ..errors import (
@@ -42,9 +42,6 @@ from ..storage import MemoryStorage, Storage
 from .events import EventEmitter
 
 logger = logging.getLogger("webraft")
-
-#: Largest command accepted by :meth:`RaftInterface.propose`, in bytes of JSON.
-MAX_COMMAND_BYTES = 1 << 20
 
 
 class NodeInstance:
@@ -684,19 +681,22 @@ async def _await_handler(result: Awaitable[Any]) -> BaseException | None:
 
 
 def _normalize(command: Any) -> Any:
-    """A private, JSON-normal copy of ``command`` (tuples become lists, as on every peer)."""
-    if command is None or type(command) in (str, int, bool):
-        size = len(command) if type(command) is str else 0
-        if size > MAX_COMMAND_BYTES:
-            raise InvalidCommand(f"command is {size} characters, over the limit")
+    """A private, JSON-normal copy of ``command`` (tuples become lists, as on every peer).
+
+    The size limit applies to the command's JSON text, escapes included.
+    """
+    cls = command.__class__
+    if command is None or cls is int or cls is bool:
         return command
+    if cls is str and len(command) <= MAX_COMMAND_BYTES // 6:
+        return command  # fits even if every character needs a 6-byte escape
     try:
         text = json.dumps(command, allow_nan=False)
-    except (TypeError, ValueError) as exc:
+    except (TypeError, ValueError, RecursionError) as exc:
         raise InvalidCommand(f"command is not JSON-serializable: {exc}") from None
     if len(text) > MAX_COMMAND_BYTES:
-        raise InvalidCommand(f"command is {len(text)} bytes, over the limit")
-    return json.loads(text)
+        raise InvalidCommand(f"command is {len(text)} bytes of JSON, over the limit")
+    return command if cls is str else json.loads(text)
 
 
 def _fail(fut: asyncio.Future[Any], exc: BaseException) -> None:
