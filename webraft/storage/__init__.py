@@ -10,6 +10,8 @@ Every backend implements :class:`Storage`. The contract, which the runtime relie
 """
 
 from .base import Storage
+from .localstorage import LocalStorage  # looks up js.localStorage only when one is created
 from .memory import MemoryStorage
+from .sqlite import SQLiteStorage  # imports sqlite3 only when one is created
 
-__all__ = ["MemoryStorage", "Storage"]
+__all__ = ["LocalStorage", "MemoryStorage", "SQLiteStorage", "Storage"]
