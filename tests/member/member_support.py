@@ -1,0 +1,155 @@
+"""Helpers for the process-level member tests: start relays and members, poll their state.
+
+Every wait is a poll of a condition with a deadline that only guards against hangs; nothing
+asserts on how long anything took.
+"""
+
+from __future__ import annotations
+
+import os
+import queue
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from webraft.member.control import key_path, request
+
+ROOT = Path(__file__).resolve().parents[2]
+GUARD = 15.0  # seconds; a hang guard, not a timing expectation
+RELAY_LINE = re.compile(r"webraft relay listening on http://127\.0\.0\.1:(\d+)/ \((ws://\S+)\)")
+NODE_LINE = re.compile(r"webraft node (\S+) control on (http://127\.0\.0\.1:\d+)")
+
+
+def poll(predicate: Callable[[], Any], timeout: float = GUARD, what: str = "") -> Any:
+    """Call ``predicate`` until it returns something truthy (returned); fail after ``timeout``.
+
+    Exceptions count as "not yet" (a node that is restarting refuses connections), but the
+    last one is shown if the deadline passes.
+    """
+    deadline = time.monotonic() + timeout
+    last: BaseException | None = None
+    while True:
+        try:
+            value = predicate()
+            if value:
+                return value
+        except (OSError, ValueError, KeyError) as exc:
+            last = exc
+        if time.monotonic() > deadline:
+            raise AssertionError(f"not true within {timeout}s: {what} (last error: {last!r})")
+        time.sleep(0.02)
+
+
+class Proc:
+    """A child process whose first stdout line is its start-up announcement."""
+
+    def __init__(self, args: list[str], name: str, logs: Path,
+                 env: dict[str, str] | None = None) -> None:
+        self.name = name
+        self.err_path = logs / f"{name}.{time.monotonic_ns()}.err"
+        with self.err_path.open("wb") as err:
+            self.popen = subprocess.Popen(
+                [sys.executable, *args], stdout=subprocess.PIPE, stderr=err, cwd=ROOT,
+                text=True, env={**os.environ, **(env or {})})
+        self._lines: queue.Queue[str] = queue.Queue()
+        threading.Thread(target=self._pump, daemon=True).start()
+
+    def _pump(self) -> None:
+        assert self.popen.stdout is not None
+        for line in self.popen.stdout:
+            self._lines.put(line)
+        self._lines.put("")
+
+    def first_line(self, pattern: re.Pattern[str]) -> re.Match[str]:
+        try:
+            line = self._lines.get(timeout=GUARD)
+        except queue.Empty:
+            raise AssertionError(f"{self.name} printed nothing; stderr: {self.stderr()}") from None
+        match = pattern.search(line)
+        assert match, f"{self.name} said {line!r}; stderr: {self.stderr()}"
+        return match
+
+    def stderr(self) -> str:
+        return self.err_path.read_text(errors="replace")
+
+    def signal(self, sig: signal.Signals) -> None:
+        if self.popen.poll() is None:
+            self.popen.send_signal(sig)
+
+    def wait(self) -> int:
+        return self.popen.wait(timeout=GUARD)
+
+    def kill(self) -> None:
+        if self.popen.poll() is None:
+            self.popen.kill()
+            self.popen.wait(timeout=GUARD)
+
+
+class Relay:
+    """``python -m relay`` on 127.0.0.1 (a free port, or ``port``)."""
+
+    def __init__(self, logs: Path, port: int = 0) -> None:
+        self.proc = Proc(["-m", "relay", "--port", str(port), "--static", ""], "relay", logs)
+        match = self.proc.first_line(RELAY_LINE)
+        self.port = int(match[1])
+        self.ws_url = match[2]
+
+
+class Member:
+    """``python -m webraft.member`` for one address, on its own data directory."""
+
+    def __init__(self, address: str, relay_url: str, data: Path, logs: Path,
+                 members: str = "a,b,c", extra: list[str] | None = None) -> None:
+        self.address = address
+        self.proc = Proc(["-m", "webraft.member", "--relay", relay_url, "--room", "demo",
+                          "--data", str(data), "--address", address, "--members", members,
+                          "--control", "127.0.0.1:0", *(extra or [])], f"node-{address}",
+                         logs)
+        match = self.proc.first_line(NODE_LINE)
+        assert match[1] == address
+        self.control = match[2]
+
+    def get(self, path: str) -> Any:
+        status, answer = request(self.control, "GET", path, timeout=5)
+        assert status == 200, (status, answer)
+        return answer
+
+    def status(self) -> dict[str, Any]:
+        return self.get("/status")
+
+    def kv(self) -> dict[str, Any]:
+        return self.get("/kv")["data"]
+
+    def put(self, key: str, value: Any) -> tuple[int, Any]:
+        return request(self.control, "PUT", key_path(key), value, timeout=10)
+
+
+def leader_of(members: list[Member]) -> Member | None:
+    """The member every given member follows in one term, or None."""
+    statuses = {m.address: m.status() for m in members}
+    leaders = [a for a, s in statuses.items() if s["state"] == "leader"]
+    if len(leaders) != 1:
+        return None
+    term = statuses[leaders[0]]["term"]
+    if all(s["leader"] == leaders[0] and s["term"] == term for s in statuses.values()):
+        return next(m for m in members if m.address == leaders[0])
+    return None
+
+
+def converged(members: list[Member]) -> dict[str, Any] | None:
+    """``{"commit_index", "data"}`` once every member applied the same commit index and holds
+    the same KV; None before."""
+    statuses = [m.status() for m in members]
+    commits = {s["commit_index"] for s in statuses}
+    if len(commits) != 1 or any(s["last_applied"] != s["commit_index"] for s in statuses):
+        return None
+    stores = [m.kv() for m in members]
+    if any(s != stores[0] for s in stores):
+        return None
+    return {"commit_index": commits.pop(), "data": stores[0]}

@@ -1,0 +1,116 @@
+"""The acceptance test: three ``python -m webraft.member`` processes and a ``python -m relay``.
+
+Writes go through every node; the leader is killed with SIGKILL and a new one takes over; the
+killed node restarts from its data directory and catches up; then the relay itself restarts on
+the same port and the cluster commits again. Every acknowledged write must be on every node.
+"""
+
+from __future__ import annotations
+
+import signal
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from member_support import Member, Relay, converged, leader_of, poll
+
+
+class Cluster:
+    def __init__(self, tmp: Path) -> None:
+        self.tmp = tmp
+        self.logs = tmp / "logs"
+        self.logs.mkdir()
+        self.relay = Relay(self.logs)
+        self.members: dict[str, Member] = {}
+        self.acked: dict[str, Any] = {}  # writes the cluster acknowledged
+
+    def start(self, address: str) -> Member:
+        member = Member(address, self.relay.ws_url, self.tmp / f"node-{address}", self.logs)
+        self.members[address] = member
+        return member
+
+    def live(self) -> list[Member]:
+        return [m for m in self.members.values() if m.proc.popen.poll() is None]
+
+    def write(self, via: Member, key: str, value: Any) -> None:
+        """PUT until acknowledged; failures while the cluster settles are retried (a put is
+        idempotent, so retrying one that may have committed is harmless)."""
+        def attempt() -> bool:
+            status, answer = via.put(key, value)
+            if status == 200:
+                assert isinstance(answer["index"], int) and answer["index"] > 0
+                return True
+            assert status in (503, 504), (status, answer)  # no leader yet, or timed out
+            return False
+
+        poll(attempt, what=f"PUT {key} through {via.address} acknowledged")
+        self.acked[key] = value
+
+    def converge(self) -> dict[str, Any]:
+        state = poll(lambda: converged(list(self.members.values())),
+                     what="all three nodes at one commit index with one KV")
+        assert self.acked.items() <= state["data"].items(), "an acknowledged write is missing"
+        return state
+
+    def stop(self) -> None:
+        for member in self.live():
+            member.proc.signal(signal.SIGTERM)
+        codes = {m.address: m.proc.wait() for m in self.members.values()}
+        self.relay.proc.signal(signal.SIGTERM)
+        codes["relay"] = self.relay.proc.wait()
+        assert all(code == 0 for code in codes.values()), codes
+        for member in self.members.values():
+            assert "Traceback" not in member.proc.stderr(), member.proc.stderr()
+
+    def kill_all(self) -> None:
+        for member in self.members.values():
+            member.proc.kill()
+        self.relay.proc.kill()
+
+
+@pytest.fixture
+def cluster(tmp_path: Path) -> Iterator[Cluster]:
+    c = Cluster(tmp_path)
+    try:
+        yield c
+    finally:
+        c.kill_all()
+
+
+def test_three_members_survive_a_killed_leader_and_a_relay_restart(cluster: Cluster):
+    for address in "abc":
+        cluster.start(address)
+    members = cluster.members
+    leader = poll(lambda: leader_of(list(members.values())), what="a leader")
+    for i, address in enumerate("abcabc"):  # through the leader and both followers
+        cluster.write(members[address], f"k{i}", {"n": i, "via": address})
+    cluster.converge()
+
+    # SIGKILL the leader: no goodbye to the relay, no chance to flush anything.
+    leader.proc.kill()
+    survivors = [m for m in members.values() if m is not leader]
+    new_leader = poll(lambda: leader_of(survivors), what="a new leader among the survivors")
+    assert new_leader is not leader
+    for i, member in enumerate(survivors * 2, start=6):
+        cluster.write(member, f"k{i}", i)
+
+    # Restart the killed node from its data directory: it must come back with its log.
+    restarted = cluster.start(leader.address)
+    state = cluster.converge()
+    assert restarted.status()["commit_index"] == state["commit_index"]
+    cluster.write(restarted, "after-restart", True)
+    cluster.converge()
+
+    # Restart the relay on the same port: every node reconnects and the cluster commits.
+    port = cluster.relay.port
+    cluster.relay.proc.signal(signal.SIGTERM)
+    assert cluster.relay.proc.wait() == 0
+    cluster.relay = Relay(cluster.logs, port=port)
+    poll(lambda: all(m.status()["connected"] and len(m.status()["peers"]) == 2
+                     for m in members.values()), what="every node back in the room")
+    for member in members.values():
+        cluster.write(member, f"after-relay-{member.address}", member.address)
+    state = cluster.converge()
+    assert len(state["data"]) == len(cluster.acked)
+    cluster.stop()

@@ -1,0 +1,246 @@
+"""Helpers for the transport tests: relays, fast RelayRaft nodes, raw WebSocket clients.
+
+Nothing here asserts on timing: tests wait for conditions with :func:`until`, whose timeout is
+only a guard so that a bug fails the test instead of hanging the suite.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed
+
+import webraft
+from relay import Relay, RelayConfig
+from webraft.transport import RelayRaft
+
+GUARD = 10.0  # seconds; a hang guard, not a timing expectation
+
+
+async def until(predicate: Callable[[], Any], timeout: float = GUARD, what: str = "") -> Any:
+    """Poll ``predicate`` until it returns something truthy (returned); fail after ``timeout``."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if loop.time() > deadline:
+            raise AssertionError(f"not true within {timeout}s: {what or predicate}")
+        await asyncio.sleep(0.005)
+
+
+class FastRelayRaft(RelayRaft):
+    """A RelayRaft with small timeouts that records what it applied, received and reported."""
+
+    def __init__(self, address: str, **kwargs: Any) -> None:
+        self._election_rng = random.Random()
+        super().__init__(address, **kwargs)
+        self.applied: list[tuple[int, Any]] = []
+        self.received: list[tuple[str, Any]] = []
+        self.errors: list[BaseException] = []
+        self.seen: list[tuple[str, str]] = []  # ("join" | "leave", address)
+        self.listen("apply", self._on_apply)
+        self.listen("error", self.errors.append)
+        self.listen("join", lambda a: self.seen.append(("join", a)))
+        self.listen("leave", lambda a: self.seen.append(("leave", a)))
+
+    def _on_apply(self, entry: webraft.Entry, index: int, cb: Callable[..., None]) -> None:
+        self.applied.append((index, entry.command))
+        cb()
+
+    def got_data(self, address: str, payload: Any) -> None:
+        self.received.append((address, payload))
+        super().got_data(address, payload)
+
+    @property
+    def heartbeat_frequency(self) -> float:
+        return 0.02
+
+    @property
+    def heartbeat_timeout(self) -> float:
+        return 0.15
+
+    @property
+    def election_timeout(self) -> float:
+        return self._election_rng.uniform(0.15, 0.3)
+
+
+class Raw:
+    """A test-side relay client speaking raw JSON frames."""
+
+    def __init__(self, ws: ClientConnection) -> None:
+        self.ws = ws
+
+    async def send(self, **frame: Any) -> None:
+        await self.ws.send(json.dumps(frame))
+
+    async def recv(self) -> dict[str, Any]:
+        async with asyncio.timeout(GUARD):
+            frame = json.loads(await self.ws.recv())
+        assert isinstance(frame, dict)
+        return frame
+
+    async def expect(self, kind: str, **fields: Any) -> dict[str, Any]:
+        """The next frame, checked to be of type ``kind`` with the given fields."""
+        frame = await self.recv()
+        assert frame["type"] == kind, frame
+        for key, value in fields.items():
+            assert frame.get(key) == value, (key, frame)
+        return frame
+
+    async def closed(self) -> int | None:
+        """Wait until the connection is closed; the close code received."""
+        async with asyncio.timeout(GUARD):
+            try:
+                while True:
+                    await self.ws.recv()
+            except ConnectionClosed:
+                pass
+        return self.ws.close_code
+
+
+def stable_leader(nodes: Iterable[webraft.RaftInterface]) -> webraft.RaftInterface | None:
+    """The one leader every given node follows in one term, or None."""
+    nodes = list(nodes)
+    leaders = [n for n in nodes if n.is_leader]
+    if len(leaders) != 1:
+        return None
+    lead = leaders[0]
+    if all(n.leader == lead.address and n.term == lead.term for n in nodes):
+        return lead
+    return None
+
+
+class Net:
+    """Relays, nodes and raw clients of one test; :meth:`aclose` stops them all."""
+
+    def __init__(self) -> None:
+        self.relays: list[Relay] = []
+        self.nodes: list[FastRelayRaft] = []
+        self.raws: list[Raw] = []
+        self.fakes: list[FakeRelay] = []
+
+    async def relay(self, **overrides: Any) -> Relay:
+        """A relay on 127.0.0.1 (a free port unless ``port`` is given), no static routes."""
+        settings: dict[str, Any] = {"port": 0, "static_dir": None, "pyodide_dir": None,
+                                    "dist_dir": None}
+        settings.update(overrides)
+        relay = Relay(RelayConfig(**settings))
+        await relay.start()
+        self.relays.append(relay)
+        return relay
+
+    async def fake(self) -> FakeRelay:
+        fake = await FakeRelay().start()
+        self.fakes.append(fake)
+        return fake
+
+    def node(self, address: str, relay: Relay | FakeRelay, *, room: str = "demo",
+             members: Iterable[str] = ("a", "b", "c"), start: bool = True,
+             **kwargs: Any) -> FastRelayRaft:
+        kwargs.setdefault("storage", webraft.MemoryStorage())
+        node = FastRelayRaft(address, url=relay.ws_url, room=room, members=list(members),
+                             **kwargs)
+        self.nodes.append(node)
+        if start:
+            node.start()
+        return node
+
+    async def raw(self, relay: Relay, room: str = "demo", address: str | None = None,
+                  **hello: Any) -> tuple[Raw, dict[str, Any] | None]:
+        """A raw client; with ``address``, joined to ``room`` (returns its welcome too)."""
+        async with asyncio.timeout(GUARD):
+            ws = await connect(relay.ws_url, compression=None)
+        raw = Raw(ws)
+        self.raws.append(raw)
+        if address is None:
+            return raw, None
+        await raw.send(type="hello", v=1, room=room, address=address, **hello)
+        return raw, await raw.expect("welcome")
+
+    async def leader(self, nodes: Iterable[FastRelayRaft]) -> FastRelayRaft:
+        nodes = list(nodes)
+        return await until(lambda: stable_leader(nodes), what="a stable leader")
+
+    async def aclose(self) -> None:
+        for node in self.nodes:
+            await node.close()
+        for raw in self.raws:
+            await raw.ws.close()
+        for relay in self.relays:
+            await relay.stop()
+        for fake in self.fakes:
+            await fake.stop()
+
+
+class FakeRelay:
+    """A WebSocket server the test drives by hand, to play a relay that misbehaves.
+
+    Each accepted connection is put in :attr:`accepted`; the test reads the hello and sends
+    whatever frames (or close codes) it wants. A connection stays open until the test closes
+    it or the client goes away.
+    """
+
+    def __init__(self) -> None:
+        self.accepted: asyncio.Queue[FakeConn] = asyncio.Queue()
+        self._server: Any = None
+        self.ws_url = ""
+
+    async def start(self) -> FakeRelay:
+        from websockets.asyncio.server import serve
+
+        self._server = await serve(self._handle, "127.0.0.1", 0, compression=None)
+        port = self._server.sockets[0].getsockname()[1]
+        self.ws_url = f"ws://127.0.0.1:{port}/ws"
+        return self
+
+    async def _handle(self, ws: Any) -> None:
+        conn = FakeConn(ws)
+        await self.accepted.put(conn)
+        await ws.wait_closed()
+
+    async def next(self) -> FakeConn:
+        """The next connection, with its hello already read (in ``conn.hello``)."""
+        async with asyncio.timeout(GUARD):
+            conn = await self.accepted.get()
+            conn.hello = json.loads(await conn.ws.recv())
+        return conn
+
+    async def stop(self) -> None:
+        if self._server is not None:
+            self._server.close()
+            await self._server.wait_closed()
+
+
+class FakeConn:
+    """One connection to a :class:`FakeRelay`."""
+
+    def __init__(self, ws: Any) -> None:
+        self.ws = ws
+        self.hello: dict[str, Any] = {}
+
+    async def send(self, frame: dict[str, Any] | str | bytes) -> None:
+        await self.ws.send(frame if isinstance(frame, str | bytes) else json.dumps(frame))
+
+    async def welcome(self, *peers: str) -> None:
+        await self.send({"type": "welcome", "v": 1, "room": self.hello["room"],
+                         "address": self.hello["address"], "peers": list(peers)})
+
+    async def recv(self) -> dict[str, Any]:
+        async with asyncio.timeout(GUARD):
+            return json.loads(await self.ws.recv())
+
+    async def close(self, code: int, reason: str = "") -> None:
+        await self.ws.close(code, reason)
+
+    async def closed(self) -> int | None:
+        """Wait until the client closes; the code it sent."""
+        async with asyncio.timeout(GUARD):
+            await self.ws.wait_closed()
+        return self.ws.close_code

@@ -1,0 +1,293 @@
+"""The member's control interface: a tiny local HTTP/1.1 server, and a client for it.
+
+Standard library only (asyncio streams for the server, urllib for the client): a member must
+not need more than webraft and websockets. One request per connection, JSON both ways:
+
+====================  ==========================================================================
+``GET /status``       ``{address, room, state, term, leader, commit_index, last_applied,
+                      members, peers, connected}``
+``GET /kv``           ``{"data": {...}, "last_applied": n}``: everything this node has applied
+``GET /kv/KEY``       ``{"key", "value"}``, or 404 (reads are local: they may lag the leader)
+``PUT /kv/KEY``       body = a JSON value; proposes ``put`` and answers ``{"index"}`` once the
+                      command is committed and applied on this node
+``DELETE /kv/KEY``    proposes ``del``; same answer
+====================  ==========================================================================
+
+Failures are ``{"error": <exception class>, "message", "may_have_committed"}``: a proposal
+that failed with ``may_have_committed: false`` can be retried safely (see
+:mod:`webraft.errors`). KEY is percent-decoded. The server binds to loopback by default and
+has no authentication: it is a developer's tool, not a public API.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import urllib.error
+import urllib.parse
+import urllib.request
+from http import HTTPStatus
+from typing import TYPE_CHECKING, Any
+
+from ..errors import InvalidCommand, ProposalError, ProposalTimeout
+from .kv import KVStore, check_command, delete, put
+
+if TYPE_CHECKING:
+    from ..transport.websocket import RelayRaft
+
+__all__ = ["ControlServer", "request"]
+
+logger = logging.getLogger("webraft.member")
+
+#: Largest request body accepted (a command is at most 1 MiB of JSON, plus the envelope).
+MAX_BODY = (1 << 20) + 1024
+#: Seconds a client has to send its whole request (headers and body).
+REQUEST_TIMEOUT = 10.0
+_MAX_HEADERS = 100
+
+
+class _BadRequest(Exception):
+    def __init__(self, status: HTTPStatus, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class ControlServer:
+    """Serves the control API of ``node`` (whose applied state is ``kv``) on ``host:port``.
+
+    ``port=0`` picks a free port; :attr:`url` is the address to use once :meth:`start` ran.
+    """
+
+    def __init__(self, node: RelayRaft, kv: KVStore, host: str = "127.0.0.1",
+                 port: int = 0) -> None:
+        self.node = node
+        self.kv = kv
+        self.host = host
+        self.port = port
+        self._server: asyncio.Server | None = None
+        self._handlers: set[asyncio.Task[None]] = set()
+
+    @property
+    def url(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}"
+
+    async def start(self) -> None:
+        """Bind and start serving (raises OSError if the address is unavailable)."""
+        self._server = await asyncio.start_server(self._handle, self.host, self.port)
+        self.port = self._server.sockets[0].getsockname()[1]
+
+    async def close(self) -> None:
+        """Stop accepting, and end requests still in progress."""
+        if self._server is None:
+            return
+        self._server.close()
+        for task in list(self._handlers):
+            task.cancel()
+        await asyncio.gather(*self._handlers, return_exceptions=True)
+        with contextlib.suppress(Exception):
+            async with asyncio.timeout(1.0):
+                await self._server.wait_closed()
+        self._server = None
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        if task is not None:
+            self._handlers.add(task)
+        unread = False  # the request was refused before it was read to its end
+        try:
+            try:
+                async with asyncio.timeout(REQUEST_TIMEOUT):
+                    method, path, body = await _read_request(reader)
+                status, payload = await self._route(method, path, body)
+            except _BadRequest as exc:
+                unread = True
+                status, payload = exc.status, _error("BadRequest", str(exc))
+            except TimeoutError:
+                status, payload = HTTPStatus.REQUEST_TIMEOUT, _error("RequestTimeout",
+                                                                     "request too slow")
+            except (asyncio.IncompleteReadError, ConnectionError):
+                return
+            except Exception as exc:  # a bug: answer 500 rather than drop the connection
+                logger.exception("control request failed")
+                status, payload = HTTPStatus.INTERNAL_SERVER_ERROR, _error(
+                    type(exc).__name__, str(exc), may_have_committed=True)
+            data = json.dumps(payload, allow_nan=False).encode() + b"\n"
+            writer.write(f"HTTP/1.1 {status.value} {status.phrase}\r\n"
+                         "Content-Type: application/json\r\n"
+                         f"Content-Length: {len(data)}\r\n"
+                         "Connection: close\r\n\r\n".encode() + data)
+            with contextlib.suppress(ConnectionError):
+                await writer.drain()
+                if unread:
+                    await _linger(reader, writer)
+        finally:
+            writer.close()
+            with contextlib.suppress(Exception):
+                await writer.wait_closed()
+            if task is not None:
+                self._handlers.discard(task)
+
+    async def _route(self, method: str, path: str, body: bytes) -> tuple[HTTPStatus, Any]:
+        if path == "/status":
+            _allow(method, "GET")
+            return HTTPStatus.OK, self.status()
+        if path == "/kv":
+            _allow(method, "GET")
+            return HTTPStatus.OK, {"data": self.kv.data, "last_applied": self.kv.last_applied}
+        if path.startswith("/kv/") and len(path) > len("/kv/"):
+            try:
+                key = urllib.parse.unquote(path[len("/kv/"):], errors="strict")
+            except UnicodeDecodeError:
+                raise _BadRequest(HTTPStatus.BAD_REQUEST, "the key is not UTF-8") from None
+            if method == "GET":
+                if key not in self.kv:
+                    return HTTPStatus.NOT_FOUND, {**_error("KeyNotFound", f"no key {key!r}"),
+                                                  "key": key}
+                return HTTPStatus.OK, {"key": key, "value": self.kv.get(key)}
+            if method == "PUT":
+                try:
+                    value = json.loads(body, parse_constant=_no_constant)
+                except (ValueError, RecursionError) as exc:
+                    raise _BadRequest(HTTPStatus.BAD_REQUEST,
+                                      f"the body must be one JSON value: {exc}") from None
+                return await self._propose(put(key, value))
+            if method == "DELETE":
+                return await self._propose(delete(key))
+            raise _BadRequest(HTTPStatus.METHOD_NOT_ALLOWED, f"{method} not allowed here")
+        return HTTPStatus.NOT_FOUND, _error("NotFound", f"no route {path!r}")
+
+    async def _propose(self, command: dict[str, Any]) -> tuple[HTTPStatus, Any]:
+        try:
+            check_command(command)
+        except ValueError as exc:
+            return HTTPStatus.BAD_REQUEST, _error("InvalidCommand", str(exc))
+        try:
+            index = await self.node.propose(command)
+        except ProposalError as exc:
+            if isinstance(exc, InvalidCommand):
+                status = HTTPStatus.BAD_REQUEST
+            elif isinstance(exc, ProposalTimeout):
+                status = HTTPStatus.GATEWAY_TIMEOUT
+            else:
+                status = HTTPStatus.SERVICE_UNAVAILABLE
+            return status, _error(type(exc).__name__, str(exc), exc.may_have_committed)
+        return HTTPStatus.OK, {"index": index}
+
+    def status(self) -> dict[str, Any]:
+        """What ``GET /status`` answers."""
+        node = self.node
+        return {
+            "address": node.address,
+            "room": node.room,
+            "state": node.state,
+            "term": node.term,
+            "leader": node.leader,
+            "commit_index": node.commit_index,
+            "last_applied": node.last_applied,
+            "members": list(node.members),
+            "peers": sorted(node.nodes),
+            "connected": node.connected,
+        }
+
+
+def _allow(method: str, allowed: str) -> None:
+    if method != allowed:
+        raise _BadRequest(HTTPStatus.METHOD_NOT_ALLOWED, f"only {allowed} is allowed here")
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+def _error(kind: str, message: str, may_have_committed: bool = False) -> dict[str, Any]:
+    return {"error": kind, "message": message, "may_have_committed": may_have_committed}
+
+
+async def _linger(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    """Read (and discard) what the client still sends before closing: closing a socket with
+    unread data resets the connection, and the client could lose our answer with it."""
+    if writer.can_write_eof():
+        writer.write_eof()
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(1.0):
+            for _ in range(64):  # at most 4 MiB
+                if not await reader.read(1 << 16):
+                    break
+
+
+async def _readline(reader: asyncio.StreamReader) -> bytes:
+    try:
+        return await reader.readline()
+    except ValueError:  # longer than the stream's limit (64 KiB)
+        raise _BadRequest(HTTPStatus.REQUEST_HEADER_FIELDS_TOO_LARGE, "line too long") from None
+
+
+async def _read_request(reader: asyncio.StreamReader) -> tuple[str, str, bytes]:
+    """Method, path (without query) and body of one HTTP/1.x request."""
+    line = await _readline(reader)
+    if not line:
+        raise asyncio.IncompleteReadError(b"", None)
+    parts = line.decode("latin-1").split()
+    if len(parts) != 3 or not parts[2].startswith("HTTP/1."):
+        raise _BadRequest(HTTPStatus.BAD_REQUEST, "malformed request line")
+    method, target = parts[0], parts[1]
+    length = 0
+    for _ in range(_MAX_HEADERS):
+        header = await _readline(reader)
+        if header in (b"\r\n", b"\n"):
+            break
+        if not header:
+            raise asyncio.IncompleteReadError(b"", None)
+        name, _, value = header.decode("latin-1").partition(":")
+        name = name.strip().lower()
+        if name == "content-length":
+            try:
+                length = int(value.strip())
+            except ValueError:
+                raise _BadRequest(HTTPStatus.BAD_REQUEST, "bad Content-Length") from None
+            if not 0 <= length <= MAX_BODY:
+                raise _BadRequest(HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
+                                  f"body over {MAX_BODY} bytes")
+        elif name == "transfer-encoding":
+            raise _BadRequest(HTTPStatus.NOT_IMPLEMENTED, "send a Content-Length body")
+    else:
+        raise _BadRequest(HTTPStatus.REQUEST_HEADER_FIELDS_TOO_LARGE, "too many headers")
+    body = await reader.readexactly(length) if length else b""
+    path = urllib.parse.urlsplit(target).path
+    return method, path, body
+
+
+# ------------------------------------------------------------------ the client side
+
+
+def request(base_url: str, method: str, path: str, body: Any = None,
+            timeout: float = 30.0) -> tuple[int, Any]:
+    """One request to a control server: ``(status, decoded JSON answer)``.
+
+    Proxies from the environment are ignored: the control server is on this machine.
+    Raises OSError (urllib.error.URLError) when the server cannot be reached.
+    """
+    if "://" not in base_url:
+        base_url = "http://" + base_url
+    data = None if body is None else json.dumps(body, allow_nan=False).encode()
+    req = urllib.request.Request(base_url.rstrip("/") + path, data=data, method=method,
+                                 headers={"Content-Type": "application/json"})
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    try:
+        with opener.open(req, timeout=timeout) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as exc:
+        with exc:
+            raw = exc.read()
+        try:
+            return exc.code, json.loads(raw)
+        except ValueError:
+            return exc.code, {"error": "HTTPError", "message": raw.decode(errors="replace")}
+
+
+def key_path(key: str) -> str:
+    """``/kv/<key>`` with the key percent-encoded (any character may be in a key)."""
+    return "/kv/" + urllib.parse.quote(key, safe="")

@@ -1,0 +1,447 @@
+"""The CPython transport: a webraft node talking to the relay over ``websockets``.
+
+This is the only module of ``webraft`` that imports ``websockets`` (the browser wheel has none,
+so ``import webraft`` never loads it). It is a thin asyncio layer around the sans-I/O
+:class:`~webraft.transport.relay.RelayClient`:
+
+* :class:`RelayConnection` keeps one WebSocket to the relay open for as long as it runs: it
+  says hello, feeds every frame to the client and hands the resulting events to a
+  :class:`RelayListener`, reconnects after any disconnect with jittered exponential back-off,
+  and stops for good only on the close codes after which retrying cannot help (4001, 4008,
+  4009), reporting them. Outgoing messages are batched: the first write of a loop turn wakes
+  the writer task, which runs after the rest of that turn's callbacks and sends everything
+  written meanwhile as one frame.
+* :class:`RelayRaft` is a :class:`~webraft.runtime.RaftInterface` on such a connection: the
+  room's membership drives the seed's ``join``/``leave``, incoming messages go to
+  ``got_data``, and each peer's :class:`RelayPeer` writes into the shared connection.
+
+Nothing raised by the network or by a malformed frame escapes into the event loop: failures
+are logged, reported through the node's ``error`` event where they concern the application,
+and turned into a reconnect.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from collections.abc import Iterable, Mapping
+from typing import Any, Protocol
+
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed, InvalidURI
+from websockets.uri import parse_uri
+
+from ..errors import InvalidCommand
+from ..runtime import NodeInstance, RaftInterface
+from ..storage import Storage
+from .relay import (
+    WS_PATH,
+    Backoff,
+    Batch,
+    FrameError,
+    Joined,
+    Left,
+    Message,
+    OutgoingBuffer,
+    Rejected,
+    RelayClient,
+    RelayRejected,
+    Welcome,
+)
+
+__all__ = ["RelayConnection", "RelayListener", "RelayPeer", "RelayRaft"]
+
+logger = logging.getLogger("webraft.transport")
+
+#: Room left in a relay frame for everything around a command: the append message's fields
+#: and the entry's framing (a few hundred bytes), and the send or batch envelope.
+COMMAND_ENVELOPE_BYTES = 4096
+_ASCII_JSON = json.JSONEncoder(separators=(",", ":"), ensure_ascii=True, allow_nan=False).encode
+
+#: Options passed to :func:`websockets.asyncio.client.connect` unless overridden.
+#: No compression (Raft messages are small, the relay does not negotiate it by default);
+#: ``max_size`` is above the relay's own 1 MiB because it re-encodes frames with ``\\uXXXX``
+#: escapes, which can make what it delivers larger than what was sent.
+DEFAULT_CONNECT_OPTIONS: Mapping[str, Any] = {
+    "compression": None,
+    "open_timeout": 5.0,
+    "close_timeout": 2.0,
+    "max_size": 8 << 20,
+}
+
+
+def relay_url(url: str) -> str:
+    """Check a relay URL (``ws://`` or ``wss://``); a URL without a path gets ``/ws``.
+
+    Raises ValueError for anything websockets could not connect to, at construction time
+    rather than as an endless series of failed reconnects.
+    """
+    try:
+        parsed = parse_uri(url)
+    except InvalidURI as exc:
+        raise ValueError(f"not a relay URL (ws://HOST:PORT/ws): {url!r}: {exc}") from None
+    if parsed.resource_name == "/":
+        url = url.rstrip("/") + WS_PATH
+    return url
+
+
+class RelayListener(Protocol):
+    """What a :class:`RelayConnection` reports to; every method must return quickly."""
+
+    def relay_welcome(self, peers: tuple[str, ...]) -> None:
+        """A connection was accepted; ``peers`` are the room's other members right now."""
+
+    def relay_join(self, address: str) -> None:
+        """``address`` entered the room."""
+
+    def relay_leave(self, address: str) -> None:
+        """``address`` left the room."""
+
+    def relay_data(self, sender: str, data: Any) -> None:
+        """A message from ``sender`` (stamped by the relay)."""
+
+    def relay_error(self, exc: Exception) -> None:
+        """Something the application should know about (a malformed frame, a refusal, or the
+        :class:`~webraft.transport.relay.RelayClosed` that ended reconnecting)."""
+
+
+class RelayConnection:
+    """Keeps a :class:`RelayClient` connected to the relay at ``url`` (see the module doc).
+
+    :meth:`start` needs a running loop; :meth:`send` may be called at any time after it and
+    never blocks (messages wait in the client's bounded buffer while disconnected);
+    :meth:`close` sends what is buffered, closes the WebSocket and stops reconnecting.
+    ``connect_options`` override :data:`DEFAULT_CONNECT_OPTIONS`.
+    """
+
+    def __init__(self, url: str, client: RelayClient, listener: RelayListener, *,
+                 connect_options: Mapping[str, Any] | None = None) -> None:
+        self.url = relay_url(url)
+        self.client = client
+        self.listener = listener
+        self._options = {**DEFAULT_CONNECT_OPTIONS, **(connect_options or {})}
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._ws: ClientConnection | None = None
+        self._wakeup: asyncio.Future[None] | None = None
+        self._closing = False
+        #: Failed attempts and lost connections since the last welcome (for logs and status).
+        self.failures = 0
+        #: Completed connections (welcomes received) so far.
+        self.connections = 0
+
+    @property
+    def connected(self) -> bool:
+        """True while a connection is open and joined to the room."""
+        return self._ws is not None and self.client.joined
+
+    @property
+    def running(self) -> bool:
+        """True until :meth:`close` or a terminal close code ended reconnecting."""
+        return self._task is not None and not self._task.done()
+
+    def start(self) -> None:
+        """Start connecting (and reconnecting); idempotent."""
+        if self._task is not None or self._closing:
+            return
+        self._loop = asyncio.get_running_loop()
+        self._task = self._loop.create_task(self._run(), name=f"relay {self.client.address}")
+
+    def send(self, to: str, data: Any) -> None:
+        """Queue ``data`` for ``to``; it leaves with everything else written this loop turn.
+
+        Raises ValueError (not JSON) or MessageTooLarge synchronously, like a socket would.
+        """
+        self.client.send(to, data)
+        wakeup = self._wakeup
+        if wakeup is not None and not wakeup.done():
+            # The writer's next step is queued behind every callback already due in this
+            # turn, so whatever they write joins the same frame.
+            wakeup.set_result(None)
+
+    async def close(self) -> None:
+        """Flush the buffer if connected, close the WebSocket (1000) and stop; idempotent."""
+        if self._closing:
+            return
+        self._closing = True
+        ws = self._ws
+        if ws is not None:
+            with contextlib.suppress(Exception):
+                async with asyncio.timeout(self._options["close_timeout"]):
+                    for frame in self.client.take_frames():
+                        await ws.send(frame)
+            with contextlib.suppress(Exception):
+                await ws.close()
+        task = self._task
+        if task is not None and not task.done():
+            if ws is None:
+                task.cancel()  # sleeping between attempts, or connecting
+            try:
+                async with asyncio.timeout(self._options["close_timeout"]):
+                    await asyncio.shield(task)
+            except (TimeoutError, asyncio.CancelledError):
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+
+    # ------------------------------------------------------------------ the connection loop
+
+    async def _run(self) -> None:
+        try:
+            while not self._closing:
+                code: int | None = None
+                reason = ""
+                try:
+                    code, reason = await self._connect_once()
+                except asyncio.CancelledError:
+                    raise
+                except Exception as exc:  # refused, timed out, bad handshake, or a bug
+                    self._failed(exc)
+                if self._closing:
+                    return
+                delay = self.client.connection_lost(code, reason)
+                if delay is None:
+                    stopped = self.client.stopped
+                    logger.error("%s: %s", self.client.address, stopped)
+                    if stopped is not None:
+                        self._report(stopped)
+                    return
+                logger.debug("%s: reconnecting in %.3f s", self.client.address, delay)
+                await asyncio.sleep(delay)
+        except asyncio.CancelledError:
+            if not self._closing:
+                raise
+        except Exception as exc:  # pragma: no cover - a bug; report, never crash the loop
+            logger.exception("%s: relay connection loop failed", self.client.address)
+            self._report(exc)
+
+    async def _connect_once(self) -> tuple[int | None, str]:
+        """One connection's life; returns the close code and reason the relay sent."""
+        ws = await connect(self.url, **self._options)
+        if self._closing:
+            await ws.close()
+            return None, ""
+        self._ws = ws
+        writer: asyncio.Task[None] | None = None
+        try:
+            await ws.send(self.client.connection_made())
+            writer = asyncio.get_running_loop().create_task(self._write_loop(ws))
+            async for raw in ws:
+                if not self._on_frame(raw):
+                    await ws.close(1002, "unexpected first frame")
+                    break
+        except ConnectionClosed:
+            pass
+        finally:
+            self._ws = None
+            self.client.joined = False
+            if writer is not None:
+                writer.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await writer
+        await ws.wait_closed()
+        code = ws.close_code
+        reason = ws.close_reason or ""
+        if not self._closing:
+            level = logging.WARNING if self.failures == 0 else logging.DEBUG
+            logger.log(level, "%s: relay connection closed (%s %s); reconnecting",
+                       self.client.address, code, reason)
+            self.failures += 1
+        return code, reason
+
+    def _failed(self, exc: Exception) -> None:
+        level = logging.WARNING if self.failures == 0 else logging.DEBUG
+        logger.log(level, "%s: cannot reach the relay at %s: %r", self.client.address,
+                   self.url, exc)
+        self.failures += 1
+
+    async def _write_loop(self, ws: ClientConnection) -> None:
+        """Send whatever the client has ready; sleep until :meth:`send` or a welcome."""
+        loop = asyncio.get_running_loop()
+        try:
+            while True:
+                frames = self.client.take_frames()
+                if not frames:
+                    self._wakeup = loop.create_future()
+                    await self._wakeup
+                    continue
+                for frame in frames:
+                    await ws.send(frame)
+        except ConnectionClosed:
+            pass
+        except Exception as exc:  # pragma: no cover - a bug: drop the connection, reconnect
+            logger.exception("%s: relay writer failed", self.client.address)
+            self._report(exc)
+            await ws.close(1011, "writer failed")
+        finally:
+            self._wakeup = None
+
+    def _wake(self) -> None:
+        wakeup = self._wakeup
+        if wakeup is not None and not wakeup.done():
+            wakeup.set_result(None)
+
+    def _on_frame(self, raw: str | bytes) -> bool:
+        """Handle one frame; False means the connection is unusable (bad first frame)."""
+        try:
+            event = self.client.receive(raw)
+        except FrameError as exc:
+            logger.warning("%s: ignored a relay frame: %s", self.client.address, exc)
+            self._report(exc)
+            return self.client.joined
+        listener = self.listener
+        try:
+            match event:
+                case Batch(sender=sender, messages=messages):
+                    for data in messages:
+                        listener.relay_data(sender, data)
+                case Message(sender=sender, data=data):
+                    listener.relay_data(sender, data)
+                case Joined(address=address):
+                    listener.relay_join(address)
+                case Left(address=address):
+                    listener.relay_leave(address)
+                case Welcome(peers=peers):
+                    self.failures = 0
+                    self.connections += 1
+                    logger.info("%s: joined room %s at %s; peers %s", self.client.address,
+                                self.client.room, self.url, list(peers))
+                    listener.relay_welcome(peers)
+                    self._wake()  # send what waited for the connection
+                case Rejected(code="unknown_peer", to=to):
+                    # The peer left while our message was on its way: a lost message.
+                    logger.debug("%s: relay dropped a message to %r (not in the room)",
+                                 self.client.address, to)
+                case Rejected(code=code, message=message, to=to):
+                    logger.warning("%s: relay rejected a frame: %s: %s", self.client.address,
+                                   code, message)
+                    self._report(RelayRejected(code, message, to))
+                case _:  # Pong: nothing waits for it
+                    pass
+        except Exception as exc:  # a listener bug must not kill the connection
+            logger.exception("%s: handling %r failed", self.client.address, event)
+            self._report(exc)
+        return True
+
+    def _report(self, exc: Exception) -> None:
+        try:
+            self.listener.relay_error(exc)
+        except Exception:
+            logger.exception("%s: relay error listener failed", self.client.address)
+
+
+class RelayPeer(NodeInstance):
+    """A peer reached through the relay: writes go into the node's shared connection."""
+
+    raft: RelayRaft
+
+    def write(self, payload: dict[str, Any]) -> None:
+        self.raft.connection.send(self.address, payload)
+
+
+class RelayRaft(RaftInterface):
+    """A Raft node whose peers are the other members of a relay room.
+
+    ``url`` is the relay's WebSocket URL (``ws://HOST:PORT/ws``), ``room`` the cluster's room
+    and the node's ``address`` its name there (both limited to the relay's charset). ``token``
+    is the room's access token if the relay has a secret; ``session`` defaults to a random
+    secret kept for the life of this object (pass a stored one to let a restarted process
+    take its address back from a connection the relay has not yet noticed is dead).
+
+    The seed's events: peers in the welcome and in ``join`` frames are ``join``\\ ed, ``leave``
+    frames ``leave`` them; after a reconnect the new welcome is the truth (peers that vanished
+    meanwhile are left). Malformed frames, relay refusals and the terminal
+    :class:`~webraft.transport.relay.RelayClosed` (4001 unauthorized, 4008 address in use,
+    4009 replaced) are ``error`` events.
+    """
+
+    def __init__(self, address: str, *, url: str, room: str,
+                 members: Iterable[str] | None = None, storage: Storage | None = None,
+                 token: str | None = None, session: str | None = None,
+                 buffer: OutgoingBuffer | None = None, backoff: Backoff | None = None,
+                 connect_options: Mapping[str, Any] | None = None) -> None:
+        client = RelayClient(room, address, session=session, token=token, buffer=buffer,
+                             backoff=backoff)
+        super().__init__(address, members=members, storage=storage)
+        self.client = client
+        self.connection = RelayConnection(url, client, self, connect_options=connect_options)
+        self._relay_closed = False
+
+    @property
+    def room(self) -> str:
+        return self.client.room
+
+    @property
+    def connected(self) -> bool:
+        """True while joined to the room through the relay."""
+        return self.connection.connected
+
+    @property
+    def max_command_bytes(self) -> int:
+        """Largest command :meth:`propose` accepts, in bytes of ASCII JSON.
+
+        A log entry travels in one relay frame, so a command that does not fit in one (with
+        the append's envelope) could never be replicated, and the leader would retry it
+        forever. Such a command is refused up front with
+        :class:`~webraft.errors.InvalidCommand` instead.
+        """
+        return self.client.buffer.max_frame_bytes - COMMAND_ENVELOPE_BYTES
+
+    def propose(self, command: Any) -> asyncio.Future[int]:
+        """:meth:`RaftInterface.propose`, refusing commands too large for a relay frame."""
+        cls = command.__class__
+        limit = self.max_command_bytes
+        if not (command is None or cls is int or cls is bool
+                or (cls is str and 6 * len(command) + 2 <= limit)):
+            try:
+                size = len(_ASCII_JSON(command))
+            except (TypeError, ValueError, RecursionError):
+                size = 0  # not JSON: the runtime refuses it with its own message
+            if size > limit:
+                fut: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+                fut.set_exception(InvalidCommand(
+                    f"command is {size} bytes of JSON; at most {limit} fit in a relay frame"))
+                return fut
+        return super().propose(command)
+
+    def create_instance(self, address: str) -> RelayPeer:
+        return RelayPeer(address, self)
+
+    def start(self) -> None:
+        """Start Raft and the relay connection (needs a running loop)."""
+        super().start()
+        if not self._relay_closed:
+            self.connection.start()
+
+    async def close(self) -> None:
+        """Close Raft, then the connection (after sending what is buffered)."""
+        self._relay_closed = True
+        await super().close()
+        await self.connection.close()
+
+    # ------------------------------------------------------------------ RelayListener
+
+    def relay_welcome(self, peers: tuple[str, ...]) -> None:
+        if self._relay_closed:
+            return
+        present = set(peers)
+        for address in [a for a in self.nodes if a not in present]:
+            self.leave(address)
+        for address in peers:
+            self.join(address)
+
+    def relay_join(self, address: str) -> None:
+        if not self._relay_closed:
+            self.join(address)
+
+    def relay_leave(self, address: str) -> None:
+        if not self._relay_closed:
+            self.leave(address)
+
+    def relay_data(self, sender: str, data: Any) -> None:
+        self.got_data(sender, data)
+
+    def relay_error(self, exc: Exception) -> None:
+        self.emit("error", exc)
