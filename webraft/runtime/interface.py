@@ -24,7 +24,7 @@ from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..core.messages import COMMAND, MAX_COMMAND_BYTES, Entry, decode, encode
+from ..core.messages import COMMAND, Entry, check_command, decode, encode
 from ..core.raft import LEADER, PUBLIC_STATE, CoreConfig, ProposalResult, RaftCore, Ready
 from ..core.state import StorageUpdate, StoredState
 from ..errors import (
@@ -42,6 +42,12 @@ from ..storage import MemoryStorage, Storage
 from .events import EventEmitter
 
 logger = logging.getLogger("webraft")
+
+#: Default of :attr:`RaftInterface.max_command_bytes`: with its envelope, one command always
+#: fits in a relay frame (1 MiB) and in one AppendEntries.
+DEFAULT_MAX_COMMAND_BYTES = 256 * 1024
+#: Proposals of one loop turn travel in batches of at most this many bytes of commands.
+BATCH_BYTES = 256 * 1024
 
 
 class NodeInstance:
@@ -176,7 +182,7 @@ class RaftInterface(EventEmitter):
         self._drive_task: asyncio.Task[None] | None = None
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at = float("inf")
-        self._outbox: list[tuple[Any, asyncio.Future[int]]] = []
+        self._outbox: list[tuple[Any, int, asyncio.Future[int]]] = []
         self._batches: dict[int, _Batch] = {}  # by request id, until they have indexes
         self._parked: list[_Batch] = []  # waiting for a leader
         self._waiters: dict[int, _Waiter] = {}  # by log index, until applied
@@ -210,6 +216,15 @@ class RaftInterface(EventEmitter):
     def proposal_timeout(self) -> float:
         """Longest a :meth:`propose` call waits for its outcome."""
         return 5.0
+
+    @property
+    def max_command_bytes(self) -> int:
+        """Largest command :meth:`propose` accepts, in bytes of (ASCII-escaped) JSON.
+
+        Every command travels inside one message to each peer; transports with a frame limit
+        lower it so that no entry can be too large to replicate.
+        """
+        return DEFAULT_MAX_COMMAND_BYTES
 
     @property
     def forward_proposals(self) -> bool:
@@ -316,7 +331,7 @@ class RaftInterface(EventEmitter):
                 batch.timer.cancel()
             for fut in batch.futures:
                 _fail(fut, RaftClosed(may_have_committed=batch.sent))
-        for _, fut in self._outbox:
+        for _, _, fut in self._outbox:
             _fail(fut, RaftClosed(may_have_committed=False))
         for waiter in self._waiters.values():
             _fail(waiter.future, RaftClosed())
@@ -350,22 +365,34 @@ class RaftInterface(EventEmitter):
             fut.set_exception(NotLeaderError(leader=self.leader))
             return fut
         try:
-            command = _normalize(command)
+            command, size = _normalize(command, self.max_command_bytes)
         except InvalidCommand as exc:
             fut.set_exception(exc)
             return fut
-        self._outbox.append((command, fut))
+        self._outbox.append((command, size, fut))
         self._kick()
         return fut
 
     def _flush_outbox(self) -> None:
+        """Turn the proposals of this loop turn into batches of bounded size."""
         if not self._outbox:
             return
-        batch = _Batch([c for c, _ in self._outbox], [f for _, f in self._outbox])
-        self._outbox = []
-        self._loop_or_running().call_later(self.proposal_timeout, batch.expire,
-                                           self.proposal_timeout)
-        self._submit(batch)
+        outbox, self._outbox = self._outbox, []
+        batches: list[_Batch] = []
+        size = BATCH_BYTES
+        for command, nbytes, fut in outbox:
+            if fut.done():
+                continue  # cancelled by its caller before it left: never propose it
+            if size + nbytes > BATCH_BYTES:
+                batches.append(_Batch([], []))
+                size = 0
+            batches[-1].commands.append(command)
+            batches[-1].futures.append(fut)
+            size += nbytes
+        loop = self._loop_or_running()
+        for batch in batches:
+            loop.call_later(self.proposal_timeout, batch.expire, self.proposal_timeout)
+            self._submit(batch)
 
     def _submit(self, batch: _Batch) -> None:
         if not self.is_leader and self.leader not in self.nodes:
@@ -680,23 +707,28 @@ async def _await_handler(result: Awaitable[Any]) -> BaseException | None:
     return None
 
 
-def _normalize(command: Any) -> Any:
-    """A private, JSON-normal copy of ``command`` (tuples become lists, as on every peer).
-
-    The size limit applies to the command's JSON text, escapes included.
-    """
+def _normalize(command: Any, limit: int) -> tuple[Any, int]:
+    """A private, JSON-normal copy of ``command`` (tuples become lists, as on every peer) and
+    its size in bytes of ASCII JSON, which ``limit`` bounds."""
     cls = command.__class__
     if command is None or cls is int or cls is bool:
-        return command
-    if cls is str and len(command) <= MAX_COMMAND_BYTES // 6:
-        return command  # fits even if every character needs a 6-byte escape
+        return command, 8
+    if cls is str and 6 * len(command) + 2 <= limit:
+        return command, len(command) + 2  # fits even if every character needs an escape
     try:
-        text = json.dumps(command, allow_nan=False)
+        text = json.dumps(command, allow_nan=False, separators=(",", ":"))
     except (TypeError, ValueError, RecursionError) as exc:
         raise InvalidCommand(f"command is not JSON-serializable: {exc}") from None
-    if len(text) > MAX_COMMAND_BYTES:
-        raise InvalidCommand(f"command is {len(text)} bytes of JSON, over the limit")
-    return command if cls is str else json.loads(text)
+    if len(text) > limit:
+        raise InvalidCommand(f"command is {len(text)} bytes of JSON, over the limit of {limit}")
+    if cls is str:
+        return command, len(text)
+    command = json.loads(text)
+    try:
+        check_command(command)  # what every peer will check when it receives it
+    except MessageError as exc:
+        raise InvalidCommand(str(exc)) from None
+    return command, len(text)
 
 
 def _fail(fut: asyncio.Future[Any], exc: BaseException) -> None:

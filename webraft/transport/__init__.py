@@ -3,6 +3,8 @@
 * :mod:`webraft.transport.relay` — the relay protocol without I/O (frames, typed events,
   the batching outgoing buffer, reconnect back-off); shared by every relay transport and
   importable anywhere, Pyodide included.
+* :mod:`webraft.transport.node` — a Raft node whose peers are a relay room's members, for
+  any I/O layer (no ``websockets``);
 * :mod:`webraft.transport.websocket` — the CPython transport on ``websockets``
   (:class:`RelayRaft`). Imported lazily: this package never imports ``websockets`` until
   ``RelayRaft`` (or another name from that module) is asked for, because the browser wheel

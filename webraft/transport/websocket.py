@@ -11,9 +11,8 @@ so ``import webraft`` never loads it). It is a thin asyncio layer around the san
   4009), reporting them. Outgoing messages are batched: the first write of a loop turn wakes
   the writer task, which runs after the rest of that turn's callbacks and sends everything
   written meanwhile as one frame.
-* :class:`RelayRaft` is a :class:`~webraft.runtime.RaftInterface` on such a connection: the
-  room's membership drives the seed's ``join``/``leave``, incoming messages go to
-  ``got_data``, and each peer's :class:`RelayPeer` writes into the shared connection.
+* :class:`RelayRaft` is a :class:`~webraft.transport.node.RelayNode` (the room's members
+  as peers, shared with the browser transport) on such a connection.
 
 Nothing raised by the network or by a malformed frame escapes into the event loop: failures
 are logged, reported through the node's ``error`` event where they concern the application,
@@ -24,41 +23,21 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 from collections.abc import Iterable, Mapping
-from typing import Any, Protocol
+from typing import Any
 
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidURI
 from websockets.uri import parse_uri
 
-from ..errors import InvalidCommand
-from ..runtime import NodeInstance, RaftInterface
 from ..storage import Storage
-from .relay import (
-    WS_PATH,
-    Backoff,
-    Batch,
-    FrameError,
-    Joined,
-    Left,
-    Message,
-    OutgoingBuffer,
-    Rejected,
-    RelayClient,
-    RelayRejected,
-    Welcome,
-)
+from .node import RelayListener, RelayNode, RelayPeer, receive_frame
+from .relay import WS_PATH, Backoff, OutgoingBuffer, RelayClient, Welcome
 
 __all__ = ["RelayConnection", "RelayListener", "RelayPeer", "RelayRaft"]
 
 logger = logging.getLogger("webraft.transport")
-
-#: Room left in a relay frame for everything around a command: the append message's fields
-#: and the entry's framing (a few hundred bytes), and the send or batch envelope.
-COMMAND_ENVELOPE_BYTES = 4096
-_ASCII_JSON = json.JSONEncoder(separators=(",", ":"), ensure_ascii=True, allow_nan=False).encode
 
 #: Options passed to :func:`websockets.asyncio.client.connect` unless overridden.
 #: No compression (Raft messages are small, the relay does not negotiate it by default);
@@ -85,26 +64,6 @@ def relay_url(url: str) -> str:
     if parsed.resource_name == "/":
         url = url.rstrip("/") + WS_PATH
     return url
-
-
-class RelayListener(Protocol):
-    """What a :class:`RelayConnection` reports to; every method must return quickly."""
-
-    def relay_welcome(self, peers: tuple[str, ...]) -> None:
-        """A connection was accepted; ``peers`` are the room's other members right now."""
-
-    def relay_join(self, address: str) -> None:
-        """``address`` entered the room."""
-
-    def relay_leave(self, address: str) -> None:
-        """``address`` left the room."""
-
-    def relay_data(self, sender: str, data: Any) -> None:
-        """A message from ``sender`` (stamped by the relay)."""
-
-    def relay_error(self, exc: Exception) -> None:
-        """Something the application should know about (a malformed frame, a refusal, or the
-        :class:`~webraft.transport.relay.RelayClosed` that ended reconnecting)."""
 
 
 class RelayConnection:
@@ -285,45 +244,14 @@ class RelayConnection:
 
     def _on_frame(self, raw: str | bytes) -> bool:
         """Handle one frame; False means the connection is unusable (bad first frame)."""
-        try:
-            event = self.client.receive(raw)
-        except FrameError as exc:
-            logger.warning("%s: ignored a relay frame: %s", self.client.address, exc)
-            self._report(exc)
-            return self.client.joined
-        listener = self.listener
-        try:
-            match event:
-                case Batch(sender=sender, messages=messages):
-                    for data in messages:
-                        listener.relay_data(sender, data)
-                case Message(sender=sender, data=data):
-                    listener.relay_data(sender, data)
-                case Joined(address=address):
-                    listener.relay_join(address)
-                case Left(address=address):
-                    listener.relay_leave(address)
-                case Welcome(peers=peers):
-                    self.failures = 0
-                    self.connections += 1
-                    logger.info("%s: joined room %s at %s; peers %s", self.client.address,
-                                self.client.room, self.url, list(peers))
-                    listener.relay_welcome(peers)
-                    self._wake()  # send what waited for the connection
-                case Rejected(code="unknown_peer", to=to):
-                    # The peer left while our message was on its way: a lost message.
-                    logger.debug("%s: relay dropped a message to %r (not in the room)",
-                                 self.client.address, to)
-                case Rejected(code=code, message=message, to=to):
-                    logger.warning("%s: relay rejected a frame: %s: %s", self.client.address,
-                                   code, message)
-                    self._report(RelayRejected(code, message, to))
-                case _:  # Pong: nothing waits for it
-                    pass
-        except Exception as exc:  # a listener bug must not kill the connection
-            logger.exception("%s: handling %r failed", self.client.address, event)
-            self._report(exc)
-        return True
+        outcome = receive_frame(self.client, self.listener, raw)
+        if outcome is Welcome:
+            self._failures = 0
+            self.connections += 1
+            logger.info("%s: joined room %s at %s", self.client.address, self.client.room,
+                        self.url)
+            self._wake()  # send what waited for the connection
+        return outcome is not None
 
     def _report(self, exc: Exception) -> None:
         try:
@@ -332,29 +260,12 @@ class RelayConnection:
             logger.exception("%s: relay error listener failed", self.client.address)
 
 
-class RelayPeer(NodeInstance):
-    """A peer reached through the relay: writes go into the node's shared connection."""
+class RelayRaft(RelayNode):
+    """A Raft node whose peers are the other members of a relay room, over ``websockets``.
 
-    raft: RelayRaft
-
-    def write(self, payload: dict[str, Any]) -> None:
-        self.raft.connection.send(self.address, payload)
-
-
-class RelayRaft(RaftInterface):
-    """A Raft node whose peers are the other members of a relay room.
-
-    ``url`` is the relay's WebSocket URL (``ws://HOST:PORT/ws``), ``room`` the cluster's room
-    and the node's ``address`` its name there (both limited to the relay's charset). ``token``
-    is the room's access token if the relay has a secret; ``session`` defaults to a random
-    secret kept for the life of this object (pass a stored one to let a restarted process
-    take its address back from a connection the relay has not yet noticed is dead).
-
-    The seed's events: peers in the welcome and in ``join`` frames are ``join``\\ ed, ``leave``
-    frames ``leave`` them; after a reconnect the new welcome is the truth (peers that vanished
-    meanwhile are left). Malformed frames, relay refusals and the terminal
-    :class:`~webraft.transport.relay.RelayClosed` (4001 unauthorized, 4008 address in use,
-    4009 replaced) are ``error`` events.
+    ``url`` is the relay's WebSocket URL (``ws://HOST:PORT/ws``); see
+    :class:`~webraft.transport.node.RelayNode` for ``room``, ``token``, ``session`` and the
+    events. ``connect_options`` override :data:`DEFAULT_CONNECT_OPTIONS`.
     """
 
     def __init__(self, address: str, *, url: str, room: str,
@@ -364,84 +275,5 @@ class RelayRaft(RaftInterface):
                  connect_options: Mapping[str, Any] | None = None) -> None:
         client = RelayClient(room, address, session=session, token=token, buffer=buffer,
                              backoff=backoff)
-        super().__init__(address, members=members, storage=storage)
-        self.client = client
+        super().__init__(client, members=members, storage=storage)
         self.connection = RelayConnection(url, client, self, connect_options=connect_options)
-        self._relay_closed = False
-
-    @property
-    def room(self) -> str:
-        return self.client.room
-
-    @property
-    def connected(self) -> bool:
-        """True while joined to the room through the relay."""
-        return self.connection.connected
-
-    @property
-    def max_command_bytes(self) -> int:
-        """Largest command :meth:`propose` accepts, in bytes of ASCII JSON.
-
-        A log entry travels in one relay frame, so a command that does not fit in one (with
-        the append's envelope) could never be replicated, and the leader would retry it
-        forever. Such a command is refused up front with
-        :class:`~webraft.errors.InvalidCommand` instead.
-        """
-        return self.client.buffer.max_frame_bytes - COMMAND_ENVELOPE_BYTES
-
-    def propose(self, command: Any) -> asyncio.Future[int]:
-        """:meth:`RaftInterface.propose`, refusing commands too large for a relay frame."""
-        cls = command.__class__
-        limit = self.max_command_bytes
-        if not (command is None or cls is int or cls is bool
-                or (cls is str and 6 * len(command) + 2 <= limit)):
-            try:
-                size = len(_ASCII_JSON(command))
-            except (TypeError, ValueError, RecursionError):
-                size = 0  # not JSON: the runtime refuses it with its own message
-            if size > limit:
-                fut: asyncio.Future[int] = asyncio.get_running_loop().create_future()
-                fut.set_exception(InvalidCommand(
-                    f"command is {size} bytes of JSON; at most {limit} fit in a relay frame"))
-                return fut
-        return super().propose(command)
-
-    def create_instance(self, address: str) -> RelayPeer:
-        return RelayPeer(address, self)
-
-    def start(self) -> None:
-        """Start Raft and the relay connection (needs a running loop)."""
-        super().start()
-        if not self._relay_closed:
-            self.connection.start()
-
-    async def close(self) -> None:
-        """Close Raft, then the connection (after sending what is buffered)."""
-        self._relay_closed = True
-        await super().close()
-        await self.connection.close()
-
-    # ------------------------------------------------------------------ RelayListener
-
-    def relay_welcome(self, peers: tuple[str, ...]) -> None:
-        if self._relay_closed:
-            return
-        present = set(peers)
-        for address in [a for a in self.nodes if a not in present]:
-            self.leave(address)
-        for address in peers:
-            self.join(address)
-
-    def relay_join(self, address: str) -> None:
-        if not self._relay_closed:
-            self.join(address)
-
-    def relay_leave(self, address: str) -> None:
-        if not self._relay_closed:
-            self.leave(address)
-
-    def relay_data(self, sender: str, data: Any) -> None:
-        self.got_data(sender, data)
-
-    def relay_error(self, exc: Exception) -> None:
-        self.emit("error", exc)

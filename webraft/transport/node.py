@@ -1,0 +1,212 @@
+"""A Raft node whose peers are the members of a relay room, whatever carries the frames.
+
+Both relay transports, CPython's (:mod:`webraft.transport.websocket`) and the browser's
+(:mod:`webraft.browser.transport`), differ only in how a WebSocket is opened, read and
+written. Everything else lives here, once:
+
+* :func:`receive_frame` parses one frame with the :class:`~webraft.transport.relay.RelayClient`
+  and hands the event to a :class:`RelayListener`;
+* :class:`RelayNode` is that listener: a :class:`~webraft.runtime.RaftInterface` whose room
+  membership drives the seed's ``join``/``leave``, whose incoming messages go to
+  ``got_data``, and whose peers (:class:`RelayPeer`) write into one shared connection.
+
+A connection object needs ``start()``, ``send(to, data)``, ``async close()`` and a
+``connected`` property; its I/O layer calls :func:`receive_frame` for every frame.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from typing import Any, Protocol
+
+from ..runtime import NodeInstance, RaftInterface
+from ..storage import Storage
+from .relay import (
+    Batch,
+    FrameError,
+    Joined,
+    Left,
+    Message,
+    Rejected,
+    RelayClient,
+    RelayRejected,
+    Welcome,
+)
+
+__all__ = ["COMMAND_ENVELOPE_BYTES", "RelayConnectionLike", "RelayListener", "RelayNode",
+           "RelayPeer", "receive_frame"]
+
+logger = logging.getLogger("webraft.transport")
+
+#: Room a command leaves in a relay frame for the AppendEntries and frame envelopes.
+COMMAND_ENVELOPE_BYTES = 4096
+
+
+class RelayListener(Protocol):
+    """What a relay connection reports to; every method must return quickly."""
+
+    def relay_welcome(self, peers: tuple[str, ...]) -> None:
+        """A connection was accepted; ``peers`` are the room's other members right now."""
+
+    def relay_join(self, address: str) -> None:
+        """``address`` entered the room."""
+
+    def relay_leave(self, address: str) -> None:
+        """``address`` left the room."""
+
+    def relay_data(self, sender: str, data: Any) -> None:
+        """A message from ``sender`` (stamped by the relay)."""
+
+    def relay_error(self, exc: Exception) -> None:
+        """Something the application should know about (a malformed frame, a refusal, or the
+        :class:`~webraft.transport.relay.RelayClosed` that ended reconnecting)."""
+
+
+class RelayConnectionLike(Protocol):
+    """The I/O side a :class:`RelayNode` drives."""
+
+    @property
+    def connected(self) -> bool: ...
+
+    def start(self) -> None: ...
+
+    def send(self, to: str, data: Any) -> None: ...
+
+    async def close(self) -> None: ...
+
+
+def receive_frame(client: RelayClient, listener: RelayListener,
+                  raw: str | bytes) -> type | None:
+    """Parse one frame of the current connection and deliver its event to ``listener``.
+
+    Returns the event's type, or None when the connection is unusable (a bad first frame:
+    close it). Malformed frames after the welcome are reported and otherwise ignored; a
+    listener that raises is reported too. Nothing escapes.
+    """
+    try:
+        event = client.receive(raw)
+    except FrameError as exc:
+        logger.warning("%s: ignored a relay frame: %s", client.address, exc)
+        _report(listener, exc)
+        return FrameError if client.joined else None
+    try:
+        match event:
+            case Batch(sender=sender, messages=messages):
+                for data in messages:
+                    listener.relay_data(sender, data)
+            case Message(sender=sender, data=data):
+                listener.relay_data(sender, data)
+            case Joined(address=address):
+                listener.relay_join(address)
+            case Left(address=address):
+                listener.relay_leave(address)
+            case Welcome(peers=peers):
+                listener.relay_welcome(peers)
+            case Rejected(code="unknown_peer", to=to):
+                # The peer left while our message was on its way: a lost message.
+                logger.debug("%s: relay dropped a message to %r (not in the room)",
+                             client.address, to)
+            case Rejected(code=code, message=message, to=to):
+                logger.warning("%s: relay rejected a frame: %s: %s", client.address, code,
+                               message)
+                _report(listener, RelayRejected(code, message, to))
+            case _:  # Pong: nothing waits for it
+                pass
+    except Exception as exc:  # a listener bug must not kill the connection
+        logger.exception("%s: handling %r failed", client.address, event)
+        _report(listener, exc)
+    return type(event)
+
+
+def _report(listener: RelayListener, exc: Exception) -> None:
+    try:
+        listener.relay_error(exc)
+    except Exception:
+        logger.exception("relay error listener failed")
+
+
+class RelayPeer(NodeInstance):
+    """A peer reached through the relay: writes go into the node's shared connection."""
+
+    raft: RelayNode
+
+    def write(self, payload: dict[str, Any]) -> None:
+        self.raft.connection.send(self.address, payload)
+
+
+class RelayNode(RaftInterface):
+    """A Raft node whose peers are the other members of a relay room.
+
+    ``client`` holds the room, this node's address there (both limited to the relay's
+    charset), the room token and the session secret. Subclasses set :attr:`connection`.
+
+    The seed's events: peers in the welcome and in ``join`` frames are ``join``\\ ed, ``leave``
+    frames ``leave`` them; after a reconnect the new welcome is the truth (peers that vanished
+    meanwhile are left). Malformed frames, relay refusals and the terminal
+    :class:`~webraft.transport.relay.RelayClosed` (4001 unauthorized, 4008 address in use,
+    4009 replaced) are ``error`` events.
+    """
+
+    connection: RelayConnectionLike
+
+    def __init__(self, client: RelayClient, *, members: Iterable[str] | None = None,
+                 storage: Storage | None = None) -> None:
+        super().__init__(client.address, members=members, storage=storage)
+        self.client = client
+        self._relay_closed = False
+
+    @property
+    def room(self) -> str:
+        return self.client.room
+
+    @property
+    def connected(self) -> bool:
+        """True while joined to the room through the relay."""
+        return self.connection.connected
+
+    @property
+    def max_command_bytes(self) -> int:
+        """At most what fits in one relay frame with its envelopes (see the base class)."""
+        frame = self.client.buffer.max_frame_bytes - COMMAND_ENVELOPE_BYTES
+        return min(super().max_command_bytes, frame)
+
+    def create_instance(self, address: str) -> RelayPeer:
+        return RelayPeer(address, self)
+
+    def start(self) -> None:
+        """Start Raft and the relay connection (needs a running loop)."""
+        super().start()
+        if not self._relay_closed:
+            self.connection.start()
+
+    async def close(self) -> None:
+        """Close Raft, then the connection (after sending what is buffered)."""
+        self._relay_closed = True
+        await super().close()
+        await self.connection.close()
+
+    # ------------------------------------------------------------------ RelayListener
+
+    def relay_welcome(self, peers: tuple[str, ...]) -> None:
+        if self._relay_closed:
+            return
+        present = set(peers)
+        for address in [a for a in self.nodes if a not in present]:
+            self.leave(address)
+        for address in peers:
+            self.join(address)
+
+    def relay_join(self, address: str) -> None:
+        if not self._relay_closed:
+            self.join(address)
+
+    def relay_leave(self, address: str) -> None:
+        if not self._relay_closed:
+            self.leave(address)
+
+    def relay_data(self, sender: str, data: Any) -> None:
+        self.got_data(sender, data)
+
+    def relay_error(self, exc: Exception) -> None:
+        self.emit("error", exc)
