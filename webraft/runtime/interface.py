@@ -351,6 +351,17 @@ class RaftInterface(EventEmitter):
     async def __aexit__(self, *exc: object) -> None:
         await self.close()
 
+    def transfer_leadership(self, to: str | None = None) -> str | None:
+        """If this node leads, hand leadership to ``to`` (default: the most up-to-date voter).
+
+        Returns the target, or None when there is nothing to do. Meanwhile proposals wait
+        (they are retried with the new leader); if the target has not taken over within an
+        election timeout, this node simply leads on.
+        """
+        target = self.core.transfer_leadership(to)
+        self._kick()
+        return target
+
     # ------------------------------------------------------------------ proposals
 
     def propose(self, command: Any) -> asyncio.Future[int]:

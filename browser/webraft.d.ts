@@ -1,0 +1,103 @@
+// Type declarations for browser/webraft.js (the JavaScript API of webraft).
+
+/** A log entry as apply handlers see it. */
+export interface Entry {
+  term: number;
+  index: number;
+  command: unknown;
+}
+
+/** Raised when Pyodide or the webraft wheel cannot be loaded. */
+export class WebRaftLoadError extends Error {}
+
+/** A failed proposal: `name` is the webraft exception class. */
+export interface ProposalError extends Error {
+  name:
+    | "NoLeaderError" | "NotLeaderError" | "LeadershipLost" | "InvalidCommand"
+    | "ProposalTimeout" | "RaftClosed" | string;
+  /** True when the command may still commit, so a blind retry could apply it twice. */
+  mayHaveCommitted: boolean;
+}
+
+export interface Options {
+  /** Room (one cluster per room); default "demo". */
+  room?: string;
+  /** Relay WebSocket URL; default: this page's host + "/ws". */
+  relay?: string;
+  /** Voting members of a new cluster; a tab claims the first free slot. Default n1..n3. */
+  members?: string[];
+  /** Force this tab's address instead of claiming a slot. */
+  address?: string;
+  /** Room token, if the relay has a secret. */
+  token?: string;
+  /** Candidate timeout range in ms; default [150, 300]. */
+  electionTimeout?: [number, number];
+  /** Leader heartbeat interval in ms; default 50. */
+  heartbeatFrequency?: number;
+  /** Leader silence in ms after which a follower campaigns; default 200. */
+  heartbeatTimeout?: number;
+  /** Longest a proposal waits for its outcome, in ms; default 5000. */
+  proposalTimeout?: number;
+  /** Where the relay serves Pyodide and the wheel; defaults "/pyodide/" and "/dist/". */
+  pyodideURL?: string;
+  distURL?: string;
+  /** Progress messages while booting. */
+  onStatus?: (text: string) => void;
+  /** connect() only: handlers registered before the node starts. */
+  listeners?: Partial<Record<EventName, (...args: any[]) => unknown>>;
+}
+
+export type EventName =
+  | "join" | "leave" | "leader" | "candidate" | "follower" | "state changed"
+  | "heartbeat timeout" | "start election" | "apply" | "updated" | "refresh" | "error"
+  | string;
+
+export type ApplyHandler =
+  (entry: Entry, index: number, cb: (error?: unknown) => void) => void | Promise<void>;
+export type RefreshHandler = (cb: (term: number, index: number) => void) => void;
+
+export interface Status {
+  address: string; room: string; state: string; term: number; leader: string | null;
+  commitIndex: number; lastApplied: number; lastIndex: number;
+  members: string[]; peers: string[]; log: Array<Entry & { kind: number }>;
+  connected: boolean; online: boolean; paused: boolean; connections: number;
+  sent: Record<string, number>; received: Record<string, number>;
+  recent: Array<{ t: number; dir: "in" | "out"; peer: string; type: string }>;
+  storageChars: number | null;
+}
+
+export class WebRaft {
+  readonly address: string;
+  readonly room: string;
+  readonly isLeader: boolean;
+  readonly leader: string | null;
+  readonly state: "follower" | "candidate" | "leader";
+  readonly term: number;
+  readonly commitIndex: number;
+  readonly lastApplied: number;
+  readonly members: string[];
+  readonly wheel: string;
+  /** Milliseconds spent booting Pyodide and then getting webraft ready. */
+  timings: { pyodideBoot: number; webraftReady: number };
+
+  /** Resolves to the log index once committed and applied here; rejects with ProposalError. */
+  propose(command: unknown): Promise<number>;
+  listen(type: "apply", handler: ApplyHandler): () => void;
+  listen(type: "refresh", handler: RefreshHandler): () => void;
+  listen(type: EventName, handler: (...args: any[]) => unknown): () => void;
+  listenOnce(type: EventName, handler: (...args: any[]) => unknown): () => void;
+  unlisten(type: EventName, handler: (...args: any[]) => unknown): void;
+  emit(type: EventName, ...args: unknown[]): void;
+  status(): Status;
+  start(): void;
+  setPaused(paused: boolean): void;
+  setOnline(online: boolean): void;
+  /** If leading, hand leadership over; returns the target address or null. */
+  stepDown(): string | null;
+  close(): Promise<void>;
+}
+
+/** Boot, claim a member slot, build the node (not started). */
+export function createNode(options?: Options): Promise<WebRaft>;
+/** createNode, register options.listeners, start. */
+export function connect(options?: Options): Promise<WebRaft>;

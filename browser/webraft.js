@@ -1,0 +1,216 @@
+// webraft for web developers: boots Pyodide and the webraft wheel, joins a room through the
+// relay, and exposes the seed's camelCase API (propose, listen/unlisten/listenOnce/emit,
+// isLeader, leader, state, term, ...). Everything is served by the relay itself: nothing is
+// fetched from a CDN.
+//
+//   import { connect } from "/webraft.js";
+//   const raft = await connect({
+//     room: "demo",
+//     listeners: { apply: (entry, index, cb) => { apply(entry.command); cb(); } },
+//   });
+//   await raft.propose({ op: "put", key: "x", value: 1 });
+
+/** Raised when Pyodide or the wheel cannot be loaded; the message says which file. */
+export class WebRaftLoadError extends Error {
+  constructor(message) {
+    super(message);
+    this.name = "WebRaftLoadError";
+  }
+}
+
+const here = new URL(".", import.meta.url);
+
+/** Fetch a JSON document or fail with a message that names the URL. */
+async function fetchJSON(url) {
+  let response;
+  try {
+    response = await fetch(url, { cache: "no-cache" });
+  } catch (err) {
+    throw new WebRaftLoadError(`cannot fetch ${url}: ${err.message}`);
+  }
+  if (!response.ok) {
+    throw new WebRaftLoadError(`cannot fetch ${url}: HTTP ${response.status}`);
+  }
+  return response.json();
+}
+
+/** Load Pyodide from the relay (the pinned npm package it serves under /pyodide/). */
+async function bootPyodide(pyodideURL) {
+  const base = new URL(pyodideURL, here).href;
+  let module;
+  try {
+    module = await import(new URL("pyodide.mjs", base).href);
+  } catch (err) {
+    throw new WebRaftLoadError(`cannot load Pyodide from ${base}: ${err.message}`);
+  }
+  try {
+    return await module.loadPyodide({ indexURL: base });
+  } catch (err) {
+    throw new WebRaftLoadError(`Pyodide failed to start from ${base}: ${err.message}`);
+  }
+}
+
+/** Install the webraft wheel named by dist/manifest.json; loadPackage never rejects, so
+ * collect its error messages and fail loudly ourselves. */
+async function installWheel(pyodide, distURL) {
+  const base = new URL(distURL, here).href;
+  const manifest = await fetchJSON(new URL("manifest.json", base).href);
+  if (typeof manifest.wheel !== "string" || !manifest.wheel.endsWith(".whl")) {
+    throw new WebRaftLoadError(`${base}manifest.json names no wheel`);
+  }
+  const url = new URL(manifest.wheel, base).href;
+  const errors = [];
+  await pyodide.loadPackage(url, {
+    errorCallback: (msg) => errors.push(msg),
+    messageCallback: () => {},
+  });
+  if (errors.length) {
+    throw new WebRaftLoadError(`cannot load ${url}: ${errors.join("; ")}`);
+  }
+  return manifest.wheel;
+}
+
+function defaultRelay() {
+  const scheme = location.protocol === "https:" ? "wss:" : "ws:";
+  return `${scheme}//${location.host}/ws`;
+}
+
+/**
+ * Boot Pyodide and webraft, claim a member slot in the room through the relay, and build the
+ * node without starting it: register `apply` / `refresh` handlers, then call `start()`.
+ *
+ * options: room ("demo"), relay (ws URL; default: this page's host + /ws), members (voting
+ * addresses of a new cluster, default ["n1","n2","n3"]: a tab takes the first free one and
+ * keeps it in sessionStorage, so a reload is the same node), address (force one), token,
+ * electionTimeout ([min, max] ms), heartbeatFrequency (ms), heartbeatTimeout (ms),
+ * proposalTimeout (ms), pyodideURL ("/pyodide/"), distURL ("/dist/"), onStatus(text).
+ */
+export async function createNode(options = {}) {
+  const status = options.onStatus ?? (() => {});
+  const t0 = performance.now();
+  status("starting Pyodide");
+  const pyodide = await bootPyodide(options.pyodideURL ?? "/pyodide/");
+  const tBoot = performance.now();
+  status("loading webraft");
+  const wheel = await installWheel(pyodide, options.distURL ?? "/dist/");
+  const bridge = pyodide.pyimport("webraft.browser.bridge");
+  const config = {
+    room: options.room ?? "demo",
+    relay: options.relay ?? defaultRelay(),
+    members: options.members ?? ["n1", "n2", "n3"],
+    address: options.address ?? null,
+    token: options.token ?? null,
+    electionTimeout: options.electionTimeout ?? null,
+    heartbeatFrequency: options.heartbeatFrequency ?? null,
+    heartbeatTimeout: options.heartbeatTimeout ?? null,
+    proposalTimeout: options.proposalTimeout ?? null,
+  };
+  status("claiming a member slot in the room");
+  const node = await bridge.create(JSON.stringify(config));
+  const raft = new WebRaft(pyodide, node, wheel);
+  raft.timings = { pyodideBoot: tBoot - t0, webraftReady: performance.now() - tBoot };
+  return raft;
+}
+
+/** createNode, register `options.listeners` ({event: handler}), then start. */
+export async function connect(options = {}) {
+  const raft = await createNode(options);
+  for (const [type, handler] of Object.entries(options.listeners ?? {})) {
+    raft.listen(type, handler);
+  }
+  raft.start();
+  return raft;
+}
+
+/** One node, with the seed's API. Times are milliseconds. */
+export class WebRaft {
+  constructor(pyodide, node, wheel) {
+    this.pyodide = pyodide;
+    this._node = node;
+    this.wheel = wheel;
+    this._subs = new Map(); // handler -> [{type, off}], off unsubscribes on the Python side
+  }
+
+  /** Replicate a JSON-serializable command; resolves to its log index once it is committed
+   * and applied here. Rejects with an Error whose name is the webraft exception class
+   * (NoLeaderError, ProposalTimeout, ...) and whose mayHaveCommitted says if a retry could
+   * apply it twice. */
+  propose(command) {
+    let text;
+    try {
+      text = JSON.stringify(command);
+    } catch (err) {
+      return Promise.reject(Object.assign(new TypeError(err.message), { name: "InvalidCommand" }));
+    }
+    return new Promise((resolve, reject) => {
+      this._node.propose(text, resolve, (name, message, mayHaveCommitted) => {
+        const err = new Error(message);
+        err.name = name;
+        err.mayHaveCommitted = mayHaveCommitted;
+        reject(err);
+      });
+    });
+  }
+
+  /** Listen for an event. `apply` handlers get (entry, index, cb) with entry = {term, index,
+   * command}; `refresh` handlers get (cb) and must call cb(term, index). Returns a function
+   * that unsubscribes. */
+  listen(type, handler) {
+    return this._subscribe(type, handler, false);
+  }
+
+  listenOnce(type, handler) {
+    return this._subscribe(type, handler, true);
+  }
+
+  unlisten(type, handler) {
+    const subs = this._subs.get(handler) ?? [];
+    const at = subs.findLastIndex((sub) => sub.type === type);
+    if (at < 0) return;
+    const [{ off }] = subs.splice(at, 1);
+    off();
+    off.destroy();
+  }
+
+  /** Emit an event to every listener, Python and JavaScript alike (args must be JSON). */
+  emit(type, ...args) {
+    this._node.emit(type, JSON.stringify(args));
+  }
+
+  _subscribe(type, handler, once) {
+    if (typeof handler !== "function") throw new TypeError("handler must be a function");
+    const off = this._node.listen(type, handler, once);
+    if (!this._subs.has(handler)) this._subs.set(handler, []);
+    this._subs.get(handler).push({ type, off });
+    return () => this.unlisten(type, handler);
+  }
+
+  get address() { return this._node.address; }
+  get room() { return this._node.room; }
+  get isLeader() { return this._node.is_leader; }
+  get leader() { return this._node.leader ?? null; }
+  get state() { return this._node.state; }
+  get term() { return this._node.term; }
+  get commitIndex() { return this._node.commit_index; }
+  get lastApplied() { return this._node.last_applied; }
+  get members() { return this._node.members_json ? JSON.parse(this._node.members_json) : []; }
+
+  /** A snapshot of the node for dashboards: peers, log tail, message counters, recent
+   * messages, connection state. */
+  status() { return JSON.parse(this._node.status_json()); }
+
+  /** Freeze this node (no timers, messages dropped) or thaw it. */
+  setPaused(paused) { this._node.set_paused(!!paused); }
+  /** Disconnect from the relay (and stay away) or reconnect. */
+  setOnline(online) { this._node.set_online(!!online); }
+  /** If leading, hand leadership to the most up-to-date member. */
+  stepDown() { return this._node.step_down() ?? null; }
+
+  /** Start timers and applying (after registering `apply` and `refresh` handlers). */
+  start() { this._node.start(); }
+
+  /** Stop the node; storage keeps everything. */
+  async close() {
+    await this._node.close();
+  }
+}

@@ -1,0 +1,263 @@
+"""The browser transport: a webraft node in a Pyodide tab, on the page's own ``WebSocket``.
+
+The mirror image of :mod:`webraft.transport.websocket`: the same sans-I/O
+:class:`~webraft.transport.relay.RelayClient` and the same
+:class:`~webraft.transport.node.RelayNode`, with JavaScript's event-driven WebSocket
+underneath. ``js`` and ``pyodide`` are imported only when a connection opens, so this module
+imports (and its logic can be read and type-checked) anywhere.
+
+Browser specifics handled here:
+
+* a WebSocket's ``send`` never blocks; it buffers. Frames are therefore taken from the client
+  only while the socket's ``bufferedAmount`` is below a bound, so a stalled connection keeps
+  its backlog in the client's bounded buffer (which drops the oldest) instead of in memory
+  without limit;
+* event handlers are JavaScript proxies of Python callables: they are created per socket and
+  destroyed when it closes (otherwise every reconnect would leak them);
+* ``set_online(False)`` (the demo's "go offline") closes the socket and stays away until
+  ``set_online(True)``; ``paused`` (the demo's "pause") drops all traffic both ways while the
+  connection stays up, like a frozen tab whose socket the relay still holds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import Counter, deque
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from ..storage import Storage
+from ..transport.node import RelayNode, RelayPeer, receive_frame
+from ..transport.relay import RelayClient, RelayClosed, Welcome
+
+__all__ = ["BrowserConnection", "BrowserRaft"]
+
+logger = logging.getLogger("webraft.browser")
+
+#: Frames are held back (in the client's bounded buffer) while the socket has this much unsent.
+MAX_BUFFERED_BYTES = 4 << 20
+#: Relay close codes after which this tab must stop being its node.
+ADDRESS_TAKEN = 4008
+REPLACED = 4009
+#: Close code for a connection whose first frame was not our welcome (browsers only allow
+#: 1000 and 3000-4999 from scripts).
+CLOSE_BAD_WELCOME = 3002
+
+
+class BrowserConnection:
+    """Keeps a :class:`RelayClient` connected through ``js.WebSocket`` (see the module doc).
+
+    ``listener`` may be replaced while connected (the bridge claims an address first and only
+    then builds the node that listens).
+    """
+
+    def __init__(self, url: str, client: RelayClient, listener: Any) -> None:
+        self.url = url
+        self.client = client
+        self.listener = listener
+        self.online = True
+        self.connections = 0
+        self._ws: Any = None
+        self._destroy: list[Callable[[], None]] = []
+        self._started = False
+        self._closing = False
+        self._flush_at: asyncio.Handle | None = None
+        self._retry: asyncio.TimerHandle | None = None
+
+    @property
+    def connected(self) -> bool:
+        return self._ws is not None and self.client.joined
+
+    def start(self) -> None:
+        """Open the socket (and keep reopening it); idempotent."""
+        if self._started or self._closing:
+            return
+        self._started = True
+        self._open()
+
+    def send(self, to: str, data: Any) -> None:
+        """Queue ``data`` for ``to``; one frame leaves per loop turn."""
+        self.client.send(to, data)
+        if self._flush_at is None:
+            self._flush_at = asyncio.get_running_loop().call_soon(self._flush)
+
+    def set_online(self, online: bool) -> None:
+        """Go offline (close and stay away) or come back."""
+        if online == self.online or self._closing:
+            return
+        self.online = online
+        if online:
+            self.client.backoff.reset()
+            self._open()
+        else:
+            self._cancel_retry()
+            if self._ws is not None:
+                self._ws.close(1000, "offline")
+
+    async def close(self) -> None:
+        """Send what is buffered, close the socket and stop reconnecting; idempotent."""
+        if self._closing:
+            return
+        self._flush()
+        self._closing = True
+        self._cancel_retry()
+        if self._ws is not None:
+            self._ws.close(1000, "closing")
+
+    # ------------------------------------------------------------------ socket events
+
+    def _open(self) -> None:
+        if self._closing or not self.online or self._ws is not None:
+            return
+        from js import WebSocket  # only in Pyodide
+        from pyodide.ffi import create_proxy
+
+        ws = WebSocket.new(self.url)
+        handlers = {
+            "open": lambda _event: self._on_open(ws),
+            "message": lambda event: self._on_message(ws, event.data),
+            "close": lambda event: self._on_close(ws, event.code, event.reason),
+        }
+        for name, handler in handlers.items():
+            proxy = create_proxy(handler)
+            ws.addEventListener(name, proxy)
+            self._destroy.append(proxy.destroy)
+        self._ws = ws
+
+    def _on_open(self, ws: Any) -> None:
+        if ws is self._ws:
+            ws.send(self.client.connection_made())
+
+    def _on_message(self, ws: Any, data: Any) -> None:
+        if ws is not self._ws:
+            return
+        outcome = receive_frame(self.client, self.listener, data if isinstance(data, str)
+                                else bytes(data.to_py()))
+        if outcome is Welcome:
+            self.connections += 1
+            logger.info("%s: joined room %s", self.client.address, self.client.room)
+            self._flush()
+        elif outcome is None:
+            ws.close(CLOSE_BAD_WELCOME, "unexpected first frame")
+
+    def _on_close(self, ws: Any, code: int, reason: str) -> None:
+        if ws is not self._ws:
+            return
+        self._ws = None
+        for destroy in self._destroy:
+            destroy()
+        self._destroy = []
+        delay = self.client.connection_lost(code, reason)
+        if self._closing or not self.online:
+            return
+        if delay is None:
+            stopped = self.client.stopped
+            logger.info("%s: %s", self.client.address, stopped)  # the listener reports it
+            if stopped is not None:
+                self.listener.relay_error(stopped)
+            return
+        logger.info("%s: relay connection closed (%s %s); reconnecting in %.2f s",
+                    self.client.address, code, reason, delay)
+        self._retry = asyncio.get_running_loop().call_later(delay, self._reopen)
+
+    def _reopen(self) -> None:
+        self._retry = None
+        self._open()
+
+    def _cancel_retry(self) -> None:
+        if self._retry is not None:
+            self._retry.cancel()
+            self._retry = None
+
+    def _flush(self) -> None:
+        self._flush_at = None
+        ws = self._ws
+        if ws is None or not self.client.joined:
+            return  # sent after the next welcome
+        if ws.bufferedAmount > MAX_BUFFERED_BYTES:
+            self._flush_at = asyncio.get_running_loop().call_later(0.05, self._flush)
+            return
+        for frame in self.client.take_frames():
+            ws.send(frame)
+
+
+class TrafficMonitor:
+    """Counts messages by type and keeps the most recent ones, for dashboards."""
+
+    def __init__(self, keep: int = 40) -> None:
+        self.sent: Counter[str] = Counter()
+        self.received: Counter[str] = Counter()
+        self.recent: deque[tuple[float, str, str, str]] = deque(maxlen=keep)
+
+    def record(self, direction: str, peer: str, payload: Any) -> None:
+        kind = payload.get("type", "?") if isinstance(payload, dict) else "?"
+        kind = kind if isinstance(kind, str) else "?"
+        (self.sent if direction == "out" else self.received)[kind] += 1
+        self.recent.append((time.time(), direction, peer, kind))
+
+
+class BrowserPeer(RelayPeer):
+    raft: BrowserRaft
+
+    def write(self, payload: dict[str, Any]) -> None:
+        if self.raft.paused:
+            return
+        self.raft.traffic.record("out", self.address, payload)
+        super().write(payload)
+
+
+class BrowserRaft(RelayNode):
+    """A Raft node in a browser tab, on a :class:`BrowserConnection`.
+
+    ``timing`` overrides the seed's timeouts, in seconds: ``election_timeout`` as a
+    ``(low, high)`` pair, ``heartbeat_frequency``, ``heartbeat_timeout``, ``proposal_timeout``.
+    """
+
+    def __init__(self, client: RelayClient, connection: BrowserConnection, *,
+                 members: Iterable[str] | None = None, storage: Storage | None = None,
+                 timing: dict[str, Any] | None = None) -> None:
+        self._timing = dict(timing or {})
+        super().__init__(client, members=members, storage=storage)
+        self.connection = connection
+        self.paused = False
+        self.traffic = TrafficMonitor()
+        self._stopping: asyncio.Future[None] | None = None
+
+    @property
+    def election_timeout(self) -> float:
+        low, high = self._timing.get("election_timeout") or (0.15, 0.30)
+        return self._rng.uniform(low, high)
+
+    @property
+    def heartbeat_frequency(self) -> float:
+        return self._timing.get("heartbeat_frequency") or super().heartbeat_frequency
+
+    @property
+    def heartbeat_timeout(self) -> float:
+        return self._timing.get("heartbeat_timeout") or super().heartbeat_timeout
+
+    @property
+    def proposal_timeout(self) -> float:
+        return self._timing.get("proposal_timeout") or super().proposal_timeout
+
+    def create_instance(self, address: str) -> BrowserPeer:
+        return BrowserPeer(address, self)
+
+    def got_data(self, address: str, payload: Any) -> None:
+        if self.paused:
+            return
+        self.traffic.record("in", address, payload)
+        super().got_data(address, payload)
+
+    def set_online(self, online: bool) -> None:
+        self.connection.set_online(online)
+
+    def relay_error(self, exc: Exception) -> None:
+        super().relay_error(exc)
+        if isinstance(exc, RelayClosed) and exc.code in (ADDRESS_TAKEN, REPLACED):
+            # Another tab now speaks for this address (a duplicated tab shares our session):
+            # stop at once, before two tabs write the same localStorage namespace.
+            logger.error("%s: another tab took this address over; stopping", self.address)
+            self._stopping = asyncio.ensure_future(self.close())
