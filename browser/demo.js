@@ -134,7 +134,11 @@ async function main() {
   stateKey = `webraft-demo/${room}/${raft.address}`;
   raft.listen("apply", apply);
   raft.listen("refresh", refresh);
-  raft.listen("error", (err) => console.warn("webraft:", err.name, err.message));
+  // Errors (a full localStorage, a refused frame, ...) are shown, not only logged.
+  raft.listen("error", (err) => {
+    console.warn("webraft:", err.name, err.message);
+    $("last-error").textContent = `${err.name}: ${err.message}`;
+  });
   raft.start();
   window.webraft = raft; // for curious people and for the e2e tests
   setStatus(`member ${raft.address} of room "${room}" — booted in ` +
