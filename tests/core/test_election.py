@@ -214,3 +214,10 @@ def test_candidate_ignores_votes_from_non_voters():
     core.step("d", VoteResponse(2, True))
     core.step("x", VoteResponse(2, True))
     assert core.state == CANDIDATE
+
+
+def test_a_lone_voter_campaigns_at_its_first_tick() -> None:
+    core = make_core("a", voters=("a",))
+    core.tick(0.0)
+    persist(core)
+    assert core.state == LEADER and core.term == 1

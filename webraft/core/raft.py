@@ -170,7 +170,10 @@ class RaftCore:
         self._events: list[tuple[Any, ...]] = []
         self._dirty: dict[str, None] = {}  # followers that may need an AppendEntries
         self._forwarded: dict[tuple[str, int], int] = {}  # (src, request id) -> index, this term
-        self._reset_election_timer(self.cfg.follower_timeout())
+        if self.cluster.voters == (self.id,):
+            self.election_deadline = now  # alone: no one to wait for, lead at the first tick
+        else:
+            self._reset_election_timer(self.cfg.follower_timeout())
 
     # ------------------------------------------------------------------ inputs
 
