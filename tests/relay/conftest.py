@@ -9,68 +9,19 @@ from __future__ import annotations
 import asyncio
 import http.client
 import json
-import sys
 from collections.abc import AsyncIterator, Callable
-from pathlib import Path
 from typing import Any
 
 import pytest
+from support import RawClient as Client
+from websockets.asyncio.client import connect
 
-# Run from a plain checkout too (no `pip install -e .`): the relay package lives at the root.
-ROOT = Path(__file__).resolve().parents[2]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
-
-from websockets.asyncio.client import ClientConnection, connect  # noqa: E402
-from websockets.exceptions import ConnectionClosed  # noqa: E402
-
-from relay import Relay, RelayConfig  # noqa: E402
+from relay import Relay, RelayConfig
 
 GUARD = 5.0  # seconds; a hang guard, not a timing expectation
 
 
-class Client:
-    """A test-side relay client: JSON in, JSON out, and close codes."""
 
-    def __init__(self, ws: ClientConnection) -> None:
-        self.ws = ws
-
-    async def send(self, **frame: Any) -> None:
-        await self.ws.send(json.dumps(frame))
-
-    async def send_raw(self, data: str | bytes) -> None:
-        await self.ws.send(data)
-
-    async def recv(self) -> dict[str, Any]:
-        async with asyncio.timeout(GUARD):
-            frame = json.loads(await self.ws.recv())
-        assert isinstance(frame, dict)
-        return frame
-
-    async def expect(self, kind: str, **fields: Any) -> dict[str, Any]:
-        """Receive the next frame and check its type and the given fields."""
-        frame = await self.recv()
-        assert frame["type"] == kind, frame
-        for key, value in fields.items():
-            assert frame.get(key) == value, (key, frame)
-        return frame
-
-    async def hello(self, room: str, address: str, **extra: Any) -> None:
-        await self.send(type="hello", v=1, room=room, address=address, **extra)
-
-    async def closed(self) -> tuple[int | None, str | None]:
-        """Wait until the relay closes the connection; return (code, reason) it sent."""
-        async with asyncio.timeout(GUARD):
-            try:
-                while True:
-                    await self.ws.recv()
-            except ConnectionClosed:
-                pass
-            await self.ws.wait_closed()
-        return self.ws.close_code, self.ws.close_reason
-
-    async def close(self) -> None:
-        await self.ws.close()
 
 
 class ManualClock:
@@ -111,7 +62,7 @@ class Harness:
         kwargs.setdefault("compression", None)
         async with asyncio.timeout(GUARD):
             ws = await connect(relay.ws_url, **kwargs)
-        client = Client(ws)
+        client = Client(ws, GUARD)
         self.clients.append(client)
         return client
 

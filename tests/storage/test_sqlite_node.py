@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from support import until
 
 import webraft
 from webraft.storage import SQLiteStorage
@@ -41,14 +42,6 @@ class SoloRaft(webraft.RaftInterface):
         return 0.02
 
 
-async def until(predicate: Callable[[], Any], what: str) -> None:
-    for _ in range(5000):
-        if predicate():
-            return
-        await asyncio.sleep(0.002)
-    raise AssertionError(f"never happened: {what}")
-
-
 COMMANDS = [{"set": "x", "to": 1}, "two", [3, {"nested": [None, True, 2.5]}], 4, None]
 
 
@@ -75,7 +68,7 @@ async def test_node_recovers_term_vote_and_log(tmp_path: Path, threaded: bool) -
         again.start()
         # No refresh handler: every committed entry is applied again, exactly once.
         await until(lambda: again.is_leader and again.last_applied >= indexes[-1],
-                    "the restarted node leads and re-applied its log")
+                    what="the restarted node leads and re-applied its log")
         index = await asyncio.wait_for(again.propose("after"), 10)
         assert again.term > term
         assert again.applied == [*zip(indexes, COMMANDS, strict=True), (index, "after")]

@@ -6,7 +6,8 @@ import asyncio
 from typing import TYPE_CHECKING
 
 import pytest
-from transport_support import FastRelayRaft, stable_leader, until
+from support import stable_leader, until
+from transport_support import FastRelayRaft
 
 import webraft
 from relay import Relay

@@ -10,7 +10,7 @@ import asyncio
 from typing import TYPE_CHECKING
 
 import pytest
-from transport_support import until
+from support import until
 
 from relay import room_token
 from webraft.transport import FrameError, RelayClosed, RelayRejected

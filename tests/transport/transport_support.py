@@ -12,27 +12,14 @@ import random
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from websockets.asyncio.client import ClientConnection, connect
-from websockets.exceptions import ConnectionClosed
+from support import RawClient, stable_leader, until
+from websockets.asyncio.client import connect
 
 import webraft
 from relay import Relay, RelayConfig
 from webraft.transport import RelayRaft
 
 GUARD = 10.0  # seconds; a hang guard, not a timing expectation
-
-
-async def until(predicate: Callable[[], Any], timeout: float = GUARD, what: str = "") -> Any:
-    """Poll ``predicate`` until it returns something truthy (returned); fail after ``timeout``."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if loop.time() > deadline:
-            raise AssertionError(f"not true within {timeout}s: {what or predicate}")
-        await asyncio.sleep(0.005)
 
 
 class FastRelayRaft(RelayRaft):
@@ -71,59 +58,13 @@ class FastRelayRaft(RelayRaft):
         return self._election_rng.uniform(0.15, 0.3)
 
 
-class Raw:
-    """A test-side relay client speaking raw JSON frames."""
-
-    def __init__(self, ws: ClientConnection) -> None:
-        self.ws = ws
-
-    async def send(self, **frame: Any) -> None:
-        await self.ws.send(json.dumps(frame))
-
-    async def recv(self) -> dict[str, Any]:
-        async with asyncio.timeout(GUARD):
-            frame = json.loads(await self.ws.recv())
-        assert isinstance(frame, dict)
-        return frame
-
-    async def expect(self, kind: str, **fields: Any) -> dict[str, Any]:
-        """The next frame, checked to be of type ``kind`` with the given fields."""
-        frame = await self.recv()
-        assert frame["type"] == kind, frame
-        for key, value in fields.items():
-            assert frame.get(key) == value, (key, frame)
-        return frame
-
-    async def closed(self) -> int | None:
-        """Wait until the connection is closed; the close code received."""
-        async with asyncio.timeout(GUARD):
-            try:
-                while True:
-                    await self.ws.recv()
-            except ConnectionClosed:
-                pass
-        return self.ws.close_code
-
-
-def stable_leader(nodes: Iterable[webraft.RaftInterface]) -> webraft.RaftInterface | None:
-    """The one leader every given node follows in one term, or None."""
-    nodes = list(nodes)
-    leaders = [n for n in nodes if n.is_leader]
-    if len(leaders) != 1:
-        return None
-    lead = leaders[0]
-    if all(n.leader == lead.address and n.term == lead.term for n in nodes):
-        return lead
-    return None
-
-
 class Net:
     """Relays, nodes and raw clients of one test; :meth:`aclose` stops them all."""
 
     def __init__(self) -> None:
         self.relays: list[Relay] = []
         self.nodes: list[FastRelayRaft] = []
-        self.raws: list[Raw] = []
+        self.raws: list[RawClient] = []
         self.fakes: list[FakeRelay] = []
 
     async def relay(self, **overrides: Any) -> Relay:
@@ -153,11 +94,11 @@ class Net:
         return node
 
     async def raw(self, relay: Relay, room: str = "demo", address: str | None = None,
-                  **hello: Any) -> tuple[Raw, dict[str, Any] | None]:
+                  **hello: Any) -> tuple[RawClient, dict[str, Any] | None]:
         """A raw client; with ``address``, joined to ``room`` (returns its welcome too)."""
         async with asyncio.timeout(GUARD):
             ws = await connect(relay.ws_url, compression=None)
-        raw = Raw(ws)
+        raw = RawClient(ws)
         self.raws.append(raw)
         if address is None:
             return raw, None
