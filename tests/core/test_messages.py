@@ -10,6 +10,7 @@ from webraft.core.messages import (
     CONFIG,
     MAX_BATCH,
     MAX_INT,
+    MAX_TERM,
     NOOP,
     AppendRequest,
     AppendResponse,
@@ -110,7 +111,7 @@ def test_decode_rejects_non_integers_and_out_of_range(kind, name, bad):
 
 
 def test_decode_accepts_the_integer_range_bounds():
-    assert decode({"type": "heartbeat", "term": MAX_INT, "commit": 0}) == Heartbeat(MAX_INT, 0)
+    assert decode({"type": "heartbeat", "term": 0, "commit": MAX_INT}) == Heartbeat(0, MAX_INT)
 
 
 @pytest.mark.parametrize(("kind", "name"), [("vote_resp", "granted"), ("append_resp", "success"),
@@ -199,3 +200,10 @@ def test_impossible_message_is_refused_before_it_changes_anything(msg):
     with pytest.raises(MessageError):
         core.step("c", msg)
     assert observable(core) == before
+
+
+def test_terms_beyond_the_accepted_range_are_refused() -> None:
+    # A term near 2**53 would leave no room for another election once adopted.
+    with pytest.raises(MessageError, match="largest term"):
+        decode({"type": "heartbeat_resp", "term": MAX_TERM + 1})
+    assert decode({"type": "heartbeat_resp", "term": MAX_TERM}).term == MAX_TERM

@@ -20,6 +20,9 @@ from ..errors import MessageError
 
 #: Largest integer a JSON number carries exactly in a browser (2**53 - 1).
 MAX_INT = 9007199254740991
+#: Largest term accepted from a peer. Half the integer range: a single message carrying a term
+#: near 2**53 would otherwise leave no room for the next election, stalling the cluster.
+MAX_TERM = 1 << 52
 #: Most entries accepted in one append or proposal batch.
 MAX_BATCH = 65536
 #: Longest node address accepted.
@@ -260,6 +263,8 @@ def decode(payload: Any) -> Message:
             values[name] = value  # the common case, checked inline
         else:
             values[name] = _check(kind, spec, value)
+    if values["term"] > MAX_TERM:
+        raise MessageError(f"{kind}.term is beyond the largest term accepted (2**52)")
     if kind == "append":
         _number_entries(values)
     return cls(**values)
