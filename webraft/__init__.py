@@ -13,6 +13,7 @@ from .core.messages import Entry
 from .errors import (
     InvalidCommand,
     LeadershipLost,
+    MembershipChangeError,
     MessageError,
     NoLeaderError,
     NotLeaderError,
@@ -32,6 +33,7 @@ __all__ = [
     "EventEmitter",
     "InvalidCommand",
     "LeadershipLost",
+    "MembershipChangeError",
     "MemoryStorage",
     "MessageError",
     "NoLeaderError",

@@ -11,6 +11,7 @@ exception                  may still commit?  when
 ``NotLeaderError``         no                 this node does not lead and forwarding is off
 ``LeadershipLost``         no                 a new leader overwrote the entry's log slot
 ``InvalidCommand``         no                 the command is not JSON or is too large
+``MembershipChangeError``  no                 the change was refused (one at a time, ...)
 ``ProposalTimeout``        **yes**            sent, but no outcome within the timeout
 ``RaftClosed``             **yes** if sent    the node was closed before the outcome
 =========================  =================  ==============================================
@@ -62,6 +63,11 @@ class LeadershipLost(ProposalError):
 
 class InvalidCommand(ProposalError, ValueError):
     """The command cannot be proposed: not JSON-serializable, or larger than allowed."""
+
+
+class MembershipChangeError(ProposalError):
+    """A membership change was refused before it reached the log (another change is still in
+    progress, or it would add or remove more than one voter); retrying later is safe."""
 
 
 class ProposalTimeout(ProposalError):

@@ -16,8 +16,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from ..errors import MessageError
-from .messages import Entry
-from .state import SnapshotMeta
+from .messages import CONFIG, Entry
+from .state import ClusterConfig, SnapshotMeta
 
 
 class RaftLog:
@@ -90,6 +90,17 @@ class RaftLog:
             self.entries.extend(entries[pos:])
             break
         return entries[-1].index
+
+    def latest_config(self) -> tuple[int, int, ClusterConfig]:
+        """``(index, term, config)`` of the newest configuration in the log, committed or not.
+
+        A server uses the latest configuration in its log (Raft thesis §4.1), so this is what
+        decides who votes and who counts for commitment.
+        """
+        for entry in reversed(self.entries):
+            if entry.kind == CONFIG:
+                return entry.index, entry.term, ClusterConfig.from_json(entry.command)
+        return self.snapshot.index, self.snapshot.term, self.snapshot.config
 
     def find_conflict_by_term(self, index: int, term: int) -> int:
         """Largest index ``<= index`` whose term is ``<= term`` (used for fast log back-off).

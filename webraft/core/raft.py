@@ -34,6 +34,7 @@ from . import quorum
 from .log import RaftLog
 from .messages import (
     COMMAND,
+    CONFIG,
     NOOP,
     AppendRequest,
     AppendResponse,
@@ -49,7 +50,7 @@ from .messages import (
     VoteResponse,
 )
 from .progress import PROBE, REPLICATE, Progress
-from .state import HardState, SnapshotMeta, StoredState
+from .state import ClusterConfig, HardState, SnapshotMeta, StoredState
 
 FOLLOWER = "follower"
 PRE_CANDIDATE = "pre-candidate"
@@ -91,6 +92,8 @@ class CoreConfig:
     quorum_timeout: float = 0.2
     pre_vote: bool = True
     check_quorum: bool = True
+    #: The leader promotes a learner to voter once it has caught up with the commit index.
+    auto_promote: bool = True
     #: Largest AppendEntries, in entries and in approximate bytes.
     max_append_entries: int = 8192
     max_append_bytes: int = 512 * 1024
@@ -113,6 +116,8 @@ class ProposalResult:
     term: int
     leader: str = ""
     src: str | None = None
+    #: Why nothing was appended, when the reason is not "no leader here".
+    error: str = ""
 
 
 @dataclass(slots=True)
@@ -152,7 +157,7 @@ class RaftCore:
             raise ValueError(f"applied index {applied} is beyond the stored log ({last})")
         self.log = RaftLog(stored.snapshot, stored.entries,
                            commit=max(min(hard.commit, last), applied), applied=applied)
-        self.cluster = stored.snapshot.config
+        self.config_index, self.config_term, self.cluster = self.log.latest_config()
         self.state = FOLLOWER
         self.leader: str | None = None
         self.last_contact = float("-inf")  # when we last heard from the leader
@@ -227,6 +232,50 @@ class RaftCore:
         self._maybe_send_timeout_now()
         self._dirty[to] = None
         return to
+
+    def change_config(self, req_id: int, config: ClusterConfig) -> None:
+        """Propose a new configuration; the outcome appears as a :class:`ProposalResult`.
+
+        One change at a time (Raft thesis §4.1): at most one voter added or removed, and only
+        once the previous configuration entry has committed, so that any two consecutive
+        configurations share a majority. Learners may change freely: they never count.
+        """
+        old = self.cluster
+        if self.state != LEADER or self.transferee is not None:
+            error = ""
+        elif self.config_index > self.log.commit:
+            error = "a configuration change is still in progress"
+        elif not config.voters:
+            error = "a configuration needs at least one voter"
+        elif len(set(old.voters).symmetric_difference(config.voters)) > 1:
+            error = "only one voter can be added or removed at a time"
+        else:
+            index = self._append(CONFIG, [config.to_json()])
+            self._proposals.append(ProposalResult(req_id, index, self.term))
+            return
+        self._proposals.append(ProposalResult(req_id, 0, 0, self.leader or "", error=error))
+
+    def _sync_config(self) -> None:
+        """Adopt the newest configuration in the log (after an append or a truncation)."""
+        index, term, config = self.log.latest_config()
+        if (index, term) == (self.config_index, self.config_term):
+            return
+        self.config_index, self.config_term = index, term
+        if config == self.cluster:
+            return
+        self.cluster = config
+        if self.state == LEADER:
+            nxt = self.log.last_index + 1
+            for member in config.members:
+                if member != self.id and member not in self.progress:
+                    self.progress[member] = Progress(nxt)
+                    self._dirty[member] = None
+            for peer in [p for p in self.progress if p not in config.members]:
+                del self.progress[peer]
+                self._dirty.pop(peer, None)
+        elif self.state != FOLLOWER and self.id not in config.voters:
+            self._become_follower(self.term, None)  # no longer allowed to campaign
+        self._events.append(("membership changed", list(config.voters), list(config.learners)))
 
     def _maybe_send_timeout_now(self) -> None:
         to = self.transferee
@@ -474,6 +523,9 @@ class RaftCore:
                                            log.term_at(hint) or 0))
             return
         last_new = log.merge(entries) if entries else prev_index
+        if (log.term_at(self.config_index) != self.config_term
+                or any(e.kind == CONFIG for e in entries)):
+            self._sync_config()
         self._commit_to(min(m.commit, last_new))
         self._send(src, AppendResponse(self.term, last_new, True))
 
@@ -488,6 +540,8 @@ class RaftCore:
         first = self.log.last_index + 1
         term = self.term
         self.log.append([Entry(term, first + i, kind, c) for i, c in enumerate(commands)])
+        if kind == CONFIG:
+            self._sync_config()
         self._dirty.update(dict.fromkeys(self.progress))
         return first
 
@@ -501,13 +555,27 @@ class RaftCore:
                 if pr.state == PROBE:
                     pr.become_replicate()
                 self._maybe_commit()
+                if self.state != LEADER:
+                    return  # the commit removed us
                 if src == self.transferee:
                     self._maybe_send_timeout_now()
+                if src in self.cluster.learners:
+                    self._maybe_promote(src, pr)
             self._dirty[src] = None
         else:
             resume = self.log.find_conflict_by_term(m.hint_index, m.hint_term) + 1
             if pr.rejected(m.index, resume):
                 self._dirty[src] = None
+
+    def _maybe_promote(self, learner: str, pr: Progress) -> None:
+        """Make a caught-up learner a voter (one change at a time, like any other)."""
+        log = self.log
+        if (self.cfg.auto_promote and pr.match >= log.commit and self.config_index <= log.commit
+                and self.transferee is None):
+            old = self.cluster
+            new = ClusterConfig((*old.voters, learner),
+                                tuple(a for a in old.learners if a != learner))
+            self._append(CONFIG, [new.to_json()])
 
     def _step_heartbeat_response(self, src: str) -> None:
         pr = self.progress[src]
@@ -525,6 +593,9 @@ class RaftCore:
         if index > self.log.commit and self.log.term_at(index) == self.term:
             self.log.commit = index
             self._dirty.update(dict.fromkeys(self.progress))  # tell followers promptly
+            if self.config_index <= index and self.id not in self.cluster.voters:
+                # Our own removal committed: hand over by stepping down; we will not campaign.
+                self._become_follower(self.term, None)
 
     def _heartbeat(self) -> None:
         commit = self.log.commit

@@ -26,10 +26,11 @@ from typing import Any
 
 from ..core.messages import COMMAND, Entry, check_command, decode, encode
 from ..core.raft import LEADER, PUBLIC_STATE, CoreConfig, ProposalResult, RaftCore, Ready
-from ..core.state import StorageUpdate, StoredState
+from ..core.state import ClusterConfig, StorageUpdate, StoredState
 from ..errors import (
     InvalidCommand,
     LeadershipLost,
+    MembershipChangeError,
     MessageError,
     NoLeaderError,
     NotLeaderError,
@@ -186,6 +187,7 @@ class RaftInterface(EventEmitter):
         self._batches: dict[int, _Batch] = {}  # by request id, until they have indexes
         self._parked: list[_Batch] = []  # waiting for a leader
         self._waiters: dict[int, _Waiter] = {}  # by log index, until applied
+        self._config_requests: dict[int, asyncio.Future[int]] = {}  # by request id
         # Request ids are random per incarnation so a restarted node never reuses one.
         self._next_req = self._rng.randrange(1 << 52)
         self._apply = _ApplyState()
@@ -265,8 +267,57 @@ class RaftInterface(EventEmitter):
 
     @property
     def members(self) -> tuple[str, ...]:
-        """Current voting members."""
+        """Current voting members (the newest configuration in the log)."""
         return self.core.cluster.voters
+
+    @property
+    def learners(self) -> tuple[str, ...]:
+        """Members that receive the log but do not vote yet."""
+        return self.core.cluster.learners
+
+    def add_member(self, address: str) -> asyncio.Future[int]:
+        """Add ``address`` to the cluster (leader only).
+
+        It joins as a learner, which does not count for elections or commitment, and the
+        leader promotes it to voter once it has caught up (Raft thesis §4.2.1): a new member
+        can never stall commitment while it downloads the log. The future resolves to the
+        index of the configuration entry once it is committed and applied here; follow
+        ``membership changed`` events to see the promotion.
+        """
+        config = self.core.cluster
+        if address in config.members:
+            return self._config_refused(f"{address!r} is already a member")
+        return self._change_config(ClusterConfig(config.voters, (*config.learners, address)))
+
+    def remove_member(self, address: str) -> asyncio.Future[int]:
+        """Remove ``address`` (leader only; this node too: it steps down once that commits)."""
+        config = self.core.cluster
+        if address not in config.members:
+            return self._config_refused(f"{address!r} is not a member")
+        return self._change_config(ClusterConfig(
+            tuple(v for v in config.voters if v != address),
+            tuple(a for a in config.learners if a != address)))
+
+    def _change_config(self, config: ClusterConfig) -> asyncio.Future[int]:
+        fut: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+        if self._closed:
+            fut.set_exception(RaftClosed(may_have_committed=False))
+        elif not self.is_leader:
+            fut.set_exception(NotLeaderError("membership changes are made on the leader",
+                                             leader=self.leader))
+        else:
+            req = self._next_req
+            self._next_req += 1
+            self._config_requests[req] = fut
+            self.core.change_config(req, config)
+            self._kick()
+        return fut
+
+    @staticmethod
+    def _config_refused(message: str) -> asyncio.Future[int]:
+        fut: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+        fut.set_exception(MembershipChangeError(message))
+        return fut
 
     # ------------------------------------------------------------------ peers
 
@@ -335,6 +386,9 @@ class RaftInterface(EventEmitter):
             _fail(fut, RaftClosed(may_have_committed=False))
         for waiter in self._waiters.values():
             _fail(waiter.future, RaftClosed())
+        for fut in self._config_requests.values():
+            _fail(fut, RaftClosed())
+        self._config_requests.clear()
         self._batches.clear()
         self._parked.clear()
         self._outbox.clear()
@@ -426,6 +480,13 @@ class RaftInterface(EventEmitter):
                 _fail(fut, ProposalTimeout("the leader did not answer in time"))
 
     def _on_proposal(self, result: ProposalResult) -> None:
+        config_change = self._config_requests.pop(result.id, None)
+        if config_change is not None:
+            if result.index:
+                self._await_entry(config_change, result.index, result.term)
+            else:
+                _fail(config_change, MembershipChangeError(result.error or "not the leader"))
+            return
         batch = self._batches.get(result.id)
         if batch is None or result.src != batch.sent_to:
             return  # already timed out, or an answer from someone we did not ask
@@ -440,14 +501,16 @@ class RaftInterface(EventEmitter):
             self._park(batch)
             return
         for k, fut in enumerate(batch.futures):
-            if fut.done():
-                continue
-            index = result.index + k
-            if index <= self._last_applied:  # answers can be overtaken by the entries
-                self._applied_waiter(_Waiter(result.term, fut), index,
-                                     self.core.log.term_at(index))
-            else:
-                self._waiters[index] = _Waiter(result.term, fut)
+            if not fut.done():
+                self._await_entry(fut, result.index + k, result.term)
+
+    def _await_entry(self, fut: asyncio.Future[int], index: int, term: int) -> None:
+        """Resolve ``fut`` when the entry ``(index, term)`` is applied here, or fail it when
+        another entry takes that slot."""
+        if index <= self._last_applied:  # answers can be overtaken by the entries
+            self._applied_waiter(_Waiter(term, fut), index, self.core.log.term_at(index))
+        else:
+            self._waiters[index] = _Waiter(term, fut)
 
     def _park(self, batch: _Batch) -> None:
         batch.sent_to = None

@@ -37,7 +37,7 @@ def main(argv: list[str] | None = None) -> int:
     for _, stats, _ in results:
         if stats is not None:
             for name in ("events", "messages", "dropped", "crashes", "partitions",
-                         "transfers", "elections", "proposals", "committed"):
+                         "transfers", "membership", "elections", "proposals", "committed"):
                 setattr(total, name, getattr(total, name) + getattr(stats, name))
             total.recovery_time = max(total.recovery_time, stats.recovery_time)
     for seed, err in failures:
@@ -47,7 +47,7 @@ def main(argv: list[str] | None = None) -> int:
           f"({len(seeds)} seeds in {elapsed:.1f}s)")
     print(f"events {total.events}, messages {total.messages} ({total.dropped} dropped), "
           f"crashes {total.crashes}, partitions {total.partitions}, "
-          f"leadership transfers {total.transfers}, "
+          f"leadership transfers {total.transfers}, membership changes {total.membership}, "
           f"elections {total.elections}, proposals {total.proposals}, "
           f"entries committed {total.committed}, "
           f"slowest recovery {total.recovery_time:.2f}s (virtual)")

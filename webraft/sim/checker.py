@@ -10,6 +10,8 @@ covered without rescanning whole logs:
 * **leader completeness**: a leader holds every entry committed in an earlier term;
 * **state machine safety**: no two nodes apply different entries at one index, and each node
   applies indexes in order, without gaps;
+* **configuration safety**: consecutive committed configurations differ by at most one
+  voter, so their majorities always overlap;
 * **durability**: persisted term and vote never go backwards, across restarts too, and every
   message leaves only after what it depends on (term, vote, acknowledged entries) is on disk.
 """
@@ -19,7 +21,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..core.messages import AppendResponse, Entry, Message, VoteResponse
+from ..core.messages import CONFIG, AppendResponse, Entry, Message, VoteResponse
 from ..core.raft import LEADER, RaftCore
 from ..core.state import HardState, StorageUpdate
 
@@ -53,6 +55,7 @@ class SafetyChecker:
         self.disks: dict[str, _Disk] = {}
         self.applied: dict[str, int] = {}
         self.leader_tail: dict[str, tuple[int, int, int]] = {}  # node -> (term, index, term)
+        self.voters: tuple[str, ...] | None = None  # of the newest committed configuration
 
     def _fail(self, what: str) -> None:
         raise SafetyViolation(what)
@@ -134,6 +137,18 @@ class SafetyChecker:
 
     # -- commitment and application -------------------------------------------------
 
+    def _check_config_step(self, entry: Entry) -> None:
+        """Two consecutive configurations must never have disjoint majorities: with one voter
+        added or removed at a time, every majority of one overlaps every majority of the
+        other (Raft thesis §4.1)."""
+        voters = tuple(entry.command["voters"])
+        if self.voters is not None:
+            changed = set(self.voters).symmetric_difference(voters)
+            if len(changed) > 1:
+                self._fail(f"configuration at {entry.index} changes voters {sorted(changed)} "
+                           "at once: its majorities may not overlap the previous ones")
+        self.voters = voters
+
     def on_commit(self, node: str, core: RaftCore, entries: list[Entry],
                   leaders: dict[str, RaftCore]) -> None:
         """``entries`` were handed to ``node``'s state machine as committed."""
@@ -142,6 +157,8 @@ class SafetyChecker:
             expected += 1
             if entry.index != expected:
                 self._fail(f"{node}: applied {entry.index}, expected {expected}")
+            if entry.index not in self.committed and entry.kind == CONFIG:
+                self._check_config_step(entry)
             known = self.committed.setdefault(entry.index, (entry.term, entry.command))
             if known != (entry.term, entry.command):
                 self._fail(f"state machine safety: {node} applied {entry!r} at {entry.index}, "

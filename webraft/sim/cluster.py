@@ -23,7 +23,7 @@ from typing import Any
 
 from ..core.messages import Message, decode, encode
 from ..core.raft import LEADER, CoreConfig, RaftCore, Ready
-from ..core.state import StorageUpdate, StoredState
+from ..core.state import ClusterConfig, StorageUpdate, StoredState
 from ..storage.memory import MemoryStorage
 from .checker import SafetyChecker, SafetyViolation
 
@@ -47,6 +47,8 @@ class Scenario:
     max_append_entries: int = 32  # small batches leave logs half-replicated more often
     max_inflight: int = 8
     leader_crash: float = 0.5  # share of crashes that hit the leader
+    spares: int = 0  # nodes outside the initial configuration, for membership changes
+    membership: float = 0.0  # share of faults that are membership changes
 
     @classmethod
     def from_seed(cls, seed: int) -> Scenario:
@@ -63,6 +65,8 @@ class Scenario:
             max_append_entries=rng.choice((1, 2, 4, 32)),
             max_inflight=rng.choice((1, 4, 16)),
             leader_crash=rng.choice((0.2, 0.5, 0.9)),
+            spares=rng.choice((0, 1, 2)),
+            membership=rng.choice((0.0, 0.2, 0.4)),
         )
 
     def replay_command(self) -> str:
@@ -89,6 +93,7 @@ class Stats:
     partitions: int = 0
     elections: int = 0
     transfers: int = 0
+    membership: int = 0
     proposals: int = 0
     committed: int = 0
     recovery_time: float = 0.0
@@ -104,7 +109,8 @@ class Simulation:
         self.now = 0.0
         self._seq = 0
         self._queue: list[tuple[float, int, str, tuple[Any, ...]]] = []
-        self.ids = [f"n{i}" for i in range(scenario.nodes)]
+        self.ids = [f"n{i}" for i in range(scenario.nodes + scenario.spares)]
+        self.initial = self.ids[:scenario.nodes]  # every node bootstraps with these voters
         self.nodes = {i: SimNode(i) for i in self.ids}
         self.blocked: dict[tuple[str, str], bool] = {}
         self.checker = SafetyChecker()
@@ -112,7 +118,6 @@ class Simulation:
         self.faulty = True
         self._req = 0
         self.acked: dict[int, tuple[int, int]] = {}  # request -> (index, term)
-        self.refused: list[int] = []  # requests not appended (no leader, handing over)
         self.commands: dict[int, Any] = {}  # request -> command
         for node in self.nodes.values():
             self._boot(node)
@@ -124,7 +129,7 @@ class Simulation:
         heapq.heappush(self._queue, (when, self._seq, kind, args))
 
     def _boot(self, node: SimNode) -> None:
-        stored = node.disk.load() or StoredState.bootstrap(self.ids)
+        stored = node.disk.load() or StoredState.bootstrap(self.initial)
         self.checker.on_restart(node.id, stored.hard)
         rng = self.rng
         cfg = CoreConfig(
@@ -171,8 +176,6 @@ class Simulation:
         for result in rd.proposals:
             if result.index:
                 self.acked[result.id] = (result.index, result.term)
-            else:
-                self.refused.append(result.id)
         if rd.committed:
             leaders = {n.id: n.core for n in self.nodes.values() if n.core is not None}
             self.checker.on_commit(node.id, core, rd.committed, leaders)
@@ -251,6 +254,9 @@ class Simulation:
                 self._at(self.now + rng.uniform(0.05, 1.0), "restart", victim.id)
             return
         leader = self._leader()
+        if leader is not None and rng.random() < self.sc.membership:
+            self._change_membership(leader)
+            return
         if leader is not None and rng.random() < 0.15:
             assert leader.core is not None
             if leader.core.transfer_leadership() is not None:
@@ -275,6 +281,26 @@ class Simulation:
                     if b not in group:
                         self.blocked[(a, b)] = self.blocked[(b, a)] = True
         # else: heal
+
+    def _change_membership(self, leader: SimNode) -> None:
+        """Add a node that is not a member (as a learner: it is promoted once caught up), or
+        remove a member, the leader included."""
+        core = leader.core
+        assert core is not None
+        config = core.cluster
+        outside = [i for i in self.ids if i not in config.members]
+        if outside and (len(config.voters) < 3 or self.rng.random() < 0.5):
+            new = ClusterConfig(config.voters, (*config.learners, self.rng.choice(outside)))
+        elif len(config.voters) > 1:
+            gone = self.rng.choice(config.voters)
+            new = ClusterConfig(tuple(v for v in config.voters if v != gone), config.learners)
+        else:
+            return
+        self._req += 1
+        self.commands[self._req] = new.to_json()
+        core.change_config(self._req, new)
+        self.stats.membership += 1
+        self._after(leader)
 
     def _propose(self, command: Any = None) -> int:
         live = [n for n in self.nodes.values() if n.core is not None]
@@ -310,21 +336,25 @@ class Simulation:
             if node.core is None:
                 self._at(self.now, "restart", node.id)
         deadline = healed_at + self.sc.settle_time
-        marker = None
+        markers: list[int] = []
+        next_marker = self.now
         while self.now < deadline:
             self._loop_until(min(self.now + 0.05, deadline))
-            if marker is None or marker in self.refused:
-                leader = self._leader()
-                if leader is not None:
-                    marker = self._propose_to(leader, "marker")
-            elif self._settled(marker):
+            if self._settled(markers):
                 self.stats.recovery_time = self.now - healed_at
                 self.stats.committed = self.checker.max_committed
                 self._check_outcomes()
                 return self.stats
+            leader = self._leader()
+            if leader is not None and self.now >= next_marker:
+                # A marker can be refused, or appended by a leader that is then deposed (or
+                # removed) before it commits: propose a fresh one now and then until one does.
+                markers.append(self._propose_to(leader, f"marker-{len(markers)}"))
+                next_marker = self.now + 0.5
         raise LivenessFailure(
             f"seed {self.sc.seed}: no agreement {self.sc.settle_time}s after healing "
-            f"(leader={leader.id if (leader := self._leader()) else None}, marker={marker}, "
+            f"(leader={leader.id if (leader := self._leader()) else None}, "
+            f"markers proposed={len(markers)}, "
             f"commits={[n.core.log.commit for n in self.nodes.values() if n.core]})\n"
             f"replay: {self.sc.replay_command()}")
 
@@ -350,17 +380,23 @@ class Simulation:
         self._after(node)
         return self._req
 
-    def _settled(self, marker: int) -> bool:
-        """The marker committed and every node applied everything committed."""
-        if marker not in self.acked:
+    def _settled(self, markers: list[int]) -> bool:
+        """A marker committed and every member applied everything committed."""
+        index = next((self.acked[m][0] for m in markers if m in self.acked
+                      and self.checker.committed.get(self.acked[m][0], (0, None))[1]
+                      == self.commands[m]), None)
+        if index is None:
             return False
-        index, _ = self.acked[marker]
-        cores = [n.core for n in self.nodes.values()]
+        leader = self._leader()
+        if leader is None or leader.core is None:
+            return False
+        members = leader.core.cluster.members  # removed nodes are left behind for good
+        cores = [self.nodes[m].core for m in members]
         if any(c is None for c in cores):
             return False
         commits = {c.log.commit for c in cores}  # type: ignore[union-attr]
         return (len(commits) == 1 and min(commits) >= index
-                and all(self.checker.applied.get(i) == min(commits) for i in self.ids))
+                and all(self.checker.applied.get(m) == min(commits) for m in members))
 
     def _check_outcomes(self) -> None:
         """Every appended proposal ended: committed at its slot, or the slot holds another
