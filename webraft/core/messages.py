@@ -189,6 +189,21 @@ class ProposeResponse(Message):
 
 
 @dataclass(frozen=True, slots=True)
+class ReadIndexRequest(Message):
+    """A follower asking the leader for a read index (Raft thesis §6.4)."""
+
+    id: int
+
+
+@dataclass(frozen=True, slots=True)
+class ReadIndexResponse(Message):
+    """The leader's read index for request ``id``, confirmed by a quorum; 0 if it could not."""
+
+    id: int
+    index: int
+
+
+@dataclass(frozen=True, slots=True)
 class _FieldSpec:
     name: str
     kind: str  # "int", "bool", "str", "entries", "commands"
@@ -218,6 +233,8 @@ _SCHEMA: dict[str, tuple[type[Message], tuple[_FieldSpec, ...]]] = {
     "heartbeat_resp": (HeartbeatResponse, (_int("term"), _opt("ctx", "int", 0))),
     "timeout_now": (TimeoutNow, (_int("term"),)),
     "propose": (ProposeRequest, (_int("term"), _int("id"), _FieldSpec("commands", "commands"))),
+    "read": (ReadIndexRequest, (_int("term"), _int("id"))),
+    "read_resp": (ReadIndexResponse, (_int("term"), _int("id"), _int("index"))),
     "propose_resp": (ProposeResponse, (_int("term"), _int("id"), _int("index"),
                                        _opt("leader", "str", ""))),
 }

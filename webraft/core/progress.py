@@ -21,7 +21,7 @@ REPLICATE = "replicate"
 class Progress:
     """Replication state of one follower, as seen by the leader."""
 
-    __slots__ = ("idle_beats", "inflight", "inflight_bytes", "match", "next", "paused",
+    __slots__ = ("idle_beats", "inflight", "inflight_bytes", "match", "next", "paused", "read_ctx",
                  "recent_active", "sent_commit", "state")
 
     def __init__(self, next_index: int) -> None:
@@ -34,6 +34,7 @@ class Progress:
         self.recent_active = False  # heard from since the last quorum check
         self.idle_beats = 0  # heartbeats sent since the last append answer
         self.sent_commit = -1  # the commit index last sent in an append
+        self.read_ctx = 0  # the newest heartbeat round this follower answered
 
     def become_probe(self) -> None:
         self.state = PROBE

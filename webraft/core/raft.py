@@ -45,6 +45,8 @@ from .messages import (
     Message,
     ProposeRequest,
     ProposeResponse,
+    ReadIndexRequest,
+    ReadIndexResponse,
     TimeoutNow,
     VoteRequest,
     VoteResponse,
@@ -120,6 +122,17 @@ class ProposalResult:
     error: str = ""
 
 
+@dataclass(frozen=True, slots=True)
+class ReadState:
+    """The outcome of :meth:`RaftCore.read_index`: reading the state machine once it has
+    applied ``index`` is linearizable. ``index == 0``: no leader could confirm it (retry).
+    ``src`` is the leader that answered, None for this node itself."""
+
+    id: int
+    index: int
+    src: str | None = None
+
+
 @dataclass(slots=True)
 class Ready:
     """A batch of work for the runtime; see the module docstring for the order."""
@@ -132,6 +145,7 @@ class Ready:
     messages: list[tuple[str, Message]] = field(default_factory=list)
     committed: list[Entry] = field(default_factory=list)
     proposals: list[ProposalResult] = field(default_factory=list)
+    reads: list[ReadState] = field(default_factory=list)
     #: Seed events to emit, as ``(name, *args)`` tuples, in the order they happened.
     events: list[tuple[Any, ...]] = field(default_factory=list)
 
@@ -172,6 +186,12 @@ class RaftCore:
         self._snapshot: SnapshotMeta | None = stored.snapshot
         self._msgs: list[tuple[str, Message]] = []
         self._proposals: list[ProposalResult] = []
+        self._reads: list[ReadState] = []
+        # ReadIndex on the leader: requests waiting for a heartbeat round, and those whose
+        # round is out, as (round, request id, read index, who asked: None for ourselves).
+        self._read_round = 0
+        self._reads_new: list[tuple[int, str | None]] = []
+        self._reads_out: list[tuple[int, int, int, str | None]] = []
         self._events: list[tuple[Any, ...]] = []
         self._dirty: dict[str, None] = {}  # followers that may need an AppendEntries
         self._forwarded: dict[tuple[str, int], int] = {}  # (src, request id) -> index, this term
@@ -298,6 +318,21 @@ class RaftCore:
         else:
             self._proposals.append(ProposalResult(req_id, 0, 0))
 
+    def read_index(self, req_id: int) -> None:
+        """Ask for a linearizable read index (Raft thesis §6.4); see :class:`ReadState`.
+
+        The leader takes its commit index, then confirms it still leads with one heartbeat
+        round answered by a majority; every read asked for before that round leaves shares
+        it. A follower asks the leader. A new leader first waits for an entry of its own term
+        to commit (its commit index may lag before that).
+        """
+        if self.state == LEADER:
+            self._reads_new.append((req_id, None))
+        elif self.leader is not None:
+            self._send(self.leader, ReadIndexRequest(self.term, req_id))
+        else:
+            self._reads.append(ReadState(req_id, 0))
+
     def step(self, src: str, m: Message) -> None:
         """Feed one validated message from peer ``src``.
 
@@ -308,6 +343,9 @@ class RaftCore:
             raise MessageError("message claims to come from this node")
         if isinstance(m, ProposeRequest | ProposeResponse):
             self._step_proposal(src, m)
+            return
+        if isinstance(m, ReadIndexRequest | ReadIndexResponse):
+            self._step_read(src, m)
             return
         if m.term > self.term:
             if isinstance(m, VoteRequest):
@@ -345,13 +383,14 @@ class RaftCore:
             if isinstance(m, AppendResponse):
                 self._step_append_response(src, m)
             elif isinstance(m, HeartbeatResponse):
-                self._step_heartbeat_response(src)
+                self._step_heartbeat_response(src, m.ctx)
 
     # ------------------------------------------------------------------ output
 
     def has_ready(self) -> bool:
         log = self.log
         return bool(self._msgs or self._proposals or self._events or self._dirty or self._snapshot
+                    or self._reads or (self._reads_new and self._may_start_reads())
                     or log.last_index > log.stable or log.has_appliable()
                     or self._hard() != self._saved)
 
@@ -359,6 +398,8 @@ class RaftCore:
         """Collect everything to persist, send and apply since the last call."""
         if self._dirty:
             self._flush_appends()
+        if self._reads_new:
+            self._start_read_round()
         hard = self._hard()
         rd = Ready(
             hard=hard if hard != self._saved else None,
@@ -367,11 +408,12 @@ class RaftCore:
             messages=self._msgs,
             committed=self.log.appliable(),
             proposals=self._proposals,
+            reads=self._reads,
             events=self._events,
         )
         self._saved = hard
         self._snapshot = None
-        self._msgs, self._proposals, self._events = [], [], []
+        self._msgs, self._proposals, self._events, self._reads = [], [], [], []
         return rd
 
     def advance(self, rd: Ready) -> None:
@@ -408,6 +450,7 @@ class RaftCore:
         self.progress = {}
         self.transferee = None
         self._dirty.clear()
+        self._fail_reads()
         self._reset_election_timer(self.cfg.follower_timeout())
         self._set_state(FOLLOWER)
 
@@ -577,9 +620,12 @@ class RaftCore:
                                 tuple(a for a in old.learners if a != learner))
             self._append(CONFIG, [new.to_json()])
 
-    def _step_heartbeat_response(self, src: str) -> None:
+    def _step_heartbeat_response(self, src: str, ctx: int) -> None:
         pr = self.progress[src]
         pr.recent_active = True
+        if ctx > pr.read_ctx and ctx <= self._read_round:
+            pr.read_ctx = ctx
+            self._confirm_reads()
         if pr.match < self.log.last_index:
             if pr.state == PROBE:
                 pr.paused = False  # the probe may have been lost: send another
@@ -605,7 +651,7 @@ class RaftCore:
                 pr.become_probe()
                 self._dirty[peer] = None
             pr.idle_beats += 1
-            self._send(peer, Heartbeat(self.term, min(pr.match, commit)))
+            self._send(peer, Heartbeat(self.term, min(pr.match, commit), self._read_round))
 
     def _check_quorum(self) -> None:
         active = {peer: pr.recent_active for peer, pr in self.progress.items()}
@@ -677,6 +723,55 @@ class RaftCore:
             if len(self._forwarded) > MAX_FORWARD_MEMORY:
                 del self._forwarded[next(iter(self._forwarded))]
         self._send(src, ProposeResponse(self.term, m.id, index))
+
+    # ------------------------------------------------------------------ reads
+
+    def _step_read(self, src: str, m: ReadIndexRequest | ReadIndexResponse) -> None:
+        if isinstance(m, ReadIndexResponse):
+            self._reads.append(ReadState(m.id, m.index, src))
+        elif self.state == LEADER and m.term == self.term:
+            self._reads_new.append((m.id, src))
+        else:
+            self._send(src, ReadIndexResponse(self.term, m.id, 0))
+
+    def _may_start_reads(self) -> bool:
+        """A leader's commit index is known current once an entry of its term committed."""
+        return self.state == LEADER and self.log.term_at(self.log.commit) == self.term
+
+    def _start_read_round(self) -> None:
+        """Give the waiting reads our commit index and send one heartbeat round for them."""
+        if not self._may_start_reads():
+            return  # wait for our first commit (the no-op), then go
+        log = self.log
+        self._read_round += 1
+        rnd = self._read_round
+        self._reads_out.extend((rnd, req, log.commit, src) for req, src in self._reads_new)
+        self._reads_new = []
+        for peer, pr in self.progress.items():
+            self._send(peer, Heartbeat(self.term, min(pr.match, log.commit), rnd))
+        self._confirm_reads()  # a lone voter confirms itself
+
+    def _confirm_reads(self) -> None:
+        if not self._reads_out:
+            return
+        acked = {peer: pr.read_ctx for peer, pr in self.progress.items()}
+        acked[self.id] = self._read_round
+        confirmed = quorum.committed_index(self.cluster.voters, acked)
+        while self._reads_out and self._reads_out[0][0] <= confirmed:
+            _, req, index, src = self._reads_out.pop(0)
+            self._answer_read(req, index, src)
+
+    def _answer_read(self, req: int, index: int, src: str | None) -> None:
+        if src is None:
+            self._reads.append(ReadState(req, index))
+        else:
+            self._send(src, ReadIndexResponse(self.term, req, index))
+
+    def _fail_reads(self) -> None:
+        pending = [(req, src) for _, req, _, src in self._reads_out] + self._reads_new
+        self._reads_out, self._reads_new = [], []
+        for req, src in pending:
+            self._answer_read(req, 0, src)
 
     def _send(self, dst: str, m: Message) -> None:
         self._msgs.append((dst, m))

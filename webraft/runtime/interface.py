@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..core.messages import COMMAND, Entry, check_command, decode, encode
-from ..core.raft import LEADER, PUBLIC_STATE, CoreConfig, ProposalResult, RaftCore, Ready
+from ..core.raft import LEADER, PUBLIC_STATE, CoreConfig, ProposalResult, RaftCore, ReadState, Ready
 from ..core.state import ClusterConfig, StorageUpdate, StoredState
 from ..errors import (
     InvalidCommand,
@@ -188,6 +188,8 @@ class RaftInterface(EventEmitter):
         self._parked: list[_Batch] = []  # waiting for a leader
         self._waiters: dict[int, _Waiter] = {}  # by log index, until applied
         self._config_requests: dict[int, asyncio.Future[int]] = {}  # by request id
+        self._read_requests: dict[int, tuple[asyncio.Future[int], str | None]] = {}
+        self._index_watchers: dict[int, list[asyncio.Future[None]]] = {}  # until applied
         # Request ids are random per incarnation so a restarted node never reuses one.
         self._next_req = self._rng.randrange(1 << 52)
         self._apply = _ApplyState()
@@ -389,6 +391,13 @@ class RaftInterface(EventEmitter):
         for fut in self._config_requests.values():
             _fail(fut, RaftClosed())
         self._config_requests.clear()
+        for fut, _ in self._read_requests.values():
+            _fail(fut, RaftClosed(may_have_committed=False))
+        self._read_requests.clear()
+        for watchers in self._index_watchers.values():
+            for watcher in watchers:
+                _fail(watcher, RaftClosed(may_have_committed=False))
+        self._index_watchers.clear()
         self._batches.clear()
         self._parked.clear()
         self._outbox.clear()
@@ -404,6 +413,55 @@ class RaftInterface(EventEmitter):
 
     async def __aexit__(self, *exc: object) -> None:
         await self.close()
+
+    async def read_index(self) -> int:
+        """Wait until reading this node's state machine is linearizable; return the index.
+
+        ReadIndex (Raft thesis §6.4): the leader confirms with a majority that it still leads
+        (one heartbeat round, shared by every read waiting at that moment) and hands out its
+        commit index; this node (leader or follower) then waits until it has applied that
+        index. Anything read from the state machine afterwards reflects every write that
+        completed before this call started. Raises :class:`~webraft.errors.NoLeaderError`
+        when no leader could confirm within ``proposal_timeout``.
+        """
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.proposal_timeout
+        while True:
+            if self._closed:
+                raise RaftClosed(may_have_committed=False)
+            index = await self._ask_read_index()
+            if index:
+                break
+            if loop.time() >= deadline:
+                raise NoLeaderError("no leader confirmed a read index in time")
+            await asyncio.sleep(self.heartbeat_frequency)
+        if self._last_applied < index:
+            watcher: asyncio.Future[None] = loop.create_future()
+            self._index_watchers.setdefault(index, []).append(watcher)
+            await watcher
+        return index
+
+    def _ask_read_index(self) -> asyncio.Future[int]:
+        loop = self._loop_or_running()
+        fut: asyncio.Future[int] = loop.create_future()
+        req = self._next_req
+        self._next_req += 1
+        asked = None if self.is_leader else self.leader
+        self._read_requests[req] = (fut, asked)
+        self.core.read_index(req)
+        if asked is not None:  # a lost request or answer must not hang the read
+            timeout = self.nodes[asked].message_timeout if asked in self.nodes else 1.0
+            loop.call_later(timeout, self._on_read, ReadState(req, 0, asked))
+        self._kick()
+        return fut
+
+    def _on_read(self, state: ReadState) -> None:
+        pending = self._read_requests.get(state.id)
+        if pending is None or pending[1] != state.src:
+            return  # answered already, or an answer from someone we did not ask
+        del self._read_requests[state.id]
+        if not pending[0].done():
+            pending[0].set_result(state.index)
 
     def transfer_leadership(self, to: str | None = None) -> str | None:
         """If this node leads, hand leadership to ``to`` (default: the most up-to-date voter).
@@ -648,6 +706,8 @@ class RaftInterface(EventEmitter):
                 self.emit("error", exc)
         for result in rd.proposals:
             self._on_proposal(result)
+        for read in rd.reads:
+            self._on_read(read)
         for event in rd.events:
             self.emit(*event)
         self.core.advance(rd)
@@ -734,6 +794,10 @@ class RaftInterface(EventEmitter):
         waiter = self._waiters.pop(entry.index, None)
         if waiter is not None:
             self._applied_waiter(waiter, entry.index, entry.term)
+        if self._index_watchers:
+            for watcher in self._index_watchers.pop(entry.index, ()):
+                if not watcher.done():
+                    watcher.set_result(None)
         if emit and entry.kind == COMMAND:
             self.emit("updated", entry.index)
 

@@ -37,7 +37,8 @@ def main(argv: list[str] | None = None) -> int:
     for _, stats, _ in results:
         if stats is not None:
             for name in ("events", "messages", "dropped", "crashes", "partitions",
-                         "transfers", "membership", "elections", "proposals", "committed"):
+                         "transfers", "membership", "elections", "proposals", "reads",
+                         "committed"):
                 setattr(total, name, getattr(total, name) + getattr(stats, name))
             total.recovery_time = max(total.recovery_time, stats.recovery_time)
     for seed, err in failures:
@@ -48,7 +49,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"events {total.events}, messages {total.messages} ({total.dropped} dropped), "
           f"crashes {total.crashes}, partitions {total.partitions}, "
           f"leadership transfers {total.transfers}, membership changes {total.membership}, "
-          f"elections {total.elections}, proposals {total.proposals}, "
+          f"elections {total.elections}, proposals {total.proposals}, reads {total.reads}, "
           f"entries committed {total.committed}, "
           f"slowest recovery {total.recovery_time:.2f}s (virtual)")
     return 1 if failures else 0

@@ -10,6 +10,8 @@ covered without rescanning whole logs:
 * **leader completeness**: a leader holds every entry committed in an earlier term;
 * **state machine safety**: no two nodes apply different entries at one index, and each node
   applies indexes in order, without gaps;
+* **linearizable reads** (checked by the simulation itself): a read index never misses a
+  write that had completed when the read began;
 * **configuration safety**: consecutive committed configurations differ by at most one
   voter, so their majorities always overlap;
 * **durability**: persisted term and vote never go backwards, across restarts too, and every

@@ -94,6 +94,7 @@ class Stats:
     elections: int = 0
     transfers: int = 0
     membership: int = 0
+    reads: int = 0
     proposals: int = 0
     committed: int = 0
     recovery_time: float = 0.0
@@ -119,6 +120,7 @@ class Simulation:
         self._req = 0
         self.acked: dict[int, tuple[int, int]] = {}  # request -> (index, term)
         self.commands: dict[int, Any] = {}  # request -> command
+        self.reads: dict[int, int] = {}  # read request -> commit index known when it began
         for node in self.nodes.values():
             self._boot(node)
 
@@ -176,6 +178,8 @@ class Simulation:
         for result in rd.proposals:
             if result.index:
                 self.acked[result.id] = (result.index, result.term)
+        for read in rd.reads:
+            self._check_read(node, read.id, read.index)
         if rd.committed:
             leaders = {n.id: n.core for n in self.nodes.values() if n.core is not None}
             self.checker.on_commit(node.id, core, rd.committed, leaders)
@@ -238,6 +242,10 @@ class Simulation:
             self._propose()
             if self.faulty:
                 self._at(self.now + self.rng.expovariate(self.sc.proposal_rate), "propose")
+        elif kind == "read":
+            self._read()
+            if self.faulty:
+                self._at(self.now + self.rng.expovariate(self.sc.proposal_rate / 2), "read")
 
     def _fault(self) -> None:
         rng, ids = self.rng, self.ids
@@ -302,6 +310,29 @@ class Simulation:
         self.stats.membership += 1
         self._after(leader)
 
+    def _read(self) -> None:
+        """A client reads through a random node; remember what had completed by then."""
+        live = [n for n in self.nodes.values() if n.core is not None]
+        if not live:
+            return
+        node = self.rng.choice(live)
+        self._req += 1
+        self.reads[self._req] = self.checker.max_committed
+        assert node.core is not None
+        node.core.read_index(self._req)
+        self.stats.reads += 1
+        self._after(node)
+
+    def _check_read(self, node: SimNode, req: int, index: int) -> None:
+        """Linearizable reads: a read index covers every write that completed (was applied
+        somewhere) before the read began, so no read can miss an acknowledged write."""
+        floor = self.reads.pop(req, None)
+        if floor is None or index == 0:
+            return  # not ours, or refused (no leader could confirm): the client retries
+        if index < floor:
+            raise SafetyViolation(f"{node.id}: read {req} got index {index}, but entry {floor} "
+                                  "had already committed when it began: a stale read")
+
     def _propose(self, command: Any = None) -> int:
         live = [n for n in self.nodes.values() if n.core is not None]
         if not live:
@@ -327,6 +358,7 @@ class Simulation:
     def _run(self) -> Stats:
         self._at(0.0, "fault")
         self._at(0.0, "propose")
+        self._at(0.0, "read")
         self._loop_until(self.sc.fault_time)
         # Heal: no more faults; every crashed node comes back.
         self.faulty = False

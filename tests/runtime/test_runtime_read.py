@@ -1,0 +1,46 @@
+"""read_index(): linearizable reads from any member, never stale from a cut-off leader."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from cluster import Cluster
+from support import stable_leader, until
+
+import webraft
+
+
+async def test_reads_see_every_completed_write_from_any_member(cluster: Cluster) -> None:
+    lead = await cluster.leader()
+    index = await lead.propose({"x": 1})
+    for node in cluster.live():
+        read_at = await node.read_index()
+        assert read_at >= index
+        assert node.last_applied >= read_at
+        assert (index, {"x": 1}) in node.applied
+
+
+async def test_concurrent_reads_share_rounds(cluster: Cluster) -> None:
+    lead = await cluster.leader()
+    await lead.propose("w")
+    rounds = lead.core._read_round
+    indexes = await asyncio.gather(*(lead.read_index() for _ in range(50)))
+    assert len(set(indexes)) == 1
+    assert lead.core._read_round == rounds + 1  # fifty reads, one quorum round
+
+
+async def test_a_cut_off_leader_gives_no_read_and_the_new_leader_does(
+        make_cluster) -> None:
+    cluster = make_cluster(proposal_timeout=0.5)
+    cluster.start()
+    old = await cluster.leader()
+    cluster.isolate(old.address)
+    rest = [n for n in cluster.live() if n is not old]
+    new = await until(lambda: stable_leader(rest), what="a new leader")
+    index = await new.propose("written after the cut")
+    # The old leader may still believe it leads for a moment, but it cannot confirm that
+    # with a majority, so it never hands out a (stale) read index.
+    with pytest.raises(webraft.NoLeaderError):
+        await old.read_index()
+    assert await new.read_index() >= index
