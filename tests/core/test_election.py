@@ -221,3 +221,18 @@ def test_a_lone_voter_campaigns_at_its_first_tick() -> None:
     core.tick(0.0)
     persist(core)
     assert core.state == LEADER and core.term == 1
+
+
+def test_leader_unreachable_hint_brings_the_campaign_forward_and_lifts_the_lease() -> None:
+    core = make_core("b", log=[1], term=1)
+    core.step("a", AppendRequest(1, 1, 1, 1, ()))
+    persist(core)
+    assert core.election_deadline > 0.15
+    core.leader_unreachable(0.01)
+    assert core.leader is None and core.election_deadline == core.now + 0.01
+    # Without a leader there is no lease: a peer that got the same news is answered.
+    core.step("c", VoteRequest(2, 1, 1, pre=True))
+    [answer] = msgs(persist(core), VoteResponse)
+    assert answer.granted
+    core.tick(0.01)
+    assert core.state == PRE_CANDIDATE

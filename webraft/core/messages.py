@@ -45,7 +45,7 @@ class Entry:
     ``index`` place it in the log; ``kind`` is :data:`COMMAND`, :data:`NOOP` or :data:`CONFIG`.
     """
 
-    __slots__ = ("_size", "command", "index", "kind", "term")
+    __slots__ = ("_size", "_wire", "command", "index", "kind", "term")
 
     def __init__(self, term: int, index: int, kind: int = COMMAND, command: Any = None,
                  size: int = 0) -> None:
@@ -54,6 +54,7 @@ class Entry:
         self.kind = kind
         self.command = command
         self._size = size
+        self._wire: list[Any] | None = None
 
     @property
     def size(self) -> int:
@@ -61,6 +62,14 @@ class Entry:
         if not self._size:
             self._size = 16 + _json_size(self.command, 0)
         return self._size
+
+    @property
+    def wire(self) -> list[Any]:
+        """``[term, kind, command]``, built once: a leader sends an entry to every follower."""
+        wire = self._wire
+        if wire is None:
+            wire = self._wire = [self.term, self.kind, self.command]
+        return wire
 
     def __repr__(self) -> str:
         return f"Entry(term={self.term}, index={self.index}, kind={self.kind}, {self.command!r})"
@@ -250,7 +259,7 @@ def encode(msg: Message) -> dict[str, Any]:
     for spec in _SCHEMA[out["type"]][1]:
         value = getattr(msg, spec.name)
         if spec.kind == "entries":
-            value = [[e.term, e.kind, e.command] for e in value]
+            value = [e.wire for e in value]
         elif spec.kind == "commands":
             value = list(value)
         elif not spec.required and value == spec.default:

@@ -96,9 +96,11 @@ class CoreConfig:
     check_quorum: bool = True
     #: The leader promotes a learner to voter once it has caught up with the commit index.
     auto_promote: bool = True
-    #: Largest AppendEntries, in entries and in approximate bytes.
-    max_append_entries: int = 8192
-    max_append_bytes: int = 512 * 1024
+    #: Largest AppendEntries, in entries and in approximate bytes. Small enough that a
+    #: follower decodes one in a few milliseconds (a long stall would look like a dead
+    #: leader); the in-flight window keeps the pipe full anyway.
+    max_append_entries: int = 1024
+    max_append_bytes: int = 64 * 1024
     #: In-flight window per follower in replicate mode.
     max_inflight: int = 64
     max_inflight_bytes: int = 8 * 1024 * 1024
@@ -317,6 +319,16 @@ class RaftCore:
             self._send(self.leader, ProposeRequest(self.term, req_id, tuple(commands)))
         else:
             self._proposals.append(ProposalResult(req_id, 0, 0))
+
+    def leader_unreachable(self, delay: float) -> None:
+        """The transport says our leader is gone (the relay's ``leave``): campaign after
+        ``delay`` instead of a whole follower timeout. Only a hint: a wrong one costs an
+        election, never safety. Forgetting the leader also lifts our lease, so the peers that
+        got the same news grant each other's pre-votes; a random ``delay`` picks one of them.
+        """
+        if self.state == FOLLOWER and self.leader is not None:
+            self.leader = None
+            self.election_deadline = min(self.election_deadline, self.now + delay)
 
     def read_index(self, req_id: int) -> None:
         """Ask for a linearizable read index (Raft thesis §6.4); see :class:`ReadState`.

@@ -184,6 +184,9 @@ class RaftInterface(EventEmitter):
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at = float("inf")
         self._outbox: list[tuple[Any, int, asyncio.Future[int]]] = []
+        self._expiring: deque[tuple[float, _Batch]] = deque()  # (deadline, batch), in order
+        self._expiry_timer: asyncio.TimerHandle | None = None
+        self._applied_term = 0  # term of the newest entry applied
         self._batches: dict[int, _Batch] = {}  # by request id, until they have indexes
         self._parked: list[_Batch] = []  # waiting for a leader
         self._waiters: dict[int, _Waiter] = {}  # by log index, until applied
@@ -337,6 +340,11 @@ class RaftInterface(EventEmitter):
             return
         self._close_node(node)
         self.emit("leave", address)
+        if address == self.core.leader and self._loop is not None:
+            # Our leader is gone: campaign soon rather than after a whole heartbeat timeout.
+            self.core.tick(self._now())
+            self.core.leader_unreachable(self._rng.uniform(0, self.heartbeat_frequency))
+            self._kick()
 
     def got_data(self, address: str, payload: Any) -> None:
         """Data received from peer ``address``. Never raises; bad input is dropped."""
@@ -375,6 +383,8 @@ class RaftInterface(EventEmitter):
         self._closed = True
         if self._timer is not None:
             self._timer.cancel()
+        if self._expiry_timer is not None:
+            self._expiry_timer.cancel()
         if self._drive_task is not None:
             # Let a save in progress finish: storage must not be left half-written.
             with contextlib.suppress(Exception):
@@ -513,9 +523,23 @@ class RaftInterface(EventEmitter):
             batches[-1].futures.append(fut)
             size += nbytes
         loop = self._loop_or_running()
+        deadline = loop.time() + self.proposal_timeout
         for batch in batches:
-            loop.call_later(self.proposal_timeout, batch.expire, self.proposal_timeout)
+            self._expiring.append((deadline, batch))
             self._submit(batch)
+        if self._expiry_timer is None:
+            self._expiry_timer = loop.call_at(deadline, self._expire_batches)
+
+    def _expire_batches(self) -> None:
+        """One timer for all pending proposals: batches expire in the order they were made."""
+        self._expiry_timer = None
+        loop = self._loop_or_running()
+        expiring = self._expiring
+        now = loop.time()
+        while expiring and expiring[0][0] <= now:
+            expiring.popleft()[1].expire(self.proposal_timeout)
+        if expiring and not self._closed:
+            self._expiry_timer = loop.call_at(expiring[0][0], self._expire_batches)
 
     def _submit(self, batch: _Batch) -> None:
         if not self.is_leader and self.leader not in self.nodes:
@@ -710,6 +734,8 @@ class RaftInterface(EventEmitter):
             self._on_read(read)
         for event in rd.events:
             self.emit(*event)
+        if self._parked and (self.is_leader or self.leader in self.nodes):
+            self._retry_parked()  # a leader appeared: no need to wait for the retry timer
         self.core.advance(rd)
         if rd.committed:
             self._apply.queue.extend(rd.committed)
@@ -791,6 +817,9 @@ class RaftInterface(EventEmitter):
 
     def _applied(self, entry: Entry, emit: bool = True) -> None:
         self._last_applied = entry.index
+        if entry.term > self._applied_term:
+            self._applied_term = entry.term
+            self._drop_dead_waiters(entry.term)
         waiter = self._waiters.pop(entry.index, None)
         if waiter is not None:
             self._applied_waiter(waiter, entry.index, entry.term)
@@ -800,6 +829,15 @@ class RaftInterface(EventEmitter):
                     watcher.set_result(None)
         if emit and entry.kind == COMMAND:
             self.emit("updated", entry.index)
+
+    def _drop_dead_waiters(self, term: int) -> None:
+        """An entry of ``term`` committed: entries of older terms at later indexes can never
+        commit (terms only grow along a log), so their proposals have certainly failed."""
+        dead = [i for i, w in self._waiters.items() if w.term < term]
+        for index in dead:
+            waiter = self._waiters.pop(index)
+            _fail(waiter.future, LeadershipLost(
+                f"entry {index} of term {waiter.term} was superseded by term {term}"))
 
     @staticmethod
     def _applied_waiter(waiter: _Waiter, index: int, term: int | None) -> None:

@@ -155,6 +155,8 @@ class RelayNode(RaftInterface):
         super().__init__(client.address, members=members, storage=storage)
         self.client = client
         self._relay_closed = False
+        frame = client.buffer.max_frame_bytes - COMMAND_ENVELOPE_BYTES
+        self._max_command_bytes = min(super().max_command_bytes, frame)  # read per proposal
 
     @property
     def room(self) -> str:
@@ -168,8 +170,7 @@ class RelayNode(RaftInterface):
     @property
     def max_command_bytes(self) -> int:
         """At most what fits in one relay frame with its envelopes (see the base class)."""
-        frame = self.client.buffer.max_frame_bytes - COMMAND_ENVELOPE_BYTES
-        return min(super().max_command_bytes, frame)
+        return self._max_command_bytes
 
     def create_instance(self, address: str) -> RelayPeer:
         return RelayPeer(address, self)
