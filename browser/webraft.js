@@ -35,8 +35,25 @@ async function fetchJSON(url) {
 }
 
 /** Load Pyodide from the relay (the pinned npm package it serves under /pyodide/). */
+/** The files of the pinned Pyodide that must be served; checked up front because a missing
+ * one otherwise surfaces as an opaque failure (or a hang) deep inside loadPyodide. */
+const PYODIDE_FILES = ["pyodide.mjs", "pyodide.asm.mjs", "pyodide.asm.wasm",
+  "python_stdlib.zip", "pyodide-lock.json"];
+
 async function bootPyodide(pyodideURL) {
   const base = new URL(pyodideURL, here).href;
+  const missing = [];
+  await Promise.all(PYODIDE_FILES.map(async (name) => {
+    try {
+      const response = await fetch(new URL(name, base).href, { method: "HEAD" });
+      if (!response.ok) missing.push(`${name} (HTTP ${response.status})`);
+    } catch (err) {
+      missing.push(`${name} (${err.message})`);
+    }
+  }));
+  if (missing.length) {
+    throw new WebRaftLoadError(`Pyodide files missing at ${base}: ${missing.sort().join(", ")}`);
+  }
   let module;
   try {
     module = await import(new URL("pyodide.mjs", base).href);
@@ -136,12 +153,15 @@ export class WebRaft {
    * (NoLeaderError, ProposalTimeout, ...) and whose mayHaveCommitted says if a retry could
    * apply it twice. */
   propose(command) {
+    const invalid = (message) => Promise.reject(
+      Object.assign(new Error(message), { name: "InvalidCommand", mayHaveCommitted: false }));
     let text;
     try {
       text = JSON.stringify(command);
     } catch (err) {
-      return Promise.reject(Object.assign(new TypeError(err.message), { name: "InvalidCommand" }));
+      return invalid(`command is not JSON-serializable: ${err.message}`);
     }
+    if (text === undefined) return invalid("command is not JSON-serializable");
     return new Promise((resolve, reject) => {
       this._node.propose(text, resolve, (name, message, mayHaveCommitted) => {
         const err = new Error(message);

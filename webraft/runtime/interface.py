@@ -528,7 +528,7 @@ class RaftInterface(EventEmitter):
             self._expiring.append((deadline, batch))
             self._submit(batch)
         if self._expiry_timer is None:
-            self._expiry_timer = loop.call_at(deadline, self._expire_batches)
+            self._expiry_timer = loop.call_later(self.proposal_timeout, self._expire_batches)
 
     def _expire_batches(self) -> None:
         """One timer for all pending proposals: batches expire in the order they were made."""
@@ -539,7 +539,8 @@ class RaftInterface(EventEmitter):
         while expiring and expiring[0][0] <= now:
             expiring.popleft()[1].expire(self.proposal_timeout)
         if expiring and not self._closed:
-            self._expiry_timer = loop.call_at(expiring[0][0], self._expire_batches)
+            self._expiry_timer = loop.call_later(max(0.0, expiring[0][0] - now),
+                                                 self._expire_batches)
 
     def _submit(self, batch: _Batch) -> None:
         if not self.is_leader and self.leader not in self.nodes:
@@ -648,7 +649,10 @@ class RaftInterface(EventEmitter):
             if self._timer is not None:
                 self._timer.cancel()
             self._timer_at = at
-            self._timer = self._loop.call_at(at, self._on_timer)
+            # A relative, non-negative delay: Pyodide's WebLoop refuses to schedule in the
+            # past, which a deadline that is already due would be.
+            self._timer = self._loop.call_later(max(0.0, at - self._loop.time()),
+                                                self._on_timer)
 
     def _drive(self) -> None:
         """Run Ready rounds until there is no work, synchronously while storage is.

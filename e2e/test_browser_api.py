@@ -1,0 +1,88 @@
+"""The JavaScript module used directly (not through the demo): connect() in a plain page of
+the relay's origin, a one-member room, and how proposals that cannot be sent are refused."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from browser_support import BOOT_TIMEOUT, ROOT, Tab, new_context, unique_room, wait_for
+
+CONNECT = """async (room) => {
+  const m = await import("/webraft.js");
+  window.__applied = [];
+  window.__leaderEvents = 0;
+  const raft = await m.connect({
+    room, members: ["solo"],
+    listeners: {
+      apply: (entry, index, cb) => { window.__applied.push([index, entry.command]); cb(); },
+      leader: () => { window.__leaderEvents += 1; },
+    },
+  });
+  window.webraft = raft;
+  return {exports: Object.keys(m).sort(), address: raft.address,
+          loadError: new m.WebRaftLoadError("x").name};
+}"""
+
+
+def blank_page(context: Any, base_url: str) -> Any:
+    """A page of the relay's origin that runs no script of its own (the relay's 404 text).
+
+    Not a routed page: Chromium treats a response fulfilled by Playwright as coming from a
+    public address, and its Local Network Access checks then block the WebSocket to
+    127.0.0.1 (net::ERR_BLOCKED_BY_LOCAL_NETWORK_ACCESS_CHECKS).
+    """
+    page = context.new_page()
+    page.goto(f"{base_url}/e2e-blank-page")
+    return page
+
+
+@pytest.fixture(scope="module")
+def solo(browser: Any, relay: Any) -> Iterator[Tab]:
+    context = new_context(browser)
+    tab = Tab(blank_page(context, relay.url), "solo")
+    tab.connected = tab.eval(CONNECT, unique_room("solo"), timeout=BOOT_TIMEOUT)
+    tab.name = "solo/solo"
+    yield tab
+    tab.close()
+    context.close()
+
+
+def test_connect_registers_listeners_before_starting(solo: Tab) -> None:
+    assert solo.connected["address"] == "solo"
+    assert {"connect", "createNode", "WebRaft", "WebRaftLoadError"} <= set(
+        solo.connected["exports"])
+    assert solo.connected["loadError"] == "WebRaftLoadError"
+    wait_for(lambda: solo.eval("webraft.isLeader"), what="the one member to lead")
+    assert solo.eval("window.__leaderEvents") >= 1
+    first = solo.propose({"op": "put", "key": "a", "value": 1})
+    second = solo.propose(["any", "json", None])
+    assert isinstance(first, int) and second == first + 1
+    assert solo.eval("window.__applied") == [[first, {"op": "put", "key": "a", "value": 1}],
+                                              [second, ["any", "json", None]]]
+    timings = solo.eval("webraft.timings")
+    assert timings["pyodideBoot"] > 0 and timings["webraftReady"] > 0
+    manifest = json.loads((ROOT / "dist" / "manifest.json").read_text())
+    if "WEBRAFT_E2E_DIST" not in os.environ:  # the repository's own wheel
+        assert solo.eval("webraft.wheel") == manifest["wheel"]
+
+
+@pytest.mark.parametrize("command", [
+    "undefined",             # JSON.stringify gives undefined, not a string
+    "() => 1",               # likewise for a function
+    "{big: 1n}",             # JSON.stringify throws
+    "{x: 'a'.repeat(300000)}",  # over the 256 KiB command limit
+])
+def test_unsendable_commands_are_refused_as_invalid(solo: Tab, command: str) -> None:
+    """Each is an InvalidCommand that certainly did not commit (webraft.d.ts: a
+    ProposalError has a boolean mayHaveCommitted)."""
+    wait_for(lambda: solo.eval("webraft.isLeader"), what="the one member to lead")
+    error = solo.eval(f"""() => webraft.propose({command}).then(
+        (index) => ({{resolved: index}}),
+        (e) => ({{name: e.name, mayHaveCommitted: e.mayHaveCommitted,
+                  message: String(e.message).slice(0, 300)}}))""")
+    assert error.get("name") == "InvalidCommand", error
+    assert error["mayHaveCommitted"] is False, error
