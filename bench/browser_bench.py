@@ -5,7 +5,8 @@ Prints figures, never pass/fail:
 * commits/s with many proposals in flight: ``--burst`` proposals fired at once with
   ``Promise.all`` from the leader tab, then from a follower tab (forwarded to the leader);
 * commit latency one at a time: ``--sequential`` proposals awaited one after the other, timed
-  in the page with ``performance.now()`` (p50, p99);
+  in the page with ``performance.now()`` (p50, p99), measured before the bursts (it grows with
+  the amount of data in localStorage);
 * time from opening a tab to being a member that has caught up, split into Pyodide's boot,
   webraft's own start (wheel, slot claim, storage: ``WebRaft.timings``) and catching up with
   ``--prefill`` entries committed before it opened.
@@ -158,10 +159,10 @@ def routed(relay: Relay) -> tuple[int, int]:
 
 
 class Bench:
-    def __init__(self, args: argparse.Namespace, relay: Relay, context: Any) -> None:
+    def __init__(self, args: argparse.Namespace, relay: Relay, browser: Any) -> None:
         self.args = args
         self.relay = relay
-        self.context = context
+        self.browser = browser
         self.rows: list[tuple[str, str]] = []
         self.tabs: list[Tab] = []
         self.profile = ""
@@ -170,14 +171,25 @@ class Bench:
             self.options["heartbeatTimeout"] = args.heartbeat_timeout
         self.hb = args.heartbeat_timeout or 200
 
+    def open(self, name: str) -> Tab:
+        """A tab in a context of its own: localStorage (~5 M characters) is per origin and
+        context, and webraft never compacts its log, so three nodes sharing one would run out
+        of quota after ~20,000 small entries and stop the cluster for good."""
+        return open_blank(self.browser.new_context(), self.relay.url, name)
+
+    def storage(self) -> None:
+        used = [t.eval("[webraft.address, webraft.status().storageChars, webraft.commitIndex]")
+                for t in self.tabs]
+        self.row("localStorage used at the end", ", ".join(
+            f"{a}: {c:,} chars for {n:,} entries" for a, c, n in sorted(used)))
+
     def row(self, name: str, value: str) -> None:
         self.rows.append((name, value))
 
     def join(self) -> None:
         """Two tabs boot at once; after a prefill a third opens and catches up."""
         room = unique_room("bench")
-        first = [start(open_blank(self.context, self.relay.url, f"tab{i}"), room, 0,
-                       self.options) for i in range(2)]
+        first = [start(self.open(f"tab{i}"), room, 0, self.options) for i in range(2)]
         for boot in map(finish, first):
             self.row(f"boot {boot['address']} (2 tabs at once)",
                      f"Pyodide {boot['pyodideBoot']:.0f} ms + webraft "
@@ -185,7 +197,7 @@ class Bench:
         self.tabs = first
         done = leader_of(first).eval(BURST, self.args.prefill, timeout=TIMEOUT)
         opened = time.monotonic()
-        third = open_blank(self.context, self.relay.url, "tab2")
+        third = self.open("tab2")
         page_load = (time.monotonic() - opened) * 1000
         join = finish(start(third, room, done["last"], self.options))
         self.tabs = [*first, third]
@@ -262,8 +274,8 @@ def main() -> int:
     try:
         with sync_playwright() as playwright:
             browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-            bench = Bench(args, relay, browser.new_context())
-            phases = [bench.join, bench.bursts, bench.latency]
+            bench = Bench(args, relay, browser)
+            phases = [bench.join, bench.latency, bench.bursts, bench.storage]
             if args.profile:
                 phases.append(bench.profile_leader)
             for phase in phases:
