@@ -36,6 +36,12 @@ def _check_build() -> None:
     if not missing:
         wheel = ROOT / "dist" / json.loads(manifest.read_text())["wheel"]
         missing = [] if wheel.is_file() else [str(wheel)]
+    if not missing:
+        built = wheel.stat().st_mtime
+        stale = [p for p in (ROOT / "webraft").rglob("*.py") if p.stat().st_mtime > built]
+        if stale:
+            pytest.fail(f"the wheel in dist/ is older than {stale[0].relative_to(ROOT)}: run "
+                        "bash .ci/build-browser", pytrace=False)
     if missing:
         pytest.fail(f"browser bundle not built ({', '.join(missing)} missing): run "
                     "bash .ci/build-browser", pytrace=False)

@@ -32,7 +32,10 @@ def cluster(make_cluster: Any) -> Any:
 
 @pytest.fixture
 def tabs(cluster: Any) -> list[Tab]:
-    """The cluster's tabs, once they agree on a leader and have applied everything."""
+    """The cluster's tabs, all online and running, once they agree on a leader and have
+    applied everything (a failed test must not leave a tab offline for the next one)."""
+    for tab in cluster.tabs:
+        tab.eval("webraft.setOnline(true), webraft.setPaused(false)")
     wait_leader(cluster.tabs)
     commit = max(t.status()["commitIndex"] for t in cluster.tabs)
     wait_applied(cluster.tabs, commit)

@@ -38,6 +38,8 @@ logger = logging.getLogger("webraft.browser")
 
 #: Frames are held back (in the client's bounded buffer) while the socket has this much unsent.
 MAX_BUFFERED_BYTES = 4 << 20
+#: ``WebSocket.readyState`` of an open socket.
+WS_OPEN = 1
 #: Relay close codes after which this tab must stop being its node.
 ADDRESS_TAKEN = 4008
 REPLACED = 4009
@@ -93,8 +95,13 @@ class BrowserConnection:
             self._open()
         else:
             self._cancel_retry()
-            if self._ws is not None:
-                self._ws.close(1000, "offline")
+            ws = self._ws
+            if ws is not None:
+                # Detach at once: on a dead network the closing handshake (and with it the
+                # close event) may never come, and the node must be off the relay now.
+                self._detach()
+                self.client.connection_lost(1000, "offline")
+                ws.close(1000, "offline")
 
     async def close(self) -> None:
         """Send what is buffered, close the socket and stop reconnecting; idempotent."""
@@ -145,10 +152,7 @@ class BrowserConnection:
     def _on_close(self, ws: Any, code: int, reason: str) -> None:
         if ws is not self._ws:
             return
-        self._ws = None
-        for destroy in self._destroy:
-            destroy()
-        self._destroy = []
+        self._detach()
         delay = self.client.connection_lost(code, reason)
         if self._closing or not self.online:
             return
@@ -162,6 +166,13 @@ class BrowserConnection:
                     self.client.address, code, reason, delay)
         self._retry = asyncio.get_running_loop().call_later(delay, self._reopen)
 
+    def _detach(self) -> None:
+        """Forget the current socket and release its event handler proxies."""
+        self._ws = None
+        for destroy in self._destroy:
+            destroy()
+        self._destroy = []
+
     def _reopen(self) -> None:
         self._retry = None
         self._open()
@@ -174,7 +185,7 @@ class BrowserConnection:
     def _flush(self) -> None:
         self._flush_at = None
         ws = self._ws
-        if ws is None or not self.client.joined:
+        if ws is None or not self.client.joined or ws.readyState != WS_OPEN:
             return  # sent after the next welcome
         if ws.bufferedAmount > MAX_BUFFERED_BYTES:
             self._flush_at = asyncio.get_running_loop().call_later(0.05, self._flush)
