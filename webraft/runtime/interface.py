@@ -47,6 +47,8 @@ logger = logging.getLogger("webraft")
 #: Default of :attr:`RaftInterface.max_command_bytes`: with its envelope, one command always
 #: fits in a relay frame (1 MiB) and in one AppendEntries.
 DEFAULT_MAX_COMMAND_BYTES = 256 * 1024
+#: Longest the application's apply handlers run in one go before yielding to the event loop.
+APPLY_SLICE = 0.01
 #: Proposals of one loop turn travel in batches of at most this many bytes of commands.
 BATCH_BYTES = 256 * 1024
 
@@ -108,6 +110,7 @@ class _Waiter:
 class _ApplyState:
     queue: deque[Entry] = field(default_factory=deque)
     task: asyncio.Task[None] | None = None  # set while a handler completes asynchronously
+    resume: asyncio.Handle | None = None  # the next slice of a long backlog, when scheduled
     gate: asyncio.Future[None] | None = None  # open once the application told us its index
     skip_to: int = 0
     skip_term: int | None = None
@@ -414,6 +417,8 @@ class RaftInterface(EventEmitter):
         self._waiters.clear()
         if self._apply.task is not None:
             self._apply.task.cancel()
+        if self._apply.resume is not None:
+            self._apply.resume.cancel()
         for node in list(self.nodes.values()):
             self._close_node(node)
 
@@ -771,10 +776,20 @@ class RaftInterface(EventEmitter):
         coroutine, or it failed and must be retried) moves the rest to a task.
         """
         st = self._apply
-        if st.task is not None or (st.gate is not None and not st.gate.done()):
+        if (st.task is not None or st.resume is not None
+                or (st.gate is not None and not st.gate.done())):
             return
         handlers = self.listeners("apply")
+        loop = self._loop_or_running()
+        deadline = loop.time() + APPLY_SLICE
+        count = 0
         while st.queue and not self._closed:
+            count += 1
+            if not count % 64 and loop.time() >= deadline:
+                # A long backlog must not starve the loop: heartbeats, answers and timers
+                # run between slices, or this node would look dead to its peers.
+                st.resume = loop.call_soon(self._resume_apply)
+                return
             entry = st.queue.popleft()
             if entry.index <= st.skip_to:
                 self._skipped(entry)
@@ -787,6 +802,10 @@ class RaftInterface(EventEmitter):
                             self._apply_slowly(entry, handlers[i:], outcome))
                         return
             self._applied(entry)
+
+    def _resume_apply(self) -> None:
+        self._apply.resume = None
+        self._pump_apply()
 
     async def _apply_slowly(self, entry: Entry, handlers: list[Callable[..., Any]],
                             outcome: _Outcome) -> None:
