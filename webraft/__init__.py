@@ -23,7 +23,7 @@ from .errors import (
     StorageError,
     WebraftError,
 )
-from .runtime import EventEmitter, NodeInstance, RaftInterface
+from .runtime import EventEmitter, NodeInstance, RaftInterface, Snapshot
 from .storage import MemoryStorage, Storage
 
 __version__ = "0.1.0"
@@ -43,6 +43,7 @@ __all__ = [
     "ProposalTimeout",
     "RaftClosed",
     "RaftInterface",
+    "Snapshot",
     "Storage",
     "StorageError",
     "WebraftError",

@@ -60,6 +60,8 @@ class Timing:
     message_timeout: float = 3.0
     forward_proposals: bool = True
     max_command_bytes: int | None = None  # None: the library's default
+    snapshot_entries: int | None = None  # None: the library's default
+    snapshot_tail: int | None = None
 
 
 #: Slower timing for tests whose loop is shared with a busy thread (hypothesis).
@@ -185,6 +187,16 @@ class FastRaft(webraft.RaftInterface):
         if self.timing.max_command_bytes is None:
             return super().max_command_bytes
         return self.timing.max_command_bytes
+
+    @property
+    def snapshot_entries(self) -> int:
+        value = self.timing.snapshot_entries
+        return super().snapshot_entries if value is None else value
+
+    @property
+    def snapshot_tail(self) -> int:
+        value = self.timing.snapshot_tail
+        return super().snapshot_tail if value is None else value
 
 
 class Cluster:

@@ -90,10 +90,12 @@ bad_types = (st.text(max_size=12).filter(lambda t: t not in TYPES) | st.none() |
 
 def templates(term: int, last: int, commit: int) -> list[dict[str, Any]]:
     """One valid wire message of every type (every field present), plausible at ``term``."""
-    values = {"int": lambda name: term if name in ("term", "last_term", "prev_term",
+    values = {"int": lambda name: term if name in ("term", "last_term", "prev_term", "snap_term",
                                                    "hint_term") else min(last, commit),
               "bool": lambda name: True,
               "str": lambda name: "a",
+              "text": lambda name: "",
+              "config": lambda name: {"voters": ["a", "b", "c"]},
               "commands": lambda name: [1, {"a": [2]}],
               "entries": lambda name: [[term, 0, {"x": 1}], [term, 1, None],
                                        [term, 2, {"voters": ["a", "b", "c"]}]]}
@@ -131,6 +133,11 @@ def broken(draw: st.DrawFn, valid: list[dict[str, Any]]) -> dict[str, Any]:
             msg[name] = draw(bad_bools)
         elif field_kind == "str":
             msg[name] = draw(bad_strings)
+        elif field_kind == "text":
+            msg[name] = draw(json_scalars.filter(lambda v: not isinstance(v, str)))
+        elif field_kind == "config":
+            msg[name] = draw(json_values.filter(
+                lambda d: not (isinstance(d, dict) and d.get("voters"))))
         elif field_kind == "entries":
             msg[name] = draw(bad_entries(msg["term"], msg["prev_term"]))
         elif field_kind == "commands":

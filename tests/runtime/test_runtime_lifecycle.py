@@ -16,7 +16,7 @@ import webraft
 def log_of(node: webraft.RaftInterface) -> list[tuple[int, int, int, Any]]:
     log = node.core.log
     return [(e.index, e.term, e.kind, e.command)
-            for e in (log.entry(i) for i in range(log.first_index, log.last_index + 1))]
+            for e in (log.entry(i) for i in range(log.offset + 1, log.last_index + 1))]
 
 
 class App:

@@ -1,7 +1,9 @@
-"""The in-memory Raft log: entries after the last snapshot, and the stable/commit/apply marks.
+"""The in-memory Raft log: the last snapshot, the entries kept, and the stable/commit/apply marks.
 
-The core keeps every entry since the last snapshot in memory (browser clusters compact their
-logs to stay within localStorage, so this stays small). Three marks move forward through it:
+The core keeps every entry after ``offset`` in memory. ``offset`` is at or below the
+snapshot's index: compaction may keep a tail of entries the snapshot already covers, so that a
+follower slightly behind gets entries rather than the whole snapshot. The term of ``offset``
+itself is only known when it is the snapshot's index. Three marks move forward:
 
 * ``stable``: the last index storage has confirmed. Entries after it are *unstable*: they go
   into the next :class:`~webraft.core.raft.Ready` to be persisted. A leader counts itself
@@ -21,25 +23,25 @@ from .state import ClusterConfig, SnapshotMeta
 
 
 class RaftLog:
-    """Entries ``snapshot.index + 1 .. last_index`` plus the marks described above."""
+    """Entries ``offset + 1 .. last_index`` plus the snapshot and the marks described above.
 
-    __slots__ = ("commit", "entries", "handed", "snapshot", "stable")
+    Invariant: ``offset <= snapshot.index <= last_index``.
+    """
+
+    __slots__ = ("commit", "entries", "handed", "offset", "snapshot", "stable")
 
     def __init__(self, snapshot: SnapshotMeta, entries: Sequence[Entry], commit: int,
                  applied: int) -> None:
         self.snapshot = snapshot
         self.entries: list[Entry] = list(entries)
+        self.offset = self.entries[0].index - 1 if self.entries else snapshot.index
         self.stable = self.last_index
         self.commit = commit
         self.handed = applied
 
     @property
-    def first_index(self) -> int:
-        return self.snapshot.index + 1
-
-    @property
     def last_index(self) -> int:
-        return self.snapshot.index + len(self.entries)
+        return self.offset + len(self.entries)
 
     @property
     def last_term(self) -> int:
@@ -47,20 +49,58 @@ class RaftLog:
 
     def term_at(self, index: int) -> int | None:
         """The term of the entry at ``index``; None when compacted away or not yet present."""
-        offset = index - self.snapshot.index
-        if offset == 0:
+        if index == self.snapshot.index:
             return self.snapshot.term
-        if 0 < offset <= len(self.entries):
-            return self.entries[offset - 1].term
+        pos = index - self.offset
+        if 0 < pos <= len(self.entries):
+            return self.entries[pos - 1].term
         return None
 
     def entry(self, index: int) -> Entry:
-        return self.entries[index - self.snapshot.index - 1]
+        return self.entries[index - self.offset - 1]
 
     def slice(self, lo: int, hi: int) -> list[Entry]:
         """Entries ``lo .. hi - 1`` (both within the log)."""
-        base = self.snapshot.index + 1
+        base = self.offset + 1
         return self.entries[lo - base:hi - base]
+
+    def config_at(self, index: int) -> ClusterConfig:
+        """The configuration in force at ``index`` (between the snapshot and the last entry)."""
+        for pos in range(index - self.offset - 1, self.snapshot.index - self.offset - 1, -1):
+            entry = self.entries[pos]
+            if entry.kind == CONFIG:
+                return ClusterConfig.from_json(entry.command)
+        return self.snapshot.config
+
+    def compact(self, snapshot: SnapshotMeta, keep: int) -> int:
+        """Take ``snapshot`` (of applied entries) and drop entries before the last ``keep``
+        it covers; return the new offset (storage deletes the entries up to it)."""
+        self.snapshot = snapshot
+        offset = max(self.offset, snapshot.index - keep)
+        del self.entries[:offset - self.offset]
+        self.offset = offset
+        return offset
+
+    def restore(self, snapshot: SnapshotMeta) -> int:
+        """Install a leader's snapshot; return the index up to which storage drops entries.
+
+        If our entry at the snapshot's index has its term, the entries after it are the
+        leader's too (Log Matching) and stay (Raft §7); otherwise the whole log goes.
+        """
+        index = snapshot.index
+        if self.term_at(index) == snapshot.term:
+            drop = index
+            del self.entries[:index - self.offset]
+        else:
+            drop = max(self.last_index, index)
+            self.entries = []
+            self.stable = index
+        self.offset = index
+        self.snapshot = snapshot
+        self.stable = max(self.stable, index)
+        self.commit = max(self.commit, index)
+        self.handed = max(self.handed, index)
+        return drop
 
     def is_up_to_date(self, last_index: int, last_term: int) -> bool:
         """Raft §5.4.1: is a candidate's log at least as up to date as ours?"""
@@ -85,7 +125,7 @@ class RaftLog:
             if term is not None:
                 if entry.index <= self.commit:
                     raise MessageError(f"append conflicts with committed entry {entry.index}")
-                del self.entries[entry.index - self.snapshot.index - 1:]
+                del self.entries[entry.index - self.offset - 1:]
                 self.stable = min(self.stable, entry.index - 1)
             self.entries.extend(entries[pos:])
             break
@@ -109,7 +149,7 @@ class RaftLog:
         none of them can match the other log there: both sides can skip them in one step.
         """
         index = min(index, self.last_index)
-        while index > self.snapshot.index:
+        while index > self.offset:
             t = self.term_at(index)
             if t is not None and t <= term:
                 break

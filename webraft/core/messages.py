@@ -29,6 +29,8 @@ MAX_BATCH = 65536
 MAX_ADDRESS = 256
 #: Largest command, in approximate bytes of JSON (proposals and forwarded commands alike).
 MAX_COMMAND_BYTES = 1 << 20
+#: Longest snapshot chunk accepted, in characters.
+MAX_CHUNK = 1 << 20
 #: Deepest nesting accepted in a command.
 MAX_DEPTH = 64
 
@@ -213,9 +215,38 @@ class ReadIndexResponse(Message):
 
 
 @dataclass(frozen=True, slots=True)
+class SnapshotChunk(Message):
+    """InstallSnapshot (Raft §7), one chunk at a time.
+
+    ``data`` is ``text[offset:offset + len(data)]`` of the JSON text of the leader's snapshot at
+    ``index`` (whose entry has term ``snap_term`` and configuration ``config``). ``size`` and
+    ``crc`` (CRC-32 of the whole text as UTF-8) name one particular text, so a follower can tell
+    the chunks of one transfer from another's, resume an interrupted one, and verify the
+    assembled text before installing it.
+    """
+
+    index: int
+    snap_term: int
+    config: Any
+    offset: int
+    size: int
+    crc: int
+    data: str
+
+
+@dataclass(frozen=True, slots=True)
+class SnapshotResponse(Message):
+    """Answer to a :class:`SnapshotChunk` that did not complete the transfer: send on from
+    ``offset`` (0 restarts it). A completed transfer is answered with an AppendResponse."""
+
+    index: int
+    offset: int
+
+
+@dataclass(frozen=True, slots=True)
 class _FieldSpec:
     name: str
-    kind: str  # "int", "bool", "str", "entries", "commands"
+    kind: str  # "int", "bool", "str", "text", "config", "entries", "commands"
     required: bool = True
     default: Any = field(default=None)
 
@@ -244,6 +275,10 @@ _SCHEMA: dict[str, tuple[type[Message], tuple[_FieldSpec, ...]]] = {
     "propose": (ProposeRequest, (_int("term"), _int("id"), _FieldSpec("commands", "commands"))),
     "read": (ReadIndexRequest, (_int("term"), _int("id"))),
     "read_resp": (ReadIndexResponse, (_int("term"), _int("id"), _int("index"))),
+    "snapshot": (SnapshotChunk, (_int("term"), _int("index"), _int("snap_term"),
+                                 _FieldSpec("config", "config"), _int("offset"), _int("size"),
+                                 _int("crc"), _FieldSpec("data", "text"))),
+    "snapshot_resp": (SnapshotResponse, (_int("term"), _int("index"), _int("offset"))),
     "propose_resp": (ProposeResponse, (_int("term"), _int("id"), _int("index"),
                                        _opt("leader", "str", ""))),
 }
@@ -293,6 +328,8 @@ def decode(payload: Any) -> Message:
         raise MessageError(f"{kind}.term is beyond the largest term accepted (2**52)")
     if kind == "append":
         _number_entries(values)
+    elif kind == "snapshot":
+        _check_chunk(values)
     return cls(**values)
 
 
@@ -303,6 +340,13 @@ def _check(kind: str, spec: _FieldSpec, value: Any) -> Any:
     if spec.kind == "bool":
         if not isinstance(value, bool):
             raise MessageError(f"{where} must be a boolean")
+        return value
+    if spec.kind == "text":
+        if not isinstance(value, str) or len(value) > MAX_CHUNK:
+            raise MessageError(f"{where} must be a string of at most {MAX_CHUNK} characters")
+        return value
+    if spec.kind == "config":
+        check_config(value, where)
         return value
     if spec.kind == "str":
         if not isinstance(value, str) or len(value) > MAX_ADDRESS:
@@ -324,6 +368,13 @@ def check_int(value: Any, where: str) -> int:
     if type(value) is not int or not 0 <= value <= MAX_INT:
         raise MessageError(f"{where} must be an integer in [0, 2**53)")
     return value
+
+
+def _check_chunk(values: dict[str, Any]) -> None:
+    if values["index"] == 0 or values["snap_term"] > values["term"]:
+        raise MessageError("snapshot: index must be positive and snap_term at most term")
+    if values["offset"] + len(values["data"]) > values["size"] or values["crc"] > 0xFFFFFFFF:
+        raise MessageError("snapshot: chunk runs past the snapshot's size, or crc too large")
 
 
 def _number_entries(values: dict[str, Any]) -> None:

@@ -8,6 +8,9 @@ A follower is in one of two modes:
 * **replicate**: the logs match up to ``match``; the leader streams entries optimistically,
   advancing ``next`` as it sends, up to a window of in-flight messages and bytes so that a
   slow follower cannot make the leader buffer without bound.
+* **snapshot**: the entries the follower needs were compacted away. The leader sends its
+  snapshot in chunks, one at a time (``paused`` while one is unanswered), resuming from
+  ``snap_offset`` after a loss, until the follower reports it matches ``snap_index``.
 """
 
 from __future__ import annotations
@@ -16,13 +19,14 @@ from collections import deque
 
 PROBE = "probe"
 REPLICATE = "replicate"
+SNAPSHOT = "snapshot"
 
 
 class Progress:
     """Replication state of one follower, as seen by the leader."""
 
     __slots__ = ("idle_beats", "inflight", "inflight_bytes", "match", "next", "paused", "read_ctx",
-                 "recent_active", "sent_commit", "state")
+                 "recent_active", "sent_commit", "snap_index", "snap_offset", "state")
 
     def __init__(self, next_index: int) -> None:
         self.match = 0
@@ -35,6 +39,8 @@ class Progress:
         self.idle_beats = 0  # heartbeats sent since the last append answer
         self.sent_commit = -1  # the commit index last sent in an append
         self.read_ctx = 0  # the newest heartbeat round this follower answered
+        self.snap_index = 0  # snapshot mode: the snapshot being sent
+        self.snap_offset = 0  # snapshot mode: characters of it the follower has
 
     def become_probe(self) -> None:
         self.state = PROBE
@@ -48,12 +54,19 @@ class Progress:
         self.paused = False
         self._clear_inflight()
 
+    def become_snapshot(self, index: int) -> None:
+        self.state = SNAPSHOT
+        self.paused = False
+        self._clear_inflight()
+        if index != self.snap_index:
+            self.snap_index, self.snap_offset = index, 0
+
     def _clear_inflight(self) -> None:
         self.inflight.clear()
         self.inflight_bytes = 0
 
     def can_send(self, max_inflight: int, max_bytes: int) -> bool:
-        if self.state == PROBE:
+        if self.state != REPLICATE:
             return not self.paused
         return len(self.inflight) < max_inflight and self.inflight_bytes < max_bytes
 
@@ -91,7 +104,7 @@ class Progress:
         if self.state == REPLICATE:
             if rejected_prev <= self.match:
                 return False
-        elif rejected_prev != self.next - 1:
+        elif self.state == SNAPSHOT or rejected_prev != self.next - 1:
             return False
         self.become_probe()
         self.next = max(self.match + 1, min(resume_at, rejected_prev))

@@ -25,6 +25,7 @@ latency when there is no load and gives throughput when there is.
 
 from __future__ import annotations
 
+import zlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -47,11 +48,13 @@ from .messages import (
     ProposeResponse,
     ReadIndexRequest,
     ReadIndexResponse,
+    SnapshotChunk,
+    SnapshotResponse,
     TimeoutNow,
     VoteRequest,
     VoteResponse,
 )
-from .progress import PROBE, REPLICATE, Progress
+from .progress import PROBE, REPLICATE, SNAPSHOT, Progress
 from .state import ClusterConfig, HardState, SnapshotMeta, StoredState
 
 FOLLOWER = "follower"
@@ -64,7 +67,7 @@ LEADER = "leader"
 STALL_BEATS = 2
 
 #: Messages only a leader sends.
-_FROM_LEADER = (AppendRequest, Heartbeat, CommitNotice)
+_FROM_LEADER = (AppendRequest, Heartbeat, CommitNotice, SnapshotChunk)
 
 #: How many forwarded request ids a leader remembers to answer duplicates consistently.
 MAX_FORWARD_MEMORY = 65536
@@ -104,6 +107,8 @@ class CoreConfig:
     #: In-flight window per follower in replicate mode.
     max_inflight: int = 64
     max_inflight_bytes: int = 8 * 1024 * 1024
+    #: Characters of snapshot text per InstallSnapshot chunk (JSON escaping can double it).
+    snapshot_chunk: int = 128 * 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,12 +149,28 @@ class Ready:
     #: Snapshot metadata to record; the first Ready repeats what was loaded, so that a
     #: brand-new node records its bootstrap configuration before it says anything.
     snapshot: SnapshotMeta | None = None
+    #: The new snapshot's text (with ``snapshot``, after a compaction or an install).
+    snapshot_data: str | None = None
+    #: Storage deletes every entry at or below this index (0: none).
+    compact_to: int = 0
+    #: True when ``snapshot`` came from the leader: the application must load it (its
+    #: entries will never be handed out one by one).
+    install: bool = False
     messages: list[tuple[str, Message]] = field(default_factory=list)
     committed: list[Entry] = field(default_factory=list)
     proposals: list[ProposalResult] = field(default_factory=list)
     reads: list[ReadState] = field(default_factory=list)
     #: Seed events to emit, as ``(name, *args)`` tuples, in the order they happened.
     events: list[tuple[Any, ...]] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class _Incoming:
+    """A snapshot being received: which text (index, term, size, crc) and its chunks so far."""
+
+    key: tuple[int, int, int, int]
+    parts: list[str]
+    received: int = 0
 
 
 class RaftCore:
@@ -186,6 +207,13 @@ class RaftCore:
         self.transfer_deadline = 0.0
         self._saved = HardState(self.term, self.vote, self.log.commit)
         self._snapshot: SnapshotMeta | None = stored.snapshot
+        #: The text of the newest snapshot (what followers that fell behind are sent).
+        self.snapshot_data = stored.snapshot_data or ""
+        self._snapshot_crc = zlib.crc32(self.snapshot_data.encode())
+        self._new_data: str | None = None  # snapshot text not yet handed to storage
+        self._compact_to = 0
+        self._install = False
+        self._incoming: _Incoming | None = None  # a snapshot being received
         self._msgs: list[tuple[str, Message]] = []
         self._proposals: list[ProposalResult] = []
         self._reads: list[ReadState] = []
@@ -218,7 +246,7 @@ class RaftCore:
                 self.quorum_deadline = self.now + self.cfg.quorum_timeout
                 self._check_quorum()
         elif self.now >= self.election_deadline:
-            if self.id not in self.cluster.voters:
+            if not self._promotable():
                 self._reset_election_timer(self.cfg.follower_timeout())
                 return
             if self.state == FOLLOWER and self.leader is not None:
@@ -295,7 +323,7 @@ class RaftCore:
             for peer in [p for p in self.progress if p not in config.members]:
                 del self.progress[peer]
                 self._dirty.pop(peer, None)
-        elif self.state != FOLLOWER and self.id not in config.voters:
+        elif self.state != FOLLOWER and not self._promotable():
             self._become_follower(self.term, None)  # no longer allowed to campaign
         self._events.append(("membership changed", list(config.voters), list(config.learners)))
 
@@ -319,6 +347,27 @@ class RaftCore:
             self._send(self.leader, ProposeRequest(self.term, req_id, tuple(commands)))
         else:
             self._proposals.append(ProposalResult(req_id, 0, 0))
+
+    def compact(self, index: int, data: str, keep: int = 0) -> None:
+        """The application's state at applied entry ``index`` is ``data`` (JSON text): make it
+        the snapshot and drop the entries it covers, except the last ``keep`` of them (a tail
+        for followers slightly behind, who then need entries rather than the snapshot).
+
+        Raises ValueError unless ``index`` was handed out for applying and is newer than the
+        current snapshot.
+        """
+        log = self.log
+        if not log.snapshot.index < index <= log.handed:
+            raise ValueError(f"cannot snapshot at {index}: the snapshot is at "
+                             f"{log.snapshot.index} and entries up to {log.handed} were applied")
+        meta = SnapshotMeta(index, log.term_at(index) or 0, log.config_at(index))
+        self._compact_to = max(self._compact_to, log.compact(meta, max(0, keep)))
+        self._set_snapshot(meta, data)
+
+    def _set_snapshot(self, meta: SnapshotMeta, data: str) -> None:
+        self._snapshot = meta
+        self.snapshot_data = self._new_data = data
+        self._snapshot_crc = zlib.crc32(data.encode())
 
     def leader_unreachable(self, delay: float) -> None:
         """The transport says our leader is gone (the relay's ``leave``): campaign after
@@ -389,20 +438,23 @@ class RaftCore:
         elif isinstance(m, TimeoutNow):
             # Our leader asks us to take over: campaign now, without a pre-vote (the leader
             # itself vouches for us) and past the followers' leases.
-            if src == self.leader and self.state == FOLLOWER and self.id in self.cluster.voters:
+            if src == self.leader and self.state == FOLLOWER and self._promotable():
                 self._campaign(pre=False, transfer=True)
         elif self.state == LEADER and src in self.progress:
             if isinstance(m, AppendResponse):
                 self._step_append_response(src, m)
             elif isinstance(m, HeartbeatResponse):
                 self._step_heartbeat_response(src, m.ctx)
+            elif isinstance(m, SnapshotResponse):
+                self._step_snapshot_response(src, m)
 
     # ------------------------------------------------------------------ output
 
     def has_ready(self) -> bool:
         log = self.log
         return bool(self._msgs or self._proposals or self._events or self._dirty or self._snapshot
-                    or self._reads or (self._reads_new and self._may_start_reads())
+                    or self._compact_to or self._reads
+                    or (self._reads_new and self._may_start_reads())
                     or log.last_index > log.stable or log.has_appliable()
                     or self._hard() != self._saved)
 
@@ -417,6 +469,9 @@ class RaftCore:
             hard=hard if hard != self._saved else None,
             entries=self.log.unstable(),
             snapshot=self._snapshot,
+            snapshot_data=self._new_data,
+            compact_to=self._compact_to,
+            install=self._install,
             messages=self._msgs,
             committed=self.log.appliable(),
             proposals=self._proposals,
@@ -424,7 +479,9 @@ class RaftCore:
             events=self._events,
         )
         self._saved = hard
-        self._snapshot = None
+        self._snapshot = self._new_data = None
+        self._compact_to = 0
+        self._install = False
         self._msgs, self._proposals, self._events, self._reads = [], [], [], []
         return rd
 
@@ -507,6 +564,16 @@ class RaftCore:
         # A no-op of our own term lets earlier-term entries commit (Raft §5.4.2, §8).
         self._append(NOOP, [None])
 
+    def _promotable(self) -> bool:
+        """May this node campaign? Voters may. So may a voter that the newest configuration
+        removes while that configuration is not committed: until it is, the cluster may
+        still be the previous one, whose majority can need this node to lead (thesis
+        §4.2.2: a leader outside the new configuration manages the cluster until it commits)."""
+        if self.id in self.cluster.voters:
+            return True
+        return (self.config_index > self.log.commit
+                and self.id in self.log.config_at(self.config_index - 1).voters)
+
     def _in_lease(self) -> bool:
         """True while we believe a leader is alive (CheckQuorum's follower side)."""
         if not self.cfg.check_quorum or self.leader is None:
@@ -555,6 +622,9 @@ class RaftCore:
         if isinstance(m, AppendRequest):
             self._handle_append(src, m)
             return
+        if isinstance(m, SnapshotChunk):
+            self._handle_snapshot(src, m)
+            return
         # The leader sends min(our match, its commit), so our log holds it unless the message
         # is corrupt; never commit past what we have.
         self._commit_to(min(m.commit, self.log.last_index))
@@ -584,6 +654,43 @@ class RaftCore:
         self._commit_to(min(m.commit, last_new))
         self._send(src, AppendResponse(self.term, last_new, True))
 
+    def _handle_snapshot(self, src: str, m: SnapshotChunk) -> None:
+        """Collect a snapshot's chunks; install it once complete and verified (Raft §7).
+
+        Chunks must arrive in order; any other chunk is answered with the offset we need,
+        so a transfer interrupted by a lost message (or by a new leader with the same
+        snapshot text) resumes where it stopped instead of starting over.
+        """
+        log = self.log
+        if m.index <= log.commit:  # we have all of it already
+            self._incoming = None
+            self._send(src, AppendResponse(self.term, log.commit, True))
+            return
+        key = (m.index, m.snap_term, m.size, m.crc)
+        inc = self._incoming
+        if m.offset == 0 and (inc is None or inc.key != key):
+            inc = self._incoming = _Incoming(key, [])
+        if inc is None or inc.key != key or m.offset != inc.received:
+            self._send(src, SnapshotResponse(self.term, m.index,
+                                             inc.received if inc and inc.key == key else 0))
+            return
+        inc.parts.append(m.data)
+        inc.received += len(m.data)
+        if inc.received < m.size:
+            self._send(src, SnapshotResponse(self.term, m.index, inc.received))
+            return
+        self._incoming = None
+        data = "".join(inc.parts)
+        if zlib.crc32(data.encode()) != m.crc:
+            self._send(src, SnapshotResponse(self.term, m.index, 0))  # corrupt: start over
+            return
+        meta = SnapshotMeta(m.index, m.snap_term, ClusterConfig.from_json(m.config))
+        self._compact_to = max(self._compact_to, log.restore(meta))
+        self._set_snapshot(meta, data)
+        self._install = True
+        self._sync_config()
+        self._send(src, AppendResponse(self.term, m.index, True))
+
     def _commit_to(self, index: int) -> None:
         if index > self.log.commit:
             self.log.commit = index
@@ -607,7 +714,7 @@ class RaftCore:
         pr.recent_active = True
         if m.success:
             if pr.update(m.index):
-                if pr.state == PROBE:
+                if pr.state == PROBE or (pr.state == SNAPSHOT and pr.match >= pr.snap_index):
                     pr.become_replicate()
                 self._maybe_commit()
                 if self.state != LEADER:
@@ -631,6 +738,15 @@ class RaftCore:
             new = ClusterConfig((*old.voters, learner),
                                 tuple(a for a in old.learners if a != learner))
             self._append(CONFIG, [new.to_json()])
+
+    def _step_snapshot_response(self, src: str, m: SnapshotResponse) -> None:
+        pr = self.progress[src]
+        pr.recent_active = True
+        if pr.state == SNAPSHOT and m.index == pr.snap_index:
+            pr.snap_offset = min(m.offset, len(self.snapshot_data))
+            pr.paused = False
+            pr.idle_beats = 0
+            self._dirty[src] = None
 
     def _step_heartbeat_response(self, src: str, ctx: int) -> None:
         pr = self.progress[src]
@@ -658,10 +774,14 @@ class RaftCore:
     def _heartbeat(self) -> None:
         commit = self.log.commit
         for peer, pr in self.progress.items():
-            if pr.state == REPLICATE and pr.inflight and pr.idle_beats >= STALL_BEATS:
-                # Nothing acknowledged for a while: the tail may be lost. Resend it.
-                pr.become_probe()
-                self._dirty[peer] = None
+            if pr.idle_beats >= STALL_BEATS:
+                # Nothing acknowledged for a while: the tail or the chunk may be lost.
+                if pr.state == REPLICATE and pr.inflight:
+                    pr.become_probe()
+                    self._dirty[peer] = None
+                elif pr.state == SNAPSHOT and pr.paused:
+                    pr.paused = False
+                    self._dirty[peer] = None
             pr.idle_beats += 1
             self._send(peer, Heartbeat(self.term, min(pr.match, commit), self._read_round))
 
@@ -681,6 +801,9 @@ class RaftCore:
             if pr is None:
                 continue
             while pr.can_send(cfg.max_inflight, cfg.max_inflight_bytes):
+                if pr.state == SNAPSHOT:
+                    self._send_chunk(peer, pr)
+                    break
                 if pr.next > log.last_index:  # it has (or is being sent) everything
                     if pr.state == REPLICATE:
                         known = min(pr.match, log.commit)
@@ -691,9 +814,13 @@ class RaftCore:
                     if pr.sent_commit >= log.commit:
                         break
                 prev = pr.next - 1
+                prev_term = log.term_at(prev)
+                if prev_term is None:  # compacted away: this follower needs the snapshot
+                    pr.become_snapshot(log.snapshot.index)
+                    continue
                 entries, nbytes = self._batch(pr.next)
-                self._send(peer, AppendRequest(self.term, prev, log.term_at(prev) or 0,
-                                               log.commit, tuple(entries)))
+                self._send(peer, AppendRequest(self.term, prev, prev_term, log.commit,
+                                               tuple(entries)))
                 pr.sent_commit = min(log.commit, prev + len(entries))
                 if entries:
                     pr.sent(entries[-1].index, nbytes)
@@ -701,6 +828,18 @@ class RaftCore:
                     pr.paused = True  # an empty append is a probe: wait for its answer
                     break
         self._dirty.clear()
+
+    def _send_chunk(self, peer: str, pr: Progress) -> None:
+        """Send the next chunk of our snapshot (from the start if it is a newer one)."""
+        snap, data = self.log.snapshot, self.snapshot_data
+        if pr.snap_index != snap.index:
+            pr.become_snapshot(snap.index)
+        start = pr.snap_offset
+        self._send(peer, SnapshotChunk(self.term, snap.index, snap.term, snap.config.to_json(),
+                                       start, len(data), self._snapshot_crc,
+                                       data[start:start + self.cfg.snapshot_chunk]))
+        pr.paused = True
+        pr.idle_beats = 0
 
     def _batch(self, start: int) -> tuple[list[Entry], int]:
         """Entries from ``start`` within the per-message limits, and their size."""

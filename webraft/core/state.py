@@ -58,11 +58,18 @@ class SnapshotMeta:
 
 @dataclass(slots=True)
 class StoredState:
-    """Everything a node loads from storage on start."""
+    """Everything a node loads from storage on start.
+
+    ``entries`` are consecutive. They may begin at or before ``snapshot.index`` (a tail kept
+    for slow followers) but never after ``snapshot.index + 1``. ``snapshot_data`` is the JSON
+    text of the application's state at ``snapshot.index``; only the bootstrap snapshot
+    (index 0) has none.
+    """
 
     hard: HardState
     snapshot: SnapshotMeta
     entries: list[Entry] = field(default_factory=list)
+    snapshot_data: str | None = None
 
     @classmethod
     def bootstrap(cls, members: list[str] | tuple[str, ...]) -> StoredState:
@@ -75,26 +82,46 @@ class StoredState:
         Raises :class:`~webraft.errors.StorageError`: starting from a corrupt log could make
         this node vote or acknowledge wrongly, so it is better not to start at all.
         """
-        expected = self.snapshot.index
-        prev_term = self.snapshot.term
+        snap = self.snapshot
+        if snap.term > self.hard.term:
+            raise StorageError("stored snapshot is newer than the stored term")
+        if snap.index > 0 and self.snapshot_data is None:
+            raise StorageError(f"stored snapshot at {snap.index} has no data")
+        if not self.entries:
+            return
+        first, last = self.entries[0].index, self.entries[-1].index
+        if first > snap.index + 1 or last < snap.index:
+            raise StorageError(f"stored entries {first}..{last} do not reach the snapshot at "
+                               f"{snap.index}")
+        expected = first - 1
+        prev_term = 0
         for entry in self.entries:
             expected += 1
             if entry.index != expected or entry.term < prev_term or entry.term > self.hard.term:
                 raise StorageError(f"stored log is inconsistent at index {expected}")
+            if entry.index == snap.index and entry.term != snap.term:
+                raise StorageError(f"stored entry {expected} contradicts the snapshot")
+            if entry.index > snap.index and entry.term < snap.term:
+                raise StorageError(f"stored entry {expected} is older than the snapshot")
             prev_term = entry.term
-        if self.snapshot.term > self.hard.term:
-            raise StorageError("stored snapshot is newer than the stored term")
 
 
 @dataclass(frozen=True, slots=True)
 class StorageUpdate:
-    """One atomic write: storage applies all of it or none of it.
+    """One atomic write: storage applies all of it or none of it, in this order:
 
-    ``entries`` replace every stored entry whose index is at or after ``entries[0].index``
-    (a follower truncating a conflicting suffix), then are appended.
+    1. ``snapshot`` (with ``snapshot_data`` when given) replaces the stored snapshot;
+    2. every stored entry at or below ``compact_to`` is deleted (compaction, or a follower
+       discarding a log that a snapshot from its leader replaces);
+    3. ``entries`` replace every stored entry whose index is at or after
+       ``entries[0].index`` (a follower truncating a conflicting suffix), then are appended;
+    4. ``hard`` replaces the hard state.
     """
 
     hard: HardState | None = None
     entries: tuple[Entry, ...] = ()
     #: Snapshot metadata to record (the bootstrap configuration on a node's first save).
     snapshot: SnapshotMeta | None = None
+    #: The application's state at ``snapshot.index``, as JSON text; None leaves it unchanged.
+    snapshot_data: str | None = None
+    compact_to: int = 0

@@ -1,6 +1,6 @@
 """The asyncio runtime (CPython and Pyodide): the seed's API around the sans-I/O core."""
 
 from .events import EventEmitter
-from .interface import NodeInstance, RaftInterface
+from .interface import NodeInstance, RaftInterface, Snapshot
 
-__all__ = ["EventEmitter", "NodeInstance", "RaftInterface"]
+__all__ = ["EventEmitter", "NodeInstance", "RaftInterface", "Snapshot"]

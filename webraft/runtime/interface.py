@@ -26,7 +26,7 @@ from typing import Any
 
 from ..core.messages import COMMAND, Entry, check_command, decode, encode
 from ..core.raft import LEADER, PUBLIC_STATE, CoreConfig, ProposalResult, RaftCore, ReadState, Ready
-from ..core.state import ClusterConfig, StorageUpdate, StoredState
+from ..core.state import ClusterConfig, SnapshotMeta, StorageUpdate, StoredState
 from ..errors import (
     InvalidCommand,
     LeadershipLost,
@@ -100,6 +100,25 @@ class _Batch:
             _fail(fut, exc)
 
 
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    """A snapshot of the application's state machine: its state ``data`` (what the
+    ``snapshot`` handler returned, after a JSON round trip) once it had applied entry
+    ``index`` of term ``term``."""
+
+    index: int
+    term: int
+    data: Any
+
+
+@dataclass(frozen=True, slots=True)
+class _Load:
+    """In the apply queue: the application must load this snapshot before going on."""
+
+    meta: SnapshotMeta
+    text: str
+
+
 @dataclass(slots=True)
 class _Waiter:
     term: int
@@ -108,12 +127,16 @@ class _Waiter:
 
 @dataclass(slots=True)
 class _ApplyState:
-    queue: deque[Entry] = field(default_factory=deque)
+    queue: deque[Entry | _Load] = field(default_factory=deque)
     task: asyncio.Task[None] | None = None  # set while a handler completes asynchronously
     resume: asyncio.Handle | None = None  # the next slice of a long backlog, when scheduled
     gate: asyncio.Future[None] | None = None  # open once the application told us its index
     skip_to: int = 0
     skip_term: int | None = None
+    loading: _Load | None = None  # the snapshot a refresh handler is loading
+    # Applied since the last snapshot, in entries and approximate bytes.
+    since_snapshot: int = 0
+    since_snapshot_bytes: int = 0
 
 
 class _Callback:
@@ -153,6 +176,16 @@ class RaftInterface(EventEmitter):
     with a callback ``cb(term, index)``; the application loads its state and reports the last
     entry it applied, and the node applies only entries after it. Without a handler, the
     application is assumed to start empty and every committed entry is applied again.
+
+    Snapshots: register a ``snapshot`` handler ``(index, term) -> state`` (or an awaitable of
+    it) returning the application's state as JSON-serializable data, as of entry ``index``
+    (applying waits while it runs). Every ``snapshot_entries`` entries or ``snapshot_bytes``
+    bytes applied, the node takes one and drops the log it covers except a tail of
+    ``snapshot_tail`` entries. A node that must load a snapshot (a follower that fell behind
+    past the leader's compaction, or a restart whose application state is older than the
+    node's snapshot) emits ``refresh`` with a callback: the handler loads
+    ``raft.snapshot.data`` and calls ``cb()`` (or ``cb(term, index)`` of that snapshot).
+    Without a ``snapshot`` handler the log is never compacted.
     """
 
     def __init__(self, address: str, *, members: Iterable[str] | None = None,
@@ -237,6 +270,22 @@ class RaftInterface(EventEmitter):
         return DEFAULT_MAX_COMMAND_BYTES
 
     @property
+    def snapshot_entries(self) -> int:
+        """Take a snapshot after this many entries were applied since the last one."""
+        return 4096
+
+    @property
+    def snapshot_bytes(self) -> int:
+        """... or after this many bytes of entries (approximate JSON size) were applied."""
+        return 1 << 20
+
+    @property
+    def snapshot_tail(self) -> int:
+        """Entries a snapshot leaves in the log, so that followers slightly behind catch up
+        with entries rather than the whole snapshot."""
+        return 1024
+
+    @property
     def forward_proposals(self) -> bool:
         """Forward proposals made on a follower to the leader (the seed's behaviour)."""
         return True
@@ -272,6 +321,17 @@ class RaftInterface(EventEmitter):
     def last_applied(self) -> int:
         """Index of the last entry the application has fully applied."""
         return self._last_applied
+
+    @property
+    def snapshot(self) -> Snapshot | None:
+        """The snapshot a ``refresh`` handler must load (while one is loading), otherwise the
+        node's newest snapshot; None before the first one."""
+        load = self._apply.loading
+        meta, text = (load.meta, load.text) if load else (self.core.log.snapshot,
+                                                          self.core.snapshot_data)
+        if meta.index == 0:
+            return None
+        return Snapshot(meta.index, meta.term, json.loads(text))
 
     @property
     def members(self) -> tuple[str, ...]:
@@ -376,7 +436,9 @@ class RaftInterface(EventEmitter):
         self._loop = asyncio.get_running_loop()
         self._t0 = self._loop.time()
         if self.listeners("refresh"):
-            self._request_refresh()
+            self._request_refresh()  # the application tells where it is
+        else:
+            self._need_snapshot(0)  # it starts empty
         self._kick()
 
     async def close(self) -> None:
@@ -672,7 +734,8 @@ class RaftInterface(EventEmitter):
                     break
                 rd = self.core.ready()
                 if rd.hard is not None or rd.entries or rd.snapshot is not None:
-                    update = StorageUpdate(rd.hard, tuple(rd.entries), rd.snapshot)
+                    update = StorageUpdate(rd.hard, tuple(rd.entries), rd.snapshot,
+                                           rd.snapshot_data, rd.compact_to)
                     try:
                         pending = self.storage.save(update)
                     except Exception as exc:
@@ -746,15 +809,23 @@ class RaftInterface(EventEmitter):
         if self._parked and (self.is_leader or self.leader in self.nodes):
             self._retry_parked()  # a leader appeared: no need to wait for the retry timer
         self.core.advance(rd)
+        if rd.install and rd.snapshot is not None and rd.snapshot_data is not None:
+            # Everything still queued is older than the snapshot, which replaces it.
+            self._apply.queue.clear()
+            self._apply.queue.append(_Load(rd.snapshot, rd.snapshot_data))
         if rd.committed:
             self._apply.queue.extend(rd.committed)
+        if rd.install or rd.committed:
             self._pump_apply()
 
     # ------------------------------------------------------------------ applying
 
-    def _request_refresh(self) -> None:
+    def _request_refresh(self, load: _Load | None = None) -> None:
+        """Emit ``refresh``: the application reports its state (``load`` None, at start) or
+        loads the snapshot ``load``; applying waits until its callback comes."""
+        st = self._apply
         gate = self._loop_or_running().create_future()
-        self._apply.gate = gate
+        st.gate, st.loading = gate, load
 
         def cb(term: int = 0, index: int = 0) -> None:
             if gate.done():
@@ -762,12 +833,60 @@ class RaftInterface(EventEmitter):
             if type(index) is not int or type(term) is not int or index < 0 or term < 0:
                 self.emit("error", WebraftError(f"refresh callback got ({term!r}, {index!r})"))
                 return
-            self._apply.skip_to = index
-            self._apply.skip_term = term
+            if load is None:
+                st.skip_to, st.skip_term = index, term
+                self._need_snapshot(index)
+            elif index and (index, term) != (load.meta.index, load.meta.term):
+                self.emit("error", WebraftError(
+                    f"refresh loaded ({term}, {index}), not the snapshot at "
+                    f"({load.meta.term}, {load.meta.index}); asking again"))
+                self._loop_or_running().call_later(1.0, self._refresh_again, gate, cb)
+                return
+            else:
+                self._snapshot_loaded(load.meta)
+            st.loading = None
             gate.set_result(None)
             self._pump_apply()
 
+        self._refresh_again(gate, cb)
+
+    def _refresh_again(self, gate: asyncio.Future[None], cb: Callable[..., None]) -> None:
+        if gate.done() or self._closed:
+            return
+        if not self.listeners("refresh") and self._apply.loading is not None:
+            self.emit("error", WebraftError(
+                "a snapshot must be loaded but no refresh handler is registered"))
+            self._loop_or_running().call_later(1.0, self._refresh_again, gate, cb)
+            return
         self.emit("refresh", cb)
+
+    def _need_snapshot(self, applied: int) -> None:
+        """The application's state is at ``applied``: if the node's snapshot is newer, the
+        entries in between are gone, so the application loads the snapshot first."""
+        meta = self.core.log.snapshot
+        if applied < meta.index:
+            self._apply.queue.appendleft(_Load(meta, self.core.snapshot_data))
+
+    def _snapshot_loaded(self, meta: SnapshotMeta) -> None:
+        """The application loaded the snapshot ``meta``: it has applied up to its index."""
+        st = self._apply
+        st.since_snapshot = st.since_snapshot_bytes = 0
+        self._last_applied = meta.index
+        if meta.term > self._applied_term:
+            self._applied_term = meta.term
+            self._drop_dead_waiters(meta.term)
+        for index in [i for i in self._waiters if i <= meta.index]:
+            waiter = self._waiters.pop(index)
+            term = self.core.log.term_at(index)
+            if term is None:  # compacted before we saw it: we cannot tell whose entry it is
+                _fail(waiter.future, ProposalTimeout(
+                    f"entry {index} arrived inside a snapshot; its outcome is unknown"))
+            else:
+                self._applied_waiter(waiter, index, term)
+        for index in [i for i in self._index_watchers if i <= meta.index]:
+            for watcher in self._index_watchers.pop(index):
+                if not watcher.done():
+                    watcher.set_result(None)
 
     def _pump_apply(self) -> None:
         """Apply queued entries in order; synchronous handlers never leave this loop.
@@ -791,6 +910,9 @@ class RaftInterface(EventEmitter):
                 st.resume = loop.call_soon(self._resume_apply)
                 return
             entry = st.queue.popleft()
+            if entry.__class__ is _Load:
+                self._request_refresh(entry)
+                return
             if entry.index <= st.skip_to:
                 self._skipped(entry)
                 continue
@@ -802,6 +924,11 @@ class RaftInterface(EventEmitter):
                             self._apply_slowly(entry, handlers[i:], outcome))
                         return
             self._applied(entry)
+            if self._snapshot_due():
+                pending = self._take_snapshot()
+                if pending is not None:
+                    st.task = self._loop_or_running().create_task(self._apply_after(pending))
+                    return
 
     def _resume_apply(self) -> None:
         self._apply.resume = None
@@ -826,9 +953,67 @@ class RaftInterface(EventEmitter):
                     outcome = _start_apply(handler, entry)
                 outcome = None
             self._applied(entry)
+            if self._snapshot_due():
+                pending = self._take_snapshot()
+                if pending is not None:
+                    await pending
         finally:
             self._apply.task = None
         self._pump_apply()
+
+    async def _apply_after(self, pending: Awaitable[None]) -> None:
+        try:
+            await pending
+        finally:
+            self._apply.task = None
+        self._pump_apply()
+
+    def _snapshot_due(self) -> bool:
+        st = self._apply
+        return ((st.since_snapshot >= self.snapshot_entries
+                 or st.since_snapshot_bytes >= self.snapshot_bytes)
+                and bool(self.listeners("snapshot")))
+
+    def _take_snapshot(self) -> Awaitable[None] | None:
+        """Ask the ``snapshot`` handler for the state as of the last applied entry and compact
+        the log with it; return an awaitable when the handler answers later (applying waits
+        for it, so the state it returns is exactly that entry's)."""
+        st = self._apply
+        st.since_snapshot = st.since_snapshot_bytes = 0  # a failure retries an interval later
+        index = self._last_applied
+        try:
+            result = self.listeners("snapshot")[0](index, self._applied_term)
+        except Exception as exc:
+            self._snapshot_failed(exc)
+            return None
+        if inspect.isawaitable(result):
+            return self._compact_when_ready(result, index)
+        self._compact(index, result)
+        return None
+
+    async def _compact_when_ready(self, result: Awaitable[Any], index: int) -> None:
+        try:
+            data = await result
+        except Exception as exc:
+            self._snapshot_failed(exc)
+            return
+        self._compact(index, data)
+
+    def _compact(self, index: int, data: Any) -> None:
+        try:
+            text = json.dumps(data, allow_nan=False, separators=(",", ":"), ensure_ascii=False)
+        except (TypeError, ValueError, RecursionError) as exc:
+            self._snapshot_failed(exc)
+            return
+        try:
+            self.core.compact(index, text, self.snapshot_tail)
+        except ValueError:
+            return  # a snapshot from the leader overtook this one
+        self._kick()
+
+    def _snapshot_failed(self, exc: BaseException) -> None:
+        logger.error("%s: snapshot handler failed: %r", self.address, exc)
+        self.emit("error", exc)
 
     def _skipped(self, entry: Entry) -> None:
         st = self._apply
@@ -839,6 +1024,9 @@ class RaftInterface(EventEmitter):
         self._applied(entry, emit=False)
 
     def _applied(self, entry: Entry, emit: bool = True) -> None:
+        st = self._apply
+        st.since_snapshot += 1
+        st.since_snapshot_bytes += entry.size
         self._last_applied = entry.index
         if entry.term > self._applied_term:
             self._applied_term = entry.term

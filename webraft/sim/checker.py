@@ -9,7 +9,8 @@ covered without rescanning whole logs:
   up to it (a hash chain per persisted log, compared across nodes);
 * **leader completeness**: a leader holds every entry committed in an earlier term;
 * **state machine safety**: no two nodes apply different entries at one index, and each node
-  applies indexes in order, without gaps;
+  applies indexes in order, without gaps; a snapshot a node installs holds exactly the
+  committed commands up to its index;
 * **linearizable reads** (checked by the simulation itself): a read index never misses a
   write that had completed when the read began;
 * **configuration safety**: consecutive committed configurations differ by at most one
@@ -25,7 +26,7 @@ from typing import Any
 
 from ..core.messages import CONFIG, AppendResponse, Entry, Message, VoteResponse
 from ..core.raft import LEADER, RaftCore
-from ..core.state import HardState, StorageUpdate
+from ..core.state import HardState, SnapshotMeta, StorageUpdate
 
 
 class SafetyViolation(AssertionError):
@@ -74,6 +75,17 @@ class SafetyChecker:
             if new.term == old.term and old.vote is not None and new.vote != old.vote:
                 self._fail(f"{node}: changed its vote in term {new.term}")
             disk.hard = new
+        snap = update.snapshot
+        if snap is not None and snap.index and (len(disk.terms) <= snap.index
+                                                or disk.terms[snap.index] != snap.term):
+            # A leader's snapshot replaces this log: it now continues from the snapshot's
+            # entry, which some node persisted (it was committed).
+            known = self.chains.get((snap.index, snap.term))
+            if known is None:
+                self._fail(f"{node}: snapshot at ({snap.index}, {snap.term}) of an entry no "
+                           "node persisted")
+            disk.chain = [0] * snap.index + [known]
+            disk.terms = [0] * snap.index + [snap.term]
         if update.entries:
             first = update.entries[0].index
             if first > len(disk.chain):
@@ -91,11 +103,11 @@ class SafetyChecker:
                     self._fail(f"{node}: log matching broken at index {entry.index} "
                                f"term {entry.term}")
 
-    def on_restart(self, node: str, hard: HardState) -> None:
+    def on_restart(self, node: str, hard: HardState, snapshot_index: int = 0) -> None:
         disk = self.disks.get(node)
         if disk is not None and (hard.term, hard.vote) != (disk.hard.term, disk.hard.vote):
             self._fail(f"{node}: restarted with {hard}, persisted {disk.hard}")
-        self.applied[node] = 0
+        self.applied[node] = snapshot_index
         self.leader_tail.pop(node, None)
 
     def on_send(self, node: str, dst: str, msg: Message) -> None:
@@ -123,14 +135,15 @@ class SafetyChecker:
         tail = self.leader_tail.get(node)
         if tail is None or tail[0] != core.term:
             self._check_complete(node, core)
-        elif log.last_index < tail[1] or log.term_at(tail[1]) != tail[2]:
+        elif log.last_index < tail[1] or (tail[1] > log.offset
+                                          and log.term_at(tail[1]) != tail[2]):
             self._fail(f"{node}: leader of term {core.term} lost its entry {tail[1]}")
         self.leader_tail[node] = (core.term, log.last_index, log.last_term)
 
     def _check_complete(self, node: str, core: RaftCore, upto: int | None = None) -> None:
         log = core.log
         hi = self.max_committed if upto is None else upto
-        for index in range(max(log.first_index, 1), hi + 1):
+        for index in range(max(log.offset + 1, 1), hi + 1):
             if self.commit_term.get(index, core.term) >= core.term:
                 continue  # only entries committed in earlier terms are owed
             term, command = self.committed[index]
@@ -150,6 +163,22 @@ class SafetyChecker:
                 self._fail(f"configuration at {entry.index} changes voters {sorted(changed)} "
                            "at once: its majorities may not overlap the previous ones")
         self.voters = voters
+
+    def on_install(self, node: str, snapshot: SnapshotMeta, state: list[Any]) -> None:
+        """``node`` loaded a leader's snapshot: its state machine is ``state`` (the commands
+        of entries 1 .. snapshot.index)."""
+        index = snapshot.index
+        if index < self.applied.get(node, 0):
+            self._fail(f"{node}: installed a snapshot at {index}, behind its applied "
+                       f"{self.applied[node]}")
+        if len(state) != index or self.committed.get(index, (None,))[0] != snapshot.term:
+            self._fail(f"{node}: snapshot at ({index}, {snapshot.term}) does not match the "
+                       "committed log")
+        for i, command in enumerate(state, 1):
+            if self.committed[i][1] != command:
+                self._fail(f"{node}: snapshot holds {command!r} at {i}, the committed entry "
+                           f"is {self.committed[i][1]!r}")
+        self.applied[node] = index
 
     def on_commit(self, node: str, core: RaftCore, entries: list[Entry],
                   leaders: dict[str, RaftCore]) -> None:

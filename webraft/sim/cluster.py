@@ -17,6 +17,7 @@ properties throughout.
 from __future__ import annotations
 
 import heapq
+import json
 import random
 from dataclasses import dataclass, field
 from typing import Any
@@ -49,6 +50,9 @@ class Scenario:
     leader_crash: float = 0.5  # share of crashes that hit the leader
     spares: int = 0  # nodes outside the initial configuration, for membership changes
     membership: float = 0.0  # share of faults that are membership changes
+    snapshot_every: int = 0  # a node snapshots after applying this many entries (0: never)
+    snapshot_tail: int = 0  # entries a snapshot leaves in the log
+    snapshot_chunk: int = 1 << 20  # characters per InstallSnapshot chunk
 
     @classmethod
     def from_seed(cls, seed: int) -> Scenario:
@@ -67,6 +71,9 @@ class Scenario:
             leader_crash=rng.choice((0.2, 0.5, 0.9)),
             spares=rng.choice((0, 1, 2)),
             membership=rng.choice((0.0, 0.2, 0.4)),
+            snapshot_every=rng.choice((0, 0, 3, 10, 40)),
+            snapshot_tail=rng.choice((0, 1, 5, 50)),
+            snapshot_chunk=rng.choice((16, 200, 1 << 20)),
         )
 
     def replay_command(self) -> str:
@@ -81,7 +88,9 @@ class SimNode:
     generation: int = 0  # bumped by a crash: in-flight work of the old life is void
     busy: bool = False  # a Ready is being persisted
     timer_at: float = float("inf")
+    #: The state machine: the commands of entries 1, 2, ... applied so far, in order.
     applied: list[Any] = field(default_factory=list)
+    since_snapshot: int = 0
 
 
 @dataclass(slots=True)
@@ -95,6 +104,8 @@ class Stats:
     transfers: int = 0
     membership: int = 0
     reads: int = 0
+    snapshots: int = 0
+    installs: int = 0
     proposals: int = 0
     committed: int = 0
     recovery_time: float = 0.0
@@ -132,7 +143,7 @@ class Simulation:
 
     def _boot(self, node: SimNode) -> None:
         stored = node.disk.load() or StoredState.bootstrap(self.initial)
-        self.checker.on_restart(node.id, stored.hard)
+        self.checker.on_restart(node.id, stored.hard, stored.snapshot.index)
         rng = self.rng
         cfg = CoreConfig(
             id=node.id,
@@ -142,9 +153,12 @@ class Simulation:
             quorum_timeout=0.2,
             max_inflight=self.sc.max_inflight,
             max_append_entries=self.sc.max_append_entries,
+            snapshot_chunk=self.sc.snapshot_chunk,
         )
         node.core = RaftCore(cfg, stored, applied=0, now=self.now)
-        node.applied = []
+        # The state machine restarts from the snapshot, as an application's refresh would.
+        node.applied = json.loads(stored.snapshot_data) if stored.snapshot.index else []
+        node.since_snapshot = 0
         node.busy = False
         node.timer_at = float("inf")
         self._after(node)
@@ -169,7 +183,8 @@ class Simulation:
         core = node.core
         assert core is not None
         if rd.hard is not None or rd.entries or rd.snapshot is not None:
-            update = StorageUpdate(rd.hard, tuple(rd.entries), rd.snapshot)
+            update = StorageUpdate(rd.hard, tuple(rd.entries), rd.snapshot, rd.snapshot_data,
+                                   rd.compact_to)
             node.disk.write(update)
             self.checker.on_persist(node.id, update, was_leader)
         for dst, msg in rd.messages:
@@ -180,14 +195,24 @@ class Simulation:
                 self.acked[result.id] = (result.index, result.term)
         for read in rd.reads:
             self._check_read(node, read.id, read.index)
+        if rd.install and rd.snapshot is not None and rd.snapshot_data is not None:
+            node.applied = json.loads(rd.snapshot_data)
+            self.checker.on_install(node.id, rd.snapshot, node.applied)
+            self.stats.installs += 1
         if rd.committed:
             leaders = {n.id: n.core for n in self.nodes.values() if n.core is not None}
             self.checker.on_commit(node.id, core, rd.committed, leaders)
             node.applied.extend(e.command for e in rd.committed)
+            node.since_snapshot += len(rd.committed)
         for event in rd.events:
             if event[0] == "leader":
                 self.stats.elections += 1
         core.advance(rd)
+        if (self.sc.snapshot_every and node.since_snapshot >= self.sc.snapshot_every
+                and len(node.applied) > core.log.snapshot.index):  # not behind an install
+            node.since_snapshot = 0
+            core.compact(len(node.applied), json.dumps(node.applied), self.sc.snapshot_tail)
+            self.stats.snapshots += 1
         node.busy = False
         self._after(node)
 

@@ -13,12 +13,14 @@ class MemoryStorage:
     def __init__(self) -> None:
         self.hard: HardState | None = None
         self.snapshot: SnapshotMeta | None = None
+        self.snapshot_data: str | None = None
         self.entries: list[Entry] = []
 
     def load(self) -> StoredState | None:
         if self.snapshot is None:
             return None
-        return StoredState(self.hard or HardState(), self.snapshot, list(self.entries))
+        return StoredState(self.hard or HardState(), self.snapshot, list(self.entries),
+                           self.snapshot_data)
 
     def save(self, update: StorageUpdate) -> None:
         """Apply ``update`` at once (memory needs no waiting, so nothing is returned)."""
@@ -28,10 +30,15 @@ class MemoryStorage:
         """The body of :meth:`save`, also called directly by the simulator."""
         if update.snapshot is not None:
             self.snapshot = update.snapshot
-            self.entries = [e for e in self.entries if e.index > update.snapshot.index]
+            if update.snapshot_data is not None:
+                self.snapshot_data = update.snapshot_data
+        entries = self.entries
+        if update.compact_to and entries and entries[0].index <= update.compact_to:
+            del entries[:update.compact_to - entries[0].index + 1]
         if update.entries:
-            base = self.snapshot.index if self.snapshot else 0
-            del self.entries[update.entries[0].index - base - 1:]
-            self.entries.extend(update.entries)
+            first = update.entries[0].index
+            if entries:
+                del entries[max(0, first - entries[0].index):]
+            entries.extend(update.entries)
         if update.hard is not None:
             self.hard = update.hard

@@ -1,0 +1,158 @@
+"""Snapshots through the runtime: the ``snapshot`` handler, compaction, ``refresh`` on install
+and on restart, with a small key-value application as the state machine."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from typing import Any
+
+from cluster import Cluster, FastRaft
+from support import until
+
+import webraft
+
+
+class KV:
+    """The application: a dict, snapshotted and refreshed through the node's handlers."""
+
+    def __init__(self, node: FastRaft, *, slow_snapshots: bool = False) -> None:
+        self.node = node
+        self.data: dict[str, Any] = {}
+        self.refreshes = 0
+        self.snapshots: list[int] = []
+        node.listen("apply", self.apply)
+        node.listen("snapshot", self.snapshot_later if slow_snapshots else self.snapshot)
+        node.listen("refresh", self.refresh)
+
+    def apply(self, entry: webraft.Entry, index: int, cb: Callable[..., None]) -> None:
+        self.data[entry.command["k"]] = entry.command["v"]
+        cb()
+
+    def snapshot(self, index: int, term: int) -> dict[str, Any]:
+        assert index == self.node.last_applied
+        self.snapshots.append(index)
+        return dict(self.data)
+
+    async def snapshot_later(self, index: int, term: int) -> dict[str, Any]:
+        state = dict(self.data)
+        await asyncio.sleep(0.01)  # applying waits meanwhile: the state stays that of index
+        assert index == self.node.last_applied
+        self.snapshots.append(index)
+        return state
+
+    def refresh(self, cb: Callable[..., None]) -> None:
+        snap = self.node.snapshot
+        if snap is None:
+            cb()  # nothing to load: start empty
+            return
+        self.refreshes += 1
+        self.data = dict(snap.data)
+        cb(snap.term, snap.index)
+
+
+def kv_cluster(make_cluster: Any, *, slow: bool = False, **timing: Any,
+               ) -> tuple[Cluster, dict[str, KV]]:
+    timing = {"snapshot_entries": 20, "snapshot_tail": 5, **timing}
+    c = make_cluster(**timing)
+    apps = {}
+    for name in c.names:
+        apps[name] = KV(c.build(name, record_apply=False), slow_snapshots=slow)
+    c.start()
+    return c, apps
+
+
+async def fill(lead: FastRaft, n: int, tag: str = "k") -> None:
+    await asyncio.gather(*(lead.propose({"k": f"{tag}{i % 37}", "v": i}) for i in range(n)))
+
+
+async def same_state(c: Cluster, apps: dict[str, KV]) -> None:
+    await c.converged()
+    lead = await c.leader()
+    expected = apps[lead.address].data
+    await until(lambda: all(apps[n].data == expected for n in c.names if n not in c.closed),
+                5, "every application holds the leader's state")
+
+
+async def test_the_log_is_compacted_and_storage_stays_bounded(make_cluster: Any) -> None:
+    c, apps = kv_cluster(make_cluster)
+    lead = await c.leader()
+    for _ in range(5):
+        await fill(lead, 60)
+    await same_state(c, apps)
+    for name in c.names:
+        storage = c.storages[name]
+        node = c.nodes[name]
+        assert apps[name].snapshots, name
+        assert storage.snapshot.index >= node.last_applied - 20
+        assert len(storage.entries) <= 20 + 5 + 5, (name, len(storage.entries))
+        assert storage.snapshot_data is not None
+        assert node.snapshot is not None and node.snapshot.index == storage.snapshot.index
+        assert apps[name].refreshes == 0  # nobody fell behind: nobody loaded a snapshot
+
+
+async def test_a_follower_behind_the_compaction_catches_up_through_refresh(
+        make_cluster: Any) -> None:
+    c, apps = kv_cluster(make_cluster)
+    lead = await c.leader()
+    await fill(lead, 10)
+    behind = next(n for n in c.names if n != lead.address)
+    c.isolate(behind)
+    lead = await c.leader(among=[n for n in c.names if n != behind])
+    await fill(lead, 150, "away")
+    assert apps[behind].refreshes == 0
+    c.heal()
+    await same_state(c, apps)
+    assert apps[behind].refreshes >= 1
+    assert c.storages[behind].snapshot.index > 10
+    assert not c.nodes[behind].named("error")
+
+
+async def test_a_restart_loads_the_snapshot_then_applies_the_rest(make_cluster: Any) -> None:
+    c, apps = kv_cluster(make_cluster)
+    lead = await c.leader()
+    await fill(lead, 90)
+    await same_state(c, apps)
+    name = next(n for n in c.names if n != lead.address)
+    assert c.storages[name].snapshot.index > 0
+    kv: list[KV] = []
+    await c.restart(name, record_apply=False,
+                    before_start=lambda node: kv.append(KV(node)))  # an empty application
+    apps[name] = kv[0]
+    lead = await c.leader()
+    await fill(lead, 5, "after")
+    await same_state(c, apps)
+    assert apps[name].refreshes == 1
+
+
+async def test_an_asynchronous_snapshot_handler_sees_a_quiet_state(make_cluster: Any) -> None:
+    c, apps = kv_cluster(make_cluster, slow=True)
+    lead = await c.leader()
+    for _ in range(3):
+        await fill(lead, 40)
+    await same_state(c, apps)
+    assert all(apps[n].snapshots for n in c.names)
+
+
+async def test_a_failing_snapshot_handler_reports_and_the_node_goes_on(
+        make_cluster: Any) -> None:
+    c = make_cluster(snapshot_entries=10, snapshot_tail=0)
+    for name in c.names:
+        node = c.build(name)
+        node.listen("snapshot", lambda index, term: {"not json": {1, 2}})
+    c.start()
+    lead = await c.leader()
+    await asyncio.gather(*(lead.propose(i) for i in range(30)))
+    await c.converged()
+    assert lead.named("error")
+    assert c.storages[lead.address].snapshot.index == 0  # never compacted
+    assert len(c.storages[lead.address].entries) == lead.commit_index
+
+
+async def test_without_a_snapshot_handler_nothing_is_compacted(make_cluster: Any) -> None:
+    c = make_cluster(snapshot_entries=5).start()
+    lead = await c.leader()
+    await asyncio.gather(*(lead.propose(i) for i in range(30)))
+    await c.converged()
+    assert all(c.storages[n].snapshot.index == 0 for n in c.names)
+    assert lead.snapshot is None
