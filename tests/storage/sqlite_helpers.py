@@ -1,42 +1,46 @@
 """Shared by the SQLite storage tests and by the child process of the crash test.
 
 :func:`crash_update` is a deterministic update sequence: update ``n`` depends only on ``n`` and
-on the state the updates before it produced (a :class:`MemoryStorage` replaying them), so the
-parent of the crash test can rebuild exactly what any acknowledged prefix must have left.
+on the state the updates before it produced (a :class:`~storage_model.Model` replaying them), so
+the parent of the crash test can rebuild exactly what any acknowledged prefix must have left.
+The sequence appends, truncates, takes snapshots (with data, keeping a tail or not) and
+installs snapshots past the end of the log.
 """
 
 from __future__ import annotations
 
-import json
 import sys
-from typing import Any
+
+from storage_model import Model, canon
 
 from webraft.core.messages import COMMAND, CONFIG, NOOP, Entry
-from webraft.core.state import ClusterConfig, HardState, SnapshotMeta, StorageUpdate, StoredState
-from webraft.storage import MemoryStorage, SQLiteStorage
+from webraft.core.state import ClusterConfig, HardState, SnapshotMeta, StorageUpdate
+from webraft.storage import SQLiteStorage
 
 MEMBERS = ClusterConfig(("a", "b", "c"))
 
-
-def canon(state: StoredState | None) -> Any:
-    """A comparable form of a loaded state that also tells 1, 1.0 and True apart."""
-    if state is None:
-        return None
-    return (state.hard, state.snapshot,
-            [(e.index, e.term, e.kind, json.dumps(e.command)) for e in state.entries])
+__all__ = ["MEMBERS", "canon", "crash_update", "replay"]
 
 
-def crash_update(n: int, model: MemoryStorage) -> StorageUpdate:
+def crash_update(n: int, model: Model) -> StorageUpdate:
     """Update number ``n`` (from 1) given the state after updates ``1 .. n-1``."""
     if n == 1:
         return StorageUpdate(HardState(1, "a", 1), (Entry(1, 1, NOOP, None),),
                              SnapshotMeta(0, 0, MEMBERS))
     assert model.snapshot is not None
     snap = model.snapshot
-    last = snap.index + len(model.entries)
-    new_snap = None
-    if n % 7 == 0 and len(model.entries) >= 2:  # compact all but the last entry
-        new_snap = SnapshotMeta(last - 1, model.entries[-2].term, MEMBERS)
+    last = model.last
+    new_snap, data, compact_to = None, None, 0
+    if n % 13 == 0:  # install a leader's snapshot past the end of the log: the log goes
+        new_snap = SnapshotMeta(last + 2, n - 1, MEMBERS)
+        data, compact_to = _data(n), last + 2
+        snap, last = new_snap, last + 2
+    elif n % 7 == 0 and last - snap.index >= 2:  # a snapshot at last - 1, keeping n % 3
+        index = last - 1
+        term = model.term_at(index)
+        assert term is not None
+        new_snap = SnapshotMeta(index, term, MEMBERS)
+        data, compact_to = _data(n), max(0, index - n % 3)
         snap = new_snap
     start = last + 1
     if n % 5 == 0:  # a follower replacing a conflicting suffix
@@ -51,14 +55,19 @@ def crash_update(n: int, model: MemoryStorage) -> StorageUpdate:
         else:
             entries.append(Entry(n, start + i, COMMAND,
                                  {"n": n, "i": i, "pad": "x" * (n % 50), "list": [n, [i]]}))
-    return StorageUpdate(HardState(n, "a" if n % 2 else "b", n), tuple(entries), new_snap)
+    return StorageUpdate(HardState(n, "a" if n % 2 else "b", n), tuple(entries), new_snap,
+                         data, compact_to)
 
 
-def replay(upto: int) -> MemoryStorage:
+def _data(n: int) -> str:
+    return f'{{"applied":{n},"pad":"{"é" * (n * 37 % 3000)}"}}'
+
+
+def replay(upto: int) -> Model:
     """The state after updates ``1 .. upto``."""
-    model = MemoryStorage()
+    model = Model()
     for n in range(1, upto + 1):
-        model.save(crash_update(n, model))
+        model.apply(crash_update(n, model))
     return model
 
 
@@ -74,7 +83,7 @@ def crash_child(path: str, threaded: bool, limit: int) -> None:
         for n in updates:
             update = crash_update(n, model)
             storage.save(update)
-            model.save(update)
+            model.apply(update)
             print(f"ack {n}", flush=True)
         return
 
@@ -86,7 +95,7 @@ def crash_child(path: str, threaded: bool, limit: int) -> None:
             pending = storage.save(update)
             assert pending is not None
             await pending
-            model.save(update)
+            model.apply(update)
             print(f"ack {n}", flush=True)
 
     asyncio.run(run())

@@ -6,12 +6,19 @@ must not pay for it).
 
 Schema (version :data:`SCHEMA_VERSION`, recorded in ``meta``)::
 
-    meta(key TEXT PRIMARY KEY, value)             -- ('schema_version', 1)
+    meta(key TEXT PRIMARY KEY, value)             -- ('schema_version', 2)
     hard_state(id = 1, term, vote, commit_index)  -- at most one row
     snapshot(id = 1, idx, term, config, data)     -- at most one row; config is JSON text,
-                                                  -- data (BLOB) is reserved for snapshot
-                                                  -- contents and always NULL in schema 1
-    log(idx INTEGER PRIMARY KEY, term, kind, command)  -- command is JSON text
+                                                  -- data is the application's state at idx
+                                                  -- (text; NULL only for the bootstrap
+                                                  -- snapshot at index 0)
+    log(idx INTEGER PRIMARY KEY, term, kind, command)  -- command is JSON text; the log may
+                                                  -- start at or before snapshot.idx (a tail)
+
+Schema 1 (webraft before snapshots) had the same tables, ``data`` always NULL and the log
+always starting right after the snapshot. Opening such a database upgrades its recorded
+version to 2 (nothing else changes), so that a webraft that knows only schema 1, which would
+ignore the snapshot data and so lose the application state, refuses the file from then on.
 
 Everything read back is treated as untrusted: a value of the wrong type, JSON that does not
 parse, an unknown entry kind, a gap in the log, ... raise :class:`~webraft.errors.StorageError`.
@@ -22,6 +29,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -35,8 +43,9 @@ if TYPE_CHECKING:
 
 __all__ = ["SCHEMA_VERSION", "SQLiteStorage"]
 
-#: The schema this module writes; a database with a newer one is refused.
-SCHEMA_VERSION = 1
+#: The schema this module writes; a database with a newer one is refused, an older one
+#: (1: the same tables, before snapshots had data) is upgraded when opened.
+SCHEMA_VERSION = 2
 
 _SCHEMA = (
     "CREATE TABLE meta (key TEXT PRIMARY KEY, value NOT NULL)",
@@ -50,7 +59,8 @@ _SCHEMA = (
 _TABLES = frozenset({"meta", "hard_state", "snapshot", "log"})
 
 _PUT_SNAPSHOT = ("INSERT OR REPLACE INTO snapshot (id, idx, term, config, data)"
-                 " VALUES (1, ?, ?, ?, NULL)")
+                 " VALUES (1, ?, ?, ?, ?)")
+_PUT_SNAPSHOT_META = "UPDATE snapshot SET idx = ?, term = ?, config = ? WHERE id = 1"
 _DROP_PREFIX = "DELETE FROM log WHERE idx <= ?"
 _DROP_SUFFIX = "DELETE FROM log WHERE idx >= ?"
 _PUT_ENTRY = "INSERT INTO log (idx, term, kind, command) VALUES (?, ?, ?, ?)"
@@ -60,6 +70,8 @@ _PUT_HARD = ("INSERT OR REPLACE INTO hard_state (id, term, vote, commit_index)"
 #: ``json.dumps(value, separators=(",", ":"))`` without building an encoder per call.
 #: ASCII output: a lone surrogate in a command (valid in JSON) could not be stored as UTF-8.
 _dumps = json.JSONEncoder(separators=(",", ":")).encode
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 _T = TypeVar("_T")
 
@@ -107,7 +119,14 @@ class SQLiteStorage:
         self.threaded = threaded
         self._con: sqlite3.Connection | None = None
         self._closed = False
-        self._has_snapshot = False
+        # What the database holds, kept by the thread that owns the connection and updated
+        # after each commit: the snapshot's index (None: no snapshot yet) and the first and
+        # last log index (None: empty log). ``_bounds_ok`` is False if they could not be read
+        # (a corrupt database, which load() reports), in which case save() refuses.
+        self._snap_index: int | None = None
+        self._first: int | None = None
+        self._last: int | None = None
+        self._bounds_ok = True
         self._epoch = 0  # threaded mode: bumped by the worker when a save fails
         self._executor: ThreadPoolExecutor | None = None
         if threaded:
@@ -134,12 +153,16 @@ class SQLiteStorage:
         return self._call(self._read)
 
     def save(self, update: StorageUpdate) -> Awaitable[None] | None:
-        """Apply ``update`` in one transaction: the snapshot metadata (replacing the stored one
-        and dropping the entries it covers), then the entries (replacing every stored entry at
-        or after the first one's index), then the hard state.
+        """Apply ``update`` in one transaction, in the contract's order: the snapshot
+        metadata and data (replacing the stored ones; no data keeps the stored data), the
+        deletion of every entry at or below ``compact_to``, the entries (replacing every
+        stored entry at or after the first one's index), then the hard state.
 
         The first save to a new database must record the snapshot metadata (the runtime's
-        first save always does); anything else would leave a log with no known start.
+        first save always does); anything else would leave a log with no known start. An
+        update that would leave a state ``StoredState.check()`` refuses by its indexes (a
+        gap in the log, a log that does not reach the snapshot, a snapshot that moves back or
+        moves without data) is refused before anything is written.
         Returns None (``threaded=False``) or an awaitable (``threaded=True``); failures raise
         or are raised by the awaitable as :class:`~webraft.errors.StorageError`.
         """
@@ -242,16 +265,18 @@ class SQLiteStorage:
                     con.execute(statement)
                 con.execute("INSERT INTO meta (key, value) VALUES ('schema_version', ?)",
                             (SCHEMA_VERSION,))
-            else:
-                self._check_schema(con, tables)
-            self._has_snapshot = con.execute("SELECT COUNT(*) FROM snapshot").fetchone()[0] > 0
+            elif self._check_schema(con, tables) < SCHEMA_VERSION:
+                con.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'",
+                            (SCHEMA_VERSION,))
+            self._read_bounds(con)
             con.execute("COMMIT")
         except BaseException:
             if con.in_transaction:
                 con.execute("ROLLBACK")
             raise
 
-    def _check_schema(self, con: sqlite3.Connection, tables: set[str]) -> None:
+    def _check_schema(self, con: sqlite3.Connection, tables: set[str]) -> int:
+        """Refuse a database this module cannot use; return its schema version."""
         if "meta" not in tables:
             raise StorageError(f"{self.path!r} is an SQLite database but not a webraft one "
                                "(no meta table)")
@@ -266,6 +291,16 @@ class SQLiteStorage:
         missing = _TABLES - tables
         if missing:
             raise StorageError(f"{self.path!r} lacks the tables {sorted(missing)}")
+        return version
+
+    def _read_bounds(self, con: sqlite3.Connection) -> None:
+        snaps = con.execute("SELECT idx FROM snapshot").fetchall()
+        first, last = con.execute("SELECT MIN(idx), MAX(idx) FROM log").fetchone()
+        snap_index = snaps[0][0] if len(snaps) == 1 else None
+        self._snap_index, self._first, self._last = snap_index, first, last
+        self._bounds_ok = (len(snaps) <= 1 and all(v is None or type(v) is int
+                                                   for v in (snap_index, first, last))
+                           and (first is None) == (last is None))
 
     # ------------------------------------------------------------------ writing
 
@@ -279,23 +314,39 @@ class SQLiteStorage:
             self._epoch += 1
             raise
 
+    def _plan(self, update: StorageUpdate) -> tuple[int, int | None, int | None]:
+        """(snapshot index, first, last log index) after ``update``; raises StorageError for
+        an update that no correct node makes (see :meth:`save`)."""
+        if not self._bounds_ok:
+            raise StorageError(f"{self.path!r} holds a corrupt log or snapshot (load() says "
+                               "what is wrong); refusing to write")
+        return _plan(self._snap_index, self._first, self._last, update)
+
     def _write(self, update: StorageUpdate) -> None:
         con = self._connection()
+        bounds = self._plan(update)
+        old_first, old_last = self._first, self._last
         snap = update.snapshot
-        if snap is None and not self._has_snapshot:
-            raise StorageError("the first save to a new storage must record the snapshot "
-                               "metadata")
         sqlite3 = self._sqlite3
         try:
             con.execute("BEGIN IMMEDIATE")
             try:
                 if snap is not None:
-                    con.execute(_PUT_SNAPSHOT, (snap.index, snap.term,
-                                                _dumps(snap.config.to_json())))
-                    con.execute(_DROP_PREFIX, (snap.index,))
+                    config = _dumps(snap.config.to_json())
+                    if update.snapshot_data is not None:
+                        con.execute(_PUT_SNAPSHOT, (snap.index, snap.term, config,
+                                                    _portable(update.snapshot_data)))
+                    elif self._snap_index is not None:  # keep the stored data
+                        con.execute(_PUT_SNAPSHOT_META, (snap.index, snap.term, config))
+                    else:
+                        con.execute(_PUT_SNAPSHOT, (snap.index, snap.term, config, None))
+                compact_to = update.compact_to
+                if old_first is not None and compact_to >= old_first:
+                    con.execute(_DROP_PREFIX, (compact_to,))
                 entries = update.entries
                 if entries:
-                    con.execute(_DROP_SUFFIX, (entries[0].index,))
+                    if old_last is not None and entries[0].index <= old_last:
+                        con.execute(_DROP_SUFFIX, (entries[0].index,))
                     con.executemany(_PUT_ENTRY, [(e.index, e.term, e.kind, _dumps(e.command))
                                                  for e in entries])
                 hard = update.hard
@@ -308,8 +359,7 @@ class SQLiteStorage:
                 raise
         except (sqlite3.Error, TypeError, ValueError, OverflowError) as exc:
             raise StorageError(f"could not save to {self.path!r}: {exc}") from exc
-        if snap is not None:
-            self._has_snapshot = True
+        self._snap_index, self._first, self._last = bounds
 
     # ------------------------------------------------------------------ reading
 
@@ -318,7 +368,7 @@ class SQLiteStorage:
         try:
             con.execute("BEGIN")
             try:
-                snaps = con.execute("SELECT idx, term, config FROM snapshot").fetchall()
+                snaps = con.execute("SELECT idx, term, config, data FROM snapshot").fetchall()
                 hards = con.execute("SELECT term, vote, commit_index FROM hard_state").fetchall()
                 rows = con.execute("SELECT idx, term, kind, command FROM log ORDER BY idx"
                                    ).fetchall()
@@ -332,11 +382,66 @@ class SQLiteStorage:
             return None
         if len(snaps) > 1 or len(hards) > 1:
             raise StorageError("more than one stored snapshot or hard state")
-        snapshot = _snapshot(*snaps[0])
+        snapshot = _snapshot(*snaps[0][:3])
+        data = snaps[0][3]
+        if data is not None and type(data) is not str:
+            raise StorageError(f"stored snapshot data is {type(data).__name__}, not text")
         hard = _hard(*hards[0]) if hards else HardState()
-        state = StoredState(hard, snapshot, _entries(rows))
+        state = StoredState(hard, snapshot, _entries(rows), data)
         state.check()
         return state
+
+
+def _plan(snap_index: int | None, first: int | None, last: int | None,
+          update: StorageUpdate) -> tuple[int, int | None, int | None]:
+    """Where the snapshot and the log stand after ``update`` (None: empty log), from where
+    they stand now; raise StorageError for an update no correct node makes."""
+    snap = update.snapshot
+    if snap is None:
+        if update.snapshot_data is not None:
+            raise StorageError("snapshot data without its snapshot metadata")
+        if snap_index is None:
+            raise StorageError("the first save to a new storage must record the snapshot "
+                               "metadata")
+    else:
+        if snap_index is not None and snap.index < snap_index:
+            raise StorageError(f"snapshot at index {snap.index} is older than the stored one "
+                               f"at {snap_index}")
+        if update.snapshot_data is None and snap.index > 0 and snap.index != snap_index:
+            raise StorageError(f"snapshot at index {snap.index} comes without its data")
+        snap_index = snap.index
+    compact_to = update.compact_to
+    if first is not None and last is not None and compact_to >= first:
+        first, last = (None, None) if compact_to >= last else (compact_to + 1, last)
+    entries = update.entries
+    if entries:
+        lo, hi = entries[0].index, entries[-1].index
+        if hi != lo + len(entries) - 1:
+            raise StorageError("entries of one update must have consecutive indexes")
+        if last is not None and lo > last + 1:
+            raise StorageError(f"entries starting at index {lo} leave a gap after the log "
+                               f"{first}..{last}")
+        if first is None or lo < first:
+            first = lo
+        last = hi
+    if first is not None and last is not None and (first > snap_index + 1
+                                                   or last < snap_index):
+        raise StorageError(f"the update would leave entries {first}..{last}, which do not "
+                           f"reach the snapshot at {snap_index}")
+    return snap_index, first, last
+
+
+def _portable(text: str) -> str:
+    """``text`` with any lone surrogate written as a JSON escape (SQLite stores UTF-8, which
+    cannot hold one; in JSON text a lone surrogate can only be inside a string, where its
+    escape means the same)."""
+    if text.isascii():
+        return text
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return _SURROGATE.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
+    return text
 
 
 def _make_dirs(path: str) -> None:
