@@ -62,6 +62,8 @@ class Timing:
     max_command_bytes: int | None = None  # None: the library's default
     snapshot_entries: int | None = None  # None: the library's default
     snapshot_tail: int | None = None
+    auto_membership: bool = False
+    member_grace: float = 20.0
 
 
 #: Slower timing for tests whose loop is shared with a busy thread (hypothesis).
@@ -192,6 +194,14 @@ class FastRaft(webraft.RaftInterface):
     def snapshot_entries(self) -> int:
         value = self.timing.snapshot_entries
         return super().snapshot_entries if value is None else value
+
+    @property
+    def auto_membership(self) -> bool:
+        return self.timing.auto_membership
+
+    @property
+    def member_grace(self) -> float:
+        return self.timing.member_grace
 
     @property
     def snapshot_tail(self) -> int:

@@ -211,6 +211,7 @@ class RaftInterface(EventEmitter):
             election_timeout=lambda: self.election_timeout,
             heartbeat_interval=self.heartbeat_frequency,
             quorum_timeout=self.heartbeat_timeout,
+            auto_promote=not self.auto_membership,  # then promotion follows its policy
         ), stored)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._t0 = 0.0
@@ -233,6 +234,8 @@ class RaftInterface(EventEmitter):
         self._next_req = self._rng.randrange(1 << 52)
         self._apply = _ApplyState()
         self._last_applied = stored.snapshot.index
+        self._gone: dict[str, float] = {}  # member -> loop time it was last seen leaving
+        self._membership_timer: asyncio.TimerHandle | None = None
 
     # ------------------------------------------------------------------ overridables
 
@@ -284,6 +287,29 @@ class RaftInterface(EventEmitter):
         """Entries a snapshot leaves in the log, so that followers slightly behind catch up
         with entries rather than the whole snapshot."""
         return 1024
+
+    @property
+    def auto_membership(self) -> bool:
+        """Let the transport's presence drive membership (off by default; on for tabs).
+
+        While this node leads it adds every reachable peer that is not a member (as a
+        learner), promotes caught-up learners while there are fewer than ``max_voters``
+        voters, keeping their number odd when it can (an even number tolerates no more
+        failures than one less), and removes members unreachable for longer than
+        ``member_grace``, one change at a time. A node built with ``members=[]`` starts
+        outside any cluster and waits to be added.
+        """
+        return False
+
+    @property
+    def member_grace(self) -> float:
+        """Seconds a member may be unreachable (a reloading tab) before it is removed."""
+        return 20.0
+
+    @property
+    def max_voters(self) -> int:
+        """Most voters automatic membership makes; further members stay learners."""
+        return 5
 
     @property
     def forward_proposals(self) -> bool:
@@ -366,6 +392,44 @@ class RaftInterface(EventEmitter):
             tuple(v for v in config.voters if v != address),
             tuple(a for a in config.learners if a != address)))
 
+    def _reconcile_membership(self) -> None:
+        """Automatic membership (see :attr:`auto_membership`): at most one change per round."""
+        loop = self._loop_or_running()
+        self._membership_timer = loop.call_later(2 * self.heartbeat_frequency,
+                                                 self._reconcile_membership)
+        core = self.core
+        if (not self.is_leader or core.config_index > core.log.commit
+                or core.transferee is not None):
+            return
+        config, now = core.cluster, loop.time()
+        new: ClusterConfig | None = None
+        for member in config.members:
+            if (member != self.address and member not in self.nodes
+                    and now - self._gone.setdefault(member, now) >= self.member_grace):
+                new = ClusterConfig(tuple(v for v in config.voters if v != member),
+                                    tuple(a for a in config.learners if a != member))
+                break
+        if new is None:
+            joined = sorted(a for a in self.nodes if a not in config.members)
+            if joined:
+                new = ClusterConfig(config.voters, (*config.learners, joined[0]))
+        if new is None:
+            caught_up = [a for a in config.learners if a in self.nodes and a in core.progress
+                         and core.progress[a].match >= core.log.commit]
+            voters = len(config.voters)
+            if caught_up and voters < self.max_voters and (voters % 2 == 0
+                                                           or len(caught_up) >= 2):
+                promoted = caught_up[0]
+                new = ClusterConfig((*config.voters, promoted),
+                                    tuple(a for a in config.learners if a != promoted))
+        if new is not None:
+            self._change_config(new).add_done_callback(self._membership_done)
+
+    def _membership_done(self, fut: asyncio.Future[int]) -> None:
+        if not fut.cancelled() and fut.exception() is not None:
+            logger.info("%s: automatic membership change failed: %r", self.address,
+                        fut.exception())
+
     def _change_config(self, config: ClusterConfig) -> asyncio.Future[int]:
         fut: asyncio.Future[int] = asyncio.get_running_loop().create_future()
         if self._closed:
@@ -394,6 +458,7 @@ class RaftInterface(EventEmitter):
         if address == self.address or address in self.nodes:
             return
         self.nodes[address] = self.create_instance(address)
+        self._gone.pop(address, None)
         self.emit("join", address)
 
     def leave(self, address: str) -> None:
@@ -402,6 +467,8 @@ class RaftInterface(EventEmitter):
         if node is None:
             return
         self._close_node(node)
+        if self._loop is not None:
+            self._gone[address] = self._loop.time()
         self.emit("leave", address)
         if address == self.core.leader and self._loop is not None:
             # Our leader is gone: campaign soon rather than after a whole heartbeat timeout.
@@ -439,6 +506,8 @@ class RaftInterface(EventEmitter):
             self._request_refresh()  # the application tells where it is
         else:
             self._need_snapshot(0)  # it starts empty
+        if self.auto_membership:
+            self._reconcile_membership()
         self._kick()
 
     async def close(self) -> None:
@@ -450,6 +519,8 @@ class RaftInterface(EventEmitter):
             self._timer.cancel()
         if self._expiry_timer is not None:
             self._expiry_timer.cancel()
+        if self._membership_timer is not None:
+            self._membership_timer.cancel()
         if self._drive_task is not None:
             # Let a save in progress finish: storage must not be left half-written.
             with contextlib.suppress(Exception):
