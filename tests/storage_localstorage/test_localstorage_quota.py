@@ -1,14 +1,16 @@
-"""A save that does not fit leaves the stored state exactly as it was, and can be retried."""
+"""A save that does not fit (entries, a hard state, a snapshot's data in one key or many, a
+compaction) leaves the stored state exactly as it was, and can be retried."""
 
 from __future__ import annotations
 
 import pytest
 from lsfake import FakeWebStorage, QuotaExceeded
+from storage.storage_model import Model
 
 from webraft.core.messages import COMMAND, Entry
 from webraft.core.state import ClusterConfig, HardState, SnapshotMeta, StorageUpdate
 from webraft.errors import StorageError
-from webraft.storage import LocalStorage, MemoryStorage
+from webraft.storage import LocalStorage
 
 NS = "webraft/room/a/"
 BOOT = SnapshotMeta(0, 0, ClusterConfig(("a", "b", "c")))
@@ -22,15 +24,23 @@ UPDATES = {
     "truncate": StorageUpdate(HardState(3), tuple(Entry(3, i, COMMAND, "w" * 30)
                                                   for i in range(2, 6))),
     "hard state": StorageUpdate(HardState(3, "a-much-longer-address-" * 4, 3)),
+    "snapshot": StorageUpdate(None, (), SnapshotMeta(2, 1, BOOT.config), '"' + "s" * 90 + '"'),
+    "snapshot in chunks": StorageUpdate(None, (), SnapshotMeta(2, 1, BOOT.config),
+                                        '"' + "c" * 90 + '"'),
+    "snapshot, compaction, entries": StorageUpdate(
+        HardState(3), tuple(Entry(3, i, COMMAND, "v" * 30) for i in range(4, 6)),
+        SnapshotMeta(3, 2, BOOT.config), '["' + "é" * 60 + '"]', 3),
 }
+#: Cases written with a small LocalStorage.data_chunk (their data spans several keys).
+CHUNKED = {"snapshot in chunks": 16}
 
 
-def setup(quota: int | None = None) -> tuple[FakeWebStorage, MemoryStorage]:
-    store, mem = FakeWebStorage({"someone-else": "v" * 100}), MemoryStorage()
+def setup(quota: int | None = None) -> tuple[FakeWebStorage, Model]:
+    store, mem = FakeWebStorage({"someone-else": "v" * 100}), Model()
     local = LocalStorage(NS, store)
     for update in SETUP:
         local.save(update)
-        mem.save(update)
+        mem.apply(update)
     store.quota = quota
     return store, mem
 
@@ -52,7 +62,10 @@ def peak_usage(update: StorageUpdate) -> int:
 
 
 @pytest.mark.parametrize("name", list(UPDATES))
-def test_every_quota_below_the_peak_fails_cleanly_and_a_retry_succeeds(name: str) -> None:
+def test_every_quota_below_the_peak_fails_cleanly_and_a_retry_succeeds(
+        name: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    if name in CHUNKED:
+        monkeypatch.setattr(LocalStorage, "data_chunk", CHUNKED[name])
     update = UPDATES[name]
     used = setup()[0].used()
     peak = peak_usage(update)
@@ -75,9 +88,11 @@ def test_every_quota_below_the_peak_fails_cleanly_and_a_retry_succeeds(name: str
             local.save(update)
         else:
             assert quota == peak
-        mem.save(update)
-        assert LocalStorage(NS, store).load() == mem.load()
-        assert len([k for k in store.data if k.startswith(NS)]) == 1 + len(mem.entries)
+        mem.apply(update)
+        assert LocalStorage(NS, store).load() == mem.state()
+        chunks = -(-len(mem.data) // LocalStorage.data_chunk) if mem.data else 0
+        assert len([k for k in store.data if k.startswith(NS)]) == (1 + len(mem.entries)
+                                                                     + chunks)
 
 
 class JsException(Exception):
@@ -117,5 +132,5 @@ def test_pyodide_shaped_quota_error_and_other_write_failures() -> None:
     assert store.data == before_data and LocalStorage(NS, store).load() == before
     store.setItem = real_set
     local.save(UPDATES["append"])
-    mem.save(UPDATES["append"])
-    assert LocalStorage(NS, store).load() == mem.load()
+    mem.apply(UPDATES["append"])
+    assert LocalStorage(NS, store).load() == mem.state()

@@ -1,8 +1,10 @@
-"""A real node on LocalStorage: propose, close, and a new node on the same store recovers."""
+"""A real node on LocalStorage: propose, close, and a new node on the same store recovers;
+with snapshots, the namespace stays small and a restart starts from the stored snapshot."""
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 
 from lsfake import FakeWebStorage, JsNull
 
@@ -62,3 +64,60 @@ async def test_single_member_node_recovers_term_vote_and_log() -> None:
     await again.close()
     assert store.data["unrelated"] == "keep me"
     assert len([k for k in store.data if k.startswith(NS)]) == 1 + len(again.core.log.entries)
+
+
+class SnapshottingNode(Node):
+    """A key-value member that snapshots every 20 applied entries, keeping a tail of 5."""
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+        self.kv: dict[str, object] = {}
+        self.listen("apply", self._apply_entry)
+        self.listen("snapshot", lambda index, term: dict(self.kv))
+        self.listen("refresh", self._refresh)
+
+    def _apply_entry(self, entry: webraft.Entry, index: int, cb: Callable[[], None]) -> None:
+        self.kv[entry.command["k"]] = entry.command["v"]
+        cb()
+
+    def _refresh(self, cb: Callable[..., None]) -> None:
+        snap = self.snapshot
+        if snap is None:
+            self.kv = {}
+            cb()
+        else:
+            self.kv = dict(snap.data)
+            cb(snap.term, snap.index)
+
+    @property
+    def snapshot_entries(self) -> int:
+        return 20
+
+    @property
+    def snapshot_tail(self) -> int:
+        return 5
+
+
+async def test_snapshots_keep_the_namespace_small_and_a_restart_loads_them() -> None:
+    store = FakeWebStorage(null=JsNull())
+    local = LocalStorage(NS, store)
+    node = SnapshottingNode("a", members=["a"], storage=local)
+    node.start()
+    sizes = []
+    for round_ in range(10):
+        await asyncio.wait_for(asyncio.gather(*(
+            node.propose({"k": f"k{i % 7}", "v": "x" * 50 + str(round_ * 30 + i)})
+            for i in range(30))), 5)
+        sizes.append(local.usage())
+    expected = dict(node.kv)
+    await node.close()
+    state = LocalStorage(NS, store).load()
+    assert state is not None and state.snapshot.index > 250
+    assert state.snapshot_data is not None and len(state.entries) <= 20 + 5 + 30
+    # 300 commands of ~70 characters, yet the namespace holds about one interval's worth.
+    assert max(sizes[3:]) < 8000 < 300 * 70
+    again = SnapshottingNode("a", members=["a"], storage=LocalStorage(NS, store))
+    again.start()
+    await asyncio.wait_for(again.propose({"k": "after", "v": 1}), 5)
+    assert again.kv == {**expected, "after": 1}
+    await again.close()

@@ -1,16 +1,19 @@
-"""LocalStorage against the reference MemoryStorage, the documented key layout, write costs."""
+"""LocalStorage against the reference model of the contract, the documented key layout (entries,
+snapshot data, segments after compaction), write costs."""
 
 from __future__ import annotations
 
 import json
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from lsfake import FakeWebStorage, chars, draw_update
+from lsfake import FakeWebStorage, chars
+from storage.storage_model import Model, updates
 
 from webraft.core.messages import COMMAND, CONFIG, NOOP, Entry
 from webraft.core.state import ClusterConfig, HardState, SnapshotMeta, StorageUpdate
-from webraft.storage import LocalStorage, MemoryStorage, Storage
+from webraft.storage import LocalStorage, Storage
 
 NS = "webraft/room/a/"
 BOOT = SnapshotMeta(0, 0, ClusterConfig(("a", "b", "c")))
@@ -20,25 +23,27 @@ def own_keys(store: FakeWebStorage, ns: str = NS) -> set[str]:
     return {k for k in store.data if k.startswith(ns)}
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.data())
-def test_random_update_sequences_match_memory_storage(data: st.DataObject) -> None:
+def test_random_update_sequences_match_the_model(data: st.DataObject) -> None:
     store = FakeWebStorage({"foreign": "x", "webraft/room/b/meta": "{}"})
     local = LocalStorage(NS, store)
-    mem = MemoryStorage()
+    local.data_chunk = data.draw(st.sampled_from([7, 64, LocalStorage.data_chunk]))
+    model = Model()
     assert local.load() is None
-    for _ in range(data.draw(st.integers(1, 12))):
-        update = draw_update(data, mem)
-        mem.save(update)
+    for _ in range(data.draw(st.integers(1, 14))):
+        update = data.draw(updates(model))
+        model.apply(update)
         assert local.save(update) is None
-        expected = mem.load()
+        expected = model.state()
         assert expected is not None
         expected.check()
         assert local.load() == expected
         # A restart: a new object on the same store sees the same state.
         assert LocalStorage(NS, store).load() == expected
-        # No garbage after clean saves: the meta plus one key per entry.
-        assert len(own_keys(store)) == 1 + len(expected.entries)
+        # No garbage after clean saves: the meta, one key per entry, the data's chunks.
+        chunks = -(-len(model.data) // local.data_chunk) if model.data else 0
+        assert len(own_keys(store)) == 1 + len(expected.entries) + chunks
         assert local.usage() == sum(chars(k) + chars(store.data[k]) for k in own_keys(store))
     assert store.data["foreign"] == "x" and store.data["webraft/room/b/meta"] == "{}"
 
@@ -59,24 +64,43 @@ def test_key_layout_and_meta_format() -> None:
     local.save(StorageUpdate(HardState(2, None, 1), (Entry(2, 2, CONFIG, {"voters": ["a"]}),)))
     assert set(store.data) == {NS + "meta", NS + "e:0:1", NS + "e:1:2"}
     meta = json.loads(store.data[NS + "meta"])
-    assert meta == {"v": 1, "term": 2, "vote": None, "commit": 1,
+    assert meta == {"v": 2, "term": 2, "vote": None, "commit": 1,
                     "snapshot": {"index": 0, "term": 0,
                                  "config": {"voters": ["a", "b", "c"], "learners": []}},
-                    "last": 2, "segments": [[1, 0], [2, 1]]}
+                    "last": 2, "segments": [[1, 0], [2, 1]], "data": None}
     assert ": " not in store.data[NS + "meta"] and ", " not in store.data[NS + "meta"]
-    # A snapshot at 1 drops generation 0 entirely.
-    local.save(StorageUpdate(snapshot=SnapshotMeta(1, 1, ClusterConfig(("a",)))))
-    assert set(store.data) == {NS + "meta", NS + "e:1:2"}
+    # A snapshot at 1 with its data: the data goes to d:0:*; the log stays whole (a tail).
+    local.data_chunk = 4
+    local.save(StorageUpdate(snapshot=SnapshotMeta(1, 1, ClusterConfig(("a",))),
+                             snapshot_data='{"k":"é"}'))
+    assert set(store.data) == {NS + "meta", NS + "e:0:1", NS + "e:1:2", NS + "d:0:0",
+                               NS + "d:0:1", NS + "d:0:2"}
+    assert [store.data[f"{NS}d:0:{k}"] for k in range(3)] == ['{"k"', ':"é"', "}"]
+    meta = json.loads(store.data[NS + "meta"])
+    assert meta["segments"] == [[1, 0], [2, 1]] and meta["data"] == [0, 3, 9]
+    # Compacting to 1 drops generation 0 entirely.
+    local.save(StorageUpdate(compact_to=1))
+    assert set(store.data) == {NS + "meta", NS + "e:1:2", NS + "d:0:0", NS + "d:0:1",
+                               NS + "d:0:2"}
     assert json.loads(store.data[NS + "meta"])["segments"] == [[2, 1]]
     state = LocalStorage(NS, store).load()
-    assert state is not None
+    assert state is not None and state.snapshot_data == '{"k":"é"}'
     assert state.entries == [Entry(2, 2, CONFIG, {"voters": ["a"]})]
-    # A snapshot past the log empties it; the next append starts a fresh segment.
-    local.save(StorageUpdate(snapshot=SnapshotMeta(5, 2, ClusterConfig(("a",)))))
-    assert set(store.data) == {NS + "meta"}
-    assert json.loads(store.data[NS + "meta"])["segments"] == []
+    # A snapshot past the log, compacting everything: the next data gen replaces the data,
+    # the log is empty; the next append starts a fresh segment.
+    local.save(StorageUpdate(None, (), SnapshotMeta(5, 2, ClusterConfig(("a",))), "[5]", 5))
+    assert set(store.data) == {NS + "meta", NS + "d:1:0"}
+    meta = json.loads(store.data[NS + "meta"])
+    assert (meta["segments"], meta["last"], meta["data"]) == ([], 5, [1, 1, 3])
     local.save(StorageUpdate(entries=(Entry(2, 6, COMMAND, "x"),)))
-    assert set(store.data) == {NS + "meta", NS + "e:0:6"}
+    assert set(store.data) == {NS + "meta", NS + "d:1:0", NS + "e:0:6"}
+    # A tail: the first segment may start at or before the snapshot.
+    local.save(StorageUpdate(None, (Entry(2, 7, COMMAND, "y"),), SnapshotMeta(
+        6, 2, ClusterConfig(("a",))), "[6]"))
+    assert json.loads(store.data[NS + "meta"])["segments"] == [[6, 0]]
+    state = LocalStorage(NS, store).load()
+    assert state is not None and [e.index for e in state.entries] == [6, 7]
+    assert state.snapshot.index == 6 and state.snapshot_data == "[6]"
 
 
 def test_writes_per_save() -> None:
@@ -94,6 +118,44 @@ def test_writes_per_save() -> None:
     assert (store.sets, store.removes) == (0, 0)
     local.save(StorageUpdate(HardState(2, "a", 3), (Entry(2, 5, COMMAND, "y"),)))
     assert (store.sets, store.removes) == (2, 6)  # entry + meta; 5..10 of gen 0 removed
+    store.sets = store.removes = 0
+    local.data_chunk = 100
+    snap = SnapshotMeta(3, 1, BOOT.config)
+    local.save(StorageUpdate(None, (), snap, "[" + "1," * 100 + "1]", 2))
+    assert (store.sets, store.removes) == (3 + 1, 2)  # 203 characters; meta; 1, 2 removed
+    store.sets = store.removes = 0
+    local.save(StorageUpdate(snapshot=snap))  # re-recorded without data: no change
+    assert (store.sets, store.removes) == (0, 0)
+
+
+@pytest.mark.parametrize("chunk", [1, 5, 1 << 18])
+def test_snapshot_data_round_trips_in_any_chunk_size(chunk: int) -> None:
+    store = FakeWebStorage()
+    local = LocalStorage(NS, store)
+    local.data_chunk = chunk
+    texts = ['{"a":"😀 ünï"}', "", "x" * 1000, '["\\ud800"]', '"\u2028"', "{}"]
+    local.save(StorageUpdate(HardState(1), (Entry(1, 1, COMMAND, 1),), BOOT))
+    for n, text in enumerate(texts, start=1):
+        local.save(StorageUpdate(None, (Entry(1, n + 1, COMMAND, n),),
+                                 SnapshotMeta(n, 1, BOOT.config), text, n - 1))
+        state = LocalStorage(NS, store).load()
+        assert state is not None and state.snapshot_data == text
+        data_keys = {k for k in store.data if k.startswith(NS + "d:")}
+        assert data_keys == {f"{NS}d:{n - 1}:{k}" for k in range(-(-len(text) // chunk))}
+
+
+def test_lone_surrogates_in_snapshot_data_are_escaped() -> None:
+    store = FakeWebStorage()
+    local = LocalStorage(NS, store)
+    local.data_chunk = 3
+    local.save(StorageUpdate(HardState(1), (Entry(1, 1, COMMAND, 1),), BOOT))
+    data = '["\ud800 raw", "\U0001f600"]'
+    local.save(StorageUpdate(None, (), SnapshotMeta(1, 1, BOOT.config), data, 1))
+    for value in store.data.values():  # every value can be handed to JavaScript
+        value.encode("utf-8")
+    state = LocalStorage(NS, store).load()
+    assert state is not None and state.snapshot_data == '["\\ud800 raw", "\U0001f600"]'
+    assert json.loads(state.snapshot_data) == json.loads(data)
 
 
 def test_unicode_and_lone_surrogates_round_trip() -> None:

@@ -1,4 +1,5 @@
-"""Namespaces, jsnull, the default store, and untrusted (corrupt or concurrent) contents."""
+"""Namespaces, jsnull, the default store, untrusted (corrupt or concurrent) contents, and
+namespaces written by schema 1 (before snapshots had data)."""
 
 from __future__ import annotations
 
@@ -10,11 +11,12 @@ from collections.abc import Callable
 
 import pytest
 from lsfake import FakeWebStorage, JsNull
+from storage.storage_model import Model
 
 from webraft.core.messages import COMMAND, CONFIG, Entry
 from webraft.core.state import ClusterConfig, HardState, SnapshotMeta, StorageUpdate
 from webraft.errors import StorageError
-from webraft.storage import LocalStorage, MemoryStorage
+from webraft.storage import LocalStorage
 
 NS = "webraft/room/a/"
 BOOT = SnapshotMeta(0, 0, ClusterConfig(("a", "b", "c")))
@@ -34,10 +36,10 @@ def filled(store: FakeWebStorage | None = None, ns: str = NS) -> FakeWebStorage:
 
 
 def expected():
-    mem = MemoryStorage()
+    mem = Model()
     for update in UPDATES:
-        mem.save(update)
-    return mem.load()
+        mem.apply(update)
+    return mem.state()
 
 
 # ---------------------------------------------------------------------- namespaces
@@ -53,10 +55,10 @@ def test_namespaces_are_isolated_even_when_one_prefixes_the_other() -> None:
         a.save(update)
     ab.save(StorageUpdate(HardState(7, "z", 0), (Entry(7, 1, COMMAND, "other"),), BOOT))
     a.save(StorageUpdate(HardState(3), (Entry(3, 2),)))  # a truncation, with removals
-    mem = MemoryStorage()
+    mem = Model()
     for update in [*UPDATES, StorageUpdate(HardState(3), (Entry(3, 2),))]:
-        mem.save(update)
-    assert LocalStorage(NS, store).load() == mem.load()
+        mem.apply(update)
+    assert LocalStorage(NS, store).load() == mem.state()
     other = LocalStorage(NS + "b/", store).load()
     assert other is not None and other.hard == HardState(7, "z", 0)
     assert [e.command for e in other.entries] == ["other"]
@@ -111,27 +113,35 @@ def test_invalid_updates_are_refused_before_any_write() -> None:
     local = LocalStorage(NS, store)
     with pytest.raises(StorageError, match="first save"):
         local.save(StorageUpdate(HardState(1), (Entry(1, 1),)))
+    with pytest.raises(StorageError, match="without its data"):
+        local.save(StorageUpdate(HardState(1), (), SnapshotMeta(2, 1, BOOT.config)))
     assert store.data == {}
     filled(store)
-    data = dict(store.data)
     local = LocalStorage(NS, store)
-    bad = [
-        StorageUpdate(None, (Entry(2, 6),)),  # a gap after last (4)
-        StorageUpdate(None, (Entry(2, 5), Entry(2, 7))),  # a gap inside
-        StorageUpdate(None, (Entry(2, 5, COMMAND, object()),)),  # not JSON
-        StorageUpdate(snapshot=SnapshotMeta(0, 0, BOOT.config)),  # fine: same snapshot ...
-    ]
-    for update in bad[:3]:
-        with pytest.raises(StorageError):
+    local.save(StorageUpdate(snapshot=SnapshotMeta(0, 0, BOOT.config)))  # fine: the same one
+    local.save(StorageUpdate(None, (), SnapshotMeta(2, 1, BOOT.config), "[2]"))
+    data = dict(store.data)
+    bad = {
+        "a gap after the log": (StorageUpdate(None, (Entry(2, 6),)), "gap"),
+        "a gap inside": (StorageUpdate(None, (Entry(2, 5), Entry(2, 7))), "consecutive"),
+        "not JSON": (StorageUpdate(None, (Entry(2, 5, COMMAND, object()),)), "JSON"),
+        "an older snapshot": (StorageUpdate(snapshot=SnapshotMeta(1, 1, BOOT.config)),
+                              "older"),
+        "a newer snapshot without data": (StorageUpdate(snapshot=SnapshotMeta(
+            3, 2, BOOT.config)), "without its data"),
+        "data without a snapshot": (StorageUpdate(HardState(3), (), None, "[]"),
+                                    "without its snapshot"),
+        "compaction past the snapshot": (StorageUpdate(compact_to=3), "do not reach"),
+        "a snapshot past the log, log kept": (StorageUpdate(None, (), SnapshotMeta(
+            6, 2, BOOT.config), "[6]"), "do not reach"),
+        "a suffix cut before the snapshot": (StorageUpdate(None, (Entry(1, 1),)),
+                                             "do not reach"),
+    }
+    for name, (update, message) in bad.items():
+        with pytest.raises(StorageError, match=message):
             local.save(update)
-        assert store.data == data
-    local.save(bad[3])
-    assert store.data == data
-    local.save(StorageUpdate(snapshot=SnapshotMeta(2, 1, BOOT.config)))
-    with pytest.raises(StorageError, match="older"):
-        local.save(StorageUpdate(snapshot=SnapshotMeta(1, 1, BOOT.config)))
-    with pytest.raises(StorageError, match="do not follow"):
-        local.save(StorageUpdate(None, (Entry(2, 2),)))  # inside the snapshot
+        assert store.data == data, name
+    local.save(StorageUpdate(HardState(3), (Entry(3, 5, COMMAND, "ok"),)))  # still usable
 
 
 def test_a_second_writer_on_the_namespace_is_detected() -> None:
@@ -178,7 +188,8 @@ SNAP = {"index": 0, "term": 0, "config": {"voters": ["a"], "learners": []}}
 CORRUPT = {
     "meta not JSON": (set_key("meta", "{not json"), "not valid JSON"),
     "meta not an object": (set_key("meta", "[1, 2]"), "not a JSON object"),
-    "newer schema": (set_meta(v=2), "newer webraft"),
+    "newer schema": (set_meta(v=3), "newer webraft"),
+    "no data field": (set_meta(data=DELETE), "lacks"),
     "no schema version": (set_meta(v=DELETE), "schema version"),
     "schema version a string": (set_meta(v="1"), "schema version"),
     "term a string": (set_meta(term="2"), "term"),
@@ -202,8 +213,9 @@ CORRUPT = {
     "segments out of order": (set_meta(segments=[[1, 0], [3, 1], [3, 2]]), "overlap"),
     "segment past last": (set_meta(segments=[[1, 0], [3, 1], [9, 2]]), "run past"),
     "segments share a gen": (set_meta(segments=[[1, 0], [3, 0]]), "share a gen"),
-    "segments for an empty log": (set_meta(last=0), "empty log"),
-    "no segments": (set_meta(segments=[]), "do not start"),
+    "segments end before they start": (set_meta(last=0), "run past the log"),
+    "no segments": (set_meta(segments=[]), "index 4 for an empty log"),
+    "tail in schema 1": (set_meta(v=1, snapshot={**SNAP, "index": 1, "term": 1}), "start"),
     "last beyond the entries": (set_meta(last=6), "entry 5 .* missing"),
     "entry missing (gap)": (set_key("e:0:2", None), "entry 2 .* missing"),
     "entry not JSON": (set_key("e:0:1", "[1,0,"), "entry 1 is not valid JSON"),
@@ -249,3 +261,104 @@ def test_unreferenced_entry_keys_are_collected_on_load() -> None:
     store.data.update(garbage)
     assert LocalStorage(NS, store).load() == expected()
     assert store.data == clean
+
+
+# ---------------------------------------------------------------------- snapshot data
+
+DATA = '{"state":"0123456789abcdef","n":1}'  # 34 characters: 5 chunks of 8
+
+
+def snapped() -> FakeWebStorage:
+    store = filled()
+    local = LocalStorage(NS, store)
+    local.data_chunk = 8
+    local.save(StorageUpdate(None, (), SnapshotMeta(3, 2, BOOT.config), DATA, 2))
+    meta = json.loads(store.data[NS + "meta"])
+    assert meta["data"] == [0, 5, 34] and meta["segments"] == [[3, 1]]
+    return store
+
+
+CORRUPT_DATA = {
+    "chunk missing": (set_key("d:0:1", None), r"chunk 1 .* is missing"),
+    "chunk shortened": (set_key("d:0:4", "}"), "has 33 characters, its meta says 34"),
+    "chunk not text": (set_key("d:0:2", 5), "not text"),  # type: ignore[arg-type]
+    "fewer chunks in meta": (set_meta(data=[0, 4, 34]), "has 32 characters"),
+    "data reference not a list": (set_meta(data={"gen": 0}), r"null or \[gen, chunks"),
+    "data reference too short": (set_meta(data=[0, 5]), r"null or \[gen, chunks"),
+    "data gen a string": (set_meta(data=["0", 5, 34]), "snapshot data gen"),
+    "data length negative": (set_meta(data=[0, 5, -1]), "snapshot data length"),
+    "data gone": (set_meta(data=None), "snapshot at 3 has no data"),
+    "tail contradicts the snapshot": (
+        set_meta(snapshot={"index": 3, "term": 1, "config": {"voters": ["a"]}}),
+        "contradicts the snapshot"),
+    "log ends before the snapshot": (
+        set_meta(snapshot={"index": 4, "term": 2, "config": {"voters": ["a"]}}, last=3,
+                 segments=[[3, 1]]), "last log index 3 precedes the snapshot"),
+}
+
+
+@pytest.mark.parametrize("name", list(CORRUPT_DATA))
+def test_corrupt_snapshot_data_raises_storage_error(name: str) -> None:
+    mutate, message = CORRUPT_DATA[name]
+    store = snapped()
+    state = LocalStorage(NS, store).load()
+    assert state is not None and state.snapshot_data == DATA
+    mutate(store.data)
+    data = dict(store.data)
+    with pytest.raises(StorageError, match=message):
+        LocalStorage(NS, store).load()
+    assert store.data == data  # the evidence stays
+    with pytest.raises(StorageError):
+        LocalStorage(NS, store).save(StorageUpdate(HardState(9)))
+    assert store.data == data
+
+
+def test_unreferenced_data_keys_are_collected_on_load() -> None:
+    store = snapped()
+    clean = dict(store.data)
+    garbage = {NS + "d:1:0": "{", NS + "d:0:5": "x", NS + "d:7:0": ""}
+    foreign = {NS + "d:01:0": "not ours", NS + "d:0": "nor this", NS + "d:0:0:0": "?"}
+    store.data.update(garbage | foreign)
+    state = LocalStorage(NS, store).load()
+    assert state is not None and state.snapshot_data == DATA
+    assert store.data == clean | foreign
+
+
+# ---------------------------------------------------------------------- schema 1
+
+#: A namespace exactly as schema 1 (webraft before snapshots) wrote it: UPDATES saved.
+SCHEMA_1 = {
+    NS + "meta": '{"v":1,"term":2,"vote":"b","commit":2,"snapshot":{"index":0,"term":0,'
+                 '"config":{"voters":["a","b","c"],"learners":[]}},"last":4,'
+                 '"segments":[[1,0],[3,1]]}',
+    NS + "e:0:1": "[1,0,null]",
+    NS + "e:0:2": "[1,0,null]",
+    NS + "e:1:3": '[2,2,{"voters":["a","b"]}]',
+    NS + "e:1:4": "[2,0,[1]]",
+}
+
+
+def test_schema_1_namespace_loads_and_the_next_save_upgrades_it() -> None:
+    store = FakeWebStorage(SCHEMA_1)
+    assert LocalStorage(NS, store).load() == expected()
+    assert filled().data == {k: v.replace('"v":1', '"v":2').replace("]]}", ']],"data":null}')
+                             for k, v in SCHEMA_1.items()}  # the same layout otherwise
+    local = LocalStorage(NS, store)
+    local.save(StorageUpdate(None, (Entry(2, 5, COMMAND, "five"),), SnapshotMeta(
+        4, 2, BOOT.config), '{"applied":4}', 3))
+    meta = json.loads(store.data[NS + "meta"])
+    assert meta["v"] == 2 and meta["data"] == [0, 1, 13] and meta["segments"] == [[4, 1]]
+    state = LocalStorage(NS, store).load()
+    assert state is not None and state.snapshot_data == '{"applied":4}'
+    assert [(e.index, e.command) for e in state.entries] == [(4, [1]), (5, "five")]
+    assert set(store.data) == {NS + "meta", NS + "e:1:4", NS + "e:1:5", NS + "d:0:0"}
+
+
+def test_schema_1_namespace_second_writer_check_still_works() -> None:
+    store = FakeWebStorage(SCHEMA_1)
+    first, second = LocalStorage(NS, store), LocalStorage(NS, store)
+    first.load()
+    second.load()
+    first.save(StorageUpdate(HardState(3, "a", 2)))  # writes schema 2
+    with pytest.raises(StorageError, match="changed by someone else"):
+        second.save(StorageUpdate(HardState(3, "b", 2)))

@@ -8,40 +8,56 @@ created without an explicit ``store``. Any object with ``getItem``, ``setItem``,
 **Key layout.** Every key starts with the caller's ``namespace`` (for example
 ``webraft/<room>/<address>/``); the part after it is exactly one of
 
-* ``meta``: JSON ``{"v": 1, "term", "vote", "commit", "snapshot": {"index", "term",
-  "config"}, "last": <last log index>, "segments": [[start_index, gen], ...]}``;
-* ``e:<gen>:<index>``: one log entry as compact JSON ``[term, kind, command]``.
+* ``meta``: JSON ``{"v": 2, "term", "vote", "commit", "snapshot": {"index", "term",
+  "config"}, "last": <last log index>, "segments": [[start_index, gen], ...],
+  "data": null | [gen, chunks, length]}``;
+* ``e:<gen>:<index>``: one log entry as compact JSON ``[term, kind, command]``;
+* ``d:<gen>:<k>``: chunk ``k`` (from 0) of the snapshot's data, the application's state as
+  JSON text; its ``chunks`` chunks, joined, are the ``length`` characters of the data.
+  ``data`` is null only for the bootstrap snapshot (index 0).
 
-Only keys of these two exact shapes are ever read, written or removed, so distinct
-namespaces never touch each other's keys, even when one is a prefix of the other, and
-foreign keys (including unknown keys inside the namespace) are left alone.
+Only keys of these exact shapes are ever read, written or removed, so distinct namespaces
+never touch each other's keys, even when one is a prefix of the other, and foreign keys
+(including unknown keys inside the namespace) are left alone. Schema 1 (before snapshots) had
+no ``data`` and no ``d:`` keys; it is read as is, and the next save writes schema 2.
 
-**Segments.** The log ``snapshot.index + 1 .. last`` is cut into segments: segment ``k``
-covers ``start_k .. start_{k+1} - 1`` (the last one up to ``last``), and its entries live
-under its own generation number ``gen_k``. Appending to the tail writes new keys under the
-tail segment's gen. Truncating at index ``i`` (a follower replacing a conflicting suffix)
-never overwrites a key in place: it starts a *new* segment at ``i`` with a gen higher than
-every gen the current meta references and writes the replacement entries under it.
+**Segments.** The log ``first .. last`` is cut into segments: segment ``k`` covers
+``start_k .. start_{k+1} - 1`` (the last one up to ``last``; ``first`` is ``start_0``), and
+its entries live under its own generation number ``gen_k``. An empty log has no segments
+(and ``last`` is the snapshot's index). The log may begin at or before the snapshot's index
+(a tail kept for slow followers), never after it plus one. Appending to the tail writes new
+keys under the tail segment's gen. Truncating at index ``i`` (a follower replacing a
+conflicting suffix) never overwrites a key in place: it starts a *new* segment at ``i`` with a
+gen higher than every gen the current meta references and writes the replacement entries under
+it. Compacting to ``c`` moves the first segment's start to ``c + 1`` (dropping the segments
+that end at or before ``c``); the keys at or below ``c`` are removed after the meta is
+written, which is how compaction gives the space back. A new snapshot's data goes under the
+next data gen (one more than the stored one's) in chunks of at most
+:attr:`LocalStorage.data_chunk` characters.
 
 **Why this is crash-safe without transactions.** Each ``setItem`` is atomic on its own, but
 a tab can die between two of them. The ``meta`` key is the single commit point: a save first
-writes every new entry key, then ``meta`` (one ``setItem``), then removes the keys the new
-meta no longer references (the truncated suffix of a segment, segments wholly superseded,
-entries covered by a new snapshot). Before the meta write, every key written is one the
-current meta does not reference (a higher index of the tail gen, or a fresh gen), so a crash
-there leaves the old state intact, plus unreferenced keys. After it, every key the new meta
-references has been written, so a crash during the removals leaves the new state intact,
-plus unreferenced keys. Either way :meth:`LocalStorage.load` finds exactly one consistent
-state, and removes every unreferenced ``e:`` key of the namespace (garbage can never become
-referenced by accident either: a key becomes referenced only by a meta written after that
-key was written by the same save).
+writes every new data chunk and entry key, then ``meta`` (one ``setItem``), then removes the
+keys the new meta no longer references (the compacted prefix, the truncated suffix of a
+segment, segments wholly superseded, the previous snapshot's data). Before the meta write,
+every key written is one the current meta does not reference (a higher index of the tail gen,
+a fresh entry gen, the next data gen), so a crash there leaves the old state intact, plus
+unreferenced keys. After it, every key the new meta references has been written, so a crash
+during the removals leaves the new state intact, plus unreferenced keys. Either way
+:meth:`LocalStorage.load` finds exactly one consistent state, and removes every unreferenced
+``e:`` and ``d:`` key of the namespace (garbage can never become referenced by accident
+either: a key becomes referenced only by a meta written after that key was written by the
+same save).
 
 **Quota.** ``localStorage`` holds about 5 M UTF-16 characters per *origin*, shared by every
 tab. When a ``setItem`` fails (``QuotaExceededError``), :meth:`LocalStorage.save` removes the
 keys it wrote for that update (none of which the stored meta references), leaving the stored
 state exactly as it was, and raises :class:`~webraft.errors.StorageError`; the runtime reports
 it through the ``error`` event and retries with back-off. :meth:`LocalStorage.usage` tells the
-application how many characters its namespace holds.
+application how many characters its namespace holds. Compaction is what keeps a long-running
+node within the quota, but it frees space only once its save has committed: at its peak a
+save holds the previous state *and* the new data and entries, so a snapshot must be taken
+while the namespace still has room for one more copy of the data.
 
 **Untrusted input.** Another tab, an extension or a user in devtools may have edited any
 value: everything read back is validated, and anything malformed (or written by a newer
@@ -49,14 +65,16 @@ schema) raises :class:`~webraft.errors.StorageError`. One namespace must be used
 at a time; a save that finds ``meta`` changed since this object last read or wrote it refuses
 to write (another tab is probably running the same node) instead of corrupting the log.
 
-**Cost.** A save performs one ``setItem`` per new entry plus one for ``meta`` (none when
-the meta text is unchanged), then one ``removeItem`` per key no longer referenced.
+**Cost.** A save performs one ``setItem`` per new entry and per data chunk plus one for
+``meta`` (none when the meta text is unchanged), then one ``removeItem`` per key no longer
+referenced.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import re
 from dataclasses import dataclass
 from itertools import pairwise
 from typing import Any
@@ -69,12 +87,15 @@ __all__ = ["SCHEMA_VERSION", "LocalStorage"]
 
 logger = logging.getLogger(__name__)
 
-#: The schema this module writes; a namespace holding a newer one is refused.
-SCHEMA_VERSION = 1
+#: The schema this module writes; a namespace holding a newer one is refused, one holding
+#: schema 1 (before snapshots had data) is read and upgraded by the next save.
+SCHEMA_VERSION = 2
 
 _META = "meta"
 _ENTRY = "e:"
+_DATA = "d:"
 _QUOTA_NAMES = ("QuotaExceededError", "NS_ERROR_DOM_QUOTA_REACHED")
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 _dumps_ascii = json.JSONEncoder(separators=(",", ":")).encode
 _dumps_text = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
@@ -89,6 +110,19 @@ def _dumps(value: Any) -> str:
             text.encode("utf-8")
         except UnicodeEncodeError:
             return _dumps_ascii(value)
+    return text
+
+
+def _portable(text: str) -> str:
+    """JSON ``text`` with any lone surrogate written as its escape, so that it can cross into
+    a JavaScript string (in JSON a lone surrogate can only be inside a string, where its
+    escape means the same)."""
+    if text.isascii():
+        return text
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return _SURROGATE.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
     return text
 
 
@@ -133,12 +167,13 @@ def _default_store() -> Any:
 
 @dataclass(slots=True)
 class _Meta:
-    """The parsed ``meta`` record: hard state, snapshot, log bounds and segments."""
+    """The parsed ``meta`` record: hard state, snapshot, log bounds, segments and data."""
 
     hard: HardState
     snapshot: SnapshotMeta
     last: int
-    segments: list[tuple[int, int]]  # (start index, gen), starts increasing
+    segments: list[tuple[int, int]]  # (start index, gen), starts increasing; [] = empty log
+    data: tuple[int, int, int] | None  # (gen, chunks, length) of the snapshot's data
 
     def ranges(self) -> dict[int, tuple[int, int]]:
         """gen -> (first, last) index it holds; empty segments are left out."""
@@ -158,11 +193,13 @@ class _Meta:
             "snapshot": {"index": snap.index, "term": snap.term,
                          "config": snap.config.to_json()},
             "last": self.last, "segments": [list(s) for s in self.segments],
+            "data": list(self.data) if self.data is not None else None,
         })
 
 
 class LocalStorage:
-    """Keeps a node's term, vote, commit index, snapshot metadata and log in Web Storage.
+    """Keeps a node's term, vote, commit index, snapshot (metadata and data) and log in Web
+    Storage.
 
     ``namespace`` prefixes every key (end it with a separator, e.g.
     ``f"webraft/{room}/{address}/"``); ``store`` is the Web Storage object, by default the
@@ -170,6 +207,11 @@ class LocalStorage:
     any point leaves either the previous or the new state. :meth:`save` is synchronous and
     returns None.
     """
+
+    #: The most characters of snapshot data one key holds. Browsers count the quota per
+    #: origin rather than per value, but moderate values keep each ``setItem`` (and each
+    #: string copied between Python and JavaScript) bounded.
+    data_chunk: int = 1 << 18
 
     def __init__(self, namespace: str, store: Any = None) -> None:
         if not isinstance(namespace, str) or not namespace:
@@ -189,9 +231,10 @@ class LocalStorage:
     def load(self) -> StoredState | None:
         """Everything saved so far, or None for an empty namespace; checked before returning.
 
-        Also removes the entry keys of the namespace that the stored meta does not reference
-        (left by a crash in the middle of a save). Raises :class:`~webraft.errors.StorageError`
-        if the namespace holds anything no correct node could have written.
+        Also removes the entry and data keys of the namespace that the stored meta does not
+        reference (left by a crash in the middle of a save). Raises
+        :class:`~webraft.errors.StorageError` if the namespace holds anything no correct node
+        could have written.
         """
         raw = self._get(self._meta_key)
         if raw is None:
@@ -199,34 +242,42 @@ class LocalStorage:
             self._meta, self._raw, self._synced = None, None, True
             return None
         meta = _parse_meta(raw)
-        ranges = meta.ranges()
         entries: list[Entry] = []
-        for gen, (first, end) in sorted(ranges.items(), key=lambda item: item[1]):
+        for gen, (first, end) in sorted(meta.ranges().items(), key=lambda item: item[1]):
             for index in range(first, end + 1):
                 text = self._get(self._entry_key(gen, index))
                 if text is None:
                     raise StorageError(f"stored log entry {index} (key "
                                        f"{self._entry_key(gen, index)!r}) is missing")
                 entries.append(_parse_entry(text, index))
-        state = StoredState(meta.hard, meta.snapshot, entries)
+        state = StoredState(meta.hard, meta.snapshot, entries, self._read_data(meta.data))
         state.check()
-        self._collect(ranges)
+        self._collect(meta)
         self._meta, self._raw, self._synced = meta, raw, True
         return state
 
     def save(self, update: StorageUpdate) -> None:
-        """Apply ``update`` (snapshot metadata, then entries replacing every stored entry at
-        or after the first one's index, then the hard state) atomically; return None.
+        """Apply ``update`` atomically, in the contract's order (the snapshot and its data,
+        the deletion of the entries at or below ``compact_to``, the entries replacing every
+        stored entry at or after the first one's index, the hard state); return None.
 
-        The first save to an empty namespace must record the snapshot metadata. On any
-        failure (quota exceeded above all) the stored state is left exactly as it was and
-        :class:`~webraft.errors.StorageError` is raised.
+        The first save to an empty namespace must record the snapshot metadata. An update
+        that would leave a state ``StoredState.check()`` refuses by its indexes (a gap in the
+        log, a log that does not reach the snapshot, a snapshot that moves back or moves
+        without data) is refused. On any failure (quota exceeded above all) the stored state
+        is left exactly as it was and :class:`~webraft.errors.StorageError` is raised.
         """
         old = self._current()
-        new = self._plan(old, update)
+        data = _portable(update.snapshot_data) if update.snapshot_data is not None else None
+        new = self._plan(old, update, data)
         meta_text = new.to_json()
         # Serialize everything before the first write: a bad command fails with nothing done.
         writes: list[tuple[str, str]] = []
+        if data is not None:
+            assert new.data is not None
+            gen, step = new.data[0], self.data_chunk
+            for k, at in enumerate(range(0, len(data), step)):
+                writes.append((self._data_key(gen, k), data[at:at + step]))
         if update.entries:
             gen = new.segments[-1][1]
             try:
@@ -253,7 +304,7 @@ class LocalStorage:
         return total
 
     def clear(self) -> None:
-        """Remove every key of this namespace (its meta and entries; nothing else)."""
+        """Remove every key of this namespace (its meta, entries and data; nothing else)."""
         for key in self._own_keys():
             self.store.removeItem(key)
         self._meta, self._raw, self._synced = None, None, True
@@ -263,6 +314,9 @@ class LocalStorage:
     def _entry_key(self, gen: int, index: int) -> str:
         return f"{self.namespace}{_ENTRY}{gen}:{index}"
 
+    def _data_key(self, gen: int, chunk: int) -> str:
+        return f"{self.namespace}{_DATA}{gen}:{chunk}"
+
     def _get(self, key: str) -> str | None:
         value = self.store.getItem(key)
         if _missing(value):
@@ -270,6 +324,23 @@ class LocalStorage:
         if not isinstance(value, str):
             raise StorageError(f"stored value of {key!r} is {type(value).__name__}, not text")
         return value
+
+    def _read_data(self, data: tuple[int, int, int] | None) -> str | None:
+        if data is None:
+            return None
+        gen, chunks, length = data
+        parts = []
+        for k in range(chunks):
+            text = self._get(self._data_key(gen, k))
+            if text is None:
+                raise StorageError(f"stored snapshot data chunk {k} (key "
+                                   f"{self._data_key(gen, k)!r}) is missing")
+            parts.append(text)
+        text = "".join(parts)
+        if len(text) != length:
+            raise StorageError(f"stored snapshot data has {len(text)} characters, its meta "
+                               f"says {length}")
+        return text
 
     def _keys(self) -> list[str]:
         """Every key of the store (a snapshot: removing keys renumbers ``key(i)``)."""
@@ -281,38 +352,49 @@ class LocalStorage:
                 keys.append(key)
         return keys
 
-    def _own_entry(self, key: str) -> tuple[int, int] | None:
-        """``(gen, index)`` if ``key`` is an entry key of this namespace, else None."""
+    def _own_item(self, key: str) -> tuple[str, int, int] | None:
+        """``(kind, gen, n)`` if ``key`` is an entry (``"e:"``, n = index) or data (``"d:"``,
+        n = chunk) key of this namespace, else None."""
         ns = self.namespace
-        if not key.startswith(ns) or not key.startswith(_ENTRY, len(ns)):
+        if not key.startswith(ns):
             return None
-        parts = key[len(ns) + len(_ENTRY):].split(":")
+        kind = key[len(ns):len(ns) + 2]
+        if kind != _ENTRY and kind != _DATA:
+            return None
+        parts = key[len(ns) + 2:].split(":")
         if len(parts) != 2:
             return None
-        gen, index = _canonical_int(parts[0]), _canonical_int(parts[1])
-        if gen is None or index is None:
+        gen, n = _canonical_int(parts[0]), _canonical_int(parts[1])
+        if gen is None or n is None:
             return None
-        return gen, index
+        return kind, gen, n
 
     def _own_keys(self) -> list[str]:
         return [key for key in self._keys()
-                if key == self._meta_key or self._own_entry(key) is not None]
+                if key == self._meta_key or self._own_item(key) is not None]
 
-    def _collect(self, ranges: dict[int, tuple[int, int]] | None) -> None:
-        """Remove the namespace's entry keys outside ``ranges`` (all of them for None)."""
-        ranges = ranges or {}
+    def _collect(self, meta: _Meta | None) -> None:
+        """Remove the namespace's entry and data keys ``meta`` does not reference (all of
+        them for None)."""
+        ranges = meta.ranges() if meta is not None else {}
+        data = meta.data if meta is not None else None
         garbage = []
         for key in self._keys():
-            parsed = self._own_entry(key)
+            parsed = self._own_item(key)
             if parsed is None:
                 continue
-            span = ranges.get(parsed[0])
-            if span is None or not span[0] <= parsed[1] <= span[1]:
-                garbage.append(key)
+            kind, gen, n = parsed
+            if kind == _ENTRY:
+                span = ranges.get(gen)
+                if span is not None and span[0] <= n <= span[1]:
+                    continue
+            elif data is not None and gen == data[0] and n < data[1]:
+                continue
+            garbage.append(key)
         for key in garbage:
             self.store.removeItem(key)
         if garbage:
-            logger.info("%r: removed %d unreferenced log keys", self, len(garbage))
+            logger.info("%r: removed %d unreferenced keys", self, len(garbage))
 
     def _current(self) -> _Meta | None:
         """The committed meta, after checking nobody else changed it since we last did."""
@@ -328,46 +410,64 @@ class LocalStorage:
 
     # ------------------------------------------------------------------ writing helpers
 
-    @staticmethod
-    def _plan(old: _Meta | None, update: StorageUpdate) -> _Meta:
-        """The meta after ``update``; raises StorageError for an update that makes no sense."""
+    def _plan(self, old: _Meta | None, update: StorageUpdate, data: str | None) -> _Meta:
+        """The meta after ``update`` (whose snapshot data, made portable, is ``data``);
+        raises StorageError for an update that makes no sense."""
         snap = update.snapshot
-        if old is None:
-            if snap is None:
+        if snap is None:
+            if update.snapshot_data is not None:
+                raise StorageError("snapshot data without its snapshot metadata")
+            if old is None:
                 raise StorageError("the first save to a new storage must record the "
                                    "snapshot metadata")
-            new = _Meta(HardState(), snap, snap.index, [])
+            new = _Meta(old.hard, old.snapshot, old.last, list(old.segments), old.data)
         else:
-            new = _Meta(old.hard, old.snapshot, old.last, list(old.segments))
-            if snap is not None:
-                if snap.index < old.snapshot.index:
-                    raise StorageError(f"snapshot at index {snap.index} is older than the "
-                                       f"stored one at {old.snapshot.index}")
-                new.snapshot = snap
-                if snap.index >= new.last:
-                    new.last, new.segments = snap.index, []
-                else:
-                    segs = new.segments
-                    while len(segs) > 1 and segs[1][0] <= snap.index + 1:
-                        del segs[0]
-                    segs[0] = (max(segs[0][0], snap.index + 1), segs[0][1])
+            if old is not None and snap.index < old.snapshot.index:
+                raise StorageError(f"snapshot at index {snap.index} is older than the "
+                                   f"stored one at {old.snapshot.index}")
+            if (update.snapshot_data is None and snap.index > 0
+                    and (old is None or snap.index != old.snapshot.index)):
+                raise StorageError(f"snapshot at index {snap.index} comes without its data")
+            if old is None:
+                new = _Meta(HardState(), snap, snap.index, [], None)
+            else:
+                new = _Meta(old.hard, snap, old.last, list(old.segments), old.data)
+            if data is not None:
+                # The next data gen: never one the stored meta references.
+                gen = old.data[0] + 1 if old is not None and old.data is not None else 0
+                new.data = (gen, -(-len(data) // self.data_chunk), len(data))
+        segs = new.segments
+        compact_to = update.compact_to
+        if segs and compact_to >= segs[0][0]:
+            if compact_to >= new.last:
+                segs.clear()
+            else:
+                while len(segs) > 1 and segs[1][0] <= compact_to + 1:
+                    del segs[0]
+                segs[0] = (compact_to + 1, segs[0][1])
         entries = update.entries
         if entries:
             first = entries[0].index
-            if not new.snapshot.index < first <= new.last + 1:
-                raise StorageError(f"entries starting at index {first} do not follow the log "
-                                   f"{new.snapshot.index + 1}..{new.last}")
             if entries[-1].index != first + len(entries) - 1:
                 raise StorageError("entries of one update must have consecutive indexes")
-            if first <= new.last or not new.segments:
+            if segs and first > new.last + 1:
+                raise StorageError(f"entries starting at index {first} leave a gap after the "
+                                   f"log {segs[0][0]}..{new.last}")
+            if first <= new.last or not segs:
                 # A truncation (or a first segment): a fresh gen, never referenced by ``old``.
-                gens = [g for _, g in new.segments]
+                gens = [g for _, g in segs]
                 if old is not None:
                     gens += [g for _, g in old.segments]
                 gen = max(gens, default=-1) + 1
-                new.segments = [s for s in new.segments if s[0] < first]
-                new.segments.append((first, gen))
+                segs[:] = [s for s in segs if s[0] < first]
+                segs.append((first, gen))
             new.last = entries[-1].index
+        snap_index = new.snapshot.index
+        if not segs:
+            new.last = snap_index
+        elif segs[0][0] > snap_index + 1 or new.last < snap_index:
+            raise StorageError(f"the update would leave entries {segs[0][0]}..{new.last}, "
+                               f"which do not reach the snapshot at {snap_index}")
         if update.hard is not None:
             new.hard = update.hard
         return new
@@ -403,14 +503,17 @@ class LocalStorage:
         keep = new.ranges()
         store = self.store
         try:
+            if old.data is not None and (new.data is None or new.data[0] != old.data[0]):
+                for k in range(old.data[1]):
+                    store.removeItem(self._data_key(old.data[0], k))
             for gen, (first, end) in old.ranges().items():
                 lo, hi = keep.get(gen, (end + 1, end))
                 for index in range(first, end + 1):
                     if not lo <= index <= hi:
                         store.removeItem(self._entry_key(gen, index))
         except Exception as exc:  # pragma: no cover - removeItem does not fail in browsers
-            logger.warning("%r: could not remove stale log keys (collected on the next "
-                           "load): %r", self, exc)
+            logger.warning("%r: could not remove stale keys (collected on the next load): "
+                           "%r", self, exc)
 
 
 # ---------------------------------------------------------------------- parsing
@@ -439,7 +542,10 @@ def _parse_meta(raw: str) -> _Meta:
     if version > SCHEMA_VERSION:
         raise StorageError(f"stored meta uses storage schema {version}, written by a newer "
                            f"webraft; this one knows schema {SCHEMA_VERSION}")
-    missing = {"term", "vote", "commit", "snapshot", "last", "segments"} - data.keys()
+    required = {"term", "vote", "commit", "snapshot", "last", "segments"}
+    if version >= 2:
+        required.add("data")
+    missing = required - data.keys()
     if missing:
         raise StorageError(f"stored meta lacks {sorted(missing)}")
     vote = data["vote"]
@@ -467,18 +573,28 @@ def _parse_meta(raw: str) -> _Meta:
         if type(item) is not list or len(item) != 2:
             raise StorageError("stored segments must be [start_index, gen] pairs")
         segments.append((_int(item[0], "segment start"), _int(item[1], "segment gen")))
-    if last == snapshot.index:
-        if segments:
-            raise StorageError("stored segments for an empty log")
+    if not segments:
+        if last != snapshot.index:
+            raise StorageError(f"stored last log index {last} for an empty log (the snapshot "
+                               f"is at {snapshot.index})")
     else:
         starts = [s for s, _ in segments]
-        if not segments or starts[0] != snapshot.index + 1:
-            raise StorageError(f"stored segments do not start at index {snapshot.index + 1}")
+        # Schema 1 never kept a tail: its log starts right after the snapshot.
+        if starts[0] > snapshot.index + 1 or (version == 1 and starts[0] != snapshot.index + 1):
+            raise StorageError(f"stored segments do not start at index {snapshot.index + 1}"
+                               f"{' or before' if version > 1 else ''}")
         if any(a >= b for a, b in pairwise(starts)) or starts[-1] > last:
             raise StorageError("stored segments overlap, leave a gap or run past the log")
         if len({g for _, g in segments}) != len(segments):
             raise StorageError("stored segments share a gen")
-    return _Meta(hard, snapshot, last, segments)
+    ref = data.get("data") if version >= 2 else None
+    snapshot_data = None
+    if ref is not None:
+        if type(ref) is not list or len(ref) != 3:
+            raise StorageError("stored snapshot data must be null or [gen, chunks, length]")
+        snapshot_data = (_int(ref[0], "snapshot data gen"), _int(ref[1], "snapshot data chunks"),
+                         _int(ref[2], "snapshot data length"))
+    return _Meta(hard, snapshot, last, segments, snapshot_data)
 
 
 def _parse_entry(text: str, index: int) -> Entry:
