@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from cluster import Cluster, FastRaft, MemNode, Network
+from cluster import Cluster, FastRaft, MemNode, Network, Timing
 from support import until
 
 import webraft
@@ -212,7 +212,9 @@ async def test_got_data_on_interface_equals_got_data_on_node_instance() -> None:
         net = Network()
         sent: list[tuple[str, str, dict[str, Any]]] = []
         net.drops.append(lambda src, dst, p, sent=sent: bool(sent.append((src, dst, p))))
-        raft = FastRaft("b", net, members=["a", "b", "c"])
+        # Timeouts far beyond the test: the state is compared after the answer, however slow.
+        raft = FastRaft("b", net, members=["a", "b", "c"], timing=Timing(
+            heartbeat_timeout=60, election_min=60, election_max=61))
         raft.join("a")
         raft.start()
         hb = {"type": "heartbeat", "term": 5, "commit": 0}
@@ -297,5 +299,5 @@ async def test_heartbeat_timeout_and_new_election_after_the_leader_is_cut_off(
     assert ("leader",) in new.events
     # The cut-off leader cannot reach a majority: CheckQuorum makes it step down.
     await until(lambda: ("follower",) in lead.events, 5, "old leader stepped down")
+    # Cut off, it campaigns again (pre-votes only: its term does not grow) but never leads.
     assert not lead.is_leader
-    assert lead.state == "follower"
