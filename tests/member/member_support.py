@@ -105,10 +105,11 @@ class Member:
     """``python -m webraft.member`` for one address, on its own data directory."""
 
     def __init__(self, address: str, relay_url: str, data: Path, logs: Path,
-                 members: str = "a,b,c", extra: list[str] | None = None) -> None:
+                 members: str | None = "a,b,c", extra: list[str] | None = None) -> None:
         self.address = address
+        founding = ["--members", members] if members else ["--join"]
         self.proc = Proc(["-m", "webraft.member", "--relay", relay_url, "--room", "demo",
-                          "--data", str(data), "--address", address, "--members", members,
+                          "--data", str(data), "--address", address, *founding,
                           "--control", "127.0.0.1:0", *(extra or [])], f"node-{address}",
                          logs)
         match = self.proc.first_line(NODE_LINE)

@@ -25,8 +25,10 @@ class Cluster:
         self.members: dict[str, Member] = {}
         self.acked: dict[str, Any] = {}  # writes the cluster acknowledged
 
-    def start(self, address: str) -> Member:
-        member = Member(address, self.relay.ws_url, self.tmp / f"node-{address}", self.logs)
+    def start(self, address: str, members: str | None = "a,b,c",
+              extra: tuple[str, ...] = ("--snapshot-entries", "5")) -> Member:
+        member = Member(address, self.relay.ws_url, self.tmp / f"node-{address}", self.logs,
+                        members, list(extra))
         self.members[address] = member
         return member
 
@@ -99,6 +101,8 @@ def test_three_members_survive_a_killed_leader_and_a_relay_restart(cluster: Clus
     restarted = cluster.start(leader.address)
     state = cluster.converge()
     assert restarted.status()["commit_index"] == state["commit_index"]
+    # Every member compacted its log (a snapshot every 5 entries) along the way.
+    assert all(m.status()["snapshot_index"] > 0 for m in members.values())
     cluster.write(restarted, "after-restart", True)
     cluster.converge()
 
@@ -113,4 +117,28 @@ def test_three_members_survive_a_killed_leader_and_a_relay_restart(cluster: Clus
         cluster.write(member, f"after-relay-{member.address}", member.address)
     state = cluster.converge()
     assert len(state["data"]) == len(cluster.acked)
+    cluster.stop()
+
+
+def test_members_join_a_room_with_automatic_membership(cluster: Cluster):
+    auto = ("--auto-membership", "--grace", "1", "--snapshot-entries", "5")
+    a = cluster.start("a", "a", auto)
+    poll(lambda: leader_of([a]), what="the founder leads")
+    cluster.write(a, "before", 1)
+    b = cluster.start("b", None, auto)
+    # Two voters would tolerate no more failures than one: b waits as a learner.
+    poll(lambda: a.status()["learners"] == ["b"], what="b added as a learner")
+    c = cluster.start("c", None, auto)
+    poll(lambda: sorted(a.status()["members"]) == ["a", "b", "c"], what="three voters")
+    for member in (a, b, c):
+        cluster.write(member, f"via-{member.address}", member.address)
+    cluster.converge()
+    # c leaves for good: after the grace period it is removed; a and b commit on as two voters.
+    c.proc.signal(signal.SIGTERM)
+    assert c.proc.wait() == 0
+    del cluster.members["c"]
+    leader = poll(lambda: leader_of([a, b]), what="a leader of a and b")
+    poll(lambda: sorted(leader.status()["members"]) == ["a", "b"], what="c removed")
+    cluster.write(b, "after", 2)
+    cluster.converge()
     cluster.stop()

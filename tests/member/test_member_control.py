@@ -101,8 +101,8 @@ async def test_status_reports_the_node(solo: Setup):
     assert status == 200
     assert answer == {"address": "a", "room": "demo", "state": "leader", "term": solo.node.term,
                       "leader": "a", "commit_index": solo.node.commit_index,
-                      "last_applied": solo.node.last_applied, "members": ["a"], "peers": [],
-                      "connected": True}
+                      "last_applied": solo.node.last_applied, "members": ["a"],
+                      "learners": [], "snapshot_index": 0, "peers": [], "connected": True}
 
 
 async def test_put_get_delete_round_trip(solo: Setup):

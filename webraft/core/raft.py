@@ -107,8 +107,9 @@ class CoreConfig:
     #: In-flight window per follower in replicate mode.
     max_inflight: int = 64
     max_inflight_bytes: int = 8 * 1024 * 1024
-    #: Characters of snapshot text per InstallSnapshot chunk (JSON escaping can double it).
-    snapshot_chunk: int = 128 * 1024
+    #: Characters of snapshot text per InstallSnapshot chunk: even escaped as JSON (up to 12
+    #: bytes a character) one fits in a relay frame.
+    snapshot_chunk: int = 64 * 1024
 
 
 @dataclass(frozen=True, slots=True)

@@ -6,13 +6,15 @@ Run a node::
     python -m webraft.member --relay ws://127.0.0.1:8765/ws --room demo --data ./node-a \\
         --address a --members a,b,c [--token T] [--control 127.0.0.1:0]
 
-It keeps term, vote and log in ``DATA/raft.sqlite3`` (and its relay session in
+It keeps term, vote, snapshot and log in ``DATA/raft.sqlite3`` (and its relay session in
 ``DATA/session``), prints one line ``webraft node a control on http://127.0.0.1:PORT``
 (flushed) once it runs, and stops cleanly on SIGINT or SIGTERM (exit 0). ``--members`` only
 matters the first time a data directory is used: afterwards the stored configuration wins.
-The key-value store is rebuilt on start by applying the committed log again (no snapshots
-yet). A relay that refuses the node for good (wrong token, address held by another node)
-ends it with exit status 1; bad arguments exit with 2.
+``--join`` instead starts outside any cluster and waits to be added, e.g. by a browser cluster
+whose leader adds every peer of the room (``--auto-membership`` gives this node the same
+policy while it leads). The key-value store is restored on start from the snapshot plus the
+log after it. A relay that refuses the node for good (wrong token, address held by another
+node) ends it with exit status 1; bad arguments exit with 2.
 
 Talk to a running node (``--control`` is the URL it printed)::
 
@@ -94,9 +96,18 @@ def node_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", required=True, type=Path, metavar="DIR",
                    help="data directory (created if missing)")
     p.add_argument("--address", required=True, help="this node's address in the room")
-    p.add_argument("--members", required=True, type=_members, metavar="A,B,C",
-                   help="voters of a new cluster, this node included (ignored once DIR "
-                   "holds state)")
+    founding = p.add_mutually_exclusive_group(required=True)
+    founding.add_argument("--members", type=_members, metavar="A,B,C",
+                          help="voters of a new cluster, this node included (ignored once "
+                          "DIR holds state)")
+    founding.add_argument("--join", action="store_true",
+                          help="start outside any cluster and wait to be added")
+    p.add_argument("--auto-membership", action="store_true",
+                   help="while leading, add the room's peers and remove members gone longer "
+                   "than --grace (the browser tabs' policy)")
+    p.add_argument("--grace", type=_positive, default=20.0, metavar="S",
+                   help="with --auto-membership: seconds before a gone member is removed "
+                   "(default: %(default)s)")
     p.add_argument("--token", default=os.environ.get(TOKEN_ENV),
                    help=f"room token if the relay has a secret (default: ${TOKEN_ENV})")
     p.add_argument("--control", type=_host_port, default=("127.0.0.1", 0),
@@ -104,6 +115,9 @@ def node_parser() -> argparse.ArgumentParser:
     p.add_argument("--heartbeat", type=_positive, default=0.05, metavar="S",
                    help="leader heartbeat interval; the follower timeout is 4x, the election "
                    "timeout 3x-6x (default: %(default)s)")
+    p.add_argument("--snapshot-entries", type=int, default=4096, metavar="N",
+                   help="snapshot the store and compact the log every N applied entries "
+                   "(default: %(default)s)")
     p.add_argument("--proposal-timeout", type=_positive, default=5.0, metavar="S",
                    help="longest a PUT waits for its outcome (default: %(default)s)")
     p.add_argument("--log-level", default="WARNING",
@@ -142,6 +156,10 @@ async def run_node(args: argparse.Namespace) -> int:
 
     heartbeat: float = args.heartbeat
     proposal_timeout: float = args.proposal_timeout
+    auto: bool = args.auto_membership
+    grace: float = args.grace
+    snapshot_entries: int = max(1, args.snapshot_entries)
+    members: list[str] = [] if args.join else args.members
     rng = random.Random()
 
     class Member(RelayRaft):
@@ -163,12 +181,28 @@ async def run_node(args: argparse.Namespace) -> int:
         def proposal_timeout(self) -> float:
             return proposal_timeout
 
+        @property
+        def auto_membership(self) -> bool:
+            return auto
+
+        @property
+        def member_grace(self) -> float:
+            return grace
+
+        @property
+        def snapshot_entries(self) -> int:
+            return snapshot_entries
+
+        @property
+        def snapshot_tail(self) -> int:
+            return min(super().snapshot_tail, snapshot_entries)
+
     # Check every argument before touching the data directory.
-    if args.address not in args.members:
-        return _fail(f"--address {args.address!r} is not one of --members {args.members}", 2)
+    if members and args.address not in members:
+        return _fail(f"--address {args.address!r} is not one of --members {members}", 2)
     try:
         check_name(args.room, "--room")
-        for member in args.members:
+        for member in members:
             check_name(member, "each of --members")
         relay_url(args.relay)
     except ValueError as exc:
@@ -181,7 +215,7 @@ async def run_node(args: argparse.Namespace) -> int:
     try:
         session = load_session(args.data)
         kv = KVStore()
-        node = Member(args.address, url=args.relay, room=args.room, members=args.members,
+        node = Member(args.address, url=args.relay, room=args.room, members=members,
                       storage=storage, token=args.token, session=session)
     except (ValueError, StorageError, OSError) as exc:
         storage.close()

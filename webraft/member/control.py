@@ -5,7 +5,7 @@ not need more than webraft and websockets. One request per connection, JSON both
 
 ====================  ==========================================================================
 ``GET /status``       ``{address, room, state, term, leader, commit_index, last_applied,
-                      members, peers, connected}``
+                      members, learners, snapshot_index, peers, connected}``
 ``GET /kv``           ``{"data": {...}, "last_applied": n}``: everything this node has applied
 ``GET /kv/KEY``       ``{"key", "value"}``, or 404 (reads are local: they may lag the leader)
 ``PUT /kv/KEY``       body = a JSON value; proposes ``put`` and answers ``{"index"}`` once the
@@ -188,6 +188,8 @@ class ControlServer:
             "commit_index": node.commit_index,
             "last_applied": node.last_applied,
             "members": list(node.members),
+            "learners": list(node.learners),
+            "snapshot_index": node.core.log.snapshot.index,
             "peers": sorted(node.nodes),
             "connected": node.connected,
         }

@@ -12,10 +12,10 @@ counted in :attr:`KVStore.ignored`; :func:`check_command` lets a front end refus
 commands before proposing them.
 
 Reads are local (:meth:`KVStore.get`): they see what this node has applied, which may lag the
-leader. Durability comes from the log, not from this object: the member persists term, vote
-and log in SQLite and rebuilds the store on start by applying the committed log again from
-the beginning (the runtime does that when no ``refresh`` handler is registered). Snapshots,
-which will bound that replay, come in a later issue.
+leader. Durability comes from the node's storage, not from this object: the store is the
+node's snapshot (taken through the ``snapshot`` handler, so the log stays short) plus the
+committed entries after it. On start, and when a leader sends a snapshot to a follower that
+fell behind, the ``refresh`` handler loads the snapshot; the entries after it are applied again.
 """
 
 from __future__ import annotations
@@ -65,10 +65,40 @@ class KVStore:
         self.data: dict[str, Any] = {}
         self.last_applied = 0
         self.ignored = 0
+        self._raft: Any = None
 
     def attach(self, raft: Any) -> Callable[[], None]:
-        """Apply ``raft``'s committed entries here; returns a function that detaches."""
-        return raft.listen("apply", self._on_apply)
+        """Apply ``raft``'s committed entries here, and snapshot and restore this store through
+        its ``snapshot`` and ``refresh`` events; returns a function that detaches."""
+        self._raft = raft
+        offs = [raft.listen("apply", self._on_apply), raft.listen("snapshot", self.snapshot),
+                raft.listen("refresh", self._on_refresh)]
+
+        def detach() -> None:
+            for off in offs:
+                off()
+
+        return detach
+
+    def snapshot(self, index: int = 0, term: int = 0) -> dict[str, Any]:
+        """The store as JSON-able data (the node serializes it before applying goes on)."""
+        return {"data": self.data, "ignored": self.ignored}
+
+    def restore(self, index: int, state: Any) -> None:
+        """Load a :meth:`snapshot` taken at ``index``."""
+        data = state.get("data") if isinstance(state, dict) else None
+        self.data = dict(data) if isinstance(data, dict) else {}
+        ignored = state.get("ignored") if isinstance(state, dict) else 0
+        self.ignored = ignored if isinstance(ignored, int) else 0
+        self.last_applied = index
+
+    def _on_refresh(self, cb: Callable[..., None]) -> None:
+        snap = self._raft.snapshot
+        if snap is None:
+            cb()  # no snapshot: start empty, the whole log is applied
+            return
+        self.restore(snap.index, snap.data)
+        cb(snap.term, snap.index)
 
     def _on_apply(self, entry: Entry, index: int, cb: Callable[..., None]) -> None:
         self.apply(index, entry.command)
