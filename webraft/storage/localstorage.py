@@ -508,9 +508,12 @@ class LocalStorage:
                     store.removeItem(self._data_key(old.data[0], k))
             for gen, (first, end) in old.ranges().items():
                 lo, hi = keep.get(gen, (end + 1, end))
-                for index in range(first, end + 1):
-                    if not lo <= index <= hi:
-                        store.removeItem(self._entry_key(gen, index))
+                if lo > hi:  # the whole range goes
+                    lo, hi = end + 1, end
+                # Below and above what is kept: never a walk over the kept keys.
+                for index in (*range(first, min(end, lo - 1) + 1),
+                              *range(max(first, hi + 1), end + 1)):
+                    store.removeItem(self._entry_key(gen, index))
         except Exception as exc:  # pragma: no cover - removeItem does not fail in browsers
             logger.warning("%r: could not remove stale keys (collected on the next load): "
                            "%r", self, exc)
