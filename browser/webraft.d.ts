@@ -10,8 +10,15 @@ export interface Entry {
 /** Raised when Pyodide or the webraft wheel cannot be loaded. */
 export class WebRaftLoadError extends Error {}
 
+/** A webraft error; `name` is webraft's exception class. */
+export class WebRaftError extends Error {
+  constructor(name: string, message: string, fields?: Record<string, unknown>);
+  /** Proposals only: true when the command may still commit. */
+  mayHaveCommitted?: boolean;
+}
+
 /** A failed proposal: `name` is the webraft exception class. */
-export interface ProposalError extends Error {
+export interface ProposalError extends WebRaftError {
   name:
     | "NoLeaderError" | "NotLeaderError" | "LeadershipLost" | "InvalidCommand"
     | "ProposalTimeout" | "RaftClosed" | string;
@@ -52,6 +59,8 @@ export type EventName =
   | "heartbeat timeout" | "start election" | "apply" | "updated" | "refresh" | "error"
   | string;
 
+/** Done when it calls cb (at once or later; with an error the entry is retried and the error
+ * reported as an `error` event) or, if it returns a promise, when that settles. */
 export type ApplyHandler =
   (entry: Entry, index: number, cb: (error?: unknown) => void) => void | Promise<void>;
 export type RefreshHandler = (cb: (term: number, index: number) => void) => void;

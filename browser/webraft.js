@@ -18,7 +18,21 @@ export class WebRaftLoadError extends Error {
   }
 }
 
+/** A webraft error: `name` is webraft's exception class (NoLeaderError, ProposalTimeout,
+ * ...), `message` says what happened. Failed proposals also carry `mayHaveCommitted`. */
+export class WebRaftError extends Error {
+  constructor(name, message, fields = {}) {
+    super(message);
+    this.name = name;
+    Object.assign(this, fields);
+  }
+}
+
 const here = new URL(".", import.meta.url);
+
+/** What an apply adapter tells Python (bridge.py's APPLIED and WAITING). */
+const APPLIED = 0;
+const WAITING = 1;
 
 /** Fetch a JSON document or fail with a message that names the URL. */
 async function fetchJSON(url) {
@@ -139,6 +153,51 @@ export async function connect(options = {}) {
   return raft;
 }
 
+/** Adapt an `apply` handler to the bridge: Python calls it with plain values (the command as
+ * JSON text) and learns from the return value whether `cb` was already called, so a
+ * synchronous handler costs one call. A handler that returns a promise is done when the
+ * promise settles (as in the Python API); otherwise when it calls `cb` (with an error: the
+ * entry is retried and the error reported as an `error` event). */
+function applyAdapter(node, handler) {
+  return (term, index, text, token) => {
+    const entry = { term, index, command: JSON.parse(text) };
+    let inline = true; // still inside the handler call
+    let outcome = WAITING; // what `cb` said while inline
+    let finished = false;
+    const cb = (error) => {
+      if (finished) return;
+      finished = true;
+      if (inline) outcome = error == null ? APPLIED : errorFields(error);
+      else if (error == null) node.apply_done(token);
+      else node.apply_done(token, ...errorFields(error));
+    };
+    let returned;
+    try {
+      returned = handler(entry, index, cb);
+    } catch (error) {
+      finished = true;
+      return errorFields(error);
+    } finally {
+      inline = false;
+    }
+    if (returned !== null && typeof returned === "object" && typeof returned.then === "function") {
+      finished = true; // the promise decides, not cb
+      returned.then(() => node.apply_done(token),
+        (error) => node.apply_done(token, ...errorFields(error)));
+      return WAITING;
+    }
+    return outcome;
+  };
+}
+
+/** [name, message] of whatever was thrown or given to cb (Errors, DOMExceptions, ...). */
+function errorFields(error) {
+  if (error !== null && typeof error === "object" && typeof error.name === "string") {
+    return [error.name, String(error.message ?? "")];
+  }
+  return ["Error", String(error)];
+}
+
 /** One node, with the seed's API. Times are milliseconds. */
 export class WebRaft {
   constructor(pyodide, node, wheel) {
@@ -146,15 +205,23 @@ export class WebRaft {
     this._node = node;
     this.wheel = wheel;
     this._subs = new Map(); // handler -> [{type, off}], off unsubscribes on the Python side
+    // Proposals of one JavaScript turn cross to Python together (see propose), and their
+    // outcomes come back together: id -> {resolve, reject} until then.
+    this._nextId = 1;
+    this._outbox = []; // JSON texts of this turn's proposals
+    this._outboxFirst = 1; // id of _outbox[0]
+    this._waiting = new Map();
+    this._settling = []; // JSON texts of outcomes not yet taken up
+    node.bind((text) => this._settle(text));
   }
 
   /** Replicate a JSON-serializable command; resolves to its log index once it is committed
-   * and applied here. Rejects with an Error whose name is the webraft exception class
+   * and applied here. Rejects with a WebRaftError whose name is the webraft exception class
    * (NoLeaderError, ProposalTimeout, ...) and whose mayHaveCommitted says if a retry could
    * apply it twice. */
   propose(command) {
     const invalid = (message) => Promise.reject(
-      Object.assign(new Error(message), { name: "InvalidCommand", mayHaveCommitted: false }));
+      new WebRaftError("InvalidCommand", message, { mayHaveCommitted: false }));
     let text;
     try {
       text = JSON.stringify(command);
@@ -163,13 +230,49 @@ export class WebRaft {
     }
     if (text === undefined) return invalid("command is not JSON-serializable");
     return new Promise((resolve, reject) => {
-      this._node.propose(text, resolve, (name, message, mayHaveCommitted) => {
-        const err = new Error(message);
-        err.name = name;
-        err.mayHaveCommitted = mayHaveCommitted;
-        reject(err);
-      });
+      const id = this._nextId++;
+      this._waiting.set(id, { resolve, reject });
+      if (this._outbox.length === 0) {
+        this._outboxFirst = id;
+        queueMicrotask(() => this._sendOutbox());
+      }
+      this._outbox.push(text);
     });
+  }
+
+  _sendOutbox() {
+    const texts = this._outbox;
+    const first = this._outboxFirst;
+    this._outbox = [];
+    try {
+      this._node.propose_many(first, texts.length, `[${texts.join(",")}]`);
+    } catch (err) {
+      const failed = texts.map((_, k) => [first + k, "RaftClosed", String(err.message ?? err),
+        false]);
+      this._settle(JSON.stringify(failed));
+    }
+  }
+
+  /** Outcomes from Python (see bridge.py's JsNode.bind). They are taken up in a microtask,
+   * once Python has returned: settling promises (and building Errors) while Python frames
+   * are on the stack costs several times more. */
+  _settle(text) {
+    this._settling.push(text);
+    if (this._settling.length === 1) queueMicrotask(() => this._settleNow());
+  }
+
+  _settleNow() {
+    const batches = this._settling;
+    this._settling = [];
+    for (const text of batches) {
+      for (const [id, indexOrName, message, mayHaveCommitted] of JSON.parse(text)) {
+        const waiter = this._waiting.get(id);
+        if (waiter === undefined) continue;
+        this._waiting.delete(id);
+        if (typeof indexOrName === "number") waiter.resolve(indexOrName);
+        else waiter.reject(new WebRaftError(indexOrName, message, { mayHaveCommitted }));
+      }
+    }
   }
 
   /** Listen for an event. `apply` handlers get (entry, index, cb) with entry = {term, index,
@@ -199,7 +302,8 @@ export class WebRaft {
 
   _subscribe(type, handler, once) {
     if (typeof handler !== "function") throw new TypeError("handler must be a function");
-    const off = this._node.listen(type, handler, once);
+    const target = type === "apply" ? applyAdapter(this._node, handler) : handler;
+    const off = this._node.listen(type, target, once);
     if (!this._subs.has(handler)) this._subs.set(handler, []);
     this._subs.get(handler).push({ type, off });
     return () => this.unlisten(type, handler);

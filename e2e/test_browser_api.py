@@ -1,5 +1,6 @@
 """The JavaScript module used directly (not through the demo): connect() in a plain page of
-the relay's origin, a one-member room, and how proposals that cannot be sent are refused."""
+the relay's origin, a one-member room, how proposals that cannot be sent are refused, and the
+kinds of apply handlers."""
 
 from __future__ import annotations
 
@@ -86,3 +87,52 @@ def test_unsendable_commands_are_refused_as_invalid(solo: Tab, command: str) -> 
                   message: String(e.message).slice(0, 300)}}))""")
     assert error.get("name") == "InvalidCommand", error
     assert error["mayHaveCommitted"] is False, error
+
+
+APPLY_KINDS = """async () => {
+  const seen = {later: [], promised: [], flaky: [], errors: []};
+  let failures = 0;
+  const offs = [
+    // cb called after the handler returned
+    webraft.listen("apply", (entry, index, cb) => {
+      setTimeout(() => { seen.later.push(index); cb(); }, 1);
+    }),
+    // a promise decides; its cb is not needed
+    webraft.listen("apply", async (entry, index) => {
+      await new Promise((resolve) => setTimeout(resolve, 1));
+      seen.promised.push(index);
+    }),
+    // fails once (as a full localStorage would), then succeeds on the retry
+    webraft.listen("apply", (entry, index, cb) => {
+      if (entry.command.key === "flaky" && failures === 0) {
+        failures += 1;
+        cb(new DOMException("storage is full", "QuotaExceededError"));
+        return;
+      }
+      seen.flaky.push(index);
+      cb();
+    }),
+    webraft.listen("error", (err) => seen.errors.push([err.name, err.message])),
+  ];
+  try {
+    const indices = await Promise.all(["a", "b", "flaky", "c"].map(
+      (key) => webraft.propose({op: "put", key, value: 1})));
+    return {indices, seen, failures};
+  } finally {
+    offs.forEach((off) => off());
+  }
+}"""
+
+
+def test_apply_handlers_may_finish_later_return_promises_or_fail(solo: Tab) -> None:
+    """The apply adapter keeps the Python API's rules: an entry counts as applied when every
+    handler called cb (even later) or its promise settled, in log order; a failure is
+    reported as an error event named after the JavaScript error, and the entry retried."""
+    wait_for(lambda: solo.eval("webraft.isLeader"), what="the one member to lead")
+    got = solo.eval(APPLY_KINDS)
+    indices = got["indices"]
+    assert indices == sorted(indices) and len(set(indices)) == 4, got
+    seen = got["seen"]
+    assert seen["later"] == indices and seen["promised"] == indices, got
+    assert seen["flaky"] == indices and got["failures"] == 1, got
+    assert ["QuotaExceededError", "storage is full"] in seen["errors"], got

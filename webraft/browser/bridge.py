@@ -12,8 +12,19 @@ Starting a node in a tab takes three steps, in an order that matters:
    else writes: the claim in step 1 is what guarantees that.
 3. **Build the node** on the already-joined connection, replaying what arrived meanwhile.
 
-:class:`JsNode` is the handle JavaScript holds: plain values in and out (JSON text for
-commands), callbacks for results, and listeners whose arguments are converted to JavaScript.
+:class:`JsNode` is the handle JavaScript holds. Crossing between JavaScript and Python costs
+far more per call than the work being carried, and on Pyodide's event loop every
+``call_soon`` (and every resolved future's callback) is a browser task of its own, so the
+hot paths cross in bulk:
+
+* **proposals** arrive as one JSON array per JavaScript turn (:meth:`JsNode.propose_many`)
+  and are handed to the node in slices of a few milliseconds, so a burst of thousands never
+  blocks the tab for longer than a slice;
+* **outcomes** go back in one call per loop turn (``settle(json)``), found by sweeping the
+  pending futures instead of one done-callback (one browser task) per future;
+* **apply** calls the JavaScript handler with plain values (term, index, the command as
+  JSON text for ``JSON.parse``) and learns from its return value whether ``cb`` was already
+  called, so a synchronous handler costs one call and no callback object.
 """
 
 from __future__ import annotations
@@ -21,19 +32,46 @@ from __future__ import annotations
 import asyncio
 import json
 import secrets
+from collections import deque
 from collections.abc import Callable
 from typing import Any
 
+from ..core.messages import Entry
 from ..errors import ProposalError, WebraftError
 from ..storage.localstorage import LocalStorage
 from ..transport.relay import RelayClient, RelayClosed
 from .transport import ADDRESS_TAKEN, BrowserConnection, BrowserRaft
 
-__all__ = ["JsNode", "RoomFull", "create"]
+__all__ = ["JsError", "JsNode", "RoomFull", "create"]
+
+#: Longest a burst of proposals keeps the loop before the node gets to persist and send.
+PROPOSE_SLICE = 0.005
+#: Pause between two slices of a burst. Not ``call_soon``: on Pyodide's WebLoop that is a
+#: MessageChannel task, and chains of those starve the page's timers (the node's heartbeat
+#: timer among them) and delay its WebSocket events; a timer this short (a ``setTimeout``)
+#: lets them run.
+PROPOSE_PAUSE = 0.003
+#: Pending proposals are also swept on this period, for outcomes no ``updated`` announces
+#: (timeouts, superseded entries, answers that arrive after their entry was applied).
+SWEEP_PERIOD = 0.025
+#: What a JavaScript apply adapter returns (anything else is ``[name, message]`` of an error).
+APPLIED, WAITING = 0, 1
+
+_encode = json.JSONEncoder(separators=(",", ":")).encode
 
 
 class RoomFull(WebraftError):
     """Every member slot of the room is held by another tab."""
+
+
+class JsError(WebraftError):
+    """An error from JavaScript (an apply handler's ``cb(err)`` or throw); ``name`` is the
+    JavaScript error's name, which JavaScript ``error`` listeners see."""
+
+    def __init__(self, name: str, message: str) -> None:
+        super().__init__(f"{name}: {message}")
+        self.name = name
+        self.message = message
 
 
 class _Claim:
@@ -133,23 +171,64 @@ def _timing(cfg: dict[str, Any]) -> dict[str, Any]:
     return timing
 
 
-def _to_js(value: Any) -> Any:
-    from js import Object
-    from pyodide.ffi import to_js
+_ffi: tuple[Any, Any, Any] | None = None
 
-    return to_js(value, dict_converter=Object.fromEntries)
+
+def _pyodide_ffi() -> tuple[Any, Any, Any]:
+    """``(to_js, create_once_callable, Object.fromEntries)``, imported once (only Pyodide
+    has them; importing per call showed up in profiles)."""
+    global _ffi
+    if _ffi is None:
+        from js import Object
+        from pyodide.ffi import create_once_callable, to_js
+
+        _ffi = (to_js, create_once_callable, Object.fromEntries)
+    return _ffi
+
+
+def _to_js(value: Any) -> Any:
+    if value is None or value.__class__ in (str, int, float, bool):
+        return value  # converted implicitly, and cheaply
+    to_js, _, from_entries = _pyodide_ffi()
+    return to_js(value, dict_converter=from_entries)
 
 
 def _error_fields(exc: BaseException) -> tuple[str, str, bool]:
     may = exc.may_have_committed if isinstance(exc, ProposalError) else True
+    if isinstance(exc, JsError):
+        return exc.name, exc.message, may
     return type(exc).__name__, str(exc), may
 
 
+def _outcome(rid: int, fut: asyncio.Future[int]) -> list[Any]:
+    """``[id, index]`` for a committed proposal, ``[id, name, message, may]`` for a failed
+    one (a cancelled future was dropped by a closing node)."""
+    if fut.cancelled():
+        return [rid, "RaftClosed", "cancelled", True]
+    exc = fut.exception()
+    if exc is None:
+        return [rid, fut.result()]
+    return [rid, *_error_fields(exc)]
+
+
 class JsNode:
-    """The node as JavaScript sees it (``browser/webraft.js`` wraps it in ``WebRaft``)."""
+    """The node as JavaScript sees it (``browser/webraft.js`` wraps it in ``WebRaft``).
+
+    Call :meth:`bind` first with the function that receives proposal outcomes.
+    """
 
     def __init__(self, node: BrowserRaft) -> None:
         self.node = node
+        self._settle: Callable[[str], Any] | None = None
+        self._backlog: deque[tuple[int, Any]] = deque()  # (id, command) not yet proposed
+        self._continue: asyncio.Handle | None = None  # the next slice of the backlog
+        self._pending: deque[tuple[int, asyncio.Future[int]]] = deque()  # in proposal order
+        self._settled: list[list[Any]] = []  # outcomes not yet sent to JavaScript
+        self._sweep_at: asyncio.Handle | None = None
+        self._sweep_timer: asyncio.TimerHandle | None = None
+        self._waiting_applies: dict[int, Callable[..., None]] = {}  # token -> cb
+        self._next_token = 0
+        node.listen("updated", self._on_updated)
 
     # -- lifecycle ---------------------------------------------------------------------
 
@@ -157,28 +236,106 @@ class JsNode:
         self.node.start()
 
     async def close(self) -> None:
+        if self._continue is not None:
+            self._continue.cancel()
+            self._continue = None
         await self.node.close()
+        for rid, _ in self._backlog:
+            self._settled.append([rid, "RaftClosed", "closed before it was proposed", False])
+        self._backlog.clear()
+        self._sweep(full=True)
 
     # -- proposals -----------------------------------------------------------------------
 
-    def propose(self, text: str, resolve: Any, reject: Any) -> None:
-        """Propose the JSON ``text``; ``resolve(index)`` or ``reject(name, message, may)``."""
+    def bind(self, settle: Callable[[str], Any]) -> None:
+        """``settle(json)`` receives a JSON array of outcomes: ``[id, index]`` once a
+        proposal is committed and applied here, ``[id, name, message, mayHaveCommitted]``
+        when it failed."""
+        self._settle = settle
+
+    def propose_many(self, first: int, count: int, commands_json: str) -> None:
+        """Propose the ``count`` commands of the JSON array ``commands_json``, the k-th with
+        id ``first + k``; outcomes go to the function given to :meth:`bind`."""
         try:
-            command = json.loads(text)
+            commands = json.loads(commands_json)
+            if not isinstance(commands, list) or len(commands) != count:
+                raise ValueError(f"expected an array of {count} commands")
         except ValueError as exc:
-            reject("InvalidCommand", f"not JSON: {exc}", False)
+            self._settled.extend([rid, "InvalidCommand", f"not JSON: {exc}", False]
+                                 for rid in range(first, first + count))
+            self._want_sweep()
             return
-        future = self.node.propose(command)
+        self._backlog.extend(zip(range(first, first + count), commands, strict=True))
+        if self._continue is None:
+            self._propose_slice()
 
-        def done(fut: asyncio.Future[int]) -> None:
-            if fut.cancelled():
-                reject("RaftClosed", "cancelled", True)
-            elif fut.exception() is not None:
-                reject(*_error_fields(fut.exception()))  # type: ignore[arg-type]
+    def _propose_slice(self) -> None:
+        """Hand the backlog to the node for at most :data:`PROPOSE_SLICE` seconds, then let
+        the node persist and send that much (its Ready round was scheduled by the first
+        proposal of the slice) and the page's timers and sockets run before continuing."""
+        self._continue = None
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + PROPOSE_SLICE
+        backlog, pending, propose = self._backlog, self._pending, self.node.propose
+        settled = False
+        count = 0
+        while backlog:
+            count += 1
+            if not count % 32 and loop.time() >= deadline:
+                self._continue = loop.call_later(PROPOSE_PAUSE, self._propose_slice)
+                break
+            rid, command = backlog.popleft()
+            fut = propose(command)
+            if fut.done():  # refused at once (invalid, closed, ...)
+                self._settled.append(_outcome(rid, fut))
+                settled = True
             else:
-                resolve(fut.result())
+                pending.append((rid, fut))
+        if settled:
+            self._want_sweep()
+        if pending and self._sweep_timer is None:
+            self._sweep_timer = loop.call_later(SWEEP_PERIOD, self._periodic_sweep)
 
-        future.add_done_callback(done)
+    def _on_updated(self, _index: int) -> None:
+        """An entry was applied here: the oldest pending proposals may be done."""
+        if self._pending and self._sweep_at is None and self._pending[0][1].done():
+            self._want_sweep()
+
+    def _want_sweep(self) -> None:
+        if self._sweep_at is None:
+            self._sweep_at = asyncio.get_running_loop().call_soon(self._sweep)
+
+    def _periodic_sweep(self) -> None:
+        self._sweep_timer = None
+        self._sweep(full=True)
+        if self._pending:
+            self._sweep_timer = asyncio.get_running_loop().call_later(
+                SWEEP_PERIOD, self._periodic_sweep)
+
+    def _sweep(self, full: bool = False) -> None:
+        """Send the outcomes of finished proposals to JavaScript in one call.
+
+        Proposals of one tab finish in the order they were made almost always (consecutive
+        log indexes), so the common sweep only looks at the oldest ones; the periodic
+        ``full`` sweep catches the rest.
+        """
+        if self._sweep_at is not None:
+            self._sweep_at.cancel()
+            self._sweep_at = None
+        pending, settled = self._pending, self._settled
+        while pending and pending[0][1].done():
+            settled.append(_outcome(*pending.popleft()))
+        if full and pending:
+            still = deque()
+            for rid, fut in pending:
+                if fut.done():
+                    settled.append(_outcome(rid, fut))
+                else:
+                    still.append((rid, fut))
+            self._pending = still
+        if settled and self._settle is not None:
+            self._settled = []
+            self._settle(_encode(settled))
 
     def step_down(self) -> str | None:
         """Hand leadership to the most up-to-date member, if leading; returns who."""
@@ -187,28 +344,52 @@ class JsNode:
     # -- events --------------------------------------------------------------------------
 
     def listen(self, event: str, handler: Any, once: bool) -> Callable[[], None]:
-        """Register a JavaScript handler; returns the function that unregisters it."""
+        """Register a JavaScript handler; returns the function that unregisters it.
 
-        def call(*args: Any) -> Any:
-            return handler(*self._js_args(event, args))
+        ``apply`` handlers are ``webraft.js``'s adapters: ``(term, index, commandJSON,
+        token)`` returning :data:`APPLIED`, :data:`WAITING` (then :meth:`apply_done` follows
+        with the token) or ``[name, message]`` of an error.
+        """
+        if event == "apply":
+            call = self._apply_caller(handler)
+        else:
+            def call(*args: Any) -> Any:
+                return handler(*self._js_args(event, args))
 
         if once:
             return self.node.listen_once(event, call)
         return self.node.listen(event, call)
+
+    def _apply_caller(self, adapter: Any) -> Callable[[Entry, int, Callable[..., None]], None]:
+        waiting = self._waiting_applies
+
+        def call(entry: Entry, index: int, cb: Callable[..., None]) -> None:
+            self._next_token += 1
+            token = self._next_token
+            outcome = adapter(entry.term, index, _encode(entry.command), token)
+            if outcome.__class__ is not int:
+                cb(JsError(str(outcome[0]), str(outcome[1])))
+            elif outcome == APPLIED:
+                cb()
+            else:  # WAITING
+                waiting[token] = cb
+
+        return call
+
+    def apply_done(self, token: int, name: str | None = None, message: str = "") -> None:
+        """An apply handler that returned :data:`WAITING` finished (``name``: it failed)."""
+        cb = self._waiting_applies.pop(token, None)
+        if cb is not None:
+            cb(None if name is None else JsError(name, message))
 
     def emit(self, event: str, args_json: str) -> None:
         self.node.emit(event, *json.loads(args_json))
 
     @staticmethod
     def _js_args(event: str, args: tuple[Any, ...]) -> tuple[Any, ...]:
-        from pyodide.ffi import create_once_callable
-
-        if event == "apply":
-            entry, index, cb = args
-            js_entry = _to_js({"term": entry.term, "index": index, "command": entry.command})
-            return js_entry, index, create_once_callable(lambda err=None: cb(err))
         if event == "refresh":
             (cb,) = args
+            create_once_callable = _pyodide_ffi()[1]
             return (create_once_callable(lambda term=0, index=0: cb(int(term), int(index))),)
         if event == "error":
             (exc,) = args
