@@ -7,6 +7,9 @@ const $ = (id) => document.getElementById(id);
 const params = new URLSearchParams(location.search);
 const room = params.get("room") ?? "demo";
 const members = params.get("members")?.split(",").filter(Boolean);
+// Another relay (default: this page's own) and how long to wait for it, in ms (default 15 s).
+const relay = params.get("relay") ?? undefined;
+const connectTimeout = Number(params.get("connectTimeout")) || undefined;
 
 // ---- the application's state machine, persisted the seed's way ---------------------------
 let store = {};
@@ -123,7 +126,7 @@ function renderNode() {
 
 async function main() {
   try {
-    raft = await createNode({ room, members, onStatus: setStatus });
+    raft = await createNode({ room, members, relay, connectTimeout, onStatus: setStatus });
   } catch (err) {
     setStatus("failed to start");
     showError(err);

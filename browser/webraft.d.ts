@@ -15,6 +15,18 @@ export class WebRaftError extends Error {
   constructor(name: string, message: string, fields?: Record<string, unknown>);
   /** Proposals only: true when the command may still commit. */
   mayHaveCommitted?: boolean;
+  /** RelayClosed only: the relay's close code (4001: bad token, ...). */
+  code?: number | null;
+}
+
+/** Why createNode / connect failed, besides WebRaftLoadError. */
+export interface ConnectError extends WebRaftError {
+  name:
+    | "RoomFull" // every member slot of the room is held by another tab
+    | "RelayUnreachable" // no slot granted within connectTimeout
+    | "RelayClosed" // the relay refused us for good (see code)
+    | "ValueError" // a bad option (room or address name, ...)
+    | string;
 }
 
 /** A failed proposal: `name` is the webraft exception class. */
@@ -37,6 +49,9 @@ export interface Options {
   address?: string;
   /** Room token, if the relay has a secret. */
   token?: string;
+  /** Longest wait in ms for the relay to grant a member slot (it may be unreachable);
+   * default 15000, then createNode rejects with RelayUnreachable. */
+  connectTimeout?: number;
   /** Candidate timeout range in ms; default [150, 300]. */
   electionTimeout?: [number, number];
   /** Leader heartbeat interval in ms; default 50. */
@@ -106,7 +121,8 @@ export class WebRaft {
   close(): Promise<void>;
 }
 
-/** Boot, claim a member slot, build the node (not started). */
+/** Boot (Pyodide is shared by the nodes of a page), claim a member slot, build the node
+ * (not started). Rejects with WebRaftLoadError or a ConnectError. */
 export function createNode(options?: Options): Promise<WebRaft>;
 /** createNode, register options.listeners, start. */
 export function connect(options?: Options): Promise<WebRaft>;

@@ -18,8 +18,9 @@ export class WebRaftLoadError extends Error {
   }
 }
 
-/** A webraft error: `name` is webraft's exception class (NoLeaderError, ProposalTimeout,
- * ...), `message` says what happened. Failed proposals also carry `mayHaveCommitted`. */
+/** A webraft error: `name` is webraft's exception class (RoomFull, RelayUnreachable,
+ * RelayClosed, NoLeaderError, ProposalTimeout, ...), `message` says what happened. Failed
+ * proposals also carry `mayHaveCommitted`. */
 export class WebRaftError extends Error {
   constructor(name, message, fields = {}) {
     super(message);
@@ -30,6 +31,8 @@ export class WebRaftError extends Error {
 
 const here = new URL(".", import.meta.url);
 
+/** Default bound (ms) on getting a member slot from the relay. */
+const DEFAULT_CONNECT_TIMEOUT = 15000;
 /** What an apply adapter tells Python (bridge.py's APPLIED and WAITING). */
 const APPLIED = 0;
 const WAITING = 1;
@@ -101,6 +104,29 @@ async function installWheel(pyodide, distURL) {
   return manifest.wheel;
 }
 
+/** One Pyodide (with the wheel) per page and bundle, shared by every node the page creates;
+ * a failed load is forgotten, so a later call tries again. */
+const runtimes = new Map();
+
+function loadRuntime(pyodideURL, distURL, status) {
+  const key = `${pyodideURL}\n${distURL}`;
+  if (!runtimes.has(key)) {
+    const loading = (async () => {
+      const t0 = performance.now();
+      status("starting Pyodide");
+      const pyodide = await bootPyodide(pyodideURL);
+      const tBoot = performance.now();
+      status("loading webraft");
+      const wheel = await installWheel(pyodide, distURL);
+      return { pyodide, wheel, bridge: pyodide.pyimport("webraft.browser.bridge"),
+        pyodideBoot: tBoot - t0 };
+    })();
+    runtimes.set(key, loading);
+    loading.catch(() => runtimes.delete(key));
+  }
+  return runtimes.get(key);
+}
+
 function defaultRelay() {
   const scheme = location.protocol === "https:" ? "wss:" : "ws:";
   return `${scheme}//${location.host}/ws`;
@@ -113,33 +139,43 @@ function defaultRelay() {
  * options: room ("demo"), relay (ws URL; default: this page's host + /ws), members (voting
  * addresses of a new cluster, default ["n1","n2","n3"]: a tab takes the first free one and
  * keeps it in sessionStorage, so a reload is the same node), address (force one), token,
- * electionTimeout ([min, max] ms), heartbeatFrequency (ms), heartbeatTimeout (ms),
- * proposalTimeout (ms), pyodideURL ("/pyodide/"), distURL ("/dist/"), onStatus(text).
+ * connectTimeout (ms to get a slot from the relay, default 15000), electionTimeout ([min,
+ * max] ms), heartbeatFrequency (ms), heartbeatTimeout (ms), proposalTimeout (ms),
+ * pyodideURL ("/pyodide/"), distURL ("/dist/"), onStatus(text).
+ *
+ * Rejects with a WebRaftLoadError when Pyodide or the wheel cannot be loaded, and with a
+ * WebRaftError named RoomFull (every slot is taken), RelayUnreachable (no slot granted
+ * within connectTimeout) or RelayClosed (refused, e.g. a wrong token; `code` says why).
+ * Pyodide is booted once per page: further nodes of the same page share it.
  */
 export async function createNode(options = {}) {
   const status = options.onStatus ?? (() => {});
   const t0 = performance.now();
-  status("starting Pyodide");
-  const pyodide = await bootPyodide(options.pyodideURL ?? "/pyodide/");
-  const tBoot = performance.now();
-  status("loading webraft");
-  const wheel = await installWheel(pyodide, options.distURL ?? "/dist/");
-  const bridge = pyodide.pyimport("webraft.browser.bridge");
+  const runtime = await loadRuntime(options.pyodideURL ?? "/pyodide/",
+    options.distURL ?? "/dist/", status);
+  const tReady = performance.now();
   const config = {
     room: options.room ?? "demo",
     relay: options.relay ?? defaultRelay(),
     members: options.members ?? ["n1", "n2", "n3"],
     address: options.address ?? null,
     token: options.token ?? null,
+    connectTimeout: options.connectTimeout ?? DEFAULT_CONNECT_TIMEOUT,
     electionTimeout: options.electionTimeout ?? null,
     heartbeatFrequency: options.heartbeatFrequency ?? null,
     heartbeatTimeout: options.heartbeatTimeout ?? null,
     proposalTimeout: options.proposalTimeout ?? null,
   };
-  status("claiming a member slot in the room");
-  const node = await bridge.create(JSON.stringify(config));
-  const raft = new WebRaft(pyodide, node, wheel);
-  raft.timings = { pyodideBoot: tBoot - t0, webraftReady: performance.now() - tBoot };
+  status(`claiming a member slot in room "${config.room}" through ${config.relay}`);
+  const made = await runtime.bridge.create_for_js(JSON.stringify(config));
+  if (typeof made === "string") {
+    const { name, message, ...fields } = JSON.parse(made);
+    throw new WebRaftError(name, message, fields);
+  }
+  const raft = new WebRaft(runtime.pyodide, made, runtime.wheel);
+  // Booting Pyodide is shared by the page's nodes: a later node's share is what it waited.
+  const pyodideBoot = Math.min(runtime.pyodideBoot, tReady - t0);
+  raft.timings = { pyodideBoot, webraftReady: performance.now() - t0 - pyodideBoot };
   return raft;
 }
 

@@ -1,11 +1,13 @@
 """The JavaScript module used directly (not through the demo): connect() in a plain page of
-the relay's origin, a one-member room, how proposals that cannot be sent are refused, and the
-kinds of apply handlers."""
+the relay's origin, a one-member room, how proposals that cannot be sent are refused, the
+kinds of apply handlers, and the named errors of connect(). Further nodes of the page share
+its Pyodide, so all of this costs one boot."""
 
 from __future__ import annotations
 
 import json
 import os
+import socket
 from collections.abc import Iterator
 from typing import Any
 
@@ -87,6 +89,56 @@ def test_unsendable_commands_are_refused_as_invalid(solo: Tab, command: str) -> 
                   message: String(e.message).slice(0, 300)}}))""")
     assert error.get("name") == "InvalidCommand", error
     assert error["mayHaveCommitted"] is False, error
+
+
+def free_port() -> int:
+    """A local TCP port nobody listens on (bound, then released)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+SECOND_NODE = """async ([room, members, options]) => {
+  const m = await import("/webraft.js");
+  const t0 = performance.now();
+  try {
+    const raft = await m.connect({room, members, ...options});
+    await raft.close();
+    return {resolved: raft.address};
+  } catch (e) {
+    return {name: e.name, message: String(e.message), isWebRaftError: e instanceof m.WebRaftError,
+            isError: e instanceof Error, ms: performance.now() - t0};
+  }
+}"""
+
+
+def test_full_room_is_a_named_error(solo: Tab) -> None:
+    """A second node of the page (sharing its Pyodide) claims the slot the solo node holds,
+    with a session of its own: the relay refuses it and connect() rejects with RoomFull."""
+    room = solo.eval("webraft.room")
+    key = f"webraft/{room}/tab"
+    saved = solo.eval("(key) => sessionStorage.getItem(key)", key)
+    solo.eval("(key) => sessionStorage.removeItem(key)", key)  # as a new tab would be
+    try:
+        got = solo.eval(SECOND_NODE, [room, ["solo"], {}])
+    finally:
+        solo.eval("([key, value]) => sessionStorage.setItem(key, value)", [key, saved])
+    assert got.get("name") == "RoomFull", got
+    assert got["isWebRaftError"] and got["isError"], got
+    assert "is full" in got["message"] and "Traceback" not in got["message"], got
+    # The member holding the slot is undisturbed.
+    wait_for(lambda: solo.eval("webraft.isLeader"), what="the solo member to lead")
+    assert isinstance(solo.propose({"op": "put", "key": "after-room-full", "value": 1}), int)
+
+
+def test_unreachable_relay_is_a_named_error_within_the_timeout(solo: Tab) -> None:
+    url = f"ws://127.0.0.1:{free_port()}/ws"
+    got = solo.eval(SECOND_NODE, [unique_room("unreachable"), ["a"],
+                                  {"relay": url, "connectTimeout": 1500}])
+    assert got.get("name") == "RelayUnreachable", got
+    assert got["isWebRaftError"], got
+    assert url in got["message"] and "1.5 s" in got["message"], got
+    assert 1400 <= got["ms"] < 15_000, got
 
 
 APPLY_KINDS = """async () => {

@@ -1,12 +1,14 @@
-"""A page that cannot load Pyodide or the webraft wheel says so, visibly, naming the file.
+"""A page that cannot load Pyodide or the webraft wheel, or cannot reach its relay, says so
+visibly, naming the file or the URL.
 
-Each case runs its own relay with a broken --dist or --pyodide-dir.
+The loading cases run their own relay with a broken --dist or --pyodide-dir.
 """
 
 from __future__ import annotations
 
 import json
 import shutil
+import socket
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -64,4 +66,19 @@ def test_missing_pyodide_file_is_a_visible_error(context: Any,
     text = tab.wait_error(LOAD_ERROR_TIMEOUT)
     assert "WebRaftLoadError" in text, text
     assert (missing or "pyodide.mjs") in text, text
+    assert tab.eval("window.webraft === undefined")
+
+
+def test_unreachable_relay_is_a_visible_error(context: Any, relay: Relay) -> None:
+    """The page loads, but the relay it is told to use never answers: within the connect
+    timeout the demo shows a RelayUnreachable error naming the URL, instead of waiting."""
+    with socket.socket() as sock:  # a port nobody listens on
+        sock.bind(("127.0.0.1", 0))
+        dead = f"ws://127.0.0.1:{sock.getsockname()[1]}/ws"
+    tab = Tab(context.new_page(), "unreachable relay")
+    tab.goto(f"{relay.url}/?room=unreachable&relay={dead}&connectTimeout=2000")
+    text = tab.wait_error(LOAD_ERROR_TIMEOUT)
+    assert text.startswith("RelayUnreachable: "), text
+    assert dead in text and "Traceback" not in text, text
+    assert tab.page.inner_text("#status") == "failed to start"
     assert tab.eval("window.webraft === undefined")

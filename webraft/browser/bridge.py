@@ -6,7 +6,9 @@ Starting a node in a tab takes three steps, in an order that matters:
    tries them in order, its own previous slot first (kept with its relay session in
    ``sessionStorage``, so a reload is the same node), and the relay grants each address to
    one session at a time (4008 otherwise). Only the relay can arbitrate between tabs opened
-   at the same moment, so the claim happens *before* anything else.
+   at the same moment, so the claim happens *before* anything else. The whole claim is
+   bounded (``connectTimeout``): an unreachable relay is a :class:`RelayUnreachable`, not a
+   page that waits forever.
 2. **Open storage** in ``localStorage`` under ``webraft/<room>/<address>/``. Loading
    garbage-collects keys of an interrupted write, which is only safe for a namespace nobody
    else writes: the claim in step 1 is what guarantees that.
@@ -42,8 +44,10 @@ from ..storage.localstorage import LocalStorage
 from ..transport.relay import RelayClient, RelayClosed
 from .transport import ADDRESS_TAKEN, BrowserConnection, BrowserRaft
 
-__all__ = ["JsError", "JsNode", "RoomFull", "create"]
+__all__ = ["JsError", "JsNode", "RelayUnreachable", "RoomFull", "create", "create_for_js"]
 
+#: Default bound on claiming a slot (seconds): an unreachable relay fails ``create`` then.
+CONNECT_TIMEOUT = 15.0
 #: Longest a burst of proposals keeps the loop before the node gets to persist and send.
 PROPOSE_SLICE = 0.005
 #: Pause between two slices of a burst. Not ``call_soon``: on Pyodide's WebLoop that is a
@@ -62,6 +66,11 @@ _encode = json.JSONEncoder(separators=(",", ":")).encode
 
 class RoomFull(WebraftError):
     """Every member slot of the room is held by another tab."""
+
+
+class RelayUnreachable(WebraftError):
+    """No slot was granted within the connect timeout: the relay could not be reached, or
+    never answered."""
 
 
 class JsError(WebraftError):
@@ -109,14 +118,28 @@ class _Claim:
 
 
 async def _claim(room: str, url: str, candidates: list[str], session: str,
-                 token: str | None) -> tuple[RelayClient, BrowserConnection, _Claim]:
+                 token: str | None,
+                 timeout: float = CONNECT_TIMEOUT) -> tuple[RelayClient, BrowserConnection, _Claim]:
+    """Claim the first free address of ``candidates``, within ``timeout`` seconds in all."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
     for address in candidates:
         client = RelayClient(room, address, session=session, token=token)
         claim = _Claim()
         connection = BrowserConnection(url, client, claim)
-        connection.start()
         try:
-            await claim.outcome
+            connection.start()
+        except Exception as exc:  # e.g. a malformed URL: the WebSocket constructor throws
+            raise RelayUnreachable(f"cannot open a WebSocket to {url!r}: {exc}") from exc
+        try:
+            await asyncio.wait_for(claim.outcome, max(0.0, deadline - loop.time()))
+        except TimeoutError:
+            await connection.close()
+            last = connection.last_close
+            why = (f"; last attempt closed with {last[0]} {last[1]}".rstrip()
+                   if last is not None else "")
+            raise RelayUnreachable(f"no answer from the relay at {url} within "
+                                   f"{timeout:g} s{why}") from None
         except RelayClosed as exc:
             await connection.close()
             if exc.code == ADDRESS_TAKEN:
@@ -130,8 +153,10 @@ async def create(config_json: str) -> JsNode:
     """Claim an address, open storage and build the node (not started: see :meth:`start`).
 
     ``config_json`` holds ``room``, ``relay`` (ws URL), ``members``, and optionally
-    ``address``, ``token`` and the timeouts in milliseconds (``electionTimeout`` as
-    ``[low, high]``, ``heartbeatFrequency``, ``heartbeatTimeout``, ``proposalTimeout``).
+    ``address``, ``token``, ``connectTimeout`` (ms, default 15 000) and the timeouts in
+    milliseconds (``electionTimeout`` as ``[low, high]``, ``heartbeatFrequency``,
+    ``heartbeatTimeout``, ``proposalTimeout``). Raises :class:`RoomFull`,
+    :class:`RelayUnreachable` or the relay's :class:`~webraft.transport.relay.RelayClosed`.
     """
     from js import sessionStorage
 
@@ -145,8 +170,10 @@ async def create(config_json: str) -> JsNode:
     else:
         mine = saved.get("address")
         candidates = ([mine] if mine in members else []) + [m for m in members if m != mine]
-    client, connection, claim = await _claim(room, cfg["relay"], candidates, session,
-                                             cfg.get("token"))
+    timeout = cfg.get("connectTimeout")
+    client, connection, claim = await _claim(
+        room, cfg["relay"], candidates, session, cfg.get("token"),
+        timeout / 1000 if timeout else CONNECT_TIMEOUT)
     sessionStorage.setItem(tab_key, json.dumps({"address": client.address,
                                                 "session": session}))
     storage = LocalStorage(f"webraft/{room}/{client.address}/")
@@ -155,6 +182,19 @@ async def create(config_json: str) -> JsNode:
     connection.listener = node
     claim.replay(node)
     return JsNode(node)
+
+
+async def create_for_js(config_json: str) -> JsNode | str:
+    """:func:`create` for JavaScript: a webraft error (or a bad option) comes back as JSON
+    text ``{"name", "message"[, "code"]}`` so that ``webraft.js`` can throw an ``Error``
+    with that name, instead of a ``PythonError`` carrying a traceback."""
+    try:
+        return await create(config_json)
+    except (WebraftError, ValueError) as exc:
+        fields: dict[str, Any] = {"name": type(exc).__name__, "message": str(exc)}
+        if isinstance(exc, RelayClosed):
+            fields["code"] = exc.code
+        return json.dumps(fields)
 
 
 def _timing(cfg: dict[str, Any]) -> dict[str, Any]:

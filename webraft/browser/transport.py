@@ -61,6 +61,8 @@ class BrowserConnection:
         self.listener = listener
         self.online = True
         self.connections = 0
+        #: ``(code, reason)`` of the last close of a socket (1006: it never opened).
+        self.last_close: tuple[int, str] | None = None
         self._ws: Any = None
         self._destroy: list[Callable[[], None]] = []
         self._started = False
@@ -152,6 +154,7 @@ class BrowserConnection:
     def _on_close(self, ws: Any, code: int, reason: str) -> None:
         if ws is not self._ws:
             return
+        self.last_close = (code, reason)
         self._detach()
         delay = self.client.connection_lost(code, reason)
         if self._closing or not self.online:
