@@ -20,6 +20,7 @@ from .errors import (
     ProposalError,
     ProposalTimeout,
     RaftClosed,
+    SessionExpired,
     StorageError,
     WebraftError,
 )
@@ -43,6 +44,7 @@ __all__ = [
     "ProposalTimeout",
     "RaftClosed",
     "RaftInterface",
+    "SessionExpired",
     "Snapshot",
     "Storage",
     "StorageError",

@@ -12,9 +12,13 @@ exception                  may still commit?  when
 ``LeadershipLost``         no                 a new leader overwrote the entry's log slot
 ``InvalidCommand``         no                 the command is not JSON or is too large
 ``MembershipChangeError``  no                 the change was refused (one at a time, ...)
+``SessionExpired``         no                 the client session was forgotten (§6.3)
 ``ProposalTimeout``        **yes**            sent, but no outcome within the timeout
 ``RaftClosed``             **yes** if sent    the node was closed before the outcome
 =========================  =================  ==============================================
+
+A client session (:meth:`~webraft.RaftInterface.open_session`) makes retries safe: its
+proposals are applied exactly once however often they are retried.
 """
 
 from __future__ import annotations
@@ -74,6 +78,11 @@ class ProposalTimeout(ProposalError):
     """No outcome within ``proposal_timeout``: the command may still commit later."""
 
     may_have_committed = True
+
+
+class SessionExpired(ProposalError):
+    """The client session is unknown to the cluster (it expired: too many newer sessions),
+    so the command was not applied; open a new session."""
 
 
 class RaftClosed(ProposalError):

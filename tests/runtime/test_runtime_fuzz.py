@@ -91,7 +91,8 @@ bad_types = (st.text(max_size=12).filter(lambda t: t not in TYPES) | st.none() |
 def templates(term: int, last: int, commit: int) -> list[dict[str, Any]]:
     """One valid wire message of every type (every field present), plausible at ``term``."""
     values = {"int": lambda name: term if name in ("term", "last_term", "prev_term", "snap_term",
-                                                   "hint_term") else min(last, commit),
+                                                   "hint_term")
+              else 0 if name == "kind" else min(last, commit),
               "bool": lambda name: True,
               "str": lambda name: "a",
               "text": lambda name: "",

@@ -38,6 +38,11 @@ MAX_DEPTH = 64
 COMMAND = 0  #: an application command (the ``apply`` event sees these)
 NOOP = 1  #: appended by every new leader to commit entries of earlier terms (Raft §5.4.2)
 CONFIG = 2  #: a cluster configuration: ``{"voters": [...], "learners": [...]}``
+#: a command of a client session (Raft thesis §6.3): ``[client, seq, ack, command]``, where
+#: client 0 opens a session whose id is the entry's index (see :mod:`webraft.runtime.sessions`)
+SESSION = 3
+#: The largest entry kind.
+MAX_KIND = SESSION
 
 
 class Entry:
@@ -180,10 +185,12 @@ class ProposeRequest(Message):
     """A follower forwarding commands to the leader (the seed's proposal forwarding).
 
     ``id`` is chosen by the follower; the leader answers with a :class:`ProposeResponse`.
+    ``kind`` is :data:`COMMAND` or :data:`SESSION` (no one else may make the other kinds).
     """
 
     id: int
     commands: tuple[Any, ...]
+    kind: int = COMMAND
 
 
 @dataclass(frozen=True, slots=True)
@@ -272,7 +279,8 @@ _SCHEMA: dict[str, tuple[type[Message], tuple[_FieldSpec, ...]]] = {
     "commit": (CommitNotice, (_int("term"), _int("commit"))),
     "heartbeat_resp": (HeartbeatResponse, (_int("term"), _opt("ctx", "int", 0))),
     "timeout_now": (TimeoutNow, (_int("term"),)),
-    "propose": (ProposeRequest, (_int("term"), _int("id"), _FieldSpec("commands", "commands"))),
+    "propose": (ProposeRequest, (_int("term"), _int("id"), _FieldSpec("commands", "commands"),
+                                 _opt("kind", "int", COMMAND))),
     "read": (ReadIndexRequest, (_int("term"), _int("id"))),
     "read_resp": (ReadIndexResponse, (_int("term"), _int("id"), _int("index"))),
     "snapshot": (SnapshotChunk, (_int("term"), _int("index"), _int("snap_term"),
@@ -330,6 +338,11 @@ def decode(payload: Any) -> Message:
         _number_entries(values)
     elif kind == "snapshot":
         _check_chunk(values)
+    elif kind == "propose" and values["kind"] != COMMAND:
+        if values["kind"] != SESSION:
+            raise MessageError("propose.kind must be a command or a session command")
+        for command in values["commands"]:
+            check_session(command, "propose.commands")
     return cls(**values)
 
 
@@ -401,10 +414,12 @@ def _number_entries(values: dict[str, Any]) -> None:
         if e_term.__class__ is not int or not last_term <= e_term <= term:
             raise MessageError("append.entries terms must be integers that do not decrease "
                                "or exceed the message term")
-        if e_kind.__class__ is not int or not COMMAND <= e_kind <= CONFIG:
+        if e_kind.__class__ is not int or not COMMAND <= e_kind <= MAX_KIND:
             raise MessageError("append.entries.kind is unknown")
         if e_kind == CONFIG:
             check_config(data, "append.entries config")
+        elif e_kind == SESSION:
+            check_session(data, "append.entries session")
         elif data.__class__ not in _SCALARS:
             check_command(data, "append.entries data")
         index += 1
@@ -451,6 +466,15 @@ def _json_size(value: Any, depth: int) -> int:
             total += len(k) + 4 + _json_size(v, depth + 1)
         return total
     raise MessageError(f"command holds a {cls.__name__}, which is not JSON")
+
+
+def check_session(data: Any, where: str) -> None:
+    """Validate a session entry's payload ``[client, seq, ack, command]``."""
+    if data.__class__ is not list or len(data) != 4:
+        raise MessageError(f"{where} must be [client, seq, ack, command]")
+    for value in data[:3]:
+        check_int(value, where)
+    check_command(data[3], where)
 
 
 def check_config(data: Any, where: str) -> tuple[tuple[str, ...], tuple[str, ...]]:

@@ -333,19 +333,20 @@ class RaftCore:
         if to is not None and self.progress[to].match == self.log.last_index:
             self._send(to, TimeoutNow(self.term))
 
-    def propose(self, req_id: int, commands: Sequence[Any]) -> None:
-        """Propose commands; the outcome appears as a :class:`ProposalResult` in a Ready.
+    def propose(self, req_id: int, commands: Sequence[Any], kind: int = COMMAND) -> None:
+        """Propose commands (entries of ``kind``: :data:`COMMAND` or :data:`SESSION`); the
+        outcome appears as a :class:`ProposalResult` in a Ready.
 
         The leader appends them. A follower forwards them to the leader it knows (the seed's
         behaviour); with no known leader the result says so and the runtime may retry.
         """
         if self.state == LEADER and self.transferee is None:
-            index = self._append(COMMAND, commands)
+            index = self._append(kind, commands)
             self._proposals.append(ProposalResult(req_id, index, self.term))
         elif self.state == LEADER:  # handing over: refuse, the caller retries with the next
             self._proposals.append(ProposalResult(req_id, 0, 0, self.transferee or ""))
         elif self.leader is not None:
-            self._send(self.leader, ProposeRequest(self.term, req_id, tuple(commands)))
+            self._send(self.leader, ProposeRequest(self.term, req_id, tuple(commands), kind))
         else:
             self._proposals.append(ProposalResult(req_id, 0, 0))
 
@@ -870,7 +871,7 @@ class RaftCore:
         key = (src, m.id)
         index = self._forwarded.get(key)
         if index is None:  # not a duplicate of a request already appended this term
-            index = self._append(COMMAND, m.commands)
+            index = self._append(m.kind, m.commands)
             self._forwarded[key] = index
             if len(self._forwarded) > MAX_FORWARD_MEMORY:
                 del self._forwarded[next(iter(self._forwarded))]

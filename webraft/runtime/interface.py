@@ -24,7 +24,7 @@ from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..core.messages import COMMAND, Entry, check_command, decode, encode
+from ..core.messages import COMMAND, SESSION, Entry, check_command, decode, encode
 from ..core.raft import LEADER, PUBLIC_STATE, CoreConfig, ProposalResult, RaftCore, ReadState, Ready
 from ..core.state import ClusterConfig, SnapshotMeta, StorageUpdate, StoredState
 from ..errors import (
@@ -37,10 +37,13 @@ from ..errors import (
     ProposalError,
     ProposalTimeout,
     RaftClosed,
+    SessionExpired,
+    StorageError,
     WebraftError,
 )
 from ..storage import MemoryStorage, Storage
 from .events import EventEmitter
+from .sessions import APPLY, DUPLICATE, EXPIRED, ClientSession, SessionTable
 
 logger = logging.getLogger("webraft")
 
@@ -86,6 +89,7 @@ class _Batch:
 
     commands: list[Any]
     futures: list[asyncio.Future[int]]
+    kind: int = COMMAND
     sent_to: str | None = None  # the leader it was forwarded to, None when local or parked
     sent: bool = False  # ever handed to a leader that might have appended it
     timer: asyncio.TimerHandle | None = None  # waiting for the forwarded-to leader's answer
@@ -220,7 +224,7 @@ class RaftInterface(EventEmitter):
         self._drive_task: asyncio.Task[None] | None = None
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at = float("inf")
-        self._outbox: list[tuple[Any, int, asyncio.Future[int]]] = []
+        self._outbox: list[tuple[Any, int, asyncio.Future[int], int]] = []
         self._expiring: deque[tuple[float, _Batch]] = deque()  # (deadline, batch), in order
         self._expiry_timer: asyncio.TimerHandle | None = None
         self._applied_term = 0  # term of the newest entry applied
@@ -234,6 +238,13 @@ class RaftInterface(EventEmitter):
         self._next_req = self._rng.randrange(1 << 52)
         self._apply = _ApplyState()
         self._last_applied = stored.snapshot.index
+        # Client sessions: the replicated table, this node's callers waiting on a (client,
+        # seq), and outcomes of session entries applied here, kept until their waiter runs.
+        self._sessions = SessionTable()
+        if stored.snapshot.index:
+            self._sessions = _unpack_snapshot(stored.snapshot_data or "")[1]
+        self._session_waiters: dict[tuple[int, int], asyncio.Future[int]] = {}
+        self._session_outcomes: dict[int, tuple[tuple[int, int], str, int]] = {}
         self._gone: dict[str, float] = {}  # member -> loop time it was last seen leaving
         self._membership_timer: asyncio.TimerHandle | None = None
 
@@ -357,7 +368,7 @@ class RaftInterface(EventEmitter):
                                                           self.core.snapshot_data)
         if meta.index == 0:
             return None
-        return Snapshot(meta.index, meta.term, json.loads(text))
+        return Snapshot(meta.index, meta.term, _unpack_snapshot(text)[0])
 
     @property
     def members(self) -> tuple[str, ...]:
@@ -530,7 +541,7 @@ class RaftInterface(EventEmitter):
                 batch.timer.cancel()
             for fut in batch.futures:
                 _fail(fut, RaftClosed(may_have_committed=batch.sent))
-        for _, _, fut in self._outbox:
+        for _, _, fut, _ in self._outbox:
             _fail(fut, RaftClosed(may_have_committed=False))
         for waiter in self._waiters.values():
             _fail(waiter.future, RaftClosed())
@@ -627,7 +638,49 @@ class RaftInterface(EventEmitter):
     def propose(self, command: Any) -> asyncio.Future[int]:
         """Replicate ``command``; the future resolves to its log index once it is committed
         and applied on this node. Failures are :class:`~webraft.errors.ProposalError`\\ s
-        (see :mod:`webraft.errors` for which ones mean "may still commit")."""
+        (see :mod:`webraft.errors` for which ones mean "may still commit"; a client session,
+        :meth:`open_session`, makes retrying those safe)."""
+        return self._propose(command, COMMAND)
+
+    async def open_session(self) -> ClientSession:
+        """Open a client session whose proposals apply exactly once (Raft thesis §6.3)."""
+        return ClientSession(self, await self._propose([0, 0, 0, None], SESSION))
+
+    def resume_session(self, client_id: int, next_seq: int) -> ClientSession:
+        """A session opened earlier (by this or another node), e.g. after the client restarted;
+        ``next_seq`` must exceed every number the client used before."""
+        return ClientSession(self, client_id, next_seq)
+
+    async def _propose_in_session(self, session: ClientSession, seq: int, command: Any,
+                                  timeout: float | None) -> int:
+        """Propose ``command`` as ``seq`` of ``session`` until its outcome is known."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + (6 * self.proposal_timeout if timeout is None else timeout)
+        key = (session.id, seq)
+        outcome = self._session_waiters[key] = loop.create_future()
+        delay = self.heartbeat_frequency
+        try:
+            while True:
+                attempt = self._propose([session.id, seq, session.ack, command], SESSION)
+                attempt.add_done_callback(_consume)
+                remaining = deadline - loop.time()
+                if remaining > 0:
+                    await asyncio.wait((outcome, attempt), timeout=remaining,
+                                       return_when=asyncio.FIRST_COMPLETED)
+                if outcome.done():
+                    return outcome.result()
+                error = attempt.exception() if attempt.done() else None
+                if isinstance(error, InvalidCommand | RaftClosed):
+                    raise error
+                if loop.time() >= deadline:
+                    raise ProposalTimeout(f"session {session.id} seq {seq}: no outcome in time")
+                # Unknown outcome, or certainly not applied: the same number again is safe.
+                await asyncio.sleep(delay)
+                delay = min(2 * delay, self.proposal_timeout)
+        finally:
+            del self._session_waiters[key]
+
+    def _propose(self, command: Any, kind: int) -> asyncio.Future[int]:
         fut: asyncio.Future[int] = asyncio.get_running_loop().create_future()
         if self._closed:
             fut.set_exception(RaftClosed(may_have_committed=False))
@@ -640,7 +693,7 @@ class RaftInterface(EventEmitter):
         except InvalidCommand as exc:
             fut.set_exception(exc)
             return fut
-        self._outbox.append((command, size, fut))
+        self._outbox.append((command, size, fut, kind))
         self._kick()
         return fut
 
@@ -651,12 +704,13 @@ class RaftInterface(EventEmitter):
         outbox, self._outbox = self._outbox, []
         batches: list[_Batch] = []
         size = BATCH_BYTES
-        for command, nbytes, fut in outbox:
+        kind = COMMAND
+        for command, nbytes, fut, entry_kind in outbox:
             if fut.done():
                 continue  # cancelled by its caller before it left: never propose it
-            if size + nbytes > BATCH_BYTES:
-                batches.append(_Batch([], []))
-                size = 0
+            if size + nbytes > BATCH_BYTES or entry_kind != kind:
+                batches.append(_Batch([], [], entry_kind))
+                size, kind = 0, entry_kind
             batches[-1].commands.append(command)
             batches[-1].futures.append(fut)
             size += nbytes
@@ -692,7 +746,7 @@ class RaftInterface(EventEmitter):
             batch.sent_to = self.leader
             batch.timer = self._loop_or_running().call_later(
                 self.nodes[batch.sent_to].message_timeout, self._forward_timed_out, req)
-        self.core.propose(req, batch.commands)
+        self.core.propose(req, batch.commands, batch.kind)
 
     def _forward_timed_out(self, req: int) -> None:
         batch = self._batches.pop(req, None)
@@ -914,7 +968,7 @@ class RaftInterface(EventEmitter):
                 self._loop_or_running().call_later(1.0, self._refresh_again, gate, cb)
                 return
             else:
-                self._snapshot_loaded(load.meta)
+                self._snapshot_loaded(load)
             st.loading = None
             gate.set_result(None)
             self._pump_apply()
@@ -938,8 +992,10 @@ class RaftInterface(EventEmitter):
         if applied < meta.index:
             self._apply.queue.appendleft(_Load(meta, self.core.snapshot_data))
 
-    def _snapshot_loaded(self, meta: SnapshotMeta) -> None:
-        """The application loaded the snapshot ``meta``: it has applied up to its index."""
+    def _snapshot_loaded(self, load: _Load) -> None:
+        """The application loaded the snapshot: it has applied up to its index."""
+        meta = load.meta
+        self._sessions = _unpack_snapshot(load.text)[1]
         st = self._apply
         st.since_snapshot = st.since_snapshot_bytes = 0
         self._last_applied = meta.index
@@ -987,14 +1043,17 @@ class RaftInterface(EventEmitter):
             if entry.index <= st.skip_to:
                 self._skipped(entry)
                 continue
-            if entry.kind == COMMAND:
+            kind = entry.kind
+            task = entry if kind == COMMAND else (
+                self._session_entry(entry) if kind == SESSION else None)
+            if task is not None:
                 for i, handler in enumerate(handlers):
-                    outcome = _start_apply(handler, entry)
+                    outcome = _start_apply(handler, task)
                     if outcome is not None:
                         st.task = self._loop_or_running().create_task(
-                            self._apply_slowly(entry, handlers[i:], outcome))
+                            self._apply_slowly(entry, task, handlers[i:], outcome))
                         return
-            self._applied(entry)
+            self._applied(entry, emit=task is not None)
             if self._snapshot_due():
                 pending = self._take_snapshot()
                 if pending is not None:
@@ -1005,12 +1064,13 @@ class RaftInterface(EventEmitter):
         self._apply.resume = None
         self._pump_apply()
 
-    async def _apply_slowly(self, entry: Entry, handlers: list[Callable[..., Any]],
+    async def _apply_slowly(self, entry: Entry, task: Entry, handlers: list[Callable[..., Any]],
                             outcome: _Outcome) -> None:
+        """Finish applying ``entry`` (whose command the handlers see as ``task``)."""
         try:
             for handler in handlers:
                 if outcome is None:
-                    outcome = _start_apply(handler, entry)
+                    outcome = _start_apply(handler, task)
                 delay = 0.01
                 while outcome is not None:
                     error = outcome if isinstance(outcome, BaseException) else await outcome
@@ -1021,7 +1081,7 @@ class RaftInterface(EventEmitter):
                     self.emit("error", error)
                     await asyncio.sleep(delay)
                     delay = min(delay * 2, 5.0)
-                    outcome = _start_apply(handler, entry)
+                    outcome = _start_apply(handler, task)
                 outcome = None
             self._applied(entry)
             if self._snapshot_due():
@@ -1072,7 +1132,8 @@ class RaftInterface(EventEmitter):
 
     def _compact(self, index: int, data: Any) -> None:
         try:
-            text = json.dumps(data, allow_nan=False, separators=(",", ":"), ensure_ascii=False)
+            text = json.dumps({"state": data, "sessions": self._sessions.to_json()},
+                              allow_nan=False, separators=(",", ":"), ensure_ascii=False)
         except (TypeError, ValueError, RecursionError) as exc:
             self._snapshot_failed(exc)
             return
@@ -1086,7 +1147,17 @@ class RaftInterface(EventEmitter):
         logger.error("%s: snapshot handler failed: %r", self.address, exc)
         self.emit("error", exc)
 
+    def _session_entry(self, entry: Entry) -> Entry | None:
+        """Record a session entry; return what the application applies (None: nothing)."""
+        verdict, index = self._sessions.apply(entry)
+        client, seq, _, command = entry.command
+        if (client, seq) in self._session_waiters:
+            self._session_outcomes[entry.index] = ((client, seq), verdict, index)
+        return Entry(entry.term, entry.index, COMMAND, command) if verdict == APPLY else None
+
     def _skipped(self, entry: Entry) -> None:
+        if entry.kind == SESSION:
+            self._sessions.apply(entry)  # the application has it; the table must too
         st = self._apply
         if entry.index == st.skip_to and entry.term != st.skip_term:
             self.emit("error", WebraftError(
@@ -1105,12 +1176,30 @@ class RaftInterface(EventEmitter):
         waiter = self._waiters.pop(entry.index, None)
         if waiter is not None:
             self._applied_waiter(waiter, entry.index, entry.term)
+        if self._session_outcomes:
+            self._session_outcome(entry.index)
         if self._index_watchers:
             for watcher in self._index_watchers.pop(entry.index, ()):
                 if not watcher.done():
                     watcher.set_result(None)
-        if emit and entry.kind == COMMAND:
+        if emit:
             self.emit("updated", entry.index)
+
+    def _session_outcome(self, index: int) -> None:
+        found = self._session_outcomes.pop(index, None)
+        if found is None:
+            return
+        key, verdict, first = found
+        fut = self._session_waiters.get(key)
+        if fut is None or fut.done():
+            return
+        if verdict == EXPIRED:
+            fut.set_exception(SessionExpired(f"session {key[0]} is unknown to the cluster"))
+        elif verdict == DUPLICATE and not first:
+            fut.set_exception(WebraftError(f"seq {key[1]} of session {key[0]} was acknowledged "
+                                           "already"))  # the client said it no longer waits
+        else:
+            fut.set_result(first)
 
     def _drop_dead_waiters(self, term: int) -> None:
         """An entry of ``term`` committed: entries of older terms at later indexes can never
@@ -1187,6 +1276,23 @@ def _normalize(command: Any, limit: int) -> tuple[Any, int]:
     except MessageError as exc:
         raise InvalidCommand(str(exc)) from None
     return command, len(text)
+
+
+def _unpack_snapshot(text: str) -> tuple[Any, SessionTable]:
+    """The application's state and the session table held by a snapshot's text."""
+    try:
+        data = json.loads(text)
+    except ValueError as exc:
+        raise StorageError(f"snapshot text is not JSON: {exc}") from None
+    if not isinstance(data, dict) or "state" not in data:
+        raise StorageError("snapshot text lacks the application's state")
+    return data["state"], SessionTable.from_json(data.get("sessions", []))
+
+
+def _consume(fut: asyncio.Future[Any]) -> None:
+    """Retrieve a future's exception so that nobody warns it was never retrieved."""
+    if not fut.cancelled():
+        fut.exception()
 
 
 def _fail(fut: asyncio.Future[Any], exc: BaseException) -> None:

@@ -1,0 +1,142 @@
+"""Client sessions (Raft thesis §6.3): retried proposals apply exactly once."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+from cluster import Cluster
+
+import webraft
+from webraft.core.messages import SESSION, Entry
+from webraft.runtime import sessions
+from webraft.runtime.sessions import APPLY, DUPLICATE, EXPIRED, OPEN, SessionTable
+
+
+def session_entry(index: int, client: int, seq: int = 0, ack: int = 0,
+                  command: Any = None) -> Entry:
+    return Entry(1, index, SESSION, [client, seq, ack, command])
+
+
+# ---------------------------------------------------------------------- the table
+
+
+def test_the_table_applies_each_number_once_and_remembers_where() -> None:
+    table = SessionTable()
+    assert table.apply(session_entry(5, 0)) == (OPEN, 5)
+    assert table.apply(session_entry(6, 5, 1, 1, "x")) == (APPLY, 6)
+    assert table.apply(session_entry(7, 5, 2, 1, "y")) == (APPLY, 7)
+    assert table.apply(session_entry(8, 5, 1, 1, "x")) == (DUPLICATE, 6)  # a retry
+    # ack 3: the client has every result below 3, so the table forgets them.
+    assert table.apply(session_entry(9, 5, 3, 3, "z")) == (APPLY, 9)
+    assert table.sessions[5].done == {3: 9}
+    assert table.apply(session_entry(10, 5, 2, 3, "y")) == (DUPLICATE, 0)
+    assert table.apply(session_entry(11, 99, 1, 1, "w")) == (EXPIRED, 0)
+
+
+def test_sessions_expire_least_recently_used_first(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(sessions, "MAX_SESSIONS", 2)
+    table = SessionTable()
+    table.apply(session_entry(1, 0))
+    table.apply(session_entry(2, 0))
+    table.apply(session_entry(3, 1, 1, 1, "keeps 1 fresh"))
+    table.apply(session_entry(4, 0))  # a third session: 2 is the least recently used
+    assert list(table.sessions) == [1, 4]
+    assert table.apply(session_entry(5, 2, 1, 1, "late")) == (EXPIRED, 0)
+
+
+def test_the_table_round_trips_through_json_and_refuses_garbage() -> None:
+    table = SessionTable()
+    table.apply(session_entry(1, 0))
+    table.apply(session_entry(2, 1, 1, 1, "x"))
+    again = SessionTable.from_json(table.to_json())
+    assert again.to_json() == table.to_json()
+    assert again.apply(session_entry(3, 1, 1, 1, "x")) == (DUPLICATE, 2)
+    for garbage in ({"a": 1}, [[1]], [[1, -1, []]], [["x", 0, []]], [[1, 0, [[1]]]]):
+        with pytest.raises(webraft.StorageError):
+            SessionTable.from_json(garbage)
+
+
+# ---------------------------------------------------------------------- through a cluster
+
+
+def commands(node: Any) -> list[Any]:
+    return [command for _, command in node.applied]
+
+
+async def test_a_retry_after_a_lost_answer_applies_once(make_cluster: Any) -> None:
+    c: Cluster = make_cluster(message_timeout=0.2).start()
+    lead = await c.leader()
+    follower = next(n for n in c.nodes.values() if n is not lead)
+    session = await follower.open_session()
+    forwarded: set[int] = set()  # request ids (a filter may see a message more than once)
+
+    def keep_the_follower_in_the_dark(src: str, dst: str, payload: dict[str, Any]) -> bool:
+        """Until the follower forwards a second copy, it hears neither the leader's answer
+        nor the entries: it cannot know the first copy committed, so it must retry."""
+        if src == follower.address and payload["type"] == "propose":
+            forwarded.add(payload["id"])
+        return (dst == follower.address and len(forwarded) < 2
+                and payload["type"] in ("propose_resp", "append", "commit"))
+
+    c.net.drops.append(keep_the_follower_in_the_dark)
+    index = await session.propose({"pay": 10})
+    assert len(forwarded) >= 2, "the follower never retried: the test proved nothing"
+    await c.converged()
+    for node in c.nodes.values():
+        assert commands(node).count({"pay": 10}) == 1
+        assert (index, {"pay": 10}) in node.applied
+    # Both copies are in the log; only the first was applied.
+    copies = [e.index for e in lead.core.log.entries
+              if e.kind == SESSION and e.command[3] == {"pay": 10}]
+    assert len(copies) == 2 and copies[0] == index
+
+
+async def test_a_resumed_session_is_deduplicated_across_restarts_and_snapshots(
+        make_cluster: Any) -> None:
+    c: Cluster = make_cluster(snapshot_entries=5, snapshot_tail=0)
+
+    def handlers(node: Any) -> None:
+        node.listen("snapshot", lambda index, term: {"opaque": index})
+        node.listen("refresh", lambda cb: cb())
+
+    for name in c.names:
+        handlers(c.build(name))
+    c.start()
+    lead = await c.leader()
+    session = await lead.open_session()
+    first = await session.propose("once")
+    for i in range(12):
+        await lead.propose(i)  # compacts the log: the table lives on in the snapshot
+    await c.converged()
+    assert c.storages[lead.address].snapshot.index > first
+    restarted = await c.restart(lead.address, before_start=handlers)
+    await c.leader()
+    again = restarted.resume_session(session.id, 1)  # a client that lost track retries seq 1
+    assert await again.propose("once") == first
+    await c.converged()
+    assert all(commands(n).count("once") <= 1 for n in c.nodes.values())
+
+
+async def test_an_expired_session_is_refused(make_cluster: Any,
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(sessions, "MAX_SESSIONS", 2)
+    c: Cluster = make_cluster().start()
+    lead = await c.leader()
+    old = await lead.open_session()
+    await lead.open_session()
+    await lead.open_session()
+    with pytest.raises(webraft.SessionExpired):
+        await old.propose("too late")
+    assert "too late" not in commands(lead)
+
+
+async def test_concurrent_proposals_of_one_session_all_apply(make_cluster: Any) -> None:
+    c: Cluster = make_cluster().start()
+    lead = await c.leader()
+    session = await lead.open_session()
+    indexes = await asyncio.gather(*(session.propose(i) for i in range(50)))
+    assert len(set(indexes)) == 50
+    await c.converged()
+    assert [cmd for cmd in commands(lead) if isinstance(cmd, int)] == list(range(50))
