@@ -43,7 +43,13 @@ def run_and_kill(path: Path, threaded: bool, acks_before_kill: int, rng: random.
             time.sleep(rng.uniform(0, 0.02))
     finally:
         proc.kill()  # SIGKILL on POSIX
-        out, err = proc.communicate(timeout=60)
+        proc.wait(timeout=60)
+        # Read through the file objects, not communicate(): readline() may already hold later
+        # acks in its buffer, which communicate() (reading the pipe itself) would skip.
+        out = proc.stdout.read()  # type: ignore[union-attr]
+        err = proc.stderr.read()  # type: ignore[union-attr]
+        proc.stdout.close()  # type: ignore[union-attr]
+        proc.stderr.close()  # type: ignore[union-attr]
     assert len(lines) == acks_before_kill, f"child stopped early: {err}"
     lines.extend(out.splitlines(keepends=True))
     acked = [int(line.split()[1]) for line in lines if line.endswith("\n")]
