@@ -99,3 +99,61 @@ def test_a_non_leader_refuses_and_a_lone_voter_answers_at_once() -> None:
     persist(solo)  # the no-op is persisted, hence committed
     solo.read_index(1)
     assert persist(solo).reads == [ReadState(1, solo.log.commit)]
+
+
+# ---------------------------------------------------------------------- lease reads
+
+
+def leased_leader():
+    """A committed leader with lease reads, whose first heartbeat round a majority answered."""
+    leader = make_leader(lease_reads=True)
+    ack(leader, "b")
+    persist(leader)
+    leader.tick(leader.heartbeat_deadline)
+    [beat] = msgs(persist(leader), Heartbeat, to="b")
+    leader.step("b", HeartbeatResponse(leader.term, ctx=beat.ctx))
+    persist(leader)
+    return leader, beat.ctx
+
+
+def test_a_lease_answers_at_once_without_a_round() -> None:
+    leader, _ = leased_leader()
+    leader.read_index(7)
+    rd = persist(leader)
+    assert rd.reads == [ReadState(7, leader.log.commit)] and not msgs(rd, Heartbeat)
+    leader.step("c", ReadIndexRequest(leader.term, 8))  # a follower asking
+    assert msgs(persist(leader), ReadIndexResponse) == [
+        ReadIndexResponse(leader.term, 8, leader.log.commit)]
+
+
+def test_without_lease_reads_a_round_is_always_needed() -> None:
+    leader = committed_leader()
+    leader.tick(leader.heartbeat_deadline)
+    [beat] = msgs(persist(leader), Heartbeat, to="b")
+    leader.step("b", HeartbeatResponse(leader.term, ctx=beat.ctx))
+    leader.read_index(7)
+    rd = persist(leader)
+    assert rd.reads == [] and msgs(rd, Heartbeat)
+
+
+def test_a_lease_ends_before_the_followers_stop_honouring_it() -> None:
+    leader, _ = leased_leader()
+    sent = leader.now
+    # Heartbeats go out but nobody answers: the lease runs out with the round that was.
+    leader.tick(sent + 0.95 * leader.cfg.quorum_timeout)
+    persist(leader)
+    leader.read_index(7)
+    rd = persist(leader)
+    assert rd.reads == [] and msgs(rd, Heartbeat)
+
+
+def test_leadership_transfer_voids_the_lease() -> None:
+    leader, _ = leased_leader()
+    ack(leader, "c")
+    persist(leader)
+    assert leader.transfer_leadership("c") == "c"
+    persist(leader)  # TimeoutNow: "c" may win at once, past every follower's lease
+    leader.transferee = None  # even after the transfer is given up...
+    leader.read_index(7)
+    rd = persist(leader)
+    assert rd.reads == [] and msgs(rd, Heartbeat)  # ...only a new round can confirm

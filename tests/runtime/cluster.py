@@ -63,6 +63,7 @@ class Timing:
     snapshot_entries: int | None = None  # None: the library's default
     snapshot_tail: int | None = None
     auto_membership: bool = False
+    read_lease: bool = False
     member_grace: float = 20.0
 
 
@@ -198,6 +199,10 @@ class FastRaft(webraft.RaftInterface):
     @property
     def auto_membership(self) -> bool:
         return self.timing.auto_membership
+
+    @property
+    def read_lease(self) -> bool:
+        return self.timing.read_lease
 
     @property
     def member_grace(self) -> float:

@@ -72,7 +72,7 @@ def test_checker_catches_broken_cores(bug: str, monkeypatch: pytest.MonkeyPatch)
             # Wrong: cut at the first entry already present, even when its term matches.
             first = entries[0].index
             if first <= self.last_index:
-                del self.entries[first - self.snapshot.index - 1:]
+                del self.entries[first - self.offset - 1:]
                 self.stable = min(self.stable, first - 1)
             self.entries.extend(entries)
             return entries[-1].index

@@ -474,6 +474,7 @@ CORRUPTIONS = {
     "term decreases": ("UPDATE log SET term = 1 WHERE idx = 4", "inconsistent at index 4"),
     "term beyond hard term": ("UPDATE log SET term = 9 WHERE idx = 4", "inconsistent"),
     "unknown kind": ("UPDATE log SET kind = 7 WHERE idx = 2", "unknown kind"),
+    "malformed session entry": ("UPDATE log SET kind = 3 WHERE idx = 2", "session"),
     "bad config entry": ("UPDATE log SET command = '{\"voters\": []}' WHERE idx = 3",
                          "voters"),
     "vote not a string": ("UPDATE hard_state SET vote = X'61'", "vote"),

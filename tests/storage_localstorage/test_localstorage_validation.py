@@ -222,6 +222,7 @@ CORRUPT = {
     "entry not a list": (set_key("e:0:1", '{"term":1}'), r"\[term, kind, command\]"),
     "entry too short": (set_key("e:0:1", "[1,0]"), r"\[term, kind, command\]"),
     "entry kind unknown": (set_key("e:0:1", "[1,7,null]"), "unknown kind"),
+    "malformed session entry": (set_key("e:0:1", "[1,3,[1,2]]"), "session"),
     "entry term a string": (set_key("e:0:1", '["1",0,null]'), "entry 1 term"),
     "entry config invalid": (set_key("e:1:3", '[2,2,{"voters":"a"}]'), "voters"),
     "entry term beyond hard term": (set_key("e:1:4", "[3,0,1]"), "inconsistent at index 4"),

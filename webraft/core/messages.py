@@ -468,6 +468,16 @@ def _json_size(value: Any, depth: int) -> int:
     raise MessageError(f"command holds a {cls.__name__}, which is not JSON")
 
 
+def check_entry_data(kind: Any, data: Any, where: str) -> None:
+    """Check an entry's kind and the shape its kind requires (storage loads use this)."""
+    if type(kind) is not int or not COMMAND <= kind <= MAX_KIND:
+        raise MessageError(f"{where} has unknown kind {kind!r:.40}")
+    if kind == CONFIG:
+        check_config(data, f"{where} config")
+    elif kind == SESSION:
+        check_session(data, f"{where} session")
+
+
 def check_session(data: Any, where: str) -> None:
     """Validate a session entry's payload ``[client, seq, ack, command]``."""
     if data.__class__ is not list or len(data) != 4:

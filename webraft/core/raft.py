@@ -72,6 +72,10 @@ _FROM_LEADER = (AppendRequest, Heartbeat, CommitNotice, SnapshotChunk)
 #: How many forwarded request ids a leader remembers to answer duplicates consistently.
 MAX_FORWARD_MEMORY = 65536
 
+#: Share of ``quorum_timeout`` a leader trusts its lease for, a margin for clocks that run at
+#: slightly different rates on the leader and its followers.
+LEASE_SAFETY = 0.9
+
 #: The public role names; a pre-candidate shows as a candidate (it is campaigning).
 PUBLIC_STATE = {FOLLOWER: "follower", PRE_CANDIDATE: "candidate", CANDIDATE: "candidate",
                 LEADER: "leader"}
@@ -107,6 +111,10 @@ class CoreConfig:
     #: In-flight window per follower in replicate mode.
     max_inflight: int = 64
     max_inflight_bytes: int = 8 * 1024 * 1024
+    #: Answer reads from the leader's lease, without a heartbeat round (needs check_quorum).
+    #: Safe only while clocks advance at about the same rate everywhere: a paused tab or a
+    #: jumping clock can let a deposed leader answer from a lease it no longer holds.
+    lease_reads: bool = False
     #: Characters of snapshot text per InstallSnapshot chunk: even escaped as JSON (up to 12
     #: bytes a character) one fits in a relay frame.
     snapshot_chunk: int = 64 * 1024
@@ -221,6 +229,8 @@ class RaftCore:
         # ReadIndex on the leader: requests waiting for a heartbeat round, and those whose
         # round is out, as (round, request id, read index, who asked: None for ourselves).
         self._read_round = 0
+        self._round_sent: dict[int, float] = {}  # heartbeat round -> when it was sent
+        self._lease_floor = 0  # rounds below this never grant a lease (see _lease_valid)
         self._reads_new: list[tuple[int, str | None]] = []
         self._reads_out: list[tuple[int, int, int, str | None]] = []
         self._events: list[tuple[Any, ...]] = []
@@ -332,6 +342,9 @@ class RaftCore:
         to = self.transferee
         if to is not None and self.progress[to].match == self.log.last_index:
             self._send(to, TimeoutNow(self.term))
+            # The target may win at once, past every lease: only rounds acknowledged from
+            # now on (which voters of a newer term will not acknowledge) grant one again.
+            self._lease_floor = self._read_round + 1
 
     def propose(self, req_id: int, commands: Sequence[Any], kind: int = COMMAND) -> None:
         """Propose commands (entries of ``kind``: :data:`COMMAND` or :data:`SESSION`); the
@@ -390,7 +403,10 @@ class RaftCore:
         to commit (its commit index may lag before that).
         """
         if self.state == LEADER:
-            self._reads_new.append((req_id, None))
+            if self._lease_valid():
+                self._reads.append(ReadState(req_id, self.log.commit))
+            else:
+                self._reads_new.append((req_id, None))
         elif self.leader is not None:
             self._send(self.leader, ReadIndexRequest(self.term, req_id))
         else:
@@ -563,6 +579,7 @@ class RaftCore:
         self._forwarded = {}
         self.heartbeat_deadline = self.now + self.cfg.heartbeat_interval
         self.quorum_deadline = self.now + self.cfg.quorum_timeout
+        self._lease_floor = self._read_round + 1
         # A no-op of our own term lets earlier-term entries commit (Raft §5.4.2, §8).
         self._append(NOOP, [None])
 
@@ -785,7 +802,9 @@ class RaftCore:
                     pr.paused = False
                     self._dirty[peer] = None
             pr.idle_beats += 1
-            self._send(peer, Heartbeat(self.term, min(pr.match, commit), self._read_round))
+        rnd = self._new_round()
+        for peer, pr in self.progress.items():
+            self._send(peer, Heartbeat(self.term, min(pr.match, commit), rnd))
 
     def _check_quorum(self) -> None:
         active = {peer: pr.recent_active for peer, pr in self.progress.items()}
@@ -883,7 +902,10 @@ class RaftCore:
         if isinstance(m, ReadIndexResponse):
             self._reads.append(ReadState(m.id, m.index, src))
         elif self.state == LEADER and m.term == self.term:
-            self._reads_new.append((m.id, src))
+            if self._lease_valid():
+                self._send(src, ReadIndexResponse(self.term, m.id, self.log.commit))
+            else:
+                self._reads_new.append((m.id, src))
         else:
             self._send(src, ReadIndexResponse(self.term, m.id, 0))
 
@@ -896,20 +918,45 @@ class RaftCore:
         if not self._may_start_reads():
             return  # wait for our first commit (the no-op), then go
         log = self.log
-        self._read_round += 1
-        rnd = self._read_round
+        rnd = self._new_round()
         self._reads_out.extend((rnd, req, log.commit, src) for req, src in self._reads_new)
         self._reads_new = []
         for peer, pr in self.progress.items():
             self._send(peer, Heartbeat(self.term, min(pr.match, log.commit), rnd))
         self._confirm_reads()  # a lone voter confirms itself
 
+    def _new_round(self) -> int:
+        """Number a heartbeat round and remember when it left (for leases)."""
+        self._read_round += 1
+        sent = self._round_sent
+        sent[self._read_round] = self.now
+        if len(sent) > 256:
+            del sent[next(iter(sent))]
+        return self._read_round
+
+    def _confirmed_round(self) -> int:
+        """The newest heartbeat round a majority of voters has answered."""
+        acked = {peer: pr.read_ctx for peer, pr in self.progress.items()}
+        acked[self.id] = self._read_round
+        return quorum.committed_index(self.cluster.voters, acked)
+
+    def _lease_valid(self) -> bool:
+        """Lease reads (thesis §6.4.1): a majority answered a round sent at ``t``, so each of
+        them refuses votes until ``t + quorum_timeout`` (CheckQuorum's follower lease) and no
+        other leader can exist before then. Needs our first commit, like any read."""
+        if not (self.cfg.lease_reads and self.cfg.check_quorum and self.transferee is None
+                and self._may_start_reads()):
+            return False
+        confirmed = self._confirmed_round()
+        if confirmed < self._lease_floor:
+            return False
+        sent = self._round_sent.get(confirmed)
+        return sent is not None and self.now < sent + LEASE_SAFETY * self.cfg.quorum_timeout
+
     def _confirm_reads(self) -> None:
         if not self._reads_out:
             return
-        acked = {peer: pr.read_ctx for peer, pr in self.progress.items()}
-        acked[self.id] = self._read_round
-        confirmed = quorum.committed_index(self.cluster.voters, acked)
+        confirmed = self._confirmed_round()
         while self._reads_out and self._reads_out[0][0] <= confirmed:
             _, req, index, src = self._reads_out.pop(0)
             self._answer_read(req, index, src)

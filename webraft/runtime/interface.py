@@ -216,6 +216,7 @@ class RaftInterface(EventEmitter):
             heartbeat_interval=self.heartbeat_frequency,
             quorum_timeout=self.heartbeat_timeout,
             auto_promote=not self.auto_membership,  # then promotion follows its policy
+            lease_reads=self.read_lease,
         ), stored)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._t0 = 0.0
@@ -298,6 +299,17 @@ class RaftInterface(EventEmitter):
         """Entries a snapshot leaves in the log, so that followers slightly behind catch up
         with entries rather than the whole snapshot."""
         return 1024
+
+    @property
+    def read_lease(self) -> bool:
+        """Let the leader answer :meth:`read_index` from its lease, without a quorum round.
+
+        Off by default, and unsafe wherever clocks do not advance steadily: a leader whose tab
+        was paused (or whose clock jumped) may believe in a lease that expired meanwhile, and
+        then answer a read that misses newer writes. It also turns off the fast failover on
+        the transport's ``leave`` of the leader (followers would stop honouring the lease).
+        """
+        return False
 
     @property
     def auto_membership(self) -> bool:
@@ -481,7 +493,7 @@ class RaftInterface(EventEmitter):
         if self._loop is not None:
             self._gone[address] = self._loop.time()
         self.emit("leave", address)
-        if address == self.core.leader and self._loop is not None:
+        if address == self.core.leader and self._loop is not None and not self.read_lease:
             # Our leader is gone: campaign soon rather than after a whole heartbeat timeout.
             self.core.tick(self._now())
             self.core.leader_unreachable(self._rng.uniform(0, self.heartbeat_frequency))

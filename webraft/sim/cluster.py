@@ -53,6 +53,7 @@ class Scenario:
     snapshot_every: int = 0  # a node snapshots after applying this many entries (0: never)
     snapshot_tail: int = 0  # entries a snapshot leaves in the log
     snapshot_chunk: int = 1 << 20  # characters per InstallSnapshot chunk
+    lease_reads: bool = False  # leaders answer reads from their lease
 
     @classmethod
     def from_seed(cls, seed: int) -> Scenario:
@@ -74,6 +75,7 @@ class Scenario:
             snapshot_every=rng.choice((0, 0, 3, 10, 40)),
             snapshot_tail=rng.choice((0, 1, 5, 50)),
             snapshot_chunk=rng.choice((16, 200, 1 << 20)),
+            lease_reads=rng.random() < 0.5,
         )
 
     def replay_command(self) -> str:
@@ -154,6 +156,7 @@ class Simulation:
             max_inflight=self.sc.max_inflight,
             max_append_entries=self.sc.max_append_entries,
             snapshot_chunk=self.sc.snapshot_chunk,
+            lease_reads=self.sc.lease_reads,
         )
         node.core = RaftCore(cfg, stored, applied=0, now=self.now)
         # The state machine restarts from the snapshot, as an application's refresh would.

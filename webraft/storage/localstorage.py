@@ -79,7 +79,7 @@ from dataclasses import dataclass
 from itertools import pairwise
 from typing import Any
 
-from ..core.messages import COMMAND, CONFIG, MAX_ADDRESS, MAX_INT, Entry, check_config
+from ..core.messages import MAX_ADDRESS, MAX_INT, Entry, check_entry_data
 from ..core.state import ClusterConfig, HardState, SnapshotMeta, StorageUpdate, StoredState
 from ..errors import MessageError, StorageError
 
@@ -606,11 +606,8 @@ def _parse_entry(text: str, index: int) -> Entry:
     if type(item) is not list or len(item) != 3:
         raise StorageError(f"stored {where} is not [term, kind, command]")
     term, kind, command = item
-    if type(kind) is not int or not COMMAND <= kind <= CONFIG:
-        raise StorageError(f"stored {where} has unknown kind {kind!r:.40}")
-    if kind == CONFIG:
-        try:
-            check_config(command, f"stored {where} config")
-        except MessageError as exc:
-            raise StorageError(str(exc)) from None
+    try:
+        check_entry_data(kind, command, f"stored {where}")
+    except MessageError as exc:
+        raise StorageError(str(exc)) from None
     return Entry(_int(term, f"{where} term"), index, kind, command)

@@ -33,7 +33,7 @@ import re
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from ..core.messages import COMMAND, CONFIG, MAX_INT, Entry, check_config
+from ..core.messages import COMMAND, MAX_INT, MAX_KIND, Entry, check_entry_data
 from ..core.state import ClusterConfig, HardState, SnapshotMeta, StorageUpdate, StoredState
 from ..errors import MessageError, StorageError
 
@@ -503,15 +503,15 @@ def _entries(rows: list[tuple[Any, ...]]) -> list[Entry]:
     for index, term, kind, command in rows:
         if (index.__class__ is not int or term.__class__ is not int or kind.__class__ is not int
                 or command.__class__ is not str or not 0 <= index <= MAX_INT
-                or not 0 <= term <= MAX_INT or not COMMAND <= kind <= CONFIG):
+                or not 0 <= term <= MAX_INT or not COMMAND <= kind <= MAX_KIND):
             _check_entry(index, term, kind, command)
         try:
             value = loads(command)
         except (ValueError, RecursionError) as exc:
             raise StorageError(f"stored entry {index} command is not valid JSON: {exc}") from None
-        if kind == CONFIG:
+        if kind != COMMAND:
             try:
-                check_config(value, f"stored entry {index} config")
+                check_entry_data(kind, value, f"stored entry {index}")
             except MessageError as exc:
                 raise StorageError(str(exc)) from None
         append(Entry(term, index, kind, value))
@@ -522,7 +522,7 @@ def _check_entry(index: Any, term: Any, kind: Any, command: Any) -> None:
     """Raise the StorageError that says what is wrong with a log row."""
     index = _int(index, "entry index")
     _int(term, f"entry {index} term")
-    if type(kind) is not int or not COMMAND <= kind <= CONFIG:
+    if type(kind) is not int or not COMMAND <= kind <= MAX_KIND:
         raise StorageError(f"stored entry {index} has unknown kind {kind!r:.40}")
     _json(command, f"entry {index} command")
     raise AssertionError("unreachable: the row was refused")  # pragma: no cover
