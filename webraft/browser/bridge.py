@@ -243,12 +243,12 @@ def _error_fields(exc: BaseException) -> tuple[str, str, bool]:
 def _outcome(rid: int, fut: asyncio.Future[int]) -> list[Any]:
     """``[id, index]`` for a committed proposal, ``[id, name, message, may]`` for a failed
     one (a cancelled future was dropped by a closing node)."""
-    if fut.cancelled():
-        return [rid, "RaftClosed", "cancelled", True]
-    exc = fut.exception()
-    if exc is None:
+    try:
         return [rid, fut.result()]
-    return [rid, *_error_fields(exc)]
+    except asyncio.CancelledError:
+        return [rid, "RaftClosed", "cancelled", True]
+    except Exception as exc:
+        return [rid, *_error_fields(exc)]
 
 
 class JsNode:
@@ -268,7 +268,7 @@ class JsNode:
         self._sweep_timer: asyncio.TimerHandle | None = None
         self._waiting_applies: dict[int, Callable[..., None]] = {}  # token -> cb
         self._next_token = 0
-        node.listen("updated", self._on_updated)
+        self._unlisten_updated: Callable[[], None] | None = None  # while proposals pend
 
     # -- lifecycle ---------------------------------------------------------------------
 
@@ -333,8 +333,11 @@ class JsNode:
                 pending.append((rid, fut))
         if settled:
             self._want_sweep()
-        if pending and self._sweep_timer is None:
-            self._sweep_timer = loop.call_later(SWEEP_PERIOD, self._periodic_sweep)
+        if pending:
+            if self._unlisten_updated is None:  # tabs that propose nothing do not pay for it
+                self._unlisten_updated = self.node.listen("updated", self._on_updated)
+            if self._sweep_timer is None:
+                self._sweep_timer = loop.call_later(SWEEP_PERIOD, self._periodic_sweep)
 
     def _on_updated(self, _index: int) -> None:
         """An entry was applied here: the oldest pending proposals may be done."""
@@ -366,13 +369,16 @@ class JsNode:
         while pending and pending[0][1].done():
             settled.append(_outcome(*pending.popleft()))
         if full and pending:
-            still = deque()
+            still: deque[tuple[int, asyncio.Future[int]]] = deque()
             for rid, fut in pending:
                 if fut.done():
                     settled.append(_outcome(rid, fut))
                 else:
                     still.append((rid, fut))
-            self._pending = still
+            self._pending = pending = still
+        if not pending and self._unlisten_updated is not None:
+            self._unlisten_updated()
+            self._unlisten_updated = None
         if settled and self._settle is not None:
             self._settled = []
             self._settle(_encode(settled))
