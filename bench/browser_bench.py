@@ -15,7 +15,8 @@ The tabs use ``webraft.js``'s ``connect()`` directly with an apply handler that 
 ``cb()`` and a proposal timeout of 120 s (at ~1,000 commits/s the last of 5,000 proposals
 fired at once would exceed the default 5 s), so the figures are webraft's (Raft, localStorage
 persistence, the Pyodide bridge and the relay), not the demo's key-value store. ``--profile``
-adds a cProfile of the leader tab's Python during one leader burst.
+adds a cProfile of the leader tab's Python (by own and by cumulative time) during one burst of
+the smallest size from the leader; the profiler slows Python down about twofold.
 
     .venv/bin/python bench/browser_bench.py [--burst 1000,5000] [--sequential 300] [--runs 3]
         [--heartbeat-timeout MS] [--profile] [--dist DIR]
@@ -66,25 +67,32 @@ CONNECT = """async ([room, members, target, options]) => {
 }"""
 
 BURST = """async (n) => {
-  // Also watch this tab's event loop: the longest gap between 5 ms ticks while it runs.
-  let stall = 0, prev = performance.now();
+  // Also watch this tab's event loop: the longest gap between 5 ms timer ticks while it runs
+  // (what the node's own timers, its heartbeats among them, suffer), and the longest task.
+  let stall = 0, prev = performance.now(), task = 0;
   const watch = setInterval(() => {
     const now = performance.now();
     stall = Math.max(stall, now - prev);
     prev = now;
   }, 5);
+  const tasks = new PerformanceObserver((list) => {
+    for (const entry of list.getEntries()) task = Math.max(task, entry.duration);
+  });
+  tasks.observe({type: "longtask"});  // tasks over 50 ms
   const t0 = performance.now();
   const outcomes = await Promise.allSettled(Array.from({length: n},
       (_, k) => webraft.propose({op: "put", key: "bench", value: k})));
   const ms = performance.now() - t0;
   clearInterval(watch);
+  await new Promise((resolve) => setTimeout(resolve, 20));  // long tasks are reported late
+  tasks.disconnect();
   let last = 0, ok = 0;
   const failed = {};
   for (const o of outcomes) {
     if (o.status === "fulfilled") { ok += 1; last = Math.max(last, o.value); }
     else failed[o.reason.name] = (failed[o.reason.name] ?? 0) + 1;
   }
-  return {ms, last, ok, failed, stall};
+  return {ms, last, ok, failed, stall, task};
 }"""
 
 SEQUENTIAL = """async (n) => {
@@ -104,7 +112,9 @@ PROFILE_OFF = """() => webraft.pyodide.runPython(`
 __bench_prof.disable()
 import io as _io, pstats as _ps
 _s = _io.StringIO()
-_ps.Stats(__bench_prof, stream=_s).sort_stats("tottime").print_stats(22)
+_st = _ps.Stats(__bench_prof, stream=_s)
+_st.sort_stats("tottime").print_stats(25)
+_st.sort_stats("cumulative").print_stats(25)
 _s.getvalue()
 `)"""
 
@@ -212,7 +222,7 @@ class Bench:
         leader_of(self.tabs).eval(BURST, 500, timeout=TIMEOUT)  # warm-up
         for size in self.args.burst:
             for who in ("leader", "follower"):
-                rates, stalls, failures = [], [], {}
+                rates, stalls, tasks, failures = [], [], [], {}
                 before = routed(self.relay)
                 for _ in range(self.args.runs):
                     leader = leader_of(self.tabs)
@@ -221,6 +231,7 @@ class Bench:
                     got = tab.eval(BURST, size, timeout=TIMEOUT)
                     rates.append(got["ok"] / (got["ms"] / 1000))
                     stalls.append(got["stall"])
+                    tasks.append(got["task"])
                     for name, count in got["failed"].items():
                         failures[name] = failures.get(name, 0) + count
                     applied_everywhere(self.tabs, got["last"])
@@ -233,7 +244,8 @@ class Bench:
                 self.row("  failed proposals", ", ".join(
                     f"{n} {name}" for name, n in sorted(failures.items())) or "none")
                 self.row("  longest event-loop stall in the proposing tab",
-                         f"{max(stalls):.0f} ms (heartbeat timeout: {self.hb} ms)")
+                         f"{max(stalls):.0f} ms between timer ticks, longest task "
+                         f"{max(tasks):.0f} ms (heartbeat timeout: {self.hb} ms)")
                 self.row("  relay traffic per proposal", f"{msgs:.3f} messages, {kib:.2f} KiB")
 
     def latency(self) -> None:
@@ -248,8 +260,10 @@ class Bench:
     def profile_leader(self) -> None:
         leader = leader_of(self.tabs)
         leader.eval(PROFILE_ON)
-        leader.eval(BURST, max(self.args.burst), timeout=TIMEOUT)
-        self.profile = leader.eval(PROFILE_OFF)
+        got = leader.eval(BURST, min(self.args.burst), timeout=TIMEOUT)
+        self.profile = (f"{got['ok']} of {min(self.args.burst)} committed at "
+                        f"{got['ok'] / (got['ms'] / 1000):,.0f}/s while profiled\n"
+                        + leader.eval(PROFILE_OFF))
 
 
 def main() -> int:
@@ -294,7 +308,7 @@ def main() -> int:
     for name, value in bench.rows:
         print(f"  {name:<{width}}  {value}")
     if bench.profile:
-        print("\ncProfile of the leader tab's Python during one burst (by own time):")
+        print("\ncProfile of the leader tab's Python during one burst from the leader:")
         print(bench.profile)
     if failed:
         print(f"\nSTOPPED in {failed}")
