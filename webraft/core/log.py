@@ -72,11 +72,11 @@ class RaftLog:
                 return ClusterConfig.from_json(entry.command)
         return self.snapshot.config
 
-    def compact(self, snapshot: SnapshotMeta, keep: int) -> int:
-        """Take ``snapshot`` (of applied entries) and drop entries before the last ``keep``
-        it covers; return the new offset (storage deletes the entries up to it)."""
+    def compact(self, snapshot: SnapshotMeta, offset: int) -> int:
+        """Take ``snapshot`` (of applied entries) and drop the entries up to ``offset`` (at
+        most the snapshot's index); return the new offset (storage deletes up to it)."""
         self.snapshot = snapshot
-        offset = max(self.offset, snapshot.index - keep)
+        offset = max(self.offset, min(offset, snapshot.index))
         del self.entries[:offset - self.offset]
         self.offset = offset
         return offset

@@ -16,6 +16,7 @@ A follower is in one of two modes:
 from __future__ import annotations
 
 from collections import deque
+from typing import Any
 
 PROBE = "probe"
 REPLICATE = "replicate"
@@ -26,7 +27,7 @@ class Progress:
     """Replication state of one follower, as seen by the leader."""
 
     __slots__ = ("idle_beats", "inflight", "inflight_bytes", "match", "next", "paused", "read_ctx",
-                 "recent_active", "sent_commit", "snap_index", "snap_offset", "state")
+                 "recent_active", "sent_commit", "snap", "snap_index", "snap_offset", "state")
 
     def __init__(self, next_index: int) -> None:
         self.match = 0
@@ -39,7 +40,8 @@ class Progress:
         self.idle_beats = 0  # heartbeats sent since the last append answer
         self.sent_commit = -1  # the commit index last sent in an append
         self.read_ctx = 0  # the newest heartbeat round this follower answered
-        self.snap_index = 0  # snapshot mode: the snapshot being sent
+        self.snap: Any = None  # snapshot mode: the snapshot being sent (kept while it is)
+        self.snap_index = 0  # ...its index
         self.snap_offset = 0  # snapshot mode: characters of it the follower has
 
     def become_probe(self) -> None:
@@ -54,12 +56,13 @@ class Progress:
         self.paused = False
         self._clear_inflight()
 
-    def become_snapshot(self, index: int) -> None:
+    def become_snapshot(self, snap: Any, index: int) -> None:
+        """Send ``snap`` (at ``index``); resume where we were if it is the one being sent."""
         self.state = SNAPSHOT
         self.paused = False
         self._clear_inflight()
         if index != self.snap_index:
-            self.snap_index, self.snap_offset = index, 0
+            self.snap, self.snap_index, self.snap_offset = snap, index, 0
 
     def _clear_inflight(self) -> None:
         self.inflight.clear()

@@ -173,6 +173,15 @@ class Ready:
     events: list[tuple[Any, ...]] = field(default_factory=list)
 
 
+@dataclass(frozen=True, slots=True)
+class _Outgoing:
+    """A snapshot as a leader sends it: followers keep the one they started receiving."""
+
+    meta: SnapshotMeta
+    data: str
+    crc: int
+
+
 @dataclass(slots=True)
 class _Incoming:
     """A snapshot being received: which text (index, term, size, crc) and its chunks so far."""
@@ -218,7 +227,8 @@ class RaftCore:
         self._snapshot: SnapshotMeta | None = stored.snapshot
         #: The text of the newest snapshot (what followers that fell behind are sent).
         self.snapshot_data = stored.snapshot_data or ""
-        self._snapshot_crc = zlib.crc32(self.snapshot_data.encode())
+        self._outgoing = _Outgoing(stored.snapshot, self.snapshot_data,
+                                   zlib.crc32(self.snapshot_data.encode()))
         self._new_data: str | None = None  # snapshot text not yet handed to storage
         self._compact_to = 0
         self._install = False
@@ -376,13 +386,20 @@ class RaftCore:
             raise ValueError(f"cannot snapshot at {index}: the snapshot is at "
                              f"{log.snapshot.index} and entries up to {log.handed} were applied")
         meta = SnapshotMeta(index, log.term_at(index) or 0, log.config_at(index))
-        self._compact_to = max(self._compact_to, log.compact(meta, max(0, keep)))
+        offset = index - max(0, keep)
+        for pr in self.progress.values():
+            if pr.state == SNAPSHOT:
+                # It will need the entries after the snapshot it is being sent, starting
+                # with that snapshot's own entry (for its term): dropping them would only
+                # make it start over with a newer snapshot, possibly forever.
+                offset = min(offset, pr.snap_index - 1)
+        self._compact_to = max(self._compact_to, log.compact(meta, offset))
         self._set_snapshot(meta, data)
 
     def _set_snapshot(self, meta: SnapshotMeta, data: str) -> None:
         self._snapshot = meta
         self.snapshot_data = self._new_data = data
-        self._snapshot_crc = zlib.crc32(data.encode())
+        self._outgoing = _Outgoing(meta, data, zlib.crc32(data.encode()))
 
     def leader_unreachable(self, delay: float) -> None:
         """The transport says our leader is gone (the relay's ``leave``): campaign after
@@ -762,7 +779,7 @@ class RaftCore:
         pr = self.progress[src]
         pr.recent_active = True
         if pr.state == SNAPSHOT and m.index == pr.snap_index:
-            pr.snap_offset = min(m.offset, len(self.snapshot_data))
+            pr.snap_offset = min(m.offset, len(pr.snap.data))
             pr.paused = False
             pr.idle_beats = 0
             self._dirty[src] = None
@@ -837,7 +854,7 @@ class RaftCore:
                 prev = pr.next - 1
                 prev_term = log.term_at(prev)
                 if prev_term is None:  # compacted away: this follower needs the snapshot
-                    pr.become_snapshot(log.snapshot.index)
+                    pr.become_snapshot(self._outgoing, log.snapshot.index)
                     continue
                 entries, nbytes = self._batch(pr.next)
                 self._send(peer, AppendRequest(self.term, prev, prev_term, log.commit,
@@ -851,13 +868,11 @@ class RaftCore:
         self._dirty.clear()
 
     def _send_chunk(self, peer: str, pr: Progress) -> None:
-        """Send the next chunk of our snapshot (from the start if it is a newer one)."""
-        snap, data = self.log.snapshot, self.snapshot_data
-        if pr.snap_index != snap.index:
-            pr.become_snapshot(snap.index)
-        start = pr.snap_offset
-        self._send(peer, SnapshotChunk(self.term, snap.index, snap.term, snap.config.to_json(),
-                                       start, len(data), self._snapshot_crc,
+        """Send the next chunk of the snapshot this follower is receiving."""
+        snap: _Outgoing = pr.snap
+        meta, data, start = snap.meta, snap.data, pr.snap_offset
+        self._send(peer, SnapshotChunk(self.term, meta.index, meta.term, meta.config.to_json(),
+                                       start, len(data), snap.crc,
                                        data[start:start + self.cfg.snapshot_chunk]))
         pr.paused = True
         pr.idle_beats = 0

@@ -38,7 +38,7 @@ def main(argv: list[str] | None = None) -> int:
         if stats is not None:
             for name in ("events", "messages", "dropped", "crashes", "partitions",
                          "transfers", "membership", "elections", "proposals", "reads",
-                         "snapshots", "installs", "committed"):
+                         "snapshots", "installs", "linearizability_checks", "committed"):
                 setattr(total, name, getattr(total, name) + getattr(stats, name))
             total.recovery_time = max(total.recovery_time, stats.recovery_time)
     for seed, err in failures:
@@ -51,6 +51,7 @@ def main(argv: list[str] | None = None) -> int:
           f"leadership transfers {total.transfers}, membership changes {total.membership}, "
           f"elections {total.elections}, proposals {total.proposals}, reads {total.reads}, "
           f"snapshots {total.snapshots} (installed from a leader {total.installs}), "
+          f"registers checked linearizable {total.linearizability_checks}, "
           f"entries committed {total.committed}, "
           f"slowest recovery {total.recovery_time:.2f}s (virtual)")
     return 1 if failures else 0

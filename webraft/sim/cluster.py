@@ -19,6 +19,7 @@ from __future__ import annotations
 import heapq
 import json
 import random
+import zlib
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -27,6 +28,23 @@ from ..core.raft import LEADER, CoreConfig, RaftCore, Ready
 from ..core.state import ClusterConfig, StorageUpdate, StoredState
 from ..storage.memory import MemoryStorage
 from .checker import SafetyChecker, SafetyViolation
+from .linearizability import INF, Op, linearizable, linearizable_in_log_order
+
+#: Client commands write one of this many registers (a key-value store), chosen by the command.
+KEYS = 4
+
+
+def key_of(command: Any) -> int | None:
+    """The register a command writes (None for no-ops and configurations)."""
+    return zlib.crc32(command.encode()) % KEYS if isinstance(command, str) else None
+
+
+def read_register(applied: list[Any], key: int) -> Any:
+    """The value of register ``key`` in a state machine that applied ``applied``."""
+    for command in reversed(applied):
+        if key_of(command) == key:
+            return command
+    return None
 
 
 @dataclass(slots=True)
@@ -106,6 +124,7 @@ class Stats:
     transfers: int = 0
     membership: int = 0
     reads: int = 0
+    linearizability_checks: int = 0  # registers whose history was checked (not given up)
     snapshots: int = 0
     installs: int = 0
     proposals: int = 0
@@ -133,7 +152,13 @@ class Simulation:
         self._req = 0
         self.acked: dict[int, tuple[int, int]] = {}  # request -> (index, term)
         self.commands: dict[int, Any] = {}  # request -> command
-        self.reads: dict[int, int] = {}  # read request -> commit index known when it began
+        self.reads: dict[int, tuple[int, int, float]] = {}  # read -> (floor, key, call time)
+        # The clients' history for the linearizability check: writes by request, reads done.
+        self.writes: dict[int, tuple[str, float]] = {}  # request -> (proposing node, call)
+        self.write_ret: dict[int, float] = {}  # request -> when its node applied it
+        self.waiting_writes: dict[tuple[str, int], tuple[int, int]] = {}  # (node, index)->
+        self.waiting_reads: list[tuple[str, int, int, float]] = []  # (node, index, key, call)
+        self.history: list[tuple[int, Op]] = []  # (key, completed read)
         for node in self.nodes.values():
             self._boot(node)
 
@@ -196,6 +221,8 @@ class Simulation:
         for result in rd.proposals:
             if result.index:
                 self.acked[result.id] = (result.index, result.term)
+                if result.id in self.writes:
+                    self.waiting_writes[(node.id, result.index)] = (result.id, result.term)
         for read in rd.reads:
             self._check_read(node, read.id, read.index)
         if rd.install and rd.snapshot is not None and rd.snapshot_data is not None:
@@ -207,6 +234,12 @@ class Simulation:
             self.checker.on_commit(node.id, core, rd.committed, leaders)
             node.applied.extend(e.command for e in rd.committed)
             node.since_snapshot += len(rd.committed)
+            for entry in rd.committed:
+                waiting = self.waiting_writes.pop((node.id, entry.index), None)
+                if waiting is not None and waiting[1] == entry.term:
+                    self.write_ret[waiting[0]] = self.now  # the client hears "done"
+        if self.waiting_reads:
+            self._finish_reads(node)
         for event in rd.events:
             if event[0] == "leader":
                 self.stats.elections += 1
@@ -286,6 +319,10 @@ class Simulation:
                 victim = self.nodes[rng.choice(live)]
                 victim.core = None
                 victim.generation += 1
+                # Its clients never hear back: their operations stay pending (unknown).
+                self.waiting_reads = [r for r in self.waiting_reads if r[0] != victim.id]
+                self.waiting_writes = {k: v for k, v in self.waiting_writes.items()
+                                       if k[0] != victim.id}
                 self.stats.crashes += 1
                 self._at(self.now + rng.uniform(0.05, 1.0), "restart", victim.id)
             return
@@ -345,7 +382,7 @@ class Simulation:
             return
         node = self.rng.choice(live)
         self._req += 1
-        self.reads[self._req] = self.checker.max_committed
+        self.reads[self._req] = (self.checker.max_committed, self.rng.randrange(KEYS), self.now)
         assert node.core is not None
         node.core.read_index(self._req)
         self.stats.reads += 1
@@ -354,12 +391,30 @@ class Simulation:
     def _check_read(self, node: SimNode, req: int, index: int) -> None:
         """Linearizable reads: a read index covers every write that completed (was applied
         somewhere) before the read began, so no read can miss an acknowledged write."""
-        floor = self.reads.pop(req, None)
-        if floor is None or index == 0:
+        began = self.reads.pop(req, None)
+        if began is None or index == 0:
             return  # not ours, or refused (no leader could confirm): the client retries
+        floor, key, call = began
         if index < floor:
             raise SafetyViolation(f"{node.id}: read {req} got index {index}, but entry {floor} "
                                   "had already committed when it began: a stale read")
+        self.waiting_reads.append((node.id, index, key, call))
+        self._finish_reads(node)
+
+    def _finish_reads(self, node: SimNode) -> None:
+        """Reads of ``node`` whose index it has applied return the register's value now."""
+        applied = len(node.applied)
+        still = []
+        for read in self.waiting_reads:
+            node_id, index, key, call = read
+            if node_id != node.id:
+                still.append(read)
+            elif applied >= index:
+                value = read_register(node.applied, key)
+                self.history.append((key, Op("r", value, call, self.now)))
+            elif node.core is not None:
+                still.append(read)
+        self.waiting_reads = still
 
     def _propose(self, command: Any = None) -> int:
         live = [n for n in self.nodes.values() if n.core is not None]
@@ -368,6 +423,7 @@ class Simulation:
         node = self.rng.choice(live)
         self._req += 1
         self.commands[self._req] = command if command is not None else f"c{self._req}"
+        self.writes[self._req] = (node.id, self.now)
         self.stats.proposals += 1
         assert node.core is not None
         node.core.propose(self._req, [self.commands[self._req]])
@@ -404,6 +460,7 @@ class Simulation:
                 self.stats.recovery_time = self.now - healed_at
                 self.stats.committed = self.checker.max_committed
                 self._check_outcomes()
+                self._check_linearizable()
                 return self.stats
             leader = self._leader()
             if leader is not None and self.now >= next_marker:
@@ -435,6 +492,7 @@ class Simulation:
     def _propose_to(self, node: SimNode, command: str) -> int:
         self._req += 1
         self.commands[self._req] = command
+        self.writes[self._req] = (node.id, self.now)
         assert node.core is not None
         node.core.propose(self._req, [command])
         self._after(node)
@@ -457,6 +515,36 @@ class Simulation:
         commits = {c.log.commit for c in cores}  # type: ignore[union-attr]
         return (len(commits) == 1 and min(commits) >= index
                 and all(self.checker.applied.get(m) == min(commits) for m in members))
+
+    def _check_linearizable(self) -> None:
+        """The clients' history of every register is linearizable: reads (through
+        ``read_index``) and writes (done once the proposing node applied them) fit one order
+        that respects real time."""
+        per_key: dict[int, list[Op]] = {k: [] for k in range(KEYS)}
+        slot = {command: index for index, (_, command) in self.checker.committed.items()
+                if isinstance(command, str)}
+        for req, (_, call) in self.writes.items():
+            command = self.commands[req]
+            if command not in slot:
+                # Never committed, so it never took effect (the simulation proposes each
+                # command once): leaving it out is the only order that can explain the reads.
+                assert req not in self.write_ret
+                continue
+            per_key[key_of(command)].append(Op(  # type: ignore[index]
+                "w", command, call, self.write_ret.get(req, INF), order=slot[command]))
+        for key, op in self.history:
+            per_key[key].append(op)
+        for key, ops in per_key.items():
+            verdict = linearizable_in_log_order(ops)
+            if len(ops) <= 40:  # small enough for the general search: both must agree
+                general = linearizable(ops)
+                if general is not None and general != verdict:
+                    raise AssertionError(f"seed {self.sc.seed}: linearizability checkers "
+                                         f"disagree on register {key}")
+            if not verdict:
+                raise SafetyViolation(f"the history of register {key} ({len(ops)} operations) "
+                                      "is not linearizable")
+            self.stats.linearizability_checks += 1
 
     def _check_outcomes(self) -> None:
         """Every appended proposal ended: committed at its slot, or the slot holds another
