@@ -10,6 +10,8 @@ stdout (``{"ev": ...}``); it exits on ``quit`` or when stdin closes (its parent 
 * ``bench JSON``: on the leader, run the workload (load generated in this process, so the
   figures are those of the consensus path): commits/s keeping N proposals in flight, then the
   sequential commit latency. Optionally profiles phases (cProfile or py-spy).
+* ``transfer``: if leading, hand leadership over (``transfer_leadership()``); reports the
+  ``time.monotonic()`` of the call and the target.
 * ``probe``: failover probe: propose every 10 ms until one proposal commits, report the
   ``time.monotonic()`` of that commit (CLOCK_MONOTONIC is system-wide on Linux, so the parent
   compares it with the instant it sent SIGKILL to the leader).
@@ -257,6 +259,9 @@ class Member:
                     await self.bench(json.loads(rest))
                 elif word == "probe":
                     await self.probe()
+                elif word == "transfer":
+                    t = time.monotonic()
+                    emit("transfer", t=t, to=self.node.transfer_leadership())
                 elif word == "quit":
                     break
         finally:

@@ -325,6 +325,26 @@ async def failover(make: Callable[[], Awaitable[tuple[list[Worker], int]]]) -> f
         await stop_all(workers)
 
 
+async def transfer_failover(make: Callable[[], Awaitable[tuple[list[Worker], int]]],
+                            ) -> float | None:
+    """Hand leadership over gracefully on a fresh cluster (webraft only: PySyncObj has no
+    transfer); seconds from the call until a proposal of the old leader's follower commits."""
+    workers, leader = await make()
+    try:
+        survivor = workers[(leader + 1) % 3]
+        warm = await survivor.ask("warm", "warm", 15)
+        if "error" in warm:
+            raise RuntimeError(f"warm-up proposal failed: {warm['error']}")
+        await asyncio.sleep(0.2)
+        answer = await workers[leader].ask("transfer", "transfer", 10)
+        if answer["to"] is None:
+            return None
+        probe = await survivor.ask("probe", "probe", 40)
+        return None if probe["t_commit"] is None else probe["t_commit"] - answer["t"]
+    finally:
+        await stop_all(workers)
+
+
 # ---------------------------------------------------------------------------- reporting
 
 
@@ -424,7 +444,7 @@ def print_table(rows: list[tuple[str, str, str, str]]) -> None:
 
 def report(args: argparse.Namespace, wr: dict[str, Any], ps: dict[str, Any],
            nb: dict[str, Any] | None, fo_w: list[float | None], fo_p: list[float | None],
-           elapsed: float) -> None:
+           fo_t: list[float | None], elapsed: float) -> None:
     rows = [("metric", "webraft", "PySyncObj", "webraft/PySyncObj")]
     for n in IN_FLIGHT:
         rows.append((f"commits/s, {n:,} in flight",
@@ -445,6 +465,10 @@ def report(args: argparse.Namespace, wr: dict[str, Any], ps: dict[str, Any],
                      fmt_ms(min(ok_p, default=None)), ""))
         rows.append(("failover after kill -9, max", fmt_ms(max(ok_w, default=None)),
                      fmt_ms(max(ok_p, default=None)), ""))
+    ok_t = [x for x in fo_t if x is not None]
+    if fo_t:
+        rows.append(("failover by leadership transfer, median",
+                     fmt_ms(statistics.median(ok_t) if ok_t else None), "n/a", ""))
     print()
     print("3-member clusters, one process per member, 127.0.0.1; load generated in the leader")
     print(f"machine: {machine()}")
@@ -487,6 +511,9 @@ def report(args: argparse.Namespace, wr: dict[str, Any], ps: dict[str, Any],
         print("  failover: fresh cluster per sample; SIGKILL the leader, a follower proposes "
               "every 10 ms; time from the kill to its first commit. samples (ms): webraft "
               f"{_list(fo_w)}; PySyncObj {_list(fo_p)}")
+    if fo_t:
+        print("  leadership transfer: the leader calls transfer_leadership(); time from the "
+              f"call to a follower's first commit. samples (ms): webraft {_list(fo_t)}")
     print(f"  total run time {elapsed:.0f} s")
 
 
@@ -612,11 +639,13 @@ async def amain(args: argparse.Namespace) -> None:
                                                scaled(PYSYNCOBJ_NOBATCH_SPEC)))
             fo_w: list[float | None] = []
             fo_p: list[float | None] = []
+            fo_t: list[float | None] = []
             for i in range(args.failovers):
                 print(f"failover {i + 1}/{args.failovers} ...", file=sys.stderr, flush=True)
                 fo_w.append(await failover(lambda: webraft_cluster(env)))
                 fo_p.append(await failover(lambda: pysyncobj_cluster(env)))
-            report(args, wr, ps, nb, fo_w, fo_p, time.monotonic() - began)
+                fo_t.append(await transfer_failover(lambda: webraft_cluster(env)))
+            report(args, wr, ps, nb, fo_w, fo_p, fo_t, time.monotonic() - began)
         finally:
             if relay.returncode is None:
                 relay.send_signal(signal.SIGTERM)
