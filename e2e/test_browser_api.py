@@ -188,3 +188,21 @@ def test_apply_handlers_may_finish_later_return_promises_or_fail(solo: Tab) -> N
     assert seen["later"] == indices and seen["promised"] == indices, got
     assert seen["flaky"] == indices and got["failures"] == 1, got
     assert ["QuotaExceededError", "storage is full"] in seen["errors"], got
+
+
+def test_a_burst_larger_than_the_window_commits_in_order(solo: Tab) -> None:
+    """More proposals at once than the bridge hands to the node at a time (MAX_IN_FLIGHT):
+    the rest wait their turn, and every promise settles with its own, increasing index; an
+    unsendable command in the middle is refused without holding up the others."""
+    wait_for(lambda: solo.eval("webraft.isLeader"), what="the one member to lead")
+    got = solo.eval("""async () => {
+      const proposals = Array.from({length: 2500}, (_, k) =>
+        webraft.propose(k === 1000 ? {big: "x".repeat(300000)} : {op: "put", key: "w", value: k}));
+      const outcomes = await Promise.allSettled(proposals);
+      return outcomes.map((o) => o.status === "fulfilled" ? o.value : o.reason.name);
+    }""", timeout=120)
+    assert got[1000] == "InvalidCommand", got[1000]
+    indices = got[:1000] + got[1001:]
+    assert all(isinstance(i, int) for i in indices), [i for i in indices if not isinstance(i, int)]
+    assert indices == sorted(indices) and len(set(indices)) == len(indices)
+    assert solo.eval("webraft._waiting.size") == 0

@@ -20,8 +20,10 @@ far more per call than the work being carried, and on Pyodide's event loop every
 hot paths cross in bulk:
 
 * **proposals** arrive as one JSON array per JavaScript turn (:meth:`JsNode.propose_many`)
-  and are handed to the node in slices of a few milliseconds, so a burst of thousands never
-  blocks the tab for longer than a slice;
+  and are handed to the node in slices of a few milliseconds, at most
+  :data:`MAX_IN_FLIGHT` unfinished at a time, so a burst of thousands never blocks the tab
+  for longer than a slice nor piles up more work in the cluster than it clears in a few
+  hundred milliseconds;
 * **outcomes** go back in one call per loop turn (``settle(json)``), found by sweeping the
   pending futures instead of one done-callback (one browser task) per future;
 * **apply** calls the JavaScript handler with plain values (term, index, the command as
@@ -55,6 +57,10 @@ PROPOSE_SLICE = 0.005
 #: timer among them) and delay its WebSocket events; a timer this short (a ``setTimeout``)
 #: lets them run.
 PROPOSE_PAUSE = 0.003
+#: Most proposals of this tab handed to the node and not yet finished; later ones wait here.
+#: A burst of thousands then never becomes one long run of work in every tab (persisting,
+#: replicating, applying), which would delay heartbeats past the election timeout.
+MAX_IN_FLIGHT = 1000
 #: Pending proposals are also swept on this period, for outcomes no ``updated`` announces
 #: (timeouts, superseded entries, answers that arrive after their entry was applied).
 SWEEP_PERIOD = 0.025
@@ -260,7 +266,7 @@ class JsNode:
     def __init__(self, node: BrowserRaft) -> None:
         self.node = node
         self._settle: Callable[[str], Any] | None = None
-        self._backlog: deque[tuple[int, Any]] = deque()  # (id, command) not yet proposed
+        self._backlog: deque[tuple[int, Any, float]] = deque()  # (id, command, since)
         self._continue: asyncio.Handle | None = None  # the next slice of the backlog
         self._pending: deque[tuple[int, asyncio.Future[int]]] = deque()  # in proposal order
         self._settled: list[list[Any]] = []  # outcomes not yet sent to JavaScript
@@ -280,7 +286,7 @@ class JsNode:
             self._continue.cancel()
             self._continue = None
         await self.node.close()
-        for rid, _ in self._backlog:
+        for rid, _, _ in self._backlog:
             self._settled.append([rid, "RaftClosed", "closed before it was proposed", False])
         self._backlog.clear()
         self._sweep(full=True)
@@ -305,7 +311,9 @@ class JsNode:
                                  for rid in range(first, first + count))
             self._want_sweep()
             return
-        self._backlog.extend(zip(range(first, first + count), commands, strict=True))
+        now = asyncio.get_running_loop().time()
+        self._backlog.extend((rid, command, now) for rid, command in
+                             zip(range(first, first + count), commands, strict=True))
         if self._continue is None:
             self._propose_slice()
 
@@ -315,16 +323,24 @@ class JsNode:
         proposal of the slice) and the page's timers and sockets run before continuing."""
         self._continue = None
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + PROPOSE_SLICE
+        now = loop.time()
+        deadline = now + PROPOSE_SLICE
+        too_old = now - self.node.proposal_timeout
         backlog, pending, propose = self._backlog, self._pending, self.node.propose
         settled = False
         count = 0
-        while backlog:
+        while backlog and not (MAX_IN_FLIGHT and len(pending) >= MAX_IN_FLIGHT):
             count += 1
             if not count % 32 and loop.time() >= deadline:
                 self._continue = loop.call_later(PROPOSE_PAUSE, self._propose_slice)
                 break
-            rid, command = backlog.popleft()
+            rid, command, since = backlog.popleft()
+            if since < too_old:  # the proposals ahead of it made no progress for that long
+                self._settled.append([rid, "ProposalTimeout", "not proposed within the "
+                                      "proposal timeout: the proposals ahead of it did not "
+                                      "finish", False])
+                settled = True
+                continue
             fut = propose(command)
             if fut.done():  # refused at once (invalid, closed, ...)
                 self._settled.append(_outcome(rid, fut))
@@ -336,8 +352,7 @@ class JsNode:
         if pending:
             if self._unlisten_updated is None:  # tabs that propose nothing do not pay for it
                 self._unlisten_updated = self.node.listen("updated", self._on_updated)
-            if self._sweep_timer is None:
-                self._sweep_timer = loop.call_later(SWEEP_PERIOD, self._periodic_sweep)
+            self._arm_sweep_timer()
 
     def _on_updated(self, _index: int) -> None:
         """An entry was applied here: the oldest pending proposals may be done."""
@@ -348,12 +363,16 @@ class JsNode:
         if self._sweep_at is None:
             self._sweep_at = asyncio.get_running_loop().call_soon(self._sweep)
 
+    def _arm_sweep_timer(self) -> None:
+        if self._sweep_timer is None:
+            self._sweep_timer = asyncio.get_running_loop().call_later(
+                SWEEP_PERIOD, self._periodic_sweep)
+
     def _periodic_sweep(self) -> None:
         self._sweep_timer = None
         self._sweep(full=True)
         if self._pending:
-            self._sweep_timer = asyncio.get_running_loop().call_later(
-                SWEEP_PERIOD, self._periodic_sweep)
+            self._arm_sweep_timer()
 
     def _sweep(self, full: bool = False) -> None:
         """Send the outcomes of finished proposals to JavaScript in one call.
@@ -376,6 +395,9 @@ class JsNode:
                 else:
                     still.append((rid, fut))
             self._pending = pending = still
+        if self._backlog and self._continue is None:
+            self._propose_slice()  # room in the window again
+            pending = self._pending
         if not pending and self._unlisten_updated is not None:
             self._unlisten_updated()
             self._unlisten_updated = None
