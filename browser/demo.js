@@ -1,6 +1,8 @@
 // The demo: a replicated key-value store and a live view of this tab's Raft node.
 // It also documents the JavaScript API: the application keeps its state machine in
-// localStorage through the seed's `apply` and `refresh` handlers.
+// localStorage through the seed's `apply` and `refresh` handlers, and gives webraft its state
+// through `snapshot`, so the log can be compacted. Tabs join and leave the cluster as they
+// open and close (`?members=a,b,c` pins fixed member slots instead).
 import { createNode } from "/webraft.js";
 
 const $ = (id) => document.getElementById(id);
@@ -39,12 +41,26 @@ function apply(entry, index, cb) {
 }
 
 // refresh(cb): load the state from persistent storage and report where it stands, so that
-// after a reload only newer entries are applied.
+// after a reload only newer entries are applied. When the node must load a snapshot (it fell
+// behind the leader's compaction, or our own record is older than the node's snapshot), the
+// snapshot is the newer state: take it, persist it, report its term and index.
 function refresh(cb) {
-  const saved = loadState();
+  let saved = loadState();
+  const snap = raft.snapshot;
+  if (snap !== null && snap.index > saved.index) {
+    saved = { data: snap.data ?? {}, term: snap.term, index: snap.index };
+    localStorage.setItem(stateKey, JSON.stringify(saved));
+    refreshes += 1;
+  }
   store = saved.data;
   renderStore();
   cb(saved.term, saved.index);
+}
+let refreshes = 0; // snapshots loaded (shown on the page)
+
+// snapshot(index, term): the state machine's state, which webraft keeps instead of the log.
+function snapshot() {
+  return store;
 }
 
 // ---- the page -------------------------------------------------------------------------
@@ -100,7 +116,10 @@ function renderNode() {
   $("applied").textContent = s.lastApplied;
   $("connection").textContent = s.connected ? `connected (${s.connections} connection(s) so far)`
     : (s.online ? "reconnecting…" : "offline");
-  $("members").textContent = s.members.join(", ");
+  $("members").textContent = s.members.join(", ") +
+    (s.learners.length ? ` (learners: ${s.learners.join(", ")})` : "");
+  $("snapshot").textContent = s.snapshotIndex ?
+    `at index ${s.snapshotIndex}; ${refreshes} loaded from the leader` : "none yet";
   $("peers").textContent = s.peers.length ? s.peers.join(", ") : "none";
   const sent = Object.values(s.sent).reduce((a, b) => a + b, 0);
   const received = Object.values(s.received).reduce((a, b) => a + b, 0);
@@ -137,6 +156,7 @@ async function main() {
   stateKey = `webraft-demo/${room}/${raft.address}`;
   raft.listen("apply", apply);
   raft.listen("refresh", refresh);
+  raft.listen("snapshot", snapshot);
   // Errors (a full localStorage, a refused frame, ...) are shown, not only logged.
   raft.listen("error", (err) => {
     console.warn("webraft:", err.name, err.message);
@@ -157,6 +177,16 @@ async function main() {
   $("pause").addEventListener("click", () => raft.setPaused(!raft.status().paused));
   $("offline").addEventListener("click", () => raft.setOnline(!raft.status().online));
   $("stepdown").addEventListener("click", () => raft.stepDown());
+  $("read").addEventListener("click", async () => {
+    const out = $("propose-result");
+    try {
+      const index = await raft.readIndex();
+      renderStore();
+      out.textContent = `linearizable read at index ${index}: the table is up to date`;
+    } catch (err) {
+      out.textContent = `${err.name}: ${err.message}`;
+    }
+  });
   renderStore();
   renderNode();
   setInterval(renderNode, 250);

@@ -136,12 +136,16 @@ function defaultRelay() {
  * Boot Pyodide and webraft, claim a member slot in the room through the relay, and build the
  * node without starting it: register `apply` / `refresh` handlers, then call `start()`.
  *
- * options: room ("demo"), relay (ws URL; default: this page's host + /ws), members (voting
- * addresses of a new cluster, default ["n1","n2","n3"]: a tab takes the first free one and
- * keeps it in sessionStorage, so a reload is the same node), address (force one), token,
- * connectTimeout (ms to get a slot from the relay, default 15000), electionTimeout ([min,
- * max] ms), heartbeatFrequency (ms), heartbeatTimeout (ms), proposalTimeout (ms),
- * pyodideURL ("/pyodide/"), distURL ("/dist/"), onStatus(text).
+ * options: room ("demo"), relay (ws URL; default: this page's host + /ws), members (fixed
+ * member slots, e.g. ["n1","n2","n3"]: a tab takes the first free one; default: none, the
+ * room's membership follows the tabs that come and go, see docs/browser.md), address (force
+ * one), token, connectTimeout (ms to get an address from the relay, default 15000),
+ * memberGrace (ms a member may be gone before it is removed, default 20000), electionTimeout
+ * ([min, max] ms), heartbeatFrequency (ms), heartbeatTimeout (ms), proposalTimeout (ms),
+ * snapshotEntries, snapshotBytes, snapshotTail (the compaction policy), handover (hand
+ * leadership over when the page is hidden or closed, default true), pyodideURL
+ * ("/pyodide/"), distURL ("/dist/"), onStatus(text). The tab's address is kept in
+ * sessionStorage, so a reload is the same node.
  *
  * Rejects with a WebRaftLoadError when Pyodide or the wheel cannot be loaded, and with a
  * WebRaftError named RoomFull (every slot is taken), RelayUnreachable (no slot granted
@@ -157,7 +161,7 @@ export async function createNode(options = {}) {
   const config = {
     room: options.room ?? "demo",
     relay: options.relay ?? defaultRelay(),
-    members: options.members ?? ["n1", "n2", "n3"],
+    members: options.members ?? null,
     address: options.address ?? null,
     token: options.token ?? null,
     connectTimeout: options.connectTimeout ?? DEFAULT_CONNECT_TIMEOUT,
@@ -165,6 +169,10 @@ export async function createNode(options = {}) {
     heartbeatFrequency: options.heartbeatFrequency ?? null,
     heartbeatTimeout: options.heartbeatTimeout ?? null,
     proposalTimeout: options.proposalTimeout ?? null,
+    memberGrace: options.memberGrace ?? null,
+    snapshotEntries: options.snapshotEntries ?? null,
+    snapshotBytes: options.snapshotBytes ?? null,
+    snapshotTail: options.snapshotTail ?? null,
   };
   status(`claiming a member slot in room "${config.room}" through ${config.relay}`);
   const made = await runtime.bridge.create_for_js(JSON.stringify(config));
@@ -173,6 +181,7 @@ export async function createNode(options = {}) {
     throw new WebRaftError(name, message, fields);
   }
   const raft = new WebRaft(runtime.pyodide, made, runtime.wheel);
+  if (options.handover ?? true) raft._watchPage();
   // Booting Pyodide is shared by the page's nodes: a later node's share is what it waited.
   const pyodideBoot = Math.min(runtime.pyodideBoot, tReady - t0);
   raft.timings = { pyodideBoot, webraftReady: performance.now() - t0 - pyodideBoot };
@@ -223,6 +232,18 @@ function applyAdapter(node, handler) {
       return WAITING;
     }
     return outcome;
+  };
+}
+
+/** Adapt a `snapshot` handler `(index, term) => state` (or a promise of it): Python gets the
+ * state as JSON text. */
+function snapshotAdapter(handler) {
+  return (index, term) => {
+    const state = handler(index, term);
+    if (state !== null && typeof state === "object" && typeof state.then === "function") {
+      return state.then((value) => JSON.stringify(value ?? null));
+    }
+    return JSON.stringify(state ?? null);
   };
 }
 
@@ -312,8 +333,10 @@ export class WebRaft {
   }
 
   /** Listen for an event. `apply` handlers get (entry, index, cb) with entry = {term, index,
-   * command}; `refresh` handlers get (cb) and must call cb(term, index). Returns a function
-   * that unsubscribes. */
+   * command}; `refresh` handlers get (cb): load your state (or `snapshot.data` when the node
+   * must load a snapshot) and call cb(term, index) of what you loaded; `snapshot` handlers
+   * get (index, term) and return the state machine's state (JSON-serializable, or a promise
+   * of it). Returns a function that unsubscribes. */
   listen(type, handler) {
     return this._subscribe(type, handler, false);
   }
@@ -338,7 +361,8 @@ export class WebRaft {
 
   _subscribe(type, handler, once) {
     if (typeof handler !== "function") throw new TypeError("handler must be a function");
-    const target = type === "apply" ? applyAdapter(this._node, handler) : handler;
+    const target = type === "apply" ? applyAdapter(this._node, handler)
+      : type === "snapshot" ? snapshotAdapter(handler) : handler;
     const off = this._node.listen(type, target, once);
     if (!this._subs.has(handler)) this._subs.set(handler, []);
     this._subs.get(handler).push({ type, off });
@@ -354,6 +378,28 @@ export class WebRaft {
   get commitIndex() { return this._node.commit_index; }
   get lastApplied() { return this._node.last_applied; }
   get members() { return this._node.members_json ? JSON.parse(this._node.members_json) : []; }
+  /** {index, term, data} of the snapshot a `refresh` handler must load (otherwise the newest
+   * one), or null. */
+  get snapshot() { return JSON.parse(this._node.snapshot_json()); }
+
+  /** A linearizable read: resolves to an index once this tab's state machine reflects every
+   * write completed before the call (ReadIndex; rejects with NoLeaderError if no leader
+   * confirmed in time). */
+  async readIndex() {
+    const answer = JSON.parse(await this._node.read_index());
+    if (answer.name) throw new WebRaftError(answer.name, answer.message, {});
+    return answer.index;
+  }
+
+  /** Browsers throttle hidden tabs' timers: a hidden leader hands over, a hidden follower
+   * campaigns later (BrowserRaft.hidden_election_delay), and a page being closed hands over
+   * first, so failover takes milliseconds rather than an election timeout. */
+  _watchPage() {
+    const update = () => this._node.set_hidden(document.visibilityState === "hidden");
+    document.addEventListener("visibilitychange", update);
+    window.addEventListener("pagehide", () => { this._node.hand_over_now(); });
+    update();
+  }
 
   /** A snapshot of the node for dashboards: peers, log tail, message counters, recent
    * messages, connection state. */

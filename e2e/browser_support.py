@@ -148,7 +148,7 @@ READ_LOG = """() => {
     return JSON.parse(py.runPython(`
 import json as _json
 _n = __e2e_node.node
-_json.dumps({"first": _n.core.log.first_index, "last": _n.core.log.last_index,
+_json.dumps({"first": _n.core.log.offset + 1, "last": _n.core.log.last_index,
              "commit": _n.commit_index, "applied": _n.last_applied, "term": _n.term,
              "entries": [[e.index, e.term, e.kind, e.command] for e in _n.core.log.entries]})
 `));
@@ -244,6 +244,10 @@ class Tab:
 
     def __repr__(self) -> str:
         return f"<Tab {self.name}>"
+
+
+#: The fixed member slots of the tests' three-tab clusters (the demo's ``?members=``).
+SLOTS = ("n1", "n2", "n3")
 
 
 def open_tab(context: Any, base_url: str, room: str, name: str = "",

@@ -18,6 +18,7 @@ from browser_support import (
     CHROMIUM,
     CHROMIUM_ARGS,
     ROOT,
+    SLOTS,
     Relay,
     Tab,
     new_context,
@@ -108,7 +109,8 @@ class Cluster:
         shared = None if separate_contexts else new_context(browser)
         self.contexts = [shared or new_context(browser) for _ in range(3)]
         # Open all three first, then wait: the boots overlap.
-        self.tabs = [open_tab(ctx, relay.url, room, name=f"{room}#{i}", wait=False)
+        self.tabs = [open_tab(ctx, relay.url, room, name=f"{room}#{i}", members=SLOTS,
+                              wait=False)
                      for i, ctx in enumerate(self.contexts)]
         for tab in self.tabs:
             tab.wait_booted()

@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 from browser_support import (
+    SLOTS,
     Tab,
     open_tab,
     wait_applied,
@@ -31,7 +32,7 @@ def spare(cluster: Any) -> Tab:
     """A fourth tab in the full room (same context as the members)."""
     wait_leader(cluster.tabs)
     tab = open_tab(cluster.contexts[0], cluster.relay.url, cluster.room,
-                   name=f"{cluster.room}#spare", wait=False)
+                   name=f"{cluster.room}#spare", members=SLOTS, wait=False)
     tab.wait_error()
     return tab
 

@@ -2,17 +2,25 @@
 
 Starting a node in a tab takes three steps, in an order that matters:
 
-1. **Claim an address.** The room has a fixed set of member slots (``members``). The tab
-   tries them in order, its own previous slot first (kept with its relay session in
-   ``sessionStorage``, so a reload is the same node), and the relay grants each address to
-   one session at a time (4008 otherwise). Only the relay can arbitrate between tabs opened
-   at the same moment, so the claim happens *before* anything else. The whole claim is
-   bounded (``connectTimeout``): an unreachable relay is a :class:`RelayUnreachable`, not a
-   page that waits forever.
+1. **Claim an address.** The tab tries its own previous address first (kept with its relay
+   session in ``sessionStorage``, so a reload is the same node). Then, with automatic
+   membership (no ``members`` given), the addresses of nodes whose state this origin's
+   localStorage holds but no tab runs (a closed tab's node: taking it over reuses its log
+   and its seat), and finally a fresh random address; with fixed slots (``members``), the
+   slots in order. The relay grants each address to one session at a time (4008
+   otherwise). Only the relay can arbitrate between tabs opened at the same moment, so the
+   claim happens *before* anything else. The whole claim is bounded (``connectTimeout``): an
+   unreachable relay is a :class:`RelayUnreachable`, not a page that waits forever.
 2. **Open storage** in ``localStorage`` under ``webraft/<room>/<address>/``. Loading
    garbage-collects keys of an interrupted write, which is only safe for a namespace nobody
    else writes: the claim in step 1 is what guarantees that.
 3. **Build the node** on the already-joined connection, replaying what arrived meanwhile.
+   With automatic membership a node without stored state *founds* the cluster (as its only
+   voter) if and only if the relay's welcome listed no peer; otherwise it starts outside any
+   cluster and waits for the leader to add it. The relay handles joins one at a time, so of
+   two tabs opened at the same moment in an empty room exactly one sees it empty: no two
+   clusters can be founded in one room while the relay runs (``docs/browser.md`` discusses
+   a relay restart).
 
 :class:`JsNode` is the handle JavaScript holds. Crossing between JavaScript and Python costs
 far more per call than the work being carried, and on Pyodide's event loop every
@@ -64,6 +72,8 @@ MAX_IN_FLIGHT = 1000
 #: Pending proposals are also swept on this period, for outcomes no ``updated`` announces
 #: (timeouts, superseded entries, answers that arrive after their entry was applied).
 SWEEP_PERIOD = 0.025
+#: Most addresses of closed tabs' nodes a new tab tries to take over before a fresh one.
+MAX_ADOPT = 8
 #: What a JavaScript apply adapter returns (anything else is ``[name, message]`` of an error).
 APPLIED, WAITING = 0, 1
 
@@ -167,15 +177,19 @@ async def create(config_json: str) -> JsNode:
     from js import sessionStorage
 
     cfg = json.loads(config_json)
-    room, members = cfg["room"], list(cfg["members"])
+    room = cfg["room"]
+    fixed = list(cfg.get("members") or [])
     tab_key = f"webraft/{room}/tab"
     saved = json.loads(sessionStorage.getItem(tab_key) or "{}")
     session = saved.get("session") or secrets.token_hex(16)
+    mine = saved.get("address")
     if cfg.get("address"):
         candidates = [cfg["address"]]
+    elif fixed:
+        candidates = ([mine] if mine in fixed else []) + [m for m in fixed if m != mine]
     else:
-        mine = saved.get("address")
-        candidates = ([mine] if mine in members else []) + [m for m in members if m != mine]
+        orphans = [a for a in _stored_nodes(room) if a != mine][:MAX_ADOPT]
+        candidates = [*([mine] if mine else []), *orphans, f"t-{secrets.token_hex(4)}"]
     timeout = cfg.get("connectTimeout")
     client, connection, claim = await _claim(
         room, cfg["relay"], candidates, session, cfg.get("token"),
@@ -183,8 +197,14 @@ async def create(config_json: str) -> JsNode:
     sessionStorage.setItem(tab_key, json.dumps({"address": client.address,
                                                 "session": session}))
     storage = LocalStorage(f"webraft/{room}/{client.address}/")
-    node = BrowserRaft(client, connection, members=members, storage=storage,
-                       timing=_timing(cfg))
+    timing = _timing(cfg)
+    if fixed:
+        members = fixed
+    else:
+        timing["auto_membership"] = True
+        # Found the cluster only in an empty room (ignored when storage holds a state).
+        members = [] if claim.outcome.result() else [client.address]
+    node = BrowserRaft(client, connection, members=members, storage=storage, timing=timing)
     connection.listener = node
     claim.replay(node)
     return JsNode(node)
@@ -203,17 +223,35 @@ async def create_for_js(config_json: str) -> JsNode | str:
         return json.dumps(fields)
 
 
+def _stored_nodes(room: str) -> list[str]:
+    """Addresses whose node state this origin's localStorage holds for ``room``, sorted."""
+    from js import localStorage
+
+    prefix, found = f"webraft/{room}/", set()
+    for i in range(localStorage.length):
+        key = localStorage.key(i) or ""
+        if key.startswith(prefix) and key.endswith("/meta"):
+            found.add(key[len(prefix):-len("/meta")])
+    return sorted(a for a in found if a and "/" not in a)
+
+
 def _timing(cfg: dict[str, Any]) -> dict[str, Any]:
-    """Milliseconds from JavaScript to the seconds webraft uses."""
+    """The node's tuning: milliseconds from JavaScript become the seconds webraft uses."""
     timing: dict[str, Any] = {}
     if cfg.get("electionTimeout"):
         low, high = cfg["electionTimeout"]
         timing["election_timeout"] = (low / 1000, high / 1000)
     for js_name, name in (("heartbeatFrequency", "heartbeat_frequency"),
                           ("heartbeatTimeout", "heartbeat_timeout"),
-                          ("proposalTimeout", "proposal_timeout")):
+                          ("proposalTimeout", "proposal_timeout"),
+                          ("memberGrace", "member_grace")):
         if cfg.get(js_name):
             timing[name] = cfg[js_name] / 1000
+    for js_name, name in (("snapshotEntries", "snapshot_entries"),
+                          ("snapshotBytes", "snapshot_bytes"),
+                          ("snapshotTail", "snapshot_tail")):
+        if cfg.get(js_name) is not None:
+            timing[name] = int(cfg[js_name])
     return timing
 
 
@@ -244,6 +282,22 @@ def _error_fields(exc: BaseException) -> tuple[str, str, bool]:
     if isinstance(exc, JsError):
         return exc.name, exc.message, may
     return type(exc).__name__, str(exc), may
+
+
+def _snapshot_caller(adapter: Any) -> Callable[[int, int], Any]:
+    """A ``snapshot`` handler from ``webraft.js``'s adapter, which returns the state as JSON
+    text, or a promise of it."""
+    def call(index: int, term: int) -> Any:
+        result = adapter(index, term)
+        if isinstance(result, str):
+            return json.loads(result)
+        return _parse_later(result)
+
+    return call
+
+
+async def _parse_later(promise: Any) -> Any:
+    return json.loads(await promise)
 
 
 def _outcome(rid: int, fut: asyncio.Future[int]) -> list[Any]:
@@ -420,6 +474,8 @@ class JsNode:
         """
         if event == "apply":
             call = self._apply_caller(handler)
+        elif event == "snapshot":
+            call = _snapshot_caller(handler)
         else:
             def call(*args: Any) -> Any:
                 return handler(*self._js_args(event, args))
@@ -443,6 +499,27 @@ class JsNode:
                 waiting[token] = cb
 
         return call
+
+    def snapshot_json(self) -> str:
+        """``{"index", "term", "data"}`` of the snapshot a ``refresh`` handler loads (or the
+        newest one), as JSON text; ``null`` before the first."""
+        snap = self.node.snapshot
+        return _encode(None if snap is None else
+                       {"index": snap.index, "term": snap.term, "data": snap.data})
+
+    async def read_index(self) -> str:
+        """:meth:`~webraft.RaftInterface.read_index` for JavaScript: ``{"index"}`` or
+        ``{"name", "message"}`` as JSON text."""
+        try:
+            return _encode({"index": await self.node.read_index()})
+        except WebraftError as exc:
+            return _encode({"name": type(exc).__name__, "message": str(exc)})
+
+    def set_hidden(self, hidden: bool) -> None:
+        self.node.set_hidden(hidden)
+
+    def hand_over_now(self) -> str | None:
+        return self.node.hand_over_now()
 
     def apply_done(self, token: int, name: str | None = None, message: str = "") -> None:
         """An apply handler that returned :data:`WAITING` finished (``name``: it failed)."""
@@ -520,7 +597,9 @@ class JsNode:
             "address": node.address, "room": node.room, "state": node.state,
             "term": node.term, "leader": node.leader, "commitIndex": node.commit_index,
             "lastApplied": node.last_applied, "lastIndex": log.last_index,
-            "members": list(node.members), "peers": sorted(node.nodes), "log": tail,
+            "members": list(node.members), "learners": list(node.learners),
+            "snapshotIndex": log.snapshot.index, "hidden": node.hidden,
+            "peers": sorted(node.nodes), "log": tail,
             "connected": node.connected, "online": node.connection.online,
             "paused": node.paused, "connections": node.connection.connections,
             "sent": dict(node.traffic.sent), "received": dict(node.traffic.received),

@@ -38,6 +38,10 @@ logger = logging.getLogger("webraft.browser")
 
 #: Frames are held back (in the client's bounded buffer) while the socket has this much unsent.
 MAX_BUFFERED_BYTES = 4 << 20
+#: Browser defaults of the snapshot policy (see :class:`BrowserRaft`).
+SNAPSHOT_ENTRIES = 1000
+SNAPSHOT_BYTES = 256 * 1024
+SNAPSHOT_TAIL = 200
 #: ``WebSocket.readyState`` of an open socket.
 WS_OPEN = 1
 #: Relay close codes after which this tab must stop being its node.
@@ -185,6 +189,13 @@ class BrowserConnection:
             self._retry.cancel()
             self._retry = None
 
+    def flush(self) -> None:
+        """Send what is buffered now, not on the next loop turn (a page being closed may
+        not get one)."""
+        if self._flush_at is not None:
+            self._flush_at.cancel()
+        self._flush()
+
     def _flush(self) -> None:
         self._flush_at = None
         ws = self._ws
@@ -226,13 +237,26 @@ class BrowserRaft(RelayNode):
     """A Raft node in a browser tab, on a :class:`BrowserConnection`.
 
     ``timing`` overrides the seed's timeouts, in seconds: ``election_timeout`` as a
-    ``(low, high)`` pair, ``heartbeat_frequency``, ``heartbeat_timeout``, ``proposal_timeout``.
+    ``(low, high)`` pair, ``heartbeat_frequency``, ``heartbeat_timeout``, ``proposal_timeout``,
+    ``member_grace``; and ``auto_membership``, ``snapshot_entries``, ``snapshot_bytes``,
+    ``snapshot_tail``. Snapshots are taken more often than elsewhere by default (every
+    :data:`SNAPSHOT_ENTRIES` entries or :data:`SNAPSHOT_BYTES` bytes, keeping
+    :data:`SNAPSHOT_TAIL`): every tab of an origin shares about 5 M characters of
+    localStorage, and each stored entry costs its key besides its command.
+
+    Hidden tabs (:attr:`hidden`, set from the page's visibility): browsers throttle their
+    timers to about one wake-up a second, so a hidden leader would miss heartbeats. A tab
+    that becomes hidden while it leads hands leadership over (``webraft.js`` calls
+    :meth:`~webraft.RaftInterface.transfer_leadership`), and a hidden follower waits
+    :attr:`hidden_election_delay` longer before campaigning, so that a visible member wins
+    whenever one can. Override the property to change the policy.
     """
 
     def __init__(self, client: RelayClient, connection: BrowserConnection, *,
                  members: Iterable[str] | None = None, storage: Storage | None = None,
                  timing: dict[str, Any] | None = None) -> None:
         self._timing = dict(timing or {})
+        self.hidden = False
         super().__init__(client, members=members, storage=storage)
         self.connection = connection
         self.paused = False
@@ -255,6 +279,51 @@ class BrowserRaft(RelayNode):
     @property
     def proposal_timeout(self) -> float:
         return self._timing.get("proposal_timeout") or super().proposal_timeout
+
+    @property
+    def auto_membership(self) -> bool:
+        return bool(self._timing.get("auto_membership"))
+
+    @property
+    def member_grace(self) -> float:
+        return self._timing.get("member_grace") or super().member_grace
+
+    @property
+    def snapshot_entries(self) -> int:
+        return self._timing.get("snapshot_entries") or SNAPSHOT_ENTRIES
+
+    @property
+    def snapshot_bytes(self) -> int:
+        return self._timing.get("snapshot_bytes") or SNAPSHOT_BYTES
+
+    @property
+    def snapshot_tail(self) -> int:
+        tail = self._timing.get("snapshot_tail")
+        return SNAPSHOT_TAIL if tail is None else tail
+
+    @property
+    def hidden_election_delay(self) -> float:
+        """Extra wait of a hidden follower before it campaigns (seconds)."""
+        return 1.0
+
+    def _follower_timeout(self) -> float:
+        delay = self.hidden_election_delay if self.hidden else 0.0
+        return super()._follower_timeout() + delay
+
+    def hand_over_now(self) -> str | None:
+        """The page is going away: if leading, hand leadership over and send the TimeoutNow
+        before returning (no further loop turn is guaranteed); returns the target."""
+        target = self.transfer_leadership()
+        if target is not None:
+            self._drive()  # persists (localStorage is synchronous) and sends
+            self.connection.flush()
+        return target
+
+    def set_hidden(self, hidden: bool) -> None:
+        """The page became hidden (or visible again); a hidden leader hands over."""
+        self.hidden = hidden
+        if hidden and self.is_leader:
+            self.transfer_leadership()
 
     def create_instance(self, address: str) -> BrowserPeer:
         return BrowserPeer(address, self)
