@@ -612,3 +612,18 @@ def test_a_failed_upgrade_changes_nothing(tmp_path: Path) -> None:
     with pytest.raises(StorageError, match="lacks the tables"):
         SQLiteStorage(path)
     assert _version(path) == 1
+
+
+def test_a_node_started_outside_any_cluster_reopens(tmp_path) -> None:
+    from webraft.core.state import OUTSIDE, HardState, SnapshotMeta, StorageUpdate
+    from webraft.storage.sqlite import SQLiteStorage
+
+    storage = SQLiteStorage(tmp_path / "outside.sqlite3")
+    storage.save(StorageUpdate(HardState(), (), SnapshotMeta(0, 0, OUTSIDE)))
+    storage.close()
+    again = SQLiteStorage(tmp_path / "outside.sqlite3")
+    try:
+        loaded = again.load()
+        assert loaded is not None and loaded.snapshot.config == OUTSIDE
+    finally:
+        again.close()

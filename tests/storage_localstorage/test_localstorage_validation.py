@@ -363,3 +363,15 @@ def test_schema_1_namespace_second_writer_check_still_works() -> None:
     first.save(StorageUpdate(HardState(3, "a", 2)))  # writes schema 2
     with pytest.raises(StorageError, match="changed by someone else"):
         second.save(StorageUpdate(HardState(3, "b", 2)))
+
+
+def test_a_node_started_outside_any_cluster_reloads() -> None:
+    from lsfake import FakeWebStorage
+
+    from webraft.core.state import OUTSIDE, HardState, SnapshotMeta, StorageUpdate
+    from webraft.storage.localstorage import LocalStorage
+
+    web = FakeWebStorage()
+    LocalStorage("ns/", web).save(StorageUpdate(HardState(), (), SnapshotMeta(0, 0, OUTSIDE)))
+    loaded = LocalStorage("ns/", web).load()
+    assert loaded is not None and loaded.snapshot.config == OUTSIDE

@@ -33,14 +33,25 @@ class ClusterConfig:
         return {"voters": list(self.voters), "learners": list(self.learners)}
 
     @classmethod
-    def from_json(cls, data: Any, where: str = "config") -> ClusterConfig:
-        """Validate (raises :class:`~webraft.errors.MessageError`) and build."""
+    def from_json(cls, data: Any, where: str = "config", bootstrap: bool = False,
+                  ) -> ClusterConfig:
+        """Validate (raises :class:`~webraft.errors.MessageError`) and build.
+
+        ``bootstrap``: also accept :data:`OUTSIDE`, the configuration of a node that was
+        started outside any cluster (only a stored bootstrap snapshot may hold it).
+        """
+        if bootstrap and data == OUTSIDE.to_json():
+            return OUTSIDE
         voters, learners = check_config(data, where)
         return cls(voters, learners)
 
     @property
     def members(self) -> tuple[str, ...]:
         return self.voters + self.learners
+
+
+#: The configuration of a node outside any cluster (``members=[]``): it waits to be added.
+OUTSIDE = ClusterConfig(())
 
 
 @dataclass(frozen=True, slots=True)

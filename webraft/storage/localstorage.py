@@ -559,7 +559,8 @@ def _parse_meta(raw: str) -> _Meta:
     if not isinstance(snap, dict):
         raise StorageError("stored snapshot metadata is not a JSON object")
     try:
-        config = ClusterConfig.from_json(snap.get("config"), "stored snapshot config")
+        config = ClusterConfig.from_json(snap.get("config"), "stored snapshot config",
+                                         bootstrap=snap.get("index") == 0)
     except MessageError as exc:
         raise StorageError(str(exc)) from None
     snapshot = SnapshotMeta(_int(snap.get("index"), "snapshot index"),

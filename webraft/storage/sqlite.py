@@ -483,7 +483,7 @@ def _json(text: Any, what: str) -> Any:
 def _snapshot(index: Any, term: Any, config: Any) -> SnapshotMeta:
     try:
         cluster = ClusterConfig.from_json(_json(config, "snapshot config"),
-                                          "stored snapshot config")
+                                          "stored snapshot config", bootstrap=index == 0)
     except MessageError as exc:
         raise StorageError(str(exc)) from None
     return SnapshotMeta(_int(index, "snapshot index"), _int(term, "snapshot term"), cluster)
