@@ -12,6 +12,11 @@ const members = params.get("members")?.split(",").filter(Boolean);
 // Another relay (default: this page's own) and how long to wait for it, in ms (default 15 s).
 const relay = params.get("relay") ?? undefined;
 const connectTimeout = Number(params.get("connectTimeout")) || undefined;
+// The membership and compaction policy (see createNode's options), e.g. for experiments.
+const tuning = {};
+for (const name of ["memberGrace", "snapshotEntries", "snapshotBytes", "snapshotTail"]) {
+  if (params.has(name)) tuning[name] = Number(params.get(name));
+}
 
 // ---- the application's state machine, persisted the seed's way ---------------------------
 let store = {};
@@ -48,7 +53,7 @@ function refresh(cb) {
   let saved = loadState();
   const snap = raft.snapshot;
   if (snap !== null && snap.index > saved.index) {
-    saved = { data: snap.data ?? {}, term: snap.term, index: snap.index };
+    saved = { data: snap.data?.data ?? {}, term: snap.term, index: snap.index };
     localStorage.setItem(stateKey, JSON.stringify(saved));
     refreshes += 1;
   }
@@ -59,8 +64,10 @@ function refresh(cb) {
 let refreshes = 0; // snapshots loaded (shown on the page)
 
 // snapshot(index, term): the state machine's state, which webraft keeps instead of the log.
+// The same shape as webraft-node's key-value store (webraft/member/kv.py), so a CPython
+// member can join a cluster of tabs and load its snapshots, and the other way round.
 function snapshot() {
-  return store;
+  return { data: store };
 }
 
 // ---- the page -------------------------------------------------------------------------
@@ -145,7 +152,8 @@ function renderNode() {
 
 async function main() {
   try {
-    raft = await createNode({ room, members, relay, connectTimeout, onStatus: setStatus });
+    raft = await createNode({ room, members, relay, connectTimeout, onStatus: setStatus,
+      ...tuning });
   } catch (err) {
     setStatus("failed to start");
     showError(err);
@@ -164,6 +172,7 @@ async function main() {
   });
   raft.start();
   window.webraft = raft; // for curious people and for the e2e tests
+  window.demo = { get refreshes() { return refreshes; }, get store() { return store; } };
   setStatus(`member ${raft.address} of room "${room}" — booted in ` +
     `${(raft.timings.pyodideBoot / 1000).toFixed(1)} s + ` +
     `${(raft.timings.webraftReady / 1000).toFixed(1)} s`);

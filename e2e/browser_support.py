@@ -251,9 +251,10 @@ SLOTS = ("n1", "n2", "n3")
 
 
 def open_tab(context: Any, base_url: str, room: str, name: str = "",
-             members: Iterable[str] | None = None, wait: bool = True) -> Tab:
-    """Open the demo in ``room`` (in ``context``) and, by default, wait until it booted."""
-    url = f"{base_url}/?room={room}"
+             members: Iterable[str] | None = None, wait: bool = True, query: str = "") -> Tab:
+    """Open the demo in ``room`` (in ``context``) and, by default, wait until it booted;
+    ``query`` adds demo parameters (``&memberGrace=2000``...)."""
+    url = f"{base_url}/?room={room}{query}"
     if members:
         url += "&members=" + ",".join(members)
     tab = Tab(context.new_page(), name or room)

@@ -1,0 +1,194 @@
+"""Tabs come and go (automatic membership), logs stay bounded (snapshots), and a CPython
+member joins a browser cluster. One room for the whole module, tabs reused across tests (each
+Pyodide tab costs seconds of CPU); every tab has its own context (its own localStorage, like
+another browser), except where a test says otherwise."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+from browser_support import (
+    ROOT,
+    Tab,
+    new_context,
+    open_tab,
+    unique_room,
+    wait_applied,
+    wait_for,
+    wait_leader,
+)
+
+GRACE_MS = 15_000  # longer than a reload (Pyodide boots in seconds), short enough to wait for
+#: Demo parameters: a short grace period and frequent snapshots, so both are seen quickly.
+QUERY = f"&memberGrace={GRACE_MS}&snapshotEntries=20&snapshotTail=5"
+
+
+class Room:
+    def __init__(self, browser: Any, relay: Any) -> None:
+        self.browser, self.relay = browser, relay
+        self.room = unique_room("membership")
+        self.tabs: list[Tab] = []
+        self.contexts: list[Any] = []
+
+    def open(self) -> Tab:
+        context = new_context(self.browser)
+        tab = open_tab(context, self.relay.url, self.room, name=f"{self.room}#{len(self.tabs)}",
+                       query=QUERY)
+        self.contexts.append(context)
+        self.tabs.append(tab)
+        return tab
+
+    def close(self, tab: Tab) -> None:
+        index = self.tabs.index(tab)
+        tab.close()
+        self.contexts.pop(index).close()
+        self.tabs.pop(index)
+
+    def leader(self) -> Tab:
+        address, _ = wait_leader(self.tabs)
+        return next(t for t in self.tabs if t.address == address)
+
+    def config(self, voters: set[str], learners: set[str] = frozenset()) -> Tab:
+        """Wait until the leader's configuration is that, and committed."""
+        def check() -> Tab | None:
+            leader = self.leader()
+            s = leader.status()
+            done = (set(s["members"]) == voters and set(s["learners"]) == set(learners))
+            return leader if done else None
+
+        return wait_for(check, 60, f"voters {sorted(voters)} learners {sorted(learners)}",
+                        describe=lambda: [t.status()["members"] for t in self.tabs])
+
+
+@pytest.fixture(scope="module")
+def room(browser: Any, relay: Any) -> Any:
+    r = Room(browser, relay)
+    yield r
+    for tab in list(r.tabs):
+        r.close(tab)
+
+
+def test_tabs_opened_one_by_one_up_to_five_then_two_closed(room: Room) -> None:
+    first = room.open()
+    assert room.config({first.address}).address == first.address  # it founded the cluster
+    second = room.open()
+    room.config({first.address}, {second.address})  # two voters would be worse than one
+    for _ in range(3):
+        room.open()
+    addresses = {t.address for t in room.tabs}
+    assert len(addresses) == 5
+    leader = room.config(addresses)
+    index = room.tabs[-1].propose({"op": "put", "key": "five", "value": 5})
+    wait_applied(room.tabs, index)
+    # Close two, the leader among them: the others elect, remove both after the grace
+    # period, and keep committing.
+    gone = [leader, next(t for t in room.tabs if t is not leader)]
+    for tab in gone:
+        room.close(tab)
+    leader = room.config({t.address for t in room.tabs})
+    index = leader.propose({"op": "put", "key": "three", "value": 3})
+    wait_applied(room.tabs, index)
+    stores = [t.kv() for t in room.tabs]
+    assert all(s == stores[0] for s in stores) and stores[0]["five"] == 5
+
+
+def test_a_reloaded_tab_keeps_its_seat(room: Room) -> None:
+    voters = {t.address for t in room.tabs}
+    leader = room.config(voters)
+    tab = next(t for t in room.tabs if t is not leader)
+    address = tab.address
+    changes = leader.raft_log()["last"]
+    tab.reload()
+    tab.wait_booted()
+    assert tab.address == address  # sessionStorage: the same node
+    leader = room.config(voters)
+    index = leader.propose({"op": "put", "key": "after-reload", "value": True})
+    wait_applied(room.tabs, index)
+    log = leader.raft_log()
+    configs = [e for e in log["entries"] if e[2] == 2 and e[0] > changes]
+    assert not configs, f"the reload changed the configuration: {configs}"
+
+
+def test_a_tab_behind_the_compaction_catches_up_through_a_snapshot(room: Room) -> None:
+    leader = room.leader()
+    tab = next(t for t in room.tabs if t is not leader)
+    refreshes = tab.eval("demo.refreshes")
+    tab.eval("webraft.setOnline(false)")
+    wait_for(lambda: not tab.status()["connected"], what="the tab to disconnect")
+    for k in range(60):  # three snapshots' worth, far more than the tail
+        leader.propose({"op": "put", "key": f"away{k % 7}", "value": k})
+    assert leader.status()["snapshotIndex"] > tab.status()["lastApplied"] + 5
+    tab.eval("webraft.setOnline(true)")
+    index = leader.propose({"op": "put", "key": "back", "value": 1})
+    wait_applied(room.tabs, index)
+    assert tab.eval("demo.refreshes") > refreshes  # refresh fired: it loaded a snapshot
+    assert tab.kv() == leader.kv()
+    assert tab.kv()["away6"] == 55
+
+
+def test_a_thousand_proposals_leave_local_storage_bounded(room: Room) -> None:
+    leader = room.leader()
+    before = [t.status()["storageChars"] for t in room.tabs]
+    # Batches of 200 until 1,000 committed (a proposal caught by an election is retried).
+    last = leader.eval("""async () => {
+        let done = 0, last = 0, k = 0;
+        while (done < 1000) {
+            const batch = [];
+            for (let i = 0; i < 200; i++) {
+                batch.push(webraft.propose({op: "put", key: `b${k % 50}`, value: k++}));
+            }
+            for (const r of await Promise.allSettled(batch)) {
+                if (r.status === "fulfilled") { done++; last = Math.max(last, r.value); }
+            }
+        }
+        return last;
+    }""", timeout=180)
+    wait_applied(room.tabs, last)
+    after = [t.status()["storageChars"] for t in room.tabs]
+    # 1,000 entries of ~40 characters would be ~70,000 characters with their keys; with a
+    # snapshot every 20 entries each node keeps at most ~25 entries and one small snapshot.
+    assert all(a < 20_000 for a in after), (before, after)
+
+
+def test_a_cpython_member_joins_and_leaves_the_browser_cluster(room: Room,
+                                                               tmp_path: Path) -> None:
+    leader = room.leader()
+    voters = {t.address for t in room.tabs}
+    ws = room.relay.url.replace("http://", "ws://") + "/ws"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "webraft.member", "--relay", ws, "--room", room.room,
+         "--data", str(tmp_path / "py"), "--address", "py", "--join", "--auto-membership",
+         "--grace", str(GRACE_MS / 1000), "--snapshot-entries", "20"],
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env={**os.environ, "PYTHONPATH": str(ROOT)})
+    try:
+        line = proc.stdout.readline()  # "webraft node py control on http://..."
+        assert "control on" in line, (line, proc.stderr.read() if proc.poll() else "")
+        control = line.rsplit(" ", 1)[1].strip()
+        assert len(voters) == 3
+        room.config(voters, {"py"})  # a fourth voter would not add fault tolerance
+        from webraft.member.control import key_path, request
+
+        def put() -> bool:
+            status, _ = request(control, "PUT", key_path("from-python"), "hello", timeout=10)
+            return status == 200
+
+        wait_for(put, 30, "a put through the CPython member")
+        wait_for(lambda: all(t.kv().get("from-python") == "hello" for t in room.tabs), 30,
+                 "every tab applied the CPython member's write")
+        status, body = request(control, "GET", "/kv", timeout=10)
+        assert status == 200 and body["data"] == leader.kv()
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=30) == 0, proc.stderr.read()
+    room.config(voters)  # removed after the grace period
+    index = room.leader().propose({"op": "put", "key": "python-gone", "value": True})
+    wait_applied(room.tabs, index)
+    assert json.dumps(room.leader().kv()["from-python"]) == '"hello"'
