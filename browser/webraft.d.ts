@@ -43,10 +43,20 @@ export interface Options {
   room?: string;
   /** Relay WebSocket URL; default: this page's host + "/ws". */
   relay?: string;
-  /** Voting members of a new cluster; a tab claims the first free slot. Default n1..n3. */
+  /** Fixed member slots (a tab claims the first free one). Default: none, membership follows
+   * the tabs of the room (the first founds the cluster, the leader adds and removes). */
   members?: string[];
-  /** Force this tab's address instead of claiming a slot. */
+  /** Force this tab's address. */
   address?: string;
+  /** Automatic membership: ms a member may be gone before it is removed; default 20000. */
+  memberGrace?: number;
+  /** Compaction: snapshot every this many entries (default 1000) or bytes of entries
+   * (default 262144) applied, keeping a tail of snapshotTail entries (default 200). */
+  snapshotEntries?: number;
+  snapshotBytes?: number;
+  snapshotTail?: number;
+  /** Hand leadership over when the page is hidden or closed (pagehide); default true. */
+  handover?: boolean;
   /** Room token, if the relay has a secret. */
   token?: string;
   /** Longest wait in ms for the relay to grant a member slot (it may be unreachable);
@@ -78,12 +88,17 @@ export type EventName =
  * reported as an `error` event) or, if it returns a promise, when that settles. */
 export type ApplyHandler =
   (entry: Entry, index: number, cb: (error?: unknown) => void) => void | Promise<void>;
-export type RefreshHandler = (cb: (term: number, index: number) => void) => void;
+/** Load your state (or `raft.snapshot.data` when the node must load a snapshot), then call
+ * cb with the term and index of what you loaded (cb() with none: start from the snapshot). */
+export type RefreshHandler = (cb: (term?: number, index?: number) => void) => void;
+/** The state machine's state as of entry `index` (JSON-serializable), or a promise of it. */
+export type SnapshotHandler = (index: number, term: number) => unknown;
 
 export interface Status {
   address: string; room: string; state: string; term: number; leader: string | null;
   commitIndex: number; lastApplied: number; lastIndex: number;
-  members: string[]; peers: string[]; log: Array<Entry & { kind: number }>;
+  members: string[]; learners: string[]; snapshotIndex: number; hidden: boolean;
+  peers: string[]; log: Array<Entry & { kind: number }>;
   connected: boolean; online: boolean; paused: boolean; connections: number;
   sent: Record<string, number>; received: Record<string, number>;
   recent: Array<{ t: number; dir: "in" | "out"; peer: string; type: string }>;
@@ -100,6 +115,8 @@ export class WebRaft {
   readonly commitIndex: number;
   readonly lastApplied: number;
   readonly members: string[];
+  /** The snapshot a refresh handler must load (otherwise the newest), or null. */
+  readonly snapshot: { index: number; term: number; data: unknown } | null;
   readonly wheel: string;
   /** Milliseconds spent booting Pyodide and then getting webraft ready. */
   timings: { pyodideBoot: number; webraftReady: number };
@@ -108,11 +125,15 @@ export class WebRaft {
   propose(command: unknown): Promise<number>;
   listen(type: "apply", handler: ApplyHandler): () => void;
   listen(type: "refresh", handler: RefreshHandler): () => void;
+  listen(type: "snapshot", handler: SnapshotHandler): () => void;
   listen(type: EventName, handler: (...args: any[]) => unknown): () => void;
   listenOnce(type: EventName, handler: (...args: any[]) => unknown): () => void;
   unlisten(type: EventName, handler: (...args: any[]) => unknown): void;
   emit(type: EventName, ...args: unknown[]): void;
   status(): Status;
+  /** Linearizable read (ReadIndex): resolves to an index once this tab has applied every
+   * write completed before the call; rejects with NoLeaderError. */
+  readIndex(): Promise<number>;
   start(): void;
   setPaused(paused: boolean): void;
   setOnline(online: boolean): void;
@@ -121,7 +142,7 @@ export class WebRaft {
   close(): Promise<void>;
 }
 
-/** Boot (Pyodide is shared by the nodes of a page), claim a member slot, build the node
+/** Boot (Pyodide is shared by the nodes of a page), claim an address, build the node
  * (not started). Rejects with WebRaftLoadError or a ConnectError. */
 export function createNode(options?: Options): Promise<WebRaft>;
 /** createNode, register options.listeners, start. */
