@@ -322,3 +322,36 @@ async def test_members_are_ignored_when_storage_has_state(cluster: Cluster) -> N
     assert tuple(node.members) == tuple(cluster.names)
     await node.close()
 
+
+
+async def test_proposals_expire_while_storage_keeps_failing() -> None:
+    """A Ready loop stuck retrying a save must not leave proposals waiting forever: they
+    fail after the proposal timeout, as certainly not committed (they were never sent)."""
+
+    class Failing(webraft.MemoryStorage):
+        broken = False
+
+        def save(self, update: object) -> None:
+            if self.broken:
+                raise webraft.StorageError("quota exceeded")
+            super().save(update)
+
+    storage = Failing()
+
+    class Solo(webraft.RaftInterface):
+        proposal_timeout = 0.3
+
+        def create_instance(self, address: str) -> webraft.NodeInstance:
+            raise AssertionError("no peers")
+
+    async with Solo("a", storage=storage) as node:
+        await node.propose("before")  # leads alone, commits
+        storage.broken = True
+        stuck = node.propose("appended, then the save failed")
+        await asyncio.sleep(0.05)  # the Ready loop now retries that save
+        results = await asyncio.gather(stuck, *(node.propose(i) for i in range(3)),
+                                       return_exceptions=True)
+    assert all(isinstance(r, webraft.ProposalTimeout) for r in results), results
+    # The first is in the leader's log (it would commit once storage recovers); the others
+    # never left this node's outbox.
+    assert [r.may_have_committed for r in results] == [True, False, False, False]

@@ -52,6 +52,8 @@ logger = logging.getLogger("webraft")
 DEFAULT_MAX_COMMAND_BYTES = 256 * 1024
 #: Longest the application's apply handlers run in one go before yielding to the event loop.
 APPLY_SLICE = 0.01
+#: Pause between two such slices.
+APPLY_PAUSE = 0.002
 #: Proposals of one loop turn travel in batches of at most this many bytes of commands.
 BATCH_BYTES = 256 * 1024
 
@@ -226,6 +228,7 @@ class RaftInterface(EventEmitter):
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at = float("inf")
         self._outbox: list[tuple[Any, int, asyncio.Future[int], int]] = []
+        self._outbox_since = 0.0  # when the oldest proposal in the outbox was made
         self._expiring: deque[tuple[float, _Batch]] = deque()  # (deadline, batch), in order
         self._expiry_timer: asyncio.TimerHandle | None = None
         self._applied_term = 0  # term of the newest entry applied
@@ -693,7 +696,9 @@ class RaftInterface(EventEmitter):
             del self._session_waiters[key]
 
     def _propose(self, command: Any, kind: int) -> asyncio.Future[int]:
-        fut: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+        # A plain Future, not loop.create_future(): Pyodide's loop makes futures whose every
+        # completion costs a browser task, and a burst resolves thousands of these.
+        fut: asyncio.Future[int] = asyncio.Future(loop=asyncio.get_running_loop())
         if self._closed:
             fut.set_exception(RaftClosed(may_have_committed=False))
             return fut
@@ -706,6 +711,9 @@ class RaftInterface(EventEmitter):
             fut.set_exception(exc)
             return fut
         self._outbox.append((command, size, fut, kind))
+        if len(self._outbox) == 1:
+            self._outbox_since = self._loop_or_running().time()
+            self._arm_expiry()
         self._kick()
         return fut
 
@@ -731,8 +739,12 @@ class RaftInterface(EventEmitter):
         for batch in batches:
             self._expiring.append((deadline, batch))
             self._submit(batch)
-        if self._expiry_timer is None:
-            self._expiry_timer = loop.call_later(self.proposal_timeout, self._expire_batches)
+        self._arm_expiry()
+
+    def _arm_expiry(self) -> None:
+        if self._expiry_timer is None and not self._closed:
+            self._expiry_timer = self._loop_or_running().call_later(self.proposal_timeout,
+                                                                    self._expire_batches)
 
     def _expire_batches(self) -> None:
         """One timer for all pending proposals: batches expire in the order they were made."""
@@ -742,8 +754,18 @@ class RaftInterface(EventEmitter):
         now = loop.time()
         while expiring and expiring[0][0] <= now:
             expiring.popleft()[1].expire(self.proposal_timeout)
-        if expiring and not self._closed:
-            self._expiry_timer = loop.call_later(max(0.0, expiring[0][0] - now),
+        if self._outbox and self._outbox_since + self.proposal_timeout <= now:
+            # Never proposed: the Ready loop is stuck (storage keeps failing) since then.
+            outbox, self._outbox = self._outbox, []
+            exc = ProposalTimeout("not proposed within the proposal timeout: storage is failing")
+            exc.may_have_committed = False
+            for _, _, fut, _ in outbox:
+                _fail(fut, exc)
+        dues = [expiring[0][0]] if expiring else []
+        if self._outbox:
+            dues.append(self._outbox_since + self.proposal_timeout)
+        if dues and not self._closed:
+            self._expiry_timer = loop.call_later(max(0.0, min(dues) - now),
                                                  self._expire_batches)
 
     def _submit(self, batch: _Batch) -> None:
@@ -1045,8 +1067,10 @@ class RaftInterface(EventEmitter):
             count += 1
             if not count % 64 and loop.time() >= deadline:
                 # A long backlog must not starve the loop: heartbeats, answers and timers
-                # run between slices, or this node would look dead to its peers.
-                st.resume = loop.call_soon(self._resume_apply)
+                # run between slices, or this node would look dead to its peers. A short
+                # timer rather than call_soon: on Pyodide, chained call_soon tasks starve
+                # the page's timers.
+                st.resume = loop.call_later(APPLY_PAUSE, self._resume_apply)
                 return
             entry = st.queue.popleft()
             if entry.__class__ is _Load:
