@@ -192,3 +192,24 @@ def test_a_cpython_member_joins_and_leaves_the_browser_cluster(room: Room,
     index = room.leader().propose({"op": "put", "key": "python-gone", "value": True})
     wait_applied(room.tabs, index)
     assert json.dumps(room.leader().kv()["from-python"]) == '"hello"'
+
+
+HIDE = """(hidden) => {
+    Object.defineProperty(document, "visibilityState", {value: hidden ? "hidden" : "visible",
+                                                        configurable: true});
+    document.dispatchEvent(new Event("visibilitychange"));
+}"""
+
+
+def test_a_leader_tab_that_becomes_hidden_hands_leadership_over(room: Room) -> None:
+    leader = room.leader()
+    term = leader.status()["term"]
+    leader.eval(HIDE, True)
+    try:
+        wait_for(lambda: room.leader() is not leader, 30, "a visible tab to lead")
+        new = room.leader()
+        assert new.status()["term"] > term and leader.status()["hidden"]
+        index = new.propose({"op": "put", "key": "after-hiding", "value": 1})
+        wait_applied(room.tabs, index)
+    finally:
+        leader.eval(HIDE, False)
