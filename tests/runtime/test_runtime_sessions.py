@@ -140,3 +140,32 @@ async def test_concurrent_proposals_of_one_session_all_apply(make_cluster: Any) 
     assert len(set(indexes)) == 50
     await c.converged()
     assert [cmd for cmd in commands(lead) if isinstance(cmd, int)] == list(range(50))
+
+
+async def test_session_proposals_apply_exactly_once_through_losses_and_a_leader_change(
+        make_cluster: Any) -> None:
+    """The proposing follower hears no answers and no entries for a while (so it retries
+    every proposal, several times), and the leader is cut off in the middle: callers see
+    every proposal succeed once, and every node applied each command exactly once."""
+    c: Cluster = make_cluster(message_timeout=0.1, proposal_timeout=0.5).start()
+    lead = await c.leader()
+    follower = next(n for n in c.nodes.values() if n is not lead)
+    session = await follower.open_session()
+    dark = {"propose_resp", "append", "commit"}
+    c.net.drops.append(lambda src, dst, p: dst == follower.address and p["type"] in dark)
+    proposals = [asyncio.ensure_future(session.propose({"n": i}, timeout=30))
+                 for i in range(40)]
+    await asyncio.sleep(0.4)
+    c.isolate(lead.address)  # a new leader, while proposals are still being retried
+    await asyncio.sleep(0.4)
+    c.heal()
+    indexes = await asyncio.gather(*proposals)
+    assert len(set(indexes)) == 40
+    await c.converged(timeout=10)
+    for node in c.nodes.values():
+        applied = [cmd["n"] for cmd in commands(node) if isinstance(cmd, dict) and "n" in cmd]
+        assert sorted(applied) == list(range(40)), node.address
+    final = await c.leader()
+    copies = [e for e in final.core.log.entries
+              if e.kind == SESSION and isinstance(e.command[3], dict) and "n" in e.command[3]]
+    assert len(copies) > 40, "no proposal was retried: the test proved nothing"
