@@ -74,7 +74,6 @@ from __future__ import annotations
 
 import json
 import logging
-import re
 from dataclasses import dataclass
 from itertools import pairwise
 from typing import Any
@@ -82,6 +81,7 @@ from typing import Any
 from ..core.messages import MAX_ADDRESS, MAX_INT, Entry, check_entry_data
 from ..core.state import ClusterConfig, HardState, SnapshotMeta, StorageUpdate, StoredState
 from ..errors import MessageError, StorageError
+from .base import plan_update, portable_json
 
 __all__ = ["SCHEMA_VERSION", "LocalStorage"]
 
@@ -95,7 +95,6 @@ _META = "meta"
 _ENTRY = "e:"
 _DATA = "d:"
 _QUOTA_NAMES = ("QuotaExceededError", "NS_ERROR_DOM_QUOTA_REACHED")
-_SURROGATE = re.compile("[\ud800-\udfff]")
 
 _dumps_ascii = json.JSONEncoder(separators=(",", ":")).encode
 _dumps_text = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
@@ -110,19 +109,6 @@ def _dumps(value: Any) -> str:
             text.encode("utf-8")
         except UnicodeEncodeError:
             return _dumps_ascii(value)
-    return text
-
-
-def _portable(text: str) -> str:
-    """JSON ``text`` with any lone surrogate written as its escape, so that it can cross into
-    a JavaScript string (in JSON a lone surrogate can only be inside a string, where its
-    escape means the same)."""
-    if text.isascii():
-        return text
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return _SURROGATE.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
     return text
 
 
@@ -268,7 +254,7 @@ class LocalStorage:
         is left exactly as it was and :class:`~webraft.errors.StorageError` is raised.
         """
         old = self._current()
-        data = _portable(update.snapshot_data) if update.snapshot_data is not None else None
+        data = portable_json(update.snapshot_data) if update.snapshot_data is not None else None
         new = self._plan(old, update, data)
         meta_text = new.to_json()
         # Serialize everything before the first write: a bad command fails with nothing done.
@@ -413,21 +399,16 @@ class LocalStorage:
     def _plan(self, old: _Meta | None, update: StorageUpdate, data: str | None) -> _Meta:
         """The meta after ``update`` (whose snapshot data, made portable, is ``data``);
         raises StorageError for an update that makes no sense."""
+        first = old.segments[0][0] if old is not None and old.segments else None
+        # The checks every backend shares (they raise before anything is written).
+        snap_index, first, last = plan_update(
+            None if old is None else old.snapshot.index, first,
+            None if first is None or old is None else old.last, update)
         snap = update.snapshot
         if snap is None:
-            if update.snapshot_data is not None:
-                raise StorageError("snapshot data without its snapshot metadata")
-            if old is None:
-                raise StorageError("the first save to a new storage must record the "
-                                   "snapshot metadata")
+            assert old is not None  # plan_update refuses a first save without a snapshot
             new = _Meta(old.hard, old.snapshot, old.last, list(old.segments), old.data)
         else:
-            if old is not None and snap.index < old.snapshot.index:
-                raise StorageError(f"snapshot at index {snap.index} is older than the "
-                                   f"stored one at {old.snapshot.index}")
-            if (update.snapshot_data is None and snap.index > 0
-                    and (old is None or snap.index != old.snapshot.index)):
-                raise StorageError(f"snapshot at index {snap.index} comes without its data")
             if old is None:
                 new = _Meta(HardState(), snap, snap.index, [], None)
             else:
@@ -447,27 +428,17 @@ class LocalStorage:
                 segs[0] = (compact_to + 1, segs[0][1])
         entries = update.entries
         if entries:
-            first = entries[0].index
-            if entries[-1].index != first + len(entries) - 1:
-                raise StorageError("entries of one update must have consecutive indexes")
-            if segs and first > new.last + 1:
-                raise StorageError(f"entries starting at index {first} leave a gap after the "
-                                   f"log {segs[0][0]}..{new.last}")
-            if first <= new.last or not segs:
+            start = entries[0].index
+            if start <= new.last or not segs:
                 # A truncation (or a first segment): a fresh gen, never referenced by ``old``.
                 gens = [g for _, g in segs]
                 if old is not None:
                     gens += [g for _, g in old.segments]
                 gen = max(gens, default=-1) + 1
-                segs[:] = [s for s in segs if s[0] < first]
-                segs.append((first, gen))
-            new.last = entries[-1].index
-        snap_index = new.snapshot.index
-        if not segs:
-            new.last = snap_index
-        elif segs[0][0] > snap_index + 1 or new.last < snap_index:
-            raise StorageError(f"the update would leave entries {segs[0][0]}..{new.last}, "
-                               f"which do not reach the snapshot at {snap_index}")
+                segs[:] = [s for s in segs if s[0] < start]
+                segs.append((start, gen))
+        assert (segs[0][0] if segs else None) == first
+        new.last = snap_index if last is None else last
         if update.hard is not None:
             new.hard = update.hard
         return new

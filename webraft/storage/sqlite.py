@@ -29,13 +29,13 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import re
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from ..core.messages import COMMAND, MAX_INT, MAX_KIND, Entry, check_entry_data
 from ..core.state import ClusterConfig, HardState, SnapshotMeta, StorageUpdate, StoredState
 from ..errors import MessageError, StorageError
+from .base import plan_update, portable_json
 
 if TYPE_CHECKING:
     import sqlite3
@@ -70,8 +70,6 @@ _PUT_HARD = ("INSERT OR REPLACE INTO hard_state (id, term, vote, commit_index)"
 #: ``json.dumps(value, separators=(",", ":"))`` without building an encoder per call.
 #: ASCII output: a lone surrogate in a command (valid in JSON) could not be stored as UTF-8.
 _dumps = json.JSONEncoder(separators=(",", ":")).encode
-
-_SURROGATE = re.compile("[\ud800-\udfff]")
 
 _T = TypeVar("_T")
 
@@ -320,7 +318,7 @@ class SQLiteStorage:
         if not self._bounds_ok:
             raise StorageError(f"{self.path!r} holds a corrupt log or snapshot (load() says "
                                "what is wrong); refusing to write")
-        return _plan(self._snap_index, self._first, self._last, update)
+        return plan_update(self._snap_index, self._first, self._last, update)
 
     def _write(self, update: StorageUpdate) -> None:
         con = self._connection()
@@ -335,7 +333,7 @@ class SQLiteStorage:
                     config = _dumps(snap.config.to_json())
                     if update.snapshot_data is not None:
                         con.execute(_PUT_SNAPSHOT, (snap.index, snap.term, config,
-                                                    _portable(update.snapshot_data)))
+                                                    portable_json(update.snapshot_data)))
                     elif self._snap_index is not None:  # keep the stored data
                         con.execute(_PUT_SNAPSHOT_META, (snap.index, snap.term, config))
                     else:
@@ -390,58 +388,6 @@ class SQLiteStorage:
         state = StoredState(hard, snapshot, _entries(rows), data)
         state.check()
         return state
-
-
-def _plan(snap_index: int | None, first: int | None, last: int | None,
-          update: StorageUpdate) -> tuple[int, int | None, int | None]:
-    """Where the snapshot and the log stand after ``update`` (None: empty log), from where
-    they stand now; raise StorageError for an update no correct node makes."""
-    snap = update.snapshot
-    if snap is None:
-        if update.snapshot_data is not None:
-            raise StorageError("snapshot data without its snapshot metadata")
-        if snap_index is None:
-            raise StorageError("the first save to a new storage must record the snapshot "
-                               "metadata")
-    else:
-        if snap_index is not None and snap.index < snap_index:
-            raise StorageError(f"snapshot at index {snap.index} is older than the stored one "
-                               f"at {snap_index}")
-        if update.snapshot_data is None and snap.index > 0 and snap.index != snap_index:
-            raise StorageError(f"snapshot at index {snap.index} comes without its data")
-        snap_index = snap.index
-    compact_to = update.compact_to
-    if first is not None and last is not None and compact_to >= first:
-        first, last = (None, None) if compact_to >= last else (compact_to + 1, last)
-    entries = update.entries
-    if entries:
-        lo, hi = entries[0].index, entries[-1].index
-        if hi != lo + len(entries) - 1:
-            raise StorageError("entries of one update must have consecutive indexes")
-        if last is not None and lo > last + 1:
-            raise StorageError(f"entries starting at index {lo} leave a gap after the log "
-                               f"{first}..{last}")
-        if first is None or lo < first:
-            first = lo
-        last = hi
-    if first is not None and last is not None and (first > snap_index + 1
-                                                   or last < snap_index):
-        raise StorageError(f"the update would leave entries {first}..{last}, which do not "
-                           f"reach the snapshot at {snap_index}")
-    return snap_index, first, last
-
-
-def _portable(text: str) -> str:
-    """``text`` with any lone surrogate written as a JSON escape (SQLite stores UTF-8, which
-    cannot hold one; in JSON text a lone surrogate can only be inside a string, where its
-    escape means the same)."""
-    if text.isascii():
-        return text
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return _SURROGATE.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
-    return text
 
 
 def _make_dirs(path: str) -> None:
