@@ -308,8 +308,10 @@ async def run_bench(make: Callable[[], Awaitable[tuple[list[Worker], int]]],
         await stop_all(workers)
 
 
-async def failover(make: Callable[[], Awaitable[tuple[list[Worker], int]]]) -> float | None:
-    """Kill -9 the leader of a fresh cluster; seconds until a survivor's proposal commits."""
+async def failover(make: Callable[[], Awaitable[tuple[list[Worker], int]]],
+                   transfer: bool = False) -> float | None:
+    """On a fresh cluster, kill -9 the leader (or, ``transfer``, have it hand leadership over:
+    webraft only, PySyncObj has none); seconds until a survivor's proposal commits."""
     workers, leader = await make()
     try:
         survivor = workers[(leader + 1) % 3]
@@ -317,30 +319,16 @@ async def failover(make: Callable[[], Awaitable[tuple[list[Worker], int]]]) -> f
         if "error" in warm:
             raise RuntimeError(f"warm-up proposal failed: {warm['error']}")
         await asyncio.sleep(0.2)
-        t_kill = time.monotonic()
-        os.kill(workers[leader].pid, signal.SIGKILL)
+        if transfer:
+            answer = await workers[leader].ask("transfer", "transfer", 10)
+            if answer["to"] is None:
+                return None
+            start = answer["t"]
+        else:
+            start = time.monotonic()
+            os.kill(workers[leader].pid, signal.SIGKILL)
         probe = await survivor.ask("probe", "probe", 40)
-        return None if probe["t_commit"] is None else probe["t_commit"] - t_kill
-    finally:
-        await stop_all(workers)
-
-
-async def transfer_failover(make: Callable[[], Awaitable[tuple[list[Worker], int]]],
-                            ) -> float | None:
-    """Hand leadership over gracefully on a fresh cluster (webraft only: PySyncObj has no
-    transfer); seconds from the call until a proposal of the old leader's follower commits."""
-    workers, leader = await make()
-    try:
-        survivor = workers[(leader + 1) % 3]
-        warm = await survivor.ask("warm", "warm", 15)
-        if "error" in warm:
-            raise RuntimeError(f"warm-up proposal failed: {warm['error']}")
-        await asyncio.sleep(0.2)
-        answer = await workers[leader].ask("transfer", "transfer", 10)
-        if answer["to"] is None:
-            return None
-        probe = await survivor.ask("probe", "probe", 40)
-        return None if probe["t_commit"] is None else probe["t_commit"] - answer["t"]
+        return None if probe["t_commit"] is None else probe["t_commit"] - start
     finally:
         await stop_all(workers)
 
@@ -644,7 +632,7 @@ async def amain(args: argparse.Namespace) -> None:
                 print(f"failover {i + 1}/{args.failovers} ...", file=sys.stderr, flush=True)
                 fo_w.append(await failover(lambda: webraft_cluster(env)))
                 fo_p.append(await failover(lambda: pysyncobj_cluster(env)))
-                fo_t.append(await transfer_failover(lambda: webraft_cluster(env)))
+                fo_t.append(await failover(lambda: webraft_cluster(env), transfer=True))
             report(args, wr, ps, nb, fo_w, fo_p, fo_t, time.monotonic() - began)
         finally:
             if relay.returncode is None:

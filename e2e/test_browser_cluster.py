@@ -14,6 +14,7 @@ import pytest
 from browser_support import (
     CONVERGE_TIMEOUT,
     PROPOSAL_TIMEOUT,
+    SLOTS,
     Tab,
     agreed_leader,
     summary,
@@ -22,7 +23,7 @@ from browser_support import (
     wait_leader,
 )
 
-MEMBERS = ["n1", "n2", "n3"]
+MEMBERS = list(SLOTS)
 
 
 @pytest.fixture(scope="module")

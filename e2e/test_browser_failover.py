@@ -17,7 +17,7 @@ from browser_support import (
     wait_leader,
 )
 
-MEMBERS = ["n1", "n2", "n3"]
+MEMBERS = list(SLOTS)
 
 
 @pytest.fixture(scope="module")
