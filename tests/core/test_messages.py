@@ -207,3 +207,18 @@ def test_terms_beyond_the_accepted_range_are_refused() -> None:
     with pytest.raises(MessageError, match="largest term"):
         decode({"type": "heartbeat_resp", "term": MAX_TERM + 1})
     assert decode({"type": "heartbeat_resp", "term": MAX_TERM}).term == MAX_TERM
+
+
+def test_forwarded_proposals_may_only_make_commands_and_session_commands() -> None:
+    import pytest
+
+    from webraft.core.messages import SESSION, decode
+    from webraft.errors import MessageError
+
+    good = {"type": "propose", "term": 1, "id": 1, "commands": [[7, 1, 1, {"x": 1}]],
+            "kind": SESSION}
+    assert decode(good).kind == SESSION
+    for bad in ({"kind": 2}, {"kind": 1}, {"kind": 9}, {"commands": [[7, 1, {"x": 1}]]},
+                {"commands": [["7", 1, 1, None]]}, {"commands": [{"x": 1}]}):
+        with pytest.raises(MessageError):
+            decode({**good, **bad})

@@ -97,3 +97,17 @@ def test_a_restarted_node_keeps_its_session_and_its_state(tmp_path: Path):
         assert again.proc.wait() == 0
     finally:
         relay.proc.kill()
+
+
+@pytest.mark.parametrize(("extra", "message"), [
+    (["--snapshot-entries", "0"], "at least 1"),
+    (["--snapshot-entries", "many"], "invalid"),
+    (["--grace", "-1"], "positive"),
+    (["--join"], "not allowed with"),
+])
+def test_bad_membership_and_snapshot_flags_exit_2(tmp_path: Path, extra: list[str],
+                                                  message: str):
+    result = run(*node_args(tmp_path / "d"), *extra)
+    assert result.returncode == 2, result
+    assert message in result.stderr and "Traceback" not in result.stderr
+    assert not (tmp_path / "d").exists()

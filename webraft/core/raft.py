@@ -225,10 +225,8 @@ class RaftCore:
         self.transfer_deadline = 0.0
         self._saved = HardState(self.term, self.vote, self.log.commit)
         self._snapshot: SnapshotMeta | None = stored.snapshot
-        #: The text of the newest snapshot (what followers that fell behind are sent).
-        self.snapshot_data = stored.snapshot_data or ""
-        self._outgoing = _Outgoing(stored.snapshot, self.snapshot_data,
-                                   zlib.crc32(self.snapshot_data.encode()))
+        data = stored.snapshot_data or ""
+        self._outgoing = _Outgoing(stored.snapshot, data, zlib.crc32(data.encode()))
         self._new_data: str | None = None  # snapshot text not yet handed to storage
         self._compact_to = 0
         self._install = False
@@ -396,9 +394,14 @@ class RaftCore:
         self._compact_to = max(self._compact_to, log.compact(meta, offset))
         self._set_snapshot(meta, data)
 
+    @property
+    def snapshot_data(self) -> str:
+        """The text of the newest snapshot (what followers that fell behind are sent)."""
+        return self._outgoing.data
+
     def _set_snapshot(self, meta: SnapshotMeta, data: str) -> None:
         self._snapshot = meta
-        self.snapshot_data = self._new_data = data
+        self._new_data = data
         self._outgoing = _Outgoing(meta, data, zlib.crc32(data.encode()))
 
     def leader_unreachable(self, delay: float) -> None:

@@ -83,6 +83,13 @@ def _positive(value: str) -> float:
     return seconds
 
 
+def _count(value: str) -> int:
+    number = int(value)
+    if number < 1:
+        raise argparse.ArgumentTypeError("must be at least 1")
+    return number
+
+
 def node_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog=PROG,
@@ -115,7 +122,7 @@ def node_parser() -> argparse.ArgumentParser:
     p.add_argument("--heartbeat", type=_positive, default=0.05, metavar="S",
                    help="leader heartbeat interval; the follower timeout is 4x, the election "
                    "timeout 3x-6x (default: %(default)s)")
-    p.add_argument("--snapshot-entries", type=int, default=4096, metavar="N",
+    p.add_argument("--snapshot-entries", type=_count, default=4096, metavar="N",
                    help="snapshot the store and compact the log every N applied entries "
                    "(default: %(default)s)")
     p.add_argument("--proposal-timeout", type=_positive, default=5.0, metavar="S",
@@ -158,7 +165,7 @@ async def run_node(args: argparse.Namespace) -> int:
     proposal_timeout: float = args.proposal_timeout
     auto: bool = args.auto_membership
     grace: float = args.grace
-    snapshot_entries: int = max(1, args.snapshot_entries)
+    snapshot_entries: int = args.snapshot_entries
     members: list[str] = [] if args.join else args.members
     rng = random.Random()
 
