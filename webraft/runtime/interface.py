@@ -24,7 +24,16 @@ from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..core.messages import COMMAND, SESSION, Entry, check_command, decode, encode
+from ..core.messages import (
+    COMMAND,
+    MAX_COMMAND_BYTES,
+    MAX_DEPTH,
+    SESSION,
+    Entry,
+    check_command,
+    decode,
+    encode,
+)
 from ..core.raft import LEADER, PUBLIC_STATE, CoreConfig, ProposalResult, RaftCore, ReadState, Ready
 from ..core.state import ClusterConfig, SnapshotMeta, StorageUpdate, StoredState
 from ..errors import (
@@ -1137,9 +1146,9 @@ class RaftInterface(EventEmitter):
 
     def _snapshot_due(self) -> bool:
         st = self._apply
-        return ((st.since_snapshot >= self.snapshot_entries
-                 or st.since_snapshot_bytes >= self.snapshot_bytes)
-                and bool(self.listeners("snapshot")))
+        return self.has_listeners("snapshot") and (
+            st.since_snapshot >= self.snapshot_entries
+            or st.since_snapshot_bytes >= self.snapshot_bytes)
 
     def _take_snapshot(self) -> Awaitable[None] | None:
         """Ask the ``snapshot`` handler for the state as of the last applied entry and compact
@@ -1204,7 +1213,8 @@ class RaftInterface(EventEmitter):
     def _applied(self, entry: Entry, emit: bool = True) -> None:
         st = self._apply
         st.since_snapshot += 1
-        st.since_snapshot_bytes += entry.size
+        if self.has_listeners("snapshot"):  # sizes only matter to the snapshot threshold
+            st.since_snapshot_bytes += entry.size
         self._last_applied = entry.index
         if entry.term > self._applied_term:
             self._applied_term = entry.term
@@ -1290,6 +1300,13 @@ async def _await_handler(result: Awaitable[Any]) -> BaseException | None:
     return None
 
 
+#: Encodes commands once per proposal (``json.dumps`` with options builds an encoder per call).
+_COMMAND_ENCODER = json.JSONEncoder(allow_nan=False, separators=(",", ":"))
+#: ``check_command`` estimates at most 4.5 bytes per character of JSON text (a one-digit
+#: number and its comma count 9), so a text up to this length is surely within its limit.
+_SURELY_SMALL = MAX_COMMAND_BYTES // 5
+
+
 def _normalize(command: Any, limit: int) -> tuple[Any, int]:
     """A private, JSON-normal copy of ``command`` (tuples become lists, as on every peer) and
     its size in bytes of ASCII JSON, which ``limit`` bounds."""
@@ -1299,7 +1316,7 @@ def _normalize(command: Any, limit: int) -> tuple[Any, int]:
     if cls is str and 6 * len(command) + 2 <= limit:
         return command, len(command) + 2  # fits even if every character needs an escape
     try:
-        text = json.dumps(command, allow_nan=False, separators=(",", ":"))
+        text = _COMMAND_ENCODER.encode(command)
     except (TypeError, ValueError, RecursionError) as exc:
         raise InvalidCommand(f"command is not JSON-serializable: {exc}") from None
     if len(text) > limit:
@@ -1307,10 +1324,13 @@ def _normalize(command: Any, limit: int) -> tuple[Any, int]:
     if cls is str:
         return command, len(text)
     command = json.loads(text)
-    try:
-        check_command(command)  # what every peer will check when it receives it
-    except MessageError as exc:
-        raise InvalidCommand(str(exc)) from None
+    # What every peer checks when it receives the command: decoded text can only fail it by
+    # its size or its depth, and neither is possible for a short text with few brackets.
+    if len(text) > _SURELY_SMALL or text.count("[") + text.count("{") > MAX_DEPTH:
+        try:
+            check_command(command)
+        except MessageError as exc:
+            raise InvalidCommand(str(exc)) from None
     return command, len(text)
 
 
