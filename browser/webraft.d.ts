@@ -105,6 +105,17 @@ export interface Status {
   storageChars: number | null;
 }
 
+/** A client session: proposals applied exactly once (Raft thesis §6.3). */
+export class WebRaftSession {
+  readonly id: number;
+  /** The sequence number of the next proposal; keep it with id to resume after a reload. */
+  readonly nextSeq: number;
+  /** Resolves to the index where the command was (first) applied; rejects with
+   * SessionExpired, ProposalTimeout (after timeout ms; proposing again is safe) or
+   * InvalidCommand. */
+  propose(command: unknown, options?: { timeout?: number | null }): Promise<number>;
+}
+
 export class WebRaft {
   readonly address: string;
   readonly room: string;
@@ -134,6 +145,10 @@ export class WebRaft {
   /** Linearizable read (ReadIndex): resolves to an index once this tab has applied every
    * write completed before the call; rejects with NoLeaderError. */
   readIndex(): Promise<number>;
+  /** Open a client session whose proposals are applied exactly once. */
+  openSession(): Promise<WebRaftSession>;
+  /** A session opened earlier (here before a reload, or by another node). */
+  resumeSession(id: number, nextSeq: number): WebRaftSession;
   start(): void;
   setPaused(paused: boolean): void;
   setOnline(online: boolean): void;

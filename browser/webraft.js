@@ -255,6 +255,53 @@ function errorFields(error) {
   return ["Error", String(error)];
 }
 
+/** The JSON text of a command; throws an InvalidCommand WebRaftError if it has none. */
+function commandText(command) {
+  const invalid = (message) => new WebRaftError("InvalidCommand", message,
+    { mayHaveCommitted: false });
+  let text;
+  try {
+    text = JSON.stringify(command);
+  } catch (err) {
+    throw invalid(`command is not JSON-serializable: ${err.message}`);
+  }
+  if (text === undefined) throw invalid("command is not JSON-serializable");
+  return text;
+}
+
+/** The error of a `{name, message, mayHaveCommitted}` answer from Python (bridge.py). */
+function answerError(answer) {
+  return new WebRaftError(answer.name, answer.message,
+    { mayHaveCommitted: answer.mayHaveCommitted });
+}
+
+/** A client session (WebRaft.openSession/resumeSession): each command gets the next sequence
+ * number and is retried under that number until its outcome is known, so it is applied
+ * exactly once even across leader changes and lost answers. */
+export class WebRaftSession {
+  constructor(session) {
+    this._session = session; // bridge.py's JsSession
+  }
+
+  /** The session's id (every node knows it; keep it with nextSeq to resume). */
+  get id() { return this._session.id; }
+  /** The number the next proposal will use. */
+  get nextSeq() { return this._session.next_seq; }
+
+  /** Apply `command` exactly once; resolves to the index where it was applied. Rejects with
+   * SessionExpired if the cluster forgot this session, ProposalTimeout if no outcome came
+   * within `timeout` ms (default: 6 proposal timeouts; proposing again in this session is
+   * then safe), InvalidCommand for a command that is not JSON. */
+  async propose(command, { timeout = null } = {}) {
+    const text = commandText(command);
+    if (timeout != null && !(timeout > 0)) throw new TypeError("timeout must be positive");
+    // undefined, not null, is None in Python
+    const answer = JSON.parse(await this._session.propose(text, timeout ?? undefined));
+    if (answer.name) throw answerError(answer);
+    return answer.index;
+  }
+}
+
 /** One node, with the seed's API. Times are milliseconds. */
 export class WebRaft {
   constructor(pyodide, node, wheel) {
@@ -277,15 +324,12 @@ export class WebRaft {
    * (NoLeaderError, ProposalTimeout, ...) and whose mayHaveCommitted says if a retry could
    * apply it twice. */
   propose(command) {
-    const invalid = (message) => Promise.reject(
-      new WebRaftError("InvalidCommand", message, { mayHaveCommitted: false }));
     let text;
     try {
-      text = JSON.stringify(command);
+      text = commandText(command);
     } catch (err) {
-      return invalid(`command is not JSON-serializable: ${err.message}`);
+      return Promise.reject(err);
     }
-    if (text === undefined) return invalid("command is not JSON-serializable");
     return new Promise((resolve, reject) => {
       const id = this._nextId++;
       this._waiting.set(id, { resolve, reject });
@@ -387,8 +431,25 @@ export class WebRaft {
    * confirmed in time). */
   async readIndex() {
     const answer = JSON.parse(await this._node.read_index());
-    if (answer.name) throw new WebRaftError(answer.name, answer.message, {});
+    if (answer.name) throw answerError(answer);
     return answer.index;
+  }
+
+  /** Open a client session: its proposals are applied exactly once, however often they are
+   * retried (Raft thesis §6.3). Resolves to a WebRaftSession. */
+  async openSession() {
+    const session = await this._node.open_session();
+    if (typeof session === "string") throw answerError(JSON.parse(session));
+    return new WebRaftSession(session);
+  }
+
+  /** A session opened earlier, e.g. by this tab before a reload (keep `id` and `nextSeq`
+   * in sessionStorage) or by another node; `nextSeq` must exceed every number used before. */
+  resumeSession(id, nextSeq) {
+    if (![id, nextSeq].every((n) => Number.isSafeInteger(n) && n > 0)) {
+      throw new TypeError("resumeSession(id, nextSeq) takes two positive integers");
+    }
+    return new WebRaftSession(this._node.resume_session(id, nextSeq));
   }
 
   /** Browsers throttle hidden tabs' timers: a hidden leader hands over, a hidden follower

@@ -206,3 +206,42 @@ def test_a_burst_larger_than_the_window_commits_in_order(solo: Tab) -> None:
     assert all(isinstance(i, int) for i in indices), [i for i in indices if not isinstance(i, int)]
     assert indices == sorted(indices) and len(set(indices)) == len(indices)
     assert solo.eval("webraft._waiting.size") == 0
+
+
+SESSIONS = """async () => {
+  const m = await import("/webraft.js");
+  const outcome = (promise) => promise.then((index) => ({index}),
+    (e) => ({name: e.name, mayHaveCommitted: e.mayHaveCommitted, message: String(e.message)}));
+  const session = await webraft.openSession();
+  const seqBefore = session.nextSeq;
+  const first = await session.propose({op: "put", key: "once", value: 1});
+  // A retry of seq 1 (as after a lost answer, or from a reloaded page) is not applied again.
+  const retry = await outcome(webraft.resumeSession(session.id, seqBefore).propose(
+    {op: "put", key: "once", value: 1}));
+  const second = await session.propose({op: "put", key: "twice", value: 2});
+  let badArgs = null;
+  try { webraft.resumeSession(0, 1); } catch (e) { badArgs = e.name; }
+  return {
+    isSession: session instanceof m.WebRaftSession, id: session.id, seqBefore,
+    seqAfter: session.nextSeq, first, second, retry, badArgs,
+    unknown: await outcome(webraft.resumeSession(session.id + 1e6, 1).propose({op: "x"})),
+    invalid: await outcome(session.propose(() => 1)),
+  };
+}"""
+
+
+def test_a_session_applies_each_command_once_and_names_its_errors(solo: Tab) -> None:
+    wait_for(lambda: solo.eval("webraft.isLeader"), what="the one member to lead")
+    before = len(solo.eval("window.__applied"))
+    got = solo.eval(SESSIONS)
+    assert got["isSession"] and got["id"] > 0, got
+    assert got["seqBefore"] == 1 and got["seqAfter"] == 3, got
+    assert got["second"] > got["first"], got
+    assert got["retry"] == {"index": got["first"]}, got  # the original outcome
+    applied = [c for _, c in solo.eval("window.__applied")[before:]]
+    assert applied == [{"op": "put", "key": "once", "value": 1},
+                       {"op": "put", "key": "twice", "value": 2}], applied
+    assert got["unknown"]["name"] == "SessionExpired", got
+    assert got["unknown"]["mayHaveCommitted"] is False, got
+    assert got["invalid"]["name"] == "InvalidCommand", got
+    assert got["badArgs"] == "TypeError", got

@@ -17,6 +17,7 @@ from browser_support import (
     SLOTS,
     Tab,
     agreed_leader,
+    by_address,
     summary,
     wait_applied,
     wait_for,
@@ -275,6 +276,49 @@ def test_step_down_moves_leadership_to_another_tab(tabs: list[Tab]) -> None:
     # The cluster still commits, from the tab that led first.
     index = old_tab.propose({"op": "put", "key": "after-step-down", "value": got_leader})
     wait_applied(tabs, index)
+
+
+# ------------------------------------------------------------------------------ sessions
+
+#: Counts, in a tab, the applications of commands that carry a "mark".
+COUNT_MARKS = """() => {
+  window.__marks = [];
+  window.__unmark = webraft.listen("apply", (entry, index, cb) => {
+    if (entry.command && entry.command.mark) window.__marks.push([entry.command.mark, index]);
+    cb();
+  });
+}"""
+
+
+def test_a_session_retried_from_another_tab_across_a_leader_change_applies_once(
+        tabs: list[Tab]) -> None:
+    """The session table is replicated state: a tab that never saw the session resumes it
+    (as a client that moved to another tab would) and retries its first command after the
+    leader changed; it gets the original index, and every tab applied the command once."""
+    for tab in tabs:
+        tab.eval(COUNT_MARKS)
+    try:
+        leader_address, _ = wait_leader(tabs)
+        first_tab, other = [t for t in tabs if t.address != leader_address]
+        session = first_tab.eval("""async () => { const s = await webraft.openSession();
+            const index = await s.propose({op: "put", key: "s", value: 1, mark: "m1"});
+            return {id: s.id, index}; }""")
+        by_address(tabs)[leader_address].eval("webraft.stepDown()")
+        wait_for(lambda: (got := agreed_leader(tabs)) and got[0] != leader_address,
+                 what="a new leader", describe=lambda: summary(tabs))
+        retry, fresh = other.eval("""async (id) => {
+            const s = webraft.resumeSession(id, 1);
+            const retry = await s.propose({op: "put", key: "s", value: 1, mark: "m1"});
+            return [retry, await s.propose({op: "put", key: "s", value: 2, mark: "m2"})]; }""",
+                                  session["id"])
+        assert retry == session["index"] and fresh > retry
+        wait_applied(tabs, fresh)
+        for tab in tabs:
+            assert tab.eval("window.__marks") == [["m1", retry], ["m2", fresh]], tab.name
+            assert tab.kv()["s"] == 2
+    finally:
+        for tab in tabs:
+            tab.eval("() => window.__unmark && window.__unmark()")
 
 
 # ------------------------------------------------------------------------------- offline

@@ -45,11 +45,12 @@ import asyncio
 import json
 import secrets
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from ..core.messages import Entry
-from ..errors import ProposalError, WebraftError
+from ..errors import InvalidCommand, ProposalError, WebraftError
+from ..runtime.sessions import ClientSession
 from ..storage.localstorage import LocalStorage
 from ..transport.relay import RelayClient, RelayClosed
 from .transport import ADDRESS_TAKEN, BrowserConnection, BrowserRaft
@@ -300,6 +301,25 @@ async def _parse_later(promise: Any) -> Any:
     return json.loads(await promise)
 
 
+async def _answer(work: Awaitable[dict[str, Any]]) -> str:
+    """The result of ``work`` as JSON text, or ``{"name", "message", "mayHaveCommitted"}``
+    of the webraft error it raised: an awaited call from JavaScript then never rejects with
+    a Python traceback."""
+    try:
+        return _encode(await work)
+    except WebraftError as exc:
+        return _error_json(exc)
+
+
+def _error_json(exc: BaseException) -> str:
+    name, message, may = _error_fields(exc)
+    return _encode({"name": name, "message": message, "mayHaveCommitted": may})
+
+
+def _positive(value: Any) -> bool:
+    return value.__class__ is int and value > 0
+
+
 def _outcome(rid: int, fut: asyncio.Future[int]) -> list[Any]:
     """``[id, index]`` for a committed proposal, ``[id, name, message, may]`` for a failed
     one (a cancelled future was dropped by a closing node)."""
@@ -309,6 +329,35 @@ def _outcome(rid: int, fut: asyncio.Future[int]) -> list[Any]:
         return [rid, "RaftClosed", "cancelled", True]
     except Exception as exc:
         return [rid, *_error_fields(exc)]
+
+
+class JsSession:
+    """A client session as JavaScript sees it (``webraft.js`` wraps it in
+    ``WebRaftSession``)."""
+
+    def __init__(self, session: ClientSession) -> None:
+        self.session = session
+
+    @property
+    def id(self) -> int:
+        return self.session.id
+
+    @property
+    def next_seq(self) -> int:
+        return self.session.next_seq
+
+    async def propose(self, command_json: str, timeout_ms: float | None = None) -> str:
+        """Propose a command (JSON text) exactly once: ``{"index"}`` where it was first
+        applied, or an error (see :func:`_answer`)."""
+        return await _answer(self._propose(command_json, timeout_ms))
+
+    async def _propose(self, command_json: str, timeout_ms: float | None) -> dict[str, Any]:
+        try:
+            command = json.loads(command_json)
+        except ValueError as exc:
+            raise InvalidCommand(f"not JSON: {exc}") from None
+        timeout = None if timeout_ms is None else timeout_ms / 1000
+        return {"index": await self.session.propose(command, timeout)}
 
 
 class JsNode:
@@ -508,12 +557,30 @@ class JsNode:
                        {"index": snap.index, "term": snap.term, "data": snap.data})
 
     async def read_index(self) -> str:
-        """:meth:`~webraft.RaftInterface.read_index` for JavaScript: ``{"index"}`` or
-        ``{"name", "message"}`` as JSON text."""
+        """:meth:`~webraft.RaftInterface.read_index` for JavaScript: ``{"index"}`` or an
+        error (see :func:`_answer`)."""
+        return await _answer(self._read_index())
+
+    async def _read_index(self) -> dict[str, Any]:
+        return {"index": await self.node.read_index()}
+
+    # -- client sessions (exactly-once proposals) -----------------------------------------
+
+    async def open_session(self) -> JsSession | str:
+        """:meth:`~webraft.RaftInterface.open_session` for JavaScript: the session, or the
+        error as JSON text (see :func:`_answer`)."""
         try:
-            return _encode({"index": await self.node.read_index()})
+            return JsSession(await self.node.open_session())
         except WebraftError as exc:
-            return _encode({"name": type(exc).__name__, "message": str(exc)})
+            return _error_json(exc)
+
+    def resume_session(self, client_id: int, next_seq: int) -> JsSession:
+        """A session opened earlier (by this tab before a reload, or by another node);
+        ``next_seq`` must exceed every number already used with it."""
+        if not (_positive(client_id) and _positive(next_seq)):
+            raise ValueError("a session id and its next sequence number are positive "
+                             "integers")
+        return JsSession(self.node.resume_session(client_id, next_seq))
 
     def set_hidden(self, hidden: bool) -> None:
         self.node.set_hidden(hidden)
