@@ -205,8 +205,14 @@ class Tab:
     def reload(self) -> None:
         self.page.reload(wait_until="domcontentloaded", timeout=BOOT_TIMEOUT * 1000)
 
-    def close(self) -> None:
-        self.page.close()
+    def close(self, graceful: bool = False) -> None:
+        """Close the page; ``graceful`` as a user closing the tab (beforeunload, pagehide and
+        unload handlers run: the page gets to say goodbye)."""
+        if graceful:
+            with self.page.expect_event("close", timeout=EVAL_TIMEOUT * 1000):
+                self.page.close(run_before_unload=True)
+        else:
+            self.page.close()
 
     # -- reading the node --------------------------------------------------------------
 

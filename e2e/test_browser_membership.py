@@ -45,9 +45,9 @@ class Room:
         self.tabs.append(tab)
         return tab
 
-    def close(self, tab: Tab) -> None:
+    def close(self, tab: Tab, graceful: bool = False) -> None:
         index = self.tabs.index(tab)
-        tab.close()
+        tab.close(graceful)
         self.contexts.pop(index).close()
         self.tabs.pop(index)
 
@@ -201,15 +201,40 @@ HIDE = """(hidden) => {
 }"""
 
 
+def timeout_nows(tabs: list[Tab]) -> dict[str, int]:
+    """How many TimeoutNow messages (a leader handing over) each tab has received."""
+    return {t.address: t.status()["received"].get("timeout_now", 0) for t in tabs}
+
+
+def wait_handed_over(room: Room, old: Tab, term: int, before: dict[str, int]) -> Tab:
+    """Wait for a new leader; check it took over by a TimeoutNow from ``old`` (a handover),
+    not by an election timeout; check the cluster commits."""
+    wait_for(lambda: room.leader() is not old, 30, "another tab to lead")
+    new = room.leader()
+    status = new.status()
+    assert status["term"] > term
+    assert status["received"].get("timeout_now", 0) > before[new.address], status["received"]
+    index = new.propose({"op": "put", "key": f"after-{old.name}", "value": 1})
+    wait_applied([t for t in room.tabs if t is not old], index)
+    return new
+
+
 def test_a_leader_tab_that_becomes_hidden_hands_leadership_over(room: Room) -> None:
     leader = room.leader()
-    term = leader.status()["term"]
+    term, before = leader.status()["term"], timeout_nows(room.tabs)
     leader.eval(HIDE, True)
     try:
-        wait_for(lambda: room.leader() is not leader, 30, "a visible tab to lead")
-        new = room.leader()
-        assert new.status()["term"] > term and leader.status()["hidden"]
-        index = new.propose({"op": "put", "key": "after-hiding", "value": 1})
-        wait_applied(room.tabs, index)
+        wait_handed_over(room, leader, term, before)
+        assert leader.status()["hidden"]
     finally:
         leader.eval(HIDE, False)
+
+
+def test_closing_the_leader_tab_hands_leadership_over_first(room: Room) -> None:
+    """Closing a tab as a user does (pagehide runs) while it leads: the TimeoutNow goes out
+    before the page is gone, so a remaining tab takes over without an election timeout."""
+    leader = room.leader()
+    assert len(room.tabs) >= 3, "a quorum must remain"
+    term, before = leader.status()["term"], timeout_nows(room.tabs)
+    room.close(leader, graceful=True)
+    wait_handed_over(room, leader, term, before)
