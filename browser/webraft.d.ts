@@ -57,6 +57,9 @@ export interface Options {
   snapshotTail?: number;
   /** Hand leadership over when the page is hidden or closed (pagehide); default true. */
   handover?: boolean;
+  /** Extra ms a hidden follower waits before campaigning, so a visible one wins (default
+   * 1000; 0: none). */
+  hiddenElectionDelay?: number;
   /** Room token, if the relay has a secret. */
   token?: string;
   /** Longest wait in ms for the relay to grant a member slot (it may be unreachable);

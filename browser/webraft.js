@@ -143,7 +143,8 @@ function defaultRelay() {
  * memberGrace (ms a member may be gone before it is removed, default 20000), electionTimeout
  * ([min, max] ms), heartbeatFrequency (ms), heartbeatTimeout (ms), proposalTimeout (ms),
  * snapshotEntries, snapshotBytes, snapshotTail (the compaction policy), handover (hand
- * leadership over when the page is hidden or closed, default true), pyodideURL
+ * leadership over when the page is hidden or closed, default true), hiddenElectionDelay (ms a
+ * hidden follower waits longer before campaigning, default 1000), pyodideURL
  * ("/pyodide/"), distURL ("/dist/"), onStatus(text). The tab's address is kept in
  * sessionStorage, so a reload is the same node.
  *
@@ -173,6 +174,7 @@ export async function createNode(options = {}) {
     snapshotEntries: options.snapshotEntries ?? null,
     snapshotBytes: options.snapshotBytes ?? null,
     snapshotTail: options.snapshotTail ?? null,
+    hiddenElectionDelay: options.hiddenElectionDelay ?? null,
   };
   status(`claiming a member slot in room "${config.room}" through ${config.relay}`);
   const made = await runtime.bridge.create_for_js(JSON.stringify(config));

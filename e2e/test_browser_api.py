@@ -103,8 +103,11 @@ SECOND_NODE = """async ([room, members, options]) => {
   const t0 = performance.now();
   try {
     const raft = await m.connect({room, members, ...options});
+    const node = raft._node.node;  // the Python BrowserRaft
+    const tuned = {hiddenElectionDelay: node.hidden_election_delay,
+                   memberGrace: node.member_grace};
     await raft.close();
-    return {resolved: raft.address};
+    return {resolved: raft.address, tuned};
   } catch (e) {
     return {name: e.name, message: String(e.message), isWebRaftError: e instanceof m.WebRaftError,
             isError: e instanceof Error, ms: performance.now() - t0};
@@ -129,6 +132,14 @@ def test_full_room_is_a_named_error(solo: Tab) -> None:
     # The member holding the slot is undisturbed.
     wait_for(lambda: solo.eval("webraft.isLeader"), what="the solo member to lead")
     assert isinstance(solo.propose({"op": "put", "key": "after-room-full", "value": 1}), int)
+
+
+def test_options_reach_the_node_in_seconds(solo: Tab) -> None:
+    got = solo.eval(SECOND_NODE, [unique_room("tuned"), ["t"],
+                                  {"hiddenElectionDelay": 0, "memberGrace": 2500}])
+    assert got.get("tuned") == {"hiddenElectionDelay": 0.0, "memberGrace": 2.5}, got
+    default = solo.eval("webraft._node.node.hidden_election_delay")
+    assert default == 1.0
 
 
 def test_unreachable_relay_is_a_named_error_within_the_timeout(solo: Tab) -> None:

@@ -253,6 +253,8 @@ def _timing(cfg: dict[str, Any]) -> dict[str, Any]:
                           ("snapshotTail", "snapshot_tail")):
         if cfg.get(js_name) is not None:
             timing[name] = int(cfg[js_name])
+    if cfg.get("hiddenElectionDelay") is not None:  # 0 is meaningful: no extra delay
+        timing["hidden_election_delay"] = max(0.0, cfg["hiddenElectionDelay"] / 1000)
     return timing
 
 

@@ -42,6 +42,8 @@ MAX_BUFFERED_BYTES = 4 << 20
 SNAPSHOT_ENTRIES = 1000
 SNAPSHOT_BYTES = 256 * 1024
 SNAPSHOT_TAIL = 200
+#: Extra wait (seconds) of a hidden follower before it campaigns, unless configured.
+HIDDEN_ELECTION_DELAY = 1.0
 #: ``WebSocket.readyState`` of an open socket.
 WS_OPEN = 1
 #: Relay close codes after which this tab must stop being its node.
@@ -303,8 +305,11 @@ class BrowserRaft(RelayNode):
 
     @property
     def hidden_election_delay(self) -> float:
-        """Extra wait of a hidden follower before it campaigns (seconds)."""
-        return 1.0
+        """Extra wait of a hidden follower before it campaigns (seconds; ``webraft.js``'s
+        ``hiddenElectionDelay``): long enough for a visible member to win first, short enough
+        that a cluster of hidden tabs still elects someone."""
+        delay = self._timing.get("hidden_election_delay")
+        return HIDDEN_ELECTION_DELAY if delay is None else delay
 
     def _follower_timeout(self) -> float:
         delay = self.hidden_election_delay if self.hidden else 0.0
