@@ -10,9 +10,12 @@ client -> relay
 relay -> client
     ``welcome``, ``join``, ``leave``, ``msg``, ``batch``, ``pong``, ``error``
 
-The relay never looks inside ``data``: it only needs it to be JSON, which decoding the frame
-already proves. Unknown extra fields are ignored, so later minor additions stay compatible; a
-breaking change bumps :data:`PROTOCOL_VERSION`.
+The relay never looks inside ``data``: it only needs it to be one JSON value, and it forwards
+that value's text. Frames laid out exactly as webraft's transports write them (compact, keys in
+the order ``type``, ``to``, ``data``) take a fast path that checks each ``data`` and forwards it
+verbatim, without building or re-encoding the frame; anything else is decoded in full.
+Unknown extra fields are ignored, so later minor additions stay compatible; a breaking change
+bumps :data:`PROTOCOL_VERSION`.
 """
 
 from __future__ import annotations
@@ -114,24 +117,24 @@ class Hello:
 
 @dataclass(frozen=True, slots=True)
 class Send:
-    """One message to one member of the sender's room."""
+    """One message to one member of the sender's room (``data``: its JSON text)."""
 
     to: str
-    data: Any
+    data: str
 
 
 @dataclass(frozen=True, slots=True)
 class Broadcast:
-    """One message to every other member of the sender's room."""
+    """One message to every other member of the sender's room (``data``: its JSON text)."""
 
-    data: Any
+    data: str
 
 
 @dataclass(frozen=True, slots=True)
 class Batch:
-    """Many addressed messages in one frame: ``(to, data)`` pairs in sending order."""
+    """Many addressed messages in one frame: ``(to, data text)`` pairs in sending order."""
 
-    msgs: tuple[tuple[str, Any], ...]
+    msgs: tuple[tuple[str, str], ...]
 
 
 @dataclass(frozen=True, slots=True)
@@ -208,11 +211,16 @@ def parse_hello(text: str) -> Hello:
     return Hello(room=room, address=address, session=session, token=token)
 
 
-def _data(obj: dict[str, Any], where: str) -> Any:
+def _data(obj: dict[str, Any], where: str) -> str:
     data = obj.get("data", _MISSING)
     if data is _MISSING:
         raise ProtocolError(ErrorCode.BAD_FIELD, f"{where} needs a 'data' field")
-    return data
+    try:
+        return _ENCODER.encode(data)
+    except (ValueError, RecursionError):
+        # A number too large for a float (1e999), or nesting that decoded just below the
+        # interpreter's limit but cannot be encoded again: garbage either way.
+        raise ProtocolError(ErrorCode.BAD_JSON, f"{where} data cannot be forwarded") from None
 
 
 def parse_frame(text: str, *, max_batch: int) -> Frame:
@@ -221,6 +229,9 @@ def parse_frame(text: str, *, max_batch: int) -> Frame:
     A ``hello`` is returned as such (the caller answers ``already_joined``) so that this
     function stays a pure description of the format.
     """
+    fast = _parse_compact(text, max_batch)
+    if fast is not None:
+        return fast
     obj = _decode_object(text)
     kind = obj.get("type")
     if kind == "send":
@@ -246,6 +257,56 @@ def parse_frame(text: str, *, max_batch: int) -> Frame:
     if kind == "hello":
         return parse_hello(text)
     raise ProtocolError(ErrorCode.UNKNOWN_TYPE, f"unknown frame type {kind!r}")
+
+
+# The layout of the send and batch frames webraft's transports write.
+_SEND_HEAD: Final = '{"type":"send","to":"'
+_BATCH_HEAD: Final = '{"type":"batch","msgs":['
+_ENTRY_HEAD: Final = '{"to":"'
+_DATA_KEY: Final = '","data":'
+
+
+def _parse_compact(text: str, max_batch: int) -> Send | Batch | None:
+    """The fast path: a send or batch frame in exactly the layout webraft writes, with each
+    ``data`` checked to be one JSON value and kept as the text it was sent as.
+
+    None means "not in that layout" (or not valid): :func:`parse_frame` then decodes the frame
+    in full and decides. Names cannot hold quotes or escapes, so a valid name between the
+    fixed pieces is exactly the frame's field; a ``data`` text must be a JSON value that ends
+    where the layout says, so it cannot smuggle extra fields (such as a forged ``from``) into
+    the frame the relay builds around it.
+    """
+    try:
+        if text.startswith(_SEND_HEAD):
+            start = len(_SEND_HEAD)
+            end = text.find(_DATA_KEY, start)
+            if end < 0 or text[-1] != "}" or _NAME.fullmatch(text, start, end) is None:
+                return None
+            data = text[end + len(_DATA_KEY):-1]
+            _DECODER.decode(data)  # one JSON value and nothing else (whitespace aside)
+            return Send(text[start:end], data)
+        if not text.startswith(_BATCH_HEAD):
+            return None
+        pairs = []
+        pos = len(_BATCH_HEAD)
+        scan = _DECODER.raw_decode
+        while len(pairs) < max_batch and text.startswith(_ENTRY_HEAD, pos):
+            start = pos + len(_ENTRY_HEAD)
+            end = text.find(_DATA_KEY, start)
+            if end < 0 or _NAME.fullmatch(text, start, end) is None:
+                return None
+            begin = end + len(_DATA_KEY)
+            stop = scan(text, begin)[1]  # where the value that starts at begin ends
+            pairs.append((text[start:end], text[begin:stop]))
+            if text.startswith("},", stop):
+                pos = stop + 2
+            elif text.startswith("}]}", stop) and stop + 3 == len(text):
+                return Batch(tuple(pairs))
+            else:
+                return None
+    except (ValueError, RecursionError):
+        return None
+    return None  # more than max_batch messages, or an empty batch: the full parser decides
 
 
 # Outgoing frames. Built as dicts and encoded once: for a broadcast the same string goes to
@@ -277,17 +338,17 @@ def leave_frame(address: str) -> str:
     return encode({"type": "leave", "address": address})
 
 
-def msg_frame(sender: str, data: Any, *, broadcast: bool = False) -> str:
-    """One delivered message; ``from`` always comes from the relay, never from the client."""
-    frame: dict[str, Any] = {"type": "msg", "from": sender, "data": data}
-    if broadcast:
-        frame["broadcast"] = True
-    return encode(frame)
+def msg_frame(sender: str, data: str, *, broadcast: bool = False) -> str:
+    """One delivered message (``data``: its JSON text); ``from`` always comes from the relay,
+    never from the client (a valid name needs no escaping, so it is spliced in as is)."""
+    tail = ',"broadcast":true}' if broadcast else "}"
+    return '{"type":"msg","from":"' + sender + '","data":' + data + tail
 
 
-def batch_frame(sender: str, datas: list[Any]) -> str:
-    """All messages of one incoming ``batch`` for one receiver, in their original order."""
-    return encode({"type": "batch", "from": sender, "msgs": datas})
+def batch_frame(sender: str, datas: list[str]) -> str:
+    """All messages of one incoming ``batch`` for one receiver (JSON texts), in their
+    original order."""
+    return '{"type":"batch","from":"' + sender + '","msgs":[' + ",".join(datas) + "]}"
 
 
 def error_frame(code: ErrorCode, message: str, **extra: Any) -> str:
