@@ -43,7 +43,11 @@ class _Session:
 class SessionTable:
     """The replicated table of sessions; :meth:`apply` is called for every SESSION entry."""
 
-    def __init__(self) -> None:
+    def __init__(self, capacity: int | None = None) -> None:
+        """``capacity``: sessions kept (default :data:`MAX_SESSIONS`); every node of a cluster
+        must use the same, since it decides expiry. The simulator makes it small so that
+        sessions really expire."""
+        self.capacity = MAX_SESSIONS if capacity is None else capacity
         self.sessions: dict[int, _Session] = {}  # least recently used first
 
     def apply(self, entry: Entry) -> tuple[str, int]:
@@ -53,7 +57,7 @@ class SessionTable:
         sessions = self.sessions
         if client == 0:
             sessions[entry.index] = _Session()
-            if len(sessions) > MAX_SESSIONS:
+            if len(sessions) > self.capacity:
                 del sessions[next(iter(sessions))]
             return OPEN, entry.index
         session = sessions.pop(client, None)
@@ -76,9 +80,9 @@ class SessionTable:
                 for client, s in self.sessions.items()]
 
     @classmethod
-    def from_json(cls, data: Any) -> SessionTable:
+    def from_json(cls, data: Any, capacity: int | None = None) -> SessionTable:
         """Rebuild a table from a snapshot; raise :class:`StorageError` if it is malformed."""
-        table = cls()
+        table = cls(capacity)
         try:
             if not isinstance(data, list):
                 raise MessageError("sessions must be a list")
