@@ -111,4 +111,6 @@ def test_removal_and_addition_end_to_end() -> None:
     a.propose(3, ["after"])
     exchange(cores)
     assert [e.command for e in cores["d"].log.entries][-1] == "after"
+    a.tick(a.heartbeat_deadline)  # d learns the last commit with the next heartbeat
+    exchange(cores)
     assert cores["d"].log.commit == a.log.commit

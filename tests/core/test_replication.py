@@ -92,8 +92,12 @@ def test_figure7_leader_repairs_every_follower_log(case):
     leader, follower, _ = repair(case)
     assert terms(leader) == [*FIG7_LEADER, 8]
     assert follower.log.entries == leader.log.entries
-    # b's acknowledgement completes a majority for the term-8 no-op: both learn the commit.
-    assert leader.log.commit == follower.log.commit == 11
+    # b's acknowledgement completes a majority for the term-8 no-op; b, which waits for no
+    # commit of its own, learns it with the next heartbeat.
+    assert leader.log.commit == 11
+    leader.tick(leader.heartbeat_deadline)
+    exchange({"a": leader, "b": follower})
+    assert follower.log.commit == 11
 
 
 @pytest.mark.parametrize("case", sorted(FIG7_FOLLOWERS))
@@ -201,3 +205,38 @@ def test_proposals_between_two_readies_leave_as_one_append_per_follower():
         [append] = msgs(rd, AppendRequest, to=peer)
         assert [e.command for e in append.entries] == ["x", "y", "z", "w"]
     assert len(rd.messages) == 3  # the two appends and b's ProposeResponse
+
+
+def one_at_a_time() -> tuple[RaftCore, dict[str, RaftCore]]:
+    leader = make_leader("a", log=[1], term=2)
+    cores = {"a": leader, **{n: make_core(n, log=[1], term=2) for n in "bc"}}
+    exchange(cores)
+    leader.tick(leader.heartbeat_deadline)
+    exchange(cores)
+    return leader, cores
+
+
+def test_one_at_a_time_proposals_cost_one_append_and_one_answer_per_follower():
+    leader, cores = one_at_a_time()
+    for n in range(3):
+        leader.propose(n, [n])
+        delivered = exchange(cores)
+        assert sorted((src, dst, type(m).__name__) for src, dst, m in delivered) == [
+            ("a", "b", "AppendRequest"), ("a", "c", "AppendRequest"),
+            ("b", "a", "AppendResponse"), ("c", "a", "AppendResponse")]
+    # Each append carries the commit index of the ones before.
+    assert leader.log.commit == 5
+    assert cores["b"].log.commit == cores["c"].log.commit == 4
+    leader.tick(leader.heartbeat_deadline)
+    exchange(cores)
+    assert cores["b"].log.commit == cores["c"].log.commit == 5
+
+
+def test_a_follower_that_forwarded_a_proposal_hears_of_its_commit_at_once():
+    leader, cores = one_at_a_time()
+    cores["b"].propose(7, ["x"])
+    delivered = exchange(cores)
+    assert [m.commit for src, dst, m in delivered if dst == "b" and hasattr(m, "commit")][-1] \
+        == leader.log.commit == 3
+    assert cores["b"].log.commit == 3
+    assert cores["c"].log.commit == 2  # c waits for nothing: the next heartbeat tells it

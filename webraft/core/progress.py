@@ -26,8 +26,9 @@ SNAPSHOT = "snapshot"
 class Progress:
     """Replication state of one follower, as seen by the leader."""
 
-    __slots__ = ("idle_beats", "inflight", "inflight_bytes", "match", "next", "paused", "read_ctx",
-                 "recent_active", "sent_commit", "snap", "snap_index", "snap_offset", "state")
+    __slots__ = ("awaits", "idle_beats", "inflight", "inflight_bytes", "match", "next", "paused",
+                 "read_ctx", "recent_active", "sent_commit", "snap", "snap_index", "snap_offset",
+                 "state")
 
     def __init__(self, next_index: int) -> None:
         self.match = 0
@@ -39,6 +40,10 @@ class Progress:
         self.recent_active = False  # heard from since the last quorum check
         self.idle_beats = 0  # heartbeats sent since the last append answer
         self.sent_commit = -1  # the commit index last sent in an append
+        # The newest index the follower waits to see committed: its forwarded proposals and
+        # the reads answered to it. Until commit reaches it, news of commits can wait for the
+        # next append or heartbeat.
+        self.awaits = 0
         self.read_ctx = 0  # the newest heartbeat round this follower answered
         self.snap: Any = None  # snapshot mode: the snapshot being sent (kept while it is)
         self.snap_index = 0  # ...its index

@@ -847,8 +847,12 @@ class RaftCore:
                     break
                 if pr.next > log.last_index:  # it has (or is being sent) everything
                     if pr.state == REPLICATE:
+                        # Only a follower that waits for a commit hears of it at once; the
+                        # others learn it with the next append or heartbeat, which under load
+                        # comes right away (a lone notice per commit would double the messages
+                        # of one-at-a-time proposals).
                         known = min(pr.match, log.commit)
-                        if known > pr.sent_commit:
+                        if known > pr.sent_commit and pr.awaits > pr.sent_commit:
                             self._send(peer, CommitNotice(self.term, known))
                             pr.sent_commit = known
                         break
@@ -912,7 +916,16 @@ class RaftCore:
             self._forwarded[key] = index
             if len(self._forwarded) > MAX_FORWARD_MEMORY:
                 del self._forwarded[next(iter(self._forwarded))]
+        self._awaited(src, index + len(m.commands) - 1)
         self._send(src, ProposeResponse(self.term, m.id, index))
+
+    def _awaited(self, peer: str, index: int) -> None:
+        """``peer`` waits for ``index`` to commit: tell it as soon as it does."""
+        pr = self.progress.get(peer)
+        if pr is not None and index > pr.awaits:
+            pr.awaits = index
+            if min(pr.match, self.log.commit) > pr.sent_commit:
+                self._dirty[peer] = None  # it may be committed already
 
     # ------------------------------------------------------------------ reads
 
@@ -921,7 +934,7 @@ class RaftCore:
             self._reads.append(ReadState(m.id, m.index, src))
         elif self.state == LEADER and m.term == self.term:
             if self._lease_valid():
-                self._send(src, ReadIndexResponse(self.term, m.id, self.log.commit))
+                self._answer_read(m.id, self.log.commit, src)
             else:
                 self._reads_new.append((m.id, src))
         else:
@@ -983,6 +996,7 @@ class RaftCore:
         if src is None:
             self._reads.append(ReadState(req, index))
         else:
+            self._awaited(src, index)
             self._send(src, ReadIndexResponse(self.term, req, index))
 
     def _fail_reads(self) -> None:
