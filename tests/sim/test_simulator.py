@@ -9,8 +9,10 @@ import sys
 import pytest
 
 from webraft.core import log as log_module
+from webraft.core.messages import Entry
 from webraft.core.raft import RaftCore
-from webraft.sim import LivenessFailure, SafetyViolation, Scenario, Simulation
+from webraft.runtime.sessions import APPLY, DUPLICATE, SessionTable
+from webraft.sim import LivenessFailure, SafetyViolation, Scenario, Simulation, Stats
 from webraft.sim.__main__ import main as sim_main
 
 SEEDS = int(os.environ.get("WEBRAFT_SIM_SEEDS", "300"))
@@ -84,6 +86,52 @@ def test_checker_catches_broken_cores(bug: str, monkeypatch: pytest.MonkeyPatch)
         except (SafetyViolation, LivenessFailure):
             caught += 1
     assert caught > 0
+
+
+def _violation(seeds: range, expected: str) -> str | None:
+    """The first violation the simulator reports over ``seeds`` that says ``expected``."""
+    for seed in seeds:
+        try:
+            Simulation(Scenario.from_seed(seed)).run()
+        except (SafetyViolation, LivenessFailure) as exc:
+            if expected in str(exc):
+                return str(exc)
+    return None
+
+
+def test_sessions_are_exercised_under_faults() -> None:
+    """Seeds with sessions open them, retry, filter duplicates and expire sessions (a small
+    capacity), so the checks below have something to check."""
+    total = Stats()
+    for seed in range(30):
+        stats = Simulation(Scenario.from_seed(seed)).run()
+        for name in ("sessions_opened", "session_retries", "duplicates", "expired"):
+            setattr(total, name, getattr(total, name) + getattr(stats, name))
+    assert total.sessions_opened and total.session_retries
+    assert total.duplicates and total.expired
+
+
+@pytest.mark.parametrize("bug", ["applies_retries_again", "answers_a_retry_with_its_index",
+                                 "snapshots_without_sessions"])
+def test_checker_catches_broken_sessions(bug: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    original = SessionTable.apply
+
+    def broken_apply(self: SessionTable, entry: Entry) -> tuple[str, int]:
+        verdict, index = original(self, entry)
+        if verdict == DUPLICATE and bug == "applies_retries_again":
+            return APPLY, entry.index
+        if verdict == DUPLICATE and index:  # the retry's own index, not the original one
+            return DUPLICATE, entry.index
+        return verdict, index
+
+    if bug == "snapshots_without_sessions":  # a restored node forgets every session
+        monkeypatch.setattr(SessionTable, "to_json", lambda self: [])
+    else:
+        monkeypatch.setattr(SessionTable, "apply", broken_apply)
+    expected = {"applies_retries_again": "and again at",
+                "answers_a_retry_with_its_index": "but it was first applied at",
+                "snapshots_without_sessions": "another node's table gave"}[bug]
+    assert _violation(range(40), expected) is not None
 
 
 def test_liveness_failure_is_reported() -> None:

@@ -38,7 +38,9 @@ def main(argv: list[str] | None = None) -> int:
         if stats is not None:
             for name in ("events", "messages", "dropped", "crashes", "partitions",
                          "transfers", "membership", "elections", "proposals", "reads",
-                         "snapshots", "installs", "linearizability_checks", "committed"):
+                         "snapshots", "installs", "linearizability_checks", "committed",
+                         "sessions_opened", "session_retries", "duplicates", "expired",
+                         "expired_applied"):
                 setattr(total, name, getattr(total, name) + getattr(stats, name))
             total.recovery_time = max(total.recovery_time, stats.recovery_time)
     for seed, err in failures:
@@ -53,6 +55,9 @@ def main(argv: list[str] | None = None) -> int:
           f"snapshots {total.snapshots} (installed from a leader {total.installs}), "
           f"registers checked linearizable {total.linearizability_checks}, "
           f"entries committed {total.committed}, "
+          f"sessions opened {total.sessions_opened} (session retries {total.session_retries}, "
+          f"duplicates filtered {total.duplicates}, refused as expired {total.expired}, "
+          f"of which applied by an earlier attempt {total.expired_applied}), "
           f"slowest recovery {total.recovery_time:.2f}s (virtual)")
     return 1 if failures else 0
 

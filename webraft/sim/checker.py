@@ -13,6 +13,10 @@ covered without rescanning whole logs:
   committed commands up to its index;
 * **linearizable reads** (checked by the simulation itself): a read index never misses a
   write that had completed when the read began;
+* **exactly-once sessions**: every node's session table decides the same for each session
+  entry (open, apply, duplicate, expired), so each ``(client, seq)`` changes the state
+  machine at one index at most, on every node; tables in snapshots taken or loaded at one
+  index are identical (what the clients were told is checked by :mod:`webraft.sim.sessions`);
 * **configuration safety**: consecutive committed configurations differ by at most one
   voter, so their majorities always overlap;
 * **durability**: persisted term and vote never go backwards, across restarts too, and every
@@ -27,6 +31,7 @@ from typing import Any
 from ..core.messages import CONFIG, AppendResponse, Entry, Message, VoteResponse
 from ..core.raft import LEADER, RaftCore
 from ..core.state import HardState, SnapshotMeta, StorageUpdate
+from ..runtime.sessions import APPLY, EXPIRED
 
 
 class SafetyViolation(AssertionError):
@@ -59,6 +64,10 @@ class SafetyChecker:
         self.applied: dict[str, int] = {}
         self.leader_tail: dict[str, tuple[int, int, int]] = {}  # node -> (term, index, term)
         self.voters: tuple[str, ...] | None = None  # of the newest committed configuration
+        self.session_results: dict[int, tuple[str, int]] = {}  # session entry's index -> result
+        self.first_applied: dict[tuple[int, int], int] = {}  # (client, seq) -> index applied
+        self.session_tables: dict[int, Any] = {}  # snapshot index -> its table's JSON
+        self.expired_at: dict[int, int] = {}  # client -> first entry refused as expired
 
     def _fail(self, what: str) -> None:
         raise SafetyViolation(what)
@@ -175,10 +184,41 @@ class SafetyChecker:
             self._fail(f"{node}: snapshot at ({index}, {snapshot.term}) does not match the "
                        "committed log")
         for i, command in enumerate(state, 1):
-            if self.committed[i][1] != command:
+            want = self.committed[i][1]
+            if i in self.session_results:  # what the session table let the entry write
+                want = want[3] if self.session_results[i][0] == APPLY else None
+            if want != command:
                 self._fail(f"{node}: snapshot holds {command!r} at {i}, the committed entry "
-                           f"is {self.committed[i][1]!r}")
+                           f"wrote {want!r}")
         self.applied[node] = index
+
+    def on_session(self, node: str, entry: Entry, verdict: str, result: int) -> bool:
+        """``node``'s session table decided ``(verdict, result)`` for session entry ``entry``
+        (which :meth:`on_commit` saw); return True if no node had applied it before."""
+        new = entry.index not in self.session_results
+        known = self.session_results.setdefault(entry.index, (verdict, result))
+        if known != (verdict, result):
+            self._fail(f"{node}: session entry {entry.index} {entry.command!r} gave "
+                       f"{(verdict, result)}, another node's table gave {known}")
+        client = entry.command[0]
+        if verdict == EXPIRED:
+            self.expired_at.setdefault(client, entry.index)
+        elif verdict == APPLY:
+            key = (client, entry.command[1])
+            first = self.first_applied.setdefault(key, entry.index)
+            if first != entry.index:
+                self._fail(f"{node}: seq {key[1]} of session {key[0]} applied at {first} and "
+                           f"again at {entry.index}")
+            if self.expired_at.get(client, entry.index) < entry.index:
+                self._fail(f"{node}: session {client} applied seq {key[1]} at {entry.index}, "
+                           f"after it had expired (at {self.expired_at[client]})")
+        return new
+
+    def on_session_table(self, node: str, index: int, table: Any) -> None:
+        """``node`` snapshotted or loaded session table ``table`` (JSON) as of ``index``."""
+        known = self.session_tables.setdefault(index, table)
+        if known != table:
+            self._fail(f"{node}: session table at {index} differs from another node's")
 
     def on_commit(self, node: str, core: RaftCore, entries: list[Entry],
                   leaders: dict[str, RaftCore]) -> None:

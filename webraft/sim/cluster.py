@@ -8,7 +8,8 @@ that take time, so a crash loses exactly what was not yet persisted.
 
 A run has two phases. During the *fault phase* the network drops, duplicates, delays and
 reorders messages, partitions come and go (symmetric, one-way, split brain), nodes crash and
-restart, and clients propose commands to random nodes. Then everything heals, and the
+restart, and clients propose commands to random nodes, some through sessions whose retries
+must apply once (:mod:`webraft.sim.sessions`). Then everything heals, and the
 *liveness phase* requires that a leader is elected and a final proposal commits everywhere
 within a bounded virtual time. :class:`~webraft.sim.checker.SafetyChecker` checks the safety
 properties throughout.
@@ -23,12 +24,14 @@ import zlib
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..core.messages import Message, decode, encode
+from ..core.messages import COMMAND, SESSION, Entry, Message, decode, encode
 from ..core.raft import LEADER, CoreConfig, RaftCore, Ready
 from ..core.state import ClusterConfig, StorageUpdate, StoredState
+from ..runtime.sessions import APPLY, DUPLICATE, EXPIRED, SessionTable
 from ..storage.memory import MemoryStorage
 from .checker import SafetyChecker, SafetyViolation
 from .linearizability import INF, Op, linearizable, linearizable_in_log_order
+from .sessions import SessionClients
 
 #: Client commands write one of this many registers (a key-value store), chosen by the command.
 KEYS = 4
@@ -72,6 +75,9 @@ class Scenario:
     snapshot_tail: int = 0  # entries a snapshot leaves in the log
     snapshot_chunk: int = 1 << 20  # characters per InstallSnapshot chunk
     lease_reads: bool = False  # leaders answer reads from their lease
+    sessions: float = 0.0  # share of the clients' writes that go through sessions
+    session_opens: float = 0.1  # share of session client actions that open a session
+    session_capacity: int = 4096  # sessions a node keeps (small: sessions expire)
 
     @classmethod
     def from_seed(cls, seed: int) -> Scenario:
@@ -94,6 +100,9 @@ class Scenario:
             snapshot_tail=rng.choice((0, 1, 5, 50)),
             snapshot_chunk=rng.choice((16, 200, 1 << 20)),
             lease_reads=rng.random() < 0.5,
+            sessions=rng.choice((0.0, 0.3, 0.6)),
+            session_opens=rng.choice((0.05, 0.2)),
+            session_capacity=rng.choice((2, 4, 4096)),
         )
 
     def replay_command(self) -> str:
@@ -108,8 +117,10 @@ class SimNode:
     generation: int = 0  # bumped by a crash: in-flight work of the old life is void
     busy: bool = False  # a Ready is being persisted
     timer_at: float = float("inf")
-    #: The state machine: the commands of entries 1, 2, ... applied so far, in order.
+    #: The state machine: what entries 1, 2, ... did, in order: their command (for a session
+    #: entry, its command if the session table applied it, else None).
     applied: list[Any] = field(default_factory=list)
+    sessions: SessionTable = field(default_factory=SessionTable)
     since_snapshot: int = 0
 
 
@@ -129,6 +140,11 @@ class Stats:
     installs: int = 0
     proposals: int = 0
     committed: int = 0
+    sessions_opened: int = 0
+    session_retries: int = 0  # attempts of a command (or an open) after the first
+    duplicates: int = 0  # session entries the table did not apply again
+    expired: int = 0  # session entries refused because their session had expired
+    expired_applied: int = 0  # commands refused as expired that an earlier attempt applied
     recovery_time: float = 0.0
 
 
@@ -159,6 +175,7 @@ class Simulation:
         self.waiting_writes: dict[tuple[str, int], tuple[int, int]] = {}  # (node, index)->
         self.waiting_reads: list[tuple[str, int, int, float]] = []  # (node, index, key, call)
         self.history: list[tuple[int, Op]] = []  # (key, completed read)
+        self.clients = SessionClients(self)
         for node in self.nodes.values():
             self._boot(node)
 
@@ -185,7 +202,7 @@ class Simulation:
         )
         node.core = RaftCore(cfg, stored, applied=0, now=self.now)
         # The state machine restarts from the snapshot, as an application's refresh would.
-        node.applied = json.loads(stored.snapshot_data) if stored.snapshot.index else []
+        self._load(node, stored.snapshot.index, stored.snapshot_data)
         node.since_snapshot = 0
         node.busy = False
         node.timer_at = float("inf")
@@ -223,18 +240,19 @@ class Simulation:
                 self.acked[result.id] = (result.index, result.term)
                 if result.id in self.writes:
                     self.waiting_writes[(node.id, result.index)] = (result.id, result.term)
+            self.clients.on_proposed(node, result.id, result.index, result.term)
         for read in rd.reads:
             self._check_read(node, read.id, read.index)
         if rd.install and rd.snapshot is not None and rd.snapshot_data is not None:
-            node.applied = json.loads(rd.snapshot_data)
+            self._load(node, rd.snapshot.index, rd.snapshot_data)
             self.checker.on_install(node.id, rd.snapshot, node.applied)
             self.stats.installs += 1
         if rd.committed:
             leaders = {n.id: n.core for n in self.nodes.values() if n.core is not None}
             self.checker.on_commit(node.id, core, rd.committed, leaders)
-            node.applied.extend(e.command for e in rd.committed)
             node.since_snapshot += len(rd.committed)
             for entry in rd.committed:
+                node.applied.append(self._apply(node, entry))
                 waiting = self.waiting_writes.pop((node.id, entry.index), None)
                 if waiting is not None and waiting[1] == entry.term:
                     self.write_ret[waiting[0]] = self.now  # the client hears "done"
@@ -247,10 +265,34 @@ class Simulation:
         if (self.sc.snapshot_every and node.since_snapshot >= self.sc.snapshot_every
                 and len(node.applied) > core.log.snapshot.index):  # not behind an install
             node.since_snapshot = 0
-            core.compact(len(node.applied), json.dumps(node.applied), self.sc.snapshot_tail)
+            sessions = node.sessions.to_json()
+            self.checker.on_session_table(node.id, len(node.applied), sessions)
+            core.compact(len(node.applied), json.dumps({"state": node.applied,
+                                                        "sessions": sessions}),
+                         self.sc.snapshot_tail)
             self.stats.snapshots += 1
         node.busy = False
         self._after(node)
+
+    def _load(self, node: SimNode, index: int, data: str | None) -> None:
+        """Make ``node``'s state machine and session table those of the snapshot at ``index``
+        (the runtime's snapshot layout: ``{"state": ..., "sessions": ...}``)."""
+        snapshot = json.loads(data) if index and data else {"state": [], "sessions": []}
+        node.applied = snapshot["state"]
+        node.sessions = SessionTable.from_json(snapshot["sessions"], self.sc.session_capacity)
+        if index:
+            self.checker.on_session_table(node.id, index, snapshot["sessions"])
+
+    def _apply(self, node: SimNode, entry: Entry) -> Any:
+        """Apply a committed entry to ``node``'s state machine; return what it wrote."""
+        if entry.kind != SESSION:
+            return entry.command
+        verdict, result = node.sessions.apply(entry)
+        if self.checker.on_session(node.id, entry, verdict, result):
+            self.stats.duplicates += verdict == DUPLICATE
+            self.stats.expired += verdict == EXPIRED
+        self.clients.on_apply(node, entry, verdict, result)
+        return entry.command[3] if verdict == APPLY else None
 
     def _send(self, src: str, dst: str, msg: Message) -> None:
         self.stats.messages += 1
@@ -302,11 +344,19 @@ class Simulation:
         elif kind == "propose":
             self._propose()
             if self.faulty:
-                self._at(self.now + self.rng.expovariate(self.sc.proposal_rate), "propose")
+                self._at(self.now + self.rng.expovariate(
+                    self.sc.proposal_rate * (1 - self.sc.sessions)), "propose")
         elif kind == "read":
             self._read()
             if self.faulty:
                 self._at(self.now + self.rng.expovariate(self.sc.proposal_rate / 2), "read")
+        elif kind == "client":
+            self.clients.act()
+            if self.faulty:
+                self._at(self.now + self.rng.expovariate(self.sc.proposal_rate
+                                                         * self.sc.sessions), "client")
+        elif kind == "client retry":
+            self.clients.retry(*args)
 
     def _fault(self) -> None:
         rng, ids = self.rng, self.ids
@@ -323,6 +373,7 @@ class Simulation:
                 self.waiting_reads = [r for r in self.waiting_reads if r[0] != victim.id]
                 self.waiting_writes = {k: v for k, v in self.waiting_writes.items()
                                        if k[0] != victim.id}
+                self.clients.on_crash(victim.id)
                 self.stats.crashes += 1
                 self._at(self.now + rng.uniform(0.05, 1.0), "restart", victim.id)
             return
@@ -416,19 +467,11 @@ class Simulation:
                 still.append(read)
         self.waiting_reads = still
 
-    def _propose(self, command: Any = None) -> int:
+    def _propose(self) -> None:
         live = [n for n in self.nodes.values() if n.core is not None]
-        if not live:
-            return 0
-        node = self.rng.choice(live)
-        self._req += 1
-        self.commands[self._req] = command if command is not None else f"c{self._req}"
-        self.writes[self._req] = (node.id, self.now)
-        self.stats.proposals += 1
-        assert node.core is not None
-        node.core.propose(self._req, [self.commands[self._req]])
-        self._after(node)
-        return self._req
+        if live:
+            self._propose_to(self.rng.choice(live), f"c{self._req + 1}")
+            self.stats.proposals += 1
 
     # -- running ------------------------------------------------------------------------
 
@@ -443,6 +486,8 @@ class Simulation:
         self._at(0.0, "fault")
         self._at(0.0, "propose")
         self._at(0.0, "read")
+        if self.sc.sessions:
+            self._at(0.0, "client")
         self._loop_until(self.sc.fault_time)
         # Heal: no more faults; every crashed node comes back.
         self.faulty = False
@@ -460,6 +505,7 @@ class Simulation:
                 self.stats.recovery_time = self.now - healed_at
                 self.stats.committed = self.checker.max_committed
                 self._check_outcomes()
+                self.clients.check()
                 self._check_linearizable()
                 return self.stats
             leader = self._leader()
@@ -490,11 +536,18 @@ class Simulation:
         return max(leaders, key=lambda n: n.core.term) if leaders else None  # type: ignore[union-attr]
 
     def _propose_to(self, node: SimNode, command: str) -> int:
+        """A client writes a register through ``node``, once (no retry, no session)."""
+        req = self.submit(node, command)
+        self.writes[req] = (node.id, self.now)
+        return req
+
+    def submit(self, node: SimNode, command: Any, kind: int = COMMAND) -> int:
+        """Propose one entry at ``node``; return its request id (its outcome comes in a
+        Ready's proposal results)."""
         self._req += 1
         self.commands[self._req] = command
-        self.writes[self._req] = (node.id, self.now)
         assert node.core is not None
-        node.core.propose(self._req, [command])
+        node.core.propose(self._req, [command], kind)
         self._after(node)
         return self._req
 
@@ -532,6 +585,8 @@ class Simulation:
                 continue
             per_key[key_of(command)].append(Op(  # type: ignore[index]
                 "w", command, call, self.write_ret.get(req, INF), order=slot[command]))
+        for op in self.clients.writes():
+            per_key[key_of(op.value)].append(op)  # type: ignore[index]
         for key, op in self.history:
             per_key[key].append(op)
         for key, ops in per_key.items():
@@ -551,7 +606,7 @@ class Simulation:
         entry; and no command was committed twice."""
         seen: dict[Any, int] = {}
         for index, (_, command) in self.checker.committed.items():
-            if command is not None and not isinstance(command, dict):
+            if isinstance(command, str):  # not a configuration, no-op or session entry
                 if command in seen:
                     raise SafetyViolation(f"command {command!r} committed at {seen[command]} "
                                           f"and {index}")
