@@ -50,10 +50,6 @@ class EventEmitter:
     def listeners(self, event: str) -> list[Handler]:
         return list(self._handlers.get(event, ()))
 
-    def has_listeners(self, event: str) -> bool:
-        """Whether ``event`` has a handler (without copying the list, for hot paths)."""
-        return bool(self._handlers.get(event))
-
     def emit(self, event: str, *args: Any) -> None:
         """Call every handler of ``event`` with ``args``, in registration order."""
         handlers = self._handlers.get(event)

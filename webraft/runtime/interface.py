@@ -1146,7 +1146,7 @@ class RaftInterface(EventEmitter):
 
     def _snapshot_due(self) -> bool:
         st = self._apply
-        return self.has_listeners("snapshot") and (
+        return bool(self._handlers.get("snapshot")) and (
             st.since_snapshot >= self.snapshot_entries
             or st.since_snapshot_bytes >= self.snapshot_bytes)
 
@@ -1213,7 +1213,10 @@ class RaftInterface(EventEmitter):
     def _applied(self, entry: Entry, emit: bool = True) -> None:
         st = self._apply
         st.since_snapshot += 1
-        if self.has_listeners("snapshot"):  # sizes only matter to the snapshot threshold
+        # Per applied entry: handler lookups without copying the lists. Sizes only matter
+        # to the snapshot threshold.
+        handlers = self._handlers
+        if handlers.get("snapshot"):
             st.since_snapshot_bytes += entry.size
         self._last_applied = entry.index
         if entry.term > self._applied_term:
@@ -1228,7 +1231,7 @@ class RaftInterface(EventEmitter):
             for watcher in self._index_watchers.pop(entry.index, ()):
                 if not watcher.done():
                     watcher.set_result(None)
-        if emit:
+        if emit and handlers.get("updated"):
             self.emit("updated", entry.index)
 
     def _session_outcome(self, index: int) -> None:
