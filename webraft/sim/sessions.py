@@ -5,14 +5,16 @@ entries, at most :data:`IN_FLIGHT` at a time, each until its outcome is known: w
 comes (a dropped message or answer, a deposed leader, a crashed node) it retries the *same*
 ``seq``, at the same node or at another one, as :meth:`ClientSession.propose` does. Some
 clients stall for a while, so that, with a small session capacity, newer sessions expire
-theirs; a client told its session expired gives up and is replaced by a new one.
+theirs; a client told its session expired gives up (new clients keep opening sessions).
 
 The nodes apply session entries through the runtime's own
 :class:`~webraft.runtime.sessions.SessionTable`; what each application decided is checked by
 :meth:`SafetyChecker.on_session` (the same everywhere, each ``(client, seq)`` applied at one
 index only). :class:`SessionClients` checks what the clients were told: an answer is the
-index of the first application, a session refused as expired never applies the command, and
-every answered command is in the final state of every node.
+index of the first application; a command refused as expired never applies after that (an
+earlier attempt may have applied it before its answer was lost and the session expired: that
+is counted, not refused); every answered command is in the final state of every node. Like
+plain proposals, the clients stop when the faults do.
 """
 
 from __future__ import annotations
