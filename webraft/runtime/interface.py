@@ -872,8 +872,13 @@ class RaftInterface(EventEmitter):
         if self._closed:
             return
         self.core.tick(self._now())
-        self._kick()
-        self._arm_timer()
+        if self._driving:
+            self._arm_timer()  # the round in progress picks up what the tick produced
+        else:
+            # Already a callback of the loop: run the round now rather than in one more
+            # (on Pyodide every callback is a browser task). _drive re-arms the timer.
+            self._driving = True
+            self._drive()
 
     def _arm_timer(self) -> None:
         if self._closed or self._loop is None:
