@@ -9,7 +9,17 @@ Prints figures, never pass/fail:
   the amount of data in localStorage);
 * time from opening a tab to being a member that has caught up, split into Pyodide's boot,
   webraft's own start (wheel, slot claim, storage: ``WebRaft.timings``) and catching up with
-  ``--prefill`` entries committed before it opened.
+  ``--prefill`` entries committed before it opened;
+* with ``--in-flight 1:500,100:5000,10000``: commits/s from the leader tab keeping that many
+  proposals in flight (a closed loop over the number after the colon, by default 2,000 or the
+  in-flight count if larger; each proposal a 10-byte string as in ``bench/cluster_compare.py``;
+  with 1 in flight also the sequential latency). The bridge hands at most 1,000 of a tab's
+  proposals to the node at a time (``MAX_IN_FLIGHT`` in ``webraft/browser/bridge.py``); the
+  rest wait in the bridge, so 10,000 in flight means 10,000 submitted at once;
+* with ``--failovers N``: N samples each of closing the leader tab gracefully (its pagehide
+  handler hands leadership over) and of crashing its renderer (CDP ``Page.crash``): the time
+  from the close to the first commit of a proposal a surviving tab sends every 10 ms. The
+  closed tab is then reopened in its browser context (same localStorage: same member).
 
 The tabs use ``webraft.js``'s ``connect()`` directly with an apply handler that only calls
 ``cb()`` and a proposal timeout of 120 s (at ~1,000 commits/s the last of 5,000 proposals
@@ -19,7 +29,10 @@ adds a cProfile of the leader tab's Python (by own and by cumulative time) durin
 the smallest size from the leader; the profiler slows Python down about twofold.
 
     .venv/bin/python bench/browser_bench.py [--burst 1000,5000] [--sequential 300] [--runs 3]
+        [--in-flight 1:500,100:5000,10000] [--failovers N]
         [--heartbeat-timeout MS] [--profile] [--dist DIR]
+
+``measure(args)`` returns the figures for ``bench/suite.py``.
 
 Needs the browser bundle (``bash .ci/build-browser``) and Chromium at /usr/bin/chromium.
 """
@@ -27,11 +40,14 @@ Needs the browser bundle (``bash .ci/build-browser``) and Chromium at /usr/bin/c
 from __future__ import annotations
 
 import argparse
+import json
 import statistics
 import sys
 import time
 from pathlib import Path
 from typing import Any
+
+from _common import percentile  # bench/ is on the path when a script of it runs
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "e2e"))
 
@@ -47,6 +63,7 @@ from browser_support import (  # found through the path above
 MEMBERS = ["n1", "n2", "n3"]
 TIMEOUT = 300.0  # seconds: the bound on any single measurement
 LEADER_TIMEOUT = 60.0
+PROBE_LIMIT = 30.0  # seconds: a failover sample that takes longer counts as failed
 
 CONNECT = """async ([room, members, target, options]) => {
   const t0 = performance.now();
@@ -106,6 +123,47 @@ SEQUENTIAL = """async (n) => {
   return {times, last};
 }"""
 
+CLOSED_LOOP = """async ([inFlight, total]) => {
+  // Keep inFlight proposals outstanding until total have an outcome; each is a 10-byte
+  // string. Every proposal's latency is kept (with 1 in flight: the sequential latency).
+  let issued = 0, ok = 0, last = 0;
+  const failed = {}, times = [];
+  const worker = async () => {
+    while (issued < total) {
+      const k = issued++;
+      const t = performance.now();
+      try {
+        last = Math.max(last, await webraft.propose(`inc:${String(k % 1e6).padStart(6, "0")}`));
+        ok += 1;
+        times.push(performance.now() - t);
+      } catch (e) {
+        failed[e.name] = (failed[e.name] ?? 0) + 1;
+      }
+    }
+  };
+  const t0 = performance.now();
+  await Promise.all(Array.from({length: Math.min(inFlight, total)}, worker));
+  return {ms: performance.now() - t0, ok, last, failed, times};
+}"""
+
+PROBE = """async (limitMs) => {
+  // Failover probe: propose every 10 ms until one commits; the wall clock (Date.now(), the
+  // clock Python's time.time() reads) of that commit, or null after limitMs.
+  const end = Date.now() + limitMs;
+  return await new Promise((resolve) => {
+    let done = false;
+    const fire = () => {
+      if (done) return;
+      if (Date.now() > end) { done = true; resolve(null); return; }
+      webraft.propose("probe:0000").then(() => {
+        if (!done) { done = true; resolve(Date.now()); }
+      }, () => {});
+      setTimeout(fire, 10);
+    };
+    fire();
+  });
+}"""
+
 PROFILE_ON = """() => webraft.pyodide.runPython(
   "import cProfile as _cp; __bench_prof = _cp.Profile(); __bench_prof.enable()")"""
 PROFILE_OFF = """() => webraft.pyodide.runPython(`
@@ -124,6 +182,21 @@ def open_blank(context: Any, base: str, name: str) -> Tab:
     tab = Tab(context.new_page(), name)
     tab.page.goto(f"{base}/bench-blank-page")
     return tab
+
+
+def crash(browser: Any, page: Any) -> None:
+    """Crash the page's renderer (CDP ``Page.crash``) without waiting for an answer: the
+    answer never comes, and a page session's ``send`` would wait for it forever. The message
+    goes through the browser session's ``Target.sendMessageToTarget``, which returns at once."""
+    session = page.context.new_cdp_session(page)
+    target = session.send("Target.getTargetInfo")["targetInfo"]["targetId"]
+    session.detach()
+    browser_session = browser.new_browser_cdp_session()
+    attached = browser_session.send("Target.attachToTarget",
+                                    {"targetId": target, "flatten": False})
+    browser_session.send("Target.sendMessageToTarget", {
+        "sessionId": attached["sessionId"],
+        "message": json.dumps({"id": 1, "method": "Page.crash"})})
 
 
 def start(tab: Tab, room: str, target: int, options: dict[str, Any]) -> Tab:
@@ -158,11 +231,6 @@ def applied_everywhere(tabs: list[Tab], index: int) -> None:
              what=f"index {index} applied everywhere")
 
 
-def pct(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
-
-
 def routed(relay: Relay) -> tuple[int, int]:
     stats = relay.stats()
     return stats["messages_routed"], stats["bytes_routed"]
@@ -174,7 +242,9 @@ class Bench:
         self.relay = relay
         self.browser = browser
         self.rows: list[tuple[str, str]] = []
+        self.figures: dict[str, Any] = {}  # what measure() returns (the suite's column)
         self.tabs: list[Tab] = []
+        self.room = ""
         self.profile = ""
         self.options: dict[str, Any] = {"proposalTimeout": 120_000}
         if args.heartbeat_timeout:
@@ -198,7 +268,7 @@ class Bench:
 
     def join(self) -> None:
         """Two tabs boot at once; after a prefill a third opens and catches up."""
-        room = unique_room("bench")
+        room = self.room = unique_room("bench")
         first = [start(self.open(f"tab{i}"), room, 0, self.options) for i in range(2)]
         for boot in map(finish, first):
             self.row(f"boot {boot['address']} (2 tabs at once)",
@@ -254,8 +324,66 @@ class Bench:
             tab = leader if who == "leader" else next(t for t in self.tabs if t is not leader)
             times = tab.eval(SEQUENTIAL, self.args.sequential, timeout=TIMEOUT)["times"]
             self.row(f"latency, {self.args.sequential} one at a time from the {who}",
-                     f"p50 {pct(times, 0.5):.2f} ms, p99 {pct(times, 0.99):.2f} ms, "
+                     f"p50 {percentile(times, 0.5):.2f} ms, "
+                     f"p99 {percentile(times, 0.99):.2f} ms, "
                      f"mean {statistics.fmean(times):.2f} ms")
+
+    def closed_loops(self) -> None:
+        """Commits/s from the leader keeping each of ``--in-flight`` outstanding; with 1 in
+        flight also the sequential latency (p50, p99)."""
+        for in_flight, total in self.args.in_flight:
+            leader = leader_of(self.tabs)
+            got = leader.eval(CLOSED_LOOP, [in_flight, total], timeout=TIMEOUT)
+            rate = got["ok"] / (got["ms"] / 1000)
+            self.figures[f"rate{in_flight}"] = rate
+            failed = ", ".join(f"{n} {name}" for name, n in sorted(got["failed"].items()))
+            self.row(f"commits/s, {in_flight:,} in flight from the leader ({total:,} proposals)",
+                     f"{rate:,.0f}" + (f" ({failed} failed)" if failed else ""))
+            if in_flight == 1 and got["times"]:
+                times = [t / 1000 for t in got["times"]]
+                self.figures["p50"] = percentile(times, 0.50)
+                self.figures["p99"] = percentile(times, 0.99)
+                self.row("  sequential latency (the same proposals)",
+                         f"p50 {self.figures['p50'] * 1e3:.2f} ms, "
+                         f"p99 {self.figures['p99'] * 1e3:.2f} ms")
+            applied_everywhere(self.tabs, got["last"])
+
+    def failovers(self) -> None:
+        """``--failovers`` samples of closing the leader's tab gracefully, then as many of
+        crashing it; each time the tab is reopened as the same member before the next."""
+        for how in ("close", "crash"):
+            samples: list[float | None] = []
+            for i in range(self.args.failovers):
+                print(f"tab failover ({how}) {i + 1}/{self.args.failovers} ...",
+                      file=sys.stderr, flush=True)
+                samples.append(self.failover(how))
+            self.figures["tab_" + how] = samples
+            self.row(f"failover after {'closing' if how == 'close' else 'crashing'} the leader "
+                     "tab (ms)", ", ".join("fail" if x is None else f"{x * 1e3:.0f}"
+                                           for x in samples))
+
+    def failover(self, how: str) -> float | None:
+        leader = leader_of(self.tabs)
+        survivor = next(t for t in self.tabs if t is not leader)
+        context = leader.page.context
+        self.tabs.remove(leader)
+        began = time.time()
+        if how == "close":  # as a user closing it: pagehide runs, and hands leadership over
+            with leader.page.expect_event("close", timeout=TIMEOUT * 1000):
+                leader.page.close(run_before_unload=True)
+        else:
+            crash(self.browser, leader.page)
+        committed = survivor.eval(PROBE, PROBE_LIMIT * 1000, timeout=PROBE_LIMIT + 10)
+        if how == "crash":
+            leader.page.close()
+        # Reopen it in its own context: its localStorage brings the same member back.
+        target = survivor.eval("webraft.commitIndex")
+        reopened = start(open_blank(context, self.relay.url, leader.name), self.room, target,
+                         self.options)
+        finish(reopened)
+        self.tabs.append(reopened)
+        leader_of(self.tabs)
+        return None if committed is None else committed / 1000 - began
 
     def profile_leader(self) -> None:
         leader = leader_of(self.tabs)
@@ -266,21 +394,47 @@ class Bench:
                         + leader.eval(PROFILE_OFF))
 
 
-def main() -> int:
+def parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--burst", type=lambda v: [int(x) for x in v.split(",")],
-                    default=[1000, 5000], help="proposals in flight at once (comma-separated)")
-    ap.add_argument("--sequential", type=int, default=300, help="proposals one at a time")
+    ap.add_argument("--burst", type=_ints, default=[1000, 5000],
+                    help="proposals in flight at once (comma-separated; empty: none)")
+    ap.add_argument("--sequential", type=int, default=300,
+                    help="proposals one at a time (0: skip)")
     ap.add_argument("--prefill", type=int, default=2000,
                     help="entries the third tab must catch up with")
     ap.add_argument("--runs", type=int, default=3, help="bursts per proposer (median shown)")
+    ap.add_argument("--in-flight", type=_loops, default=[],
+                    help="closed loops from the leader keeping N in flight, each N or "
+                    "N:PROPOSALS, comma-separated (e.g. 1:500,100:5000,10000)")
+    ap.add_argument("--failovers", type=int, default=0,
+                    help="samples each of closing and of crashing the leader tab")
     ap.add_argument("--heartbeat-timeout", type=int, metavar="MS",
                     help="followers' leader-silence timeout (default: webraft's, 200 ms)")
     ap.add_argument("--profile", action="store_true",
                     help="print a cProfile of the leader's Python during one burst")
     ap.add_argument("--dist", help="serve this wheel directory instead of dist/")
-    args = ap.parse_args()
+    return ap
 
+
+def _ints(text: str) -> list[int]:
+    return [int(x) for x in text.split(",") if x.strip()]
+
+
+def _loops(text: str) -> list[tuple[int, int]]:
+    """``1:500,100`` -> [(1, 500), (100, 2000)]: in flight, proposals (default 2,000 or the
+    in-flight count, whichever is larger)."""
+    loops = []
+    for item in filter(None, (x.strip() for x in text.split(","))):
+        n, _, total = item.partition(":")
+        loops.append((int(n), int(total) if total else max(int(n), 2000)))
+    return loops
+
+
+def measure(args: argparse.Namespace) -> dict[str, Any]:
+    """Run the phases ``args`` asks for in one browser; returns ``figures`` (``rate<N>`` for
+    each of ``--in-flight``, ``p50``/``p99`` in seconds when 1 is among them, ``tab_close``
+    and ``tab_crash`` failover samples in seconds), the printable ``rows``, the ``profile``
+    text, the ``relay`` URL and ``failed`` (the phase that stopped the run, and why)."""
     from playwright.sync_api import sync_playwright
 
     relay = Relay(*(["--dist", args.dist] if args.dist else []), log_level="WARNING")
@@ -289,7 +443,16 @@ def main() -> int:
         with sync_playwright() as playwright:
             browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
             bench = Bench(args, relay, browser)
-            phases = [bench.join, bench.latency, bench.bursts, bench.storage]
+            phases = [bench.join]
+            if args.sequential:
+                phases.append(bench.latency)
+            if args.in_flight:
+                phases.append(bench.closed_loops)
+            if args.burst:
+                phases.append(bench.bursts)
+            if args.failovers:
+                phases.append(bench.failovers)
+            phases.append(bench.storage)
             if args.profile:
                 phases.append(bench.profile_leader)
             for phase in phases:
@@ -301,17 +464,23 @@ def main() -> int:
             browser.close()
     finally:
         relay.stop()
+    return {"figures": bench.figures, "rows": bench.rows, "profile": bench.profile,
+            "relay": relay.url, "failed": failed}
 
-    print(f"webraft in 3 Chromium tabs through the relay ({relay.url}"
+
+def main() -> int:
+    args = parser().parse_args()
+    result = measure(args)
+    print(f"webraft in 3 Chromium tabs through the relay ({result['relay']}"
           f"{', wheel from ' + args.dist if args.dist else ''})")
-    width = max((len(name) for name, _ in bench.rows), default=0)
-    for name, value in bench.rows:
+    width = max((len(name) for name, _ in result["rows"]), default=0)
+    for name, value in result["rows"]:
         print(f"  {name:<{width}}  {value}")
-    if bench.profile:
+    if result["profile"]:
         print("\ncProfile of the leader tab's Python during one burst from the leader:")
-        print(bench.profile)
-    if failed:
-        print(f"\nSTOPPED in {failed}")
+        print(result["profile"])
+    if result["failed"]:
+        print(f"\nSTOPPED in {result['failed']}")
         return 1
     return 0
 

@@ -2,7 +2,9 @@
 
 Nodes talk through an in-memory transport that serializes every message to JSON text and
 back (as a real transport would) and delivers it on the next loop iteration. Prints commits/s
-with 1, 100 and 10,000 proposals in flight and the sequential commit latency (p50/p99).
+with 1, 100 and 10,000 proposals in flight and the sequential commit latency (p50/p99); each
+command is a 10-byte string (``inc:000042``), as in the other benchmarks. ``measure()`` returns
+the figures for ``bench/suite.py``.
 
     python bench/cluster_bench.py [--quick]
 
@@ -15,9 +17,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import statistics
 import time
 from typing import Any
+
+from _common import percentile  # bench/ is on the path when a script of it runs
 
 import webraft
 
@@ -65,11 +68,11 @@ async def throughput(leader: BenchRaft, in_flight: int, total: int) -> float:
     async def worker(count: int) -> None:
         nonlocal done
         for i in range(count):
-            await leader.propose(i)
+            await leader.propose(command(i))
             done += 1
 
     if in_flight >= total:
-        await asyncio.gather(*(leader.propose(i) for i in range(total)))
+        await asyncio.gather(*(leader.propose(command(i)) for i in range(total)))
     else:
         per = total // in_flight
         await asyncio.gather(*(worker(per) for _ in range(in_flight)))
@@ -78,27 +81,43 @@ async def throughput(leader: BenchRaft, in_flight: int, total: int) -> float:
 
 
 async def latency(leader: BenchRaft, count: int) -> tuple[float, float]:
+    """p50 and p99 of the commit latency, one proposal at a time (seconds)."""
     samples = []
     for i in range(count):
         t = time.perf_counter()
-        await leader.propose(i)
+        await leader.propose(command(i))
         samples.append(time.perf_counter() - t)
-    samples.sort()
-    return statistics.median(samples), samples[int(len(samples) * 0.99) - 1]
+    return percentile(samples, 0.50), percentile(samples, 0.99)
+
+
+def command(i: int) -> str:
+    """The workload every setup of the suite shares: a 10-byte counter increment."""
+    return f"inc:{i % 1_000_000:06d}"
+
+
+async def measure(quick: bool = False) -> dict[str, float]:
+    """``rate1``, ``rate100``, ``rate10000`` (commits/s with that many in flight), ``p50`` and
+    ``p99`` (sequential commit latency, seconds), all on one fresh cluster."""
+    scale = 0.2 if quick else 1.0
+    leader = await start_cluster()
+    try:
+        await latency(leader, 200)  # warm up
+        figures = {f"rate{in_flight}": await throughput(leader, in_flight, int(total * scale))
+                   for in_flight, total in ((1, 2000), (100, 50000), (10000, 100000))}
+        figures["p50"], figures["p99"] = await latency(leader, int(5000 * scale))
+        return figures
+    finally:
+        for raft in CLUSTER.values():
+            await raft.close()
 
 
 async def main(quick: bool) -> None:
-    scale = 0.2 if quick else 1.0
-    leader = await start_cluster()
-    await latency(leader, 200)  # warm up
+    figures = await measure(quick)
     print("webraft in-process 3-node cluster (JSON loopback transport, one core)")
-    for in_flight, total in ((1, 2000), (100, 50000), (10000, 100000)):
-        rate = await throughput(leader, in_flight, int(total * scale))
-        print(f"  {in_flight:>6} in flight: {rate:>9,.0f} commits/s")
-    p50, p99 = await latency(leader, int(5000 * scale))
-    print(f"  sequential latency: p50 {p50 * 1e3:.3f} ms, p99 {p99 * 1e3:.3f} ms")
-    for raft in CLUSTER.values():
-        await raft.close()
+    for in_flight in (1, 100, 10000):
+        print(f"  {in_flight:>6} in flight: {figures[f'rate{in_flight}']:>9,.0f} commits/s")
+    print(f"  sequential latency: p50 {figures['p50'] * 1e3:.3f} ms, "
+          f"p99 {figures['p99'] * 1e3:.3f} ms")
 
 
 if __name__ == "__main__":

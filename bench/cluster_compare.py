@@ -39,7 +39,6 @@ import contextlib
 import ctypes
 import json
 import os
-import platform
 import pstats
 import re
 import shlex
@@ -50,12 +49,19 @@ import sys
 import tempfile
 import time
 from collections import Counter
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parent.parent
+from _common import (  # bench/ is on the path when a script of it runs
+    ROOT,
+    git_revision,
+    machine,
+    package_version,
+    percentile,
+)
+
 BENCH = Path(__file__).resolve().parent
 URL_LINE = re.compile(r"listening on (http://\S+) \((ws://\S+)\)")
 IN_FLIGHT = (1, 100, 10_000)
@@ -336,41 +342,10 @@ async def failover(make: Callable[[], Awaitable[tuple[list[Worker], int]]],
 # ---------------------------------------------------------------------------- reporting
 
 
-def percentile(samples: list[float], q: float) -> float:
-    ordered = sorted(samples)
-    return ordered[min(len(ordered) - 1, max(0, round(q * len(ordered)) - 1))]
-
-
-def machine() -> str:
-    model = "?"
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    return (f"{os.cpu_count()} CPUs ({len(os.sched_getaffinity(0))} usable), {model}; "
-            f"{platform.python_implementation()} {platform.python_version()}, "
-            f"{platform.system()} {platform.release()}")
-
-
 def versions() -> str:
-    import subprocess
-    from importlib.metadata import version
-
-    git = "?"
-    with contextlib.suppress(Exception):
-        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT,
-                              capture_output=True, text=True, timeout=10).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--", "webraft", "relay"],
-                               cwd=ROOT, capture_output=True, text=True, timeout=10).stdout
-        git = head + (" + uncommitted changes in webraft/ or relay/" if dirty.strip() else "")
-    parts = [f"git {git}"]
-    for dist in ("webraft", "websockets", "pysyncobj"):
-        try:
-            parts.append(f"{dist} {version(dist)}")
-        except Exception:
-            parts.append(f"{dist} ?")
-    return ", ".join(parts)
+    dists = ("webraft", "websockets", "pysyncobj")
+    return ", ".join([f"git {git_revision()}"]
+                     + [f"{dist} {package_version(dist) or '?'}" for dist in dists])
 
 
 def fmt_rate(x: float | None) -> str:
@@ -430,9 +405,10 @@ def print_table(rows: list[tuple[str, str, str, str]]) -> None:
             print("  " + "  ".join("-" * w for w in widths))
 
 
-def report(args: argparse.Namespace, wr: dict[str, Any], ps: dict[str, Any],
-           nb: dict[str, Any] | None, fo_w: list[float | None], fo_p: list[float | None],
-           fo_t: list[float | None], elapsed: float) -> None:
+def report(args: argparse.Namespace, figures: dict[str, Any], elapsed: float) -> None:
+    wr, ps, nb = figures["webraft"], figures["pysyncobj"], figures["nobatch"]
+    fo_w, fo_p = figures["kill"]["webraft"], figures["kill"]["pysyncobj"]
+    fo_t = figures["transfer"]
     rows = [("metric", "webraft", "PySyncObj", "webraft/PySyncObj")]
     for n in IN_FLIGHT:
         rows.append((f"commits/s, {n:,} in flight",
@@ -593,51 +569,69 @@ async def profile(args: argparse.Namespace, env: Env) -> None:
 # ---------------------------------------------------------------------------- main
 
 
-async def amain(args: argparse.Namespace) -> None:
-    began = time.monotonic()
+@contextlib.asynccontextmanager
+async def relay_env(storage: str = "memory", trace: bool = False,
+                    logs: str | None = None) -> AsyncIterator[Env]:
+    """A relay process (and a directory for the members' logs) for the time of the block."""
     with tempfile.TemporaryDirectory(prefix="cluster_compare.") as tmpdir:
         tmp = Path(tmpdir)
-        if args.logs:
-            tmp = Path(args.logs).resolve()
+        if logs:
+            tmp = Path(logs).resolve()
             tmp.mkdir(parents=True, exist_ok=True)
         relay, url = await start_relay(tmp)
-        env = Env(tmp, url, relay.pid, args.storage, trace=args.trace)
         try:
-            if args.profile:
-                await profile(args, env)
-                return
-            scale = 0.2 if args.quick else 1.0
-
-            def scaled(spec: dict[str, Any]) -> dict[str, Any]:
-                return {**spec, "phases": [
-                    [*ph[:-1], max(ph[1] if ph[0] == "inflight" else 50, int(ph[-1] * scale))]
-                    for ph in spec["phases"]]}
-
-            step = "webraft workload"
-            print(f"{step} ...", file=sys.stderr, flush=True)
-            wr = summarize(await run_bench(lambda: webraft_cluster(env),
-                                           scaled(WEBRAFT_SPEC), relay.pid))
-            print("PySyncObj workload ...", file=sys.stderr, flush=True)
-            ps = summarize(await run_bench(lambda: pysyncobj_cluster(env),
-                                           scaled(PYSYNCOBJ_SPEC)))
-            nb = None
-            if not args.no_extra:
-                print("PySyncObj appendEntriesUseBatch=False ...", file=sys.stderr, flush=True)
-                nb = summarize(await run_bench(lambda: pysyncobj_cluster(env, no_batch=True),
-                                               scaled(PYSYNCOBJ_NOBATCH_SPEC)))
-            fo_w: list[float | None] = []
-            fo_p: list[float | None] = []
-            fo_t: list[float | None] = []
-            for i in range(args.failovers):
-                print(f"failover {i + 1}/{args.failovers} ...", file=sys.stderr, flush=True)
-                fo_w.append(await failover(lambda: webraft_cluster(env)))
-                fo_p.append(await failover(lambda: pysyncobj_cluster(env)))
-                fo_t.append(await failover(lambda: webraft_cluster(env), transfer=True))
-            report(args, wr, ps, nb, fo_w, fo_p, fo_t, time.monotonic() - began)
+            yield Env(tmp, url, relay.pid, storage, trace=trace)
         finally:
             if relay.returncode is None:
                 relay.send_signal(signal.SIGTERM)
             await reap(relay)
+
+
+async def measure(env: Env, quick: bool = False, failovers: int = 5, pysyncobj: bool = True,
+                  extra: bool = True) -> dict[str, Any]:
+    """Run the workloads and the failover samples, one cluster at a time (never two at once:
+    they would compete for the cores). Returns ``webraft``, ``pysyncobj`` and ``nobatch``
+    (:func:`summarize` results; the last two None when not run), ``kill`` (failover samples
+    in seconds after SIGKILL, by library; None for a sample that never committed) and
+    ``transfer`` (webraft's samples after a leadership transfer)."""
+    scale = 0.2 if quick else 1.0
+
+    def scaled(spec: dict[str, Any]) -> dict[str, Any]:
+        return {**spec, "phases": [
+            [*ph[:-1], max(ph[1] if ph[0] == "inflight" else 50, int(ph[-1] * scale))]
+            for ph in spec["phases"]]}
+
+    print("webraft workload ...", file=sys.stderr, flush=True)
+    figures: dict[str, Any] = {
+        "webraft": summarize(await run_bench(lambda: webraft_cluster(env),
+                                             scaled(WEBRAFT_SPEC), env.relay_pid)),
+        "pysyncobj": None, "nobatch": None,
+        "kill": {"webraft": [], "pysyncobj": []}, "transfer": []}
+    if pysyncobj:
+        print("PySyncObj workload ...", file=sys.stderr, flush=True)
+        figures["pysyncobj"] = summarize(await run_bench(lambda: pysyncobj_cluster(env),
+                                                         scaled(PYSYNCOBJ_SPEC)))
+        if extra:
+            print("PySyncObj appendEntriesUseBatch=False ...", file=sys.stderr, flush=True)
+            figures["nobatch"] = summarize(await run_bench(
+                lambda: pysyncobj_cluster(env, no_batch=True), scaled(PYSYNCOBJ_NOBATCH_SPEC)))
+    for i in range(failovers):
+        print(f"failover {i + 1}/{failovers} ...", file=sys.stderr, flush=True)
+        figures["kill"]["webraft"].append(await failover(lambda: webraft_cluster(env)))
+        if pysyncobj:
+            figures["kill"]["pysyncobj"].append(await failover(lambda: pysyncobj_cluster(env)))
+        figures["transfer"].append(await failover(lambda: webraft_cluster(env), transfer=True))
+    return figures
+
+
+async def amain(args: argparse.Namespace) -> None:
+    began = time.monotonic()
+    async with relay_env(args.storage, args.trace, args.logs) as env:
+        if args.profile:
+            await profile(args, env)
+            return
+        figures = await measure(env, args.quick, args.failovers, extra=not args.no_extra)
+    report(args, figures, time.monotonic() - began)
 
 
 def main() -> None:

@@ -1,0 +1,356 @@
+"""The benchmark suite: four setups, one after another, one Markdown table side by side.
+
+Columns: a 3-node webraft cluster in one process (``bench/cluster_bench.py``), 3 CPython
+webraft member processes over the relay and a 3-process PySyncObj cluster on the same machine
+(``bench/cluster_compare.py``), and 3 Chromium tabs running webraft in Pyodide through the
+relay (``bench/browser_bench.py``). Same workload everywhere: a counter, each command a
+10-byte string, proposed by the leader (the load generator runs in the leader's process or
+tab). Rows: commits/s with 1, 100 and 10,000 proposals in flight, sequential commit latency,
+failover after the leader dies abruptly and after a graceful hand-over.
+
+    .venv/bin/python bench/suite.py [--quick] [--write docs/benchmarks.md]
+        [--failovers N] [--tab-failovers N] [--skip SETUP ...]
+
+The setups never run at the same time: they would compete for the cores. The figures move
+with the machine's load; this prints them and never judges them. PySyncObj is not a
+dependency of webraft: ``.venv/bin/pip install pysyncobj`` (its column says n/a without it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import datetime
+import os
+import platform
+import shlex
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import _common  # bench/ is on the path when a script of it runs
+
+SETUPS = ("inprocess", "relay", "pysyncobj", "tabs")
+#: What --skip leaves out: the two process clusters are measured by one call.
+SKIPS = {"inprocess": ("inprocess",), "processes": ("relay", "pysyncobj"), "tabs": ("tabs",)}
+HEADERS = {"inprocess": "in-process, 3 nodes", "relay": "3 CPython members over the relay",
+           "pysyncobj": "PySyncObj, 3 processes", "tabs": "3 Chromium tabs"}
+IN_FLIGHT = (1, 100, 10_000)
+#: A failover sample over this many seconds is counted (issue 6: PySyncObj had 11 of 30).
+SLOW_FAILOVER = 1.9
+
+
+@dataclass
+class Column:
+    """One setup's figures: rates in commits/s, latencies and failover samples in seconds
+    (a failover sample of None never committed). ``na`` maps a metric key the setup cannot
+    measure to the reason, ``about`` one it measures differently to what it measured (both
+    become footnotes); ``marks`` flags figures from a disturbed phase; ``notes`` says what
+    disturbed them."""
+
+    figures: dict[str, float] = field(default_factory=dict)
+    kill: list[float | None] | None = None
+    transfer: list[float | None] | None = None
+    na: dict[str, str] = field(default_factory=dict)
+    about: dict[str, str] = field(default_factory=dict)
+    marks: dict[str, str] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+
+
+# ---------------------------------------------------------------------------- formatting
+
+
+def fmt_rate(x: float | None) -> str:
+    return "-" if x is None else f"{x:,.0f}"
+
+
+def fmt_ms(x: float | None) -> str:
+    if x is None:
+        return "-"
+    ms = x * 1e3
+    return f"{ms:,.0f}" if ms >= 100 else f"{ms:.1f}" if ms >= 10 else f"{ms:.2f}"
+
+
+def failover_cells(samples: list[float | None]) -> tuple[str, str, str]:
+    """Median; p90 / max; how many of the samples took over SLOW_FAILOVER (a sample that
+    never committed counts as slow) — the three failover rows of one column."""
+    ok = [x for x in samples if x is not None]
+    lost = len(samples) - len(ok)
+    if not ok:
+        return "-", "-", f"{lost} of {len(samples)}"
+    slow = sum(1 for x in ok if x > SLOW_FAILOVER) + lost
+    spread = f"{fmt_ms(_common.percentile(ok, 0.9))} / {fmt_ms(max(ok))}"
+    if lost:
+        spread += f" ({lost} never committed)"
+    return fmt_ms(statistics.median(ok)), spread, f"{slow} of {len(samples)}"
+
+
+def metric_rows(columns: dict[str, Column]) -> tuple[list[list[str]], list[str]]:
+    """The table's body (metric name, then one cell per column) and its numbered footnotes:
+    each distinct text of ``na`` and ``about`` becomes one footnote, referenced as ``[k]``."""
+    footnotes: list[str] = []
+
+    def ref(note: str) -> str:
+        if note not in footnotes:
+            footnotes.append(note)
+        return f"[{footnotes.index(note) + 1}]"
+
+    def cell(col: Column, key: str, text: str) -> str:
+        if key in col.na:
+            return f"n/a {ref(col.na[key])}"
+        about = f" {ref(col.about[key])}" if key in col.about else ""
+        return text + col.marks.get(key, "") + about
+
+    rows: list[list[str]] = []
+
+    def add(name: str, key: str, render: Callable[[Column], str]) -> None:
+        rows.append([name] + [cell(col, key, render(col)) for col in columns.values()])
+
+    for n in IN_FLIGHT:
+        add(f"commits/s, {n:,} in flight", f"rate{n}",
+            lambda c, n=n: fmt_rate(c.figures.get(f"rate{n}")))
+    for q in ("p50", "p99"):
+        add(f"sequential commit latency {q} (ms)", q, lambda c, q=q: fmt_ms(c.figures.get(q)))
+    names = ("failover after kill -9 of the leader: median (ms)", "  p90 / max (ms)",
+             f"  samples over {SLOW_FAILOVER} s")
+    for k, name in enumerate(names):
+        add(name, "kill", lambda c, k=k: failover_cells(c.kill)[k] if c.kill else "-")
+    add("failover by graceful transfer: median (ms)", "transfer",
+        lambda c: failover_cells(c.transfer)[0] if c.transfer else "-")
+    return rows, footnotes
+
+
+def markdown_table(header: list[str], rows: list[list[str]]) -> str:
+    """A Markdown table padded to line up in a terminal too; figures right-aligned."""
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
+
+    def line(cells: list[str]) -> str:
+        return "| " + " | ".join(
+            c.ljust(w) if i == 0 else c.rjust(w)
+            for i, (c, w) in enumerate(zip(cells, widths, strict=True))) + " |"
+
+    rule = "| " + " | ".join("-" * (w - 1) + (":" if i else "-")
+                             for i, w in enumerate(widths)) + " |"
+    return "\n".join([line(header), rule, *map(line, rows)])
+
+
+# ---------------------------------------------------------------------------- the setups
+
+
+def in_process(quick: bool) -> Column:
+    import cluster_bench
+
+    col = Column(figures=asyncio.run(cluster_bench.measure(quick)))
+    reason = ("the in-process cluster shares one process and one event loop: killing the "
+              "leader's process kills all three nodes, so it has no failover to measure")
+    col.na = {"kill": reason, "transfer": reason}
+    return col
+
+
+def over_relay(quick: bool, failovers: int, pysyncobj: bool) -> tuple[Column, Column]:
+    """webraft members over the relay, and PySyncObj (n/a if not installed)."""
+    import cluster_compare
+
+    async def run() -> dict[str, Any]:
+        async with cluster_compare.relay_env() as env:
+            return await cluster_compare.measure(env, quick, failovers, pysyncobj=pysyncobj)
+
+    try:
+        figures = asyncio.run(run())
+    finally:
+        cluster_compare.kill_all()
+    webraft = _summary_column(figures["webraft"], "webraft")
+    webraft.kill = figures["kill"]["webraft"] or None
+    webraft.transfer = figures["transfer"] or None
+    if figures["pysyncobj"] is None:
+        ps = Column()
+        ps.na = dict.fromkeys(("rate1", "rate100", "rate10000", "p50", "p99", "kill"),
+                              "PySyncObj is not installed: .venv/bin/pip install pysyncobj")
+    else:
+        ps = _summary_column(figures["pysyncobj"], "PySyncObj")
+        ps.kill = figures["kill"]["pysyncobj"] or None
+        nb = figures["nobatch"]
+        best = (f"PySyncObj waits for its next batch of AppendEntries (every 0.1 s); with "
+                f"appendEntriesUseBatch=False, its low-latency setting: 1 in flight "
+                f"{fmt_rate(nb.get('rate1'))}/s, sequential p50 {fmt_ms(nb.get('p50'))} ms, "
+                f"p99 {fmt_ms(nb.get('p99'))} ms")
+        ps.about.update(dict.fromkeys(("rate1", "p50", "p99"), best))
+        ps.notes += [f"{n} (appendEntriesUseBatch=False)" for n in
+                     _summary_column(nb, "PySyncObj").notes]
+    ps.na["transfer"] = "PySyncObj has no leadership transfer"
+    return webraft, ps
+
+
+def _summary_column(summary: dict[str, Any], lib: str) -> Column:
+    """A Column from cluster_compare.summarize(): its ``*`` marks and incidents carried over."""
+    col = Column(figures={k: summary[k] for k in ("rate1", "rate100", "rate10000", "p50", "p99")
+                          if summary.get(k) is not None})
+    for key in ("1", "100", "10000"):
+        if summary.get(f"mark{key}"):
+            col.marks[f"rate{key}"] = "*"
+    if summary.get("markseq"):
+        col.marks.update(p50="*", p99="*")
+    col.notes = [f"{lib} {incident}" for incident in summary["incidents"]]
+    return col
+
+
+def tabs(quick: bool, failovers: int) -> Column:
+    import browser_bench
+
+    loops = "1:100,100:1000,10000" if quick else "1:500,100:5000,10000"
+    args = browser_bench.parser().parse_args([
+        "--burst", "", "--sequential", "0", "--prefill", "100", "--in-flight", loops,
+        "--failovers", str(failovers)])
+    result = browser_bench.measure(args)
+    figures = dict(result["figures"])
+    col = Column(kill=figures.pop("tab_crash", None), transfer=figures.pop("tab_close", None),
+                 figures=figures)
+    col.about = {
+        "rate10000": "tabs: 10,000 submitted at once; the bridge hands at most 1,000 of a "
+                     "tab's proposals to the node at a time, the others wait in the bridge",
+        "kill": "tabs: the leader tab's renderer crashes (CDP Page.crash), the nearest a page "
+                "has to kill -9",
+        "transfer": "tabs: the leader tab is closed as a user closes it; its pagehide handler "
+                    "hands leadership over"}
+    if result["failed"]:
+        col.notes.append(f"3 Chromium tabs: stopped in {result['failed']}")
+    return col
+
+
+# ---------------------------------------------------------------------------- the page
+
+
+def machine_facts() -> list[tuple[str, str]]:
+    ram = _common.ram_bytes()
+    wheel = sorted((_common.ROOT / "dist").glob("webraft-*.whl"))
+    built = (datetime.datetime.fromtimestamp(wheel[-1].stat().st_mtime, datetime.UTC)
+             .strftime("%Y-%m-%d %H:%M UTC") if wheel else None)
+    return [
+        ("CPU", f"{_common.cpu_model()}, {os.cpu_count()} cores "
+                f"({len(os.sched_getaffinity(0))} usable)"),
+        ("RAM", f"{ram / 2**30:.1f} GiB" if ram else "?"),
+        ("OS", _common.os_name()),
+        ("Python", f"{platform.python_implementation()} {platform.python_version()}"),
+        ("Chromium", _common.chromium_version() or "?"),
+        ("Pyodide", _common.pyodide_version() or "?"),
+        ("PySyncObj", _common.package_version("pysyncobj") or "not installed"),
+        ("websockets", _common.package_version("websockets") or "?"),
+        ("webraft", f"git {_common.git_revision()}; the tabs load "
+                    f"{wheel[-1].name + ' built ' + built if wheel else 'no wheel (dist/)'}"),
+    ]
+
+
+METHOD = f"""\
+- Workload: a counter; every command is a 10-byte string (`inc:000042`); the load generator
+  runs in the leader (its process, or its tab), so the figures are those of the consensus
+  path. Commits/s: a closed loop keeping 1, 100 or 10,000 proposals outstanding until a fixed
+  number committed. Sequential latency: one proposal at a time, from proposing to its
+  commit being known to the proposer.
+- In-process: three nodes in one asyncio loop, messages serialized to JSON and delivered on
+  the next loop iteration; MemoryStorage. Over the relay: three `RelayRaft` processes
+  (MemoryStorage) and one relay process on 127.0.0.1 with its rate limit off (`--rate 0`).
+  PySyncObj: three processes, its TCP transport and in-memory journal, `SyncObjConf()`
+  defaults (batched AppendEntries every 0.1 s). Tabs: three Chromium tabs (each in its own
+  browser context), webraft in Pyodide persisting to localStorage, through one relay.
+- Timeouts are every library's defaults: webraft heartbeat 0.05 s, a follower campaigns after
+  0.20 s of leader silence, election 0.15-0.30 s, proposal timeout 5 s (120 s in the tabs,
+  so that 10,000 submitted at once do not expire); PySyncObj election timeout 0.4-1.4 s.
+- 10,000 in flight in the tabs: the bridge hands at most 1,000 of a tab's proposals to the
+  node at a time (`MAX_IN_FLIGHT`); the other 9,000 wait in the bridge, so it means 10,000
+  submitted at once. The tabs' sequential latency comes from the 1-in-flight loop.
+- Failover, processes: each sample on a fresh cluster; SIGKILL the leader's process (or have
+  it call `transfer_leadership()`), then a surviving member proposes every 10 ms; the figure
+  is the time from the kill (or the call) to that member's first commit. Tabs: the same
+  probe in a surviving tab after crashing the leader's renderer (CDP `Page.crash`, the
+  abrupt case) or closing its tab as a user would (its `pagehide` handler hands leadership
+  over: the graceful case); the tab is then reopened as the same member for the next sample.
+  Over {SLOW_FAILOVER} s counts samples that took longer (or never committed).
+- The machine is shared and small: figures swing with its load from run to run (tens of
+  percent). A `*` marks a figure from a phase during which the term changed, proposals
+  failed or the leader stepped down."""
+
+
+def render(args: argparse.Namespace, columns: dict[str, Column], command: str,
+           when: datetime.datetime, elapsed: float) -> str:
+    rows, footnotes = metric_rows(columns)
+    table = markdown_table(["metric", *(HEADERS[k] for k in columns)], rows)
+    kind = "a `--quick` run (fewer proposals and failover samples)" if args.quick else \
+        "a full run"
+    samples = (f"{args.failovers} failover samples per library and kind over processes, "
+               f"{args.tab_failovers} per kind in the tabs")
+    lines = ["# Benchmarks", "",
+             f"Produced by {kind} of `bench/suite.py` on {when:%Y-%m-%d %H:%M} UTC "
+             f"({samples}; {elapsed / 60:.0f} min):", "", "```sh", command, "```", "",
+             "## Machine", ""]
+    lines += [f"- {name}: {value}" for name, value in machine_facts()]
+    lines += ["", "## Results", "", table, ""]
+    lines += [f"- [{k}] {reason}" for k, reason in enumerate(footnotes, 1)]
+    notes = [n for col in columns.values() for n in col.notes]
+    if notes:
+        lines += ["", "Incidents (figures marked `*`):", ""] + [f"- {n}" for n in notes]
+    samples_text = [f"- {HEADERS[k]}, {what}: " + ", ".join(
+        "fail" if x is None else f"{x * 1e3:.0f}" for x in got)
+        for k, col in columns.items()
+        for what, got in (("abrupt", col.kill), ("graceful", col.transfer)) if got]
+    if samples_text:
+        lines += ["", "Failover samples (ms):", "", *samples_text]
+    lines += ["", "## Method", "", METHOD, ""]
+    return "\n".join(lines)
+
+
+# ---------------------------------------------------------------------------- main
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--quick", action="store_true",
+                    help="fewer proposals and failover samples (about 3 minutes)")
+    ap.add_argument("--write", metavar="PATH", help="also write the Markdown page here")
+    ap.add_argument("--failovers", type=int,
+                    help="failover samples per library and kind over processes "
+                    "(default 30, --quick 5)")
+    ap.add_argument("--tab-failovers", type=int,
+                    help="samples per kind (crash, close) in the tabs (default 5, --quick 2)")
+    ap.add_argument("--skip", action="append", choices=SKIPS, default=[],
+                    help="leave setups out (repeatable; processes: both process clusters)")
+    args = ap.parse_args()
+    if args.failovers is None:
+        args.failovers = 5 if args.quick else 30
+    if args.tab_failovers is None:
+        args.tab_failovers = 2 if args.quick else 5
+    command = shlex.join([os.path.relpath(sys.executable), *sys.argv])
+    when = datetime.datetime.now(datetime.UTC)
+    began = time.monotonic()
+
+    have_pysyncobj = _common.package_version("pysyncobj") is not None
+    skipped = Column(na=dict.fromkeys(("rate1", "rate100", "rate10000", "p50", "p99", "kill",
+                                       "transfer"), "not run (--skip)"))
+    columns = dict.fromkeys(SETUPS, skipped)
+    if "inprocess" not in args.skip:
+        _step("in-process cluster")
+        columns["inprocess"] = in_process(args.quick)
+    if "processes" not in args.skip:
+        _step("CPython members over the relay, then PySyncObj")
+        columns["relay"], columns["pysyncobj"] = over_relay(args.quick, args.failovers,
+                                                            have_pysyncobj)
+    if "tabs" not in args.skip:
+        _step("3 Chromium tabs")
+        columns["tabs"] = tabs(args.quick, args.tab_failovers)
+    page = render(args, columns, command, when, time.monotonic() - began)
+    print(page)
+    if args.write:
+        Path(args.write).write_text(page)
+    return 0
+
+
+def _step(what: str) -> None:
+    print(f"== {what} ...", file=sys.stderr, flush=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
