@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from webraft.core.messages import (
     AppendResponse,
+    CommitNotice,
     Heartbeat,
     HeartbeatResponse,
     ReadIndexRequest,
@@ -157,3 +158,16 @@ def test_leadership_transfer_voids_the_lease() -> None:
     leader.read_index(7)
     rd = persist(leader)
     assert rd.reads == [] and msgs(rd, Heartbeat)  # ...only a new round can confirm
+
+
+def test_a_follower_answered_from_the_lease_hears_of_the_commit_it_waits_for() -> None:
+    leader, _ = leased_leader()
+    leader.propose(1, ["x"])
+    persist(leader)
+    ack(leader, "b")
+    assert not msgs(persist(leader), CommitNotice, to="b")  # b waits for nothing yet
+    leader.step("b", ReadIndexRequest(leader.term, 8))
+    rd = persist(leader)
+    commit = leader.log.commit
+    assert msgs(rd, ReadIndexResponse, to="b") == [ReadIndexResponse(leader.term, 8, commit)]
+    assert msgs(rd, CommitNotice, to="b") == [CommitNotice(leader.term, commit)]
