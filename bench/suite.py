@@ -27,6 +27,7 @@ import shlex
 import statistics
 import sys
 import time
+import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -40,6 +41,8 @@ SKIPS = {"inprocess": ("inprocess",), "processes": ("relay", "pysyncobj"), "tabs
 HEADERS = {"inprocess": "in-process, 3 nodes", "relay": "3 CPython members over the relay",
            "pysyncobj": "PySyncObj, 3 processes", "tabs": "3 Chromium tabs"}
 IN_FLIGHT = (1, 100, 10_000)
+#: Every metric key of a column (the failover keys name lists of samples).
+METRICS = ("rate1", "rate100", "rate10000", "p50", "p99", "kill", "transfer")
 #: A failover sample over this many seconds is counted (issue 6: PySyncObj had 11 of 30).
 SLOW_FAILOVER = 1.9
 
@@ -168,8 +171,8 @@ def over_relay(quick: bool, failovers: int, pysyncobj: bool) -> tuple[Column, Co
     webraft.transfer = figures["transfer"] or None
     if figures["pysyncobj"] is None:
         ps = Column()
-        ps.na = dict.fromkeys(("rate1", "rate100", "rate10000", "p50", "p99", "kill"),
-                              "PySyncObj is not installed: .venv/bin/pip install pysyncobj")
+        ps.na = dict.fromkeys(METRICS, "PySyncObj is not installed: "
+                              ".venv/bin/pip install pysyncobj")
     else:
         ps = _summary_column(figures["pysyncobj"], "PySyncObj")
         ps.kill = figures["kill"]["pysyncobj"] or None
@@ -225,10 +228,8 @@ def tabs(quick: bool, failovers: int) -> Column:
 
 
 def machine_facts() -> list[tuple[str, str]]:
+    """Taken when the run starts: the code measured is the checkout's at that time."""
     ram = _common.ram_bytes()
-    wheel = sorted((_common.ROOT / "dist").glob("webraft-*.whl"))
-    built = (datetime.datetime.fromtimestamp(wheel[-1].stat().st_mtime, datetime.UTC)
-             .strftime("%Y-%m-%d %H:%M UTC") if wheel else None)
     return [
         ("CPU", f"{_common.cpu_model()}, {os.cpu_count()} cores "
                 f"({len(os.sched_getaffinity(0))} usable)"),
@@ -239,9 +240,19 @@ def machine_facts() -> list[tuple[str, str]]:
         ("Pyodide", _common.pyodide_version() or "?"),
         ("PySyncObj", _common.package_version("pysyncobj") or "not installed"),
         ("websockets", _common.package_version("websockets") or "?"),
-        ("webraft", f"git {_common.git_revision()}; the tabs load "
-                    f"{wheel[-1].name + ' built ' + built if wheel else 'no wheel (dist/)'}"),
+        ("webraft", f"git {_common.git_revision()}"),
     ]
+
+
+def wheel_fact() -> tuple[str, str]:
+    """The wheel the relay serves to the tabs (dist/, from ``bash .ci/build-browser``), taken
+    just before they load it: it is built separately, so it may be older than the checkout."""
+    wheels = sorted((_common.ROOT / "dist").glob("webraft-*.whl"),
+                    key=lambda path: path.stat().st_mtime)
+    if not wheels:
+        return "tabs' wheel", "none in dist/ (bash .ci/build-browser)"
+    built = datetime.datetime.fromtimestamp(wheels[-1].stat().st_mtime, datetime.UTC)
+    return "tabs' wheel", f"dist/{wheels[-1].name}, built {built:%Y-%m-%d %H:%M:%S} UTC"
 
 
 METHOD = f"""\
@@ -274,8 +285,8 @@ METHOD = f"""\
   failed or the leader stepped down."""
 
 
-def render(args: argparse.Namespace, columns: dict[str, Column], command: str,
-           when: datetime.datetime, elapsed: float) -> str:
+def render(args: argparse.Namespace, columns: dict[str, Column], facts: list[tuple[str, str]],
+           command: str, when: datetime.datetime, elapsed: float) -> str:
     rows, footnotes = metric_rows(columns)
     table = markdown_table(["metric", *(HEADERS[k] for k in columns)], rows)
     kind = "a `--quick` run (fewer proposals and failover samples)" if args.quick else \
@@ -286,7 +297,7 @@ def render(args: argparse.Namespace, columns: dict[str, Column], command: str,
              f"Produced by {kind} of `bench/suite.py` on {when:%Y-%m-%d %H:%M} UTC "
              f"({samples}; {elapsed / 60:.0f} min):", "", "```sh", command, "```", "",
              "## Machine", ""]
-    lines += [f"- {name}: {value}" for name, value in machine_facts()]
+    lines += [f"- {name}: {value}" for name, value in facts]
     lines += ["", "## Results", "", table, ""]
     lines += [f"- [{k}] {reason}" for k, reason in enumerate(footnotes, 1)]
     notes = [n for col in columns.values() for n in col.notes]
@@ -326,30 +337,34 @@ def main() -> int:
     command = shlex.join([os.path.relpath(sys.executable), *sys.argv])
     when = datetime.datetime.now(datetime.UTC)
     began = time.monotonic()
+    facts = machine_facts()
 
     have_pysyncobj = _common.package_version("pysyncobj") is not None
-    skipped = Column(na=dict.fromkeys(("rate1", "rate100", "rate10000", "p50", "p99", "kill",
-                                       "transfer"), "not run (--skip)"))
-    columns = dict.fromkeys(SETUPS, skipped)
-    if "inprocess" not in args.skip:
-        _step("in-process cluster")
-        columns["inprocess"] = in_process(args.quick)
-    if "processes" not in args.skip:
-        _step("CPython members over the relay, then PySyncObj")
-        columns["relay"], columns["pysyncobj"] = over_relay(args.quick, args.failovers,
-                                                            have_pysyncobj)
-    if "tabs" not in args.skip:
-        _step("3 Chromium tabs")
-        columns["tabs"] = tabs(args.quick, args.tab_failovers)
-    page = render(args, columns, command, when, time.monotonic() - began)
+    columns = dict.fromkeys(SETUPS, Column(na=dict.fromkeys(METRICS, "not run (--skip)")))
+    steps: list[tuple[str, str, Callable[[], tuple[Column, ...]]]] = [
+        ("inprocess", "in-process cluster", lambda: (in_process(args.quick),)),
+        ("processes", "CPython members over the relay, then PySyncObj",
+         lambda: over_relay(args.quick, args.failovers, have_pysyncobj)),
+        ("tabs", "3 Chromium tabs", lambda: (tabs(args.quick, args.tab_failovers),))]
+    for skip, what, run in steps:
+        if skip in args.skip:
+            continue
+        if skip == "tabs":
+            facts.append(wheel_fact())
+        print(f"== {what} ...", file=sys.stderr, flush=True)
+        try:
+            columns.update(zip(SKIPS[skip], run(), strict=True))
+        except Exception as exc:  # the other setups' figures are still worth a table
+            traceback.print_exc()
+            first_line = (str(exc).splitlines() or [""])[0][:200]
+            failed = Column(na=dict.fromkeys(
+                METRICS, f"{what}: the run failed ({type(exc).__name__}: {first_line})"))
+            columns.update(dict.fromkeys(SKIPS[skip], failed))
+    page = render(args, columns, facts, command, when, time.monotonic() - began)
     print(page)
     if args.write:
         Path(args.write).write_text(page)
     return 0
-
-
-def _step(what: str) -> None:
-    print(f"== {what} ...", file=sys.stderr, flush=True)
 
 
 if __name__ == "__main__":
