@@ -494,7 +494,7 @@ class RaftCore:
                     or self._compact_to or self._reads
                     or (self._reads_new and self._may_start_reads())
                     or log.last_index > log.stable or log.has_appliable()
-                    or self._hard() != self._saved)
+                    or self._hard_changed())
 
     def ready(self) -> Ready:
         """Collect everything to persist, send and apply since the last call."""
@@ -502,9 +502,11 @@ class RaftCore:
             self._flush_appends()
         if self._reads_new:
             self._start_read_round()
-        hard = self._hard()
+        hard = None
+        if self._hard_changed():
+            hard = self._saved = self._hard()
         rd = Ready(
-            hard=hard if hard != self._saved else None,
+            hard=hard,
             entries=self.log.unstable(),
             snapshot=self._snapshot,
             snapshot_data=self._new_data,
@@ -516,7 +518,6 @@ class RaftCore:
             reads=self._reads,
             events=self._events,
         )
-        self._saved = hard
         self._snapshot = self._new_data = None
         self._compact_to = 0
         self._install = False
@@ -535,6 +536,13 @@ class RaftCore:
 
     def _hard(self) -> HardState:
         return HardState(self.term, self.vote, self.log.commit)
+
+    def _hard_changed(self) -> bool:
+        """Whether the hard state differs from the last one handed out (field by field: this
+        runs on every Ready round, and building a HardState to compare costs more)."""
+        saved = self._saved
+        return (self.term != saved.term or self.vote != saved.vote
+                or self.log.commit != saved.commit)
 
     def _reset_election_timer(self, timeout: float) -> None:
         self.election_deadline = self.now + timeout
