@@ -243,6 +243,7 @@ class Bench:
         self.browser = browser
         self.rows: list[tuple[str, str]] = []
         self.figures: dict[str, Any] = {}  # what measure() returns (the suite's column)
+        self.incidents: dict[str, str] = {}  # figure key -> what went wrong while measuring
         self.tabs: list[Tab] = []
         self.room = ""
         self.profile = ""
@@ -337,6 +338,8 @@ class Bench:
             rate = got["ok"] / (got["ms"] / 1000)
             self.figures[f"rate{in_flight}"] = rate
             failed = ", ".join(f"{n} {name}" for name, n in sorted(got["failed"].items()))
+            if failed:
+                self.incidents[f"rate{in_flight}"] = f"{in_flight:,} in flight: {failed} failed"
             self.row(f"commits/s, {in_flight:,} in flight from the leader ({total:,} proposals)",
                      f"{rate:,.0f}" + (f" ({failed} failed)" if failed else ""))
             if in_flight == 1 and got["times"]:
@@ -353,11 +356,11 @@ class Bench:
         crashing it; each time the tab is reopened as the same member before the next."""
         for how in ("close", "crash"):
             samples: list[float | None] = []
+            self.figures["tab_" + how] = samples  # kept if a later sample stops the phase
             for i in range(self.args.failovers):
                 print(f"tab failover ({how}) {i + 1}/{self.args.failovers} ...",
                       file=sys.stderr, flush=True)
                 samples.append(self.failover(how))
-            self.figures["tab_" + how] = samples
             self.row(f"failover after {'closing' if how == 'close' else 'crashing'} the leader "
                      "tab (ms)", ", ".join("fail" if x is None else f"{x * 1e3:.0f}"
                                            for x in samples))
@@ -434,7 +437,8 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
     """Run the phases ``args`` asks for in one browser; returns ``figures`` (``rate<N>`` for
     each of ``--in-flight``, ``p50``/``p99`` in seconds when 1 is among them, ``tab_close``
     and ``tab_crash`` failover samples in seconds), the printable ``rows``, the ``profile``
-    text, the ``relay`` URL and ``failed`` (the phase that stopped the run, and why)."""
+    text, the ``relay`` URL, ``incidents`` (figure key -> what went wrong while measuring
+    it) and ``failed`` (the phase that stopped the run, and why)."""
     from playwright.sync_api import sync_playwright
 
     relay = Relay(*(["--dist", args.dist] if args.dist else []), log_level="WARNING")
@@ -465,7 +469,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
     finally:
         relay.stop()
     return {"figures": bench.figures, "rows": bench.rows, "profile": bench.profile,
-            "relay": relay.url, "failed": failed}
+            "relay": relay.url, "incidents": bench.incidents, "failed": failed}
 
 
 def main() -> int:

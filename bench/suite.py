@@ -219,6 +219,9 @@ def tabs(quick: bool, failovers: int) -> Column:
                 "has to kill -9",
         "transfer": "tabs: the leader tab is closed as a user closes it; its pagehide handler "
                     "hands leadership over"}
+    for key, incident in result["incidents"].items():
+        col.marks[key] = "*"
+        col.notes.append(f"3 Chromium tabs, {incident}")
     if result["failed"]:
         col.notes.append(f"3 Chromium tabs: stopped in {result['failed']}")
     return col
@@ -302,7 +305,8 @@ def render(args: argparse.Namespace, columns: dict[str, Column], facts: list[tup
     lines += [f"- [{k}] {reason}" for k, reason in enumerate(footnotes, 1)]
     notes = [n for col in columns.values() for n in col.notes]
     if notes:
-        lines += ["", "Incidents (figures marked `*`):", ""] + [f"- {n}" for n in notes]
+        lines += ["", "Incidents (figures marked `*`, and what stopped a setup):", ""]
+        lines += [f"- {n}" for n in notes]
     samples_text = [f"- {HEADERS[k]}, {what}: " + ", ".join(
         "fail" if x is None else f"{x * 1e3:.0f}" for x in got)
         for k, col in columns.items()
