@@ -41,8 +41,9 @@ logger = logging.getLogger("webraft.transport")
 
 #: Options passed to :func:`websockets.asyncio.client.connect` unless overridden.
 #: No compression (Raft messages are small, the relay does not negotiate it by default);
-#: ``max_size`` is above the relay's own 1 MiB because it re-encodes frames with ``\\uXXXX``
-#: escapes, which can make what it delivers larger than what was sent.
+#: ``max_size`` is above the relay's own 1 MiB because a frame that is not in webraft's compact
+#: layout is re-encoded with ``\\uXXXX`` escapes, which can make what it delivers larger than
+#: what was sent.
 DEFAULT_CONNECT_OPTIONS: Mapping[str, Any] = {
     "compression": None,
     "open_timeout": 5.0,
