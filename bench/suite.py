@@ -263,7 +263,11 @@ METHOD = f"""\
   runs in the leader (its process, or its tab), so the figures are those of the consensus
   path. Commits/s: a closed loop keeping 1, 100 or 10,000 proposals outstanding until a fixed
   number committed. Sequential latency: one proposal at a time, from proposing to its
-  commit being known to the proposer.
+  commit being known to the proposer. Proposals per phase, 1 / 100 / 10,000 in flight /
+  sequential, in a full run (`--quick`: a fifth, at least the in-flight count; tabs 100 /
+  1,000 / 10,000): in-process 2,000 / 50,000 / 100,000 / 5,000; over the relay 2,000 /
+  20,000 / 100,000 / 3,000; PySyncObj 100 / 5,000 / 100,000 / 500 (its batching makes one
+  at a time slow); tabs 500 / 5,000 / 10,000, the latency from the 1-in-flight loop.
 - In-process: three nodes in one asyncio loop, messages serialized to JSON and delivered on
   the next loop iteration; MemoryStorage. Over the relay: three `RelayRaft` processes
   (MemoryStorage) and one relay process on 127.0.0.1 with its rate limit off (`--rate 0`).
@@ -275,7 +279,7 @@ METHOD = f"""\
   so that 10,000 submitted at once do not expire); PySyncObj election timeout 0.4-1.4 s.
 - 10,000 in flight in the tabs: the bridge hands at most 1,000 of a tab's proposals to the
   node at a time (`MAX_IN_FLIGHT`); the other 9,000 wait in the bridge, so it means 10,000
-  submitted at once. The tabs' sequential latency comes from the 1-in-flight loop.
+  submitted at once.
 - Failover, processes: each sample on a fresh cluster; SIGKILL the leader's process (or have
   it call `transfer_leadership()`), then a surviving member proposes every 10 ms; the figure
   is the time from the kill (or the call) to that member's first commit. Tabs: the same
@@ -324,7 +328,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true",
-                    help="fewer proposals and failover samples (about 3 minutes)")
+                    help="fewer proposals and failover samples (about 2 minutes)")
     ap.add_argument("--write", metavar="PATH", help="also write the Markdown page here")
     ap.add_argument("--failovers", type=int,
                     help="failover samples per library and kind over processes "
