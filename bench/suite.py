@@ -286,7 +286,11 @@ METHOD = f"""\
   probe in a surviving tab after crashing the leader's renderer (CDP `Page.crash`, the
   abrupt case) or closing its tab as a user would (its `pagehide` handler hands leadership
   over: the graceful case); the tab is then reopened as the same member for the next sample.
-  Over {SLOW_FAILOVER} s counts samples that took longer (or never committed).
+  Over {SLOW_FAILOVER} s counts samples that took longer (or never committed). Through the
+  relay, a killed or closed member's connection closes and the relay tells the room, and a
+  webraft follower whose leader left campaigns within a heartbeat (0.05 s) instead of waiting
+  out its 0.20 s timeout; a leader that stops answering but keeps its connection would take
+  that longer path. PySyncObj's TCP transport has no such signal.
 - The machine is shared and small: figures swing with its load from run to run (tens of
   percent). A `*` marks a figure from a phase during which the term changed, proposals
   failed or the leader stepped down."""
