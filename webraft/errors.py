@@ -12,7 +12,7 @@ exception                  may still commit?  when
 ``LeadershipLost``         no                 a new leader overwrote the entry's log slot
 ``InvalidCommand``         no                 the command is not JSON or is too large
 ``MembershipChangeError``  no                 the change was refused (one at a time, ...)
-``SessionExpired``         no                 the client session was forgotten (§6.3)
+``SessionExpired``         only if retried    the client session was forgotten (§6.3)
 ``ProposalTimeout``        **yes**            sent, but no outcome within the timeout
 ``RaftClosed``             **yes** if sent    the node was closed before the outcome
 =========================  =================  ==============================================
@@ -81,8 +81,17 @@ class ProposalTimeout(ProposalError):
 
 
 class SessionExpired(ProposalError):
-    """The client session is unknown to the cluster (it expired: too many newer sessions),
-    so the command was not applied; open a new session."""
+    """The client session is unknown to the cluster (it expired: too many newer sessions);
+    open a new session.
+
+    This attempt was not applied, but an earlier attempt of the same number may have been
+    (its answer lost, then the session expired before the retry): ``may_have_committed`` is
+    true unless this was the number's first attempt in a session opened by this client.
+    """
+
+    def __init__(self, message: str, may_have_committed: bool = False) -> None:
+        super().__init__(message)
+        self.may_have_committed = may_have_committed
 
 
 class RaftClosed(ProposalError):

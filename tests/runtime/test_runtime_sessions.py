@@ -127,9 +127,29 @@ async def test_an_expired_session_is_refused(make_cluster: Any,
     old = await lead.open_session()
     await lead.open_session()
     await lead.open_session()
-    with pytest.raises(webraft.SessionExpired):
+    with pytest.raises(webraft.SessionExpired) as refused:
         await old.propose("too late")
+    assert refused.value.may_have_committed is False  # its first attempt: surely new
     assert "too late" not in commands(lead)
+
+
+async def test_a_retry_refused_as_expired_may_have_been_applied(
+        make_cluster: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An attempt applies, its answer is lost, the session expires, the retry is refused:
+    the command took effect, so the refusal must not claim it did not."""
+    monkeypatch.setattr(sessions, "MAX_SESSIONS", 2)
+    c: Cluster = make_cluster().start()
+    lead = await c.leader()
+    session = await lead.open_session()
+    await session.propose("x")  # suppose this answer never reached the client
+    await lead.open_session()
+    await lead.open_session()  # expires the first session
+    other = next(n for n in c.nodes.values() if n is not lead)
+    with pytest.raises(webraft.SessionExpired) as refused:
+        await other.resume_session(session.id, 1).propose("x")
+    assert refused.value.may_have_committed is True
+    await c.converged()
+    assert all(commands(n).count("x") == 1 for n in c.nodes.values())
 
 
 async def test_concurrent_proposals_of_one_session_all_apply(make_cluster: Any) -> None:

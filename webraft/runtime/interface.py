@@ -671,9 +671,12 @@ class RaftInterface(EventEmitter):
         return ClientSession(self, await self._propose([0, 0, 0, None], SESSION))
 
     def resume_session(self, client_id: int, next_seq: int) -> ClientSession:
-        """A session opened earlier (by this or another node), e.g. after the client restarted;
-        ``next_seq`` must exceed every number the client used before."""
-        return ClientSession(self, client_id, next_seq)
+        """A session opened earlier (by this or another node), e.g. after the client restarted.
+
+        ``next_seq`` is the number of the next proposal: past every number used before for
+        new commands, or a number whose outcome the client never learned to retry that
+        command (it is applied at most once)."""
+        return ClientSession(self, client_id, next_seq, resumed=True)
 
     async def _propose_in_session(self, session: ClientSession, seq: int, command: Any,
                                   timeout: float | None) -> int:
@@ -683,6 +686,9 @@ class RaftInterface(EventEmitter):
         key = (session.id, seq)
         outcome = self._session_waiters[key] = loop.create_future()
         delay = self.heartbeat_frequency
+        # A number is surely new on its first attempt in a session this client opened; a
+        # resumed session may be retrying it (e.g. after the client restarted).
+        first_attempt = not session.resumed
         try:
             while True:
                 attempt = self._propose([session.id, seq, session.ack, command], SESSION)
@@ -692,7 +698,12 @@ class RaftInterface(EventEmitter):
                     await asyncio.wait((outcome, attempt), timeout=remaining,
                                        return_when=asyncio.FIRST_COMPLETED)
                 if outcome.done():
+                    error = outcome.exception()
+                    if isinstance(error, SessionExpired) and not first_attempt:
+                        raise SessionExpired(f"{error}; an earlier attempt of seq {seq} may "
+                                             "have been applied", may_have_committed=True)
                     return outcome.result()
+                first_attempt = False
                 error = attempt.exception() if attempt.done() else None
                 if isinstance(error, InvalidCommand | RaftClosed):
                     raise error

@@ -106,10 +106,13 @@ class ClientSession:
     :meth:`RaftInterface.resume_session`.
     """
 
-    def __init__(self, raft: Any, client_id: int, next_seq: int = 1) -> None:
+    def __init__(self, raft: Any, client_id: int, next_seq: int = 1,
+                 resumed: bool = False) -> None:
         self.raft = raft
         self.id = client_id
         self.next_seq = next_seq
+        #: Resumed (not opened by this object): its numbers may have been used before.
+        self.resumed = resumed
         self._waiting: set[int] = set()
 
     @property
@@ -120,7 +123,8 @@ class ClientSession:
     async def propose(self, command: Any, timeout: float | None = None) -> int:
         """Apply ``command`` exactly once; return the index where it was applied.
 
-        Raises :class:`~webraft.errors.SessionExpired` if the cluster forgot this session,
+        Raises :class:`~webraft.errors.SessionExpired` if the cluster forgot this session
+        (``may_have_committed`` if an earlier attempt of this number may have applied),
         :class:`~webraft.errors.ProposalTimeout` if no outcome came within ``timeout``
         seconds (default: 6 times ``proposal_timeout``; retrying it with this session's
         next proposal is safe), and the errors of :meth:`RaftInterface.propose` that retrying
