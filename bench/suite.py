@@ -13,7 +13,7 @@ failover after the leader dies abruptly and after a graceful hand-over.
 
 The setups never run at the same time: they would compete for the cores. The figures move
 with the machine's load; this prints them and never judges them. PySyncObj is not a
-dependency of webraft: ``.venv/bin/pip install pysyncobj`` (its column says n/a without it).
+dependency of webraft: ``.venv/bin/pip install -e '.[bench]'`` (its column says n/a without it).
 """
 
 from __future__ import annotations
@@ -172,7 +172,7 @@ def over_relay(quick: bool, failovers: int, pysyncobj: bool) -> tuple[Column, Co
     if figures["pysyncobj"] is None:
         ps = Column()
         ps.na = dict.fromkeys(METRICS, "PySyncObj is not installed: "
-                              ".venv/bin/pip install pysyncobj")
+                              ".venv/bin/pip install -e '.[bench]'")
     else:
         ps = _summary_column(figures["pysyncobj"], "PySyncObj")
         ps.kill = figures["kill"]["pysyncobj"] or None
