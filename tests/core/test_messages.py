@@ -21,6 +21,7 @@ from webraft.core.messages import (
     ProposeResponse,
     VoteRequest,
     VoteResponse,
+    check_command,
     decode,
     encode,
 )
@@ -222,3 +223,37 @@ def test_forwarded_proposals_may_only_make_commands_and_session_commands() -> No
                 {"commands": [["7", 1, 1, None]]}, {"commands": [{"x": 1}]}):
         with pytest.raises(MessageError):
             decode({**good, **bad})
+
+
+@pytest.mark.parametrize("command", [
+    None, 7, True, 1.5, "", "text", "h\u00e9 \u2603", [1, "a", None, True, 2.5, [], {}],
+    {"op": "put", "key": "k", "value": 12, "on": False, "x": None},
+    {"deep": [{"a": [1, {"b": "c"}]}], "f": -0.5}, ["\ud800 lone"],
+])
+def test_inline_sizes_match_the_recursive_rule(command):
+    """``_json_size`` sizes scalar items inline; the figure must be the recursive rule's
+    (16 + the estimate is what bounds message and in-flight sizes everywhere)."""
+
+    def recursive(value):
+        if isinstance(value, list):
+            return 2 + sum(1 + recursive(v) for v in value)
+        if isinstance(value, dict):
+            return 2 + sum(len(k) + 4 + recursive(v) for k, v in value.items())
+        return len(value) + 2 if isinstance(value, str) else 8
+
+    assert check_command(command) == recursive(command)
+
+
+def test_command_json_keeps_text_unless_a_lone_surrogate_needs_escaping() -> None:
+    assert Entry(1, 1, command={"k": "h\u00e9"}).command_json == '{"k":"h\u00e9"}'
+    lone = Entry(1, 2, command=["\ud800"]).command_json
+    assert lone == '["\\ud800"]' and json.loads(lone) == ["\ud800"]
+    entry = Entry(1, 3, command=[1, 2])
+    assert entry.command_json is entry.command_json  # built once
+
+
+@pytest.mark.parametrize("bad", [[float("nan")], {"a": [float("inf")]}, {1: "x"},
+                                 [object()], {"a": {"b": set()}}])
+def test_inline_sizing_still_refuses_what_json_cannot_carry(bad):
+    with pytest.raises(MessageError):
+        check_command(bad)

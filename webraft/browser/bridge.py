@@ -541,7 +541,7 @@ class JsNode:
         def call(entry: Entry, index: int, cb: Callable[..., None]) -> None:
             self._next_token += 1
             token = self._next_token
-            outcome = adapter(entry.term, index, _encode(entry.command), token)
+            outcome = adapter(entry.term, index, entry.command_json, token)
             if outcome.__class__ is not int:
                 cb(JsError(str(outcome[0]), str(outcome[1])))
             elif outcome == APPLIED:

@@ -13,6 +13,7 @@ Integers are limited to JavaScript's safe range so browsers round-trip them exac
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -52,7 +53,7 @@ class Entry:
     ``index`` place it in the log; ``kind`` is :data:`COMMAND`, :data:`NOOP` or :data:`CONFIG`.
     """
 
-    __slots__ = ("_size", "_wire", "command", "index", "kind", "term")
+    __slots__ = ("_size", "_text", "_wire", "command", "index", "kind", "term")
 
     def __init__(self, term: int, index: int, kind: int = COMMAND, command: Any = None,
                  size: int = 0) -> None:
@@ -62,6 +63,7 @@ class Entry:
         self.command = command
         self._size = size
         self._wire: list[Any] | None = None
+        self._text: str | None = None
 
     @property
     def size(self) -> int:
@@ -78,6 +80,15 @@ class Entry:
             wire = self._wire = [self.term, self.kind, self.command]
         return wire
 
+    @property
+    def command_json(self) -> str:
+        """The command as :func:`json_text`, built once: a browser node needs it twice per
+        entry (the localStorage value and its JavaScript apply handler's argument)."""
+        text = self._text
+        if text is None:
+            text = self._text = json_text(self.command)
+        return text
+
     def __repr__(self) -> str:
         return f"Entry(term={self.term}, index={self.index}, kind={self.kind}, {self.command!r})"
 
@@ -88,6 +99,23 @@ class Entry:
             other.term, other.index, other.kind, other.command)
 
     __hash__ = None  # type: ignore[assignment]
+
+
+_json_ascii = json.JSONEncoder(separators=(",", ":")).encode
+_json_unicode = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
+
+
+def json_text(value: Any) -> str:
+    """Compact JSON; non-ASCII text kept as is (1 localStorage quota character, not 6)
+    unless it holds a lone surrogate, which could not cross into a JavaScript string
+    intact."""
+    text = _json_unicode(value)
+    if not text.isascii():
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:
+            return _json_ascii(value)
+    return text
 
 
 @dataclass(frozen=True, slots=True)
@@ -456,14 +484,31 @@ def _json_size(value: Any, depth: int) -> int:
         return 8
     if depth >= MAX_DEPTH:
         raise MessageError(f"command nests deeper than {MAX_DEPTH} levels")
+    # Strings, integers and null items are sized inline (no call each): every replicated
+    # command passes here on every follower. The sizes are those of the calls they replace.
     if cls is list:
-        return 2 + sum(1 + _json_size(v, depth + 1) for v in value)
+        total = 2
+        for v in value:
+            vc = v.__class__
+            if vc is str:
+                total += len(v) + 3
+            elif vc is int or vc is bool or v is None:
+                total += 9
+            else:
+                total += 1 + _json_size(v, depth + 1)
+        return total
     if cls is dict:
         total = 2
         for k, v in value.items():
             if k.__class__ is not str:
                 raise MessageError("command has a non-string object key")
-            total += len(k) + 4 + _json_size(v, depth + 1)
+            vc = v.__class__
+            if vc is str:
+                total += len(k) + len(v) + 6
+            elif vc is int or vc is bool or v is None:
+                total += len(k) + 12
+            else:
+                total += len(k) + 4 + _json_size(v, depth + 1)
         return total
     raise MessageError(f"command holds a {cls.__name__}, which is not JSON")
 

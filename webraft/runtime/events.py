@@ -58,7 +58,7 @@ class EventEmitter:
         for handler in list(handlers):
             try:
                 result = handler(*args)
-                if inspect.isawaitable(result):
+                if result is not None and inspect.isawaitable(result):  # None: the usual
                     task = asyncio.ensure_future(result)
                     task.add_done_callback(lambda t, e=event: self._task_done(e, t))
             except Exception as exc:

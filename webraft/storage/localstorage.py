@@ -78,7 +78,7 @@ from dataclasses import dataclass
 from itertools import pairwise
 from typing import Any
 
-from ..core.messages import MAX_ADDRESS, MAX_INT, Entry, check_entry_data
+from ..core.messages import MAX_ADDRESS, MAX_INT, Entry, check_entry_data, json_text
 from ..core.state import ClusterConfig, HardState, SnapshotMeta, StorageUpdate, StoredState
 from ..errors import MessageError, StorageError
 from .base import plan_update, portable_json
@@ -96,20 +96,7 @@ _ENTRY = "e:"
 _DATA = "d:"
 _QUOTA_NAMES = ("QuotaExceededError", "NS_ERROR_DOM_QUOTA_REACHED")
 
-_dumps_ascii = json.JSONEncoder(separators=(",", ":")).encode
-_dumps_text = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
-
-
-def _dumps(value: Any) -> str:
-    """Compact JSON; non-ASCII text kept as is (1 quota character, not 6) unless it holds a
-    lone surrogate, which could not cross into a JavaScript string intact."""
-    text = _dumps_text(value)
-    if not text.isascii():
-        try:
-            text.encode("utf-8")
-        except UnicodeEncodeError:
-            return _dumps_ascii(value)
-    return text
+_dumps = json_text
 
 
 def _missing(value: Any) -> bool:
@@ -267,9 +254,10 @@ class LocalStorage:
         if update.entries:
             gen = new.segments[-1][1]
             try:
-                for e in update.entries:
-                    writes.append((self._entry_key(gen, e.index),
-                                   _dumps([e.term, e.kind, e.command])))
+                # The same text as _dumps([term, kind, command]), reusing the command's.
+                writes.extend((self._entry_key(gen, e.index),
+                               f"[{e.term},{e.kind},{e.command_json}]")
+                              for e in update.entries)
             except (TypeError, ValueError, RecursionError) as exc:
                 raise StorageError(f"log entry cannot be stored as JSON: {exc}") from exc
         if meta_text != self._raw:
