@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import math
 from collections.abc import Callable
 from typing import Any
@@ -294,6 +295,25 @@ async def test_oversized_command_is_invalid_and_the_limit_itself_is_accepted(
     await cluster.converged()
     for node in cluster.nodes.values():
         assert node.applied == [(index, "y" * (limit - 2))]
+
+
+async def test_propose_decoded_keeps_the_parsed_command_and_still_checks_it(
+        make_cluster: Callable[..., Cluster]) -> None:
+    """What the browser bridge uses for commands fresh from json.loads: the same outcomes as
+    propose(), without the defensive copy."""
+    cluster = make_cluster(max_command_bytes=1000).start()
+    lead = await cluster.leader()
+    f = followers(cluster, lead)[0]
+    for node in (lead, f):
+        for command in [*too_big(1000), json.loads("[1e400]"), json.loads('{"k": NaN}')]:
+            with pytest.raises(webraft.InvalidCommand):
+                await node.propose_decoded(command)
+    command = json.loads('{"k": [1, "\\u00e9"], "n": null}')
+    index = await f.propose_decoded(command)
+    await cluster.converged()
+    for node in cluster.nodes.values():
+        assert node.applied == [(index, command)]
+    assert lead.core.log.entry(index).command == command
 
 
 async def test_a_smaller_command_limit_set_by_a_subclass_is_honoured(

@@ -431,7 +431,8 @@ class JsNode:
         now = loop.time()
         deadline = now + PROPOSE_SLICE
         too_old = now - self.node.proposal_timeout
-        backlog, pending, propose = self._backlog, self._pending, self.node.propose
+        # The commands came from json.loads in propose_many: nobody else holds them.
+        backlog, pending, propose = self._backlog, self._pending, self.node.propose_decoded
         settled = False
         count = 0
         while backlog and not (MAX_IN_FLIGHT and len(pending) >= MAX_IN_FLIGHT):

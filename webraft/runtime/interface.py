@@ -666,6 +666,12 @@ class RaftInterface(EventEmitter):
         :meth:`open_session`, makes retrying those safe)."""
         return self._propose(command, COMMAND)
 
+    def propose_decoded(self, command: Any) -> asyncio.Future[int]:
+        """:meth:`propose` for a command that ``json.loads`` just made and nobody else holds
+        (the browser bridge's): it is JSON-normal and private already, so the copy
+        :meth:`propose` takes is skipped. The size limit and the checks still apply."""
+        return self._propose(command, COMMAND, decoded=True)
+
     async def open_session(self) -> ClientSession:
         """Open a client session whose proposals apply exactly once (Raft thesis §6.3)."""
         return ClientSession(self, await self._propose([0, 0, 0, None], SESSION))
@@ -715,7 +721,7 @@ class RaftInterface(EventEmitter):
         finally:
             del self._session_waiters[key]
 
-    def _propose(self, command: Any, kind: int) -> asyncio.Future[int]:
+    def _propose(self, command: Any, kind: int, decoded: bool = False) -> asyncio.Future[int]:
         # A plain Future, not loop.create_future(): Pyodide's loop makes futures whose every
         # completion costs a browser task, and a burst resolves thousands of these.
         fut: asyncio.Future[int] = asyncio.Future(loop=asyncio.get_running_loop())
@@ -726,7 +732,7 @@ class RaftInterface(EventEmitter):
             fut.set_exception(NotLeaderError(leader=self.leader))
             return fut
         try:
-            command, size = _normalize(command, self.max_command_bytes)
+            command, size = _normalize(command, self.max_command_bytes, decoded)
         except InvalidCommand as exc:
             fut.set_exception(exc)
             return fut
@@ -1326,9 +1332,10 @@ _COMMAND_ENCODER = json.JSONEncoder(allow_nan=False, separators=(",", ":"))
 _SURELY_SMALL = MAX_COMMAND_BYTES // 5
 
 
-def _normalize(command: Any, limit: int) -> tuple[Any, int]:
+def _normalize(command: Any, limit: int, decoded: bool = False) -> tuple[Any, int]:
     """A private, JSON-normal copy of ``command`` (tuples become lists, as on every peer) and
-    its size in bytes of ASCII JSON, which ``limit`` bounds."""
+    its size in bytes of ASCII JSON, which ``limit`` bounds; ``decoded``: ``command`` is a
+    fresh result of ``json.loads`` (normal and private already), kept rather than copied."""
     cls = command.__class__
     if command is None or cls is int or cls is bool:
         return command, 8
@@ -1342,7 +1349,8 @@ def _normalize(command: Any, limit: int) -> tuple[Any, int]:
         raise InvalidCommand(f"command is {len(text)} bytes of JSON, over the limit of {limit}")
     if cls is str:
         return command, len(text)
-    command = json.loads(text)
+    if not decoded:
+        command = json.loads(text)
     # What every peer checks when it receives the command: decoded text can only fail it by
     # its size or its depth, and neither is possible for a short text with few brackets.
     if len(text) > _SURELY_SMALL or text.count("[") + text.count("{") > MAX_DEPTH:
