@@ -8,6 +8,7 @@ wait on a tab is bounded but generous, and the tests share tabs wherever they ca
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
 import sys
@@ -21,10 +22,34 @@ from typing import Any, TypeVar
 
 ROOT = Path(__file__).resolve().parent.parent
 CHROMIUM = "/usr/bin/chromium"
+
+#: Chromium's sampling diagnostics that record the stack of a sampled allocation by walking
+#: frame pointers *with stack scanning* (base::debug::TraceStackFramePointers). Chromium 156
+#: bounds that scan by the main thread's own stack, but Pyodide runs Python on WebAssembly
+#: JSPI stacks (V8 mmaps them elsewhere), so the scan can run past the top of such a stack
+#: into its guard page: the renderer dies of SIGSEGV (SEGV_ACCERR at a page-aligned address,
+#: every minidump at the same instruction) and Playwright says "Target crashed". Chromium
+#: switches these on for a random share of processes, hence rare, random crashes of a booting
+#: tab; forcing the heap profiler on in every renderer crashes nearly every Pyodide boot.
+#: They only report to Google (GWP-ASan: sampled use-after-free detection; the heap profiler:
+#: metrics), so turning them off changes nothing a page can observe.
+CRASHING_SAMPLERS = ("GwpAsanMalloc", "GwpAsanPartitionAlloc", "HeapProfilerReporting")
+#: Playwright's own ``--disable-features`` (1.65). Chromium keeps only the *last*
+#: ``--disable-features`` switch, so ours must repeat these; the ``browser`` fixture fails if
+#: a Playwright upgrade disables more (see :func:`dropped_playwright_features`).
+PLAYWRIGHT_DISABLED_FEATURES = (
+    "AimEnabled", "AvoidCorsURLLoaderRestartOnRedirect", "AvoidUnnecessaryBeforeUnloadCheckSync",
+    "DestroyProfileOnBrowserClose", "HttpsFirstBalancedModeAutoEnable", "HttpsUpgrades",
+    "LensOverlay", "MediaRouter", "NetworkTimeServiceQuerying", "OptimizationHints",
+    "PaintHolding", "PreconnectToSearch", "TcpPortRandomizationWin",
+    "ThirdPartyStoragePartitioning", "msEdgeUpdateLaunchServicesPreferredVersion",
+    "msForceBrowserSignIn",
+)
 CHROMIUM_ARGS = [
     "--disable-quic",
     "--disable-gpu",
     "--host-resolver-rules=MAP * ~NOTFOUND , EXCLUDE localhost , EXCLUDE 127.0.0.1",
+    "--disable-features=" + ",".join((*PLAYWRIGHT_DISABLED_FEATURES, *CRASHING_SAMPLERS)),
 ]
 
 #: Pyodide boot plus slot claiming, per tab (seconds). Generous: 2 cores, several tabs at once.
@@ -73,6 +98,42 @@ def wait_for(predicate: Callable[[], T], timeout: float = CONVERGE_TIMEOUT, what
 
 def unique_room(prefix: str) -> str:
     return f"{re.sub(r'[^A-Za-z0-9-]+', '-', prefix)[:40]}-{uuid.uuid4().hex[:8]}"
+
+
+def _descendants(root: int) -> list[int]:
+    """Process ids below ``root`` (Linux /proc; empty elsewhere)."""
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:  # exited meanwhile
+            continue
+        children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+    found, todo = [], [root]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found.append(child)
+            todo.append(child)
+    return found
+
+
+def dropped_playwright_features(root: int | None = None) -> set[str]:
+    """Features that Playwright disabled in a Chromium this process launched but that our
+    ``--disable-features`` (the last one, the one Chromium keeps) leaves enabled. Read from
+    the browser processes' own command lines, so it sees the Playwright actually installed."""
+    dropped: set[str] = set()
+    for pid in _descendants(os.getpid() if root is None else root):
+        try:
+            argv = Path(f"/proc/{pid}/cmdline").read_bytes().decode().split("\0")
+        except OSError:
+            continue
+        if "--remote-debugging-pipe" not in argv or any(a.startswith("--type=") for a in argv):
+            continue  # not a browser process
+        lists = [set(a.split("=", 1)[1].split(",")) for a in argv
+                 if a.startswith("--disable-features=")]
+        if len(lists) > 1:
+            dropped |= set().union(*lists[:-1]) - lists[-1]
+    return dropped
 
 
 # --------------------------------------------------------------------------------- relay

@@ -21,6 +21,7 @@ from browser_support import (
     SLOTS,
     Relay,
     Tab,
+    dropped_playwright_features,
     new_context,
     open_tab,
     unique_room,
@@ -83,6 +84,12 @@ def browser() -> Iterator[Any]:
     with sync_playwright() as playwright:
         chromium = playwright.chromium.launch(
             executable_path=CHROMIUM, args=CHROMIUM_ARGS, timeout=60_000)
+        dropped = dropped_playwright_features()
+        if dropped:
+            chromium.close()
+            pytest.fail(f"CHROMIUM_ARGS' --disable-features replaces Playwright's and no longer "
+                        f"repeats {sorted(dropped)}: add them to PLAYWRIGHT_DISABLED_FEATURES "
+                        "in e2e/browser_support.py", pytrace=False)
         yield chromium
         chromium.close()
 
