@@ -52,10 +52,9 @@ from _common import percentile  # bench/ is on the path when a script of it runs
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "e2e"))
 
 from browser_support import (  # found through the path above
-    CHROMIUM,
-    CHROMIUM_ARGS,
     Relay,
     Tab,
+    launch_chromium,
     unique_room,
     wait_for,
 )
@@ -445,7 +444,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
     failed = None
     try:
         with sync_playwright() as playwright:
-            browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+            browser = launch_chromium(playwright)
             bench = Bench(args, relay, browser)
             phases = [bench.join]
             if args.sequential:

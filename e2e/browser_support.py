@@ -35,8 +35,8 @@ CHROMIUM = "/usr/bin/chromium"
 #: metrics), so turning them off changes nothing a page can observe.
 CRASHING_SAMPLERS = ("GwpAsanMalloc", "GwpAsanPartitionAlloc", "HeapProfilerReporting")
 #: Playwright's own ``--disable-features`` (1.65). Chromium keeps only the *last*
-#: ``--disable-features`` switch, so ours must repeat these; the ``browser`` fixture fails if
-#: a Playwright upgrade disables more (see :func:`dropped_playwright_features`).
+#: ``--disable-features`` switch, so ours must repeat these; :func:`launch_chromium` adds any
+#: that a Playwright upgrade disables beyond them (see :func:`dropped_playwright_features`).
 PLAYWRIGHT_DISABLED_FEATURES = (
     "AimEnabled", "AvoidCorsURLLoaderRestartOnRedirect", "AvoidUnnecessaryBeforeUnloadCheckSync",
     "DestroyProfileOnBrowserClose", "HttpsFirstBalancedModeAutoEnable", "HttpsUpgrades",
@@ -45,12 +45,19 @@ PLAYWRIGHT_DISABLED_FEATURES = (
     "ThirdPartyStoragePartitioning", "msEdgeUpdateLaunchServicesPreferredVersion",
     "msForceBrowserSignIn",
 )
-CHROMIUM_ARGS = [
-    "--disable-quic",
-    "--disable-gpu",
-    "--host-resolver-rules=MAP * ~NOTFOUND , EXCLUDE localhost , EXCLUDE 127.0.0.1",
-    "--disable-features=" + ",".join((*PLAYWRIGHT_DISABLED_FEATURES, *CRASHING_SAMPLERS)),
-]
+
+
+def chromium_args(also_disabled: Iterable[str] = ()) -> list[str]:
+    return [
+        "--disable-quic",
+        "--disable-gpu",
+        "--host-resolver-rules=MAP * ~NOTFOUND , EXCLUDE localhost , EXCLUDE 127.0.0.1",
+        "--disable-features=" + ",".join(
+            (*PLAYWRIGHT_DISABLED_FEATURES, *CRASHING_SAMPLERS, *sorted(also_disabled))),
+    ]
+
+
+CHROMIUM_ARGS = chromium_args()
 
 #: Pyodide boot plus slot claiming, per tab (seconds). Generous: 2 cores, several tabs at once.
 BOOT_TIMEOUT = 120.0
@@ -134,6 +141,23 @@ def dropped_playwright_features(root: int | None = None) -> set[str]:
         if len(lists) > 1:
             dropped |= set().union(*lists[:-1]) - lists[-1]
     return dropped
+
+
+def launch_chromium(playwright: Any) -> Any:
+    """Launch Chromium with :data:`CHROMIUM_ARGS`. If the installed Playwright disables
+    features our ``--disable-features`` does not repeat (it replaces Playwright's), relaunch
+    once with them added, and say so: a browser Playwright did not configure as it expects
+    could misbehave in ways no test would explain."""
+    browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS,
+                                         timeout=60_000)
+    dropped = dropped_playwright_features()
+    if dropped:
+        browser.close()
+        print(f"browser_support: this Playwright also disables {sorted(dropped)}; relaunching "
+              "with them (add them to PLAYWRIGHT_DISABLED_FEATURES)", file=sys.stderr)
+        browser = playwright.chromium.launch(executable_path=CHROMIUM,
+                                             args=chromium_args(dropped), timeout=60_000)
+    return browser
 
 
 # --------------------------------------------------------------------------------- relay

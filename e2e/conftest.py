@@ -15,13 +15,11 @@ from typing import Any
 
 import pytest
 from browser_support import (
-    CHROMIUM,
-    CHROMIUM_ARGS,
     ROOT,
     SLOTS,
     Relay,
     Tab,
-    dropped_playwright_features,
+    launch_chromium,
     new_context,
     open_tab,
     unique_room,
@@ -82,14 +80,7 @@ def browser() -> Iterator[Any]:
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(
-            executable_path=CHROMIUM, args=CHROMIUM_ARGS, timeout=60_000)
-        dropped = dropped_playwright_features()
-        if dropped:
-            chromium.close()
-            pytest.fail(f"CHROMIUM_ARGS' --disable-features replaces Playwright's and no longer "
-                        f"repeats {sorted(dropped)}: add them to PLAYWRIGHT_DISABLED_FEATURES "
-                        "in e2e/browser_support.py", pytrace=False)
+        chromium = launch_chromium(playwright)
         yield chromium
         chromium.close()
 
