@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import hmac
 import json
+import math
 import re
 from dataclasses import dataclass
 from enum import IntEnum, StrEnum
@@ -152,7 +153,16 @@ def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not JSON")
 
 
-_DECODER: Final = json.JSONDecoder(parse_constant=_reject_constant)
+def _finite_float(text: str) -> float:
+    """Refuse numbers beyond floats (``1e999``): they decode to infinity, which no JSON can
+    carry on, so the fast path and the full parser both call them bad JSON."""
+    value = float(text)
+    if value in (math.inf, -math.inf):
+        raise ValueError(f"{text[:20]} overflows a float")
+    return value
+
+
+_DECODER: Final = json.JSONDecoder(parse_constant=_reject_constant, parse_float=_finite_float)
 # ensure_ascii: a decoded frame may hold lone surrogates ("\ud800"), which cannot be encoded as
 # UTF-8; escaping keeps every outgoing frame valid whatever a peer sent.
 _ENCODER: Final = json.JSONEncoder(separators=(",", ":"), ensure_ascii=True, allow_nan=False)

@@ -95,10 +95,16 @@ async def test_non_ascii_and_lone_surrogates_survive(harness: Harness, relay: Re
     assert (await b.recv())["data"] == ["héllo ✓", "\ud800"]
 
 
-async def test_unencodable_data_is_an_error_not_a_disconnect(harness: Harness, relay: Relay):
+@pytest.mark.parametrize("frame", [
+    '{"type": "send", "to": "b", "data": 1e999}',       # the full parser
+    '{"type":"send","to":"b","data":1e999}',             # the compact layout's fast path
+    '{"type":"batch","msgs":[{"to":"b","data":[-1e999]}]}',
+])
+async def test_unencodable_data_is_an_error_not_a_disconnect(harness: Harness, relay: Relay,
+                                                             frame: str):
     """Data that decodes but cannot be encoded again (a number beyond floats)."""
     a, b = await harness.members(relay, "demo", "a", "b")
-    await a.send_raw('{"type": "send", "to": "b", "data": 1e999}')
+    await a.send_raw(frame)
     await a.expect("error", code="bad_json")
     await a.send(type="send", to="b", data="fine")
     await b.expect("msg", data="fine")
