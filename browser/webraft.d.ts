@@ -15,6 +15,9 @@ export class WebRaftError extends Error {
   constructor(name: string, message: string, fields?: Record<string, unknown>);
   /** Proposals only: true when the command may still commit. */
   mayHaveCommitted?: boolean;
+  /** A session's ProposalTimeout only: the command's number, to retry it exactly once with
+   * resumeSession(id, seq). */
+  seq?: number;
   /** RelayClosed only: the relay's close code (4001: bad token, ...). */
   code?: number | null;
 }
@@ -114,8 +117,8 @@ export class WebRaftSession {
   /** The sequence number of the next proposal; keep it with id to resume after a reload. */
   readonly nextSeq: number;
   /** Resolves to the index where the command was (first) applied; rejects with
-   * SessionExpired, ProposalTimeout (after timeout ms; proposing again is safe) or
-   * InvalidCommand. */
+   * SessionExpired, ProposalTimeout (after timeout ms; it may still apply: retry exactly
+   * once through resumeSession(id, error.seq)) or InvalidCommand. */
   propose(command: unknown, options?: { timeout?: number | null }): Promise<number>;
 }
 

@@ -273,8 +273,8 @@ function commandText(command) {
 
 /** The error of a `{name, message, mayHaveCommitted}` answer from Python (bridge.py). */
 function answerError(answer) {
-  return new WebRaftError(answer.name, answer.message,
-    { mayHaveCommitted: answer.mayHaveCommitted });
+  const { name, message, ...fields } = answer; // mayHaveCommitted, and seq after a timeout
+  return new WebRaftError(name, message, fields);
 }
 
 /** A client session (WebRaft.openSession/resumeSession): each command gets the next sequence
@@ -292,8 +292,10 @@ export class WebRaftSession {
 
   /** Apply `command` exactly once; resolves to the index where it was applied. Rejects with
    * SessionExpired if the cluster forgot this session, ProposalTimeout if no outcome came
-   * within `timeout` ms (default: 6 proposal timeouts; proposing again in this session is
-   * then safe), InvalidCommand for a command that is not JSON. */
+   * within `timeout` ms (default: 6 proposal timeouts; the command may still apply, so
+   * proposing it again as new could apply it twice: retry it exactly once with
+   * `raft.resumeSession(session.id, error.seq)`), InvalidCommand for a command that is not
+   * JSON. */
   async propose(command, { timeout = null } = {}) {
     const text = commandText(command);
     if (timeout != null && !(timeout > 0)) throw new TypeError("timeout must be positive");
@@ -446,7 +448,9 @@ export class WebRaft {
   }
 
   /** A session opened earlier, e.g. by this tab before a reload (keep `id` and `nextSeq`
-   * in sessionStorage) or by another node; `nextSeq` must exceed every number used before. */
+   * in sessionStorage) or by another node. `nextSeq` is the number of the next proposal:
+   * past every number used for new commands, or the `seq` of a ProposalTimeout to retry
+   * that command exactly once. */
   resumeSession(id, nextSeq) {
     if (![id, nextSeq].every((n) => Number.isSafeInteger(n) && n > 0)) {
       throw new TypeError("resumeSession(id, nextSeq) takes two positive integers");

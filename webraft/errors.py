@@ -75,9 +75,17 @@ class MembershipChangeError(ProposalError):
 
 
 class ProposalTimeout(ProposalError):
-    """No outcome within ``proposal_timeout``: the command may still commit later."""
+    """No outcome within ``proposal_timeout``: the command may still commit later.
+
+    From a client session, ``seq`` is the command's number: resuming the session at it
+    retries the command exactly once.
+    """
 
     may_have_committed = True
+
+    def __init__(self, message: str, seq: int | None = None) -> None:
+        super().__init__(message)
+        self.seq = seq
 
 
 class SessionExpired(ProposalError):

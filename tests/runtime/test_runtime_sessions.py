@@ -152,6 +152,24 @@ async def test_a_retry_refused_as_expired_may_have_been_applied(
     assert all(commands(n).count("x") == 1 for n in c.nodes.values())
 
 
+async def test_a_timed_out_command_is_retried_exactly_once_under_its_number(
+        make_cluster: Any) -> None:
+    """A timeout leaves the command in flight: retrying it as a new command could apply it
+    twice, retrying it under the number the timeout names applies it once."""
+    c: Cluster = make_cluster().start()
+    lead = await c.leader()
+    session = await lead.open_session()
+    with pytest.raises(webraft.ProposalTimeout) as timed_out:
+        await session.propose({"pay": 10}, timeout=1e-9)
+    assert timed_out.value.may_have_committed and timed_out.value.seq == 1
+    retry = lead.resume_session(session.id, timed_out.value.seq)
+    index = await retry.propose({"pay": 10})
+    await c.converged()
+    for node in c.nodes.values():
+        assert commands(node).count({"pay": 10}) == 1
+    assert await retry.propose({"pay": 10}) > index  # its next number is a new command
+
+
 async def test_concurrent_proposals_of_one_session_all_apply(make_cluster: Any) -> None:
     c: Cluster = make_cluster().start()
     lead = await c.leader()

@@ -315,7 +315,10 @@ async def _answer(work: Awaitable[dict[str, Any]]) -> str:
 
 def _error_json(exc: BaseException) -> str:
     name, message, may = _error_fields(exc)
-    return _encode({"name": name, "message": message, "mayHaveCommitted": may})
+    answer = {"name": name, "message": message, "mayHaveCommitted": may}
+    if getattr(exc, "seq", None) is not None:  # a session's ProposalTimeout: retry with it
+        answer["seq"] = exc.seq
+    return _encode(answer)
 
 
 def _positive(value: Any) -> bool:
@@ -579,7 +582,8 @@ class JsNode:
 
     def resume_session(self, client_id: int, next_seq: int) -> JsSession:
         """A session opened earlier (by this tab before a reload, or by another node);
-        ``next_seq`` must exceed every number already used with it."""
+        ``next_seq`` is the next proposal's number (see
+        :meth:`~webraft.RaftInterface.resume_session`)."""
         if not (_positive(client_id) and _positive(next_seq)):
             raise ValueError("a session id and its next sequence number are positive "
                              "integers")

@@ -714,7 +714,8 @@ class RaftInterface(EventEmitter):
                 if isinstance(error, InvalidCommand | RaftClosed):
                     raise error
                 if loop.time() >= deadline:
-                    raise ProposalTimeout(f"session {session.id} seq {seq}: no outcome in time")
+                    raise ProposalTimeout(f"session {session.id} seq {seq}: no outcome in time",
+                                          seq=seq)
                 # Unknown outcome, or certainly not applied: the same number again is safe.
                 await asyncio.sleep(delay)
                 delay = min(2 * delay, self.proposal_timeout)

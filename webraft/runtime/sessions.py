@@ -126,9 +126,11 @@ class ClientSession:
         Raises :class:`~webraft.errors.SessionExpired` if the cluster forgot this session
         (``may_have_committed`` if an earlier attempt of this number may have applied),
         :class:`~webraft.errors.ProposalTimeout` if no outcome came within ``timeout``
-        seconds (default: 6 times ``proposal_timeout``; retrying it with this session's
-        next proposal is safe), and the errors of :meth:`RaftInterface.propose` that retrying
-        cannot fix (an invalid command, a closed node).
+        seconds (default: 6 times ``proposal_timeout``; the command may still be applied, so
+        proposing it again as a new command could apply it twice: to retry it exactly once,
+        propose it through ``resume_session(id, exc.seq)``), and the errors of
+        :meth:`RaftInterface.propose` that retrying cannot fix (an invalid command, a closed
+        node).
         """
         seq = self.next_seq
         self.next_seq += 1
