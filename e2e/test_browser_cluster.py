@@ -321,6 +321,34 @@ def test_a_session_retried_from_another_tab_across_a_leader_change_applies_once(
             tab.eval("() => window.__unmark && window.__unmark()")
 
 
+def test_a_session_command_that_timed_out_offline_is_retried_once_under_its_number(
+        tabs: list[Tab]) -> None:
+    """A follower tab offline cannot reach the leader: its session proposal times out with
+    the command's number; back online, retrying under that number applies it once."""
+    leader_address, _ = wait_leader(tabs)
+    follower = next(t for t in tabs if t.address != leader_address)
+    for tab in tabs:
+        tab.eval(COUNT_MARKS)
+    try:
+        follower.eval("""async () => { window.__session = await webraft.openSession(); }""")
+        follower.eval("webraft.setOnline(false)")
+        timed_out = follower.eval("""() => window.__session.propose(
+            {op: "put", key: "t", value: 1, mark: "late"}, {timeout: 300}).then(
+            (index) => ({index}),
+            (e) => ({name: e.name, seq: e.seq, mayHaveCommitted: e.mayHaveCommitted}))""")
+        assert timed_out == {"name": "ProposalTimeout", "seq": 1, "mayHaveCommitted": True}
+        follower.eval("webraft.setOnline(true)")
+        index = follower.eval("""(seq) => webraft.resumeSession(window.__session.id, seq)
+            .propose({op: "put", key: "t", value: 1, mark: "late"})""", timed_out["seq"])
+        wait_applied(tabs, index)
+        for tab in tabs:
+            assert tab.eval("window.__marks") == [["late", index]], tab.name
+    finally:
+        follower.eval("webraft.setOnline(true)")
+        for tab in tabs:
+            tab.eval("() => window.__unmark && window.__unmark()")
+
+
 # ------------------------------------------------------------------------------- offline
 
 
