@@ -89,7 +89,7 @@ def test_a_lost_chunk_is_resent_from_what_the_follower_has() -> None:
     leader = applied_leader(snapshot_chunk=40)
     leader.compact(21, STATE)
     persist(leader)
-    leader.progress["b"].become_snapshot(leader._outgoing, 21)
+    leader.progress["b"].become_snapshot(leader._outgoing)
     leader._dirty["b"] = None
     first = msgs(persist(leader), SnapshotChunk, to="b")[0]
     leader.step("b", SnapshotResponse(leader.term, 21, 40))

@@ -27,8 +27,7 @@ class Progress:
     """Replication state of one follower, as seen by the leader."""
 
     __slots__ = ("awaits", "idle_beats", "inflight", "inflight_bytes", "match", "next", "paused",
-                 "read_ctx", "recent_active", "sent_commit", "snap", "snap_index", "snap_offset",
-                 "state")
+                 "read_ctx", "recent_active", "sent_commit", "snap", "snap_offset", "state")
 
     def __init__(self, next_index: int) -> None:
         self.match = 0
@@ -45,9 +44,10 @@ class Progress:
         # next append or heartbeat.
         self.awaits = 0
         self.read_ctx = 0  # the newest heartbeat round this follower answered
-        self.snap: Any = None  # snapshot mode: the snapshot being sent (kept while it is)
-        self.snap_index = 0  # ...its index
-        self.snap_offset = 0  # snapshot mode: characters of it the follower has
+        # Snapshot mode: the snapshot being sent (``meta``, ``data``; kept, so that a return to
+        # snapshot mode resumes it) and how many characters of it the follower has.
+        self.snap: Any = None
+        self.snap_offset = 0
 
     def become_probe(self) -> None:
         self.state = PROBE
@@ -61,13 +61,18 @@ class Progress:
         self.paused = False
         self._clear_inflight()
 
-    def become_snapshot(self, snap: Any, index: int) -> None:
-        """Send ``snap`` (at ``index``); resume where we were if it is the one being sent."""
+    @property
+    def snap_index(self) -> int:
+        """The index of the snapshot being sent (0: none yet)."""
+        return 0 if self.snap is None else self.snap.meta.index
+
+    def become_snapshot(self, snap: Any) -> None:
+        """Send ``snap``; resume where we were if it is the one being sent."""
         self.state = SNAPSHOT
         self.paused = False
         self._clear_inflight()
-        if index != self.snap_index:
-            self.snap, self.snap_index, self.snap_offset = snap, index, 0
+        if snap.meta.index != self.snap_index:
+            self.snap, self.snap_offset = snap, 0
 
     def _clear_inflight(self) -> None:
         self.inflight.clear()

@@ -869,7 +869,7 @@ class RaftCore:
                 prev = pr.next - 1
                 prev_term = log.term_at(prev)
                 if prev_term is None:  # compacted away: this follower needs the snapshot
-                    pr.become_snapshot(self._outgoing, log.snapshot.index)
+                    pr.become_snapshot(self._outgoing)
                     continue
                 entries, nbytes = self._batch(pr.next)
                 self._send(peer, AppendRequest(self.term, prev, prev_term, log.commit,
