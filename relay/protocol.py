@@ -227,9 +227,9 @@ def _data(obj: dict[str, Any], where: str) -> str:
         raise ProtocolError(ErrorCode.BAD_FIELD, f"{where} needs a 'data' field")
     try:
         return _ENCODER.encode(data)
-    except (ValueError, RecursionError):
-        # A number too large for a float (1e999), or nesting that decoded just below the
-        # interpreter's limit but cannot be encoded again: garbage either way.
+    except RecursionError:
+        # Nesting that decoded just below the interpreter's limit but cannot be encoded
+        # again (numbers beyond floats were refused while decoding): garbage.
         raise ProtocolError(ErrorCode.BAD_JSON, f"{where} data cannot be forwarded") from None
 
 
