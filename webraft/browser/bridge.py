@@ -438,7 +438,7 @@ class JsNode:
         backlog, pending, propose = self._backlog, self._pending, self.node.propose_decoded
         settled = False
         count = 0
-        while backlog and not (MAX_IN_FLIGHT and len(pending) >= MAX_IN_FLIGHT):
+        while backlog and len(pending) < MAX_IN_FLIGHT:
             count += 1
             if not count % 32 and loop.time() >= deadline:
                 self._continue = loop.call_later(PROPOSE_PAUSE, self._propose_slice)
