@@ -371,13 +371,12 @@ class Bench:
         self.tabs.remove(leader)
         began = time.time()
         if how == "close":  # as a user closing it: pagehide runs, and hands leadership over
-            with leader.page.expect_event("close", timeout=TIMEOUT * 1000):
-                leader.page.close(run_before_unload=True)
+            leader.close(graceful=True)
         else:
             crash(self.browser, leader.page)
         committed = survivor.eval(PROBE, PROBE_LIMIT * 1000, timeout=PROBE_LIMIT + 10)
         if how == "crash":
-            leader.page.close()
+            leader.close()
         # Reopen it in its own context: its localStorage brings the same member back.
         target = survivor.eval("webraft.commitIndex")
         reopened = start(open_blank(context, self.relay.url, leader.name), self.room, target,

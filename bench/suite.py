@@ -35,11 +35,11 @@ from typing import Any
 
 import _common  # bench/ is on the path when a script of it runs
 
-SETUPS = ("inprocess", "relay", "pysyncobj", "tabs")
-#: What --skip leaves out: the two process clusters are measured by one call.
-SKIPS = {"inprocess": ("inprocess",), "processes": ("relay", "pysyncobj"), "tabs": ("tabs",)}
 HEADERS = {"inprocess": "in-process, 3 nodes", "relay": "3 CPython members over the relay",
            "pysyncobj": "PySyncObj, 3 processes", "tabs": "3 Chromium tabs"}
+SETUPS = tuple(HEADERS)
+#: What --skip leaves out: the two process clusters are measured by one call.
+SKIPS = {"inprocess": ("inprocess",), "processes": ("relay", "pysyncobj"), "tabs": ("tabs",)}
 IN_FLIGHT = (1, 100, 10_000)
 #: Every metric key of a column (the failover keys name lists of samples).
 METRICS = ("rate1", "rate100", "rate10000", "p50", "p99", "kill", "transfer")
