@@ -81,11 +81,11 @@ class ProposalTimeout(ProposalError):
     retries the command exactly once.
     """
 
-    may_have_committed = True
-
-    def __init__(self, message: str, seq: int | None = None) -> None:
+    def __init__(self, message: str, seq: int | None = None,
+                 may_have_committed: bool = True) -> None:
         super().__init__(message)
         self.seq = seq
+        self.may_have_committed = may_have_committed
 
 
 class SessionExpired(ProposalError):

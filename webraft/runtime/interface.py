@@ -784,8 +784,8 @@ class RaftInterface(EventEmitter):
         if self._outbox and self._outbox_since + self.proposal_timeout <= now:
             # Never proposed: the Ready loop is stuck (storage keeps failing) since then.
             outbox, self._outbox = self._outbox, []
-            exc = ProposalTimeout("not proposed within the proposal timeout: storage is failing")
-            exc.may_have_committed = False
+            exc = ProposalTimeout("not proposed within the proposal timeout: storage is failing",
+                                  may_have_committed=False)
             for _, _, fut, _ in outbox:
                 _fail(fut, exc)
         dues = [expiring[0][0]] if expiring else []
