@@ -47,12 +47,11 @@ from ..errors import (
     ProposalTimeout,
     RaftClosed,
     SessionExpired,
-    StorageError,
     WebraftError,
 )
 from ..storage import MemoryStorage, Storage
 from .events import EventEmitter
-from .sessions import APPLY, DUPLICATE, EXPIRED, ClientSession, SessionTable
+from .sessions import APPLY, DUPLICATE, EXPIRED, ClientSession, SessionTable, unpack_snapshot
 
 logger = logging.getLogger("webraft")
 
@@ -255,7 +254,7 @@ class RaftInterface(EventEmitter):
         # seq), and outcomes of session entries applied here, kept until their waiter runs.
         self._sessions = SessionTable()
         if stored.snapshot.index:
-            self._sessions = _unpack_snapshot(stored.snapshot_data or "")[1]
+            self._sessions = unpack_snapshot(stored.snapshot_data or "")[1]
         self._session_waiters: dict[tuple[int, int], asyncio.Future[int]] = {}
         self._session_outcomes: dict[int, tuple[tuple[int, int], str, int]] = {}
         self._gone: dict[str, float] = {}  # member -> loop time it was last seen leaving
@@ -392,7 +391,7 @@ class RaftInterface(EventEmitter):
                                                           self.core.snapshot_data)
         if meta.index == 0:
             return None
-        return Snapshot(meta.index, meta.term, _unpack_snapshot(text)[0])
+        return Snapshot(meta.index, meta.term, unpack_snapshot(text)[0])
 
     @property
     def members(self) -> tuple[str, ...]:
@@ -1061,7 +1060,7 @@ class RaftInterface(EventEmitter):
     def _snapshot_loaded(self, load: _Load) -> None:
         """The application loaded the snapshot: it has applied up to its index."""
         meta = load.meta
-        self._sessions = _unpack_snapshot(load.text)[1]
+        self._sessions = unpack_snapshot(load.text)[1]
         st = self._apply
         st.since_snapshot = st.since_snapshot_bytes = 0
         self._last_applied = meta.index
@@ -1360,17 +1359,6 @@ def _normalize(command: Any, limit: int, decoded: bool = False) -> tuple[Any, in
         except MessageError as exc:
             raise InvalidCommand(str(exc)) from None
     return command, len(text)
-
-
-def _unpack_snapshot(text: str) -> tuple[Any, SessionTable]:
-    """The application's state and the session table held by a snapshot's text."""
-    try:
-        data = json.loads(text)
-    except ValueError as exc:
-        raise StorageError(f"snapshot text is not JSON: {exc}") from None
-    if not isinstance(data, dict) or "state" not in data:
-        raise StorageError("snapshot text lacks the application's state")
-    return data["state"], SessionTable.from_json(data.get("sessions", []))
 
 
 def _consume(fut: asyncio.Future[Any]) -> None:

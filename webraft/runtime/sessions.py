@@ -22,6 +22,7 @@ The table travels in snapshots next to the application's state.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -139,3 +140,15 @@ class ClientSession:
             return await self.raft._propose_in_session(self, seq, command, timeout)
         finally:
             self._waiting.discard(seq)
+
+
+def unpack_snapshot(text: str, capacity: int | None = None) -> tuple[Any, SessionTable]:
+    """The application's state and the session table held by a snapshot's text (the layout
+    ``{"state": ..., "sessions": ...}``); raise :class:`StorageError` if it is malformed."""
+    try:
+        data = json.loads(text)
+    except ValueError as exc:
+        raise StorageError(f"snapshot text is not JSON: {exc}") from None
+    if not isinstance(data, dict) or "state" not in data:
+        raise StorageError("snapshot text lacks the application's state")
+    return data["state"], SessionTable.from_json(data.get("sessions", []), capacity)

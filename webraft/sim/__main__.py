@@ -36,13 +36,7 @@ def main(argv: list[str] | None = None) -> int:
     total = Stats()
     for _, stats, _ in results:
         if stats is not None:
-            for name in ("events", "messages", "dropped", "crashes", "partitions",
-                         "transfers", "membership", "elections", "proposals", "reads",
-                         "snapshots", "installs", "linearizability_checks", "committed",
-                         "sessions_opened", "session_retries", "duplicates", "expired",
-                         "expired_applied"):
-                setattr(total, name, getattr(total, name) + getattr(stats, name))
-            total.recovery_time = max(total.recovery_time, stats.recovery_time)
+            total.add(stats)
     for seed, err in failures:
         print(f"FAIL seed {seed}: {err}")
     elapsed = time.perf_counter() - began

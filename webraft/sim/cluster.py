@@ -21,13 +21,13 @@ import heapq
 import json
 import random
 import zlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 from ..core.messages import COMMAND, SESSION, Entry, Message, decode, encode
 from ..core.raft import LEADER, CoreConfig, RaftCore, Ready
 from ..core.state import ClusterConfig, StorageUpdate, StoredState
-from ..runtime.sessions import APPLY, DUPLICATE, EXPIRED, SessionTable
+from ..runtime.sessions import APPLY, DUPLICATE, EXPIRED, SessionTable, unpack_snapshot
 from ..storage.memory import MemoryStorage
 from .checker import SafetyChecker, SafetyViolation
 from .linearizability import INF, Op, linearizable, linearizable_in_log_order
@@ -146,6 +146,13 @@ class Stats:
     expired: int = 0  # session entries refused because their session had expired
     expired_applied: int = 0  # commands refused as expired that an earlier attempt applied
     recovery_time: float = 0.0
+
+    def add(self, other: Stats) -> None:
+        """Fold another run's stats in: counts add up, the slowest recovery is kept."""
+        for f in fields(self):
+            mine, theirs = getattr(self, f.name), getattr(other, f.name)
+            setattr(self, f.name, max(mine, theirs) if f.name == "recovery_time"
+                    else mine + theirs)
 
 
 class Simulation:
@@ -277,11 +284,12 @@ class Simulation:
     def _load(self, node: SimNode, index: int, data: str | None) -> None:
         """Make ``node``'s state machine and session table those of the snapshot at ``index``
         (the runtime's snapshot layout: ``{"state": ..., "sessions": ...}``)."""
-        snapshot = json.loads(data) if index and data else {"state": [], "sessions": []}
-        node.applied = snapshot["state"]
-        node.sessions = SessionTable.from_json(snapshot["sessions"], self.sc.session_capacity)
-        if index:
-            self.checker.on_session_table(node.id, index, snapshot["sessions"])
+        capacity = self.sc.session_capacity
+        if index and data:
+            node.applied, node.sessions = unpack_snapshot(data, capacity)
+            self.checker.on_session_table(node.id, index, node.sessions.to_json())
+        else:
+            node.applied, node.sessions = [], SessionTable(capacity)
 
     def _apply(self, node: SimNode, entry: Entry) -> Any:
         """Apply a committed entry to ``node``'s state machine; return what it wrote."""
