@@ -232,9 +232,11 @@ SESSIONS = """async () => {
   const second = await session.propose({op: "put", key: "twice", value: 2});
   let badArgs = null;
   try { webraft.resumeSession(0, 1); } catch (e) { badArgs = e.name; }
+  let badTimeout = null;
+  try { await session.propose("x", {timeout: -1}); } catch (e) { badTimeout = e.name; }
   return {
     isSession: session instanceof m.WebRaftSession, id: session.id, seqBefore,
-    seqAfter: session.nextSeq, first, second, retry, badArgs,
+    seqAfter: session.nextSeq, first, second, retry, badArgs, badTimeout,
     unknown: await outcome(webraft.resumeSession(session.id + 1e6, 1).propose({op: "x"})),
     invalid: await outcome(session.propose(() => 1)),
   };
@@ -256,4 +258,4 @@ def test_a_session_applies_each_command_once_and_names_its_errors(solo: Tab) -> 
     # resumed at a number it may have used before: a refusal cannot rule out an earlier apply
     assert got["unknown"]["mayHaveCommitted"] is True, got
     assert got["invalid"]["name"] == "InvalidCommand", got
-    assert got["badArgs"] == "TypeError", got
+    assert got["badArgs"] == "TypeError" and got["badTimeout"] == "TypeError", got

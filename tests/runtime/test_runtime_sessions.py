@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from typing import Any
 
 import pytest
@@ -207,3 +208,20 @@ async def test_session_proposals_apply_exactly_once_through_losses_and_a_leader_
     copies = [e for e in final.core.log.entries
               if e.kind == SESSION and isinstance(e.command[3], dict) and "n" in e.command[3]]
     assert len(copies) > 40, "no proposal was retried: the test proved nothing"
+
+
+@pytest.mark.parametrize("text", ["", "not json", "[1, 2]", '{"sessions": []}',
+                                  '{"state": 1, "sessions": {"a": 1}}',
+                                  '{"state": 1, "sessions": [[1, 0, [["x", 3]]]]}'])
+def test_a_malformed_snapshot_text_is_a_storage_error(text: str) -> None:
+    with pytest.raises(webraft.StorageError):
+        sessions.unpack_snapshot(text)
+
+
+def test_a_snapshot_text_holds_the_state_and_the_session_table() -> None:
+    table = SessionTable(capacity=2)
+    table.apply(Entry(1, 7, SESSION, [0, 0, 0, None]))
+    table.apply(Entry(1, 8, SESSION, [7, 1, 1, "x"]))
+    text = json.dumps({"state": {"k": 1}, "sessions": table.to_json()})
+    state, loaded = sessions.unpack_snapshot(text, capacity=2)
+    assert state == {"k": 1} and loaded.to_json() == table.to_json() and loaded.capacity == 2
