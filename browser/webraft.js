@@ -178,10 +178,7 @@ export async function createNode(options = {}) {
   };
   status(`claiming a member slot in room "${config.room}" through ${config.relay}`);
   const made = await runtime.bridge.create_for_js(JSON.stringify(config));
-  if (typeof made === "string") {
-    const { name, message, ...fields } = JSON.parse(made);
-    throw new WebRaftError(name, message, fields);
-  }
+  if (typeof made === "string") throw answerError(JSON.parse(made));
   const raft = new WebRaft(runtime.pyodide, made, runtime.wheel);
   if (options.handover ?? true) raft._watchPage();
   // Booting Pyodide is shared by the page's nodes: a later node's share is what it waited.
@@ -271,9 +268,9 @@ function commandText(command) {
   return text;
 }
 
-/** The error of a `{name, message, mayHaveCommitted}` answer from Python (bridge.py). */
+/** The error of a `{name, message, ...fields}` answer from Python (bridge.py). */
 function answerError(answer) {
-  const { name, message, ...fields } = answer; // mayHaveCommitted, and seq after a timeout
+  const { name, message, ...fields } = answer; // e.g. mayHaveCommitted, seq, code
   return new WebRaftError(name, message, fields);
 }
 
