@@ -45,7 +45,7 @@ import asyncio
 import json
 import secrets
 from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from ..core.messages import Entry
@@ -122,8 +122,8 @@ class _Claim:
     def relay_leave(self, address: str) -> None:
         self.events.append(("relay_leave", (address,)))
 
-    def relay_data(self, sender: str, data: Any) -> None:
-        self.events.append(("relay_data", (sender, data)))
+    def relay_data(self, sender: str, messages: Sequence[Any]) -> None:
+        self.events.append(("relay_data", (sender, messages)))
 
     def relay_error(self, exc: Exception) -> None:
         if isinstance(exc, RelayClosed) and not self.outcome.done():

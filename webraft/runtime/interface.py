@@ -231,7 +231,9 @@ class RaftInterface(EventEmitter):
         self._loop: asyncio.AbstractEventLoop | None = None
         self._t0 = 0.0
         self._closed = False
-        self._driving = False
+        self._driving = False  # a round is running (or awaiting storage)
+        self._kicked = False  # a round is scheduled for the next loop turn
+        self._receiving = False  # inside got_messages: it runs the round itself
         self._drive_task: asyncio.Task[None] | None = None
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at = float("inf")
@@ -511,9 +513,33 @@ class RaftInterface(EventEmitter):
             self._kick()
 
     def got_data(self, address: str, payload: Any) -> None:
-        """Data received from peer ``address``. Never raises; bad input is dropped."""
+        """Data received from peer ``address``. Never raises; bad input is dropped.
+
+        The node acts on it in a callback, so that every message of one loop turn shares a
+        Ready round; a transport that reads several at once uses :meth:`got_messages`.
+        """
+        if self._step(address, payload) and not self._receiving:
+            self._kick()
+
+    def got_messages(self, address: str, payloads: Iterable[Any]) -> None:
+        """Messages from ``address`` that arrived together (one frame, one read), each through
+        :meth:`got_data`, then handled now in one Ready round: the answers leave in this turn
+        of the loop, which saves a loop turn (in a tab, a browser task) on every message hop.
+        Never raises."""
+        self._receiving = True
+        try:
+            for payload in payloads:
+                self.got_data(address, payload)
+        finally:
+            self._receiving = False
+        if not self._driving and not self._closed and self._loop is not None:
+            self._driving = True
+            self._drive()
+
+    def _step(self, address: str, payload: Any) -> bool:
+        """Feed one message to the core; False if it was dropped (or the node is closed)."""
         if self._closed:
-            return
+            return False
         try:
             msg = decode(payload)
             self.core.tick(self._now())
@@ -521,12 +547,12 @@ class RaftInterface(EventEmitter):
         except MessageError as exc:
             logger.warning("%s: dropped message from %r: %s", self.address, address, exc)
             self.emit("error", exc)
-            return
+            return False
         except Exception as exc:  # a bug must not take the node down with it
             logger.exception("%s: failed to handle a message from %r", self.address, address)
             self.emit("error", exc)
-            return
-        self._kick()
+            return False
+        return True
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -878,10 +904,16 @@ class RaftInterface(EventEmitter):
         return self._loop if self._loop is not None else asyncio.get_running_loop()
 
     def _kick(self) -> None:
-        if self._driving or self._closed or self._loop is None:
+        if self._kicked or self._driving or self._closed or self._loop is None:
             return
-        self._driving = True
-        self._loop.call_soon(self._drive)
+        self._kicked = True
+        self._loop.call_soon(self._kicked_round)
+
+    def _kicked_round(self) -> None:
+        self._kicked = False
+        if not self._driving and not self._closed:
+            self._driving = True
+            self._drive()
 
     def _on_timer(self) -> None:
         self._timer = None

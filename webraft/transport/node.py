@@ -17,7 +17,7 @@ A connection object needs ``start()``, ``send(to, data)``, ``async close()`` and
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any, Protocol
 
 from ..runtime import NodeInstance, RaftInterface
@@ -55,8 +55,8 @@ class RelayListener(Protocol):
     def relay_leave(self, address: str) -> None:
         """``address`` left the room."""
 
-    def relay_data(self, sender: str, data: Any) -> None:
-        """A message from ``sender`` (stamped by the relay)."""
+    def relay_data(self, sender: str, messages: Sequence[Any]) -> None:
+        """The messages of one frame from ``sender`` (stamped by the relay)."""
 
     def relay_error(self, exc: Exception) -> None:
         """Something the application should know about (a malformed frame, a refusal, or the
@@ -93,10 +93,9 @@ def receive_frame(client: RelayClient, listener: RelayListener,
     try:
         match event:
             case Batch(sender=sender, messages=messages):
-                for data in messages:
-                    listener.relay_data(sender, data)
+                listener.relay_data(sender, messages)
             case Message(sender=sender, data=data):
-                listener.relay_data(sender, data)
+                listener.relay_data(sender, (data,))
             case Joined(address=address):
                 listener.relay_join(address)
             case Left(address=address):
@@ -206,8 +205,8 @@ class RelayNode(RaftInterface):
         if not self._relay_closed:
             self.leave(address)
 
-    def relay_data(self, sender: str, data: Any) -> None:
-        self.got_data(sender, data)
+    def relay_data(self, sender: str, messages: Sequence[Any]) -> None:
+        self.got_messages(sender, messages)
 
     def relay_error(self, exc: Exception) -> None:
         self.emit("error", exc)
