@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from webraft import MemoryStorage
+from webraft.transport.tcp import DirectRaft
 from webraft.transport.websocket import RelayRaft
 
 PROBE_INTERVAL = 0.01
@@ -62,8 +63,18 @@ class Member:
         else:
             storage = MemoryStorage()
         self.storage = storage
-        self.node = RelayRaft(args.name, url=args.relay, room=args.room,
-                              members=args.members.split(","), storage=storage)
+        members = args.members.split(",")
+        self.node: RelayRaft | DirectRaft
+        if args.direct:
+            # --direct n1=127.0.0.1:7001,n2=...: every member's link address, ours included.
+            where = {name: addr.rpartition(":") for name, addr in
+                     (item.split("=", 1) for item in args.direct.split(","))}
+            endpoints = {name: (host, int(port)) for name, (host, _, port) in where.items()}
+            self.node = DirectRaft(args.name, listen=endpoints.pop(args.name), peers=endpoints,
+                                   room=args.room, members=members, storage=storage)
+        else:
+            self.node = RelayRaft(args.name, url=args.relay, room=args.room, members=members,
+                                  storage=storage)
         self.node.listen("apply", self._apply)
         self.max_lag = 0.0  # longest event-loop stall seen by the lag monitor, in seconds
         if args.trace:
@@ -228,7 +239,8 @@ class Member:
     def status(self) -> None:
         node = self.node
         emit("status", name=self.args.name, leader=node.leader, is_leader=node.is_leader,
-             peers=len(node.nodes), connected=node.connected, commit=node.commit_index,
+             peers=len(node.nodes), connected=node.connected,
+             commit=node.commit_index,
              term=node.term)
 
     async def run(self) -> None:
@@ -275,7 +287,10 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("--name", required=True)
     p.add_argument("--members", required=True)
-    p.add_argument("--relay", required=True)
+    where = p.add_mutually_exclusive_group(required=True)
+    where.add_argument("--relay", help="the relay's URL: members talk through it")
+    where.add_argument("--direct", metavar="NAME=HOST:PORT,...",
+                       help="every member's link address: members link to each other")
     p.add_argument("--room", required=True)
     p.add_argument("--storage", choices=["memory", "sqlite"], default="memory")
     p.add_argument("--data", help="directory for --storage sqlite")

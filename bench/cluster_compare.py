@@ -226,14 +226,20 @@ async def start_relay(tmp: Path) -> tuple[asyncio.subprocess.Process, str]:
     return proc, match.group(2)
 
 
-async def webraft_cluster(env: Env) -> tuple[list[Worker], int]:
+async def webraft_cluster(env: Env, direct: bool = False) -> tuple[list[Worker], int]:
+    """Three webraft members, through the relay or (``direct``) linked to each other."""
     env.clusters += 1
     room = f"bench{env.clusters}"
     names = ["n1", "n2", "n3"]
+    if direct:
+        where = ["--direct", ",".join(f"{name}=127.0.0.1:{port}"
+                                      for name, port in zip(names, free_ports(3), strict=True))]
+    else:
+        where = ["--relay", env.relay_url]
     workers = []
     for name in names:
         argv = [sys.executable, str(BENCH / "_webraft_member.py"), "--name", name,
-                "--members", ",".join(names), "--relay", env.relay_url, "--room", room,
+                "--members", ",".join(names), *where, "--room", room,
                 "--storage", env.storage, "--data", str(env.tmp / room / name)]
         if env.trace:
             argv.append("--trace")

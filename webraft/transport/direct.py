@@ -1,0 +1,297 @@
+"""Direct links between members that can accept connections, without I/O.
+
+Browser tabs need the relay, but two CPython members can talk straight to each other and save
+the relay's two extra hops per message (see ``docs/direct-links.md``). A *link* is one-way: the
+dialer writes Raft messages, the acceptor reads them, so every member dials each of its peers
+and there is never a question of which of two crossing connections to keep. The conversation
+is newline-delimited compact JSON (JSON text never holds a raw newline):
+
+1. the acceptor sends a challenge: ``{"v":1,"challenge":"<32 hex>"}``;
+2. the dialer answers with a hello: ``{"v":1,"room":R,"from":A,"to":B,"proof":"<64 hex>"}``
+   where ``proof`` is HMAC-SHA256 of room, from, to and the challenge, keyed by the room token
+   (an empty key when there is none), so the token never crosses the wire and a recorded
+   hello cannot be replayed;
+3. the acceptor says ``{"welcome":true}``, or ``{"error":CODE,"message":...}`` and closes;
+4. from then on every line from the dialer is one Raft message (a JSON object).
+
+:class:`Acceptor` and :class:`Dialer` are the two sides as sans-I/O state machines, in the
+manner of h11: the I/O layer feeds them the bytes it reads (:meth:`receive`), sends the bytes
+they produce (:meth:`data_to_send`), and acts on the typed events they return. Everything
+read is untrusted: a malformed line is a :class:`FrameError`; a broken conversation
+(handshake out of order, a line beyond the size limit) is a :class:`LinkBroken` after which
+the connection must be closed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import secrets
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Final
+
+from .relay import (
+    PROTOCOL_VERSION,
+    FrameError,
+    MessageTooLarge,
+    TransportError,
+    check_name,
+)
+
+__all__ = [
+    "DEFAULT_MAX_LINE_BYTES",
+    "Accepted",
+    "Acceptor",
+    "Data",
+    "Dialer",
+    "Established",
+    "LinkBroken",
+    "LinkRejected",
+    "Malformed",
+    "encode_line",
+    "proof",
+]
+
+#: Longest line either side accepts: a snapshot chunk of 1 MiB characters, escaped, fits.
+DEFAULT_MAX_LINE_BYTES: Final = 8 << 20
+#: Longest handshake line: a hello with two 128-character names is far below it.
+_MAX_HANDSHAKE_BYTES: Final = 4096
+
+_ENCODER: Final = json.JSONEncoder(separators=(",", ":"), ensure_ascii=True, allow_nan=False)
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+_DECODER: Final = json.JSONDecoder(parse_constant=_reject_constant)
+
+
+class LinkBroken(TransportError):
+    """The conversation on a link cannot go on (``code`` says why); close the connection."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(f"{code}: {message}")
+        self.code = code
+
+
+class LinkRejected(LinkBroken):
+    """The acceptor refused our hello: ``unauthorized`` (wrong token), ``wrong_room``,
+    ``wrong_address`` (we dialed a member under another name), ``unknown_peer`` (it does not
+    take links from us) or ``bad_hello``."""
+
+
+@dataclass(frozen=True, slots=True)
+class Accepted:
+    """Acceptor side: ``peer`` proved itself; its messages follow."""
+
+    peer: str
+
+
+@dataclass(frozen=True, slots=True)
+class Established:
+    """Dialer side: the acceptor welcomed us; :meth:`Dialer.encode` may be sent now."""
+
+
+@dataclass(frozen=True, slots=True)
+class Data:
+    """Acceptor side: one message from the peer."""
+
+    payload: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class Malformed:
+    """Acceptor side: a line that is not a JSON object was dropped."""
+
+    error: FrameError
+
+
+def proof(token: str | None, room: str, sender: str, receiver: str, challenge: str) -> str:
+    """The hello's proof of knowing ``token`` for this challenge (hex HMAC-SHA256)."""
+    key = (token or "").encode()
+    text = "\n".join((room, sender, receiver, challenge)).encode()
+    return hmac.new(key, text, hashlib.sha256).hexdigest()
+
+
+def encode_line(value: Any) -> bytes:
+    """One line of compact ASCII JSON; raises ValueError if ``value`` is not strict JSON."""
+    try:
+        return (_ENCODER.encode(value) + "\n").encode()
+    except RecursionError:
+        raise ValueError("payload is nested too deeply to encode") from None
+    except TypeError as exc:
+        raise ValueError(f"payload is not JSON-serializable: {exc}") from None
+
+
+class _Lines:
+    """Splits a byte stream into lines of at most ``limit`` bytes."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self._partial = b""
+
+    def split(self, data: bytes) -> list[bytes]:
+        if self._partial:
+            data = self._partial + data
+        lines = data.split(b"\n")
+        self._partial = lines.pop()
+        if len(self._partial) > self.limit or any(len(line) > self.limit for line in lines):
+            raise LinkBroken("line_too_long", f"a line is longer than {self.limit} bytes")
+        return lines
+
+
+def _object(line: bytes) -> dict[str, Any]:
+    """Parse one line as a JSON object; raises FrameError."""
+    try:
+        value = _DECODER.decode(line.decode())
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
+        raise FrameError("bad_json", f"a line is not JSON: {exc}") from None
+    if not isinstance(value, dict):
+        raise FrameError("not_object", f"a line must be a JSON object, not "
+                         f"{type(value).__name__}")
+    return value
+
+
+class Acceptor:
+    """The accepting side of one link, for a member at ``address`` in ``room``.
+
+    ``allow(peer)`` says whether a proven peer may link to us (default: anyone who knows the
+    token). Events: :class:`Accepted` once, then :class:`Data` per message (or :class:`Malformed`).
+    """
+
+    def __init__(self, room: str, address: str, *, token: str | None = None,
+                 allow: Callable[[str], bool] | None = None,
+                 max_line_bytes: int = DEFAULT_MAX_LINE_BYTES) -> None:
+        self.room = check_name(room, "room")
+        self.address = check_name(address, "address")
+        self.token = token
+        self.allow = allow
+        self.challenge = secrets.token_hex(16)
+        #: The proven peer, once the hello was accepted.
+        self.peer: str | None = None
+        self._lines = _Lines(_MAX_HANDSHAKE_BYTES)
+        self._max_line_bytes = max_line_bytes
+        self._out = [encode_line({"v": PROTOCOL_VERSION, "challenge": self.challenge})]
+
+    def data_to_send(self) -> bytes:
+        """Bytes to write now (the challenge, then the answer to the hello)."""
+        out = b"".join(self._out)
+        self._out.clear()
+        return out
+
+    def receive(self, data: bytes) -> list[Accepted | Data | Malformed]:
+        """Feed bytes read from the dialer; returns the events they complete, in order.
+
+        Raises :class:`LinkBroken` (send :meth:`data_to_send`, then close) for a refused hello
+        or a line beyond the limit. A malformed message is a :class:`Malformed` event: the
+        framing is intact, so the messages after it still count.
+        """
+        events: list[Accepted | Data | Malformed] = []
+        for line in self._lines.split(data):
+            if self.peer is None:
+                events.append(self._hello(line))
+                self._lines.limit = self._max_line_bytes
+                continue
+            try:
+                events.append(Data(_object(line)))
+            except FrameError as exc:
+                events.append(Malformed(exc))
+        return events
+
+    def _hello(self, line: bytes) -> Accepted:
+        try:
+            hello = _object(line)
+        except FrameError as exc:
+            raise self._refuse("bad_hello", str(exc)) from None
+        sender = hello.get("from")
+        if (hello.get("v") != PROTOCOL_VERSION or not isinstance(sender, str)
+                or not isinstance(hello.get("proof"), str)):
+            raise self._refuse("bad_hello", "a hello needs v=1, from and proof")
+        try:
+            check_name(sender, "from")
+        except ValueError as exc:
+            raise self._refuse("bad_hello", str(exc)) from None
+        if hello.get("room") != self.room:
+            raise self._refuse("wrong_room", f"this member is in room {self.room!r}")
+        if hello.get("to") != self.address:
+            raise self._refuse("wrong_address", f"this member is {self.address!r}")
+        expected = proof(self.token, self.room, sender, self.address, self.challenge)
+        if not hmac.compare_digest(expected, hello["proof"]):
+            raise self._refuse("unauthorized", "wrong room token")
+        if sender == self.address or (self.allow is not None and not self.allow(sender)):
+            raise self._refuse("unknown_peer", f"{sender!r} may not link to {self.address!r}")
+        self.peer = sender
+        self._out.append(encode_line({"welcome": True}))
+        return Accepted(sender)
+
+    def _refuse(self, code: str, message: str) -> LinkBroken:
+        self._out.append(encode_line({"error": code, "message": message}))
+        return LinkBroken(code, message)
+
+
+class Dialer:
+    """The dialing side of one link from ``address`` to ``peer`` in ``room``.
+
+    Events: :class:`Established` once the acceptor welcomed us. A refusal raises
+    :class:`LinkRejected`; anything else out of place raises :class:`LinkBroken`.
+    """
+
+    def __init__(self, room: str, address: str, peer: str, *, token: str | None = None,
+                 max_line_bytes: int = DEFAULT_MAX_LINE_BYTES) -> None:
+        self.room = check_name(room, "room")
+        self.address = check_name(address, "address")
+        self.peer = check_name(peer, "peer")
+        self.token = token
+        self.max_line_bytes = max_line_bytes
+        #: True once the acceptor welcomed us.
+        self.established = False
+        self._lines = _Lines(_MAX_HANDSHAKE_BYTES)
+        self._out: list[bytes] = []
+        self._challenged = False
+
+    def data_to_send(self) -> bytes:
+        """Bytes to write now (the hello, once the challenge came)."""
+        out = b"".join(self._out)
+        self._out.clear()
+        return out
+
+    def receive(self, data: bytes) -> list[Established]:
+        """Feed bytes read from the acceptor (only the handshake ever comes this way)."""
+        events: list[Established] = []
+        for line in self._lines.split(data):
+            if self.established:
+                raise LinkBroken("unexpected_frame", "the acceptor wrote after its welcome")
+            try:
+                obj = _object(line)
+            except FrameError as exc:
+                raise LinkBroken(exc.code, str(exc)) from None
+            if not self._challenged:
+                challenge = obj.get("challenge")
+                if obj.get("v") != PROTOCOL_VERSION or not isinstance(challenge, str):
+                    raise LinkBroken("unexpected_frame", "expected a challenge first")
+                self._challenged = True
+                self._out.append(encode_line({
+                    "v": PROTOCOL_VERSION, "room": self.room, "from": self.address,
+                    "to": self.peer,
+                    "proof": proof(self.token, self.room, self.address, self.peer, challenge),
+                }))
+            elif obj.get("welcome") is True:
+                self.established = True
+                events.append(Established())
+            else:
+                code, message = obj.get("error"), obj.get("message")
+                if isinstance(code, str) and isinstance(message, str):
+                    raise LinkRejected(code[:64], message[:300])
+                raise LinkBroken("unexpected_frame", "expected a welcome or an error")
+        return events
+
+    def encode(self, payload: Any) -> bytes:
+        """One message as a line; raises ValueError (not JSON) or MessageTooLarge."""
+        line = encode_line(payload)
+        if len(line) > self.max_line_bytes:
+            raise MessageTooLarge(f"a {len(line)}-byte message does not fit in a "
+                                  f"{self.max_line_bytes}-byte line")
+        return line
