@@ -12,7 +12,9 @@ is newline-delimited compact JSON (JSON text never holds a raw newline):
    (an empty key when there is none), so the token never crosses the wire and a recorded
    hello cannot be replayed;
 3. the acceptor says ``{"welcome":true}``, or ``{"error":CODE,"message":...}`` and closes;
-4. from then on every line from the dialer is one Raft message (a JSON object).
+4. from then on every line from the dialer is one Raft message (a JSON object); the acceptor
+   writes nothing more, except an error line just before it closes a broken link (a line
+   beyond its limit), so that the dialer can say why.
 
 :class:`Acceptor` and :class:`Dialer` are the two sides as sans-I/O state machines, in the
 manner of h11: the I/O layer feeds them the bytes it reads (:meth:`receive`), sends the bytes
@@ -27,6 +29,8 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import math
+import re
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -58,6 +62,8 @@ __all__ = [
 DEFAULT_MAX_LINE_BYTES: Final = 8 << 20
 #: Longest handshake line: a hello with two 128-character names is far below it.
 _MAX_HANDSHAKE_BYTES: Final = 4096
+#: A challenge the dialer signs: hex (ours are 32 digits), so that it always encodes.
+_CHALLENGE: Final = re.compile(r"[0-9a-f]{16,128}")
 
 _ENCODER: Final = json.JSONEncoder(separators=(",", ":"), ensure_ascii=True, allow_nan=False)
 
@@ -66,7 +72,21 @@ def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not JSON")
 
 
-_DECODER: Final = json.JSONDecoder(parse_constant=_reject_constant)
+def _finite_float(text: str) -> float:
+    """Refuse numbers beyond floats (``1e999``): they decode to infinity, which no JSON can
+    carry on (the relay refuses them the same way)."""
+    value = float(text)
+    if math.isinf(value):
+        raise ValueError(f"{text[:20]} overflows a float")
+    return value
+
+
+_DECODER: Final = json.JSONDecoder(parse_constant=_reject_constant, parse_float=_finite_float)
+
+
+def _is_version(value: Any) -> bool:
+    """``v`` is our protocol version: the integer itself, not ``true`` or ``1.0``."""
+    return type(value) is int and value == PROTOCOL_VERSION
 
 
 class LinkBroken(TransportError):
@@ -75,12 +95,14 @@ class LinkBroken(TransportError):
     def __init__(self, code: str, message: str) -> None:
         super().__init__(f"{code}: {message}")
         self.code = code
+        self.detail = message
 
 
 class LinkRejected(LinkBroken):
     """The acceptor refused our hello: ``unauthorized`` (wrong token), ``wrong_room``,
     ``wrong_address`` (we dialed a member under another name), ``unknown_peer`` (it does not
-    take links from us) or ``bad_hello``."""
+    take links from us) or ``bad_hello``; or it closed the link after one of our lines
+    (``line_too_long``: its limit is lower than ours)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,20 +149,36 @@ def encode_line(value: Any) -> bytes:
 
 
 class _Lines:
-    """Splits a byte stream into lines of at most ``limit`` bytes."""
+    """Splits a byte stream into lines of at most ``limit`` bytes (newline excluded).
+
+    The limit may change between two lines (the handshake's is smaller than the messages'),
+    so lines are taken one at a time. A line arriving in many reads is scanned once: the
+    buffer remembers how far it holds no newline.
+    """
 
     def __init__(self, limit: int) -> None:
         self.limit = limit
-        self._partial = b""
+        self._buffer = bytearray()
+        self._scanned = 0  # the buffer's first bytes known to hold no newline
 
-    def split(self, data: bytes) -> list[bytes]:
-        if self._partial:
-            data = self._partial + data
-        lines = data.split(b"\n")
-        self._partial = lines.pop()
-        if len(self._partial) > self.limit or any(len(line) > self.limit for line in lines):
+    def feed(self, data: bytes) -> None:
+        self._buffer += data
+
+    def next(self) -> bytes | None:
+        """The next complete line, or None; raises LinkBroken for a line beyond the limit,
+        even one still incomplete (it would only grow)."""
+        end = self._buffer.find(b"\n", self._scanned)
+        if end < 0:
+            self._scanned = len(self._buffer)
+            if self._scanned > self.limit:
+                raise LinkBroken("line_too_long", f"a line is longer than {self.limit} bytes")
+            return None
+        if end > self.limit:
             raise LinkBroken("line_too_long", f"a line is longer than {self.limit} bytes")
-        return lines
+        line = bytes(self._buffer[:end])
+        del self._buffer[:end + 1]  # cheap: a bytearray drops its head without copying
+        self._scanned = 0
+        return line
 
 
 def _object(line: bytes) -> dict[str, Any]:
@@ -175,6 +213,7 @@ class Acceptor:
         self._lines = _Lines(_MAX_HANDSHAKE_BYTES)
         self._max_line_bytes = max_line_bytes
         self._out = [encode_line({"v": PROTOCOL_VERSION, "challenge": self.challenge})]
+        self._broken: LinkBroken | None = None
 
     def data_to_send(self) -> bytes:
         """Bytes to write now (the challenge, then the answer to the hello)."""
@@ -187,49 +226,57 @@ class Acceptor:
 
         Raises :class:`LinkBroken` (send :meth:`data_to_send`, then close) for a refused hello
         or a line beyond the limit. A malformed message is a :class:`Malformed` event: the
-        framing is intact, so the messages after it still count.
+        framing is intact, so the messages after it still count. Once broken, every later
+        call raises the same error: nothing more is read from that connection.
         """
+        if self._broken is not None:
+            raise self._broken
         events: list[Accepted | Data | Malformed] = []
-        for line in self._lines.split(data):
-            if self.peer is None:
-                events.append(self._hello(line))
-                self._lines.limit = self._max_line_bytes
-                continue
-            try:
-                events.append(Data(_object(line)))
-            except FrameError as exc:
-                events.append(Malformed(exc))
+        self._lines.feed(data)
+        try:
+            while (line := self._lines.next()) is not None:
+                if self.peer is None:
+                    events.append(self._hello(line))
+                    # The lines after the hello, even in this same read, are messages.
+                    self._lines.limit = self._max_line_bytes
+                    continue
+                try:
+                    events.append(Data(_object(line)))
+                except FrameError as exc:
+                    events.append(Malformed(exc))
+        except LinkBroken as exc:
+            # The dialer learns why (a refused hello, a line beyond our limit) before we close.
+            self._out.append(encode_line({"error": exc.code, "message": exc.detail}))
+            self._broken = exc
+            raise
         return events
 
     def _hello(self, line: bytes) -> Accepted:
         try:
             hello = _object(line)
         except FrameError as exc:
-            raise self._refuse("bad_hello", str(exc)) from None
-        sender = hello.get("from")
-        if (hello.get("v") != PROTOCOL_VERSION or not isinstance(sender, str)
-                or not isinstance(hello.get("proof"), str)):
-            raise self._refuse("bad_hello", "a hello needs v=1, from and proof")
+            raise LinkBroken("bad_hello", str(exc)) from None
+        sender, given = hello.get("from"), hello.get("proof")
+        if not _is_version(hello.get("v")) or not isinstance(sender, str) \
+                or not isinstance(given, str):
+            raise LinkBroken("bad_hello", "a hello needs v=1, from and proof")
         try:
             check_name(sender, "from")
         except ValueError as exc:
-            raise self._refuse("bad_hello", str(exc)) from None
+            raise LinkBroken("bad_hello", str(exc)) from None
         if hello.get("room") != self.room:
-            raise self._refuse("wrong_room", f"this member is in room {self.room!r}")
+            raise LinkBroken("wrong_room", f"this member is in room {self.room!r}")
         if hello.get("to") != self.address:
-            raise self._refuse("wrong_address", f"this member is {self.address!r}")
+            raise LinkBroken("wrong_address", f"this member is {self.address!r}")
         expected = proof(self.token, self.room, sender, self.address, self.challenge)
-        if not hmac.compare_digest(expected, hello["proof"]):
-            raise self._refuse("unauthorized", "wrong room token")
+        # compare_digest refuses non-ASCII text (TypeError): such a proof is simply wrong.
+        if not given.isascii() or not hmac.compare_digest(expected, given):
+            raise LinkBroken("unauthorized", "wrong room token")
         if sender == self.address or (self.allow is not None and not self.allow(sender)):
-            raise self._refuse("unknown_peer", f"{sender!r} may not link to {self.address!r}")
+            raise LinkBroken("unknown_peer", f"{sender!r} may not link to {self.address!r}")
         self.peer = sender
         self._out.append(encode_line({"welcome": True}))
         return Accepted(sender)
-
-    def _refuse(self, code: str, message: str) -> LinkBroken:
-        self._out.append(encode_line({"error": code, "message": message}))
-        return LinkBroken(code, message)
 
 
 class Dialer:
@@ -251,6 +298,7 @@ class Dialer:
         self._lines = _Lines(_MAX_HANDSHAKE_BYTES)
         self._out: list[bytes] = []
         self._challenged = False
+        self._broken: LinkBroken | None = None
 
     def data_to_send(self) -> bytes:
         """Bytes to write now (the hello, once the challenge came)."""
@@ -259,34 +307,55 @@ class Dialer:
         return out
 
     def receive(self, data: bytes) -> list[Established]:
-        """Feed bytes read from the acceptor (only the handshake ever comes this way)."""
+        """Feed bytes read from the acceptor (only the handshake ever comes this way).
+
+        Raises :class:`LinkRejected` for an error line (a refused hello, or why the acceptor
+        closes an established link) and :class:`LinkBroken` for anything else out of place;
+        once broken, every later call raises the same error.
+        """
+        if self._broken is not None:
+            raise self._broken
         events: list[Established] = []
-        for line in self._lines.split(data):
-            if self.established:
-                raise LinkBroken("unexpected_frame", "the acceptor wrote after its welcome")
-            try:
-                obj = _object(line)
-            except FrameError as exc:
-                raise LinkBroken(exc.code, str(exc)) from None
-            if not self._challenged:
-                challenge = obj.get("challenge")
-                if obj.get("v") != PROTOCOL_VERSION or not isinstance(challenge, str):
-                    raise LinkBroken("unexpected_frame", "expected a challenge first")
-                self._challenged = True
-                self._out.append(encode_line({
-                    "v": PROTOCOL_VERSION, "room": self.room, "from": self.address,
-                    "to": self.peer,
-                    "proof": proof(self.token, self.room, self.address, self.peer, challenge),
-                }))
-            elif obj.get("welcome") is True:
-                self.established = True
-                events.append(Established())
-            else:
-                code, message = obj.get("error"), obj.get("message")
-                if isinstance(code, str) and isinstance(message, str):
-                    raise LinkRejected(code[:64], message[:300])
-                raise LinkBroken("unexpected_frame", "expected a welcome or an error")
+        self._lines.feed(data)
+        try:
+            while (line := self._lines.next()) is not None:
+                if self._handshake_line(line):
+                    events.append(Established())
+        except LinkBroken as exc:
+            self._broken = exc
+            raise
         return events
+
+    def _handshake_line(self, line: bytes) -> bool:
+        """Act on one line from the acceptor; True for the welcome."""
+        try:
+            obj = _object(line)
+        except FrameError as exc:
+            raise LinkBroken(exc.code, str(exc)) from None
+        if "error" in obj:  # a refused hello, or (after the welcome) why it closes the link
+            code, message = obj.get("error"), obj.get("message")
+            if isinstance(code, str) and isinstance(message, str):
+                raise LinkRejected(code[:64], message[:300])
+            raise LinkBroken("unexpected_frame", "an error line needs string error and message")
+        if self.established:
+            raise LinkBroken("unexpected_frame", "the acceptor wrote after its welcome")
+        if not self._challenged:
+            challenge = obj.get("challenge")
+            if not _is_version(obj.get("v")) or not isinstance(challenge, str):
+                raise LinkBroken("unexpected_frame", "expected a challenge first")
+            if _CHALLENGE.fullmatch(challenge) is None:
+                raise LinkBroken("bad_challenge", "a challenge is 16-128 hex digits")
+            self._challenged = True
+            self._out.append(encode_line({
+                "v": PROTOCOL_VERSION, "room": self.room, "from": self.address,
+                "to": self.peer,
+                "proof": proof(self.token, self.room, self.address, self.peer, challenge),
+            }))
+            return False
+        if obj.get("welcome") is True:
+            self.established = True
+            return True
+        raise LinkBroken("unexpected_frame", "expected a welcome or an error")
 
     def encode(self, payload: Any) -> bytes:
         """One message as a line; raises ValueError (not JSON) or MessageTooLarge."""
