@@ -1,6 +1,7 @@
 """One webraft member process for ``bench/cluster_compare.py`` (not meant to be run by hand).
 
-A :class:`~webraft.transport.websocket.RelayRaft` whose state machine is a counter: every
+A :class:`~webraft.transport.websocket.RelayRaft` (or, ``--direct``, a
+:class:`~webraft.transport.tcp.DirectRaft`) whose state machine is a counter: every
 committed command (a 10-byte string such as ``inc:000042``) adds one. The process is driven by
 its parent through stdin, one command per line, and answers with one JSON object per line on
 stdout (``{"ev": ...}``); it exits on ``quit`` or when stdin closes (its parent is gone).
@@ -8,8 +9,9 @@ stdout (``{"ev": ...}``); it exits on ``quit`` or when stdin closes (its parent 
 * ``status``: who leads as far as this node knows, how many peers it sees, its commit index.
 * ``warm``: propose one command and wait for it (checks the forwarding path).
 * ``bench JSON``: on the leader, run the workload (load generated in this process, so the
-  figures are those of the consensus path): commits/s keeping N proposals in flight, then the
-  sequential commit latency. Optionally profiles phases (cProfile or py-spy).
+  figures are those of the consensus path): its phases in the order given, each commits/s
+  keeping N proposals in flight or the sequential commit latency. Optionally profiles phases
+  (cProfile or py-spy).
 * ``transfer``: if leading, hand leadership over (``transfer_leadership()``); reports the
   ``time.monotonic()`` of the call and the target.
 * ``probe``: failover probe: propose every 10 ms until one proposal commits, report the
@@ -71,7 +73,8 @@ class Member:
                      (item.split("=", 1) for item in args.direct.split(","))}
             endpoints = {name: (host, int(port)) for name, (host, _, port) in where.items()}
             self.node = DirectRaft(args.name, listen=endpoints.pop(args.name), peers=endpoints,
-                                   room=args.room, members=members, storage=storage)
+                                   room=args.room, token=args.token, members=members,
+                                   storage=storage)
         else:
             self.node = RelayRaft(args.name, url=args.relay, room=args.room, members=members,
                                   storage=storage)
@@ -292,6 +295,7 @@ def main() -> None:
     where.add_argument("--direct", metavar="NAME=HOST:PORT,...",
                        help="every member's link address: members link to each other")
     p.add_argument("--room", required=True)
+    p.add_argument("--token", help="with --direct: the token every link proves (HMAC)")
     p.add_argument("--storage", choices=["memory", "sqlite"], default="memory")
     p.add_argument("--data", help="directory for --storage sqlite")
     p.add_argument("--phase-timeout", type=float, default=30.0)

@@ -1,34 +1,39 @@
-"""Benchmark (not a test): a 3-process webraft cluster against a 3-process PySyncObj cluster.
+"""Benchmark (not a test): 3-process webraft clusters against a 3-process PySyncObj cluster.
 
-One command, one table, both libraries on this machine in the same run, loopback only:
+One command, one table, every cluster on this machine in the same run, loopback only:
 
-* webraft: three CPython member processes (``bench/_webraft_member.py``: ``RelayRaft``,
-  MemoryStorage by default, ``--storage sqlite`` for SQLiteStorage in threaded mode) talking
-  through ONE relay process (``python -m relay --port 0 --rate 0``: the relay's per-connection
-  rate limit is off so that it does not cap the consensus path being measured).
+* webraft over the relay: three CPython member processes (``bench/_webraft_member.py``:
+  ``RelayRaft``, MemoryStorage by default, ``--storage sqlite`` for SQLiteStorage in threaded
+  mode) talking through ONE relay process (``python -m relay --port 0 --rate 0``: the relay's
+  per-connection rate limit is off so that it does not cap the consensus path being measured).
+* webraft over direct links: the same member processes as ``DirectRaft``, linked to each other
+  over TCP on 127.0.0.1 (each dials the two others: one-way links, accepted on an HMAC proof
+  of the cluster's token), no relay.
 * PySyncObj: three processes (``bench/_pysyncobj_member.py``) on its own TCP transport and
   in-memory journal, ``SyncObjConf()`` defaults.
 
 The load generator runs inside the leader process (as in PySyncObj's own benchmarks), so the
 figures are those of the consensus path. Workload: a counter; each command is a 10-byte string
-(``inc:000042``). Measured, in this order on one cluster per library: commits/s keeping 1 and
-100 proposals in flight (closed loop over a fixed number of proposals), the sequential commit
-latency (one at a time), commits/s with 10,000 in flight (last, because it can cause an
-election). Then the failover time: SIGKILL the leader, a surviving follower proposes every
-10 ms, and the figure is the time from the kill to its first commit (each sample on a fresh
-cluster, library-default timeouts). A figure marked ``*`` comes from a phase during which the
-term changed, proposals failed or the load generator's node stopped leading; the notes say
-which. PySyncObj is also run with ``appendEntriesUseBatch=False`` for its best latency.
+(``inc:000042``). Measured, in this order on one cluster per setup: commits/s keeping 1
+proposal in flight (closed loop over a fixed number of proposals), the sequential commit
+latency (one at a time), commits/s with 100 and then 10,000 in flight (last, because it can
+cause an election). Then the failover time: SIGKILL the leader (or have it hand leadership
+over), a surviving follower proposes every 10 ms, and the figure is the time from the kill to
+its first commit (each sample on a fresh cluster, library-default timeouts; the setups take
+turns, sample by sample). A figure marked ``*`` comes from a phase during which the term
+changed, proposals failed or the load generator's node stopped leading; the notes say which.
+PySyncObj is also run with ``appendEntriesUseBatch=False`` for its best latency.
 
     python bench/cluster_compare.py [--quick] [--failovers N] [--storage memory|sqlite]
-                                    [--logs DIR] [--trace]
+                                    [--skip relay|direct|pysyncobj ...] [--logs DIR] [--trace]
     python bench/cluster_compare.py --profile DIR [--py-spy PATH]   # webraft leader only
 
-``--profile`` runs only the webraft workload and profiles the leader process during the
-sequential and the 10,000-in-flight phases (cProfile, or py-spy sampling when ``--py-spy``
-names its executable, e.g. from ``pip install --target /tmp/pyspy py-spy``), then prints the
-hottest functions. ``--trace`` makes the webraft members log role changes and event-loop
-stalls over 100 ms to their stderr, which ``--logs DIR`` keeps (one file per process).
+``--profile`` runs only the webraft workload (over the relay) and profiles the leader process
+during the sequential and the 10,000-in-flight phases (cProfile, or py-spy sampling when
+``--py-spy`` names its executable, e.g. from ``pip install --target /tmp/pyspy py-spy``), then
+prints the hottest functions. ``--trace`` makes the webraft members log role changes and
+event-loop stalls over 100 ms to their stderr, which ``--logs DIR`` keeps (one file per
+process).
 """
 
 from __future__ import annotations
@@ -41,6 +46,7 @@ import json
 import os
 import pstats
 import re
+import secrets
 import shlex
 import signal
 import socket
@@ -49,8 +55,9 @@ import sys
 import tempfile
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -66,14 +73,17 @@ BENCH = Path(__file__).resolve().parent
 URL_LINE = re.compile(r"listening on (http://\S+) \((ws://\S+)\)")
 IN_FLIGHT = (1, 100, 10_000)
 
-# Phases, in order: ["inflight", N, proposals] or ["sequential", proposals]. The heaviest
-# phase runs last, so that an election it may cause cannot disturb the others. PySyncObj with
-# its default batching sends AppendEntries only every appendEntriesPeriod (0.1 s), so its
+# Phases, in order: ["inflight", N, proposals] or ["sequential", proposals]. The same order
+# for every spec, as the phases before one change what it measures: the sequential phase comes
+# second, right after 1 in flight (webraft's sequential latency came out up to a third higher
+# in trials when it ran after 20,000 proposals at 100 in flight), and the heaviest phase runs
+# last, so that an election it may cause cannot disturb the others. PySyncObj with its
+# default batching sends AppendEntries only every appendEntriesPeriod (0.1 s), so its
 # one-at-a-time phases run at about ten commits a second: fewer of them fit in the time budget.
-WEBRAFT_SPEC = {"warmup": 200, "phases": [["inflight", 1, 2000], ["inflight", 100, 20_000],
-                                          ["sequential", 3000], ["inflight", 10_000, 100_000]]}
-PYSYNCOBJ_SPEC = {"warmup": 5, "phases": [["inflight", 1, 100], ["inflight", 100, 5000],
-                                          ["sequential", 500], ["inflight", 10_000, 100_000]]}
+WEBRAFT_SPEC = {"warmup": 200, "phases": [["inflight", 1, 2000], ["sequential", 3000],
+                                          ["inflight", 100, 20_000], ["inflight", 10_000, 100_000]]}
+PYSYNCOBJ_SPEC = {"warmup": 5, "phases": [["inflight", 1, 100], ["sequential", 500],
+                                          ["inflight", 100, 5000], ["inflight", 10_000, 100_000]]}
 PYSYNCOBJ_NOBATCH_SPEC = {"warmup": 50, "phases": [["inflight", 1, 2000], ["sequential", 2000]]}
 
 
@@ -232,8 +242,11 @@ async def webraft_cluster(env: Env, direct: bool = False) -> tuple[list[Worker],
     room = f"bench{env.clusters}"
     names = ["n1", "n2", "n3"]
     if direct:
+        # A fresh token per cluster, which every link's handshake proves (HMAC), as in a
+        # deployment: the handshake costs what it would there.
         where = ["--direct", ",".join(f"{name}=127.0.0.1:{port}"
-                                      for name, port in zip(names, free_ports(3), strict=True))]
+                                      for name, port in zip(names, free_ports(3), strict=True)),
+                 "--token", secrets.token_hex(16)]
     else:
         where = ["--relay", env.relay_url]
     workers = []
@@ -285,6 +298,28 @@ async def pysyncobj_cluster(env: Env, no_batch: bool = False) -> tuple[list[Work
         await stop_all(workers)
         raise
 
+
+@dataclass(frozen=True)
+class Cluster:
+    """One kind of 3-process cluster measured: its column's label, how to start one, the
+    workload its leader runs, whether it can hand leadership over (PySyncObj cannot), and
+    whether the relay process works for it (its CPU is then counted with the members')."""
+
+    label: str
+    start: Callable[[Env], Awaitable[tuple[list[Worker], int]]]
+    spec: dict[str, Any]
+    transfer: bool
+    relay: bool
+
+
+#: Every kind of cluster, in the table's order (the keys name them on the command line).
+CLUSTERS = {
+    "relay": Cluster("webraft relay", webraft_cluster, WEBRAFT_SPEC, transfer=True, relay=True),
+    "direct": Cluster("webraft direct", partial(webraft_cluster, direct=True), WEBRAFT_SPEC,
+                      transfer=True, relay=False),
+    "pysyncobj": Cluster("PySyncObj", pysyncobj_cluster, PYSYNCOBJ_SPEC, transfer=False,
+                         relay=False),
+}
 
 async def run_bench(make: Callable[[], Awaitable[tuple[list[Worker], int]]],
                     spec: dict[str, Any], relay_pid: int | None = None) -> dict[str, Any]:
@@ -402,8 +437,8 @@ def summarize(result: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def print_table(rows: list[tuple[str, str, str, str]]) -> None:
-    widths = [max(len(r[i]) for r in rows) for i in range(4)]
+def print_table(rows: list[list[str]]) -> None:
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     for k, row in enumerate(rows):
         print("  " + row[0].ljust(widths[0]) + "  " +
               "  ".join(cell.rjust(widths[i + 1]) for i, cell in enumerate(row[1:])))
@@ -412,33 +447,41 @@ def print_table(rows: list[tuple[str, str, str, str]]) -> None:
 
 
 def report(args: argparse.Namespace, figures: dict[str, Any], elapsed: float) -> None:
-    wr, ps, nb = figures["webraft"], figures["pysyncobj"], figures["nobatch"]
-    fo_w, fo_p = figures["kill"]["webraft"], figures["kill"]["pysyncobj"]
-    fo_t = figures["transfer"]
-    rows = [("metric", "webraft", "PySyncObj", "webraft/PySyncObj")]
+    """The table (a column per cluster measured, then each webraft cluster's ratio to
+    PySyncObj when it ran) and the notes that say how its figures came about."""
+    summary: dict[str, dict[str, Any]] = figures["summary"]
+    kill, transfer, nb = figures["kill"], figures["transfer"], figures["nobatch"]
+    label = {key: CLUSTERS[key].label for key in summary}
+    webraft = [key for key in summary if key != "pysyncobj"]
+    compared = webraft if "pysyncobj" in summary else []
+    rows = [["metric", *label.values(), *(f"{key}/PySyncObj" for key in compared)]]
+
+    def add(metric: str, values: dict[str, float | None], fmt: Callable[[float | None], str],
+            mark: str = "", compare: bool = True) -> None:
+        """One row: a cluster missing from ``values`` cannot measure it (n/a); ``mark`` names
+        the summary key that flags a disturbed phase."""
+        cells = [fmt(values[key]) + summary[key].get(mark, " ") if key in values else "n/a "
+                 for key in summary]
+        ratios = [ratio(values[key], values["pysyncobj"]) if compare else ""
+                  for key in compared]
+        rows.append([metric, *cells, *ratios])
+
     for n in IN_FLIGHT:
-        rows.append((f"commits/s, {n:,} in flight",
-                     fmt_rate(wr.get(f"rate{n}")) + wr.get(f"mark{n}", " "),
-                     fmt_rate(ps.get(f"rate{n}")) + ps.get(f"mark{n}", " "),
-                     ratio(wr.get(f"rate{n}"), ps.get(f"rate{n}"))))
-    for key in ("p50", "p99"):
-        rows.append((f"sequential commit latency {key}", fmt_ms(wr[key]) + wr.get("markseq", " "),
-                     fmt_ms(ps[key]) + ps.get("markseq", " "), ratio(wr[key], ps[key])))
-    ok_w = [x for x in fo_w if x is not None]
-    ok_p = [x for x in fo_p if x is not None]
-    if fo_w or fo_p:
-        med_w = statistics.median(ok_w) if ok_w else None
-        med_p = statistics.median(ok_p) if ok_p else None
-        rows.append(("failover after kill -9, median", fmt_ms(med_w), fmt_ms(med_p),
-                     ratio(med_w, med_p)))
-        rows.append(("failover after kill -9, min", fmt_ms(min(ok_w, default=None)),
-                     fmt_ms(min(ok_p, default=None)), ""))
-        rows.append(("failover after kill -9, max", fmt_ms(max(ok_w, default=None)),
-                     fmt_ms(max(ok_p, default=None)), ""))
-    ok_t = [x for x in fo_t if x is not None]
-    if fo_t:
-        rows.append(("failover by leadership transfer, median",
-                     fmt_ms(statistics.median(ok_t) if ok_t else None), "n/a", ""))
+        add(f"commits/s, {n:,} in flight", {k: s.get(f"rate{n}") for k, s in summary.items()},
+            fmt_rate, f"mark{n}")
+    for q in ("p50", "p99"):
+        add(f"sequential commit latency {q}", {k: s.get(q) for k, s in summary.items()}, fmt_ms,
+            "markseq")
+    if any(kill.values()):
+        add("failover after kill -9, median",
+            {k: _of_committed(statistics.median, xs) for k, xs in kill.items()}, fmt_ms)
+        for name, fn in (("min", min), ("max", max)):
+            add(f"failover after kill -9, {name}",
+                {k: _of_committed(fn, xs) for k, xs in kill.items()}, fmt_ms, compare=False)
+    if any(transfer.values()):
+        add("failover by leadership transfer, median",
+            {k: _of_committed(statistics.median, xs) for k, xs in transfer.items()}, fmt_ms,
+            compare=False)
     print()
     print("3-member clusters, one process per member, 127.0.0.1; load generated in the leader")
     print(f"machine: {machine()}")
@@ -450,41 +493,55 @@ def report(args: argparse.Namespace, figures: dict[str, Any], elapsed: float) ->
     print("notes:")
     storage = {"memory": "MemoryStorage",
                "sqlite": "SQLiteStorage (threaded=True, fsync per save)"}[args.storage]
-    print(f"  webraft: RelayRaft, {storage}, one relay "
-          "process (--rate 0: relay rate limit off); default timing (heartbeat 0.05 s, "
-          "follower timeout 0.20 s + up to 0.05 s, election 0.15-0.30 s, CheckQuorum 0.20 s, "
-          "proposal_timeout 5 s)")
-    print("  PySyncObj: SyncObjConf() defaults: TCP transport, in-memory journal, "
-          "appendEntriesUseBatch=True, appendEntriesPeriod 0.1 s, autoTickPeriod 0.05 s, "
-          "election timeout raftMinTimeout..raftMaxTimeout = 0.4-1.4 s")
-    print(f"  proposals committed per phase (1 / 100 / 10,000 in flight): webraft {wr['n1']} / "
-          f"{wr['n100']} / {wr['n10000']}; PySyncObj {ps['n1']} / {ps['n100']} / "
-          f"{ps['n10000']}")
-    for lib, res in (("webraft", wr), ("PySyncObj", ps)):
+    if "relay" in summary:
+        print(f"  webraft relay: RelayRaft, {storage}, one relay process (--rate 0: relay rate "
+              "limit off)")
+    if "direct" in summary:
+        print(f"  webraft direct: DirectRaft, {storage}, linked over TCP on 127.0.0.1 (each "
+              "member dials the two others: one-way links, HMAC proof of the token), no relay")
+    if webraft:
+        print("  webraft: default timing (heartbeat 0.05 s, follower timeout 0.20 s + up to "
+              "0.05 s, election 0.15-0.30 s, CheckQuorum 0.20 s, proposal_timeout 5 s)")
+    if "pysyncobj" in summary:
+        print("  PySyncObj: SyncObjConf() defaults: TCP transport, in-memory journal, "
+              "appendEntriesUseBatch=True, appendEntriesPeriod 0.1 s, autoTickPeriod 0.05 s, "
+              "election timeout raftMinTimeout..raftMaxTimeout = 0.4-1.4 s")
+    print("  proposals committed per phase (1 / 100 / 10,000 in flight): " + "; ".join(
+        f"{label[k]} {s['n1']} / {s['n100']} / {s['n10000']}" for k, s in summary.items()))
+    for key, res in summary.items():
         for incident in res["incidents"]:
-            print(f"  * {lib} {incident}")
-    if wr["stalls"]:
-        print("  webraft leader's longest event-loop stall per phase: " + ", ".join(
-            f"{k} {v * 1e3:.0f} ms" for k, v in wr["stalls"].items()))
-    print(f"  latency samples: webraft {wr['nlat']}, PySyncObj {ps['nlat']} (PySyncObj's "
-          "default batching waits for the next 0.1 s AppendEntries round, so fewer fit)")
+            print(f"  * {label[key]} {incident}")
+        if res["stalls"]:
+            print(f"  {label[key]} leader's longest event-loop stall per phase: " + ", ".join(
+                f"{k} {v * 1e3:.0f} ms" for k, v in res["stalls"].items()))
+    print("  latency samples: " + ", ".join(f"{label[k]} {s['nlat']}" for k, s in summary.items())
+          + (" (PySyncObj's default batching waits for the next 0.1 s AppendEntries round, so "
+             "fewer fit)" if "pysyncobj" in summary else ""))
     if nb is not None:
         print(f"  PySyncObj with appendEntriesUseBatch=False (its low-latency setting): "
               f"1 in flight {fmt_rate(nb.get('rate1'))}, sequential p50 {fmt_ms(nb['p50'])}, "
               f"p99 {fmt_ms(nb['p99'])} ({nb['nlat']} samples)")
     print("  CPU busy per process during each phase (1.00 = one core; this machine has "
           f"{os.cpu_count()}):")
-    for phase in [f"inflight{n}" for n in IN_FLIGHT] + ["sequential"]:
-        print(f"    {phase:<15} webraft {_cores(wr['cores'].get(phase))}; "
-              f"PySyncObj {_cores(ps['cores'].get(phase))}")
-    if fo_w or fo_p:
+    for phase in dict.fromkeys(p for s in summary.values() for p in s["cores"]):  # run order
+        print(f"    {phase:<15} " + "; ".join(
+            f"{label[k]} {_cores(s['cores'].get(phase))}" for k, s in summary.items()))
+    if any(kill.values()):
         print("  failover: fresh cluster per sample; SIGKILL the leader, a follower proposes "
-              "every 10 ms; time from the kill to its first commit. samples (ms): webraft "
-              f"{_list(fo_w)}; PySyncObj {_list(fo_p)}")
-    if fo_t:
+              "every 10 ms; time from the kill to its first commit. samples (ms): " + "; ".join(
+                  f"{label[k]} {_list(xs)}" for k, xs in kill.items()))
+    if any(transfer.values()):
         print("  leadership transfer: the leader calls transfer_leadership(); time from the "
-              f"call to a follower's first commit. samples (ms): webraft {_list(fo_t)}")
+              "call to a follower's first commit. samples (ms): " + "; ".join(
+                  f"{label[k]} {_list(xs)}" for k, xs in transfer.items()))
     print(f"  total run time {elapsed:.0f} s")
+
+
+def _of_committed(fn: Callable[[list[float]], float], samples: list[float | None]
+                  ) -> float | None:
+    """``fn`` of the failover samples that committed; None if none did."""
+    ok = [x for x in samples if x is not None]
+    return fn(ok) if ok else None
 
 
 def _cores(by_proc: dict[str, float] | None) -> str:
@@ -593,13 +650,17 @@ async def relay_env(storage: str = "memory", trace: bool = False,
             await reap(relay)
 
 
-async def measure(env: Env, quick: bool = False, failovers: int = 5, pysyncobj: bool = True,
-                  extra: bool = True) -> dict[str, Any]:
-    """Run the workloads and the failover samples, one cluster at a time (never two at once:
-    they would compete for the cores). Returns ``webraft``, ``pysyncobj`` and ``nobatch``
-    (:func:`summarize` results; the last two None when not run), ``kill`` (failover samples
-    in seconds after SIGKILL, by library; None for a sample that never committed) and
-    ``transfer`` (webraft's samples after a leadership transfer)."""
+async def measure(env: Env, quick: bool = False, failovers: int = 5,
+                  clusters: Collection[str] = tuple(CLUSTERS), extra: bool = True
+                  ) -> dict[str, Any]:
+    """Run the workloads and the failover samples of ``clusters`` (keys of :data:`CLUSTERS`),
+    one cluster at a time (never two at once: they would compete for the cores); the failover
+    samples take turns, so that a change in the machine's load touches every setup alike.
+    Returns, by key: ``summary`` (:func:`summarize` results), ``kill`` (failover samples in
+    seconds after SIGKILL; None for a sample that never committed) and ``transfer`` (the same
+    after a leadership transfer, for the clusters that have one); and ``nobatch``, PySyncObj
+    with ``appendEntriesUseBatch=False`` (None when not run)."""
+    chosen = {key: cluster for key, cluster in CLUSTERS.items() if key in clusters}
     scale = 0.2 if quick else 1.0
 
     def scaled(spec: dict[str, Any]) -> dict[str, Any]:
@@ -607,26 +668,25 @@ async def measure(env: Env, quick: bool = False, failovers: int = 5, pysyncobj: 
             [*ph[:-1], max(ph[1] if ph[0] == "inflight" else 50, int(ph[-1] * scale))]
             for ph in spec["phases"]]}
 
-    print("webraft workload ...", file=sys.stderr, flush=True)
     figures: dict[str, Any] = {
-        "webraft": summarize(await run_bench(lambda: webraft_cluster(env),
-                                             scaled(WEBRAFT_SPEC), env.relay_pid)),
-        "pysyncobj": None, "nobatch": None,
-        "kill": {"webraft": [], "pysyncobj": []}, "transfer": []}
-    if pysyncobj:
-        print("PySyncObj workload ...", file=sys.stderr, flush=True)
-        figures["pysyncobj"] = summarize(await run_bench(lambda: pysyncobj_cluster(env),
-                                                         scaled(PYSYNCOBJ_SPEC)))
-        if extra:
-            print("PySyncObj appendEntriesUseBatch=False ...", file=sys.stderr, flush=True)
-            figures["nobatch"] = summarize(await run_bench(
-                lambda: pysyncobj_cluster(env, no_batch=True), scaled(PYSYNCOBJ_NOBATCH_SPEC)))
+        "summary": {}, "nobatch": None, "kill": {key: [] for key in chosen},
+        "transfer": {key: [] for key, cluster in chosen.items() if cluster.transfer}}
+    for key, cluster in chosen.items():
+        print(f"{cluster.label} workload ...", file=sys.stderr, flush=True)
+        figures["summary"][key] = summarize(await run_bench(
+            partial(cluster.start, env), scaled(cluster.spec),
+            env.relay_pid if cluster.relay else None))
+    if extra and "pysyncobj" in chosen:
+        print("PySyncObj appendEntriesUseBatch=False ...", file=sys.stderr, flush=True)
+        figures["nobatch"] = summarize(await run_bench(
+            partial(pysyncobj_cluster, env, no_batch=True), scaled(PYSYNCOBJ_NOBATCH_SPEC)))
     for i in range(failovers):
         print(f"failover {i + 1}/{failovers} ...", file=sys.stderr, flush=True)
-        figures["kill"]["webraft"].append(await failover(lambda: webraft_cluster(env)))
-        if pysyncobj:
-            figures["kill"]["pysyncobj"].append(await failover(lambda: pysyncobj_cluster(env)))
-        figures["transfer"].append(await failover(lambda: webraft_cluster(env), transfer=True))
+        for key, cluster in chosen.items():
+            figures["kill"][key].append(await failover(partial(cluster.start, env)))
+            if cluster.transfer:
+                figures["transfer"][key].append(
+                    await failover(partial(cluster.start, env), transfer=True))
     return figures
 
 
@@ -636,7 +696,9 @@ async def amain(args: argparse.Namespace) -> None:
         if args.profile:
             await profile(args, env)
             return
-        figures = await measure(env, args.quick, args.failovers, extra=not args.no_extra)
+        figures = await measure(env, args.quick, args.failovers,
+                                [key for key in CLUSTERS if key not in args.skip],
+                                extra=not args.no_extra)
     report(args, figures, time.monotonic() - began)
 
 
@@ -644,9 +706,12 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--quick", action="store_true", help="a fifth of the proposals")
-    p.add_argument("--failovers", type=int, default=5, help="samples per library (default 5)")
+    p.add_argument("--failovers", type=int, default=5,
+                   help="samples per cluster and kind (default 5)")
     p.add_argument("--storage", choices=["memory", "sqlite"], default="memory",
                    help="webraft storage (default: memory, like PySyncObj's default journal)")
+    p.add_argument("--skip", action="append", choices=CLUSTERS, default=[],
+                   help="leave a cluster out (repeatable)")
     p.add_argument("--no-extra", action="store_true",
                    help="skip the PySyncObj appendEntriesUseBatch=False latency run")
     p.add_argument("--logs", metavar="DIR", help="keep the processes' stderr logs here")

@@ -1,12 +1,13 @@
-"""The benchmark suite: four setups, one after another, one Markdown table side by side.
+"""The benchmark suite: five setups, one after another, one Markdown table side by side.
 
 Columns: a 3-node webraft cluster in one process (``bench/cluster_bench.py``), 3 CPython
-webraft member processes over the relay and a 3-process PySyncObj cluster on the same machine
-(``bench/cluster_compare.py``), and 3 Chromium tabs running webraft in Pyodide through the
-relay (``bench/browser_bench.py``). Same workload everywhere: a counter, each command a
-10-byte string, proposed by the leader (the load generator runs in the leader's process or
-tab). Rows: commits/s with 1, 100 and 10,000 proposals in flight, sequential commit latency,
-failover after the leader dies abruptly and after a graceful hand-over.
+webraft member processes over the relay, the same linked to each other directly (TCP, no
+relay), and a 3-process PySyncObj cluster on the same machine (``bench/cluster_compare.py``),
+and 3 Chromium tabs running webraft in Pyodide through the relay (``bench/browser_bench.py``).
+Same workload everywhere: a counter, each command a 10-byte string, proposed by the leader
+(the load generator runs in the leader's process or tab). Rows: commits/s with 1, 100 and
+10,000 proposals in flight, sequential commit latency, failover after the leader dies
+abruptly and after a graceful hand-over.
 
     .venv/bin/python bench/suite.py [--quick] [--write docs/benchmarks.md]
         [--failovers N] [--tab-failovers N] [--skip SETUP ...]
@@ -34,12 +35,18 @@ from pathlib import Path
 from typing import Any
 
 import _common  # bench/ is on the path when a script of it runs
+import cluster_compare
 
+#: The columns, in order; the process clusters' keys are cluster_compare's.
 HEADERS = {"inprocess": "in-process, 3 nodes", "relay": "3 CPython members over the relay",
-           "pysyncobj": "PySyncObj, 3 processes", "tabs": "3 Chromium tabs"}
+           "direct": "3 CPython members, direct links", "pysyncobj": "PySyncObj, 3 processes",
+           "tabs": "3 Chromium tabs"}
 SETUPS = tuple(HEADERS)
-#: What --skip leaves out: the two process clusters are measured by one call.
-SKIPS = {"inprocess": ("inprocess",), "processes": ("relay", "pysyncobj"), "tabs": ("tabs",)}
+PROCESSES = tuple(cluster_compare.CLUSTERS)
+#: What --skip leaves out: one column, or all three process clusters (one cluster_compare
+#: run measures them, their failover samples taking turns).
+SKIPS = {"inprocess": ("inprocess",), **{key: (key,) for key in PROCESSES},
+         "processes": PROCESSES, "tabs": ("tabs",)}
 IN_FLIGHT = (1, 100, 10_000)
 #: Every metric key of a column (the failover keys name lists of samples).
 METRICS = ("rate1", "rate100", "rate10000", "p50", "p99", "kill", "transfer")
@@ -154,41 +161,53 @@ def in_process(quick: bool) -> Column:
     return col
 
 
-def over_relay(quick: bool, failovers: int, pysyncobj: bool) -> tuple[Column, Column]:
-    """webraft members over the relay, and PySyncObj (n/a if not installed)."""
-    import cluster_compare
+def processes(quick: bool, failovers: int, keys: list[str]) -> dict[str, Column]:
+    """The process clusters named by ``keys`` (of ``PROCESSES``), measured by one
+    cluster_compare run; PySyncObj's column is n/a when it is not installed."""
+    have_pysyncobj = _common.package_version("pysyncobj") is not None
+    clusters = [key for key in keys if key != "pysyncobj" or have_pysyncobj]
 
     async def run() -> dict[str, Any]:
         async with cluster_compare.relay_env() as env:
-            return await cluster_compare.measure(env, quick, failovers, pysyncobj=pysyncobj)
+            return await cluster_compare.measure(env, quick, failovers, clusters)
 
     try:
         figures = asyncio.run(run())
     finally:
         cluster_compare.kill_all()
-    webraft = _summary_column(figures["webraft"], "webraft")
-    webraft.kill = figures["kill"]["webraft"] or None
-    webraft.transfer = figures["transfer"] or None
-    if figures["pysyncobj"] is None:
-        ps = Column()
-        ps.na = dict.fromkeys(METRICS, "PySyncObj is not installed: "
-                              ".venv/bin/pip install -e '.[bench]'")
-    else:
-        ps = _summary_column(figures["pysyncobj"], "PySyncObj")
-        ps.kill = figures["kill"]["pysyncobj"] or None
-        nb = figures["nobatch"]
+    return process_columns(figures, keys)
+
+
+def process_columns(figures: dict[str, Any], keys: list[str]) -> dict[str, Column]:
+    """A column for each of ``keys`` from cluster_compare.measure()'s ``figures``; the one
+    that has no figures is PySyncObj, not installed."""
+    columns: dict[str, Column] = {}
+    for key in keys:
+        summary = figures["summary"].get(key)
+        if summary is None:
+            columns[key] = Column(na=dict.fromkeys(
+                METRICS, "PySyncObj is not installed: .venv/bin/pip install -e '.[bench]'"))
+            continue
+        col = _summary_column(summary, HEADERS[key])
+        col.kill = figures["kill"][key] or None
+        col.transfer = figures["transfer"].get(key) or None
+        columns[key] = col
+    ps, nb = columns.get("pysyncobj"), figures["nobatch"]
+    if ps is None:
+        return columns
+    ps.na["transfer"] = "PySyncObj has no leadership transfer"
+    if nb is not None:
         best = (f"PySyncObj waits for its next batch of AppendEntries (every 0.1 s); with "
                 f"appendEntriesUseBatch=False, its low-latency setting: 1 in flight "
                 f"{fmt_rate(nb.get('rate1'))}/s, sequential p50 {fmt_ms(nb.get('p50'))} ms, "
                 f"p99 {fmt_ms(nb.get('p99'))} ms")
         ps.about.update(dict.fromkeys(("rate1", "p50", "p99"), best))
         ps.notes += [f"{n} (appendEntriesUseBatch=False)" for n in
-                     _summary_column(nb, "PySyncObj").notes]
-    ps.na["transfer"] = "PySyncObj has no leadership transfer"
-    return webraft, ps
+                     _summary_column(nb, HEADERS["pysyncobj"]).notes]
+    return columns
 
 
-def _summary_column(summary: dict[str, Any], lib: str) -> Column:
+def _summary_column(summary: dict[str, Any], header: str) -> Column:
     """A Column from cluster_compare.summarize(): its ``*`` marks and incidents carried over."""
     col = Column(figures={k: summary[k] for k in ("rate1", "rate100", "rate10000", "p50", "p99")
                           if summary.get(k) is not None})
@@ -197,7 +216,7 @@ def _summary_column(summary: dict[str, Any], lib: str) -> Column:
             col.marks[f"rate{key}"] = "*"
     if summary.get("markseq"):
         col.marks.update(p50="*", p99="*")
-    col.notes = [f"{lib} {incident}" for incident in summary["incidents"]]
+    col.notes = [f"{header}, {incident}" for incident in summary["incidents"]]
     return col
 
 
@@ -263,17 +282,25 @@ METHOD = f"""\
   runs in the leader (its process, or its tab), so the figures are those of the consensus
   path. Commits/s: a closed loop keeping 1, 100 or 10,000 proposals outstanding until a fixed
   number committed. Sequential latency: one proposal at a time, from proposing to its
-  commit being known to the proposer. Proposals per phase, 1 / 100 / 10,000 in flight /
-  sequential, in a full run (`--quick`: a fifth, at least the in-flight count; tabs 100 /
-  1,000 / 10,000): in-process 2,000 / 50,000 / 100,000 / 5,000; over the relay 2,000 /
-  20,000 / 100,000 / 3,000; PySyncObj 100 / 5,000 / 100,000 / 500 (its batching makes one
-  at a time slow); tabs 500 / 5,000 / 10,000, the latency from the 1-in-flight loop.
+  commit being known to the proposer. The phases run in one order on one cluster per setup:
+  1 in flight, sequential, 100 in flight, 10,000 in flight (a phase can change what the next
+  one measures, so the order is the same everywhere; the heaviest runs last, so that an
+  election it may cause disturbs no other). Proposals per phase, in that order, in a full run
+  (`--quick`: a fifth, at least the in-flight count; tabs 100 / 1,000 / 10,000): in-process
+  2,000 / 5,000 / 50,000 / 100,000; over the relay and over direct links 2,000 / 3,000 /
+  20,000 / 100,000; PySyncObj 100 / 500 / 5,000 / 100,000 (its batching makes one at a time
+  slow); tabs 500 / 5,000 / 10,000 in flight, the latency from the 1-in-flight loop.
 - In-process: three nodes in one asyncio loop, messages serialized to JSON and delivered on
   the next loop iteration; MemoryStorage. Over the relay: three `RelayRaft` processes
   (MemoryStorage) and one relay process on 127.0.0.1 with its rate limit off (`--rate 0`).
-  PySyncObj: three processes, its TCP transport and in-memory journal, `SyncObjConf()`
-  defaults (batched AppendEntries every 0.1 s). Tabs: three Chromium tabs (each in its own
-  browser context), webraft in Pyodide persisting to localStorage, through one relay.
+  Direct links: three `DirectRaft` processes (MemoryStorage) linked to each other over TCP
+  on 127.0.0.1, no relay: each member dials the two others, and a link is one-way (the
+  dialer writes, the acceptor reads), so a pair has two connections; the acceptor admits a
+  link on an HMAC-SHA256 proof of the cluster's token over a fresh challenge, then every
+  line is one JSON message. PySyncObj: three processes, its TCP transport and in-memory
+  journal, `SyncObjConf()` defaults (batched AppendEntries every 0.1 s). Tabs: three
+  Chromium tabs (each in its own browser context), webraft in Pyodide persisting to
+  localStorage, through one relay.
 - Timeouts are every library's defaults: webraft heartbeat 0.05 s, a follower campaigns after
   0.20 s of leader silence, election 0.15-0.30 s, proposal timeout 5 s (120 s in the tabs,
   so that 10,000 submitted at once do not expire); PySyncObj election timeout 0.4-1.4 s.
@@ -286,11 +313,13 @@ METHOD = f"""\
   probe in a surviving tab after crashing the leader's renderer (CDP `Page.crash`, the
   abrupt case) or closing its tab as a user would (its `pagehide` handler hands leadership
   over: the graceful case); the tab is then reopened as the same member for the next sample.
-  Over {SLOW_FAILOVER} s counts samples that took longer (or never committed). Through the
-  relay, a killed or closed member's connection closes and the relay tells the room, and a
-  webraft follower whose leader left campaigns within a heartbeat (0.05 s) instead of waiting
-  out its 0.20 s timeout; a leader that stops answering but keeps its connection would take
-  that longer path. PySyncObj's TCP transport has no such signal.
+  The setups over processes take turns, sample by sample. Over {SLOW_FAILOVER} s counts
+  samples that took longer (or never committed). Through the relay, a killed or closed
+  member's connection closes and the relay tells the room; over direct links, the survivors'
+  links to it break. Either way a webraft follower whose leader left campaigns within a
+  heartbeat (0.05 s) instead of waiting out its 0.20 s timeout; a leader that stops answering
+  but keeps its connections would take that longer path. PySyncObj's TCP transport has no
+  such signal.
 - The machine is shared and small: figures swing with its load from run to run (tens of
   percent). A `*` marks a figure from a phase during which the term changed, proposals
   failed or the leader stepped down."""
@@ -302,7 +331,7 @@ def render(args: argparse.Namespace, columns: dict[str, Column], facts: list[tup
     table = markdown_table(["metric", *(HEADERS[k] for k in columns)], rows)
     kind = "a `--quick` run (fewer proposals and failover samples)" if args.quick else \
         "a full run"
-    samples = (f"{args.failovers} failover samples per library and kind over processes, "
+    samples = (f"{args.failovers} failover samples per process cluster and kind, "
                f"{args.tab_failovers} per kind in the tabs")
     lines = ["# Benchmarks", "",
              f"Produced by {kind} of `bench/suite.py` on {when:%Y-%m-%d %H:%M} UTC "
@@ -335,12 +364,11 @@ def main() -> int:
                     help="fewer proposals and failover samples (about 2 minutes)")
     ap.add_argument("--write", metavar="PATH", help="also write the Markdown page here")
     ap.add_argument("--failovers", type=int,
-                    help="failover samples per library and kind over processes "
-                    "(default 30, --quick 5)")
+                    help="failover samples per process cluster and kind (default 30, --quick 5)")
     ap.add_argument("--tab-failovers", type=int,
                     help="samples per kind (crash, close) in the tabs (default 5, --quick 2)")
     ap.add_argument("--skip", action="append", choices=SKIPS, default=[],
-                    help="leave setups out (repeatable; processes: both process clusters)")
+                    help="leave setups out (repeatable; processes: the three process clusters)")
     args = ap.parse_args()
     if args.failovers is None:
         args.failovers = 5 if args.quick else 30
@@ -351,27 +379,30 @@ def main() -> int:
     began = time.monotonic()
     facts = machine_facts()
 
-    have_pysyncobj = _common.package_version("pysyncobj") is not None
+    skipped = {key for name in args.skip for key in SKIPS[name]}
     columns = dict.fromkeys(SETUPS, Column(na=dict.fromkeys(METRICS, "not run (--skip)")))
-    steps: list[tuple[str, str, Callable[[], tuple[Column, ...]]]] = [
-        ("inprocess", "in-process cluster", lambda: (in_process(args.quick),)),
-        ("processes", "CPython members over the relay, then PySyncObj",
-         lambda: over_relay(args.quick, args.failovers, have_pysyncobj)),
-        ("tabs", "3 Chromium tabs", lambda: (tabs(args.quick, args.tab_failovers),))]
-    for skip, what, run in steps:
-        if skip in args.skip:
+    steps: list[tuple[tuple[str, ...], str, Callable[[list[str]], dict[str, Column]]]] = [
+        (SKIPS["inprocess"], "in-process cluster",
+         lambda keys: {"inprocess": in_process(args.quick)}),
+        (SKIPS["processes"], "CPython members over the relay and direct links, then PySyncObj",
+         lambda keys: processes(args.quick, args.failovers, keys)),
+        (SKIPS["tabs"], "3 Chromium tabs",
+         lambda keys: {"tabs": tabs(args.quick, args.tab_failovers)})]
+    for keys, what, run in steps:
+        wanted = [key for key in keys if key not in skipped]
+        if not wanted:
             continue
-        if skip == "tabs":
+        if "tabs" in wanted:
             facts.append(wheel_fact())
         print(f"== {what} ...", file=sys.stderr, flush=True)
         try:
-            columns.update(zip(SKIPS[skip], run(), strict=True))
+            columns.update(run(wanted))
         except Exception as exc:  # the other setups' figures are still worth a table
             traceback.print_exc()
             first_line = (str(exc).splitlines() or [""])[0][:200]
             failed = Column(na=dict.fromkeys(
                 METRICS, f"{what}: the run failed ({type(exc).__name__}: {first_line})"))
-            columns.update(dict.fromkeys(SKIPS[skip], failed))
+            columns.update(dict.fromkeys(wanted, failed))
     page = render(args, columns, facts, command, when, time.monotonic() - began)
     print(page)
     if args.write:
