@@ -10,6 +10,7 @@ import os
 import queue
 import re
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -24,6 +25,7 @@ ROOT = Path(__file__).resolve().parents[2]
 GUARD = 15.0  # seconds; a hang guard, not a timing expectation
 RELAY_LINE = re.compile(r"webraft relay listening on http://127\.0\.0\.1:(\d+)/ \((ws://\S+)\)")
 NODE_LINE = re.compile(r"webraft node (\S+) control on (http://127\.0\.0\.1:\d+)")
+LINKS_LINE = re.compile(r"webraft node (\S+) links on (\S+):(\d+)$")
 
 
 def poll(predicate: Callable[[], Any], timeout: float = GUARD, what: str = "") -> Any:
@@ -67,6 +69,7 @@ class Proc:
         self._lines.put("")
 
     def first_line(self, pattern: re.Pattern[str]) -> re.Match[str]:
+        """The next line not read yet (the first one, on the first call), matched."""
         try:
             line = self._lines.get(timeout=GUARD)
         except queue.Empty:
@@ -102,19 +105,32 @@ class Relay:
 
 
 class Member:
-    """``python -m webraft.member`` for one address, on its own data directory."""
+    """``python -m webraft.member`` for one address, on its own data directory.
 
-    def __init__(self, address: str, relay_url: str, data: Path, logs: Path,
-                 members: str | None = "a,b,c", extra: list[str] | None = None) -> None:
+    Through the relay at ``relay_url``, or, with ``relay_url=None``, on the direct links
+    ``links`` describe (``--listen``/``--peer`` flags); then :attr:`link_port` is where it
+    listens, read from its second line.
+    """
+
+    def __init__(self, address: str, relay_url: str | None, data: Path, logs: Path,
+                 members: str | None = "a,b,c", extra: list[str] | None = None, *,
+                 links: list[str] | None = None, env: dict[str, str] | None = None) -> None:
         self.address = address
         founding = ["--members", members] if members else ["--join"]
-        self.proc = Proc(["-m", "webraft.member", "--relay", relay_url, "--room", "demo",
+        transport = (["--relay", relay_url, "--room", "demo"] if relay_url is not None
+                     else list(links or []))
+        self.proc = Proc(["-m", "webraft.member", *transport,
                           "--data", str(data), "--address", address, *founding,
                           "--control", "127.0.0.1:0", *(extra or [])], f"node-{address}",
-                         logs)
+                         logs, env)
         match = self.proc.first_line(NODE_LINE)
         assert match[1] == address
         self.control = match[2]
+        self.link_port: int | None = None
+        if relay_url is None:
+            links_match = self.proc.first_line(LINKS_LINE)
+            assert links_match[1] == address
+            self.link_port = int(links_match[3])
 
     def get(self, path: str) -> Any:
         status, answer = request(self.control, "GET", path, timeout=5)
@@ -129,6 +145,22 @@ class Member:
 
     def put(self, key: str, value: Any) -> tuple[int, Any]:
         return request(self.control, "PUT", key_path(key), value, timeout=10)
+
+
+def free_ports(count: int) -> list[int]:
+    """``count`` distinct TCP ports free on 127.0.0.1 right now.
+
+    Direct-link members must know each other's ports before any of them starts, so port 0
+    will not do; the sockets are held together so that the ports differ.
+    """
+    socks = [socket.socket() for _ in range(count)]
+    try:
+        for sock in socks:
+            sock.bind(("127.0.0.1", 0))
+        return [sock.getsockname()[1] for sock in socks]
+    finally:
+        for sock in socks:
+            sock.close()
 
 
 def leader_of(members: list[Member]) -> Member | None:

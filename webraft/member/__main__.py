@@ -1,20 +1,32 @@
 """``python -m webraft.member`` (console script ``webraft-node``): run a durable member, or talk
 to one.
 
-Run a node::
+Run a node whose peers are reached through a relay::
 
     python -m webraft.member --relay ws://127.0.0.1:8765/ws --room demo --data ./node-a \\
         --address a --members a,b,c [--token T] [--control 127.0.0.1:0]
 
-It keeps term, vote, snapshot and log in ``DATA/raft.sqlite3`` (and its relay session in
-``DATA/session``), prints one line ``webraft node a control on http://127.0.0.1:PORT``
-(flushed) once it runs, and stops cleanly on SIGINT or SIGTERM (exit 0). ``--members`` only
-matters the first time a data directory is used: afterwards the stored configuration wins.
-``--join`` instead starts outside any cluster and waits to be added, e.g. by a browser cluster
-whose leader adds every peer of the room (``--auto-membership`` gives this node the same
-policy while it leads). The key-value store is restored on start from the snapshot plus the
-log after it. A relay that refuses the node for good (wrong token, address held by another
-node) ends it with exit status 1; bad arguments exit with 2.
+or one of a cluster of servers linked directly over TCP, with no relay (every member is
+given every other member's link address)::
+
+    python -m webraft.member --listen 127.0.0.1:7001 --peer b=127.0.0.1:7002 \\
+        --peer c=127.0.0.1:7003 --data ./node-a --address a --members a,b,c [--token T]
+
+It keeps term, vote, snapshot and log in ``DATA/raft.sqlite3`` (and, with a relay, its relay
+session in ``DATA/session``), prints one line ``webraft node a control on
+http://127.0.0.1:PORT`` (flushed) once it runs, with ``--listen`` followed by a second line
+``webraft node a links on HOST:PORT`` (the bound port if PORT was 0), and stops cleanly on
+SIGINT or SIGTERM (exit 0). ``--members`` only matters the first time a data directory is
+used: afterwards the stored configuration wins. ``--join`` instead starts outside any cluster
+and waits to be added, e.g. by a browser cluster whose leader adds every peer of the room
+(``--auto-membership`` gives this node the same policy while it leads); with direct links the
+leader adds a joiner once it links to it, so the members need a ``--peer`` for the joiner and
+the joiner one for each member. The key-value store is restored on start from the snapshot
+plus the log after it. A relay that refuses the node for good (wrong token, address held by
+another node) ends it with exit status 1; a refused direct link does not (either side's token
+may be the wrong one): it is logged, retried, and shown by ``status`` (``link_error``, next
+to ``listen`` and each peer's ``links`` entry: its address and whether our link is up). Bad
+arguments exit with 2.
 
 Talk to a running node (``--control`` is the URL it printed)::
 
@@ -39,12 +51,21 @@ import secrets
 import signal
 import sys
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..errors import StorageError
+from ..runtime import RaftInterface
+from ..transport.direct import LinkBroken
+from ..transport.relay import RelayClosed, check_name
+from ..transport.tcp import DirectRaft
 from .control import ControlServer, key_path, request
 from .kv import KVStore
+
+if TYPE_CHECKING:  # both import lazily: a direct-links member needs no websockets
+    from ..storage.sqlite import SQLiteStorage
+    from ..transport.websocket import RelayRaft
 
 __all__ = ["main"]
 
@@ -53,6 +74,8 @@ TOKEN_ENV = "WEBRAFT_RELAY_TOKEN"
 CLIENT_COMMANDS = ("put", "get", "del", "status")
 SESSION_FILE = "session"
 DATABASE_FILE = "raft.sqlite3"
+#: ``--room`` with ``--listen`` when none is given (DirectRaft's own default).
+DIRECT_ROOM = "webraft"
 
 
 # ------------------------------------------------------------------ running a node
@@ -76,6 +99,19 @@ def _host_port(value: str) -> tuple[str, int]:
     return host.strip("[]"), number
 
 
+def _peer(value: str) -> tuple[str, tuple[str, int]]:
+    """``NAME=HOST:PORT``: a member's address and where it accepts links (a real port)."""
+    name, sep, where = value.partition("=")
+    try:
+        check_name(name.strip(), "NAME")
+        host, port = _host_port(where)
+    except (ValueError, argparse.ArgumentTypeError):
+        host, port = "", 0
+    if not sep or not host or port == 0:
+        raise argparse.ArgumentTypeError("NAME=HOST:PORT, e.g. b=10.0.0.2:7001")
+    return name.strip(), (host, port)
+
+
 def _positive(value: str) -> float:
     seconds = float(value)
     if not seconds > 0:
@@ -94,12 +130,23 @@ def node_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog=PROG,
         description="Run a durable webraft member (a replicated key-value store) that talks "
-        "to its peers through a relay.",
+        "to its peers through a relay (--relay) or over direct TCP links (--listen, --peer).",
         epilog="Client commands: put KEY VALUE | get KEY | del KEY | status, each with "
         "--control URL.",
     )
-    p.add_argument("--relay", required=True, metavar="URL", help="ws://HOST:PORT/ws")
-    p.add_argument("--room", required=True, help="the cluster's room on the relay")
+    links = p.add_argument_group("how peers are reached (one of --relay or --listen)")
+    links.add_argument("--relay", metavar="URL", help="ws://HOST:PORT/ws")
+    links.add_argument("--listen", type=_host_port, metavar="HOST:PORT",
+                       help="accept direct links from peers here (no relay: for servers that "
+                       "can reach each other)")
+    links.add_argument("--peer", type=_peer, action="append", default=[],
+                       metavar="NAME=HOST:PORT",
+                       help="with --listen: another member and its --listen address; repeat "
+                       "for every other member (and for nodes that will --join)")
+    p.add_argument("--room", help="the cluster's name, the same on every member: its room on "
+                   "the relay (required with --relay); with --listen, links from another room "
+                   "are refused, which keeps clusters sharing machines apart (default: "
+                   f"{DIRECT_ROOM})")
     p.add_argument("--data", required=True, type=Path, metavar="DIR",
                    help="data directory (created if missing)")
     p.add_argument("--address", required=True, help="this node's address in the room")
@@ -116,7 +163,8 @@ def node_parser() -> argparse.ArgumentParser:
                    help="with --auto-membership: seconds before a gone member is removed "
                    "(default: %(default)s)")
     p.add_argument("--token", default=os.environ.get(TOKEN_ENV),
-                   help=f"room token if the relay has a secret (default: ${TOKEN_ENV})")
+                   help="room token if the relay has a secret; with --listen, the secret "
+                   f"every link proves (default: ${TOKEN_ENV})")
     p.add_argument("--control", type=_host_port, default=("127.0.0.1", 0),
                    metavar="HOST:PORT", help="control HTTP server (default: 127.0.0.1:0)")
     p.add_argument("--heartbeat", type=_positive, default=0.05, metavar="S",
@@ -130,6 +178,37 @@ def node_parser() -> argparse.ArgumentParser:
     p.add_argument("--log-level", default="WARNING",
                    choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     return p
+
+
+def check_links(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """Reject (exit 2) combinations of the link flags argparse cannot express on its own.
+
+    Kept apart from the parser's groups so that allowing ``--relay`` and ``--listen``
+    together later is a matter of dropping one check here and one branch in
+    :func:`build_node`.
+    """
+    if args.relay is None and args.listen is None:
+        parser.error("one of --relay or --listen is required")
+    if args.relay is not None and args.listen is not None:
+        parser.error("--listen cannot be combined with --relay (yet): pick one")
+    if args.peer and args.listen is None:
+        parser.error("--peer needs --listen (peers link to each other, not through a relay)")
+    if args.relay is not None and args.room is None:
+        parser.error("--relay needs --room")
+    names = [name for name, _ in args.peer]
+    duplicates = sorted({name for name in names if names.count(name) > 1})
+    if duplicates:
+        parser.error(f"--peer {', '.join(duplicates)} given more than once")
+    if args.address in names:
+        parser.error(f"--peer {args.address} names this node (--address): give it --listen")
+    if args.listen is not None:
+        if args.room is None:
+            args.room = DIRECT_ROOM
+        # A voter we have no address for could never receive a vote request or an append.
+        unknown = [m for m in args.members or [] if m != args.address and m not in names]
+        if unknown:
+            parser.error(f"--members {', '.join(unknown)} without --peer: direct links "
+                         "need every other member's address")
 
 
 def load_session(data: Path) -> str:
@@ -155,54 +234,133 @@ def load_session(data: Path) -> str:
     return session
 
 
+@dataclass(frozen=True)
+class Tuning:
+    """The timing and membership policy chosen on the command line."""
+
+    heartbeat: float
+    proposal_timeout: float
+    auto_membership: bool
+    grace: float
+    snapshot_entries: int
+
+    @classmethod
+    def from_args(cls, args: argparse.Namespace) -> Tuning:
+        return cls(args.heartbeat, args.proposal_timeout, args.auto_membership, args.grace,
+                   args.snapshot_entries)
+
+
+class Tuned(RaftInterface):
+    """Mixed in before a transport's node class, so that every kind of member (relay,
+    direct, and later both) takes its timing from :class:`Tuning` the same way."""
+
+    def __init__(self, *args: Any, tuning: Tuning, **kwargs: Any) -> None:
+        self.tuning = tuning  # before the runtime's __init__, which may read the properties
+        self._election_rng = random.Random()
+        super().__init__(*args, **kwargs)
+
+    @property
+    def heartbeat_frequency(self) -> float:
+        return self.tuning.heartbeat
+
+    @property
+    def heartbeat_timeout(self) -> float:
+        return 4 * self.tuning.heartbeat
+
+    @property
+    def election_timeout(self) -> float:
+        return self._election_rng.uniform(3 * self.tuning.heartbeat, 6 * self.tuning.heartbeat)
+
+    @property
+    def proposal_timeout(self) -> float:
+        return self.tuning.proposal_timeout
+
+    @property
+    def auto_membership(self) -> bool:
+        return self.tuning.auto_membership
+
+    @property
+    def member_grace(self) -> float:
+        return self.tuning.grace
+
+    @property
+    def snapshot_entries(self) -> int:
+        return self.tuning.snapshot_entries
+
+    @property
+    def snapshot_tail(self) -> int:
+        return min(super().snapshot_tail, self.tuning.snapshot_entries)
+
+
+class DirectMember(Tuned, DirectRaft):
+    """A member linked straight to its peers over TCP; keeps what ``status`` shows of them."""
+
+    def __init__(self, *args: Any, tuning: Tuning, **kwargs: Any) -> None:
+        super().__init__(*args, tuning=tuning, **kwargs)
+        #: The last link refused or broken, either way ("unauthorized: wrong room token"):
+        #: the first thing to look at when a peer never shows up.
+        self.link_error: str | None = None
+        self.listen("error", self._link_error)
+
+    @property
+    def room(self) -> str:
+        return self.links.room
+
+    def _link_error(self, exc: BaseException) -> None:
+        if isinstance(exc, LinkBroken):
+            self.link_error = str(exc)
+
+    def link_status(self) -> dict[str, Any]:
+        """The fields ``GET /status`` adds for direct links."""
+        bound = self.bound
+        return {
+            "listen": None if bound is None else _join_host_port(*bound),
+            "links": {peer: {"address": _join_host_port(host, port),
+                             "up": self.links.is_up(peer)}
+                      for peer, (host, port) in sorted(self.peers.items())},
+            "link_error": self.link_error,
+        }
+
+
+def build_node(args: argparse.Namespace, members: list[str],
+               storage: SQLiteStorage) -> RelayRaft | DirectMember:
+    """The node the arguments ask for: the one place that picks a transport class."""
+    tuning = Tuning.from_args(args)
+    if args.relay is not None:
+        from ..transport.websocket import RelayRaft
+
+        class RelayMember(Tuned, RelayRaft):
+            """A member whose peers are the other members of a relay room."""
+
+        return RelayMember(args.address, url=args.relay, room=args.room, members=members,
+                           storage=storage, token=args.token, session=load_session(args.data),
+                           tuning=tuning)
+    return DirectMember(args.address, listen=args.listen, peers=dict(args.peer),
+                        room=args.room, token=args.token, members=members, storage=storage,
+                        tuning=tuning)
+
+
+def _join_host_port(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def _warn_unreachable(node: DirectMember, warned: set[str]) -> None:
+    """Say so (once per member) when the configuration holds a member we have no ``--peer``
+    for: the stored configuration or a membership change may name members the command line
+    did not, and such a member can never hear from this node."""
+    unknown = sorted((set(node.members) | set(node.learners))
+                     - set(node.peers) - {node.address} - warned)
+    if unknown:
+        warned.update(unknown)
+        print(f"{PROG}: warning: no --peer for member(s) {', '.join(unknown)}: this node "
+              "cannot reach them", file=sys.stderr, flush=True)
+
+
 async def run_node(args: argparse.Namespace) -> int:
     """Run one member until a signal (0) or a final refusal by the relay (1)."""
     from ..storage.sqlite import SQLiteStorage
-    from ..transport.relay import RelayClosed, check_name
-    from ..transport.websocket import RelayRaft, relay_url
 
-    heartbeat: float = args.heartbeat
-    proposal_timeout: float = args.proposal_timeout
-    auto: bool = args.auto_membership
-    grace: float = args.grace
-    snapshot_entries: int = args.snapshot_entries
     members: list[str] = [] if args.join else args.members
-    rng = random.Random()
-
-    class Member(RelayRaft):
-        """RelayRaft with the timing chosen on the command line."""
-
-        @property
-        def heartbeat_frequency(self) -> float:
-            return heartbeat
-
-        @property
-        def heartbeat_timeout(self) -> float:
-            return 4 * heartbeat
-
-        @property
-        def election_timeout(self) -> float:
-            return rng.uniform(3 * heartbeat, 6 * heartbeat)
-
-        @property
-        def proposal_timeout(self) -> float:
-            return proposal_timeout
-
-        @property
-        def auto_membership(self) -> bool:
-            return auto
-
-        @property
-        def member_grace(self) -> float:
-            return grace
-
-        @property
-        def snapshot_entries(self) -> int:
-            return snapshot_entries
-
-        @property
-        def snapshot_tail(self) -> int:
-            return min(super().snapshot_tail, snapshot_entries)
 
     # Check every argument before touching the data directory.
     if members and args.address not in members:
@@ -211,7 +369,11 @@ async def run_node(args: argparse.Namespace) -> int:
         check_name(args.room, "--room")
         for member in members:
             check_name(member, "each of --members")
-        relay_url(args.relay)
+        check_name(args.address, "--address")
+        if args.relay is not None:
+            from ..transport.websocket import relay_url
+
+            relay_url(args.relay)
     except ValueError as exc:
         return _fail(str(exc), 2)
     try:
@@ -220,10 +382,8 @@ async def run_node(args: argparse.Namespace) -> int:
     except (StorageError, OSError) as exc:
         return _fail(str(exc))
     try:
-        session = load_session(args.data)
         kv = KVStore()
-        node = Member(args.address, url=args.relay, room=args.room, members=members,
-                      storage=storage, token=args.token, session=session)
+        node = build_node(args, members, storage)
     except (ValueError, StorageError, OSError) as exc:
         storage.close()
         return _fail(str(exc))
@@ -244,14 +404,28 @@ async def run_node(args: argparse.Namespace) -> int:
         with contextlib.suppress(NotImplementedError):  # no signal handlers on Windows loops
             loop.add_signal_handler(sig, stop.set)
     host, port = args.control
-    control = ControlServer(node, kv, host, port)
+    control = ControlServer(node, kv, host, port,
+                            details=node.link_status if isinstance(node, DirectMember) else None)
     try:
         try:
             await control.start()
         except OSError as exc:
             return _fail(f"cannot listen on {host}:{port}: {exc}")
         node.start()
+        bound = None
+        if isinstance(node, DirectMember):
+            try:
+                bound = await node.listening()
+            except OSError as exc:
+                return _fail(f"cannot listen for links on {_join_host_port(*args.listen)}: "
+                             f"{exc}")
+            warned: set[str] = set()
+            _warn_unreachable(node, warned)
+            node.listen("membership changed", lambda *_: _warn_unreachable(node, warned))
+        # The first line stays exactly this: scripts and tests read the control URL from it.
         print(f"webraft node {args.address} control on {control.url}", flush=True)
+        if bound is not None:
+            print(f"webraft node {args.address} links on {_join_host_port(*bound)}", flush=True)
         await stop.wait()
     finally:
         await control.close()
@@ -316,7 +490,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return client_main(argv)
     if argv[:1] == ["run"]:
         argv = argv[1:]
-    args = node_parser().parse_args(argv)
+    parser = node_parser()
+    args = parser.parse_args(argv)
+    check_links(parser, args)
     logging.basicConfig(level=args.log_level, format="%(asctime)s %(name)s %(message)s")
     try:
         return asyncio.run(run_node(args))

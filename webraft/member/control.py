@@ -5,7 +5,9 @@ not need more than webraft and websockets. One request per connection, JSON both
 
 ====================  ==========================================================================
 ``GET /status``       ``{address, room, state, term, leader, commit_index, last_applied,
-                      members, learners, snapshot_index, peers, connected}``
+                      members, learners, snapshot_index, peers, connected}``, plus what the
+                      server's ``details`` add (direct links: ``listen``, ``links``,
+                      ``link_error``, see :mod:`webraft.member.__main__`)
 ``GET /kv``           ``{"data": {...}, "last_applied": n}``: everything this node has applied
 ``GET /kv/KEY``       ``{"key", "value"}``, or 404 (reads are local: they may lag the leader)
 ``PUT /kv/KEY``       body = a JSON value; proposes ``put`` and answers ``{"index"}`` once the
@@ -28,6 +30,7 @@ import logging
 import urllib.error
 import urllib.parse
 import urllib.request
+from collections.abc import Callable
 from http import HTTPStatus
 from typing import TYPE_CHECKING, Any
 
@@ -36,6 +39,7 @@ from .kv import KVStore, check_command, delete, put
 
 if TYPE_CHECKING:
     from ..transport.websocket import RelayRaft
+    from .__main__ import DirectMember
 
 __all__ = ["ControlServer", "request"]
 
@@ -58,12 +62,15 @@ class ControlServer:
     """Serves the control API of ``node`` (whose applied state is ``kv``) on ``host:port``.
 
     ``port=0`` picks a free port; :attr:`url` is the address to use once :meth:`start` ran.
+    ``details()`` returns fields ``GET /status`` adds: what only one kind of transport knows.
     """
 
-    def __init__(self, node: RelayRaft, kv: KVStore, host: str = "127.0.0.1",
-                 port: int = 0) -> None:
+    def __init__(self, node: RelayRaft | DirectMember, kv: KVStore, host: str = "127.0.0.1",
+                 port: int = 0, *,
+                 details: Callable[[], dict[str, Any]] | None = None) -> None:
         self.node = node
         self.kv = kv
+        self.details = details
         self.host = host
         self.port = port
         self._server: asyncio.Server | None = None
@@ -192,6 +199,7 @@ class ControlServer:
             "snapshot_index": node.core.log.snapshot.index,
             "peers": sorted(node.nodes),
             "connected": node.connected,
+            **(self.details() if self.details is not None else {}),
         }
 
 

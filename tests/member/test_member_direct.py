@@ -1,0 +1,273 @@
+"""``webraft-node`` with direct links (``--listen``/``--peer``): no relay process at all.
+
+Argument checks run in process (argparse exits before anything starts); the clusters are real
+processes on ports picked free beforehand, since every member must be told the others' ports.
+Like the relay cluster test: the leader is killed with SIGKILL, the survivors commit on, the
+killed node restarts from its data directory and catches up; every acknowledged write must be
+on every node. A member with the wrong token is refused by the others and never joins.
+"""
+
+from __future__ import annotations
+
+import signal
+import socket
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from member_support import GUARD, ROOT, Member, converged, free_ports, leader_of, poll
+
+from webraft.member.__main__ import main
+from webraft.member.control import key_path, request
+
+NAMES = "abc"
+
+
+# ------------------------------------------------------------------ arguments
+
+
+def base(tmp: Path, *links: str) -> list[str]:
+    return [*links, "--data", str(tmp / "d"), "--address", "a", "--members", "a,b,c"]
+
+
+BOTH_PEERS = ("--peer", "b=127.0.0.1:7002", "--peer", "c=127.0.0.1:7003")
+
+
+@pytest.mark.parametrize(("links", "message"), [
+    ((), "one of --relay or --listen is required"),
+    (("--relay", "ws://127.0.0.1:9/ws", "--room", "r", "--listen", "127.0.0.1:7001"),
+     "cannot be combined with --relay"),
+    (("--relay", "ws://127.0.0.1:9/ws", "--room", "r", *BOTH_PEERS), "--peer needs --listen"),
+    (("--relay", "ws://127.0.0.1:9/ws"), "--relay needs --room"),
+    (("--listen", "127.0.0.1", *BOTH_PEERS), "HOST:PORT"),
+    (("--listen", "127.0.0.1:7001", "--peer", "b", "--peer", "c=127.0.0.1:7003"),
+     "NAME=HOST:PORT"),
+    (("--listen", "127.0.0.1:7001", "--peer", "b=127.0.0.1", "--peer", "c=127.0.0.1:7003"),
+     "NAME=HOST:PORT"),
+    (("--listen", "127.0.0.1:7001", "--peer", "b=127.0.0.1:0", "--peer", "c=127.0.0.1:7003"),
+     "NAME=HOST:PORT"),
+    (("--listen", "127.0.0.1:7001", "--peer", "b/x=127.0.0.1:7002"), "NAME=HOST:PORT"),
+    (("--listen", "127.0.0.1:7001", "--peer", "=127.0.0.1:7002"), "NAME=HOST:PORT"),
+    (("--listen", "127.0.0.1:7001", *BOTH_PEERS, "--peer", "b=127.0.0.1:7004"),
+     "--peer b given more than once"),
+    (("--listen", "127.0.0.1:7001", *BOTH_PEERS, "--peer", "a=127.0.0.1:7001"),
+     "--peer a names this node"),
+    (("--listen", "127.0.0.1:7001", "--peer", "b=127.0.0.1:7002"),
+     "--members c without --peer"),
+])
+def test_bad_link_arguments_exit_2_before_touching_the_disk(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], links: tuple[str, ...],
+        message: str):
+    with pytest.raises(SystemExit) as exit_info:
+        main(base(tmp_path, *links))
+    assert exit_info.value.code == 2
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "d").exists()
+
+
+def test_a_bad_room_exits_2_in_direct_mode_too(tmp_path: Path,
+                                               capsys: pytest.CaptureFixture[str]):
+    code = main(base(tmp_path, "--listen", "127.0.0.1:0", *BOTH_PEERS, "--room", "no room"))
+    assert code == 2
+    assert "--room must be" in capsys.readouterr().err
+    assert not (tmp_path / "d").exists()
+
+
+def test_a_taken_link_port_ends_the_node_with_status_1_and_needs_no_websockets(
+        tmp_path: Path):
+    # websockets made unimportable: a direct member runs on the standard library alone.
+    code = ("import sys; sys.modules['websockets'] = None\n"
+            "from webraft.member.__main__ import main\n"
+            "sys.exit(main(sys.argv[1:]))")
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = subprocess.run(
+            [sys.executable, "-c", code, *base(tmp_path, "--listen", f"127.0.0.1:{port}",
+                                               *BOTH_PEERS)],
+            cwd=ROOT, capture_output=True, text=True, timeout=GUARD)
+    assert result.returncode == 1, result
+    assert f"cannot listen for links on 127.0.0.1:{port}" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert "control on" not in result.stdout  # no start-up line for a node that never ran
+
+
+# ------------------------------------------------------------------ clusters
+
+
+class DirectCluster:
+    """Members on 127.0.0.1 ports chosen before any starts; each is told every other's."""
+
+    def __init__(self, tmp: Path, names: str = NAMES) -> None:
+        self.tmp = tmp
+        self.logs = tmp / "logs"
+        self.logs.mkdir()
+        self.ports = dict(zip(names, free_ports(len(names)), strict=True))
+        self.members: dict[str, Member] = {}
+        self.acked: dict[str, Any] = {}  # writes the cluster acknowledged
+
+    def links(self, name: str) -> list[str]:
+        flags = ["--listen", f"127.0.0.1:{self.ports[name]}"]
+        for other, port in self.ports.items():
+            if other != name:
+                flags += ["--peer", f"{other}=127.0.0.1:{port}"]
+        return flags
+
+    def start(self, name: str, members: str | None = ",".join(NAMES),
+              extra: tuple[str, ...] = ("--snapshot-entries", "5"),
+              env: dict[str, str] | None = None) -> Member:
+        member = Member(name, None, self.tmp / f"node-{name}", self.logs, members, list(extra),
+                        links=self.links(name), env=env)
+        assert member.link_port == self.ports[name]
+        self.members[name] = member
+        return member
+
+    def write(self, via: Member, key: str, value: Any) -> None:
+        """PUT until acknowledged; a 503/504 while the cluster settles is retried (a put is
+        idempotent, so retrying one that may have committed is harmless)."""
+        def attempt() -> bool:
+            status, answer = via.put(key, value)
+            if status == 200:
+                assert isinstance(answer["index"], int) and answer["index"] > 0
+                return True
+            assert status in (503, 504), (status, answer)
+            return False
+
+        poll(attempt, what=f"PUT {key} through {via.address} acknowledged")
+        self.acked[key] = value
+
+    def converge(self, members: list[Member] | None = None) -> dict[str, Any]:
+        state = poll(lambda: converged(members or list(self.members.values())),
+                     what="the nodes at one commit index with one KV")
+        assert self.acked.items() <= state["data"].items(), "an acknowledged write is missing"
+        return state
+
+    def stop(self) -> None:
+        for member in self.members.values():
+            member.proc.signal(signal.SIGTERM)
+        codes = {m.address: m.proc.wait() for m in self.members.values()}
+        assert all(code == 0 for code in codes.values()), codes
+        for member in self.members.values():
+            assert "Traceback" not in member.proc.stderr(), member.proc.stderr()
+
+    def kill_all(self) -> None:
+        for member in self.members.values():
+            member.proc.kill()
+
+
+@pytest.fixture
+def cluster(tmp_path: Path) -> Iterator[DirectCluster]:
+    c = DirectCluster(tmp_path)
+    try:
+        yield c
+    finally:
+        c.kill_all()
+
+
+def all_linked(member: Member, peers: list[str]) -> bool:
+    status = member.status()
+    return status["peers"] == peers and all(status["links"][p]["up"] for p in peers)
+
+
+def test_three_direct_members_survive_a_killed_leader(cluster: DirectCluster):
+    for name in NAMES:
+        cluster.start(name)
+    members = cluster.members
+    for name, member in members.items():
+        others = [n for n in NAMES if n != name]
+        poll(lambda m=member, o=others: all_linked(m, o), what=f"{name} linked to {others}")
+    leader = poll(lambda: leader_of(list(members.values())), what="a leader")
+    follower = next(m for m in members.values() if m is not leader)
+
+    # Status tells where the node listens and how its links are.
+    status = follower.status()
+    assert status["room"] == "webraft" and status["connected"] is True
+    assert status["listen"] == f"127.0.0.1:{cluster.ports[follower.address]}"
+    assert status["links"] == {n: {"address": f"127.0.0.1:{cluster.ports[n]}", "up": True}
+                               for n in NAMES if n != follower.address}
+    assert status["link_error"] is None
+
+    # put, get and del through a follower's control URL (forwarded to the leader).
+    cluster.write(follower, "greeting", "hello")
+    assert follower.get(key_path("greeting")) == {"key": "greeting", "value": "hello"}
+    cluster.write(follower, "doomed", 1)
+    status_code, answer = request(follower.control, "DELETE", key_path("doomed"), timeout=10)
+    assert status_code == 200, answer
+    del cluster.acked["doomed"]
+    assert request(follower.control, "GET", key_path("doomed"), timeout=5)[0] == 404
+    for i, name in enumerate("abcabc"):
+        cluster.write(members[name], f"k{i}", {"n": i, "via": name})
+    before = cluster.converge()
+    assert "doomed" not in before["data"]
+
+    # SIGKILL the leader: its links drop without a word; the survivors elect and commit.
+    leader.proc.kill()
+    survivors = [m for m in members.values() if m is not leader]
+    new_leader = poll(lambda: leader_of(survivors), what="a new leader among the survivors")
+    assert new_leader is not leader
+    for survivor in survivors:
+        poll(lambda s=survivor: not s.status()["links"][leader.address]["up"],
+             what=f"{survivor.address} saw its link to the killed leader drop")
+    for i, member in enumerate(survivors * 2, start=6):
+        cluster.write(member, f"k{i}", i)
+    cluster.converge(survivors)
+
+    # Restart it from its data directory, on the same link port: it catches up.
+    restarted = cluster.start(leader.address)
+    state = cluster.converge()
+    assert restarted.kv() == state["data"]
+    assert before["data"].items() <= state["data"].items()  # what it had is still there
+    assert all(m.status()["snapshot_index"] > 0 for m in members.values())
+    cluster.write(restarted, "after-restart", True)
+    state = cluster.converge()
+    assert len(state["data"]) == len(cluster.acked)
+    cluster.stop()
+
+
+def test_a_member_with_the_wrong_token_never_joins(cluster: DirectCluster):
+    # The token comes from the environment, as with a relay; c's --token overrides it.
+    env = {"WEBRAFT_RELAY_TOKEN": "the-right-secret"}
+    a = cluster.start("a", env=env)
+    b = cluster.start("b", env=env)
+    c = cluster.start("c", extra=("--token", "a-wrong-secret"), env=env)
+    for member in (a, b, c):
+        poll(lambda m=member: "unauthorized" in (m.status()["link_error"] or ""),
+             what=f"{member.address} saw a link refused for its token")
+    poll(lambda: "unauthorized" in c.proc.stderr(), what="c logged a refusal")
+
+    leader = poll(lambda: leader_of([a, b]), what="a leader of a and b")
+    for i, member in enumerate((a, b, a, b)):
+        cluster.write(member, f"k{i}", i)
+    cluster.converge([a, b])
+    for member in (a, b):
+        status = member.status()
+        assert status["peers"] == [n for n in "ab" if n != member.address]
+        assert status["links"]["c"]["up"] is False
+    status = c.status()
+    assert status["peers"] == [] and status["state"] != "leader"
+    assert not any(link["up"] for link in status["links"].values())
+    assert status["commit_index"] == 0 and c.kv() == {}
+    assert leader.status()["members"] == ["a", "b", "c"]
+    cluster.stop()
+
+
+def test_a_node_joins_direct_members_with_automatic_membership(cluster: DirectCluster):
+    # Every node has a --peer for every other, joiners included: the leader adds a joiner
+    # once its link to it is up.
+    auto = ("--auto-membership", "--snapshot-entries", "5")
+    a = cluster.start("a", "a", auto)
+    poll(lambda: leader_of([a]), what="the founder leads")
+    cluster.write(a, "before", 1)
+    b = cluster.start("b", None, auto)
+    poll(lambda: a.status()["learners"] == ["b"], what="b added as a learner")
+    c = cluster.start("c", None, auto)
+    poll(lambda: sorted(a.status()["members"]) == ["a", "b", "c"], what="three voters")
+    for member in (a, b, c):
+        cluster.write(member, f"via-{member.address}", member.address)
+    state = cluster.converge()
+    assert state["data"]["before"] == 1
+    cluster.stop()
