@@ -184,6 +184,26 @@ def test_allow_is_asked_only_about_proven_peers():
     assert asked == ["a"]
 
 
+def test_a_key_per_peer_admits_only_the_peer_holding_it():
+    keys = {"a": "k" * 32}
+    acceptor = Acceptor(ROOM, "b", token=keys.get)
+    assert acceptor.receive(hello_for(acceptor, token=keys["a"])) == [Accepted("a")]
+
+    acceptor = Acceptor(ROOM, "b", token=keys.get)
+    acceptor.data_to_send()
+    code, _ = refusal(acceptor, hello_for(acceptor, sender="c", token=keys["a"]))
+    assert code == "unauthorized", "a's key does not let c in"
+
+
+@pytest.mark.parametrize("token", [None, ""], ids=["none", "empty"])
+def test_a_peer_without_a_key_is_not_let_in_with_the_empty_key(token: str | None):
+    """None from the key function means "no key", never the empty key anyone can prove."""
+    acceptor = Acceptor(ROOM, "b", token=lambda peer: None)
+    acceptor.data_to_send()
+    code, _ = refusal(acceptor, hello_for(acceptor, token=token))
+    assert code == "unauthorized"
+
+
 def _hello_with(acceptor: Acceptor, **fields: Any) -> bytes:
     hello: dict[str, Any] = {"v": 1, "room": ROOM, "from": "a", "to": "b",
                              "proof": proof(TOKEN, ROOM, "a", "b", acceptor.challenge)}

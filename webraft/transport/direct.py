@@ -54,6 +54,7 @@ __all__ = [
     "LinkBroken",
     "LinkRejected",
     "Malformed",
+    "Token",
     "encode_line",
     "proof",
 ]
@@ -66,6 +67,10 @@ _MAX_HANDSHAKE_BYTES: Final = 4096
 _CHALLENGE: Final = re.compile(r"[0-9a-f]{16,128}")
 
 _ENCODER: Final = json.JSONEncoder(separators=(",", ":"), ensure_ascii=True, allow_nan=False)
+
+
+#: A room token, or a function giving the key a given peer must prove (see :class:`Acceptor`).
+Token = str | Callable[[str], str | None] | None
 
 
 def _reject_constant(name: str) -> Any:
@@ -196,11 +201,13 @@ def _object(line: bytes) -> dict[str, Any]:
 class Acceptor:
     """The accepting side of one link, for a member at ``address`` in ``room``.
 
+    ``token`` is the key every dialer proves (None: the empty key), or a function giving the
+    key a given peer must prove, None for a peer that has none (refused: ``unauthorized``).
     ``allow(peer)`` says whether a proven peer may link to us (default: anyone who knows the
     token). Events: :class:`Accepted` once, then :class:`Data` per message (or :class:`Malformed`).
     """
 
-    def __init__(self, room: str, address: str, *, token: str | None = None,
+    def __init__(self, room: str, address: str, *, token: Token = None,
                  allow: Callable[[str], bool] | None = None,
                  max_line_bytes: int = DEFAULT_MAX_LINE_BYTES) -> None:
         self.room = check_name(room, "room")
@@ -268,7 +275,13 @@ class Acceptor:
             raise LinkBroken("wrong_room", f"this member is in room {self.room!r}")
         if hello.get("to") != self.address:
             raise LinkBroken("wrong_address", f"this member is {self.address!r}")
-        expected = proof(self.token, self.room, sender, self.address, self.challenge)
+        if callable(self.token):
+            key = self.token(sender)
+            if key is None:  # not the empty key: that would let anyone in
+                raise LinkBroken("unauthorized", f"no key for {sender!r}")
+        else:
+            key = self.token
+        expected = proof(key, self.room, sender, self.address, self.challenge)
         # compare_digest refuses non-ASCII text (TypeError): such a proof is simply wrong.
         if not given.isascii() or not hmac.compare_digest(expected, given):
             raise LinkBroken("unauthorized", "wrong room token")

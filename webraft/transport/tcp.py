@@ -32,16 +32,19 @@ from .direct import (
     Data,
     Dialer,
     LinkBroken,
-    LinkRejected,
+    Token,
 )
-from .relay import Backoff, check_name
+from .relay import DEFAULT_MAX_FRAME_BYTES, Backoff, check_name
 
 __all__ = ["DirectLinks", "DirectListener", "DirectPeer", "DirectRaft"]
 
 logger = logging.getLogger("webraft.transport")
 
-#: Seconds a connection may take to complete the handshake, on either side.
+#: Seconds a connection may take to complete the handshake, on either side (read at each
+#: connection, so tests may patch it).
 HANDSHAKE_TIMEOUT = 5.0
+#: Seconds :meth:`DirectLinks.close` waits for written data to leave before it aborts links.
+CLOSE_TIMEOUT = 2.0
 #: Bytes a link may have waiting in its socket buffer before new messages are dropped (Raft
 #: retransmits what matters); bounds memory while a peer is slow or gone silent.
 MAX_BUFFERED_BYTES = 16 << 20
@@ -75,54 +78,103 @@ def _keepalive(transport: asyncio.BaseTransport) -> None:
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPCNT, 3)
 
 
-class _Incoming(asyncio.Protocol):
-    """An accepted connection: the handshake, then the peer's messages."""
+def _check_endpoint(host: Any, port: Any) -> tuple[str, int]:
+    """``(host, port)`` if a peer can be dialed there, else ValueError: a typo fails at once
+    rather than as an endless series of failed attempts."""
+    if not isinstance(host, str) or not host:
+        raise ValueError(f"host must be a host name or address, got {host!r:.60}")
+    if type(port) is not int or not 0 < port < 65536:
+        raise ValueError(f"port must be 1-65535, got {port!r:.20}")
+    return host, port
+
+
+class _Connection(asyncio.Protocol):
+    """What both ends of a link share: the transport, a handshake deadline, a closed future."""
 
     def __init__(self, links: DirectLinks) -> None:
         self.links = links
-        self.acceptor = Acceptor(links.room, links.address, token=links.token,
-                                 allow=links.allow, max_line_bytes=links.max_line_bytes)
         self.transport: asyncio.Transport | None = None
-        self.peer = ""  # once proven
+        self.closed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._deadline: asyncio.TimerHandle | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
         self.transport = transport
         _keepalive(transport)
-        self.links._incoming.add(self)
-        transport.write(self.acceptor.data_to_send())
         self._deadline = asyncio.get_running_loop().call_later(
             HANDSHAKE_TIMEOUT, self._too_slow)
 
     def _too_slow(self) -> None:
-        logger.info("%s: closed a connection that sent no valid hello in %.0f s",
-                    self.links.address, HANDSHAKE_TIMEOUT)
+        """The handshake took longer than :data:`HANDSHAKE_TIMEOUT`: give up on it."""
+        self._deadline = None
         if self.transport is not None:
             self.transport.close()
+
+    def _handshake_done(self) -> None:
+        if self._deadline is not None:
+            self._deadline.cancel()
+            self._deadline = None
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._handshake_done()
+        if not self.closed.done():
+            self.closed.set_result(None)
+
+
+class _Incoming(_Connection):
+    """An accepted connection: the handshake, then the peer's messages."""
+
+    def __init__(self, links: DirectLinks) -> None:
+        super().__init__(links)
+        self.acceptor = Acceptor(links.room, links.address, token=links.token,
+                                 allow=links.allow, max_line_bytes=links.max_line_bytes)
+        self.peer = ""  # once proven
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        super().connection_made(transport)
+        self.links._incoming.add(self)
+        assert self.transport is not None
+        if self.links._closed:  # accepted while closing: the server is going away
+            self.transport.close()
+            return
+        self.transport.write(self.acceptor.data_to_send())
+
+    def _too_slow(self) -> None:
+        logger.info("%s: closed a connection from %s that sent no valid hello in %.3g s",
+                    self.links.address, self._who(), HANDSHAKE_TIMEOUT)
+        super()._too_slow()
+
+    def _who(self) -> Any:
+        if self.peer:
+            return self.peer
+        return self.transport.get_extra_info("peername") if self.transport else None
 
     def data_received(self, data: bytes) -> None:
         transport = self.transport
         assert transport is not None
+        links = self.links
         try:
             events = self.acceptor.receive(data)
         except LinkBroken as exc:
-            transport.write(self.acceptor.data_to_send())
-            logger.warning("%s: refused or broke a link from %s: %s", self.links.address,
-                           self.acceptor.peer or transport.get_extra_info("peername"), exc)
+            transport.write(self.acceptor.data_to_send())  # why, before closing
+            logger.warning("%s: refused or broke a link from %s: %s", links.address,
+                           self._who(), exc)
             transport.close()
-            self.links._report(exc)
+            links._report(exc)
             return
-        links = self.links
+        except Exception as exc:  # an allow() or token() function failed: refuse, stay up
+            logger.exception("%s: checking a link from %s failed", links.address, self._who())
+            transport.close()
+            links._report(exc)
+            return
         payloads = []
         for event in events:
             if type(event) is Data:
                 payloads.append(event.payload)
             elif type(event) is Accepted:
                 self.peer = event.peer
+                self._handshake_done()
                 transport.write(self.acceptor.data_to_send())
-                if self._deadline is not None:
-                    self._deadline.cancel()
                 logger.debug("%s: accepted a link from %s", links.address, event.peer)
             else:
                 logger.warning("%s: dropped a message from %s: %s", links.address,
@@ -132,27 +184,25 @@ class _Incoming(asyncio.Protocol):
             links._deliver(self.peer, payloads)
 
     def connection_lost(self, exc: Exception | None) -> None:
-        if self._deadline is not None:
-            self._deadline.cancel()
+        super().connection_lost(exc)
         self.links._incoming.discard(self)
 
 
-class _Outgoing(asyncio.Protocol):
+class _Outgoing(_Connection):
     """A dialed connection: the handshake, then our messages to the peer."""
 
-    def __init__(self, links: DirectLinks, peer: str) -> None:
-        self.links = links
+    def __init__(self, links: DirectLinks, peer: str, token: str | None) -> None:
+        super().__init__(links)
         self.peer = peer
-        self.dialer = Dialer(links.room, links.address, peer, token=links.token,
+        self.dialer = Dialer(links.room, links.address, peer, token=token,
                              max_line_bytes=links.max_line_bytes)
-        self.transport: asyncio.Transport | None = None
-        self.closed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self.rejected: LinkRejected | None = None
+        #: Why the conversation broke (a refusal, a confused or silent acceptor), if it did.
+        self.failure: LinkBroken | None = None
 
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
-        _keepalive(transport)
+    def _too_slow(self) -> None:
+        self.failure = LinkBroken("handshake_timeout",
+                                  f"no welcome within {HANDSHAKE_TIMEOUT:.3g} s")
+        super()._too_slow()
 
     def data_received(self, data: bytes) -> None:
         transport = self.transport
@@ -160,14 +210,14 @@ class _Outgoing(asyncio.Protocol):
         try:
             events = self.dialer.receive(data)
         except LinkBroken as exc:
-            if isinstance(exc, LinkRejected):
-                self.rejected = exc
+            self.failure = exc
             transport.close()
             return
         out = self.dialer.data_to_send()
         if out:
             transport.write(out)
         if events:
+            self._handshake_done()
             self.links._up(self.peer, self)
 
     def send(self, payload: Any) -> bool:
@@ -182,28 +232,29 @@ class _Outgoing(asyncio.Protocol):
         return True
 
     def connection_lost(self, exc: Exception | None) -> None:
+        super().connection_lost(exc)
         self.links._down(self.peer, self)
-        if not self.closed.done():
-            self.closed.set_result(None)
 
 
 class DirectLinks:
     """The links of the member at ``address`` in ``room`` (see the module doc).
 
     ``token`` is the room's shared secret (the relay's room token, if the members also use a
-    relay); ``allow(peer)`` may restrict who can link to us. :meth:`listen` and :meth:`dial`
-    need a running loop; :meth:`send` never blocks.
+    relay), or a function giving the key each peer must prove to link to us (then each
+    :meth:`dial` says which key we prove); ``allow(peer)`` may restrict who can link to us.
+    :meth:`listen` and :meth:`dial` need a running loop; :meth:`send` never blocks.
+    ``backoff`` makes the delays between two attempts to link to a peer.
     """
 
     def __init__(self, address: str, listener: DirectListener, *, room: str = "webraft",
-                 token: str | None = None, allow: Callable[[str], bool] | None = None,
+                 token: Token = None, allow: Callable[[str], bool] | None = None,
                  max_line_bytes: int = DEFAULT_MAX_LINE_BYTES,
                  max_buffered_bytes: int = MAX_BUFFERED_BYTES,
                  backoff: Callable[[], Backoff] = Backoff) -> None:
         self.address = check_name(address, "address")
         self.room = check_name(room, "room")
-        if token is not None and not isinstance(token, str):
-            raise ValueError("token must be a string")
+        if token is not None and not isinstance(token, str) and not callable(token):
+            raise ValueError("token must be a string or a function of the peer")
         self.token = token
         self.listener = listener
         self.allow = allow
@@ -213,8 +264,9 @@ class DirectLinks:
         #: Messages not sent because a link's buffer was full.
         self.dropped = 0
         self._server: asyncio.Server | None = None
-        self._endpoints: dict[str, tuple[str, int]] = {}
+        self._endpoints: dict[str, tuple[str, int, str | None]] = {}  # peer -> host, port, key
         self._dialers: dict[str, asyncio.Task[None]] = {}
+        self._attempts: dict[str, _Outgoing] = {}  # each dial loop's current connection
         self._links: dict[str, _Outgoing] = {}  # established outgoing links, by peer
         self._incoming: set[_Incoming] = set()
         self._closed = False
@@ -233,38 +285,50 @@ class DirectLinks:
 
     async def listen(self, host: str, port: int) -> tuple[str, int]:
         """Accept links on ``host:port`` (port 0: any free one); returns the bound address."""
+        if self._closed:
+            raise RuntimeError("the links are closed")
         if self._server is None:
-            self._server = await asyncio.get_running_loop().create_server(
+            server = await asyncio.get_running_loop().create_server(
                 lambda: _Incoming(self), host, port)
+            if self._closed or self._server is not None:  # closed (or listened) meanwhile
+                server.close()
+                if self._closed:
+                    raise RuntimeError("the links are closed")
+            else:
+                self._server = server
         bound = self.bound
         assert bound is not None
         return bound
 
-    def dial(self, peer: str, host: str, port: int) -> None:
+    def dial(self, peer: str, host: str, port: int, *, token: str | None = None) -> None:
         """Keep a link to ``peer`` at ``host:port`` up until :meth:`forget` or :meth:`close`.
 
-        Dialing a peer again with another endpoint moves the link there.
+        ``token`` is the key to prove to that peer (default: the links' token, if it is a
+        string). Dialing a peer again with another endpoint or key moves the link there.
         """
         check_name(peer, "peer")
+        _check_endpoint(host, port)
         if self._closed or peer == self.address:
             return
-        endpoint = (host, port)
+        if token is None and isinstance(self.token, str):
+            token = self.token
+        endpoint = (host, port, token)
         if self._endpoints.get(peer) == endpoint and peer in self._dialers:
             return
         self.forget(peer)
         self._endpoints[peer] = endpoint
         self._dialers[peer] = asyncio.get_running_loop().create_task(
-            self._dial_loop(peer), name=f"link {self.address}->{peer}")
+            self._dial_loop(peer, endpoint), name=f"link {self.address}->{peer}")
 
     def forget(self, peer: str) -> None:
-        """Stop dialing ``peer`` and close our link to it."""
+        """Stop dialing ``peer`` and close our link to it (or the attempt under way)."""
         self._endpoints.pop(peer, None)
         task = self._dialers.pop(peer, None)
         if task is not None:
             task.cancel()
-        link = self._links.get(peer)
-        if link is not None and link.transport is not None:
-            link.transport.close()
+        attempt = self._attempts.pop(peer, None)
+        if attempt is not None and attempt.transport is not None:
+            attempt.transport.close()  # its connection_lost says direct_down if it was up
 
     def send(self, peer: str, payload: Any) -> bool:
         """Write ``payload`` to ``peer`` now; False if no link is up or its buffer is full.
@@ -275,8 +339,14 @@ class DirectLinks:
         return link is not None and link.send(payload)
 
     async def close(self) -> None:
-        """Stop listening and dialing, close every link (what is written still goes out)."""
+        """Stop listening and dialing, close every link; idempotent.
+
+        What is written still goes out: this waits up to :data:`CLOSE_TIMEOUT` for it, then
+        aborts the links that could not deliver (a peer that stopped reading).
+        """
         self._closed = True
+        connections: list[_Connection] = [*self._attempts.values(), *self._incoming]
+        tasks = list(self._dialers.values())
         for peer in list(self._dialers):
             self.forget(peer)
         if self._server is not None:
@@ -284,42 +354,70 @@ class DirectLinks:
         for incoming in list(self._incoming):
             if incoming.transport is not None:
                 incoming.transport.close()
+        # The dial loops end at once (cancelled); awaiting them leaves no task behind.
+        await asyncio.gather(*tasks, return_exceptions=True)
+        pending = [c.closed for c in connections if not c.closed.done()]
+        if pending:
+            _, late = await asyncio.wait(pending, timeout=CLOSE_TIMEOUT)
+            if late:
+                for conn in connections:
+                    if not conn.closed.done() and conn.transport is not None:
+                        conn.transport.abort()
+                await asyncio.wait(late, timeout=CLOSE_TIMEOUT)
         if self._server is not None:
             with contextlib.suppress(Exception):
                 await self._server.wait_closed()
 
     # ------------------------------------------------------------------ internals
 
-    async def _dial_loop(self, peer: str) -> None:
+    async def _dial_loop(self, peer: str, endpoint: tuple[str, int, str | None]) -> None:
+        """Link to ``peer`` again and again until cancelled (by :meth:`forget`)."""
         loop = asyncio.get_running_loop()
+        host, port, token = endpoint
         backoff = self._backoff()
-        reported: str | None = None
+        reported: str | None = None  # a failure is reported once per kind, not per attempt
         while not self._closed:
-            host, port = self._endpoints[peer]
             link: _Outgoing | None = None
             try:
                 async with asyncio.timeout(HANDSHAKE_TIMEOUT):
                     _, link = await loop.create_connection(
-                        lambda: _Outgoing(self, peer), host, port)
+                        lambda: self._attempt(peer, token), host, port)
                 await link.closed
             except (OSError, TimeoutError) as exc:
                 logger.debug("%s: cannot link to %s at %s:%s: %r", self.address, peer, host,
                              port, exc)
+            except asyncio.CancelledError:
                 if link is not None and link.transport is not None:
                     link.transport.close()
+                raise
+            except Exception as exc:  # a bug or an odd endpoint: log it, keep trying
+                logger.exception("%s: linking to %s at %s:%s failed", self.address, peer,
+                                 host, port)
+                if reported != type(exc).__name__:
+                    reported = type(exc).__name__
+                    self._report(exc)
+            finally:
+                if link is not None and self._attempts.get(peer) is link:
+                    del self._attempts[peer]
             if link is not None and link.dialer.established:
                 backoff.reset()
                 reported = None
-            rejected = link.rejected if link is not None else None
-            if rejected is not None and reported != rejected.code:  # once per kind
-                reported = rejected.code
-                logger.error("%s: %s at %s:%s refused our link: %s", self.address, peer,
-                             host, port, rejected)
-                self._report(rejected)
+            failure = link.failure if link is not None else None
+            if failure is not None and reported != failure.code:
+                reported = failure.code
+                logger.error("%s: the link to %s at %s:%s failed: %s", self.address, peer,
+                             host, port, failure)
+                self._report(failure)
             await asyncio.sleep(backoff.next())
 
+    def _attempt(self, peer: str, token: str | None) -> _Outgoing:
+        """A new connection of ``peer``'s dial loop (the protocol factory)."""
+        link = _Outgoing(self, peer, token)
+        self._attempts[peer] = link
+        return link
+
     def _up(self, peer: str, link: _Outgoing) -> None:
-        if self._closed or self._endpoints.get(peer) is None:
+        if self._closed or self._attempts.get(peer) is not link:  # forgotten meanwhile
             if link.transport is not None:
                 link.transport.close()
             return
@@ -372,23 +470,33 @@ class DirectRaft(RaftInterface):
     :meth:`add_peer` and :meth:`remove_peer` when membership changes bring new machines.
 
     ``async with DirectRaft(...) as node`` starts it and waits until it listens; after a bare
-    :meth:`start`, ``await node.listening()`` does the same.
+    :meth:`start`, ``await node.listening()`` does the same (a node that cannot listen reports
+    it as an ``error`` event too). ``max_line_bytes``, ``max_buffered_bytes`` and ``backoff``
+    are passed to :class:`DirectLinks`.
     """
 
     def __init__(self, address: str, *, listen: tuple[str, int],
                  peers: Mapping[str, tuple[str, int]], room: str = "webraft",
                  token: str | None = None, members: Iterable[str] | None = None,
                  storage: Storage | None = None,
-                 max_line_bytes: int = DEFAULT_MAX_LINE_BYTES) -> None:
+                 max_line_bytes: int = DEFAULT_MAX_LINE_BYTES,
+                 max_buffered_bytes: int = MAX_BUFFERED_BYTES,
+                 backoff: Callable[[], Backoff] = Backoff) -> None:
+        if token is not None and not isinstance(token, str):
+            raise ValueError("token must be a string")
+        if max_line_bytes < DEFAULT_MAX_FRAME_BYTES:
+            # Every Raft message fits in a relay frame (commands, appends and snapshot chunks
+            # are sized for it); a message that fits in no line would be refused forever.
+            raise ValueError(f"max_line_bytes must be at least {DEFAULT_MAX_FRAME_BYTES}")
         if members is None:
             members = [address, *peers]
         super().__init__(address, members=members, storage=storage)
         self.links = DirectLinks(address, self, room=room, token=token,
-                                 max_line_bytes=max_line_bytes)
+                                 max_line_bytes=max_line_bytes,
+                                 max_buffered_bytes=max_buffered_bytes, backoff=backoff)
         self.peers: dict[str, tuple[str, int]] = {}
         for peer, (host, port) in peers.items():
-            check_name(peer, "peer")
-            self.peers[peer] = (host, port)
+            self.peers[check_name(peer, "peer")] = _check_endpoint(host, port)
         self._listen = listen
         self._listening: asyncio.Task[tuple[str, int]] | None = None
 
@@ -411,9 +519,19 @@ class DirectRaft(RaftInterface):
             return
         super().start()
         self._listening = asyncio.get_running_loop().create_task(
-            self.links.listen(*self._listen))
+            self.links.listen(*self._listen), name=f"listen {self.address}")
+        self._listening.add_done_callback(self._listen_done)
         for peer, (host, port) in self.peers.items():
             self.links.dial(peer, host, port)
+
+    def _listen_done(self, task: asyncio.Task[tuple[str, int]]) -> None:
+        """Say so when this node cannot accept links (a port in use), awaited or not."""
+        if task.cancelled() or task.exception() is None:
+            return
+        exc = task.exception()
+        logger.error("%s: cannot accept links on %s:%s: %r", self.address, *self._listen, exc)
+        if isinstance(exc, Exception):
+            self.emit("error", exc)
 
     async def listening(self) -> tuple[str, int]:
         """Wait until this node accepts links; returns where (raises if it cannot listen)."""
@@ -423,12 +541,17 @@ class DirectRaft(RaftInterface):
 
     async def __aenter__(self) -> DirectRaft:
         self.start()
-        await self.listening()
+        try:
+            await self.listening()
+        except BaseException:  # no ``async with`` body, so no __aexit__: stop what started
+            await self.close()
+            raise
         return self
 
     def add_peer(self, address: str, host: str, port: int) -> None:
         """Link to ``address`` at ``host:port`` from now on (also to move a peer)."""
-        self.peers[check_name(address, "peer")] = (host, port)
+        check_name(address, "peer")
+        self.peers[address] = _check_endpoint(host, port)
         if self._listening is not None:
             self.links.dial(address, host, port)
 
@@ -438,11 +561,13 @@ class DirectRaft(RaftInterface):
         self.links.forget(address)
 
     async def close(self) -> None:
-        """Close Raft, then the links (after what is written went out)."""
+        """Close Raft, then the links (after what is written went out); idempotent."""
+        listening = self._listening
+        if listening is not None and not listening.done():
+            listening.cancel()
+            await asyncio.wait([listening])  # never raises: its outcome is not ours to raise
         await super().close()
         await self.links.close()
-        if self._listening is not None and not self._listening.done():
-            self._listening.cancel()
 
     # ------------------------------------------------------------------ DirectListener
 
