@@ -9,6 +9,7 @@ pending) and fails the test if anything did: nothing a peer sends may get that f
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import json
 import logging
@@ -104,6 +105,7 @@ class Net:
         self.writers: list[asyncio.StreamWriter] = []
         self.servers: list[asyncio.Server] = []
         self.handlers: set[asyncio.Task[Any]] = set()  # the raw servers' connections
+        self.sockets: list[socket.socket] = []  # blocking raw clients
 
     async def node(self, name: str, *, members: Iterable[str] = ("a", "b", "c"),
                    port: int = 0, peers: dict[str, tuple[str, int]] | None = None,
@@ -166,6 +168,8 @@ class Net:
     async def aclose(self) -> None:
         for writer in self.writers:
             writer.close()
+        for sock in self.sockets:
+            sock.close()
         for node in self.nodes:
             await node.close()
         for links in self.links:
@@ -507,6 +511,7 @@ async def test_a_full_link_buffer_drops_and_counts_messages(net: Net):
     await b.listen(HOST, 0)
     a, _ = net.links_for("a", max_buffered_bytes=limit)
     a.dial("b", *b.bound)  # type: ignore[misc]
+    await until(lambda: a.is_up("b"), what="a linked to b")
     await until(lambda: any(i.peer == "a" for i in b._incoming), what="b accepted a")
     incoming = next(i for i in b._incoming if i.peer == "a")
     assert incoming.transport is not None
@@ -598,3 +603,44 @@ async def test_closing_while_attempts_are_under_way_leaves_nothing_behind(net: N
     assert a._dialers == {}
     with pytest.raises(RuntimeError):
         await a.listen(HOST, 0)
+
+
+async def test_a_line_over_the_acceptor_s_limit_breaks_the_link_and_the_dialer_learns_why(
+        net: Net):
+    """Two members configured with different limits: the link breaks, is re-dialed, and the
+    dialer reports the acceptor's reason once instead of a bare disconnect."""
+    b, b_seen = net.links_for("b", max_line_bytes=10_000)
+    await b.listen(HOST, 0)
+    a, a_seen = net.links_for("a")  # the default limit, far above b's
+    a.dial("b", *b.bound)  # type: ignore[misc]
+    await until(lambda: a.is_up("b"), what="linked")
+    assert a.send("b", {"big": "x" * 20_000})
+    await until(lambda: a_seen.down == ["b"], what="b broke the link")
+    assert codes(b_seen.errors) == ["line_too_long"]
+    await until(lambda: codes(a_seen.errors, LinkRejected) == ["line_too_long"],
+                what="a learned why")
+    await until(lambda: a.is_up("b"), what="re-dialed")
+    assert a.send("b", {"small": 1})
+    await until(lambda: b_seen.data == [("a", {"small": 1})], what="the next message arrives")
+
+
+async def test_a_connection_accepted_just_as_the_links_close_is_closed_too(net: Net):
+    """asyncio (3.11) drops a connection whose accept is under way when its server closes,
+    leaving the socket open forever; close() must let such accepts finish first."""
+    links, _ = net.links_for("b")
+    await links.listen(HOST, 0)
+    assert links.bound is not None
+    loop = asyncio.get_running_loop()
+    for _ in range(5):  # several connections in one accept batch
+        client = socket.create_connection(links.bound)  # the kernel completes it at once
+        net.sockets.append(client)
+    woken = loop.create_future()
+    loop.call_soon(woken.set_result, None)
+    await woken  # we run again right after the loop's next accepts, before they attach
+    await links.close()
+    for client in net.sockets:  # each one gets the challenge perhaps, then its end
+        client.setblocking(False)
+        with contextlib.suppress(ConnectionResetError):
+            async with asyncio.timeout(GUARD):
+                while await loop.sock_recv(client, 4096):
+                    pass

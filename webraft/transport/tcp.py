@@ -129,10 +129,10 @@ class _Incoming(_Connection):
         self.acceptor = Acceptor(links.room, links.address, token=links.token,
                                  allow=links.allow, max_line_bytes=links.max_line_bytes)
         self.peer = ""  # once proven
+        links._incoming.add(self)  # from the accept on, so that close() waits for it too
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(transport)
-        self.links._incoming.add(self)
         assert self.transport is not None
         if self.links._closed:  # accepted while closing: the server is going away
             self.transport.close()
@@ -345,13 +345,24 @@ class DirectLinks:
         aborts the links that could not deliver (a peer that stopped reading).
         """
         self._closed = True
-        connections: list[_Connection] = [*self._attempts.values(), *self._incoming]
+        outgoing = list(self._attempts.values())
         tasks = list(self._dialers.values())
         for peer in list(self._dialers):
             self.forget(peer)
-        if self._server is not None:
-            self._server.close()
-        for incoming in list(self._incoming):
+        server = self._server
+        if server is not None and server.is_serving():
+            # asyncio (3.11) loses a connection whose accept is under way when its server
+            # closes: the socket stays open, owned by nobody. Stop accepting, let the accepts
+            # under way attach (their connections close at once: we are closed), then close.
+            loop = asyncio.get_running_loop()
+            for sock in server.sockets:
+                with contextlib.suppress(NotImplementedError, ValueError, OSError):
+                    loop.remove_reader(sock.fileno())
+            await asyncio.sleep(0)
+        if server is not None:
+            server.close()
+        connections: list[_Connection] = [*outgoing, *self._incoming]
+        for incoming in self._incoming:
             if incoming.transport is not None:
                 incoming.transport.close()
         # The dial loops end at once (cancelled); awaiting them leaves no task behind.
