@@ -17,9 +17,11 @@ A connection object needs ``start()``, ``send(to, data)``, ``async close()`` and
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Iterable, Sequence
 from typing import Any, Protocol
 
+from ..errors import MessageError
 from ..runtime import NodeInstance, RaftInterface
 from ..storage import Storage
 from .relay import (
@@ -34,13 +36,33 @@ from .relay import (
     Welcome,
 )
 
-__all__ = ["COMMAND_ENVELOPE_BYTES", "RelayConnectionLike", "RelayListener", "RelayNode",
-           "RelayPeer", "receive_frame"]
+__all__ = ["COMMAND_ENVELOPE_BYTES", "LINK_OFFER", "RelayConnectionLike", "RelayListener",
+           "RelayNode", "RelayPeer", "link_offer", "parse_link_offer", "receive_frame"]
 
 logger = logging.getLogger("webraft.transport")
 
 #: Room a command leaves in a relay frame for the AppendEntries and frame envelopes.
 COMMAND_ENVELOPE_BYTES = 4096
+#: ``type`` of the one message that travels between relay members without being Raft's.
+LINK_OFFER = "link"
+_AT = re.compile(r"\[?([A-Za-z0-9_.:-]{1,253})\]?:([0-9]{1,5})")
+_KEY = re.compile(r"[0-9a-f]{32,128}")
+
+
+def link_offer(host: str, port: int, key: str) -> dict[str, Any]:
+    """The offer of direct links at ``host:port`` to one peer, who must prove ``key``."""
+    return {"type": LINK_OFFER, "at": f"{host}:{port}", "key": key}
+
+
+def parse_link_offer(message: dict[str, Any]) -> tuple[str, int, str]:
+    """``(host, port, key)`` of an untrusted offer; raises MessageError."""
+    at, key = message.get("at"), message.get("key")
+    if not isinstance(at, str) or not isinstance(key, str) or _KEY.fullmatch(key) is None:
+        raise MessageError("a link offer needs at=HOST:PORT and a hex key")
+    match = _AT.fullmatch(at)
+    if match is None or not 0 < int(match[2]) < 65536:
+        raise MessageError(f"a link offer's address is not HOST:PORT: {at!r:.80}")
+    return match[1], int(match[2]), key
 
 
 class RelayListener(Protocol):
@@ -206,7 +228,31 @@ class RelayNode(RaftInterface):
             self.leave(address)
 
     def relay_data(self, sender: str, messages: Sequence[Any]) -> None:
+        if any(m.__class__ is dict and m.get("type") == LINK_OFFER for m in messages):
+            messages = [m for m in messages if not self._link_offer(sender, m)]
         self.got_messages(sender, messages)
+
+    def _link_offer(self, sender: str, message: Any) -> bool:
+        """Take ``message`` if it is a link offer (True): a member that accepts direct links
+        tells each peer where, and the key that peer must prove (see ``docs/direct-links.md``).
+        """
+        if message.__class__ is not dict or message.get("type") != LINK_OFFER:
+            return False
+        try:
+            host, port, key = parse_link_offer(message)
+        except MessageError as exc:
+            logger.warning("%s: ignored a link offer from %r: %s", self.address, sender, exc)
+            self.emit("error", exc)
+            return True
+        self.relay_link_offer(sender, host, port, key)
+        return True
+
+    def relay_link_offer(self, sender: str, host: str, port: int, key: str) -> None:
+        """``sender`` accepts direct links at ``host:port`` from us, proven with ``key``.
+
+        A node that cannot dial (a browser tab) ignores it; :class:`~webraft.transport.
+        websocket.RelayRaft` with ``listen`` links to the sender and sends through the link.
+        """
 
     def relay_error(self, exc: Exception) -> None:
         self.emit("error", exc)

@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import secrets
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -32,10 +33,11 @@ from websockets.exceptions import ConnectionClosed, InvalidURI
 from websockets.uri import parse_uri
 
 from ..storage import Storage
-from .node import RelayListener, RelayNode, RelayPeer, receive_frame
+from .node import RelayListener, RelayNode, RelayPeer, link_offer, receive_frame
 from .relay import WS_PATH, Backoff, OutgoingBuffer, RelayClient, Welcome
+from .tcp import DirectLinks
 
-__all__ = ["RelayConnection", "RelayListener", "RelayPeer", "RelayRaft"]
+__all__ = ["LinkedPeer", "RelayConnection", "RelayListener", "RelayPeer", "RelayRaft"]
 
 logger = logging.getLogger("webraft.transport")
 
@@ -267,14 +269,131 @@ class RelayRaft(RelayNode):
     ``url`` is the relay's WebSocket URL (``ws://HOST:PORT/ws``); see
     :class:`~webraft.transport.node.RelayNode` for ``room``, ``token``, ``session`` and the
     events. ``connect_options`` override :data:`DEFAULT_CONNECT_OPTIONS`.
+
+    ``listen=(host, port)`` also accepts direct links (see ``docs/direct-links.md``): this
+    node offers each peer, through the relay, its link address (``advertise``, needed when
+    ``host`` is a wildcard such as ``0.0.0.0``) and a key only that peer receives. Members that
+    listen too link to each other and send through their links, saving the relay's two hops;
+    everything else (browser tabs, a peer whose link is down) still goes through the relay,
+    whose room stays the truth about who is a peer.
     """
 
     def __init__(self, address: str, *, url: str, room: str,
                  members: Iterable[str] | None = None, storage: Storage | None = None,
                  token: str | None = None, session: str | None = None,
                  buffer: OutgoingBuffer | None = None, backoff: Backoff | None = None,
-                 connect_options: Mapping[str, Any] | None = None) -> None:
+                 connect_options: Mapping[str, Any] | None = None,
+                 listen: tuple[str, int] | None = None, advertise: str | None = None) -> None:
         client = RelayClient(room, address, session=session, token=token, buffer=buffer,
                              backoff=backoff)
         super().__init__(client, members=members, storage=storage)
         self.connection = RelayConnection(url, client, self, connect_options=connect_options)
+        #: The direct links, when ``listen`` was given.
+        self.links: DirectLinks | None = None
+        self._listen = listen
+        self._advertise = advertise
+        self._listening: asyncio.Task[tuple[str, int]] | None = None
+        self._link_keys: dict[str, str] = {}  # peer -> the key we offered it, for our life
+        if listen is not None:
+            if advertise is None and listen[0] in _WILDCARDS:
+                raise ValueError(f"listening on {listen[0]!r} needs advertise=HOST: the "
+                                 "address peers can reach this node at")
+            self.links = DirectLinks(address, self, room=room, token=self._link_keys.get)
+
+    def create_instance(self, address: str) -> RelayPeer:
+        return LinkedPeer(address, self) if self.links is not None else RelayPeer(address, self)
+
+    def start(self) -> None:
+        """Start Raft, the relay connection and, with ``listen``, accepting links."""
+        super().start()
+        if self.links is not None and self._listening is None and self._listen is not None:
+            self._listening = asyncio.get_running_loop().create_task(self._start_links())
+            # Reported as an error event already; nobody has to await it.
+            self._listening.add_done_callback(lambda t: t.cancelled() or t.exception())
+
+    async def close(self) -> None:
+        """Close Raft, the relay connection and the links."""
+        await super().close()
+        if self.links is not None:
+            await self.links.close()
+        if self._listening is not None and not self._listening.done():
+            self._listening.cancel()
+
+    async def listening(self) -> tuple[str, int]:
+        """With ``listen``: wait until this node accepts links; returns where (raises the
+        OSError if it cannot: the relay then still carries everything)."""
+        if self._listening is None:
+            raise RuntimeError("start() a node made with listen= first")
+        return await asyncio.shield(self._listening)
+
+    async def _start_links(self) -> tuple[str, int]:
+        assert self.links is not None and self._listen is not None
+        try:
+            bound = await self.links.listen(*self._listen)
+        except OSError as exc:
+            logger.error("%s: cannot accept links on %s:%s: %r", self.address, *self._listen,
+                         exc)
+            self.emit("error", exc)
+            raise
+        for peer in self.nodes:
+            self._offer(peer)
+        return bound
+
+    def _offer(self, peer: str) -> None:
+        """Tell ``peer`` where and how to link to us (through the relay: only it reads it)."""
+        bound = self.links.bound if self.links is not None else None
+        if bound is None:
+            return  # _start_links offers to every peer once listening
+        key = self._link_keys.setdefault(peer, secrets.token_hex(16))
+        host = self._advertise if self._advertise is not None else bound[0]
+        self.connection.send(peer, link_offer(host, bound[1], key))
+
+    # ------------------------------------------------------------------ RelayListener
+
+    def relay_welcome(self, peers: tuple[str, ...]) -> None:
+        super().relay_welcome(peers)
+        for peer in peers:
+            self._offer(peer)
+
+    def relay_join(self, address: str) -> None:
+        super().relay_join(address)
+        self._offer(address)
+
+    def relay_leave(self, address: str) -> None:
+        super().relay_leave(address)
+        if self.links is not None:
+            self.links.forget(address)
+
+    def relay_link_offer(self, sender: str, host: str, port: int, key: str) -> None:
+        if self.links is not None and not self._relay_closed:
+            self.links.dial(sender, host, port, token=key)
+
+    # ------------------------------------------------------------------ DirectListener
+
+    def direct_up(self, peer: str) -> None:
+        logger.info("%s: linked to %s directly", self.address, peer)
+
+    def direct_down(self, peer: str) -> None:
+        logger.info("%s: the link to %s is down; the relay carries its messages", self.address,
+                    peer)
+
+    def direct_data(self, peer: str, payloads: list[dict[str, Any]]) -> None:
+        self.got_messages(peer, payloads)
+
+    def direct_error(self, exc: Exception) -> None:
+        self.emit("error", exc)
+
+
+#: Listening hosts that are not an address a peer can dial.
+_WILDCARDS = frozenset({"", "0.0.0.0", "::"})
+
+
+class LinkedPeer(RelayPeer):
+    """A relay peer that we may also have a direct link to: writes take the link when up."""
+
+    raft: RelayRaft
+
+    def write(self, payload: dict[str, Any]) -> None:
+        links = self.raft.links
+        if links is None or not links.send(self.address, payload):
+            self.raft.connection.send(self.address, payload)

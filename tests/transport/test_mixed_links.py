@@ -1,0 +1,165 @@
+"""Relay members that also link to each other directly (``RelayRaft(listen=...)``).
+
+The relay room stays the truth about who is a peer; links only carry messages, and a member
+that cannot link (a browser tab, here a plain RelayRaft) keeps using the relay.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+import pytest
+from support import until
+from transport_support import GUARD, FastRelayRaft, Net
+
+from webraft.transport import LinkBroken
+from webraft.transport.direct import Dialer, encode_line
+from webraft.transport.node import LINK_OFFER
+
+LOCAL = ("127.0.0.1", 0)
+
+
+def linked(nodes: list[FastRelayRaft]) -> bool:
+    """Every listening node has its link up to every other listening node."""
+    return all(n.links is not None and n.links.is_up(m.address)
+               for n in nodes for m in nodes if m is not n)
+
+
+def relayed(node: FastRelayRaft) -> list[tuple[str, Any]]:
+    """Record what ``node`` sends through the relay from now on."""
+    sent: list[tuple[str, Any]] = []
+    send = node.connection.send
+
+    def spy(to: str, data: Any) -> None:
+        sent.append((to, data))
+        send(to, data)
+
+    node.connection.send = spy  # type: ignore[method-assign]
+    return sent
+
+
+async def test_listening_members_link_and_send_raft_messages_over_the_links(net: Net):
+    relay = await net.relay()
+    nodes = [net.node(a, relay, listen=LOCAL) for a in "abc"]
+    await until(lambda: linked(nodes), what="every pair linked")
+    lead = await net.leader(nodes)
+    through_relay = [relayed(n) for n in nodes]
+    follower = next(n for n in nodes if n is not lead)
+    index = await asyncio.wait_for(follower.propose("over links"), GUARD)
+    await until(lambda: all((index, "over links") in n.applied for n in nodes))
+    assert all(not sent for sent in through_relay), through_relay
+    assert not any(n.errors for n in nodes)
+
+
+async def test_a_member_that_cannot_link_still_works_through_the_relay(net: Net):
+    """A plain RelayRaft plays the browser tab: it drops offers silently."""
+    relay = await net.relay()
+    a = net.node("a", relay, listen=LOCAL)
+    b = net.node("b", relay, listen=LOCAL)
+    tab = net.node("c", relay)
+    nodes = [a, b, tab]
+    await until(lambda: linked([a, b]), what="a and b linked")
+    await net.leader(nodes)
+    index = await asyncio.wait_for(tab.propose("from the tab"), GUARD)
+    await until(lambda: all((index, "from the tab") in n.applied for n in nodes))
+    assert not tab.errors and tab.links is None
+    offers = [p for s, p in tab.received if isinstance(p, dict) and p.get("type") == LINK_OFFER]
+    assert offers == []  # taken out before got_data, never seen as a Raft message
+    assert a.links is not None and not a.links.is_up("c")
+
+
+async def test_a_lost_link_falls_back_to_the_relay_and_is_dialed_again(net: Net):
+    relay = await net.relay()
+    nodes = [net.node(a, relay, listen=LOCAL) for a in "abc"]
+    await until(lambda: linked(nodes), what="every pair linked")
+    lead = await net.leader(nodes)
+    victim = next(n for n in nodes if n is not lead)
+    assert victim.links is not None
+    for incoming in list(victim.links._incoming):  # cut every link into the victim
+        assert incoming.transport is not None
+        incoming.transport.abort()
+    index = await asyncio.wait_for(lead.propose("after the cut"), GUARD)
+    await until(lambda: all((index, "after the cut") in n.applied for n in nodes))
+    await until(lambda: linked(nodes), what="links dialed again")
+    assert not any(n.errors for n in nodes)
+
+
+async def test_the_room_token_does_not_let_a_client_link_as_another_member(net: Net):
+    """Link keys are per peer and travel only through the relay: knowing the room's token
+    (here the relay has none at all) and a member's name is not enough."""
+    relay = await net.relay()
+    a = net.node("a", relay, listen=LOCAL)
+    await until(lambda: a.links is not None and a.links.bound is not None)
+    b = net.node("b", relay, listen=LOCAL)
+    await until(lambda: linked([a, b]), what="a and b linked")
+    assert a.links is not None and a.links.bound is not None
+    host, port = a.links.bound
+    reader, writer = await asyncio.open_connection(host, port)
+    try:
+        forger = Dialer("demo", "b", "a", token=None)
+        forger.receive(await reader.readline())
+        writer.write(forger.data_to_send())
+        answer = json.loads(await asyncio.wait_for(reader.readline(), GUARD))
+        assert answer["error"] == "unauthorized"
+        assert await asyncio.wait_for(reader.read(), GUARD) == b""  # and closed
+    finally:
+        writer.close()
+    assert [e.code for e in a.errors if isinstance(e, LinkBroken)] == ["unauthorized"]
+    assert a.links.is_up("b")  # the real b's link is untouched
+
+
+async def test_a_malformed_offer_is_an_error_event_and_changes_nothing(net: Net):
+    relay = await net.relay()
+    a = net.node("a", relay, listen=LOCAL)
+    mallory, _ = await net.raw(relay, address="m")
+    await until(lambda: "m" in a.nodes)
+    for offer in ({"type": LINK_OFFER, "at": "nowhere", "key": "0" * 32},
+                  {"type": LINK_OFFER, "at": "127.0.0.1:1", "key": "not hex"},
+                  {"type": LINK_OFFER, "at": ["127.0.0.1", 1]}):
+        await mallory.send(type="send", to="a", data=offer)
+    await until(lambda: len(a.errors) == 3, what="three rejected offers")
+    assert a.links is not None and not a.links.is_up("m")
+    assert all("link offer" in str(e) for e in a.errors)
+
+
+async def test_an_offer_is_made_to_every_member_with_a_key_for_it_alone(net: Net):
+    relay = await net.relay()
+    a = net.node("a", relay, listen=LOCAL)
+    watchers = {}
+    for name in ("x", "y"):
+        raw, _ = await net.raw(relay, address=name)
+        watchers[name] = raw
+    offers = {}
+    for name, raw in watchers.items():
+        async with asyncio.timeout(GUARD):
+            while name not in offers:  # skip joins and Raft traffic
+                frame = await raw.recv()
+                data = [frame.get("data")] if frame["type"] == "msg" else frame.get("msgs", [])
+                offers.update((name, d) for d in data if d.get("type") == LINK_OFFER)
+    assert offers["x"]["at"] == offers["y"]["at"]
+    assert offers["x"]["key"] != offers["y"]["key"]
+    assert a.links is not None and a.links.bound is not None
+    host, port = a.links.bound
+    assert offers["x"]["at"] == f"{host}:{port}"
+    # The offered key is what a link from x must prove.
+    reader, writer = await asyncio.open_connection(host, port)
+    try:
+        dialer = Dialer("demo", "x", "a", token=offers["x"]["key"])
+        dialer.receive(await reader.readline())
+        writer.write(dialer.data_to_send())
+        events = dialer.receive(await asyncio.wait_for(reader.readline(), GUARD))
+        assert dialer.established and events
+        writer.write(encode_line({"type": "heartbeat"}))  # malformed Raft: an error event
+        await until(lambda: a.errors, what="the malformed message reported")
+    finally:
+        writer.close()
+
+
+def test_listening_on_a_wildcard_needs_an_address_to_advertise():
+    with pytest.raises(ValueError, match="advertise"):
+        FastRelayRaft("a", url="ws://127.0.0.1:1/ws", room="demo", listen=("0.0.0.0", 0))
+    node = FastRelayRaft("a", url="ws://127.0.0.1:1/ws", room="demo", listen=("0.0.0.0", 0),
+                         advertise="10.1.2.3")
+    assert node.links is not None
