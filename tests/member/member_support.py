@@ -107,9 +107,9 @@ class Relay:
 class Member:
     """``python -m webraft.member`` for one address, on its own data directory.
 
-    Through the relay at ``relay_url``, or, with ``relay_url=None``, on the direct links
-    ``links`` describe (``--listen``/``--peer`` flags); then :attr:`link_port` is where it
-    listens, read from its second line.
+    Through the relay at ``relay_url``, on the direct links ``links`` describe
+    (``--listen``/``--peer`` flags) with ``relay_url=None``, or both. With ``--listen``,
+    :attr:`link_port` is where it listens, read from its second line.
     """
 
     def __init__(self, address: str, relay_url: str | None, data: Path, logs: Path,
@@ -118,7 +118,7 @@ class Member:
         self.address = address
         founding = ["--members", members] if members else ["--join"]
         transport = (["--relay", relay_url, "--room", "demo"] if relay_url is not None
-                     else list(links or []))
+                     else []) + list(links or [])
         self.proc = Proc(["-m", "webraft.member", *transport,
                           "--data", str(data), "--address", address, *founding,
                           "--control", "127.0.0.1:0", *(extra or [])], f"node-{address}",
@@ -127,7 +127,7 @@ class Member:
         assert match[1] == address
         self.control = match[2]
         self.link_port: int | None = None
-        if relay_url is None:
+        if "--listen" in (links or []):
             links_match = self.proc.first_line(LINKS_LINE)
             assert links_match[1] == address
             self.link_port = int(links_match[3])

@@ -26,9 +26,10 @@ class Cluster:
         self.acked: dict[str, Any] = {}  # writes the cluster acknowledged
 
     def start(self, address: str, members: str | None = "a,b,c",
-              extra: tuple[str, ...] = ("--snapshot-entries", "5")) -> Member:
+              extra: tuple[str, ...] = ("--snapshot-entries", "5"),
+              links: tuple[str, ...] = ()) -> Member:
         member = Member(address, self.relay.ws_url, self.tmp / f"node-{address}", self.logs,
-                        members, list(extra))
+                        members, list(extra), links=list(links))
         self.members[address] = member
         return member
 
@@ -141,4 +142,23 @@ def test_members_join_a_room_with_automatic_membership(cluster: Cluster):
     poll(lambda: sorted(leader.status()["members"]) == ["a", "b"], what="c removed")
     cluster.write(b, "after", 2)
     cluster.converge()
+    cluster.stop()
+
+
+def test_relay_members_that_listen_link_to_each_other_and_the_rest_still_works(
+        cluster: Cluster):
+    """a and b also accept direct links (--listen): they link to each other once the relay
+    carried their offers; c does not listen and talks to both through the relay."""
+    a = cluster.start("a", links=("--listen", "127.0.0.1:0"))
+    b = cluster.start("b", links=("--listen", "127.0.0.1:0"))
+    c = cluster.start("c")
+    poll(lambda: a.status()["links"] == {"b": {"up": True}, "c": {"up": False}},
+         what="a linked to b, not to c")
+    poll(lambda: b.status()["links"]["a"] == {"up": True}, what="b linked to a")
+    assert a.status()["listen"] == f"127.0.0.1:{a.link_port}"
+    assert "links" not in c.status()
+    for via, key in ((c, "from-c"), (a, "from-a"), (b, "from-b")):
+        cluster.write(via, key, {"via": via.address})
+    cluster.converge()
+    assert a.status()["link_error"] is None
     cluster.stop()

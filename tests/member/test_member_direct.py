@@ -38,9 +38,14 @@ BOTH_PEERS = ("--peer", "b=127.0.0.1:7002", "--peer", "c=127.0.0.1:7003")
 
 @pytest.mark.parametrize(("links", "message"), [
     ((), "one of --relay or --listen is required"),
-    (("--relay", "ws://127.0.0.1:9/ws", "--room", "r", "--listen", "127.0.0.1:7001"),
-     "cannot be combined with --relay"),
-    (("--relay", "ws://127.0.0.1:9/ws", "--room", "r", *BOTH_PEERS), "--peer needs --listen"),
+    (("--relay", "ws://127.0.0.1:9/ws", "--room", "r", *BOTH_PEERS),
+     "--peer is for --listen without --relay"),
+    (("--relay", "ws://127.0.0.1:9/ws", "--room", "r", "--listen", "127.0.0.1:7001",
+      *BOTH_PEERS), "--peer is for --listen without --relay"),
+    (("--listen", "127.0.0.1:7001", *BOTH_PEERS, "--advertise", "10.0.0.1"),
+     "--advertise is for --relay with --listen"),
+    (("--relay", "ws://127.0.0.1:9/ws", "--room", "r", "--listen", "0.0.0.0:7001"),
+     "needs --advertise HOST"),
     (("--relay", "ws://127.0.0.1:9/ws"), "--relay needs --room"),
     (("--listen", "127.0.0.1", *BOTH_PEERS), "HOST:PORT"),
     (("--listen", "127.0.0.1:7001", "--peer", "b", "--peer", "c=127.0.0.1:7003"),

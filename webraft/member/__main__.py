@@ -12,6 +12,12 @@ given every other member's link address)::
     python -m webraft.member --listen 127.0.0.1:7001 --peer b=127.0.0.1:7002 \\
         --peer c=127.0.0.1:7003 --data ./node-a --address a --members a,b,c [--token T]
 
+or a relay member that also links directly to the room's members that listen too (servers
+in a browser cluster: their messages to each other skip the relay)::
+
+    python -m webraft.member --relay ws://127.0.0.1:8765/ws --room demo --listen 10.0.0.5:7001 \
+        --data ./node-a --address a --join --auto-membership
+
 It keeps term, vote, snapshot and log in ``DATA/raft.sqlite3`` (and, with a relay, its relay
 session in ``DATA/session``), prints one line ``webraft node a control on
 http://127.0.0.1:PORT`` (flushed) once it runs, with ``--listen`` followed by a second line
@@ -59,13 +65,12 @@ from ..errors import StorageError
 from ..runtime import RaftInterface
 from ..transport.direct import LinkBroken
 from ..transport.relay import RelayClosed, check_name
-from ..transport.tcp import DirectRaft
+from ..transport.tcp import DirectLinks, DirectRaft
 from .control import ControlServer, key_path, request
 from .kv import KVStore
 
-if TYPE_CHECKING:  # both import lazily: a direct-links member needs no websockets
+if TYPE_CHECKING:  # imported lazily: a direct-links member needs no SQLite until run
     from ..storage.sqlite import SQLiteStorage
-    from ..transport.websocket import RelayRaft
 
 __all__ = ["main"]
 
@@ -130,19 +135,25 @@ def node_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog=PROG,
         description="Run a durable webraft member (a replicated key-value store) that talks "
-        "to its peers through a relay (--relay) or over direct TCP links (--listen, --peer).",
+        "to its peers through a relay (--relay), over direct TCP links (--listen, --peer), or "
+        "both (--relay with --listen).",
         epilog="Client commands: put KEY VALUE | get KEY | del KEY | status, each with "
         "--control URL.",
     )
-    links = p.add_argument_group("how peers are reached (one of --relay or --listen)")
+    links = p.add_argument_group("how peers are reached (--relay, --listen, or both)")
     links.add_argument("--relay", metavar="URL", help="ws://HOST:PORT/ws")
     links.add_argument("--listen", type=_host_port, metavar="HOST:PORT",
-                       help="accept direct links from peers here (no relay: for servers that "
-                       "can reach each other)")
+                       help="accept direct links from peers here; without --relay, the "
+                       "--peer members are the peers; with it, the room's members that "
+                       "listen too link to each other and skip the relay")
     links.add_argument("--peer", type=_peer, action="append", default=[],
                        metavar="NAME=HOST:PORT",
-                       help="with --listen: another member and its --listen address; repeat "
-                       "for every other member (and for nodes that will --join)")
+                       help="with --listen and no --relay: another member and its --listen "
+                       "address; repeat for every other member (and for nodes that will "
+                       "--join)")
+    links.add_argument("--advertise", metavar="HOST",
+                       help="with --relay and --listen: the host peers dial (needed when "
+                       "--listen is a wildcard such as 0.0.0.0)")
     p.add_argument("--room", help="the cluster's name, the same on every member: its room on "
                    "the relay (required with --relay); with --listen, links from another room "
                    "are refused, which keeps clusters sharing machines apart (default: "
@@ -183,25 +194,30 @@ def node_parser() -> argparse.ArgumentParser:
 def check_links(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
     """Reject (exit 2) combinations of the link flags argparse cannot express on its own.
 
-    Kept apart from the parser's groups so that allowing ``--relay`` and ``--listen``
-    together later is a matter of dropping one check here and one branch in
-    :func:`build_node`.
+    Three ways to reach peers: ``--relay`` (the room's members), ``--listen`` with ``--peer``s
+    (direct links, no relay), or both ``--relay`` and ``--listen`` (the room's members, over
+    direct links with those that listen too).
     """
     if args.relay is None and args.listen is None:
         parser.error("one of --relay or --listen is required")
-    if args.relay is not None and args.listen is not None:
-        parser.error("--listen cannot be combined with --relay (yet): pick one")
-    if args.peer and args.listen is None:
-        parser.error("--peer needs --listen (peers link to each other, not through a relay)")
+    if args.peer and (args.listen is None or args.relay is not None):
+        parser.error("--peer is for --listen without --relay (with a relay, the room's "
+                     "members are the peers and offer their links themselves)")
+    if args.advertise is not None and (args.relay is None or args.listen is None):
+        parser.error("--advertise is for --relay with --listen: the host peers dial")
     if args.relay is not None and args.room is None:
         parser.error("--relay needs --room")
+    if (args.relay is not None and args.listen is not None and args.advertise is None
+            and args.listen[0] in ("", "0.0.0.0", "::")):
+        parser.error(f"--listen {args.listen[0] or '(any)'} needs --advertise HOST: the "
+                     "address peers can dial")
     names = [name for name, _ in args.peer]
     duplicates = sorted({name for name in names if names.count(name) > 1})
     if duplicates:
         parser.error(f"--peer {', '.join(duplicates)} given more than once")
     if args.address in names:
         parser.error(f"--peer {args.address} names this node (--address): give it --listen")
-    if args.listen is not None:
+    if args.listen is not None and args.relay is None:
         if args.room is None:
             args.room = DIRECT_ROOM
         # A voter we have no address for could never receive a vote request or an append.
@@ -292,19 +308,17 @@ class Tuned(RaftInterface):
         return min(super().snapshot_tail, self.tuning.snapshot_entries)
 
 
-class DirectMember(Tuned, DirectRaft):
-    """A member linked straight to its peers over TCP; keeps what ``status`` shows of them."""
+class Linked(RaftInterface):
+    """Mixed in before a node class with direct links (``links``): keeps the last refused or
+    broken link, the first thing to look at when a peer never shows up."""
 
-    def __init__(self, *args: Any, tuning: Tuning, **kwargs: Any) -> None:
-        super().__init__(*args, tuning=tuning, **kwargs)
-        #: The last link refused or broken, either way ("unauthorized: wrong room token"):
-        #: the first thing to look at when a peer never shows up.
+    links: DirectLinks | None
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        #: The last link refused or broken, either way ("unauthorized: wrong room token").
         self.link_error: str | None = None
         self.listen("error", self._link_error)
-
-    @property
-    def room(self) -> str:
-        return self.links.room
 
     def _link_error(self, exc: BaseException) -> None:
         if isinstance(exc, LinkBroken):
@@ -312,18 +326,37 @@ class DirectMember(Tuned, DirectRaft):
 
     def link_status(self) -> dict[str, Any]:
         """The fields ``GET /status`` adds for direct links."""
-        bound = self.bound
+        links = self.links
+        bound = links.bound if links is not None else None
         return {
             "listen": None if bound is None else _join_host_port(*bound),
-            "links": {peer: {"address": _join_host_port(host, port),
-                             "up": self.links.is_up(peer)}
-                      for peer, (host, port) in sorted(self.peers.items())},
+            "links": {peer: self._link(peer) for peer in self._link_peers()},
             "link_error": self.link_error,
         }
 
+    def _link_peers(self) -> list[str]:
+        return sorted(self.nodes)
+
+    def _link(self, peer: str) -> dict[str, Any]:
+        return {"up": self.links is not None and self.links.is_up(peer)}
+
+
+class DirectMember(Linked, Tuned, DirectRaft):
+    """A member linked straight to its peers over TCP, each at its ``--peer`` address."""
+
+    @property
+    def room(self) -> str:
+        return self.links.room
+
+    def _link_peers(self) -> list[str]:
+        return sorted(self.peers)
+
+    def _link(self, peer: str) -> dict[str, Any]:
+        return {"address": _join_host_port(*self.peers[peer]), **super()._link(peer)}
+
 
 def build_node(args: argparse.Namespace, members: list[str],
-               storage: SQLiteStorage) -> RelayRaft | DirectMember:
+               storage: SQLiteStorage) -> RaftInterface:
     """The node the arguments ask for: the one place that picks a transport class."""
     tuning = Tuning.from_args(args)
     if args.relay is not None:
@@ -332,9 +365,14 @@ def build_node(args: argparse.Namespace, members: list[str],
         class RelayMember(Tuned, RelayRaft):
             """A member whose peers are the other members of a relay room."""
 
-        return RelayMember(args.address, url=args.relay, room=args.room, members=members,
-                           storage=storage, token=args.token, session=load_session(args.data),
-                           tuning=tuning)
+        class LinkedRelayMember(Linked, RelayMember):
+            """A relay member that also links directly to members that listen too."""
+
+        cls = RelayMember if args.listen is None else LinkedRelayMember
+        return cls(args.address, url=args.relay, room=args.room, members=members,
+                   storage=storage, token=args.token, session=load_session(args.data),
+                   tuning=tuning, **({} if args.listen is None else
+                                     {"listen": args.listen, "advertise": args.advertise}))
     return DirectMember(args.address, listen=args.listen, peers=dict(args.peer),
                         room=args.room, token=args.token, members=members, storage=storage,
                         tuning=tuning)
@@ -405,7 +443,7 @@ async def run_node(args: argparse.Namespace) -> int:
             loop.add_signal_handler(sig, stop.set)
     host, port = args.control
     control = ControlServer(node, kv, host, port,
-                            details=node.link_status if isinstance(node, DirectMember) else None)
+                            details=node.link_status if isinstance(node, Linked) else None)
     try:
         try:
             await control.start()
@@ -413,12 +451,13 @@ async def run_node(args: argparse.Namespace) -> int:
             return _fail(f"cannot listen on {host}:{port}: {exc}")
         node.start()
         bound = None
-        if isinstance(node, DirectMember):
+        if isinstance(node, Linked):
             try:
-                bound = await node.listening()
+                bound = await node.listening()  # type: ignore[attr-defined]
             except OSError as exc:
                 return _fail(f"cannot listen for links on {_join_host_port(*args.listen)}: "
                              f"{exc}")
+        if isinstance(node, DirectMember):
             warned: set[str] = set()
             _warn_unreachable(node, warned)
             node.listen("membership changed", lambda *_: _warn_unreachable(node, warned))
