@@ -159,11 +159,16 @@ def test_a_thousand_proposals_leave_local_storage_bounded(room: Room) -> None:
 
 def test_a_cpython_member_joins_and_leaves_the_browser_cluster(room: Room,
                                                                tmp_path: Path) -> None:
+    """It also listens for direct links, so it offers them to every tab: tabs cannot dial,
+    and must drop the offers without an error."""
     leader = room.leader()
     voters = {t.address for t in room.tabs}
+    last_error = "() => document.getElementById('last-error').textContent"
+    errors_before = [t.eval(last_error) for t in room.tabs]
     ws = room.relay.url.replace("http://", "ws://") + "/ws"
     proc = subprocess.Popen(
         [sys.executable, "-m", "webraft.member", "--relay", ws, "--room", room.room,
+         "--listen", "127.0.0.1:0",
          "--data", str(tmp_path / "py"), "--address", "py", "--join", "--auto-membership",
          "--grace", str(GRACE_MS / 1000), "--snapshot-entries", "20"],
         cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
@@ -185,6 +190,12 @@ def test_a_cpython_member_joins_and_leaves_the_browser_cluster(room: Room,
                  "every tab applied the CPython member's write")
         status, body = request(control, "GET", "/kv", timeout=10)
         assert status == 200 and body["data"] == leader.kv()
+        status, body = request(control, "GET", "/status", timeout=10)
+        assert status == 200 and body["listen"].startswith("127.0.0.1:")
+        assert not any(link["up"] for link in body["links"].values())  # tabs cannot link
+        for tab, before in zip(room.tabs, errors_before, strict=True):
+            assert "link" not in tab.status()["received"]
+            assert tab.eval(last_error) == before  # no error event in the tab
     finally:
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=30) == 0, proc.stderr.read()
