@@ -148,6 +148,7 @@ class _ApplyState:
     skip_to: int = 0
     skip_term: int | None = None
     loading: _Load | None = None  # the snapshot a refresh handler is loading
+    pumping: bool = False  # inside _pump_apply's loop: an entry may be half applied
     # Applied since the last snapshot, in entries and approximate bytes.
     since_snapshot: int = 0
     since_snapshot_bytes: int = 0
@@ -525,14 +526,22 @@ class RaftInterface(EventEmitter):
         """Messages from ``address`` that arrived together (one frame, one read), each through
         :meth:`got_data`, then handled now in one Ready round: the answers leave in this turn
         of the loop, which saves a loop turn (in a tab, a browser task) on every message hop.
-        Never raises."""
+        Never raises.
+
+        Called from inside the node's own apply loop (an apply or ``updated`` handler feeding
+        it through a synchronous transport), the round waits for the next loop turn instead:
+        it may commit entries, which must not be applied while an earlier one is half done.
+        """
+        receiving = self._receiving
         self._receiving = True
         try:
             for payload in payloads:
                 self.got_data(address, payload)
         finally:
-            self._receiving = False
-        if not self._driving and not self._closed and self._loop is not None:
+            self._receiving = receiving
+        if self._apply.pumping:
+            self._kick()
+        elif not self._driving and not self._closed and self._loop is not None:
             self._driving = True
             self._drive()
 
@@ -1122,6 +1131,13 @@ class RaftInterface(EventEmitter):
         if (st.task is not None or st.resume is not None
                 or (st.gate is not None and not st.gate.done())):
             return
+        pumping, st.pumping = st.pumping, True
+        try:
+            self._pump_apply_slice(st)
+        finally:
+            st.pumping = pumping
+
+    def _pump_apply_slice(self, st: _ApplyState) -> None:
         handlers = self.listeners("apply")
         loop = self._loop_or_running()
         deadline = loop.time() + APPLY_SLICE
