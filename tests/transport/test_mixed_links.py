@@ -163,3 +163,72 @@ def test_listening_on_a_wildcard_needs_an_address_to_advertise():
     node = FastRelayRaft("a", url="ws://127.0.0.1:1/ws", room="demo", listen=("0.0.0.0", 0),
                          advertise="10.1.2.3")
     assert node.links is not None
+
+
+async def next_offer(raw: Any) -> dict[str, Any]:
+    """The next link offer a raw relay client receives (joins and Raft traffic skipped)."""
+    async with asyncio.timeout(GUARD):
+        while True:
+            frame = await raw.recv()
+            data = [frame.get("data")] if frame["type"] == "msg" else frame.get("msgs", [])
+            for d in data:
+                if isinstance(d, dict) and d.get("type") == LINK_OFFER:
+                    return d
+
+
+async def link_as(name: str, to: str, offer: dict[str, Any]) -> tuple[
+        asyncio.StreamReader, asyncio.StreamWriter, dict[str, Any]]:
+    """Dial ``offer`` as ``name`` with its key; the acceptor's answer to the hello."""
+    host, _, port = offer["at"].rpartition(":")
+    reader, writer = await asyncio.open_connection(host.strip("[]"), int(port))
+    dialer = Dialer("demo", name, to, token=offer["key"])
+    dialer.receive(await asyncio.wait_for(reader.readline(), GUARD))
+    writer.write(dialer.data_to_send())
+    return reader, writer, json.loads(await asyncio.wait_for(reader.readline(), GUARD))
+
+
+async def test_a_key_dies_with_the_member_that_held_the_name(net: Net):
+    """Whoever held a name in the room got that name's key; once the relay says the name
+    left, that key and the links proven with it are worth nothing, so a client that held a
+    free name for a moment cannot keep linking as that member after the real one is back."""
+    relay = await net.relay()
+    a = net.node("a", relay, listen=LOCAL)
+    await until(lambda: a.links is not None and a.links.bound is not None)
+    mallory, _ = await net.raw(relay, address="b")  # b is not there yet: the name is free
+    offer = await next_offer(mallory)
+    reader, writer, answer = await link_as("b", "a", offer)
+    try:
+        assert answer == {"welcome": True}
+        await mallory.ws.close()  # the relay tells a that b left
+        assert await asyncio.wait_for(reader.read(), GUARD) == b""  # its link is closed
+    finally:
+        writer.close()
+    b = net.node("b", relay, listen=LOCAL)
+    await until(lambda: linked([a, b]), what="the real b linked")
+    reader, writer, answer = await link_as("b", "a", offer)
+    writer.close()
+    assert answer.get("error") == "unauthorized"
+
+
+async def test_a_member_gone_while_the_relay_was_away_is_no_longer_dialed(net: Net):
+    fake = await net.fake()
+    a = net.node("a", fake, listen=LOCAL)
+    assert a.links is not None
+    conn = await fake.next()
+    await conn.welcome("b")
+    server = await asyncio.start_server(lambda r, w: w.close(), "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        await conn.send({"type": "msg", "from": "b",
+                         "data": {"type": LINK_OFFER, "at": f"127.0.0.1:{port}",
+                                  "key": "0" * 32}})
+        await until(lambda: "b" in a.links._dialers, what="a dials b")
+        await conn.close(1011)  # a reconnects; b left meanwhile
+        conn = await fake.next()
+        await conn.welcome()
+        await until(lambda: "b" not in a.nodes, what="b left")
+        assert "b" not in a.links._dialers
+        assert "b" not in a._link_keys
+    finally:
+        server.close()
+

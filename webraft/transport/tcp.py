@@ -330,6 +330,12 @@ class DirectLinks:
         if attempt is not None and attempt.transport is not None:
             attempt.transport.close()  # its connection_lost says direct_down if it was up
 
+    def disconnect(self, peer: str) -> None:
+        """Close the links ``peer`` made to us (it may link again, with a valid key)."""
+        for incoming in [i for i in self._incoming if i.peer == peer]:
+            if incoming.transport is not None:
+                incoming.transport.close()
+
     def send(self, peer: str, payload: Any) -> bool:
         """Write ``payload`` to ``peer`` now; False if no link is up or its buffer is full.
 

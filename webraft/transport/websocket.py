@@ -351,7 +351,10 @@ class RelayRaft(RelayNode):
     # ------------------------------------------------------------------ RelayListener
 
     def relay_welcome(self, peers: tuple[str, ...]) -> None:
+        gone = [a for a in self.nodes if a not in peers]  # left while we were away
         super().relay_welcome(peers)
+        for address in gone:
+            self._unlink(address)
         for peer in peers:
             self._offer(peer)
 
@@ -361,8 +364,16 @@ class RelayRaft(RelayNode):
 
     def relay_leave(self, address: str) -> None:
         super().relay_leave(address)
-        if self.links is not None:
+        self._unlink(address)
+
+    def _unlink(self, address: str) -> None:
+        """``address`` left the room: stop dialing it, and void its key and the links proven
+        with it, so that whoever held that name meanwhile cannot link as it once the name is
+        another member's (a member that comes back is offered a new key)."""
+        if self.links is not None and not self._relay_closed:
             self.links.forget(address)
+            self._link_keys.pop(address, None)
+            self.links.disconnect(address)
 
     def relay_link_offer(self, sender: str, host: str, port: int, key: str) -> None:
         if self.links is not None and not self._relay_closed:
