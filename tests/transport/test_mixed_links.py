@@ -232,3 +232,15 @@ async def test_a_member_gone_while_the_relay_was_away_is_no_longer_dialed(net: N
     finally:
         server.close()
 
+async def test_a_member_restarted_under_its_session_gets_our_offer_again(net: Net):
+    """A member replaced by a new process with the same session is no departure for the
+    relay (nobody hears leave or join), but the new process knows none of our keys: its own
+    offer, new to us, makes us offer ours again."""
+    relay = await net.relay()
+    a = net.node("a", relay, listen=LOCAL, session="a-session")
+    b = net.node("b", relay, listen=LOCAL, session="b-session")
+    await until(lambda: linked([a, b]), what="a and b linked")
+    b2 = net.node("b", relay, listen=LOCAL, session="b-session")  # b's new process
+    await until(lambda: linked([a, b2]), what="a and the new b linked both ways")
+    assert ("leave", "b") not in a.seen
+

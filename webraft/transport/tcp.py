@@ -300,25 +300,27 @@ class DirectLinks:
         assert bound is not None
         return bound
 
-    def dial(self, peer: str, host: str, port: int, *, token: str | None = None) -> None:
+    def dial(self, peer: str, host: str, port: int, *, token: str | None = None) -> bool:
         """Keep a link to ``peer`` at ``host:port`` up until :meth:`forget` or :meth:`close`.
 
         ``token`` is the key to prove to that peer (default: the links' token, if it is a
         string). Dialing a peer again with another endpoint or key moves the link there.
+        Returns True if this started dialing (False: dialing there already, or closed).
         """
         check_name(peer, "peer")
         _check_endpoint(host, port)
         if self._closed or peer == self.address:
-            return
+            return False
         if token is None and isinstance(self.token, str):
             token = self.token
         endpoint = (host, port, token)
         if self._endpoints.get(peer) == endpoint and peer in self._dialers:
-            return
+            return False
         self.forget(peer)
         self._endpoints[peer] = endpoint
         self._dialers[peer] = asyncio.get_running_loop().create_task(
             self._dial_loop(peer, endpoint), name=f"link {self.address}->{peer}")
+        return True
 
     def forget(self, peer: str) -> None:
         """Stop dialing ``peer`` and close our link to it (or the attempt under way)."""

@@ -376,8 +376,13 @@ class RelayRaft(RelayNode):
             self.links.disconnect(address)
 
     def relay_link_offer(self, sender: str, host: str, port: int, key: str) -> None:
-        if self.links is not None and not self._relay_closed:
-            self.links.dial(sender, host, port, token=key)
+        if self.links is None or self._relay_closed:
+            return
+        if self.links.dial(sender, host, port, token=key):
+            # A new offer may come from a new process under the same relay session (no leave
+            # or join for us to offer on), which knows none of our keys: offer ours again. An
+            # offer we have already is not answered, so two members never ping-pong.
+            self._offer(sender)
 
     # ------------------------------------------------------------------ DirectListener
 
