@@ -17,6 +17,7 @@ from transport_support import GUARD, FastRelayRaft, Net
 from webraft.transport import LinkBroken
 from webraft.transport.direct import Dialer, encode_line
 from webraft.transport.node import LINK_OFFER
+from webraft.transport.relay import RelayClosed
 
 LOCAL = ("127.0.0.1", 0)
 
@@ -243,4 +244,20 @@ async def test_a_member_restarted_under_its_session_gets_our_offer_again(net: Ne
     b2 = net.node("b", relay, listen=LOCAL, session="b-session")  # b's new process
     await until(lambda: linked([a, b2]), what="a and the new b linked both ways")
     assert ("leave", "b") not in a.seen
+
+
+async def test_a_member_the_relay_replaced_stops_linking(net: Net):
+    """The relay ends a connection for good when another takes its seat (4009): the old
+    process is no member any more, and must not go on talking Raft over its links as one."""
+    relay = await net.relay()
+    a = net.node("a", relay, listen=LOCAL, session="a-session")
+    b = net.node("b", relay, listen=LOCAL, session="b-session")
+    await until(lambda: linked([a, b]), what="a and b linked")
+    assert a.links is not None and b.links is not None
+    from_old_b = [i for i in a.links._incoming if i.peer == "b"]
+    net.node("b", relay, listen=LOCAL, session="b-session")  # takes b's seat
+    await until(lambda: any(isinstance(e, RelayClosed) for e in b.errors), what="b replaced")
+    await until(lambda: b.links is not None and b.links.bound is None
+                and not b.links.is_up("a"), what="the old b stops linking")
+    await until(lambda: all(i.closed.done() for i in from_old_b), what="its links closed")
 

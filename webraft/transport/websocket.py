@@ -34,7 +34,7 @@ from websockets.uri import parse_uri
 
 from ..storage import Storage
 from .node import RelayListener, RelayNode, RelayPeer, link_offer, receive_frame
-from .relay import WS_PATH, Backoff, OutgoingBuffer, RelayClient, Welcome
+from .relay import WS_PATH, Backoff, OutgoingBuffer, RelayClient, RelayClosed, Welcome
 from .tcp import DirectLinks
 
 __all__ = ["LinkedPeer", "RelayConnection", "RelayListener", "RelayPeer", "RelayRaft"]
@@ -293,7 +293,8 @@ class RelayRaft(RelayNode):
         self._listen = listen
         self._advertise = advertise
         self._listening: asyncio.Task[tuple[str, int]] | None = None
-        self._link_keys: dict[str, str] = {}  # peer -> the key we offered it, for our life
+        self._unlinking: asyncio.Task[None] | None = None  # closing links: the relay ended us
+        self._link_keys: dict[str, str] = {}  # peer -> the key we offered it, while it stays
         if listen is not None:
             if advertise is None and listen[0] in _WILDCARDS:
                 raise ValueError(f"listening on {listen[0]!r} needs advertise=HOST: the "
@@ -314,6 +315,8 @@ class RelayRaft(RelayNode):
     async def close(self) -> None:
         """Close Raft, the relay connection and the links."""
         await super().close()
+        if self._unlinking is not None:
+            await asyncio.wait([self._unlinking])
         if self.links is not None:
             await self.links.close()
         if self._listening is not None and not self._listening.done():
@@ -374,6 +377,15 @@ class RelayRaft(RelayNode):
             self.links.forget(address)
             self._link_keys.pop(address, None)
             self.links.disconnect(address)
+
+    def relay_error(self, exc: Exception) -> None:
+        super().relay_error(exc)
+        if isinstance(exc, RelayClosed) and self.links is not None and self._unlinking is None:
+            # Out of the room for good (replaced by another process under our session, or
+            # refused): no longer a member, so no longer linked to any, in either direction.
+            logger.warning("%s: the relay ended this member; closing its direct links",
+                           self.address)
+            self._unlinking = asyncio.get_running_loop().create_task(self.links.close())
 
     def relay_link_offer(self, sender: str, host: str, port: int, key: str) -> None:
         if self.links is None or self._relay_closed:
