@@ -14,9 +14,10 @@ import pytest
 from support import until
 from transport_support import GUARD, FastRelayRaft, Net
 
+from webraft.errors import MessageError
 from webraft.transport import LinkBroken
 from webraft.transport.direct import Dialer, encode_line
-from webraft.transport.node import LINK_OFFER
+from webraft.transport.node import LINK_OFFER, parse_link_offer
 from webraft.transport.relay import RelayClosed
 
 LOCAL = ("127.0.0.1", 0)
@@ -260,4 +261,38 @@ async def test_a_member_the_relay_replaced_stops_linking(net: Net):
     await until(lambda: b.links is not None and b.links.bound is None
                 and not b.links.is_up("a"), what="the old b stops linking")
     await until(lambda: all(i.closed.done() for i in from_old_b), what="its links closed")
+
+def test_an_address_to_advertise_must_be_one_peers_can_parse():
+    for bad in ("10.0.0.1:7001", "host name", "", "[::1"):
+        with pytest.raises(ValueError, match="advertise"):
+            FastRelayRaft("a", url="ws://127.0.0.1:1/ws", room="demo",
+                          listen=("0.0.0.0", 0), advertise=bad)
+    for good in ("10.0.0.1", "::1", "[::1]", "server.example"):
+        FastRelayRaft("a", url="ws://127.0.0.1:1/ws", room="demo", listen=("0.0.0.0", 0),
+                      advertise=good)
+
+
+def test_listening_on_any_interface_spelled_otherwise_needs_advertise_too():
+    for wildcard in ("0:0:0:0:0:0:0:0", "[::]"):
+        with pytest.raises(ValueError, match="advertise"):
+            FastRelayRaft("a", url="ws://127.0.0.1:1/ws", room="demo", listen=(wildcard, 0))
+
+
+async def test_an_ipv6_offer_is_bracketed(net: Net):
+    relay = await net.relay()
+    a = net.node("a", relay, listen=LOCAL, advertise="::1")
+    raw, _ = await net.raw(relay, address="x")
+    offer = await next_offer(raw)
+    assert a.links is not None and a.links.bound is not None
+    assert offer["at"] == f"[::1]:{a.links.bound[1]}"
+
+
+def test_an_offer_s_host_is_a_name_an_ipv4_or_an_ipv6_address():
+    key = "0" * 32
+    for at, host in (("[::1]:7001", "::1"), ("::1:7001", "::1"), ("10.0.0.1:7001", "10.0.0.1"),
+                     ("server.example:7001", "server.example")):
+        assert parse_link_offer({"type": LINK_OFFER, "at": at, "key": key}) == (host, 7001, key)
+    for at in ("10.0.0.1:7001:7001", "[::1:7001", "[server.example]:7001", ":7001"):
+        with pytest.raises(MessageError):
+            parse_link_offer({"type": LINK_OFFER, "at": at, "key": key})
 

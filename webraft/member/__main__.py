@@ -64,6 +64,7 @@ from typing import TYPE_CHECKING, Any
 from ..errors import StorageError
 from ..runtime import RaftInterface
 from ..transport.direct import LinkBroken
+from ..transport.node import is_wildcard, link_host
 from ..transport.relay import RelayClosed, check_name
 from ..transport.tcp import DirectLinks, DirectRaft
 from .control import ControlServer, key_path, request
@@ -205,10 +206,13 @@ def check_links(parser: argparse.ArgumentParser, args: argparse.Namespace) -> No
                      "members are the peers and offer their links themselves)")
     if args.advertise is not None and (args.relay is None or args.listen is None):
         parser.error("--advertise is for --relay with --listen: the host peers dial")
+    if args.advertise is not None and link_host(args.advertise) is None:
+        parser.error(f"--advertise takes a host name or an address, without a port: "
+                     f"{args.advertise!r}")
     if args.relay is not None and args.room is None:
         parser.error("--relay needs --room")
     if (args.relay is not None and args.listen is not None and args.advertise is None
-            and args.listen[0] in ("", "0.0.0.0", "::")):
+            and is_wildcard(args.listen[0])):
         parser.error(f"--listen {args.listen[0] or '(any)'} needs --advertise HOST: the "
                      "address peers can dial")
     names = [name for name, _ in args.peer]

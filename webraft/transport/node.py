@@ -16,6 +16,7 @@ A connection object needs ``start()``, ``send(to, data)``, ``async close()`` and
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import re
 from collections.abc import Iterable, Sequence
@@ -37,7 +38,8 @@ from .relay import (
 )
 
 __all__ = ["COMMAND_ENVELOPE_BYTES", "LINK_OFFER", "RelayConnectionLike", "RelayListener",
-           "RelayNode", "RelayPeer", "link_offer", "parse_link_offer", "receive_frame"]
+           "RelayNode", "RelayPeer", "is_wildcard", "link_host", "link_offer",
+           "parse_link_offer", "receive_frame"]
 
 logger = logging.getLogger("webraft.transport")
 
@@ -45,13 +47,39 @@ logger = logging.getLogger("webraft.transport")
 COMMAND_ENVELOPE_BYTES = 4096
 #: ``type`` of the one message that travels between relay members without being Raft's.
 LINK_OFFER = "link"
-_AT = re.compile(r"\[?([A-Za-z0-9_.:-]{1,253})\]?:([0-9]{1,5})")
+_AT = re.compile(r"(?:\[([0-9A-Fa-f:.]{2,45})\]|([A-Za-z0-9_.:-]{1,253})):([0-9]{1,5})")
+_HOST = re.compile(r"[A-Za-z0-9_.-]{1,253}")
 _KEY = re.compile(r"[0-9a-f]{32,128}")
+
+
+def link_host(host: str) -> str | None:
+    """``host`` as an offer carries it (a name, an IPv4 or a bare IPv6 address; brackets
+    dropped), or None if it is none of those (``10.0.0.1:7001``, spaces, an empty string)."""
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    if ":" in host:
+        try:
+            ipaddress.IPv6Address(host)
+        except ValueError:
+            return None
+        return host
+    return host if _HOST.fullmatch(host) else None
+
+
+def is_wildcard(host: str | None) -> bool:
+    """True for a listening host that means every interface: no address a peer can dial."""
+    if not host:
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_unspecified
+    except ValueError:
+        return False
 
 
 def link_offer(host: str, port: int, key: str) -> dict[str, Any]:
     """The offer of direct links at ``host:port`` to one peer, who must prove ``key``."""
-    return {"type": LINK_OFFER, "at": f"{host}:{port}", "key": key}
+    at = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    return {"type": LINK_OFFER, "at": at, "key": key}
 
 
 def parse_link_offer(message: dict[str, Any]) -> tuple[str, int, str]:
@@ -60,9 +88,11 @@ def parse_link_offer(message: dict[str, Any]) -> tuple[str, int, str]:
     if not isinstance(at, str) or not isinstance(key, str) or _KEY.fullmatch(key) is None:
         raise MessageError("a link offer needs at=HOST:PORT and a hex key")
     match = _AT.fullmatch(at)
-    if match is None or not 0 < int(match[2]) < 65536:
-        raise MessageError(f"a link offer's address is not HOST:PORT: {at!r:.80}")
-    return match[1], int(match[2]), key
+    if match is not None:
+        host, port = link_host(match[1] or match[2]), int(match[3])
+        if host is not None and 0 < port < 65536:
+            return host, port, key
+    raise MessageError(f"a link offer's address is not HOST:PORT: {at!r:.80}")
 
 
 class RelayListener(Protocol):

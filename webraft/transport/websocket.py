@@ -33,7 +33,15 @@ from websockets.exceptions import ConnectionClosed, InvalidURI
 from websockets.uri import parse_uri
 
 from ..storage import Storage
-from .node import RelayListener, RelayNode, RelayPeer, link_offer, receive_frame
+from .node import (
+    RelayListener,
+    RelayNode,
+    RelayPeer,
+    is_wildcard,
+    link_host,
+    link_offer,
+    receive_frame,
+)
 from .relay import WS_PATH, Backoff, OutgoingBuffer, RelayClient, RelayClosed, Welcome
 from .tcp import DirectLinks
 
@@ -296,7 +304,13 @@ class RelayRaft(RelayNode):
         self._unlinking: asyncio.Task[None] | None = None  # closing links: the relay ended us
         self._link_keys: dict[str, str] = {}  # peer -> the key we offered it, while it stays
         if listen is not None:
-            if advertise is None and listen[0] in _WILDCARDS:
+            if advertise is not None:
+                host = link_host(advertise)
+                if host is None:
+                    raise ValueError(f"advertise must be a host name or an address (no "
+                                     f"port), got {advertise!r:.80}")
+                self._advertise = host
+            elif is_wildcard(listen[0]):
                 raise ValueError(f"listening on {listen[0]!r} needs advertise=HOST: the "
                                  "address peers can reach this node at")
             self.links = DirectLinks(address, self, room=room, token=self._link_keys.get)
@@ -410,10 +424,6 @@ class RelayRaft(RelayNode):
 
     def direct_error(self, exc: Exception) -> None:
         self.emit("error", exc)
-
-
-#: Listening hosts that are not an address a peer can dial.
-_WILDCARDS = frozenset({"", "0.0.0.0", "::"})
 
 
 class LinkedPeer(RelayPeer):
