@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from member_support import GUARD, ROOT, Member, converged, free_ports, leader_of, poll
+from member_support import GUARD, ROOT, Member, Relay, converged, free_ports, leader_of, poll
 
 from webraft.member.__main__ import main
 from webraft.member.control import key_path, request
@@ -280,3 +280,33 @@ def test_a_node_joins_direct_members_with_automatic_membership(cluster: DirectCl
     state = cluster.converge()
     assert state["data"]["before"] == 1
     cluster.stop()
+
+
+def test_a_relay_member_ended_by_the_relay_before_it_listens_exits_1_cleanly(
+        tmp_path: Path):
+    """The relay's refusal (here 4008: the address is taken) closes the links; if that comes
+    before they listen, the node still ends with status 1 and the relay's reason."""
+    relay = Relay(tmp_path)
+    try:
+        holder = Member("a", relay.ws_url, tmp_path / "a1", tmp_path)
+        poll(lambda: holder.status()["connected"], what="the first a joined")
+        code = ("import asyncio, sys\n"
+                "from webraft.transport import tcp\n"
+                "listen = tcp.DirectLinks.listen\n"
+                "async def late(self, host, port):  # after the relay's refusal\n"
+                "    while not self._closed:\n"
+                "        await asyncio.sleep(0.01)\n"
+                "    return await listen(self, host, port)\n"
+                "tcp.DirectLinks.listen = late\n"
+                "from webraft.member.__main__ import main\n"
+                "sys.exit(main(sys.argv[1:]))")
+        result = subprocess.run(
+            [sys.executable, "-c", code, "--relay", relay.ws_url, "--room", "demo",
+             "--listen", "127.0.0.1:0", "--data", str(tmp_path / "a2"), "--address", "a",
+             "--members", "a,b,c"], cwd=ROOT, capture_output=True, text=True, timeout=GUARD)
+        assert result.returncode == 1, result
+        assert "4008" in result.stderr and "Traceback" not in result.stderr, result.stderr
+        holder.proc.signal(signal.SIGTERM)
+        assert holder.proc.wait() == 0
+    finally:
+        relay.proc.kill()

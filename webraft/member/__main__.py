@@ -461,6 +461,8 @@ async def run_node(args: argparse.Namespace) -> int:
             except OSError as exc:
                 return _fail(f"cannot listen for links on {_join_host_port(*args.listen)}: "
                              f"{exc}")
+            except RuntimeError as exc:  # the links closed first: the relay ended this node
+                return exit_code or _fail(f"cannot listen for links: {exc}")
         if isinstance(node, DirectMember):
             warned: set[str] = set()
             _warn_unreachable(node, warned)
