@@ -296,3 +296,23 @@ def test_an_offer_s_host_is_a_name_an_ipv4_or_an_ipv6_address():
         with pytest.raises(MessageError):
             parse_link_offer({"type": LINK_OFFER, "at": at, "key": key})
 
+
+
+async def test_links_come_back_with_new_keys_after_a_member_s_relay_connection_drops(net: Net):
+    """The relay tells a that b left and came back: a voids b's key and links, offers a new
+    key, and b links with it (its old link and key are no good any more)."""
+    relay = await net.relay()
+    a = net.node("a", relay, listen=LOCAL)
+    b = net.node("b", relay, listen=LOCAL)
+    await until(lambda: linked([a, b]), what="a and b linked")
+    key = a._link_keys["b"]
+    ws = b.connection._ws
+    assert ws is not None
+    ws.transport.abort()  # b's connection to the relay drops; b reconnects
+    await until(lambda: ("leave", "b") in a.seen and a.seen[-1] == ("join", "b"),
+                what="a saw b leave and come back")
+    await until(lambda: linked([a, b]) and a._link_keys.get("b") not in (None, key),
+                what="linked again, with a new key")
+    lead = await net.leader([a, b])
+    index = await asyncio.wait_for(lead.propose("after the blip"), GUARD)
+    await until(lambda: all((index, "after the blip") in n.applied for n in (a, b)))
