@@ -70,10 +70,12 @@ def refusal(acceptor: Acceptor, data: bytes) -> tuple[str, dict[str, Any]]:
     return info.value.code, answer
 
 
-def dialer_rejects(error_line: bytes, code: str) -> None:
-    """A dialer that sent its hello turns the acceptor's error line into LinkRejected(code)."""
+def dialer_rejects(error_line: bytes, code: str, kind: type[LinkBroken] = LinkRejected
+                   ) -> None:
+    """A dialer that sent its hello turns the acceptor's error line into LinkRejected(code)
+    (or ``kind``: what it raises for ``error_line``)."""
     dialer = challenged(Dialer(ROOM, "a", "b", token=TOKEN))
-    with pytest.raises(LinkRejected) as info:
+    with pytest.raises(kind) as info:
         dialer.receive(error_line)
     assert info.value.code == code
     assert not dialer.established
@@ -438,11 +440,7 @@ def test_the_dialer_breaks_on_anything_but_a_challenge_first(data: bytes, code: 
 ])
 def test_the_dialer_breaks_on_anything_but_a_welcome_or_an_error_after_its_hello(
         data: bytes, code: str):
-    dialer = challenged(Dialer(ROOM, "a", "b", token=TOKEN))
-    with pytest.raises(LinkBroken) as info:
-        dialer.receive(data)
-    assert info.value.code == code
-    assert not dialer.established
+    dialer_rejects(data, code, LinkBroken)
 
 
 def test_the_dialer_breaks_when_the_acceptor_writes_after_its_welcome():
