@@ -52,10 +52,12 @@ class Peer(webraft.NodeInstance):
 
 
 class Node(webraft.RaftInterface):
-    def __init__(self, address: str, wire: Wire, *, campaigns: bool) -> None:
+    def __init__(self, address: str, wire: Wire, *, campaigns: bool,
+                 storage: webraft.MemoryStorage | None = None) -> None:
         self.wire = wire
         self.campaigns = campaigns  # before the runtime's __init__ reads the timeouts
-        super().__init__(address, members=["l", "f"], storage=webraft.MemoryStorage())
+        super().__init__(address, members=["l", "f"],
+                         storage=storage if storage is not None else webraft.MemoryStorage())
         wire.nodes[address] = self
 
     def create_instance(self, address: str) -> Peer:
@@ -73,6 +75,78 @@ class Node(webraft.RaftInterface):
     @property
     def election_timeout(self) -> float:
         return 0.05 if self.campaigns else 1000.0
+
+
+class SlowStorage(webraft.MemoryStorage):
+    """Saves a term or vote only when the test opens :attr:`gate`."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.gate: asyncio.Event | None = None
+
+    def save(self, update: Any) -> Any:
+        if update.hard is None or self.gate is None:
+            return super().save(update)
+        gate = self.gate
+
+        async def later() -> None:
+            await gate.wait()
+            super(SlowStorage, self).save(update)
+        return later()
+
+
+VOTE = {"type": "vote", "term": 5, "last_index": 0, "last_term": 0}
+
+
+def sent(wire: Wire, kind: str) -> list[dict[str, Any]]:
+    return [p for _, _, p in wire.outbox if p["type"] == kind]
+
+
+async def started_follower(storage: webraft.MemoryStorage | None = None) -> tuple[Wire, Node]:
+    wire = Wire()
+    follower = Node("f", wire, campaigns=False, storage=storage)
+    follower.join("l")
+    follower.start()
+    await until(lambda: not follower._driving and not follower._kicked, what="settled")
+    return wire, follower
+
+
+async def test_the_answers_to_messages_leave_before_got_messages_returns():
+    """The point of got_messages: one round now, not a loop turn later (got_data's way)."""
+    wire, follower = await started_follower()
+    try:
+        follower.got_data("l", VOTE)
+        assert sent(wire, "vote_resp") == []  # got_data: the round waits for the next turn
+        await until(lambda: sent(wire, "vote_resp"), what="got_data's answer")
+        wire.outbox.clear()
+        follower.got_messages("l", [{**VOTE, "term": 6}, {**VOTE, "term": 7}])
+        answers = sent(wire, "vote_resp")
+        assert [(a["term"], a["granted"]) for a in answers] == [(6, True), (7, True)]
+    finally:
+        await follower.close()
+
+
+async def test_got_messages_sends_nothing_before_storage_saved_what_it_answers():
+    """A vote is granted only once it is saved, also when the round runs inside
+    got_messages and storage answers later; messages arriving meanwhile wait for that round."""
+    storage = SlowStorage()
+    wire, follower = await started_follower(storage)
+    try:
+        storage.gate = gate = asyncio.Event()
+        follower.got_messages("l", [VOTE])
+        assert follower._driving  # the round awaits storage
+        follower.got_messages("l", [{**VOTE, "term": 6}])  # arrives meanwhile
+        for _ in range(5):
+            await asyncio.sleep(0)
+        assert sent(wire, "vote_resp") == []
+        assert storage.hard is None or storage.hard.term < 5
+        gate.set()
+        await until(lambda: any(a["term"] == 6 for a in sent(wire, "vote_resp")),
+                    what="the answers, once saved")
+        assert storage.hard is not None and storage.hard.term == 6 and storage.hard.vote == "l"
+        assert all(a["granted"] for a in sent(wire, "vote_resp"))
+    finally:
+        await follower.close()
 
 
 async def test_messages_handled_inside_an_apply_handler_do_not_apply_entries_out_of_order():
