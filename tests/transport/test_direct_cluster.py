@@ -644,3 +644,27 @@ async def test_a_connection_accepted_just_as_the_links_close_is_closed_too(net: 
             async with asyncio.timeout(GUARD):
                 while await loop.sock_recv(client, 4096):
                     pass
+
+
+async def test_closing_a_node_whenever_it_starts_listening_leaves_no_server_behind(
+        net: Net, monkeypatch: pytest.MonkeyPatch):
+    """close() cancels a listen() under way; asyncio's create_server, cancelled after it
+    bound its socket (at its last await), would leave that server accepting for good. Every
+    point of the start-up is tried: close after 0, 1, 2, ... loop turns."""
+    servers: list[asyncio.base_events.Server] = []
+    start_serving = asyncio.base_events.Server._start_serving
+
+    def recording(self: asyncio.base_events.Server) -> None:
+        servers.append(self)
+        start_serving(self)
+
+    monkeypatch.setattr(asyncio.base_events.Server, "_start_serving", recording)
+    for turns in range(12):
+        node = FastDirectRaft("a", listen=(HOST, 0), peers={}, token=TOKEN, members=["a"],
+                              storage=webraft.MemoryStorage())
+        node.start()
+        for _ in range(turns):
+            await asyncio.sleep(0)
+        await node.close()
+        assert not [s for s in servers if s.is_serving()], f"a server left after {turns} turns"
+    assert len(servers) >= 8, "most starts got as far as a server"

@@ -269,6 +269,7 @@ class DirectLinks:
         self._attempts: dict[str, _Outgoing] = {}  # each dial loop's current connection
         self._links: dict[str, _Outgoing] = {}  # established outgoing links, by peer
         self._incoming: set[_Incoming] = set()
+        self._creating: set[asyncio.Future[asyncio.Server]] = set()  # listen()s under way
         self._closed = False
 
     @property
@@ -284,21 +285,38 @@ class DirectLinks:
         return peer in self._links
 
     async def listen(self, host: str, port: int) -> tuple[str, int]:
-        """Accept links on ``host:port`` (port 0: any free one); returns the bound address."""
+        """Accept links on ``host:port`` (port 0: any free one); returns the bound address.
+
+        Cancelling it loses no server: one that comes up after all is closed, as is one that
+        comes up after :meth:`close`.
+        """
         if self._closed:
             raise RuntimeError("the links are closed")
         if self._server is None:
-            server = await asyncio.get_running_loop().create_server(
-                lambda: _Incoming(self), host, port)
-            if self._closed or self._server is not None:  # closed (or listened) meanwhile
-                server.close()
-                if self._closed:
-                    raise RuntimeError("the links are closed")
-            else:
-                self._server = server
+            # Shielded: asyncio's create_server cancelled at its last await (its socket bound
+            # and accepting) would leave that server open, owned by nobody.
+            creating = asyncio.ensure_future(asyncio.get_running_loop().create_server(
+                lambda: _Incoming(self), host, port))
+            self._creating.add(creating)
+            creating.add_done_callback(self._created)  # runs before the await below returns
+            await asyncio.shield(creating)
+            if self._closed:
+                raise RuntimeError("the links are closed")
         bound = self.bound
         assert bound is not None
         return bound
+
+    def _created(self, creating: asyncio.Future[asyncio.Server]) -> None:
+        """A server :meth:`listen` asked for is up (or failed): keep it, or close it if we
+        are closed or already listen."""
+        self._creating.discard(creating)
+        if creating.cancelled() or creating.exception() is not None:
+            return
+        server = creating.result()
+        if self._closed or self._server is not None:
+            server.close()
+        else:
+            self._server = server
 
     def dial(self, peer: str, host: str, port: int, *, token: str | None = None) -> bool:
         """Keep a link to ``peer`` at ``host:port`` up until :meth:`forget` or :meth:`close`.
@@ -357,6 +375,8 @@ class DirectLinks:
         tasks = list(self._dialers.values())
         for peer in list(self._dialers):
             self.forget(peer)
+        if self._creating:  # a server coming up is closed as soon as it is (see _created)
+            await asyncio.wait(list(self._creating), timeout=CLOSE_TIMEOUT)
         server = self._server
         if server is not None and server.is_serving():
             # asyncio (3.11) loses a connection whose accept is under way when its server
