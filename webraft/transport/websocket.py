@@ -338,7 +338,8 @@ class RelayRaft(RelayNode):
 
     async def listening(self) -> tuple[str, int]:
         """With ``listen``: wait until this node accepts links; returns where (raises the
-        OSError if it cannot: the relay then still carries everything)."""
+        OSError if it cannot: the relay then still carries everything; RuntimeError if the
+        links closed first, with the node or because the relay ended it)."""
         if self._listening is None:
             raise RuntimeError("start() a node made with listen= first")
         return await asyncio.shield(self._listening)
