@@ -382,11 +382,12 @@ async def test_a_node_with_the_wrong_token_is_refused_and_reports_it_once(net: N
     a, b = await net.cluster("ab")
     intruder = await net.node("x", members="abx", token="wrong",
                               peers={"a": a.bound, "b": b.bound})  # type: ignore[dict-item]
-    # Many attempts are refused (the acceptors report each one) ...
-    await until(lambda: codes(a.errors).count("unauthorized") >= 3
-                and codes(b.errors).count("unauthorized") >= 3,
+    # Many attempts are refused ...
+    await until(lambda: a.links._refusals.get((HOST, "unauthorized"), 0) >= 3
+                and b.links._refusals.get((HOST, "unauthorized"), 0) >= 3,
                 what="several refused attempts on both acceptors")
-    # ... but the dialer reports each peer's refusal once, not once per retry.
+    # ... each side reports the refusal once, not once per retry.
+    assert codes(a.errors) == codes(b.errors) == ["unauthorized"]
     rejected = [e for e in intruder.errors if isinstance(e, LinkRejected)]
     assert sorted(e.code for e in rejected) == ["unauthorized", "unauthorized"]
     assert len(intruder.errors) == 2
@@ -668,3 +669,17 @@ async def test_closing_a_node_whenever_it_starts_listening_leaves_no_server_behi
         await node.close()
         assert not [s for s in servers if s.is_serving()], f"a server left after {turns} turns"
     assert len(servers) >= 8, "most starts got as far as a server"
+
+
+def test_refusals_repeated_from_one_host_are_reported_first_and_then_every_nth(
+        monkeypatch: pytest.MonkeyPatch):
+    """A misconfigured peer retries forever: its refusals must not flood the error events."""
+    monkeypatch.setattr(tcp, "REPORT_EVERY", 3)
+    listener = Stub()
+    links = DirectLinks("a", listener)
+    for _ in range(7):
+        links._refused("x", "10.0.0.2", LinkBroken("unauthorized", "wrong room token"))
+    links._refused("y", "10.0.0.3", LinkBroken("unauthorized", "wrong room token"))
+    links._refused("x", "10.0.0.2", LinkBroken("wrong_room", "room r"))
+    # 10.0.0.2/unauthorized at counts 1, 3 and 6; each other (host, code) once.
+    assert codes(listener.errors) == ["unauthorized"] * 4 + ["wrong_room"]

@@ -43,6 +43,8 @@ logger = logging.getLogger("webraft.transport")
 #: Seconds a connection may take to complete the handshake, on either side (read at each
 #: connection, so tests may patch it).
 HANDSHAKE_TIMEOUT = 5.0
+#: A refusal repeated from one host is reported the first time and every this many times.
+REPORT_EVERY = 100
 #: Seconds :meth:`DirectLinks.close` waits for written data to leave before it aborts links.
 CLOSE_TIMEOUT = 2.0
 #: Bytes a link may have waiting in its socket buffer before new messages are dropped (Raft
@@ -149,6 +151,10 @@ class _Incoming(_Connection):
             return self.peer
         return self.transport.get_extra_info("peername") if self.transport else None
 
+    def _host(self) -> str:
+        peername = self.transport.get_extra_info("peername") if self.transport else None
+        return str(peername[0]) if peername else ""
+
     def data_received(self, data: bytes) -> None:
         transport = self.transport
         assert transport is not None
@@ -157,10 +163,8 @@ class _Incoming(_Connection):
             events = self.acceptor.receive(data)
         except LinkBroken as exc:
             transport.write(self.acceptor.data_to_send())  # why, before closing
-            logger.warning("%s: refused or broke a link from %s: %s", links.address,
-                           self._who(), exc)
             transport.close()
-            links._report(exc)
+            links._refused(self._who(), self._host(), exc)
             return
         except Exception as exc:  # an allow() or token() function failed: refuse, stay up
             logger.exception("%s: checking a link from %s failed", links.address, self._who())
@@ -174,6 +178,8 @@ class _Incoming(_Connection):
             elif type(event) is Accepted:
                 self.peer = event.peer
                 self._handshake_done()
+                links._refusals = {k: n for k, n in links._refusals.items()
+                                   if k[0] != self._host()}  # it got it right: say it again
                 transport.write(self.acceptor.data_to_send())
                 logger.debug("%s: accepted a link from %s", links.address, event.peer)
             else:
@@ -271,6 +277,9 @@ class DirectLinks:
         self._incoming: set[_Incoming] = set()
         self._creating: set[asyncio.Future[asyncio.Server]] = set()  # listen()s under way
         self._closed = False
+        #: Refused attempts by (remote host, code): a misconfigured peer retries forever,
+        #: and is reported the first time (and every REPORT_EVERY-th), not every time.
+        self._refusals: dict[tuple[str, str], int] = {}
 
     @property
     def bound(self) -> tuple[str, int] | None:
@@ -483,6 +492,22 @@ class DirectLinks:
         except Exception as exc:
             logger.exception("%s: link listener failed", self.address)
             self._report(exc)
+
+    def _refused(self, who: Any, host: str, exc: LinkBroken) -> None:
+        """Log and report a refused or broken incoming link, once per host and reason (and
+        then every :data:`REPORT_EVERY` times, saying how many)."""
+        if len(self._refusals) >= 1024:  # bounded whatever hosts try
+            self._refusals.clear()
+        key = (host, exc.code)
+        count = self._refusals[key] = self._refusals.get(key, 0) + 1
+        if count == 1 or count % REPORT_EVERY == 0:
+            again = f" ({count} times from {host})" if count > 1 else ""
+            logger.warning("%s: refused or broke a link from %s: %s%s", self.address, who,
+                           exc, again)
+            self._report(exc)
+        else:
+            logger.debug("%s: refused or broke a link from %s again: %s", self.address, who,
+                         exc)
 
     def _report(self, exc: Exception) -> None:
         try:
