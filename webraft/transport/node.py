@@ -243,11 +243,13 @@ class RelayNode(RaftInterface):
     def relay_welcome(self, peers: tuple[str, ...]) -> None:
         if self._relay_closed:
             return
+        # A welcome is the room as it is now: a leave for whoever vanished while we were
+        # away, a join for everyone there (subclasses act on each, as on live ones).
         present = set(peers)
         for address in [a for a in self.nodes if a not in present]:
-            self.leave(address)
+            self.relay_leave(address)
         for address in peers:
-            self.join(address)
+            self.relay_join(address)
 
     def relay_join(self, address: str) -> None:
         if not self._relay_closed:

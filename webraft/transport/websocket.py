@@ -368,26 +368,15 @@ class RelayRaft(RelayNode):
 
     # ------------------------------------------------------------------ RelayListener
 
-    def relay_welcome(self, peers: tuple[str, ...]) -> None:
-        gone = [a for a in self.nodes if a not in peers]  # left while we were away
-        super().relay_welcome(peers)
-        for address in gone:
-            self._unlink(address)
-        for peer in peers:
-            self._offer(peer)
-
     def relay_join(self, address: str) -> None:
         super().relay_join(address)
         self._offer(address)
 
     def relay_leave(self, address: str) -> None:
-        super().relay_leave(address)
-        self._unlink(address)
-
-    def _unlink(self, address: str) -> None:
         """``address`` left the room: stop dialing it, and void its key and the links proven
         with it, so that whoever held that name meanwhile cannot link as it once the name is
         another member's (a member that comes back is offered a new key)."""
+        super().relay_leave(address)
         if self.links is not None and not self._relay_closed:
             self.links.forget(address)
             self._link_keys.pop(address, None)
