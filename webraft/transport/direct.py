@@ -198,7 +198,39 @@ def _object(line: bytes) -> dict[str, Any]:
     return value
 
 
-class Acceptor:
+class _Side:
+    """What both sides share: the lines read, the bytes to send, and staying broken once a
+    :class:`LinkBroken` ended the conversation."""
+
+    def __init__(self, out: list[bytes]) -> None:
+        self._lines = _Lines(_MAX_HANDSHAKE_BYTES)
+        self._out = out
+        self._broken: LinkBroken | None = None
+
+    def data_to_send(self) -> bytes:
+        """Bytes to write now."""
+        out = b"".join(self._out)
+        self._out.clear()
+        return out
+
+    def _read(self, data: bytes, on_line: Callable[[bytes], None]) -> None:
+        """Feed ``data`` and hand each complete line to ``on_line``; once it raised
+        :class:`LinkBroken`, every later call raises the same error."""
+        if self._broken is not None:
+            raise self._broken
+        self._lines.feed(data)
+        try:
+            while (line := self._lines.next()) is not None:
+                on_line(line)
+        except LinkBroken as exc:
+            self._broke(exc)
+            raise
+
+    def _broke(self, exc: LinkBroken) -> None:
+        self._broken = exc
+
+
+class Acceptor(_Side):
     """The accepting side of one link, for a member at ``address`` in ``room``.
 
     ``token`` is the key every dialer proves (None: the empty key), or a function giving the
@@ -217,16 +249,8 @@ class Acceptor:
         self.challenge = secrets.token_hex(16)
         #: The proven peer, once the hello was accepted.
         self.peer: str | None = None
-        self._lines = _Lines(_MAX_HANDSHAKE_BYTES)
         self._max_line_bytes = max_line_bytes
-        self._out = [encode_line({"v": PROTOCOL_VERSION, "challenge": self.challenge})]
-        self._broken: LinkBroken | None = None
-
-    def data_to_send(self) -> bytes:
-        """Bytes to write now (the challenge, then the answer to the hello)."""
-        out = b"".join(self._out)
-        self._out.clear()
-        return out
+        super().__init__([encode_line({"v": PROTOCOL_VERSION, "challenge": self.challenge})])
 
     def receive(self, data: bytes) -> list[Accepted | Data | Malformed]:
         """Feed bytes read from the dialer; returns the events they complete, in order.
@@ -236,27 +260,26 @@ class Acceptor:
         framing is intact, so the messages after it still count. Once broken, every later
         call raises the same error: nothing more is read from that connection.
         """
-        if self._broken is not None:
-            raise self._broken
         events: list[Accepted | Data | Malformed] = []
-        self._lines.feed(data)
-        try:
-            while (line := self._lines.next()) is not None:
-                if self.peer is None:
-                    events.append(self._hello(line))
-                    # The lines after the hello, even in this same read, are messages.
-                    self._lines.limit = self._max_line_bytes
-                    continue
-                try:
-                    events.append(Data(_object(line)))
-                except FrameError as exc:
-                    events.append(Malformed(exc))
-        except LinkBroken as exc:
-            # The dialer learns why (a refused hello, a line beyond our limit) before we close.
-            self._out.append(encode_line({"error": exc.code, "message": exc.detail}))
-            self._broken = exc
-            raise
+
+        def on_line(line: bytes) -> None:
+            if self.peer is None:
+                events.append(self._hello(line))
+                # The lines after the hello, even in this same read, are messages.
+                self._lines.limit = self._max_line_bytes
+                return
+            try:
+                events.append(Data(_object(line)))
+            except FrameError as exc:
+                events.append(Malformed(exc))
+
+        self._read(data, on_line)
         return events
+
+    def _broke(self, exc: LinkBroken) -> None:
+        # The dialer learns why (a refused hello, a line beyond our limit) before we close.
+        self._out.append(encode_line({"error": exc.code, "message": exc.detail}))
+        super()._broke(exc)
 
     def _hello(self, line: bytes) -> Accepted:
         try:
@@ -292,7 +315,7 @@ class Acceptor:
         return Accepted(sender)
 
 
-class Dialer:
+class Dialer(_Side):
     """The dialing side of one link from ``address`` to ``peer`` in ``room``.
 
     Events: :class:`Established` once the acceptor welcomed us. A refusal raises
@@ -308,16 +331,8 @@ class Dialer:
         self.max_line_bytes = max_line_bytes
         #: True once the acceptor welcomed us.
         self.established = False
-        self._lines = _Lines(_MAX_HANDSHAKE_BYTES)
-        self._out: list[bytes] = []
         self._challenged = False
-        self._broken: LinkBroken | None = None
-
-    def data_to_send(self) -> bytes:
-        """Bytes to write now (the hello, once the challenge came)."""
-        out = b"".join(self._out)
-        self._out.clear()
-        return out
+        super().__init__([])
 
     def receive(self, data: bytes) -> list[Established]:
         """Feed bytes read from the acceptor (only the handshake ever comes this way).
@@ -326,17 +341,13 @@ class Dialer:
         closes an established link) and :class:`LinkBroken` for anything else out of place;
         once broken, every later call raises the same error.
         """
-        if self._broken is not None:
-            raise self._broken
         events: list[Established] = []
-        self._lines.feed(data)
-        try:
-            while (line := self._lines.next()) is not None:
-                if self._handshake_line(line):
-                    events.append(Established())
-        except LinkBroken as exc:
-            self._broken = exc
-            raise
+
+        def on_line(line: bytes) -> None:
+            if self._handshake_line(line):
+                events.append(Established())
+
+        self._read(data, on_line)
         return events
 
     def _handshake_line(self, line: bytes) -> bool:
