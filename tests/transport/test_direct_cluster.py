@@ -13,7 +13,6 @@ import contextlib
 import gc
 import json
 import logging
-import random
 import socket
 import warnings
 from collections.abc import AsyncIterator, Callable, Iterable
@@ -21,6 +20,7 @@ from typing import Any
 
 import pytest
 from support import stable_leader, until
+from transport_support import Recorded
 
 import webraft
 from webraft.errors import MessageError
@@ -39,36 +39,12 @@ def fast_backoff() -> Backoff:
     return Backoff(0.01, 0.1)
 
 
-class FastDirectRaft(DirectRaft):
-    """A DirectRaft with small timeouts that records what it applied and reported."""
+class FastDirectRaft(Recorded, DirectRaft):
+    """A recorded DirectRaft that re-dials quickly."""
 
     def __init__(self, address: str, **kwargs: Any) -> None:
-        self._election_rng = random.Random()
         kwargs.setdefault("backoff", fast_backoff)
         super().__init__(address, **kwargs)
-        self.applied: list[tuple[int, Any]] = []
-        self.errors: list[BaseException] = []
-        self.seen: list[tuple[str, str]] = []  # ("join" | "leave", address)
-        self.listen("apply", self._on_apply)
-        self.listen("error", self.errors.append)
-        self.listen("join", lambda a: self.seen.append(("join", a)))
-        self.listen("leave", lambda a: self.seen.append(("leave", a)))
-
-    def _on_apply(self, entry: webraft.Entry, index: int, cb: Callable[..., None]) -> None:
-        self.applied.append((index, entry.command))
-        cb()
-
-    @property
-    def heartbeat_frequency(self) -> float:
-        return 0.02
-
-    @property
-    def heartbeat_timeout(self) -> float:
-        return 0.15
-
-    @property
-    def election_timeout(self) -> float:
-        return self._election_rng.uniform(0.15, 0.3)
 
     def commands(self) -> list[Any]:
         return [c for _, c in self.applied]

@@ -22,14 +22,14 @@ from webraft.transport import RelayRaft
 GUARD = 10.0  # seconds; a hang guard, not a timing expectation
 
 
-class FastRelayRaft(RelayRaft):
-    """A RelayRaft with small timeouts that records what it applied, received and reported."""
+class Recorded(webraft.RaftInterface):
+    """Mixed in before a node class: small timeouts, and a record of what the node applied,
+    reported and saw join or leave (whatever its transport)."""
 
     def __init__(self, address: str, **kwargs: Any) -> None:
         self._election_rng = random.Random()
         super().__init__(address, **kwargs)
         self.applied: list[tuple[int, Any]] = []
-        self.received: list[tuple[str, Any]] = []
         self.errors: list[BaseException] = []
         self.seen: list[tuple[str, str]] = []  # ("join" | "leave", address)
         self.listen("apply", self._on_apply)
@@ -40,10 +40,6 @@ class FastRelayRaft(RelayRaft):
     def _on_apply(self, entry: webraft.Entry, index: int, cb: Callable[..., None]) -> None:
         self.applied.append((index, entry.command))
         cb()
-
-    def got_data(self, address: str, payload: Any) -> None:
-        self.received.append((address, payload))
-        super().got_data(address, payload)
 
     @property
     def heartbeat_frequency(self) -> float:
@@ -56,6 +52,18 @@ class FastRelayRaft(RelayRaft):
     @property
     def election_timeout(self) -> float:
         return self._election_rng.uniform(0.15, 0.3)
+
+
+class FastRelayRaft(Recorded, RelayRaft):
+    """A recorded RelayRaft that also keeps every message it received."""
+
+    def __init__(self, address: str, **kwargs: Any) -> None:
+        self.received: list[tuple[str, Any]] = []
+        super().__init__(address, **kwargs)
+
+    def got_data(self, address: str, payload: Any) -> None:
+        self.received.append((address, payload))
+        super().got_data(address, payload)
 
 
 class Net:
