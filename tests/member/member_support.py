@@ -15,6 +15,7 @@ import subprocess
 import sys
 import threading
 import time
+from abc import ABC, abstractmethod
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -186,3 +187,76 @@ def converged(members: list[Member]) -> dict[str, Any] | None:
     if any(s != stores[0] for s in stores):
         return None
     return {"commit_index": commits.pop(), "data": stores[0]}
+
+
+class Cluster(ABC):
+    """The member processes of one test and the writes they acknowledged; subclasses say
+    how a member starts (through a relay, on direct links)."""
+
+    def __init__(self, tmp: Path) -> None:
+        self.tmp = tmp
+        self.logs = tmp / "logs"
+        self.logs.mkdir()
+        self.members: dict[str, Member] = {}
+        self.acked: dict[str, Any] = {}  # writes the cluster acknowledged
+
+    @abstractmethod
+    def start(self, address: str, members: str | None = "a,b,c",
+              extra: tuple[str, ...] = ("--snapshot-entries", "5")) -> Member:
+        """Start member ``address`` (``members=None``: with ``--join``)."""
+
+    def live(self) -> list[Member]:
+        return [m for m in self.members.values() if m.proc.popen.poll() is None]
+
+    def write(self, via: Member, key: str, value: Any) -> None:
+        """PUT until acknowledged; a 503/504 while the cluster settles is retried (a put is
+        idempotent, so retrying one that may have committed is harmless)."""
+        def attempt() -> bool:
+            status, answer = via.put(key, value)
+            if status == 200:
+                assert isinstance(answer["index"], int) and answer["index"] > 0
+                return True
+            assert status in (503, 504), (status, answer)  # no leader yet, or timed out
+            return False
+
+        poll(attempt, what=f"PUT {key} through {via.address} acknowledged")
+        self.acked[key] = value
+
+    def converge(self, members: list[Member] | None = None) -> dict[str, Any]:
+        """Wait until ``members`` (default: all) hold one KV at one commit index, which has
+        every acknowledged write; returns it."""
+        state = poll(lambda: converged(members or list(self.members.values())),
+                     what="the nodes at one commit index with one KV")
+        assert self.acked.items() <= state["data"].items(), "an acknowledged write is missing"
+        return state
+
+    def stop(self) -> dict[str, int]:
+        """SIGTERM every member; each must exit 0 without a traceback. Returns the codes."""
+        for member in self.live():
+            member.proc.signal(signal.SIGTERM)
+        codes = {m.address: m.proc.wait() for m in self.members.values()}
+        assert all(code == 0 for code in codes.values()), codes
+        for member in self.members.values():
+            assert "Traceback" not in member.proc.stderr(), member.proc.stderr()
+        return codes
+
+    def kill_all(self) -> None:
+        for member in self.members.values():
+            member.proc.kill()
+
+
+def join_three(cluster: Cluster, auto: tuple[str, ...]) -> tuple[Member, Member, Member]:
+    """a founds a cluster alone; b and c join (``--join``, with ``auto`` flags such as
+    ``--auto-membership``): b waits as a learner (two voters would tolerate no more failures
+    than one) until c comes; then a write through each, and all converge."""
+    a = cluster.start("a", "a", auto)
+    poll(lambda: leader_of([a]), what="the founder leads")
+    cluster.write(a, "before", 1)
+    b = cluster.start("b", None, auto)
+    poll(lambda: a.status()["learners"] == ["b"], what="b added as a learner")
+    c = cluster.start("c", None, auto)
+    poll(lambda: sorted(a.status()["members"]) == ["a", "b", "c"], what="three voters")
+    for member in (a, b, c):
+        cluster.write(member, f"via-{member.address}", member.address)
+    assert cluster.converge()["data"]["before"] == 1
+    return a, b, c

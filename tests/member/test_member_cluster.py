@@ -10,20 +10,17 @@ from __future__ import annotations
 import signal
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
-from member_support import Member, Relay, converged, leader_of, poll
+from member_support import Cluster, Member, Relay, join_three, leader_of, poll
 
 
-class Cluster:
+class RelayCluster(Cluster):
+    """Members of one room on a relay process of their own."""
+
     def __init__(self, tmp: Path) -> None:
-        self.tmp = tmp
-        self.logs = tmp / "logs"
-        self.logs.mkdir()
+        super().__init__(tmp)
         self.relay = Relay(self.logs)
-        self.members: dict[str, Member] = {}
-        self.acked: dict[str, Any] = {}  # writes the cluster acknowledged
 
     def start(self, address: str, members: str | None = "a,b,c",
               extra: tuple[str, ...] = ("--snapshot-entries", "5"),
@@ -33,55 +30,27 @@ class Cluster:
         self.members[address] = member
         return member
 
-    def live(self) -> list[Member]:
-        return [m for m in self.members.values() if m.proc.popen.poll() is None]
-
-    def write(self, via: Member, key: str, value: Any) -> None:
-        """PUT until acknowledged; failures while the cluster settles are retried (a put is
-        idempotent, so retrying one that may have committed is harmless)."""
-        def attempt() -> bool:
-            status, answer = via.put(key, value)
-            if status == 200:
-                assert isinstance(answer["index"], int) and answer["index"] > 0
-                return True
-            assert status in (503, 504), (status, answer)  # no leader yet, or timed out
-            return False
-
-        poll(attempt, what=f"PUT {key} through {via.address} acknowledged")
-        self.acked[key] = value
-
-    def converge(self) -> dict[str, Any]:
-        state = poll(lambda: converged(list(self.members.values())),
-                     what="all three nodes at one commit index with one KV")
-        assert self.acked.items() <= state["data"].items(), "an acknowledged write is missing"
-        return state
-
-    def stop(self) -> None:
-        for member in self.live():
-            member.proc.signal(signal.SIGTERM)
-        codes = {m.address: m.proc.wait() for m in self.members.values()}
+    def stop(self) -> dict[str, int]:
+        codes = super().stop()
         self.relay.proc.signal(signal.SIGTERM)
-        codes["relay"] = self.relay.proc.wait()
-        assert all(code == 0 for code in codes.values()), codes
-        for member in self.members.values():
-            assert "Traceback" not in member.proc.stderr(), member.proc.stderr()
+        assert self.relay.proc.wait() == 0
+        return codes
 
     def kill_all(self) -> None:
-        for member in self.members.values():
-            member.proc.kill()
+        super().kill_all()
         self.relay.proc.kill()
 
 
 @pytest.fixture
-def cluster(tmp_path: Path) -> Iterator[Cluster]:
-    c = Cluster(tmp_path)
+def cluster(tmp_path: Path) -> Iterator[RelayCluster]:
+    c = RelayCluster(tmp_path)
     try:
         yield c
     finally:
         c.kill_all()
 
 
-def test_three_members_survive_a_killed_leader_and_a_relay_restart(cluster: Cluster):
+def test_three_members_survive_a_killed_leader_and_a_relay_restart(cluster: RelayCluster):
     for address in "abc":
         cluster.start(address)
     members = cluster.members
@@ -121,19 +90,9 @@ def test_three_members_survive_a_killed_leader_and_a_relay_restart(cluster: Clus
     cluster.stop()
 
 
-def test_members_join_a_room_with_automatic_membership(cluster: Cluster):
-    auto = ("--auto-membership", "--grace", "1", "--snapshot-entries", "5")
-    a = cluster.start("a", "a", auto)
-    poll(lambda: leader_of([a]), what="the founder leads")
-    cluster.write(a, "before", 1)
-    b = cluster.start("b", None, auto)
-    # Two voters would tolerate no more failures than one: b waits as a learner.
-    poll(lambda: a.status()["learners"] == ["b"], what="b added as a learner")
-    c = cluster.start("c", None, auto)
-    poll(lambda: sorted(a.status()["members"]) == ["a", "b", "c"], what="three voters")
-    for member in (a, b, c):
-        cluster.write(member, f"via-{member.address}", member.address)
-    cluster.converge()
+def test_members_join_a_room_with_automatic_membership(cluster: RelayCluster):
+    a, b, c = join_three(cluster, ("--auto-membership", "--grace", "1",
+                                   "--snapshot-entries", "5"))
     # c leaves for good: after the grace period it is removed; a and b commit on as two voters.
     c.proc.signal(signal.SIGTERM)
     assert c.proc.wait() == 0
@@ -146,7 +105,7 @@ def test_members_join_a_room_with_automatic_membership(cluster: Cluster):
 
 
 def test_relay_members_that_listen_link_to_each_other_and_the_rest_still_works(
-        cluster: Cluster):
+        cluster: RelayCluster):
     """a and b also accept direct links (--listen): they link to each other once the relay
     carried their offers; c does not listen and talks to both through the relay."""
     a = cluster.start("a", links=("--listen", "127.0.0.1:0"))

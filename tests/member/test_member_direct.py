@@ -15,10 +15,19 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
-from member_support import GUARD, ROOT, Member, Relay, converged, free_ports, leader_of, poll
+from member_support import (
+    GUARD,
+    ROOT,
+    Cluster,
+    Member,
+    Relay,
+    free_ports,
+    join_three,
+    leader_of,
+    poll,
+)
 
 from webraft.member.__main__ import main
 from webraft.member.control import key_path, request
@@ -108,16 +117,12 @@ def test_a_taken_link_port_ends_the_node_with_status_1_and_needs_no_websockets(
 # ------------------------------------------------------------------ clusters
 
 
-class DirectCluster:
+class DirectCluster(Cluster):
     """Members on 127.0.0.1 ports chosen before any starts; each is told every other's."""
 
     def __init__(self, tmp: Path, names: str = NAMES) -> None:
-        self.tmp = tmp
-        self.logs = tmp / "logs"
-        self.logs.mkdir()
+        super().__init__(tmp)
         self.ports = dict(zip(names, free_ports(len(names)), strict=True))
-        self.members: dict[str, Member] = {}
-        self.acked: dict[str, Any] = {}  # writes the cluster acknowledged
 
     def links(self, name: str) -> list[str]:
         flags = ["--listen", f"127.0.0.1:{self.ports[name]}"]
@@ -134,38 +139,6 @@ class DirectCluster:
         assert member.link_port == self.ports[name]
         self.members[name] = member
         return member
-
-    def write(self, via: Member, key: str, value: Any) -> None:
-        """PUT until acknowledged; a 503/504 while the cluster settles is retried (a put is
-        idempotent, so retrying one that may have committed is harmless)."""
-        def attempt() -> bool:
-            status, answer = via.put(key, value)
-            if status == 200:
-                assert isinstance(answer["index"], int) and answer["index"] > 0
-                return True
-            assert status in (503, 504), (status, answer)
-            return False
-
-        poll(attempt, what=f"PUT {key} through {via.address} acknowledged")
-        self.acked[key] = value
-
-    def converge(self, members: list[Member] | None = None) -> dict[str, Any]:
-        state = poll(lambda: converged(members or list(self.members.values())),
-                     what="the nodes at one commit index with one KV")
-        assert self.acked.items() <= state["data"].items(), "an acknowledged write is missing"
-        return state
-
-    def stop(self) -> None:
-        for member in self.members.values():
-            member.proc.signal(signal.SIGTERM)
-        codes = {m.address: m.proc.wait() for m in self.members.values()}
-        assert all(code == 0 for code in codes.values()), codes
-        for member in self.members.values():
-            assert "Traceback" not in member.proc.stderr(), member.proc.stderr()
-
-    def kill_all(self) -> None:
-        for member in self.members.values():
-            member.proc.kill()
 
 
 @pytest.fixture
@@ -267,18 +240,7 @@ def test_a_member_with_the_wrong_token_never_joins(cluster: DirectCluster):
 def test_a_node_joins_direct_members_with_automatic_membership(cluster: DirectCluster):
     # Every node has a --peer for every other, joiners included: the leader adds a joiner
     # once its link to it is up.
-    auto = ("--auto-membership", "--snapshot-entries", "5")
-    a = cluster.start("a", "a", auto)
-    poll(lambda: leader_of([a]), what="the founder leads")
-    cluster.write(a, "before", 1)
-    b = cluster.start("b", None, auto)
-    poll(lambda: a.status()["learners"] == ["b"], what="b added as a learner")
-    c = cluster.start("c", None, auto)
-    poll(lambda: sorted(a.status()["members"]) == ["a", "b", "c"], what="three voters")
-    for member in (a, b, c):
-        cluster.write(member, f"via-{member.address}", member.address)
-    state = cluster.converge()
-    assert state["data"]["before"] == 1
+    join_three(cluster, ("--auto-membership", "--snapshot-entries", "5"))
     cluster.stop()
 
 
