@@ -64,7 +64,7 @@ from typing import TYPE_CHECKING, Any
 from ..errors import StorageError
 from ..runtime import RaftInterface
 from ..transport.direct import LinkBroken
-from ..transport.node import is_wildcard, link_host
+from ..transport.node import host_port, is_wildcard, link_host
 from ..transport.relay import RelayClosed, check_name
 from ..transport.tcp import DirectLinks, DirectRaft
 from .control import ControlServer, key_path, request
@@ -333,7 +333,7 @@ class Linked(RaftInterface):
         links = self.links
         bound = links.bound if links is not None else None
         return {
-            "listen": None if bound is None else _join_host_port(*bound),
+            "listen": None if bound is None else host_port(*bound),
             "links": {peer: self._link(peer) for peer in self._link_peers()},
             "link_error": self.link_error,
         }
@@ -356,7 +356,7 @@ class DirectMember(Linked, Tuned, DirectRaft):
         return sorted(self.peers)
 
     def _link(self, peer: str) -> dict[str, Any]:
-        return {"address": _join_host_port(*self.peers[peer]), **super()._link(peer)}
+        return {"address": host_port(*self.peers[peer]), **super()._link(peer)}
 
 
 def build_node(args: argparse.Namespace, members: list[str],
@@ -380,10 +380,6 @@ def build_node(args: argparse.Namespace, members: list[str],
     return DirectMember(args.address, listen=args.listen, peers=dict(args.peer),
                         room=args.room, token=args.token, members=members, storage=storage,
                         tuning=tuning)
-
-
-def _join_host_port(host: str, port: int) -> str:
-    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
 def _warn_unreachable(node: DirectMember, warned: set[str]) -> None:
@@ -459,7 +455,7 @@ async def run_node(args: argparse.Namespace) -> int:
             try:
                 bound = await node.listening()  # type: ignore[attr-defined]
             except OSError as exc:
-                return _fail(f"cannot listen for links on {_join_host_port(*args.listen)}: "
+                return _fail(f"cannot listen for links on {host_port(*args.listen)}: "
                              f"{exc}")
             except RuntimeError as exc:  # the links closed first: the relay ended this node
                 return exit_code or _fail(f"cannot listen for links: {exc}")
@@ -470,7 +466,7 @@ async def run_node(args: argparse.Namespace) -> int:
         # The first line stays exactly this: scripts and tests read the control URL from it.
         print(f"webraft node {args.address} control on {control.url}", flush=True)
         if bound is not None:
-            print(f"webraft node {args.address} links on {_join_host_port(*bound)}", flush=True)
+            print(f"webraft node {args.address} links on {host_port(*bound)}", flush=True)
         await stop.wait()
     finally:
         await control.close()

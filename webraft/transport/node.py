@@ -38,7 +38,7 @@ from .relay import (
 )
 
 __all__ = ["COMMAND_ENVELOPE_BYTES", "LINK_OFFER", "RelayConnectionLike", "RelayListener",
-           "RelayNode", "RelayPeer", "is_wildcard", "link_host", "link_offer",
+           "RelayNode", "RelayPeer", "host_port", "is_wildcard", "link_host", "link_offer",
            "parse_link_offer", "receive_frame"]
 
 logger = logging.getLogger("webraft.transport")
@@ -76,9 +76,14 @@ def is_wildcard(host: str | None) -> bool:
         return False
 
 
+def host_port(host: str, port: int) -> str:
+    """``HOST:PORT``, an IPv6 host in brackets (the form offers and the command line use)."""
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
 def link_offer(host: str, port: int, key: str) -> dict[str, Any]:
     """The offer of direct links at ``host:port`` to one peer, who must prove ``key``."""
-    at = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    at = host_port(host, port)
     return {"type": LINK_OFFER, "at": at, "key": key}
 
 

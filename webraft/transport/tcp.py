@@ -178,8 +178,7 @@ class _Incoming(_Connection):
             elif type(event) is Accepted:
                 self.peer = event.peer
                 self._handshake_done()
-                links._refusals = {k: n for k, n in links._refusals.items()
-                                   if k[0] != self._host()}  # it got it right: say it again
+                links._accepted_from(self._host())
                 transport.write(self.acceptor.data_to_send())
                 logger.debug("%s: accepted a link from %s", links.address, event.peer)
             else:
@@ -492,6 +491,11 @@ class DirectLinks:
         except Exception as exc:
             logger.exception("%s: link listener failed", self.address)
             self._report(exc)
+
+    def _accepted_from(self, host: str) -> None:
+        """``host`` linked successfully: its next refusal is news again."""
+        for key in [k for k in self._refusals if k[0] == host]:
+            del self._refusals[key]
 
     def _refused(self, who: Any, host: str, exc: LinkBroken) -> None:
         """Log and report a refused or broken incoming link, once per host and reason (and
