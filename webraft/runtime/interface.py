@@ -541,9 +541,8 @@ class RaftInterface(EventEmitter):
             self._receiving = receiving
         if self._apply.pumping:
             self._kick()
-        elif not self._driving and not self._closed and self._loop is not None:
-            self._driving = True
-            self._drive()
+        else:
+            self._round_now()
 
     def _step(self, address: str, payload: Any) -> bool:
         """Feed one message to the core; False if it was dropped (or the node is closed)."""
@@ -920,7 +919,11 @@ class RaftInterface(EventEmitter):
 
     def _kicked_round(self) -> None:
         self._kicked = False
-        if not self._driving and not self._closed:
+        self._round_now()
+
+    def _round_now(self) -> None:
+        """Run Ready rounds now, unless one is in progress (it picks up the new work)."""
+        if not self._driving and not self._closed and self._loop is not None:
             self._driving = True
             self._drive()
 
