@@ -18,7 +18,7 @@ import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 from webraft.member.control import key_path, request
 
@@ -243,6 +243,12 @@ class Cluster(ABC):
     def kill_all(self) -> None:
         for member in self.members.values():
             member.proc.kill()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.kill_all()  # whatever the test left running
 
 
 def join_three(cluster: Cluster, auto: tuple[str, ...]) -> tuple[Member, Member, Member]:

@@ -43,11 +43,8 @@ class RelayCluster(Cluster):
 
 @pytest.fixture
 def cluster(tmp_path: Path) -> Iterator[RelayCluster]:
-    c = RelayCluster(tmp_path)
-    try:
+    with RelayCluster(tmp_path) as c:
         yield c
-    finally:
-        c.kill_all()
 
 
 def test_three_members_survive_a_killed_leader_and_a_relay_restart(cluster: RelayCluster):

@@ -143,11 +143,8 @@ class DirectCluster(Cluster):
 
 @pytest.fixture
 def cluster(tmp_path: Path) -> Iterator[DirectCluster]:
-    c = DirectCluster(tmp_path)
-    try:
+    with DirectCluster(tmp_path) as c:
         yield c
-    finally:
-        c.kill_all()
 
 
 def all_linked(member: Member, peers: list[str]) -> bool:
