@@ -24,7 +24,15 @@ from .errors import (
     StorageError,
     WebraftError,
 )
-from .runtime import EventEmitter, NodeInstance, RaftInterface, Snapshot
+from .runtime import (
+    EventEmitter,
+    NodeConfig,
+    NodeInstance,
+    RaftInterface,
+    Snapshot,
+    Transport,
+    TransportHandler,
+)
 from .storage import MemoryStorage, Storage
 
 __version__ = "0.1.0"
@@ -38,6 +46,7 @@ __all__ = [
     "MemoryStorage",
     "MessageError",
     "NoLeaderError",
+    "NodeConfig",
     "NodeInstance",
     "NotLeaderError",
     "ProposalError",
@@ -48,5 +57,7 @@ __all__ = [
     "Snapshot",
     "Storage",
     "StorageError",
+    "Transport",
+    "TransportHandler",
     "WebraftError",
 ]

@@ -18,7 +18,6 @@ import contextlib
 import inspect
 import json
 import logging
-import random
 from collections import deque
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
@@ -34,7 +33,7 @@ from ..core.messages import (
     decode,
     encode,
 )
-from ..core.raft import LEADER, PUBLIC_STATE, CoreConfig, ProposalResult, RaftCore, ReadState, Ready
+from ..core.raft import LEADER, PUBLIC_STATE, ProposalResult, RaftCore, ReadState, Ready
 from ..core.state import ClusterConfig, SnapshotMeta, StorageUpdate, StoredState
 from ..errors import (
     InvalidCommand,
@@ -50,20 +49,22 @@ from ..errors import (
     WebraftError,
 )
 from ..storage import MemoryStorage, Storage
+from .config import BATCH_BYTES, NodeConfig
 from .events import EventEmitter
+from .port import Transport
 from .sessions import APPLY, DUPLICATE, EXPIRED, ClientSession, SessionTable, unpack_snapshot
 
 logger = logging.getLogger("webraft")
 
-#: Default of :attr:`RaftInterface.max_command_bytes`: with its envelope, one command always
-#: fits in a relay frame (1 MiB) and in one AppendEntries.
-DEFAULT_MAX_COMMAND_BYTES = 256 * 1024
+#: The seed's overridable properties that are views of a :class:`NodeConfig` field.
+_VIEWS = ("heartbeat_frequency", "heartbeat_timeout", "proposal_timeout", "max_command_bytes",
+          "snapshot_entries", "snapshot_bytes", "snapshot_tail", "read_lease",
+          "auto_membership", "member_grace", "max_voters", "forward_proposals")
+
 #: Longest the application's apply handlers run in one go before yielding to the event loop.
 APPLY_SLICE = 0.01
 #: Pause between two such slices.
 APPLY_PAUSE = 0.002
-#: Proposals of one loop turn travel in batches of at most this many bytes of commands.
-BATCH_BYTES = 256 * 1024
 
 
 class NodeInstance:
@@ -74,12 +75,23 @@ class NodeInstance:
     from that peer (the relay stamps senders for exactly this reason).
     """
 
-    #: Seconds to wait for this peer to answer a forwarded request before giving up on it.
-    message_timeout: float = 3.0
-
     def __init__(self, address: str, raft: RaftInterface) -> None:
         self.address = address
         self.raft = raft
+
+    #: Set (per peer, or in a subclass) to depart from ``config.message_timeout``.
+    _message_timeout: float | None = None
+
+    @property
+    def message_timeout(self) -> float:
+        """Seconds to wait for this peer to answer a forwarded request before giving up on
+        it (``config.message_timeout`` unless set for this peer)."""
+        own = self._message_timeout
+        return self.raft.config.message_timeout if own is None else own
+
+    @message_timeout.setter
+    def message_timeout(self, seconds: float) -> None:
+        self._message_timeout = seconds
 
     def write(self, payload: dict[str, Any]) -> None:
         """Deliver a JSON-serializable ``payload`` to the peer (best effort; Raft retries)."""
@@ -91,6 +103,16 @@ class NodeInstance:
 
     def close(self) -> None:
         """Called when the peer leaves or the node closes; release the connection here."""
+
+
+class TransportPeer(NodeInstance):
+    """A peer of a node that holds a :class:`~webraft.runtime.port.Transport`: writes go
+    through the transport."""
+
+    def write(self, payload: dict[str, Any]) -> None:
+        transport = self.raft.transport
+        if transport is not None:
+            transport.send(self.address, payload)
 
 
 @dataclass(slots=True)
@@ -204,14 +226,29 @@ class RaftInterface(EventEmitter):
     """
 
     def __init__(self, address: str, *, members: Iterable[str] | None = None,
-                 storage: Storage | None = None) -> None:
+                 storage: Storage | None = None, transport: Transport | None = None,
+                 config: NodeConfig | None = None) -> None:
         super().__init__()
         if not isinstance(address, str) or not address:
             raise ValueError("address must be a non-empty string")
         self.address = address
         self.storage: Storage = storage if storage is not None else MemoryStorage()
+        #: How this node reaches its peers; None: the seed's way, through
+        #: :meth:`create_instance` and calls to :meth:`join`, :meth:`leave`, :meth:`got_data`.
+        self.transport = transport
         self.nodes: dict[str, NodeInstance] = {}
-        self._rng = random.Random()
+        config = config or NodeConfig()
+        if transport is not None and transport.max_command_bytes is not None:
+            limit = min(config.max_command_bytes, transport.max_command_bytes)
+            config = config.replace(max_command_bytes=limit)
+        #: What the seed's properties show (an override may build on them) ...
+        self._given = config
+        #: ... and what the runtime reads: the given config with the overrides folded in.
+        self.config = self._effective_config(config)
+        self._rng = self.config.rng
+        #: Seconds added to this node's follower timeout, e.g. while its tab is hidden, so
+        #: that members able to lead win elections first.
+        self.campaign_delay = 0.0
         stored = self.storage.load()
         if stored is None:
             voters = list(members) if members is not None else [address]
@@ -220,14 +257,14 @@ class RaftInterface(EventEmitter):
                 raise ValueError("members must be distinct non-empty addresses")
             stored = StoredState.bootstrap(voters)
         stored.check()
-        self.core = RaftCore(CoreConfig(
-            id=address,
+        config = self.config
+        live_election = type(self).election_timeout is not RaftInterface.election_timeout
+        self.core = RaftCore(config.core_config(
+            address,
             follower_timeout=self._follower_timeout,
-            election_timeout=lambda: self.election_timeout,
-            heartbeat_interval=self.heartbeat_frequency,
-            quorum_timeout=self.heartbeat_timeout,
-            auto_promote=not self.auto_membership,  # then promotion follows its policy
-            lease_reads=self.read_lease,
+            election_timeout=(lambda: self.election_timeout) if live_election else (
+                lambda: self._rng.uniform(*config.election_timeout)),
+            auto_promote=not config.auto_membership,  # then promotion follows its policy
         ), stored)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._t0 = 0.0
@@ -266,95 +303,93 @@ class RaftInterface(EventEmitter):
     # ------------------------------------------------------------------ overridables
 
     def create_instance(self, address: str) -> NodeInstance:
-        """Return the :class:`NodeInstance` that talks to ``address``."""
-        raise NotImplementedError("RaftInterface subclasses must implement create_instance()")
+        """Return the :class:`NodeInstance` that talks to ``address``: the seed's way to
+        reach peers. A node built with a ``transport`` gets a peer that sends through it."""
+        if self.transport is None:
+            raise NotImplementedError("give RaftInterface a transport, or implement "
+                                      "create_instance() in a subclass")
+        return TransportPeer(address, self)
+
+    def _effective_config(self, config: NodeConfig) -> NodeConfig:
+        """``config`` with the seed's property overrides of a subclass folded in, read once:
+        the seed tunes a node by overriding properties, and each must mean the same thing
+        everywhere in the runtime, whenever it is read."""
+        cls = type(self)
+        overrides = {name: getattr(self, name) for name in _VIEWS
+                     if getattr(cls, name) is not getattr(RaftInterface, name)}
+        return config.replace(**overrides) if overrides else config
 
     @property
     def election_timeout(self) -> float:
-        """Seconds a candidate waits for votes; random in [0.15, 0.30], drawn on each read."""
-        return self._rng.uniform(0.15, 0.30)
+        """Seconds a candidate waits for votes: drawn from ``config.election_timeout`` on
+        each read (a subclass that overrides it is asked each time)."""
+        return self._rng.uniform(*self._given.election_timeout)
 
     @property
     def heartbeat_frequency(self) -> float:
-        """Seconds between a leader's heartbeats."""
-        return 0.05
+        """Seconds between a leader's heartbeats (``config.heartbeat_frequency``)."""
+        return self._given.heartbeat_frequency
 
     @property
     def heartbeat_timeout(self) -> float:
         """Seconds of leader silence after which a follower campaigns."""
-        return 0.20
+        return self._given.heartbeat_timeout
 
     @property
     def proposal_timeout(self) -> float:
         """Longest a :meth:`propose` call waits for its outcome."""
-        return 5.0
+        return self._given.proposal_timeout
 
     @property
     def max_command_bytes(self) -> int:
-        """Largest command :meth:`propose` accepts, in bytes of (ASCII-escaped) JSON.
-
-        Every command travels inside one message to each peer; transports with a frame limit
-        lower it so that no entry can be too large to replicate.
-        """
-        return DEFAULT_MAX_COMMAND_BYTES
+        """Largest command :meth:`propose` accepts, in bytes of (ASCII-escaped) JSON."""
+        return self._given.max_command_bytes
 
     @property
     def snapshot_entries(self) -> int:
         """Take a snapshot after this many entries were applied since the last one."""
-        return 4096
+        return self._given.snapshot_entries
 
     @property
     def snapshot_bytes(self) -> int:
         """... or after this many bytes of entries (approximate JSON size) were applied."""
-        return 1 << 20
+        return self._given.snapshot_bytes
 
     @property
     def snapshot_tail(self) -> int:
-        """Entries a snapshot leaves in the log, so that followers slightly behind catch up
-        with entries rather than the whole snapshot."""
-        return 1024
+        """Entries a snapshot leaves in the log."""
+        return self._given.snapshot_tail
 
     @property
     def read_lease(self) -> bool:
-        """Let the leader answer :meth:`read_index` from its lease, without a quorum round.
-
-        Off by default, and unsafe wherever clocks do not advance steadily: a leader whose tab
-        was paused (or whose clock jumped) may believe in a lease that expired meanwhile, and
-        then answer a read that misses newer writes. It also turns off the fast failover on
-        the transport's ``leave`` of the leader (followers would stop honouring the lease).
-        """
-        return False
+        """Let the leader answer :meth:`read_index` from its lease (see :class:`NodeConfig`)."""
+        return self._given.read_lease
 
     @property
     def auto_membership(self) -> bool:
-        """Let the transport's presence drive membership (off by default; on for tabs).
-
-        While this node leads it adds every reachable peer that is not a member (as a
-        learner), promotes caught-up learners while there are fewer than ``max_voters``
-        voters, keeping their number odd when it can (an even number tolerates no more
-        failures than one less), and removes members unreachable for longer than
-        ``member_grace``, one change at a time. A node built with ``members=[]`` starts
-        outside any cluster and waits to be added.
-        """
-        return False
+        """Let the transport's presence drive membership (see :class:`NodeConfig`). A node
+        built with ``members=[]`` starts outside any cluster and waits to be added."""
+        return self._given.auto_membership
 
     @property
     def member_grace(self) -> float:
         """Seconds a member may be unreachable (a reloading tab) before it is removed."""
-        return 20.0
+        return self._given.member_grace
 
     @property
     def max_voters(self) -> int:
         """Most voters automatic membership makes; further members stay learners."""
-        return 5
+        return self._given.max_voters
 
     @property
     def forward_proposals(self) -> bool:
         """Forward proposals made on a follower to the leader (the seed's behaviour)."""
-        return True
+        return self._given.forward_proposals
 
     def _follower_timeout(self) -> float:
-        return self.heartbeat_timeout + self._rng.uniform(0, self.heartbeat_frequency)
+        config = self.config
+        return (config.heartbeat_timeout + self._rng.uniform(0, config.heartbeat_frequency)
+                + self.campaign_delay)
 
     # ------------------------------------------------------------------ state
 
@@ -432,7 +467,7 @@ class RaftInterface(EventEmitter):
     def _reconcile_membership(self) -> None:
         """Automatic membership (see :attr:`auto_membership`): at most one change per round."""
         loop = self._loop_or_running()
-        self._membership_timer = loop.call_later(2 * self.heartbeat_frequency,
+        self._membership_timer = loop.call_later(2 * self.config.heartbeat_frequency,
                                                  self._reconcile_membership)
         core = self.core
         if (not self.is_leader or core.config_index > core.log.commit
@@ -442,7 +477,7 @@ class RaftInterface(EventEmitter):
         new: ClusterConfig | None = None
         for member in config.members:
             if (member != self.address and member not in self.nodes
-                    and now - self._gone.setdefault(member, now) >= self.member_grace):
+                    and now - self._gone.setdefault(member, now) >= self.config.member_grace):
                 new = ClusterConfig(tuple(v for v in config.voters if v != member),
                                     tuple(a for a in config.learners if a != member))
                 break
@@ -454,7 +489,7 @@ class RaftInterface(EventEmitter):
             caught_up = [a for a in config.learners if a in self.nodes and a in core.progress
                          and core.progress[a].match >= core.log.commit]
             voters = len(config.voters)
-            if caught_up and voters < self.max_voters and (voters % 2 == 0
+            if caught_up and voters < self.config.max_voters and (voters % 2 == 0
                                                            or len(caught_up) >= 2):
                 promoted = caught_up[0]
                 new = ClusterConfig((*config.voters, promoted),
@@ -507,10 +542,10 @@ class RaftInterface(EventEmitter):
         if self._loop is not None:
             self._gone[address] = self._loop.time()
         self.emit("leave", address)
-        if address == self.core.leader and self._loop is not None and not self.read_lease:
+        if address == self.core.leader and self._loop is not None and not self.config.read_lease:
             # Our leader is gone: campaign soon rather than after a whole heartbeat timeout.
             self.core.tick(self._now())
-            self.core.leader_unreachable(self._rng.uniform(0, self.heartbeat_frequency))
+            self.core.leader_unreachable(self._rng.uniform(0, self.config.heartbeat_frequency))
             self._kick()
 
     def got_data(self, address: str, payload: Any) -> None:
@@ -544,6 +579,16 @@ class RaftInterface(EventEmitter):
         else:
             self._round_now()
 
+    def transport_error(self, exc: Exception) -> None:
+        """The transport reports ``exc``: emitted as an ``error`` event."""
+        self.emit("error", exc)
+
+    def drive_now(self) -> None:
+        """Run the Ready rounds now rather than on the next loop turn: persist (at once,
+        when storage saves synchronously) and send what is pending. For a page about to go
+        away, where no further loop turn is guaranteed."""
+        self._round_now()
+
     def _step(self, address: str, payload: Any) -> bool:
         """Feed one message to the core; False if it was dropped (or the node is closed)."""
         if self._closed:
@@ -574,8 +619,10 @@ class RaftInterface(EventEmitter):
             self._request_refresh()  # the application tells where it is
         else:
             self._need_snapshot(0)  # it starts empty
-        if self.auto_membership:
+        if self.config.auto_membership:
             self._reconcile_membership()
+        if self.transport is not None:
+            self.transport.start(self)
         self._kick()
 
     async def close(self) -> None:
@@ -622,6 +669,8 @@ class RaftInterface(EventEmitter):
             self._apply.resume.cancel()
         for node in list(self.nodes.values()):
             self._close_node(node)
+        if self.transport is not None:
+            await self.transport.close()
 
     async def __aenter__(self) -> RaftInterface:
         self.start()
@@ -641,7 +690,7 @@ class RaftInterface(EventEmitter):
         when no leader could confirm within ``proposal_timeout``.
         """
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + self.proposal_timeout
+        deadline = loop.time() + self.config.proposal_timeout
         while True:
             if self._closed:
                 raise RaftClosed(may_have_committed=False)
@@ -650,7 +699,7 @@ class RaftInterface(EventEmitter):
                 break
             if loop.time() >= deadline:
                 raise NoLeaderError("no leader confirmed a read index in time")
-            await asyncio.sleep(self.heartbeat_frequency)
+            await asyncio.sleep(self.config.heartbeat_frequency)
         if self._last_applied < index:
             watcher: asyncio.Future[None] = loop.create_future()
             self._index_watchers.setdefault(index, []).append(watcher)
@@ -721,10 +770,10 @@ class RaftInterface(EventEmitter):
                                   timeout: float | None) -> int:
         """Propose ``command`` as ``seq`` of ``session`` until its outcome is known."""
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + (6 * self.proposal_timeout if timeout is None else timeout)
+        deadline = loop.time() + (6 * self.config.proposal_timeout if timeout is None else timeout)
         key = (session.id, seq)
         outcome = self._session_waiters[key] = loop.create_future()
-        delay = self.heartbeat_frequency
+        delay = self.config.heartbeat_frequency
         # A number is surely new on its first attempt in a session this client opened; a
         # resumed session may be retrying it (e.g. after the client restarted).
         first_attempt = not session.resumed
@@ -751,7 +800,7 @@ class RaftInterface(EventEmitter):
                                           seq=seq)
                 # Unknown outcome, or certainly not applied: the same number again is safe.
                 await asyncio.sleep(delay)
-                delay = min(2 * delay, self.proposal_timeout)
+                delay = min(2 * delay, self.config.proposal_timeout)
         finally:
             del self._session_waiters[key]
 
@@ -762,11 +811,11 @@ class RaftInterface(EventEmitter):
         if self._closed:
             fut.set_exception(RaftClosed(may_have_committed=False))
             return fut
-        if not self.is_leader and not self.forward_proposals:
+        if not self.is_leader and not self.config.forward_proposals:
             fut.set_exception(NotLeaderError(leader=self.leader))
             return fut
         try:
-            command, size = _normalize(command, self.max_command_bytes, decoded)
+            command, size = _normalize(command, self.config.max_command_bytes, decoded)
         except InvalidCommand as exc:
             fut.set_exception(exc)
             return fut
@@ -795,7 +844,7 @@ class RaftInterface(EventEmitter):
             batches[-1].futures.append(fut)
             size += nbytes
         loop = self._loop_or_running()
-        deadline = loop.time() + self.proposal_timeout
+        deadline = loop.time() + self.config.proposal_timeout
         for batch in batches:
             self._expiring.append((deadline, batch))
             self._submit(batch)
@@ -803,7 +852,7 @@ class RaftInterface(EventEmitter):
 
     def _arm_expiry(self) -> None:
         if self._expiry_timer is None and not self._closed:
-            self._expiry_timer = self._loop_or_running().call_later(self.proposal_timeout,
+            self._expiry_timer = self._loop_or_running().call_later(self.config.proposal_timeout,
                                                                     self._expire_batches)
 
     def _expire_batches(self) -> None:
@@ -813,8 +862,8 @@ class RaftInterface(EventEmitter):
         expiring = self._expiring
         now = loop.time()
         while expiring and expiring[0][0] <= now:
-            expiring.popleft()[1].expire(self.proposal_timeout)
-        if self._outbox and self._outbox_since + self.proposal_timeout <= now:
+            expiring.popleft()[1].expire(self.config.proposal_timeout)
+        if self._outbox and self._outbox_since + self.config.proposal_timeout <= now:
             # Never proposed: the Ready loop is stuck (storage keeps failing) since then.
             outbox, self._outbox = self._outbox, []
             exc = ProposalTimeout("not proposed within the proposal timeout: storage is failing",
@@ -823,7 +872,7 @@ class RaftInterface(EventEmitter):
                 _fail(fut, exc)
         dues = [expiring[0][0]] if expiring else []
         if self._outbox:
-            dues.append(self._outbox_since + self.proposal_timeout)
+            dues.append(self._outbox_since + self.config.proposal_timeout)
         if dues and not self._closed:
             self._expiry_timer = loop.call_later(max(0.0, min(dues) - now),
                                                  self._expire_batches)
@@ -884,14 +933,14 @@ class RaftInterface(EventEmitter):
     def _park(self, batch: _Batch) -> None:
         batch.sent_to = None
         if not self._parked:
-            self._loop_or_running().call_later(self.heartbeat_frequency, self._retry_parked)
+            self._loop_or_running().call_later(self.config.heartbeat_frequency, self._retry_parked)
         self._parked.append(batch)
 
     def _retry_parked(self) -> None:
         if self._closed or not self._parked:
             return
         if not self.is_leader and self.leader not in self.nodes:
-            self._loop_or_running().call_later(self.heartbeat_frequency, self._retry_parked)
+            self._loop_or_running().call_later(self.config.heartbeat_frequency, self._retry_parked)
             return
         parked, self._parked = self._parked, []
         for batch in parked:
@@ -1220,8 +1269,8 @@ class RaftInterface(EventEmitter):
     def _snapshot_due(self) -> bool:
         st = self._apply
         return bool(self._handlers.get("snapshot")) and (
-            st.since_snapshot >= self.snapshot_entries
-            or st.since_snapshot_bytes >= self.snapshot_bytes)
+            st.since_snapshot >= self.config.snapshot_entries
+            or st.since_snapshot_bytes >= self.config.snapshot_bytes)
 
     def _take_snapshot(self) -> Awaitable[None] | None:
         """Ask the ``snapshot`` handler for the state as of the last applied entry and compact
@@ -1256,7 +1305,7 @@ class RaftInterface(EventEmitter):
             self._snapshot_failed(exc)
             return
         try:
-            self.core.compact(index, text, self.snapshot_tail)
+            self.core.compact(index, text, self.config.snapshot_tail)
         except ValueError:
             return  # a snapshot from the leader overtook this one
         self._kick()

@@ -23,7 +23,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any, Protocol
 
 from ..errors import MessageError
-from ..runtime import NodeInstance, RaftInterface
+from ..runtime import NodeConfig, NodeInstance, RaftInterface
 from ..storage import Storage
 from .relay import (
     Batch,
@@ -207,12 +207,14 @@ class RelayNode(RaftInterface):
     connection: RelayConnectionLike
 
     def __init__(self, client: RelayClient, *, members: Iterable[str] | None = None,
-                 storage: Storage | None = None) -> None:
-        super().__init__(client.address, members=members, storage=storage)
+                 storage: Storage | None = None, config: NodeConfig | None = None) -> None:
+        config = config or NodeConfig()
+        frame = client.buffer.max_frame_bytes - COMMAND_ENVELOPE_BYTES
+        super().__init__(client.address, members=members, storage=storage,
+                         config=config.replace(
+                             max_command_bytes=min(config.max_command_bytes, frame)))
         self.client = client
         self._relay_closed = False
-        frame = client.buffer.max_frame_bytes - COMMAND_ENVELOPE_BYTES
-        self._max_command_bytes = min(super().max_command_bytes, frame)  # read per proposal
 
     @property
     def room(self) -> str:
@@ -222,11 +224,6 @@ class RelayNode(RaftInterface):
     def connected(self) -> bool:
         """True while joined to the room through the relay."""
         return self.connection.connected
-
-    @property
-    def max_command_bytes(self) -> int:
-        """At most what fits in one relay frame with its envelopes (see the base class)."""
-        return self._max_command_bytes
 
     def create_instance(self, address: str) -> RelayPeer:
         return RelayPeer(address, self)

@@ -1,0 +1,141 @@
+"""NodeConfig (configuration as data) and the transport port a node holds."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from typing import Any
+
+import pytest
+from support import stable_leader, until
+
+import webraft
+from webraft import NodeConfig, RaftInterface
+from webraft.transport.memory import MemoryHub
+
+FAST = NodeConfig(heartbeat_frequency=0.01, heartbeat_timeout=0.05,
+                  election_timeout=(0.05, 0.10), proposal_timeout=3.0)
+
+
+@pytest.mark.parametrize("changes", [
+    {"election_timeout": (0.3, 0.2)},
+    {"election_timeout": (0.0, 0.2)},
+    {"heartbeat_frequency": 0.3},  # not shorter than heartbeat_timeout
+    {"heartbeat_timeout": -1.0},
+    {"proposal_timeout": True},
+    {"snapshot_entries": 0},
+    {"max_command_bytes": 1.5},
+    {"snapshot_tail": -1},
+    {"member_grace": -0.1},
+    {"rng": 7},
+])
+def test_invalid_settings_are_refused_once_at_construction(changes: dict[str, Any]) -> None:
+    with pytest.raises(ValueError):
+        NodeConfig(**changes)
+    with pytest.raises(ValueError):
+        NodeConfig().replace(**changes)
+
+
+def test_a_config_is_frozen_and_its_rng_takes_no_part_in_equality() -> None:
+    config = NodeConfig(rng=random.Random(1))
+    assert config == NodeConfig(rng=random.Random(2))
+    with pytest.raises(AttributeError):
+        config.heartbeat_timeout = 1.0  # type: ignore[misc]
+
+
+async def test_a_seeded_rng_makes_a_node_draw_the_same_timeouts() -> None:
+    draws = []
+    for _ in range(2):
+        node = webraft.RaftInterface("a", config=NodeConfig(rng=random.Random(42)))
+        draws.append([node.election_timeout for _ in range(5)])
+    assert draws[0] == draws[1]
+    low, high = NodeConfig().election_timeout
+    assert all(low <= d <= high for d in draws[0])
+
+
+def test_the_seed_style_property_overrides_are_folded_into_the_config() -> None:
+    class Tuned(RaftInterface):
+        @property
+        def heartbeat_timeout(self) -> float:
+            return 2 * super().heartbeat_timeout
+
+        @property
+        def snapshot_entries(self) -> int:
+            return 10
+
+    node = Tuned("a", config=NodeConfig(heartbeat_timeout=0.4))
+    assert node.config.heartbeat_timeout == 0.8 == node.heartbeat_timeout
+    assert node.config.snapshot_entries == 10
+    assert node.config.proposal_timeout == NodeConfig().proposal_timeout
+    assert node.core.cfg.quorum_timeout == 0.8  # the core got the folded value
+
+
+def test_a_transport_with_a_frame_limit_lowers_the_command_limit() -> None:
+    transport = MemoryHub().transport("a")
+    transport.max_command_bytes = 1000
+    node = RaftInterface("a", transport=transport)
+    assert node.max_command_bytes == 1000
+    assert RaftInterface("b", transport=MemoryHub().transport("b")).max_command_bytes == (
+        NodeConfig().max_command_bytes)
+
+
+def test_without_a_transport_the_seed_way_needs_create_instance() -> None:
+    node = RaftInterface("a", members=["a", "b"])
+    with pytest.raises(NotImplementedError):
+        node.join("b")
+
+
+async def test_nodes_holding_memory_transports_elect_replicate_and_fail_over() -> None:
+    hub = MemoryHub()
+    addresses = ["a", "b", "c"]
+    nodes = {a: RaftInterface(a, members=addresses, transport=hub.transport(a),
+                              config=FAST.replace(rng=random.Random(i)))
+             for i, a in enumerate(addresses)}
+    applied: dict[str, list[Any]] = {a: [] for a in addresses}
+    for a, node in nodes.items():
+        node.listen("apply", lambda entry, index, cb, a=a: (applied[a].append(entry.command), cb()))
+        node.start()
+    assert set(nodes["a"].nodes) == {"b", "c"}  # the transport's joins made the peers
+    leader = await until(lambda: stable_leader(nodes.values()))
+    follower = next(n for n in nodes.values() if n is not leader)
+    index = await follower.propose({"put": 1})  # forwarded through the transport
+    await until(lambda: all(applied[a] == [{"put": 1}] for a in addresses))
+    assert index >= 1
+
+    await leader.close()  # its transport detaches: the others see it leave
+    rest = [n for n in nodes.values() if n is not leader]
+    await until(lambda: all(leader.address not in n.nodes for n in rest))
+    new = await until(lambda: stable_leader(rest))
+    assert new is not leader
+    await new.propose("after")
+    await until(lambda: all(applied[n.address][-1] == "after" for n in rest))
+    for node in rest:
+        await node.close()
+
+
+async def test_transport_errors_become_error_events_and_close_closes_the_transport() -> None:
+    closed = asyncio.Event()
+
+    class Recording:
+        max_command_bytes = None
+
+        def start(self, handler: Any) -> None:
+            self.handler = handler
+
+        def send(self, to: str, payload: dict[str, Any]) -> None:
+            pass
+
+        async def close(self) -> None:
+            closed.set()
+
+    transport = Recording()
+    node = RaftInterface("a", transport=transport)
+    errors: list[BaseException] = []
+    node.listen("error", errors.append)
+    node.start()
+    assert transport.handler is node
+    problem = webraft.MessageError("bad frame")
+    transport.handler.transport_error(problem)
+    assert errors == [problem]
+    await node.close()
+    assert closed.is_set()
