@@ -107,7 +107,7 @@ async def started_follower(storage: webraft.MemoryStorage | None = None) -> tupl
     follower = Node("f", wire, campaigns=False, storage=storage)
     follower.join("l")
     follower.start()
-    await until(lambda: not follower._driving and not follower._kicked, what="settled")
+    await until(lambda: not follower.driver.driving and not follower.driver.kicked, what="settled")
     return wire, follower
 
 
@@ -134,7 +134,7 @@ async def test_got_messages_sends_nothing_before_storage_saved_what_it_answers()
     try:
         storage.gate = gate = asyncio.Event()
         follower.got_messages("l", [VOTE])
-        assert follower._driving  # the round awaits storage
+        assert follower.driver.driving  # the round awaits storage
         follower.got_messages("l", [{**VOTE, "term": 6}])  # arrives meanwhile
         for _ in range(5):
             await asyncio.sleep(0)

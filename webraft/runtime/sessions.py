@@ -137,7 +137,7 @@ class ClientSession:
         self.next_seq += 1
         self._waiting.add(seq)
         try:
-            return await self.raft._propose_in_session(self, seq, command, timeout)
+            return await self.raft.proposals.propose_in_session(self, seq, command, timeout)
         finally:
             self._waiting.discard(seq)
 

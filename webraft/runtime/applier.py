@@ -1,0 +1,408 @@
+"""Committed entries into the application: the apply queue, refresh, snapshots and sessions.
+
+Owns what the application has applied (last applied index and term, the replicated session
+table, entries still to apply) and the handlers' protocol: ``apply``, ``refresh``, ``snapshot``
+and ``updated``. Imports the core's types and the session table; it must not import the driver,
+the proposals or the membership policy, which it reaches through the node.
+
+Entries are applied strictly in order. Synchronous handlers run in one loop over the queue
+(bounded in time, so that a long backlog never starves heartbeats); the first handler that
+finishes later moves the rest to a task. A snapshot to load (from the leader, or older
+application state after a restart) stops the queue until the ``refresh`` handler reports it
+loaded.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import json
+import logging
+from collections import deque
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from ..core.messages import COMMAND, SESSION, Entry
+from ..core.raft import Ready
+from ..core.state import SnapshotMeta
+from ..errors import RaftClosed, WebraftError
+from .sessions import APPLY, SessionTable, unpack_snapshot
+
+if TYPE_CHECKING:
+    from .interface import RaftInterface
+
+logger = logging.getLogger("webraft")
+
+#: Longest the application's apply handlers run in one go before yielding to the event loop.
+APPLY_SLICE = 0.01
+#: Pause between two such slices.
+APPLY_PAUSE = 0.002
+
+
+@dataclass(frozen=True, slots=True)
+class Load:
+    """In the apply queue: the application must load this snapshot before going on."""
+
+    meta: SnapshotMeta
+    text: str
+
+
+class _Callback:
+    """The ``cb`` given to an apply handler: records the outcome, wakes a waiter if any."""
+
+    __slots__ = ("called", "error", "future")
+
+    def __init__(self) -> None:
+        self.called = False
+        self.error: BaseException | None = None
+        self.future: asyncio.Future[BaseException | None] | None = None
+
+    def __call__(self, exc: object = None) -> None:
+        if self.called:
+            return
+        self.called = True
+        if exc is not None:
+            self.error = exc if isinstance(exc, BaseException) else WebraftError(str(exc))
+        if self.future is not None and not self.future.done():
+            self.future.set_result(self.error)
+
+
+#: What starting an apply handler gave: None (done), an error, or an awaitable of either.
+_Outcome = BaseException | Awaitable[BaseException | None] | None
+
+
+class Applier:
+    """Hands committed entries and snapshots to the application, in order."""
+
+    def __init__(self, node: RaftInterface, applied: int, snapshot_text: str | None) -> None:
+        self.node = node
+        self.core = node.core
+        #: Index and term of the last entry the application has fully applied.
+        self.last_applied = applied
+        self.applied_term = 0
+        #: The replicated session table, as of :attr:`last_applied`.
+        self.sessions = unpack_snapshot(snapshot_text or "")[1] if applied else SessionTable()
+        #: The snapshot a ``refresh`` handler is loading, if any.
+        self.loading: Load | None = None
+        #: Inside the apply loop: an entry may be half applied.
+        self.pumping = False
+        self._queue: deque[Entry | Load] = deque()
+        self._task: asyncio.Task[None] | None = None  # a handler completing asynchronously
+        self._resume: asyncio.Handle | None = None  # the next slice of a long backlog
+        self._gate: asyncio.Future[None] | None = None  # open once the app told its index
+        self._skip_to = 0
+        self._skip_term: int | None = None
+        # Applied since the last snapshot, in entries and approximate bytes.
+        self._since_snapshot = 0
+        self._since_snapshot_bytes = 0
+        self._index_watchers: dict[int, list[asyncio.Future[None]]] = {}  # until applied
+
+    def start(self) -> None:
+        if self.node.listeners("refresh"):
+            self._request_refresh()  # the application tells where it is
+        else:
+            self._need_snapshot(0)  # it starts empty
+
+    def take(self, rd: Ready) -> None:
+        """Queue what a Ready round committed or installed, and apply what can be."""
+        if rd.install and rd.snapshot is not None and rd.snapshot_data is not None:
+            # Everything still queued is older than the snapshot, which replaces it.
+            self._queue.clear()
+            self._queue.append(Load(rd.snapshot, rd.snapshot_data))
+        if rd.committed:
+            self._queue.extend(rd.committed)
+        if rd.install or rd.committed:
+            self.pump()
+
+    def wait_applied(self, index: int) -> asyncio.Future[None] | None:
+        """A future that resolves once entry ``index`` is applied (None: it is already)."""
+        if self.last_applied >= index:
+            return None
+        watcher: asyncio.Future[None] = self.node.loop.create_future()
+        self._index_watchers.setdefault(index, []).append(watcher)
+        return watcher
+
+    def close(self) -> None:
+        for watchers in self._index_watchers.values():
+            for watcher in watchers:
+                if not watcher.done():
+                    watcher.set_exception(RaftClosed(may_have_committed=False))
+        self._index_watchers.clear()
+        if self._task is not None:
+            self._task.cancel()
+        if self._resume is not None:
+            self._resume.cancel()
+
+    # ------------------------------------------------------------------ refresh
+
+    def _request_refresh(self, load: Load | None = None) -> None:
+        """Emit ``refresh``: the application reports its state (``load`` None, at start) or
+        loads the snapshot ``load``; applying waits until its callback comes."""
+        node = self.node
+        gate: asyncio.Future[None] = node.loop.create_future()
+        self._gate, self.loading = gate, load
+
+        def cb(term: int = 0, index: int = 0) -> None:
+            if gate.done():
+                return
+            if type(index) is not int or type(term) is not int or index < 0 or term < 0:
+                node.emit("error", WebraftError(f"refresh callback got ({term!r}, {index!r})"))
+                return
+            if load is None:
+                self._skip_to, self._skip_term = index, term
+                self._need_snapshot(index)
+            elif index and (index, term) != (load.meta.index, load.meta.term):
+                node.emit("error", WebraftError(
+                    f"refresh loaded ({term}, {index}), not the snapshot at "
+                    f"({load.meta.term}, {load.meta.index}); asking again"))
+                node.loop.call_later(1.0, self._refresh_again, gate, cb)
+                return
+            else:
+                self._snapshot_loaded(load)
+            self.loading = None
+            gate.set_result(None)
+            self.pump()
+
+        self._refresh_again(gate, cb)
+
+    def _refresh_again(self, gate: asyncio.Future[None], cb: Callable[..., None]) -> None:
+        node = self.node
+        if gate.done() or node.closed:
+            return
+        if not node.listeners("refresh") and self.loading is not None:
+            node.emit("error", WebraftError(
+                "a snapshot must be loaded but no refresh handler is registered"))
+            node.loop.call_later(1.0, self._refresh_again, gate, cb)
+            return
+        node.emit("refresh", cb)
+
+    def _need_snapshot(self, applied: int) -> None:
+        """The application's state is at ``applied``: if the node's snapshot is newer, the
+        entries in between are gone, so the application loads the snapshot first."""
+        meta = self.core.log.snapshot
+        if applied < meta.index:
+            self._queue.appendleft(Load(meta, self.core.snapshot_data))
+
+    def _snapshot_loaded(self, load: Load) -> None:
+        """The application loaded the snapshot: it has applied up to its index."""
+        meta = load.meta
+        self.sessions = unpack_snapshot(load.text)[1]
+        self._since_snapshot = self._since_snapshot_bytes = 0
+        self.last_applied = meta.index
+        proposals = self.node.proposals
+        if meta.term > self.applied_term:
+            self.applied_term = meta.term
+            proposals.drop_dead_waiters(meta.term)
+        proposals.snapshot_loaded(meta.index)
+        for index in [i for i in self._index_watchers if i <= meta.index]:
+            for watcher in self._index_watchers.pop(index):
+                if not watcher.done():
+                    watcher.set_result(None)
+
+    # ------------------------------------------------------------------ applying
+
+    def pump(self) -> None:
+        """Apply queued entries in order; synchronous handlers never leave this loop.
+
+        The first handler that does not finish at once (its ``cb`` comes later, it is a
+        coroutine, or it failed and must be retried) moves the rest to a task.
+        """
+        if (self._task is not None or self._resume is not None
+                or (self._gate is not None and not self._gate.done())):
+            return
+        pumping, self.pumping = self.pumping, True
+        try:
+            self._pump_slice()
+        finally:
+            self.pumping = pumping
+
+    def _pump_slice(self) -> None:
+        node = self.node
+        handlers = node.listeners("apply")
+        loop = node.loop
+        deadline = loop.time() + APPLY_SLICE
+        count = 0
+        queue = self._queue
+        while queue and not node.closed:
+            count += 1
+            if not count % 64 and loop.time() >= deadline:
+                # A long backlog must not starve the loop: heartbeats, answers and timers
+                # run between slices, or this node would look dead to its peers. A short
+                # timer rather than call_soon: on Pyodide, chained call_soon tasks starve
+                # the page's timers.
+                self._resume = loop.call_later(APPLY_PAUSE, self._resume_apply)
+                return
+            entry = queue.popleft()
+            if isinstance(entry, Load):
+                self._request_refresh(entry)
+                return
+            if entry.index <= self._skip_to:
+                self._skipped(entry)
+                continue
+            kind = entry.kind
+            task = entry if kind == COMMAND else (
+                self._session_entry(entry) if kind == SESSION else None)
+            if task is not None:
+                for i, handler in enumerate(handlers):
+                    outcome = _start_apply(handler, task)
+                    if outcome is not None:
+                        self._task = loop.create_task(
+                            self._apply_slowly(entry, task, handlers[i:], outcome))
+                        return
+            self._applied(entry, emit=task is not None)
+            if self._snapshot_due():
+                pending = self._take_snapshot()
+                if pending is not None:
+                    self._task = loop.create_task(self._apply_after(pending))
+                    return
+
+    def _resume_apply(self) -> None:
+        self._resume = None
+        self.pump()
+
+    async def _apply_slowly(self, entry: Entry, task: Entry, handlers: list[Callable[..., Any]],
+                            outcome: _Outcome) -> None:
+        """Finish applying ``entry`` (whose command the handlers see as ``task``)."""
+        node = self.node
+        try:
+            for handler in handlers:
+                if outcome is None:
+                    outcome = _start_apply(handler, task)
+                delay = 0.01
+                while outcome is not None:
+                    error = outcome if isinstance(outcome, BaseException) else await outcome
+                    if error is None:
+                        break
+                    logger.error("%s: apply of %d failed, retrying: %r", node.address,
+                                 entry.index, error)
+                    node.emit("error", error)
+                    await asyncio.sleep(delay)
+                    delay = min(delay * 2, 5.0)
+                    outcome = _start_apply(handler, task)
+                outcome = None
+            self._applied(entry)
+            if self._snapshot_due():
+                pending = self._take_snapshot()
+                if pending is not None:
+                    await pending
+        finally:
+            self._task = None
+        self.pump()
+
+    async def _apply_after(self, pending: Awaitable[None]) -> None:
+        try:
+            await pending
+        finally:
+            self._task = None
+        self.pump()
+
+    def _session_entry(self, entry: Entry) -> Entry | None:
+        """Record a session entry; return what the application applies (None: nothing)."""
+        verdict, first = self.sessions.apply(entry)
+        client, seq, _, command = entry.command
+        self.node.proposals.session_applied(entry.index, (client, seq), verdict, first)
+        return Entry(entry.term, entry.index, COMMAND, command) if verdict == APPLY else None
+
+    def _skipped(self, entry: Entry) -> None:
+        if entry.kind == SESSION:
+            self.sessions.apply(entry)  # the application has it; the table must too
+        if entry.index == self._skip_to and entry.term != self._skip_term:
+            self.node.emit("error", WebraftError(
+                f"application state is at ({self._skip_term}, {entry.index}) but the log has "
+                f"term {entry.term} there"))
+        self._applied(entry, emit=False)
+
+    def _applied(self, entry: Entry, emit: bool = True) -> None:
+        node = self.node
+        self._since_snapshot += 1
+        # Per applied entry: handler lookups without copying the lists. Sizes only matter
+        # to the snapshot threshold.
+        handlers = node._handlers
+        if handlers.get("snapshot"):
+            self._since_snapshot_bytes += entry.size
+        index, term = entry.index, entry.term
+        self.last_applied = index
+        proposals = node.proposals
+        if term > self.applied_term:
+            self.applied_term = term
+            proposals.drop_dead_waiters(term)
+        proposals.applied(index, term)
+        if self._index_watchers:
+            for watcher in self._index_watchers.pop(index, ()):
+                if not watcher.done():
+                    watcher.set_result(None)
+        if emit and handlers.get("updated"):
+            node.emit("updated", index)
+
+    # ------------------------------------------------------------------ snapshots
+
+    def _snapshot_due(self) -> bool:
+        config = self.node.config
+        return bool(self.node._handlers.get("snapshot")) and (
+            self._since_snapshot >= config.snapshot_entries
+            or self._since_snapshot_bytes >= config.snapshot_bytes)
+
+    def _take_snapshot(self) -> Awaitable[None] | None:
+        """Ask the ``snapshot`` handler for the state as of the last applied entry and compact
+        the log with it; return an awaitable when the handler answers later (applying waits
+        for it, so the state it returns is exactly that entry's)."""
+        self._since_snapshot = self._since_snapshot_bytes = 0  # a failure retries later
+        index = self.last_applied
+        try:
+            result = self.node.listeners("snapshot")[0](index, self.applied_term)
+        except Exception as exc:
+            self._snapshot_failed(exc)
+            return None
+        if inspect.isawaitable(result):
+            return self._compact_when_ready(result, index)
+        self._compact(index, result)
+        return None
+
+    async def _compact_when_ready(self, result: Awaitable[Any], index: int) -> None:
+        try:
+            data = await result
+        except Exception as exc:
+            self._snapshot_failed(exc)
+            return
+        self._compact(index, data)
+
+    def _compact(self, index: int, data: Any) -> None:
+        try:
+            text = json.dumps({"state": data, "sessions": self.sessions.to_json()},
+                              allow_nan=False, separators=(",", ":"), ensure_ascii=False)
+        except (TypeError, ValueError, RecursionError) as exc:
+            self._snapshot_failed(exc)
+            return
+        try:
+            self.core.compact(index, text, self.node.config.snapshot_tail)
+        except ValueError:
+            return  # a snapshot from the leader overtook this one
+        self.node.kick()
+
+    def _snapshot_failed(self, exc: BaseException) -> None:
+        logger.error("%s: snapshot handler failed: %r", self.node.address, exc)
+        self.node.emit("error", exc)
+
+
+def _start_apply(handler: Callable[..., Any], entry: Entry) -> _Outcome:
+    """Call one apply handler; report its outcome without waiting if it is already known."""
+    cb = _Callback()
+    try:
+        result = handler(entry, entry.index, cb)
+    except Exception as exc:
+        return exc
+    if result is not None and inspect.isawaitable(result):
+        return _await_handler(result)
+    if cb.called:
+        return cb.error
+    cb.future = asyncio.get_running_loop().create_future()
+    return cb.future
+
+
+async def _await_handler(result: Awaitable[Any]) -> BaseException | None:
+    try:
+        await result
+    except Exception as exc:
+        return exc
+    return None

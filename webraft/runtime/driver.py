@@ -1,0 +1,204 @@
+"""The Ready loop: persist, then send, then hand over to proposals and the applier, then advance.
+
+Owns the drive state (one round at a time, the round kicked for the next loop turn, the core's
+timer) and the storage retries. Imports the core and the storage interface; it must not import
+the proposals, applier or membership modules, which it reaches through the node it serves.
+
+One round persists the core's Ready before anything that depends on it leaves: a vote is
+saved before the vote is sent, entries before they are acknowledged. Messages and proposals
+that arrive while a save is in progress are stepped into the core at once and leave together
+in the next Ready, which is where batching under load comes from.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable
+from typing import TYPE_CHECKING
+
+from ..core.messages import encode
+from ..core.raft import Ready
+from ..core.state import StorageUpdate
+from ..errors import RaftClosed
+
+if TYPE_CHECKING:
+    from .interface import RaftInterface
+
+logger = logging.getLogger("webraft")
+
+
+class Driver:
+    """Runs the core's Ready rounds for one node, never two at once."""
+
+    def __init__(self, node: RaftInterface) -> None:
+        self.node = node
+        self.core = node.core
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self._t0 = 0.0
+        #: A round is running (or awaiting storage): new work joins it.
+        self.driving = False
+        #: A round is scheduled for the next loop turn.
+        self.kicked = False
+        #: Inside ``got_messages``: it runs the round itself when it is done.
+        self.receiving = False
+        self._task: asyncio.Task[None] | None = None  # a round awaiting storage
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_at = float("inf")
+
+    def start(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self._t0 = loop.time()
+
+    def now(self) -> float:
+        """The core's clock: seconds since the node started."""
+        return self.loop.time() - self._t0 if self.loop is not None else 0.0
+
+    def kick(self) -> None:
+        """Run a round on the next loop turn (once, however often it is kicked meanwhile)."""
+        if self.kicked or self.driving or self.node.closed or self.loop is None:
+            return
+        self.kicked = True
+        self.loop.call_soon(self._kicked_round)
+
+    def _kicked_round(self) -> None:
+        self.kicked = False
+        self.round_now()
+
+    def round_now(self) -> None:
+        """Run Ready rounds now, unless one is in progress (it picks up the new work)."""
+        if not self.driving and not self.node.closed and self.loop is not None:
+            self.driving = True
+            self._drive()
+
+    async def close(self) -> None:
+        """Stop the timer and let a save in progress finish: storage must not be left
+        half-written."""
+        if self._timer is not None:
+            self._timer.cancel()
+        if self._task is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.shield(self._task)
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        self._timer_at = float("inf")
+        if self.node.closed:
+            return
+        self.core.tick(self.now())
+        if self.driving:
+            self._arm_timer()  # the round in progress picks up what the tick produced
+        else:
+            # Already a callback of the loop: run the round now rather than in one more
+            # (on Pyodide every callback is a browser task). _drive re-arms the timer.
+            self.driving = True
+            self._drive()
+
+    def _arm_timer(self) -> None:
+        loop = self.loop
+        if self.node.closed or loop is None:
+            return
+        at = self._t0 + self.core.next_deadline
+        # Only ever move the timer earlier: a later deadline is picked up when it fires.
+        if at < self._timer_at:
+            if self._timer is not None:
+                self._timer.cancel()
+            self._timer_at = at
+            # A relative, non-negative delay: Pyodide's WebLoop refuses to schedule in the
+            # past, which a deadline that is already due would be.
+            self._timer = loop.call_later(max(0.0, at - loop.time()), self._on_timer)
+
+    def _drive(self) -> None:
+        """Run Ready rounds until there is no work, synchronously while storage is.
+
+        A storage whose ``save`` returns an awaitable hands the rest of the round to a task;
+        ``driving`` stays set meanwhile, so rounds never overlap.
+        """
+        node = self.node
+        try:
+            while not node.closed:
+                node.proposals.flush_outbox()
+                if not self.core.has_ready():
+                    break
+                rd = self.core.ready()
+                if rd.hard is not None or rd.entries or rd.snapshot is not None:
+                    update = StorageUpdate(rd.hard, tuple(rd.entries), rd.snapshot,
+                                           rd.snapshot_data, rd.compact_to)
+                    try:
+                        pending = node.storage.save(update)
+                    except Exception as exc:
+                        self._storage_failed(exc)
+                        pending = self._persist_retry(update)
+                    if pending is not None:
+                        assert self.loop is not None
+                        self._task = self.loop.create_task(
+                            self._finish_round(pending, update, rd))
+                        return
+                self._handle_ready(rd)
+        except Exception as exc:  # pragma: no cover - a bug; report it, keep the node alive
+            logger.exception("%s: Ready loop failed", node.address)
+            node.emit("error", exc)
+        self.driving = False
+        self._arm_timer()
+
+    async def _finish_round(self, pending: Awaitable[None], update: StorageUpdate,
+                            rd: Ready) -> None:
+        try:
+            await pending
+        except Exception as exc:
+            self._storage_failed(exc)
+            await self._persist_retry(update)
+        except asyncio.CancelledError:
+            self.driving = False
+            raise
+        self._task = None
+        if self.node.closed:
+            self.driving = False
+            return
+        self._handle_ready(rd)
+        self._drive()
+
+    def _storage_failed(self, exc: BaseException) -> None:
+        logger.error("%s: storage failed: %r", self.node.address, exc)
+        self.node.emit("error", exc)
+
+    async def _persist_retry(self, update: StorageUpdate) -> None:
+        """Save until it succeeds: nothing that depends on it may be sent before."""
+        delay = 0.01
+        node = self.node
+        while not node.closed:
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 2.0)
+            try:
+                pending = node.storage.save(update)
+                if pending is not None:
+                    await pending
+                return
+            except Exception as exc:
+                self._storage_failed(exc)
+        raise RaftClosed("closed while storage was failing")
+
+    def _handle_ready(self, rd: Ready) -> None:
+        """Everything after persistence: send, resolve, emit, apply; then advance."""
+        node = self.node
+        peers = node.nodes
+        for dst, msg in rd.messages:
+            peer = peers.get(dst)
+            if peer is None:
+                continue  # not reachable right now; Raft will retry
+            try:
+                peer.write(encode(msg))
+            except Exception as exc:
+                logger.warning("%s: write to %r failed: %r", node.address, dst, exc)
+                node.emit("error", exc)
+        proposals = node.proposals
+        for result in rd.proposals:
+            proposals.on_result(result)
+        for read in rd.reads:
+            proposals.on_read(read)
+        for event in rd.events:
+            node.emit(*event)
+        proposals.leader_known()
+        self.core.advance(rd)
+        node.applier.take(rd)
