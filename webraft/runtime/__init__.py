@@ -7,7 +7,8 @@ never a transport.
 
 from .config import NodeConfig
 from .events import EventEmitter
-from .interface import NodeInstance, RaftInterface, Snapshot, TransportPeer
+from .interface import RaftInterface, Snapshot
+from .peers import NodeInstance, TransportPeer
 from .port import Transport, TransportHandler
 
 __all__ = ["EventEmitter", "NodeConfig", "NodeInstance", "RaftInterface", "Snapshot",
