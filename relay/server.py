@@ -23,15 +23,14 @@ from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
+from webraft.transport.wire import PROTOCOL_VERSION, WS_PATH, CloseCode
+
 from .config import RelayConfig
 from .limits import TokenBucket
 from .protocol import (
     PONG,
-    PROTOCOL_VERSION,
-    WS_PATH,
     Batch,
     Broadcast,
-    Close,
     ErrorCode,
     Frame,
     Hello,
@@ -207,7 +206,7 @@ class Relay:
         """Close every connection with 1001 (going away) and wait for the handlers to end."""
         if self._server is None:
             return
-        self._server.close(code=Close.GOING_AWAY, reason="going away")
+        self._server.close(code=CloseCode.GOING_AWAY, reason="going away")
         await self._server.wait_closed()
         for task in list(self._background):
             task.cancel()
@@ -264,7 +263,7 @@ class Relay:
     async def _handle(self, ws: ServerConnection) -> None:
         if self._open >= self.config.max_connections:
             self.refused["server_full"] += 1
-            await ws.close(Close.TRY_AGAIN_LATER, "try again later")
+            await ws.close(CloseCode.TRY_AGAIN_LATER, "try again later")
             return
         self._open += 1
         try:
@@ -296,7 +295,7 @@ class Relay:
                 raw = await ws.recv()
         except TimeoutError:
             self.refused["hello_timeout"] += 1
-            await ws.close(Close.PROTOCOL_ERROR, "hello timeout")
+            await ws.close(CloseCode.PROTOCOL_ERROR, "hello timeout")
             return None
         except ConnectionClosed:
             return None
@@ -306,18 +305,18 @@ class Relay:
             hello = parse_hello(raw)
         except ProtocolError as exc:
             self.refused["bad_hello"] += 1
-            await ws.close(Close.PROTOCOL_ERROR, _reason(f"{exc.code}: {exc.message}"))
+            await ws.close(CloseCode.PROTOCOL_ERROR, _reason(f"{exc.code}: {exc.message}"))
             return None
         secret = self.config.secret
         if secret is not None and not hmac.compare_digest(
             (hello.token or "").encode(), room_token(secret, hello.room).encode()
         ):
             self.refused["unauthorized"] += 1
-            await ws.close(Close.UNAUTHORIZED, "unauthorized")
+            await ws.close(CloseCode.UNAUTHORIZED, "unauthorized")
             return None
         return hello
 
-    def _admit(self, ws: ServerConnection, hello: Hello) -> Peer | tuple[Close, str]:
+    def _admit(self, ws: ServerConnection, hello: Hello) -> Peer | tuple[CloseCode, str]:
         """Seat the connection, or say how to refuse it.
 
         Synchronous on purpose: the welcome is queued before any other connection can route
@@ -326,15 +325,15 @@ class Relay:
         peer = Peer(ws, hello.room, hello.address, self.config, self._clock)
         result = self.rooms.join(hello.room, hello.address, hello.session, peer)
         if result.outcome is JoinOutcome.ADDRESS_IN_USE:
-            return Close.ADDRESS_IN_USE, "address in use"
+            return CloseCode.ADDRESS_IN_USE, "address in use"
         if result.outcome is JoinOutcome.ROOM_FULL:
-            return Close.ROOM_FULL, "room full"
+            return CloseCode.ROOM_FULL, "room full"
         peer.deliver(welcome_frame(hello.room, hello.address, result.peers))
         if result.outcome is JoinOutcome.REPLACED:
             old = result.replaced
             assert old is not None
             log.debug("room %s: %s reconnected", hello.room, hello.address)
-            self._spawn(old.ws.close(Close.REPLACED, "replaced"))
+            self._spawn(old.ws.close(CloseCode.REPLACED, "replaced"))
         else:
             log.debug("room %s: %s joined", hello.room, hello.address)
             frame = join_frame(hello.address)
