@@ -9,12 +9,12 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from relay.web import content_type, resolve_file
+from webraft_relay.web import content_type, resolve_file
 
 if TYPE_CHECKING:
     from conftest import Harness
 
-    from relay import Relay
+    from webraft_relay import Relay
 
 
 @pytest.fixture

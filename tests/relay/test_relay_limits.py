@@ -119,8 +119,8 @@ async def test_slow_consumer_does_not_block_the_room(harness: Harness):
 
 async def test_outbox_is_bounded_in_bytes():
     """Peer.deliver without a socket: the bound, and the one-frame allowance."""
-    from relay.config import RelayConfig
-    from relay.server import Peer
+    from webraft_relay.config import RelayConfig
+    from webraft_relay.server import Peer
 
     peer = Peer(None, "r", "a", RelayConfig(max_outbound_bytes=100))  # type: ignore[arg-type]
     assert peer.deliver("x" * 500)  # an empty outbox takes any one frame

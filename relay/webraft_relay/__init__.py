@@ -8,9 +8,9 @@ not connected, or too slow to keep up, is dropped, the way a lossy network would
 
 The same port serves ``/healthz``, ``/stats`` and the static files of the browser demo. The wire
 format is specified in ``docs/relay-protocol.md``, :mod:`webraft.transport.wire` (what both
-ends share) and :mod:`relay.protocol`.
+ends share) and :mod:`webraft_relay.protocol`.
 
-Run it with ``python -m relay`` (or the ``webraft-relay`` console script).
+Run it with ``python -m webraft_relay`` (or the ``webraft-relay`` console script).
 """
 
 from .config import RelayConfig

@@ -1,4 +1,4 @@
-"""The relay process: websockets glue around :mod:`relay.rooms` and :mod:`relay.protocol`.
+"""The relay process: websockets glue around :mod:`.rooms` and :mod:`.protocol`.
 
 One asyncio task per connection reads frames and routes them synchronously (decode, look up,
 enqueue) without ever awaiting another connection. Each connection also owns a writer task that

@@ -21,10 +21,11 @@ def default_dir(*parts: str) -> Path | None:
     """Find a conventional directory (``browser/``, ``dist/``...) for the static routes.
 
     Looked up in the current directory first (how the relay is started in development and CI),
-    then next to the source checkout this package was imported from. ``None`` when neither
-    exists, so a relay started elsewhere serves only the WebSocket and the health endpoints.
+    then in the source checkout this package was imported from (``relay/webraft_relay/`` in
+    it). ``None`` when neither exists, so a relay started elsewhere serves only the WebSocket
+    and the health endpoints.
     """
-    checkout = Path(__file__).resolve().parent.parent
+    checkout = Path(__file__).resolve().parents[2]
     for base in (Path.cwd(), checkout):
         candidate = base.joinpath(*parts)
         if candidate.is_dir():
