@@ -255,7 +255,7 @@ def _parse_compact(text: str, max_batch: int) -> Send | Batch | None:
             return Send(text[start:end], data)
         if not text.startswith(_BATCH_HEAD):
             return None
-        pairs = []
+        pairs: list[tuple[str, str]] = []
         pos = len(_BATCH_HEAD)
         scan = DECODER.raw_decode
         while len(pairs) < max_batch and text.startswith(_ENTRY_HEAD, pos):

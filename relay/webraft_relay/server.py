@@ -22,6 +22,7 @@ from typing import Any
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
+from websockets.typing import Origin
 
 from webraft.transport.wire import PROTOCOL_VERSION, WS_PATH, CloseCode
 
@@ -191,7 +192,7 @@ class Relay:
             cfg.port,
             process_request=self._process_request,
             # None in the list: clients that send no Origin (not browsers) are always allowed.
-            origins=[*cfg.allow_origins, None] if cfg.allow_origins else None,
+            origins=[*map(Origin, cfg.allow_origins), None] if cfg.allow_origins else None,
             compression="deflate" if cfg.compression else None,
             max_size=cfg.max_message_size,
             ping_interval=cfg.ping_interval,
