@@ -49,7 +49,7 @@ from .protocol import (
     welcome_frame,
 )
 from .rooms import JoinOutcome, Registry
-from .web import Site
+from .web import Site, target_path
 
 __all__ = ["Peer", "Relay"]
 
@@ -252,8 +252,7 @@ class Relay:
     async def _process_request(
         self, connection: ServerConnection, request: Request
     ) -> Response | None:
-        path = request.path.split("?", 1)[0]
-        if path == WS_PATH:
+        if target_path(request.path) == WS_PATH:
             return None  # let websockets perform (or refuse) the upgrade
         if "websocket" in request.headers.get("Upgrade", "").lower():
             return connection.respond(404, f"the WebSocket endpoint is {WS_PATH}\n")
