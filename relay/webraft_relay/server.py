@@ -51,12 +51,22 @@ from .protocol import (
 from .rooms import JoinOutcome, Registry
 from .web import Site, target_path
 
-__all__ = ["Peer", "Relay"]
+__all__ = ["Peer", "Relay", "wire_size"]
 
 log = logging.getLogger("relay")
 
 # How often a rate-limited client is told about it: once is informative, every drop is a flood.
 RATE_NOTICE_INTERVAL = 1.0
+
+
+def wire_size(frame: str) -> int:
+    """Bytes ``frame`` takes in a WebSocket text frame (UTF-8), which is what fills buffers.
+
+    Not ``len(frame)``: ``data`` is forwarded as its sender wrote it, so a character can be up
+    to 4 bytes. ``isascii`` is a flag check in CPython, so ASCII frames (all that webraft's
+    own clients send) are never encoded here.
+    """
+    return len(frame) if frame.isascii() else len(frame.encode())
 
 
 class Peer:
@@ -95,7 +105,7 @@ class Peer:
         self.last_notice = -RATE_NOTICE_INTERVAL
         self.max_outbound_bytes = config.max_outbound_bytes
         self.closed = False
-        self._queue: deque[str] = deque()
+        self._queue: deque[tuple[str, int]] = deque()  # frames and their sizes in bytes
         self._queued_bytes = 0
         self._waiter: asyncio.Future[None] | None = None
         self._writer: asyncio.Task[None] | None = None
@@ -113,10 +123,10 @@ class Peer:
         """
         if self.closed:
             return False
-        size = len(frame)
+        size = wire_size(frame)
         if self._queued_bytes and self._queued_bytes + size > self.max_outbound_bytes:
             return False
-        self._queue.append(frame)
+        self._queue.append((frame, size))
         self._queued_bytes += size
         waiter = self._waiter
         if waiter is not None and not waiter.done():
@@ -129,8 +139,8 @@ class Peer:
         try:
             while True:
                 while queue:
-                    frame = queue.popleft()
-                    self._queued_bytes -= len(frame)
+                    frame, size = queue.popleft()
+                    self._queued_bytes -= size
                     # Awaits only when the socket's write buffer is above websockets'
                     # write_limit; then frames pile up in this outbox, not in the sender.
                     await self.ws.send(frame)
@@ -414,7 +424,7 @@ class Relay:
     def _count(self, delivered: bool, out: str, count: int) -> None:
         if delivered:
             self.messages_routed += count
-            self.bytes_routed += len(out)
+            self.bytes_routed += wire_size(out)
         else:
             self.dropped["outbound_full"] += count
 
