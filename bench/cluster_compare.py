@@ -4,8 +4,9 @@ One command, one table, every cluster on this machine in the same run, loopback 
 
 * webraft over the relay: three CPython member processes (``bench/_webraft_member.py``:
   ``RelayRaft``, MemoryStorage by default, ``--storage sqlite`` for SQLiteStorage in threaded
-  mode) talking through ONE relay process (``python -m relay --port 0 --rate 0``: the relay's
-  per-connection rate limit is off so that it does not cap the consensus path being measured).
+  mode) talking through ONE relay process (``python -m webraft_relay --port 0 --rate 0``: the
+  relay's per-connection rate limit is off so that it does not cap the consensus path being
+  measured).
 * webraft over direct links: the same member processes as ``DirectRaft``, linked to each other
   over TCP on 127.0.0.1 (each dials the two others: one-way links, accepted on an HMAC proof
   of the cluster's token), no relay.
@@ -226,7 +227,7 @@ def cpu_seconds(pid: int) -> float:
 
 
 async def start_relay(tmp: Path) -> tuple[asyncio.subprocess.Process, str]:
-    proc = await spawn([sys.executable, "-m", "relay", "--port", "0", "--rate", "0",
+    proc = await spawn([sys.executable, "-m", "webraft_relay", "--port", "0", "--rate", "0",
                         "--static", "", "--pyodide-dir", "", "--dist", ""], tmp / "relay.log")
     assert proc.stdout is not None
     line = (await asyncio.wait_for(proc.stdout.readline(), 20)).decode()

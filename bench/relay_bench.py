@@ -189,7 +189,7 @@ def start_server(bare: bool) -> tuple[subprocess.Popen[str], str]:
     else:
         proc = spawn(
             "-m",
-            "relay",
+            "webraft_relay",
             "--port",
             "0",
             "--static",

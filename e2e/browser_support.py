@@ -164,7 +164,8 @@ def launch_chromium(playwright: Any) -> Any:
 
 
 class Relay:
-    """``python -m relay --port 0`` in a subprocess; its output is kept for failure reports."""
+    """``python -m webraft_relay --port 0`` in a subprocess; its output is kept for failure
+    reports."""
 
     def __init__(self, *args: str, log_level: str = "INFO") -> None:
         self.args = args
@@ -172,7 +173,7 @@ class Relay:
         self._ready = threading.Event()
         self.url = ""
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "relay", "--port", "0", "--log-level", log_level, *args],
+            [sys.executable, "-m", "webraft_relay", "--port", "0", "--log-level", log_level, *args],
             cwd=ROOT, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT, text=True, bufsize=1,
         )

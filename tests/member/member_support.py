@@ -96,10 +96,11 @@ class Proc:
 
 
 class Relay:
-    """``python -m relay`` on 127.0.0.1 (a free port, or ``port``)."""
+    """``python -m webraft_relay`` on 127.0.0.1 (a free port, or ``port``)."""
 
     def __init__(self, logs: Path, port: int = 0) -> None:
-        self.proc = Proc(["-m", "relay", "--port", str(port), "--static", ""], "relay", logs)
+        self.proc = Proc(["-m", "webraft_relay", "--port", str(port), "--static", ""], "relay",
+                         logs)
         match = self.proc.first_line(RELAY_LINE)
         self.port = int(match[1])
         self.ws_url = match[2]

@@ -1,4 +1,4 @@
-"""The acceptance test: three ``python -m webraft.member`` processes and a ``python -m relay``.
+"""The acceptance test: three ``python -m webraft.member`` processes and a ``webraft-relay``.
 
 Writes go through every node; the leader is killed with SIGKILL and a new one takes over; the
 killed node restarts from its data directory and catches up; then the relay itself restarts on

@@ -11,11 +11,11 @@ from typing import Any
 import pytest
 
 import webraft
-from relay import Relay, RelayConfig
 from webraft.member.__main__ import main
 from webraft.member.control import ControlServer, key_path, request
 from webraft.member.kv import KVStore
 from webraft.transport import RelayRaft
+from webraft_relay import Relay, RelayConfig
 
 GUARD = 10.0
 

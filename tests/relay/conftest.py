@@ -16,7 +16,7 @@ import pytest
 from support import RawClient as Client
 from websockets.asyncio.client import connect
 
-from relay import Relay, RelayConfig
+from webraft_relay import Relay, RelayConfig
 
 GUARD = 5.0  # seconds; a hang guard, not a timing expectation
 

@@ -7,12 +7,12 @@ from typing import TYPE_CHECKING
 import pytest
 from websockets.exceptions import InvalidStatus
 
-from relay import room_token
+from webraft_relay import room_token
 
 if TYPE_CHECKING:
     from conftest import Harness
 
-    from relay import Relay
+    from webraft_relay import Relay
 
 SECRET = "correct horse battery staple"
 

@@ -14,8 +14,8 @@ import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
-from relay import room_token
-from relay.__main__ import main
+from webraft_relay import room_token
+from webraft_relay.__main__ import main
 
 ROOT = Path(__file__).resolve().parents[2]
 GUARD = 10.0  # hang guard only (the child pays Python's start-up time)
@@ -29,7 +29,7 @@ async def test_signal_closes_clients_with_1001_and_exits_0(sig: signal.Signals):
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
-        "relay",
+        "webraft_relay",
         "--port",
         "0",
         "--static",
@@ -97,7 +97,7 @@ def test_bad_flags_exit_2(argv: list[str]):
 
 
 def test_flags_reach_the_config(tmp_path: Path):
-    from relay.__main__ import _serve_parser, build_config
+    from webraft_relay.__main__ import _serve_parser, build_config
 
     args = _serve_parser().parse_args(
         [

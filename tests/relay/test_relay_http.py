@@ -3,18 +3,19 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
 
-from relay.web import content_type, resolve_file
+from webraft_relay.web import content_type, resolve_file
 
 if TYPE_CHECKING:
     from conftest import Harness
 
-    from relay import Relay
+    from webraft_relay import Relay
 
 
 @pytest.fixture
@@ -52,6 +53,29 @@ async def test_healthz(harness: Harness, relay: Relay):
     status, headers, body = await harness.http(relay, "/healthz")
     assert (status, body) == (200, b"ok")
     assert headers["Content-Type"].startswith("text/plain")
+
+
+async def test_absolute_form_targets_are_served_like_paths(harness: Harness, web: Relay):
+    """RFC 9112 requires servers to accept ``GET http://host/path``; it used to answer 500."""
+    base = f"http://127.0.0.1:{web.port}"
+    for target, body in ((f"{base}/healthz", b"ok"), (f"{base}/healthz?x=1", b"ok"),
+                         (f"{base}/app.js", b"console.log(1)"),
+                         (base, b"<!doctype html><title>webraft</title>")):
+        status, _, got = await harness.http(web, target)
+        assert (status, got) == (200, body), target
+    status, _, _ = await harness.http(web, f"{base}/ws")
+    assert status == 426  # the WebSocket path, named in absolute form
+
+
+@pytest.mark.parametrize("target", ["*", "healthz", "ws", "ftp://host/healthz", "http:/x"])
+async def test_targets_that_name_no_path_are_400_without_a_traceback(
+    harness: Harness, web: Relay, target: str, caplog: pytest.LogCaptureFixture
+):
+    status, _, body = await harness.http(web, target)
+    assert (status, body) == (400, b"the request target is not a path\n")
+    assert [r for r in caplog.records if r.levelno >= logging.ERROR] == []
+    status, _, _ = await harness.http(web, target, method="HEAD")
+    assert status == 400
 
 
 async def test_stats_counts_traffic(harness: Harness, relay: Relay):

@@ -119,8 +119,8 @@ async def test_slow_consumer_does_not_block_the_room(harness: Harness):
 
 async def test_outbox_is_bounded_in_bytes():
     """Peer.deliver without a socket: the bound, and the one-frame allowance."""
-    from relay.config import RelayConfig
-    from relay.server import Peer
+    from webraft_relay.config import RelayConfig
+    from webraft_relay.server import Peer
 
     peer = Peer(None, "r", "a", RelayConfig(max_outbound_bytes=100))  # type: ignore[arg-type]
     assert peer.deliver("x" * 500)  # an empty outbox takes any one frame
@@ -130,3 +130,26 @@ async def test_outbox_is_bounded_in_bytes():
     accepted = [peer.deliver(f) for f in frames]
     assert sum(len(f) for f, ok in zip(frames, accepted, strict=True) if ok) <= 100
     assert accepted.index(False) == accepted.count(True)  # a prefix is accepted, then drops
+
+
+async def test_outbox_counts_bytes_not_characters():
+    """A ``data`` value is forwarded as its sender wrote it: one emoji is 4 bytes on the wire,
+    and counting characters let a receiver that never reads cost 4 times its budget."""
+    from webraft_relay.config import RelayConfig
+    from webraft_relay.server import Peer
+
+    peer = Peer(None, "r", "a", RelayConfig(max_outbound_bytes=100))  # type: ignore[arg-type]
+    assert peer.deliver("x" * 10)
+    assert not peer.deliver('"' + "\U0001f600" * 23 + '"')  # 25 characters, 94 bytes
+    assert peer.deliver('"' + "\u00e9" * 44 + '"')  # 46 characters, 90 bytes: exactly full
+    assert not peer.deliver("y")
+
+
+async def test_bytes_routed_counts_utf8_bytes(harness: Harness):
+    relay = await harness.start()
+    a, b = await harness.members(relay, "demo", "a", "b")
+    await a.send_raw('{"type":"send","to":"b","data":"\U0001f600\u00e9"}')  # verbatim
+    frame = await b.ws.recv()
+    assert json.loads(frame)["data"] == "\U0001f600\u00e9"
+    stats = await harness.stats(relay)
+    assert stats["bytes_routed"] == len(frame.encode()) == len(frame) + 3 + 1

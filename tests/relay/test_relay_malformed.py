@@ -10,7 +10,7 @@ import pytest
 if TYPE_CHECKING:
     from conftest import Harness
 
-    from relay import Relay
+    from webraft_relay import Relay
 
 BAD_HELLOS = [
     ("not json", "bad_json"),

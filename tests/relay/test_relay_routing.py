@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from relay import Relay
+from webraft_relay import Relay
 
 if TYPE_CHECKING:
     from conftest import Harness

@@ -6,8 +6,9 @@ import json
 
 import pytest
 
-from relay.limits import TokenBucket
-from relay.protocol import (
+from webraft.transport.relay import OutgoingBuffer
+from webraft_relay.limits import TokenBucket
+from webraft_relay.protocol import (
     Batch,
     Broadcast,
     ErrorCode,
@@ -23,8 +24,7 @@ from relay.protocol import (
     parse_hello,
     welcome_frame,
 )
-from relay.rooms import JoinOutcome, Registry
-from webraft.transport.relay import OutgoingBuffer
+from webraft_relay.rooms import JoinOutcome, Registry
 
 
 def test_parse_hello_defaults():
@@ -180,7 +180,7 @@ class TestTokenBucket:
 
 
 def test_config_rejects_nonsense():
-    from relay import RelayConfig
+    from webraft_relay import RelayConfig
 
     with pytest.raises(ValueError, match="max_batch"):
         RelayConfig(burst=10, max_batch=11)

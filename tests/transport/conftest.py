@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pytest
 
-# Run from a plain checkout too (no `pip install -e .`): the relay package lives at the root.
-ROOT = Path(__file__).resolve().parents[2]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
+# Run from a plain checkout too (no `pip install -e ./relay`): the relay package is in relay/.
+RELAY = Path(__file__).resolve().parents[2] / "relay"
+if str(RELAY) not in sys.path:
+    sys.path.insert(0, str(RELAY))
 
 from transport_support import Net  # noqa: E402
 

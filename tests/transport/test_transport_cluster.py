@@ -10,7 +10,7 @@ from support import stable_leader, until
 from transport_support import FastRelayRaft
 
 import webraft
-from relay import Relay
+from webraft_relay import Relay
 
 if TYPE_CHECKING:
     from transport_support import Net

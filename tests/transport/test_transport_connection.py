@@ -12,9 +12,9 @@ from typing import TYPE_CHECKING
 import pytest
 from support import until
 
-from relay import room_token
 from webraft.transport import FrameError, RelayClosed, RelayRejected
 from webraft.transport.websocket import relay_url
+from webraft_relay import room_token
 
 if TYPE_CHECKING:
     from transport_support import Net

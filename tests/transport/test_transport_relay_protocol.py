@@ -1,6 +1,6 @@
 """The sans-I/O relay client (webraft.transport.relay): frames, events, batching, back-off.
 
-Frames we build are checked with the relay's own parser (``relay.protocol``), and frames the
+Frames we build are checked with the relay's own parser (``webraft_relay.protocol``), and frames the
 relay builds are fed to ours, so the two ends cannot drift apart silently.
 """
 
@@ -18,7 +18,6 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from relay import protocol as relay_protocol
 from webraft.errors import MessageError, WebraftError
 from webraft.transport import relay as rp
 from webraft.transport.relay import (
@@ -39,6 +38,7 @@ from webraft.transport.relay import (
     parse_frame,
     should_retry,
 )
+from webraft_relay import protocol as relay_protocol
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -16,8 +16,8 @@ from support import RawClient, stable_leader, until
 from websockets.asyncio.client import connect
 
 import webraft
-from relay import Relay, RelayConfig
 from webraft.transport import RelayRaft
+from webraft_relay import Relay, RelayConfig
 
 GUARD = 10.0  # seconds; a hang guard, not a timing expectation
 

@@ -53,7 +53,8 @@ from ..errors import InvalidCommand, ProposalError, WebraftError
 from ..runtime.sessions import ClientSession
 from ..storage.localstorage import LocalStorage
 from ..transport.relay import RelayClient, RelayClosed
-from .transport import ADDRESS_TAKEN, BrowserConnection, BrowserRaft
+from ..transport.wire import CloseCode
+from .transport import BrowserConnection, BrowserRaft
 
 __all__ = ["JsError", "JsNode", "RelayUnreachable", "RoomFull", "create", "create_for_js"]
 
@@ -159,7 +160,7 @@ async def _claim(room: str, url: str, candidates: list[str], session: str,
                                    f"{timeout:g} s{why}") from None
         except RelayClosed as exc:
             await connection.close()
-            if exc.code == ADDRESS_TAKEN:
+            if exc.code == CloseCode.ADDRESS_IN_USE:
                 continue
             raise
         return client, connection, claim

@@ -26,11 +26,12 @@ import logging
 import time
 from collections import Counter, deque
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import Any, Final
 
 from ..storage import Storage
 from ..transport.node import RelayNode, RelayPeer, receive_frame
 from ..transport.relay import RelayClient, RelayClosed, Welcome
+from ..transport.wire import CloseCode
 
 __all__ = ["BrowserConnection", "BrowserRaft"]
 
@@ -47,8 +48,7 @@ HIDDEN_ELECTION_DELAY = 1.0
 #: ``WebSocket.readyState`` of an open socket.
 WS_OPEN = 1
 #: Relay close codes after which this tab must stop being its node.
-ADDRESS_TAKEN = 4008
-REPLACED = 4009
+TAKEN_OVER: Final = frozenset({CloseCode.ADDRESS_IN_USE, CloseCode.REPLACED})
 #: Close code for a connection whose first frame was not our welcome (browsers only allow
 #: 1000 and 3000-4999 from scripts).
 CLOSE_BAD_WELCOME = 3002
@@ -344,7 +344,7 @@ class BrowserRaft(RelayNode):
 
     def relay_error(self, exc: Exception) -> None:
         super().relay_error(exc)
-        if isinstance(exc, RelayClosed) and exc.code in (ADDRESS_TAKEN, REPLACED):
+        if isinstance(exc, RelayClosed) and exc.code in TAKEN_OVER:
             # Another tab now speaks for this address (a duplicated tab shares our session):
             # stop at once, before two tabs write the same localStorage namespace.
             logger.error("%s: another tab took this address over; stopping", self.address)

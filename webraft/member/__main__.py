@@ -65,8 +65,9 @@ from ..errors import StorageError
 from ..runtime import RaftInterface
 from ..transport.direct import LinkBroken
 from ..transport.node import host_port, is_wildcard, link_host
-from ..transport.relay import RelayClosed, check_name
+from ..transport.relay import RelayClosed
 from ..transport.tcp import DirectLinks, DirectRaft
+from ..transport.wire import check_name
 from .control import ControlServer, key_path, request
 from .kv import KVStore
 

@@ -35,6 +35,7 @@ from http import HTTPStatus
 from typing import TYPE_CHECKING, Any
 
 from ..errors import InvalidCommand, ProposalError, ProposalTimeout
+from ..transport.wire import loads
 from .kv import KVStore, check_command, delete, put
 
 if TYPE_CHECKING:
@@ -156,8 +157,8 @@ class ControlServer:
                 return HTTPStatus.OK, {"key": key, "value": self.kv.get(key)}
             if method == "PUT":
                 try:
-                    value = json.loads(body, parse_constant=_no_constant)
-                except (ValueError, RecursionError) as exc:
+                    value = loads(body)
+                except ValueError as exc:
                     raise _BadRequest(HTTPStatus.BAD_REQUEST,
                                       f"the body must be one JSON value: {exc}") from None
                 return await self._propose(put(key, value))
@@ -206,10 +207,6 @@ class ControlServer:
 def _allow(method: str, allowed: str) -> None:
     if method != allowed:
         raise _BadRequest(HTTPStatus.METHOD_NOT_ALLOWED, f"only {allowed} is allowed here")
-
-
-def _no_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not JSON")
 
 
 def _error(kind: str, message: str, may_have_committed: bool = False) -> dict[str, Any]:

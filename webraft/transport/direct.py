@@ -28,21 +28,14 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import json
-import math
 import re
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Final
 
-from .relay import (
-    PROTOCOL_VERSION,
-    FrameError,
-    MessageTooLarge,
-    TransportError,
-    check_name,
-)
+from .relay import FrameError, MessageTooLarge, TransportError
+from .wire import PROTOCOL_VERSION, check_name, dumps, is_version, loads
 
 __all__ = [
     "DEFAULT_MAX_LINE_BYTES",
@@ -66,32 +59,8 @@ _MAX_HANDSHAKE_BYTES: Final = 4096
 #: A challenge the dialer signs: hex (ours are 32 digits), so that it always encodes.
 _CHALLENGE: Final = re.compile(r"[0-9a-f]{16,128}")
 
-_ENCODER: Final = json.JSONEncoder(separators=(",", ":"), ensure_ascii=True, allow_nan=False)
-
-
 #: A room token, or a function giving the key a given peer must prove (see :class:`Acceptor`).
 Token = str | Callable[[str], str | None] | None
-
-
-def _reject_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not JSON")
-
-
-def _finite_float(text: str) -> float:
-    """Refuse numbers beyond floats (``1e999``): they decode to infinity, which no JSON can
-    carry on (the relay refuses them the same way)."""
-    value = float(text)
-    if math.isinf(value):
-        raise ValueError(f"{text[:20]} overflows a float")
-    return value
-
-
-_DECODER: Final = json.JSONDecoder(parse_constant=_reject_constant, parse_float=_finite_float)
-
-
-def _is_version(value: Any) -> bool:
-    """``v`` is our protocol version: the integer itself, not ``true`` or ``1.0``."""
-    return type(value) is int and value == PROTOCOL_VERSION
 
 
 class LinkBroken(TransportError):
@@ -145,12 +114,7 @@ def proof(token: str | None, room: str, sender: str, receiver: str, challenge: s
 
 def encode_line(value: Any) -> bytes:
     """One line of compact ASCII JSON; raises ValueError if ``value`` is not strict JSON."""
-    try:
-        return (_ENCODER.encode(value) + "\n").encode()
-    except RecursionError:
-        raise ValueError("payload is nested too deeply to encode") from None
-    except TypeError as exc:
-        raise ValueError(f"payload is not JSON-serializable: {exc}") from None
+    return (dumps(value) + "\n").encode()
 
 
 class _Lines:
@@ -189,8 +153,8 @@ class _Lines:
 def _object(line: bytes) -> dict[str, Any]:
     """Parse one line as a JSON object; raises FrameError."""
     try:
-        value = _DECODER.decode(line.decode())
-    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
+        value = loads(line)
+    except ValueError as exc:
         raise FrameError("bad_json", f"a line is not JSON: {exc}") from None
     if not isinstance(value, dict):
         raise FrameError("not_object", f"a line must be a JSON object, not "
@@ -287,7 +251,7 @@ class Acceptor(_Side):
         except FrameError as exc:
             raise LinkBroken("bad_hello", str(exc)) from None
         sender, given = hello.get("from"), hello.get("proof")
-        if not _is_version(hello.get("v")) or not isinstance(sender, str) \
+        if not is_version(hello.get("v")) or not isinstance(sender, str) \
                 or not isinstance(given, str):
             raise LinkBroken("bad_hello", "a hello needs v=1, from and proof")
         try:
@@ -365,7 +329,7 @@ class Dialer(_Side):
             raise LinkBroken("unexpected_frame", "the acceptor wrote after its welcome")
         if not self._challenged:
             challenge = obj.get("challenge")
-            if not _is_version(obj.get("v")) or not isinstance(challenge, str):
+            if not is_version(obj.get("v")) or not isinstance(challenge, str):
                 raise LinkBroken("unexpected_frame", "expected a challenge first")
             if _CHALLENGE.fullmatch(challenge) is None:
                 raise LinkBroken("bad_challenge", "a challenge is 16-128 hex digits")

@@ -1,5 +1,8 @@
 """The relay protocol from a node's side, without I/O (no sockets, no asyncio, no websockets).
 
+What both ends of the relay share (version, names, close codes, strict JSON) is not here but
+in :mod:`webraft.transport.wire`; this module owns what only a client does with it.
+
 Browser tabs cannot accept connections, so nodes reach each other through the WebSocket relay
 described in ``docs/relay-protocol.md``. Everything about that conversation that does not
 depend on *how* bytes move lives here, so that the CPython transport
@@ -26,24 +29,29 @@ sans-I/O protocol:
 
 from __future__ import annotations
 
-import json
 import random
-import re
 import secrets
 from collections import deque
 from dataclasses import dataclass
-from enum import IntEnum
 from typing import Any, Final
 
 from ..errors import MessageError, WebraftError
+from .wire import (
+    DEFAULT_MAX_BATCH,
+    DEFAULT_MAX_FRAME_BYTES,
+    MAX_NAME_LENGTH,
+    PROTOCOL_VERSION,
+    TERMINAL_CLOSES,
+    check_name,
+    dumps,
+    is_name,
+    is_version,
+    loads,
+)
 
 __all__ = [
-    "MAX_NAME_LENGTH",
-    "PROTOCOL_VERSION",
-    "WS_PATH",
     "Backoff",
     "Batch",
-    "CloseCode",
     "Event",
     "FrameError",
     "Joined",
@@ -58,63 +66,17 @@ __all__ = [
     "RelayRejected",
     "TransportError",
     "Welcome",
-    "check_name",
     "hello_frame",
     "parse_frame",
     "ping_frame",
     "should_retry",
 ]
 
-#: Version of the relay protocol spoken here (``v`` in hello and welcome).
-PROTOCOL_VERSION: Final = 1
-#: Path of the relay's WebSocket endpoint.
-WS_PATH: Final = "/ws"
-#: Longest room or address the relay accepts.
-MAX_NAME_LENGTH: Final = 128
-_NAME: Final = re.compile(rf"[A-Za-z0-9_.:@-]{{1,{MAX_NAME_LENGTH}}}")
-
-#: The relay's default ``--max-message-size`` and ``--max-batch``: a frame above either is
-#: refused, so the buffer never builds one (pass the relay's values if it runs with others).
-DEFAULT_MAX_FRAME_BYTES: Final = 1 << 20
-DEFAULT_MAX_BATCH: Final = 1000
-
-
-class CloseCode(IntEnum):
-    """Close codes with a meaning for the client (see the protocol's table)."""
-
-    GOING_AWAY = 1001
-    MESSAGE_TOO_BIG = 1009
-    INTERNAL_ERROR = 1011
-    TRY_AGAIN_LATER = 1013
-    PROTOCOL_ERROR = 4000
-    UNAUTHORIZED = 4001
-    ADDRESS_IN_USE = 4008
-    REPLACED = 4009
-    ROOM_FULL = 4013
-
-
-#: Closes after which reconnecting as is cannot help: a wrong token, an address held by
-#: another session, or our own session taken over by a newer connection (which is the live
-#: one). Every other close, including an abrupt one, is a network event and is retried.
-_TERMINAL: Final = frozenset({CloseCode.UNAUTHORIZED, CloseCode.ADDRESS_IN_USE,
-                              CloseCode.REPLACED})
-
 
 def should_retry(code: int | None) -> bool:
     """Whether to reconnect after a close with ``code`` (None: no close frame, or no connection
-    at all)."""
-    return code not in _TERMINAL
-
-
-def check_name(value: Any, what: str = "name") -> str:
-    """Return ``value`` if the relay accepts it as a room or address, else raise ValueError.
-
-    Checked up front so that a typo fails at construction rather than as a refused hello.
-    """
-    if not isinstance(value, str) or _NAME.fullmatch(value) is None:
-        raise ValueError(f"{what} must be 1-{MAX_NAME_LENGTH} characters from "
-                         f"A-Z a-z 0-9 - _ . : @, got {value!r:.60}")
-    return value
+    at all); see :data:`~webraft.transport.wire.TERMINAL_CLOSES`."""
+    return code not in TERMINAL_CLOSES
 
 
 # ---------------------------------------------------------------------------------- errors
@@ -225,25 +187,7 @@ Event = Welcome | Joined | Left | Message | Batch | Rejected | Pong
 # ---------------------------------------------------------------------------------- frames
 
 
-def _reject_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not JSON")
-
-
-_DECODER: Final = json.JSONDecoder(parse_constant=_reject_constant)
-# ASCII output: a payload may hold lone surrogates (valid JSON escapes, not valid UTF-8), and
-# it makes len(text) the frame's size in bytes, which the buffer's limits rely on.
-_ENCODER: Final = json.JSONEncoder(separators=(",", ":"), ensure_ascii=True, allow_nan=False)
 _MISSING: Final = object()
-
-
-def _encode(value: Any) -> str:
-    """Compact, strict JSON; raises ValueError (also for nesting too deep to encode)."""
-    try:
-        return _ENCODER.encode(value)
-    except RecursionError:
-        raise ValueError("payload is nested too deeply to encode") from None
-    except TypeError as exc:
-        raise ValueError(f"payload is not JSON-serializable: {exc}") from None
 
 
 def hello_frame(room: str, address: str, session: str = "", token: str | None = None) -> str:
@@ -255,7 +199,7 @@ def hello_frame(room: str, address: str, session: str = "", token: str | None = 
         frame["session"] = session
     if token is not None:
         frame["token"] = token
-    return _encode(frame)
+    return dumps(frame)
 
 
 def ping_frame() -> str:
@@ -265,7 +209,7 @@ def ping_frame() -> str:
 
 def _name(obj: dict[str, Any], key: str) -> str:
     value = obj.get(key)
-    if not isinstance(value, str) or _NAME.fullmatch(value) is None:
+    if not is_name(value):
         raise FrameError("bad_field", f"{key!r} must be a room/address name, got {value!r:.60}")
     return value
 
@@ -287,8 +231,8 @@ def parse_frame(text: str | bytes) -> Event:
     if not isinstance(text, str):
         raise FrameError("binary_frame", "relay frames are text")
     try:
-        obj = _DECODER.decode(text)
-    except (ValueError, RecursionError) as exc:
+        obj = loads(text)
+    except ValueError as exc:
         raise FrameError("bad_json", f"frame is not JSON: {exc}") from None
     if not isinstance(obj, dict):
         raise FrameError("not_object", "frame must be a JSON object")
@@ -306,7 +250,7 @@ def parse_frame(text: str | bytes) -> Event:
         return Left(_name(obj, "address"))
     if kind == "welcome":
         v = obj.get("v")
-        if type(v) is not int or v != PROTOCOL_VERSION:
+        if not is_version(v):
             raise FrameError("unsupported_version",
                              f"welcome is for protocol {v!r:.20}, we speak {PROTOCOL_VERSION}")
         peers = _field(obj, "peers")
@@ -384,9 +328,9 @@ class OutgoingBuffer:
         the whole frame, losing the other messages in it) or ``data`` is not strict JSON, and
         :class:`MessageTooLarge` if it cannot fit in one frame (nothing is queued then).
         """
-        if not isinstance(to, str) or _NAME.fullmatch(to) is None:
+        if not is_name(to):
             raise ValueError(f"cannot send to {to!r:.60}: not a relay address")
-        item = '"to":"' + to + '","data":' + _encode(data)
+        item = '"to":"' + to + '","data":' + dumps(data)
         size = len(item)
         if len(_SEND_HEAD) + size + 1 > self.max_frame_bytes:
             raise MessageTooLarge(f"a {size}-byte message to {to!r} does not fit in a "

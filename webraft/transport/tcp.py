@@ -34,7 +34,8 @@ from .direct import (
     LinkBroken,
     Token,
 )
-from .relay import DEFAULT_MAX_FRAME_BYTES, Backoff, check_name
+from .relay import Backoff
+from .wire import DEFAULT_MAX_FRAME_BYTES, check_name
 
 __all__ = ["DirectLinks", "DirectListener", "DirectPeer", "DirectRaft"]
 

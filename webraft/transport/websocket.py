@@ -42,8 +42,9 @@ from .node import (
     link_offer,
     receive_frame,
 )
-from .relay import WS_PATH, Backoff, OutgoingBuffer, RelayClient, RelayClosed, Welcome
+from .relay import Backoff, OutgoingBuffer, RelayClient, RelayClosed, Welcome
 from .tcp import DirectLinks
+from .wire import WS_PATH
 
 __all__ = ["LinkedPeer", "RelayConnection", "RelayListener", "RelayPeer", "RelayRaft"]
 

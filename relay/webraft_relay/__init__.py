@@ -7,13 +7,14 @@ same room. It never interprets the Raft payload and keeps no history: a message 
 not connected, or too slow to keep up, is dropped, the way a lossy network would drop it.
 
 The same port serves ``/healthz``, ``/stats`` and the static files of the browser demo. The wire
-format is specified in ``docs/relay-protocol.md`` and :mod:`relay.protocol`.
+format is specified in ``docs/relay-protocol.md``, :mod:`webraft.transport.wire` (what both
+ends share) and :mod:`webraft_relay.protocol`.
 
-Run it with ``python -m relay`` (or the ``webraft-relay`` console script).
+Run it with ``python -m webraft_relay`` (or the ``webraft-relay`` console script).
 """
 
 from .config import RelayConfig
-from .protocol import PROTOCOL_VERSION, Close, ErrorCode, room_token
+from .protocol import ErrorCode, room_token
 from .server import Relay
 
-__all__ = ["PROTOCOL_VERSION", "Close", "ErrorCode", "Relay", "RelayConfig", "room_token"]
+__all__ = ["ErrorCode", "Relay", "RelayConfig", "room_token"]

@@ -1,4 +1,4 @@
-"""The relay process: websockets glue around :mod:`relay.rooms` and :mod:`relay.protocol`.
+"""The relay process: websockets glue around :mod:`.rooms` and :mod:`.protocol`.
 
 One asyncio task per connection reads frames and routes them synchronously (decode, look up,
 enqueue) without ever awaiting another connection. Each connection also owns a writer task that
@@ -22,16 +22,16 @@ from typing import Any
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
+from websockets.typing import Origin
+
+from webraft.transport.wire import PROTOCOL_VERSION, WS_PATH, CloseCode
 
 from .config import RelayConfig
 from .limits import TokenBucket
 from .protocol import (
     PONG,
-    PROTOCOL_VERSION,
-    WS_PATH,
     Batch,
     Broadcast,
-    Close,
     ErrorCode,
     Frame,
     Hello,
@@ -49,14 +49,24 @@ from .protocol import (
     welcome_frame,
 )
 from .rooms import JoinOutcome, Registry
-from .web import Site
+from .web import Site, target_path
 
-__all__ = ["Peer", "Relay"]
+__all__ = ["Peer", "Relay", "wire_size"]
 
 log = logging.getLogger("relay")
 
 # How often a rate-limited client is told about it: once is informative, every drop is a flood.
 RATE_NOTICE_INTERVAL = 1.0
+
+
+def wire_size(frame: str) -> int:
+    """Bytes ``frame`` takes in a WebSocket text frame (UTF-8), which is what fills buffers.
+
+    Not ``len(frame)``: ``data`` is forwarded as its sender wrote it, so a character can be up
+    to 4 bytes. ``isascii`` is a flag check in CPython, so ASCII frames (all that webraft's
+    own clients send) are never encoded here.
+    """
+    return len(frame) if frame.isascii() else len(frame.encode())
 
 
 class Peer:
@@ -95,7 +105,7 @@ class Peer:
         self.last_notice = -RATE_NOTICE_INTERVAL
         self.max_outbound_bytes = config.max_outbound_bytes
         self.closed = False
-        self._queue: deque[str] = deque()
+        self._queue: deque[tuple[str, int]] = deque()  # frames and their sizes in bytes
         self._queued_bytes = 0
         self._waiter: asyncio.Future[None] | None = None
         self._writer: asyncio.Task[None] | None = None
@@ -113,10 +123,10 @@ class Peer:
         """
         if self.closed:
             return False
-        size = len(frame)
+        size = wire_size(frame)
         if self._queued_bytes and self._queued_bytes + size > self.max_outbound_bytes:
             return False
-        self._queue.append(frame)
+        self._queue.append((frame, size))
         self._queued_bytes += size
         waiter = self._waiter
         if waiter is not None and not waiter.done():
@@ -129,8 +139,8 @@ class Peer:
         try:
             while True:
                 while queue:
-                    frame = queue.popleft()
-                    self._queued_bytes -= len(frame)
+                    frame, size = queue.popleft()
+                    self._queued_bytes -= size
                     # Awaits only when the socket's write buffer is above websockets'
                     # write_limit; then frames pile up in this outbox, not in the sender.
                     await self.ws.send(frame)
@@ -192,7 +202,7 @@ class Relay:
             cfg.port,
             process_request=self._process_request,
             # None in the list: clients that send no Origin (not browsers) are always allowed.
-            origins=[*cfg.allow_origins, None] if cfg.allow_origins else None,
+            origins=[*map(Origin, cfg.allow_origins), None] if cfg.allow_origins else None,
             compression="deflate" if cfg.compression else None,
             max_size=cfg.max_message_size,
             ping_interval=cfg.ping_interval,
@@ -207,7 +217,7 @@ class Relay:
         """Close every connection with 1001 (going away) and wait for the handlers to end."""
         if self._server is None:
             return
-        self._server.close(code=Close.GOING_AWAY, reason="going away")
+        self._server.close(code=CloseCode.GOING_AWAY, reason="going away")
         await self._server.wait_closed()
         for task in list(self._background):
             task.cancel()
@@ -252,8 +262,7 @@ class Relay:
     async def _process_request(
         self, connection: ServerConnection, request: Request
     ) -> Response | None:
-        path = request.path.split("?", 1)[0]
-        if path == WS_PATH:
+        if target_path(request.path) == WS_PATH:
             return None  # let websockets perform (or refuse) the upgrade
         if "websocket" in request.headers.get("Upgrade", "").lower():
             return connection.respond(404, f"the WebSocket endpoint is {WS_PATH}\n")
@@ -264,7 +273,7 @@ class Relay:
     async def _handle(self, ws: ServerConnection) -> None:
         if self._open >= self.config.max_connections:
             self.refused["server_full"] += 1
-            await ws.close(Close.TRY_AGAIN_LATER, "try again later")
+            await ws.close(CloseCode.TRY_AGAIN_LATER, "try again later")
             return
         self._open += 1
         try:
@@ -296,7 +305,7 @@ class Relay:
                 raw = await ws.recv()
         except TimeoutError:
             self.refused["hello_timeout"] += 1
-            await ws.close(Close.PROTOCOL_ERROR, "hello timeout")
+            await ws.close(CloseCode.PROTOCOL_ERROR, "hello timeout")
             return None
         except ConnectionClosed:
             return None
@@ -306,18 +315,18 @@ class Relay:
             hello = parse_hello(raw)
         except ProtocolError as exc:
             self.refused["bad_hello"] += 1
-            await ws.close(Close.PROTOCOL_ERROR, _reason(f"{exc.code}: {exc.message}"))
+            await ws.close(CloseCode.PROTOCOL_ERROR, _reason(f"{exc.code}: {exc.message}"))
             return None
         secret = self.config.secret
         if secret is not None and not hmac.compare_digest(
             (hello.token or "").encode(), room_token(secret, hello.room).encode()
         ):
             self.refused["unauthorized"] += 1
-            await ws.close(Close.UNAUTHORIZED, "unauthorized")
+            await ws.close(CloseCode.UNAUTHORIZED, "unauthorized")
             return None
         return hello
 
-    def _admit(self, ws: ServerConnection, hello: Hello) -> Peer | tuple[Close, str]:
+    def _admit(self, ws: ServerConnection, hello: Hello) -> Peer | tuple[CloseCode, str]:
         """Seat the connection, or say how to refuse it.
 
         Synchronous on purpose: the welcome is queued before any other connection can route
@@ -326,15 +335,15 @@ class Relay:
         peer = Peer(ws, hello.room, hello.address, self.config, self._clock)
         result = self.rooms.join(hello.room, hello.address, hello.session, peer)
         if result.outcome is JoinOutcome.ADDRESS_IN_USE:
-            return Close.ADDRESS_IN_USE, "address in use"
+            return CloseCode.ADDRESS_IN_USE, "address in use"
         if result.outcome is JoinOutcome.ROOM_FULL:
-            return Close.ROOM_FULL, "room full"
+            return CloseCode.ROOM_FULL, "room full"
         peer.deliver(welcome_frame(hello.room, hello.address, result.peers))
         if result.outcome is JoinOutcome.REPLACED:
             old = result.replaced
             assert old is not None
             log.debug("room %s: %s reconnected", hello.room, hello.address)
-            self._spawn(old.ws.close(Close.REPLACED, "replaced"))
+            self._spawn(old.ws.close(CloseCode.REPLACED, "replaced"))
         else:
             log.debug("room %s: %s joined", hello.room, hello.address)
             frame = join_frame(hello.address)
@@ -415,7 +424,7 @@ class Relay:
     def _count(self, delivered: bool, out: str, count: int) -> None:
         if delivered:
             self.messages_routed += count
-            self.bytes_routed += len(out)
+            self.bytes_routed += wire_size(out)
         else:
             self.dropped["outbound_full"] += count
 

@@ -10,6 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from webraft.transport.wire import DEFAULT_MAX_BATCH, DEFAULT_MAX_FRAME_BYTES
+
 __all__ = ["RelayConfig", "default_dir"]
 
 MiB = 1024 * 1024
@@ -19,10 +21,11 @@ def default_dir(*parts: str) -> Path | None:
     """Find a conventional directory (``browser/``, ``dist/``...) for the static routes.
 
     Looked up in the current directory first (how the relay is started in development and CI),
-    then next to the source checkout this package was imported from. ``None`` when neither
-    exists, so a relay started elsewhere serves only the WebSocket and the health endpoints.
+    then in the source checkout this package was imported from (``relay/webraft_relay/`` in
+    it). ``None`` when neither exists, so a relay started elsewhere serves only the WebSocket
+    and the health endpoints.
     """
-    checkout = Path(__file__).resolve().parent.parent
+    checkout = Path(__file__).resolve().parents[2]
     for base in (Path.cwd(), checkout):
         candidate = base.joinpath(*parts)
         if candidate.is_dir():
@@ -69,10 +72,10 @@ class RelayConfig:
     dist_dir: Path | None = field(default_factory=lambda: default_dir("dist"))
     secret: str | None = None
     allow_origins: tuple[str, ...] = ()
-    max_message_size: int = 1 * MiB
+    max_message_size: int = DEFAULT_MAX_FRAME_BYTES
     rate: float = 2000.0
     burst: int = 4000
-    max_batch: int = 1000
+    max_batch: int = DEFAULT_MAX_BATCH
     max_room_size: int = 64
     max_connections: int = 10_000
     max_outbound_bytes: int = 8 * MiB

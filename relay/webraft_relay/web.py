@@ -19,12 +19,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import unquote
+from urllib.parse import unquote, urlsplit
 
 from websockets.datastructures import Headers
 from websockets.http11 import Request, Response
 
-__all__ = ["MIME_TYPES", "Mount", "Site", "content_type", "resolve_file"]
+__all__ = ["MIME_TYPES", "Mount", "Site", "content_type", "resolve_file", "target_path"]
 
 # Explicit types for everything the browser demo loads. mimetypes alone is not enough: its
 # answers depend on the host's /etc/mime.types, it maps ".ts" to MPEG transport streams, and a
@@ -63,6 +63,21 @@ def content_type(path: Path) -> str:
         return known
     guessed, _ = mimetypes.guess_type(path.name)
     return guessed or "application/octet-stream"
+
+
+def target_path(target: str) -> str | None:
+    """The path a request target names, without its query, or ``None`` if it names none.
+
+    RFC 9112 (3.2) gives four forms: the origin form (``/healthz``) and the absolute form
+    (``http://host/healthz``, which servers must accept) name a path; the asterisk form
+    (``*``) and anything else (``healthz``) do not, so they get a 400, never a lookup.
+    """
+    if target.startswith("/"):
+        return target.split("?", 1)[0].split("#", 1)[0]
+    parts = urlsplit(target)
+    if parts.scheme.lower() not in ("http", "https", "ws", "wss") or not parts.netloc:
+        return None
+    return parts.path or "/"
 
 
 def resolve_file(root: Path, relative: str) -> Path | None:
@@ -155,7 +170,10 @@ class Site:
             response = _text(http.HTTPStatus.METHOD_NOT_ALLOWED, "only GET and HEAD\n")
             response.headers["Allow"] = "GET, HEAD"
             return response
-        path = request.path.split("?", 1)[0].split("#", 1)[0]
+        path = target_path(request.path)
+        if path is None:
+            return _text(http.HTTPStatus.BAD_REQUEST, "the request target is not a path\n",
+                         head=head)
         if path == "/healthz":
             return _text(http.HTTPStatus.OK, "ok", head=head)
         if path == "/stats":

@@ -1,4 +1,4 @@
-"""Command line: ``python -m relay [serve] [flags]`` and ``python -m relay token``.
+"""Command line: ``python -m webraft_relay [serve] [flags]`` and ``... token``.
 
 ``main`` is also the ``webraft-relay`` console script. On start the relay prints exactly one
 line to stdout, ``webraft relay listening on http://HOST:PORT/ (ws://HOST:PORT/ws)``, and
@@ -247,7 +247,7 @@ def _token(argv: Sequence[str]) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of ``python -m relay`` and of the ``webraft-relay`` console script."""
+    """Entry point of ``python -m webraft_relay`` and of the ``webraft-relay`` console script."""
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["token"]:
         return _token(argv[1:])

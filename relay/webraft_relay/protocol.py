@@ -1,7 +1,9 @@
-"""Relay protocol v1: the frames, their validation, and the close codes.
+"""The relay's side of protocol v1: the frames it reads and writes, and their validation.
 
-Everything here is pure (no sockets, no asyncio) so the wire format can be read and tested in one
-place; ``docs/relay-protocol.md`` is the prose version of this module.
+Pure (no sockets, no asyncio), so the format can be read and tested in one place. What the
+relay and its clients share (version, path, names, close codes, strict JSON) is imported from
+:mod:`webraft.transport.wire`, never redefined here; ``docs/relay-protocol.md`` is the prose
+version of both.
 
 Every frame is one JSON object in one WebSocket *text* frame, with a ``type`` field:
 
@@ -15,28 +17,33 @@ that value's text. Frames laid out exactly as webraft's transports write them (c
 the order ``type``, ``to``, ``data``) take a fast path that checks each ``data`` and forwards it
 verbatim, without building or re-encoding the frame; anything else is decoded in full.
 Unknown extra fields are ignored, so later minor additions stay compatible; a breaking change
-bumps :data:`PROTOCOL_VERSION`.
+bumps :data:`~webraft.transport.wire.PROTOCOL_VERSION`.
 """
 
 from __future__ import annotations
 
 import hmac
-import json
-import math
-import re
 from dataclasses import dataclass
-from enum import IntEnum, StrEnum
+from enum import StrEnum
 from hashlib import sha256
 from typing import Any, Final
 
+from webraft.transport.wire import (
+    DECODER,
+    ENCODER,
+    MAX_NAME_LENGTH,
+    NAME,
+    NAME_RULE,
+    PROTOCOL_VERSION,
+    is_name,
+    is_version,
+    loads,
+)
+
 __all__ = [
-    "MAX_NAME_LENGTH",
     "PONG",
-    "PROTOCOL_VERSION",
-    "WS_PATH",
     "Batch",
     "Broadcast",
-    "Close",
     "ErrorCode",
     "Frame",
     "Hello",
@@ -54,31 +61,6 @@ __all__ = [
     "room_token",
     "welcome_frame",
 ]
-
-PROTOCOL_VERSION: Final = 1
-WS_PATH: Final = "/ws"
-MAX_NAME_LENGTH: Final = 128
-# Room and address names end up in logs, stats and close reasons: a small charset keeps them
-# printable, unambiguous and free of anything a shell or a browser console would interpret.
-_NAME = re.compile(rf"[A-Za-z0-9_.:@-]{{1,{MAX_NAME_LENGTH}}}")
-
-
-class Close(IntEnum):
-    """WebSocket close codes the relay uses (4000-4999 are free for applications).
-
-    Codes below 4000 are standard ones that websockets or the relay send for transport-level
-    reasons; a client only needs to treat 4001 and 4008 as "do not retry as is".
-    """
-
-    GOING_AWAY = 1001  # relay shutting down
-    MESSAGE_TOO_BIG = 1009  # frame above max_message_size (sent by websockets itself)
-    INTERNAL_ERROR = 1011  # also websockets' "keepalive ping timeout"
-    TRY_AGAIN_LATER = 1013  # relay at max_connections
-    PROTOCOL_ERROR = 4000  # bad or missing hello (including the hello timeout)
-    UNAUTHORIZED = 4001  # secret configured and token missing or wrong
-    ADDRESS_IN_USE = 4008  # address held by a connection with another session
-    REPLACED = 4009  # the same session connected again; the old connection is closed
-    ROOM_FULL = 4013  # room at max_room_size
 
 
 class ErrorCode(StrEnum):
@@ -148,36 +130,15 @@ Frame = Hello | Send | Broadcast | Batch | Ping
 _MISSING: Final = object()
 
 
-def _reject_constant(name: str) -> Any:
-    """Refuse NaN and Infinity: Python accepts them, but browsers' ``JSON.parse`` does not."""
-    raise ValueError(f"{name} is not JSON")
-
-
-def _finite_float(text: str) -> float:
-    """Refuse numbers beyond floats (``1e999``): they decode to infinity, which no JSON can
-    carry on, so the fast path and the full parser both call them bad JSON."""
-    value = float(text)
-    if value in (math.inf, -math.inf):
-        raise ValueError(f"{text[:20]} overflows a float")
-    return value
-
-
-_DECODER: Final = json.JSONDecoder(parse_constant=_reject_constant, parse_float=_finite_float)
-# ensure_ascii: a decoded frame may hold lone surrogates ("\ud800"), which cannot be encoded as
-# UTF-8; escaping keeps every outgoing frame valid whatever a peer sent.
-_ENCODER: Final = json.JSONEncoder(separators=(",", ":"), ensure_ascii=True, allow_nan=False)
-
-
 def encode(frame: dict[str, Any]) -> str:
     """Serialise an outgoing frame compactly (one place, so every frame uses the same codec)."""
-    return _ENCODER.encode(frame)
+    return ENCODER.encode(frame)
 
 
 def _decode_object(text: str) -> dict[str, Any]:
     try:
-        value = _DECODER.decode(text)
-    except (ValueError, RecursionError) as exc:
-        # RecursionError: absurdly deep nesting; treat it as the garbage it is.
+        value = loads(text)
+    except ValueError as exc:
         raise ProtocolError(ErrorCode.BAD_JSON, f"frame is not valid JSON: {exc}") from None
     if not isinstance(value, dict):
         raise ProtocolError(ErrorCode.NOT_OBJECT, "frame must be a JSON object")
@@ -186,11 +147,8 @@ def _decode_object(text: str) -> dict[str, Any]:
 
 def _name(obj: dict[str, Any], key: str, code: ErrorCode = ErrorCode.BAD_FIELD) -> str:
     value = obj.get(key)
-    if not isinstance(value, str) or _NAME.fullmatch(value) is None:
-        raise ProtocolError(
-            code,
-            f"{key!r} must be 1-{MAX_NAME_LENGTH} characters from A-Z a-z 0-9 - _ . : @",
-        )
+    if not is_name(value):
+        raise ProtocolError(code, f"{key!r} must be {NAME_RULE}")
     return value
 
 
@@ -198,12 +156,12 @@ def parse_hello(text: str) -> Hello:
     """Validate the first frame of a connection.
 
     Raises :class:`ProtocolError` for anything that is not a well-formed v1 hello; the caller
-    closes the connection with :attr:`Close.PROTOCOL_ERROR` because nothing has been agreed yet.
+    closes the connection with :attr:`CloseCode.PROTOCOL_ERROR` because nothing has been agreed yet.
     """
     obj = _decode_object(text)
     if obj.get("type") != "hello":
         raise ProtocolError(ErrorCode.BAD_HELLO, "first frame must be a hello")
-    if obj.get("v") != PROTOCOL_VERSION or isinstance(obj.get("v"), bool):
+    if not is_version(obj.get("v")):
         raise ProtocolError(
             ErrorCode.UNSUPPORTED_VERSION,
             f"unsupported protocol version {obj.get('v')!r}; this relay speaks {PROTOCOL_VERSION}",
@@ -226,7 +184,7 @@ def _data(obj: dict[str, Any], where: str) -> str:
     if data is _MISSING:
         raise ProtocolError(ErrorCode.BAD_FIELD, f"{where} needs a 'data' field")
     try:
-        return _ENCODER.encode(data)
+        return ENCODER.encode(data)
     except RecursionError:
         # Nesting that decoded just below the interpreter's limit but cannot be encoded
         # again (numbers beyond floats were refused while decoding): garbage.
@@ -290,20 +248,20 @@ def _parse_compact(text: str, max_batch: int) -> Send | Batch | None:
         if text.startswith(_SEND_HEAD):
             start = len(_SEND_HEAD)
             end = text.find(_DATA_KEY, start)
-            if end < 0 or text[-1] != "}" or _NAME.fullmatch(text, start, end) is None:
+            if end < 0 or text[-1] != "}" or NAME.fullmatch(text, start, end) is None:
                 return None
             data = text[end + len(_DATA_KEY):-1]
-            _DECODER.decode(data)  # one JSON value and nothing else (whitespace aside)
+            DECODER.decode(data)  # one JSON value and nothing else (whitespace aside)
             return Send(text[start:end], data)
         if not text.startswith(_BATCH_HEAD):
             return None
-        pairs = []
+        pairs: list[tuple[str, str]] = []
         pos = len(_BATCH_HEAD)
-        scan = _DECODER.raw_decode
+        scan = DECODER.raw_decode
         while len(pairs) < max_batch and text.startswith(_ENTRY_HEAD, pos):
             start = pos + len(_ENTRY_HEAD)
             end = text.find(_DATA_KEY, start)
-            if end < 0 or _NAME.fullmatch(text, start, end) is None:
+            if end < 0 or NAME.fullmatch(text, start, end) is None:
                 return None
             begin = end + len(_DATA_KEY)
             stop = scan(text, begin)[1]  # where the value that starts at begin ends
