@@ -320,7 +320,7 @@ class BrowserRaft(RelayNode):
         before returning (no further loop turn is guaranteed); returns the target."""
         target = self.transfer_leadership()
         if target is not None:
-            self._drive()  # persists (localStorage is synchronous) and sends
+            self.drive_now()  # persists (localStorage is synchronous) and sends
             self.connection.flush()
         return target
 
