@@ -52,8 +52,15 @@ from ..core.messages import Entry
 from ..errors import InvalidCommand, ProposalError, WebraftError
 from ..runtime.sessions import ClientSession
 from ..storage.localstorage import LocalStorage
+from ..transport.node import RelayListener
 from ..transport.relay import RelayClient, RelayClosed
-from .transport import ADDRESS_TAKEN, BrowserConnection, BrowserRaft
+from .transport import (
+    ADDRESS_TAKEN,
+    HIDDEN_ELECTION_DELAY,
+    BrowserConnection,
+    BrowserRaft,
+    browser_config,
+)
 
 __all__ = ["JsError", "JsNode", "RelayUnreachable", "RoomFull", "create", "create_for_js"]
 
@@ -129,9 +136,9 @@ class _Claim:
         if isinstance(exc, RelayClosed) and not self.outcome.done():
             self.outcome.set_exception(exc)
 
-    def replay(self, node: BrowserRaft) -> None:
+    def replay(self, listener: RelayListener) -> None:
         for method, args in self.events:
-            getattr(node, method)(*args)
+            getattr(listener, method)(*args)
 
 
 async def _claim(room: str, url: str, candidates: list[str], session: str,
@@ -205,9 +212,12 @@ async def create(config_json: str) -> JsNode:
         timing["auto_membership"] = True
         # Found the cluster only in an empty room (ignored when storage holds a state).
         members = [] if claim.outcome.result() else [client.address]
-    node = BrowserRaft(client, connection, members=members, storage=storage, timing=timing)
-    connection.listener = node
-    claim.replay(node)
+    hidden = cfg.get("hiddenElectionDelay")  # 0 is meaningful: no extra delay
+    node = BrowserRaft(client, connection, members=members, storage=storage,
+                       config=browser_config(**timing),
+                       hidden_election_delay=(HIDDEN_ELECTION_DELAY if hidden is None
+                                              else max(0.0, hidden / 1000)))
+    claim.replay(node.relay)  # the node's transport listens to the connection now
     return JsNode(node)
 
 
@@ -237,7 +247,8 @@ def _stored_nodes(room: str) -> list[str]:
 
 
 def _timing(cfg: dict[str, Any]) -> dict[str, Any]:
-    """The node's tuning: milliseconds from JavaScript become the seconds webraft uses."""
+    """The :class:`~webraft.NodeConfig` fields the page sets: milliseconds from JavaScript
+    become the seconds webraft uses."""
     timing: dict[str, Any] = {}
     if cfg.get("electionTimeout"):
         low, high = cfg["electionTimeout"]
@@ -253,8 +264,6 @@ def _timing(cfg: dict[str, Any]) -> dict[str, Any]:
                           ("snapshotTail", "snapshot_tail")):
         if cfg.get(js_name) is not None:
             timing[name] = int(cfg[js_name])
-    if cfg.get("hiddenElectionDelay") is not None:  # 0 is meaningful: no extra delay
-        timing["hidden_election_delay"] = max(0.0, cfg["hiddenElectionDelay"] / 1000)
     return timing
 
 
