@@ -32,7 +32,7 @@ from typing import Any
 
 from ..runtime import NodeConfig, RaftInterface
 from ..storage import Storage
-from ..transport.node import RelayListener, RelayTransport, receive_frame
+from ..transport.node import InRoom, RelayListener, RelayTransport, receive_frame
 from ..transport.relay import RelayClient, RelayClosed, Welcome
 
 __all__ = ["BrowserConnection", "BrowserRaft", "BrowserTransport", "browser_config"]
@@ -265,7 +265,7 @@ def browser_config(**timing: Any) -> NodeConfig:
                          "snapshot_tail": SNAPSHOT_TAIL, **timing})
 
 
-class BrowserRaft(RaftInterface):
+class BrowserRaft(InRoom, RaftInterface):
     """A Raft node in a browser tab: a plain :class:`~webraft.RaftInterface` holding a
     :class:`BrowserTransport` on ``connection`` (whose client is ``client``).
 
@@ -277,6 +277,8 @@ class BrowserRaft(RaftInterface):
     (its :attr:`~webraft.RaftInterface.campaign_delay`), so that a visible member wins
     whenever one can.
     """
+
+    relay: BrowserTransport
 
     def __init__(self, client: RelayClient, connection: BrowserConnection, *,
                  members: Iterable[str] | None = None, storage: Storage | None = None,
@@ -298,15 +300,6 @@ class BrowserRaft(RaftInterface):
     @property
     def connection(self) -> BrowserConnection:
         return self.relay.connection
-
-    @property
-    def room(self) -> str:
-        return self.relay.room
-
-    @property
-    def connected(self) -> bool:
-        """True while joined to the room through the relay."""
-        return self.relay.connected
 
     @property
     def paused(self) -> bool:

@@ -19,7 +19,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any, Protocol
 
 from ..runtime.port import TransportHandler
-from .node import RelayTransport
+from .node import InRoom, RelayTransport
 from .relay import RelayClosed
 
 __all__ = ["LinkedTransport", "PeerLink"]
@@ -51,7 +51,7 @@ class PeerLink(Protocol):
         """Close every link; called once, after the relay closed."""
 
 
-class LinkedTransport:
+class LinkedTransport(InRoom):
     """The :class:`~webraft.transport.node.RelayTransport` ``relay`` with ``links`` that
     carry messages to the peers they reach (see the module doc).
 
@@ -68,15 +68,6 @@ class LinkedTransport:
     def max_command_bytes(self) -> int | None:
         """The relay's: every message must still fit in a relay frame when no link is up."""
         return self.relay.max_command_bytes
-
-    @property
-    def room(self) -> str:
-        return self.relay.room
-
-    @property
-    def connected(self) -> bool:
-        """True while joined to the room through the relay."""
-        return self.relay.connected
 
     def start(self, handler: TransportHandler) -> None:
         if self._handler is not None:

@@ -41,7 +41,7 @@ from .relay import (
     Welcome,
 )
 
-__all__ = ["COMMAND_ENVELOPE_BYTES", "LINK_OFFER", "RelayConnectionLike", "RelayListener",
+__all__ = ["COMMAND_ENVELOPE_BYTES", "LINK_OFFER", "InRoom", "RelayConnectionLike", "RelayListener",
            "RelayTransport", "host_port", "is_wildcard", "link_host", "link_offer",
            "parse_link_offer", "receive_frame"]
 
@@ -195,6 +195,22 @@ def _report(listener: RelayListener, exc: Exception) -> None:
         listener.relay_error(exc)
     except Exception:
         logger.exception("relay error listener failed")
+
+
+class InRoom:
+    """Mixed into what holds a :class:`RelayTransport` (:attr:`relay`), such as the thin
+    constructors of nodes: the room, and whether the relay connection is joined."""
+
+    relay: RelayTransport[Any]
+
+    @property
+    def room(self) -> str:
+        return self.relay.room
+
+    @property
+    def connected(self) -> bool:
+        """True while joined to the room through the relay."""
+        return self.relay.connected
 
 
 class RelayTransport(Generic[C]):

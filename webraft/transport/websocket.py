@@ -36,7 +36,7 @@ from websockets.uri import parse_uri
 from ..runtime import NodeConfig, RaftInterface, Transport
 from ..storage import Storage
 from .linked import LinkedTransport
-from .node import RelayListener, RelayTransport, receive_frame
+from .node import InRoom, RelayListener, RelayTransport, receive_frame
 from .offers import OfferedLinks
 from .relay import WS_PATH, Backoff, OutgoingBuffer, RelayClient, Welcome
 from .tcp import DirectLinks
@@ -274,7 +274,7 @@ class RelayConnection:
             logger.exception("%s: relay error listener failed", self.client.address)
 
 
-class RelayRaft(RaftInterface):
+class RelayRaft(InRoom, RaftInterface):
     """A Raft node whose peers are the other members of a relay room, over ``websockets``.
 
     A plain :class:`~webraft.RaftInterface` holding a :class:`~webraft.transport.node.
@@ -292,6 +292,8 @@ class RelayRaft(RaftInterface):
     (browser tabs, a peer whose link is down) still goes through the relay, whose room stays
     the truth about who is a peer.
     """
+
+    relay: RelayTransport[RelayConnection]
 
     def __init__(self, address: str, *, url: str, room: str,
                  members: Iterable[str] | None = None, storage: Storage | None = None,
@@ -315,15 +317,6 @@ class RelayRaft(RaftInterface):
     @property
     def connection(self) -> RelayConnection:
         return self.relay.connection
-
-    @property
-    def room(self) -> str:
-        return self.relay.room
-
-    @property
-    def connected(self) -> bool:
-        """True while joined to the room through the relay."""
-        return self.relay.connected
 
     @property
     def links(self) -> DirectLinks | None:
