@@ -41,9 +41,9 @@ from .relay import (
     Welcome,
 )
 
-__all__ = ["COMMAND_ENVELOPE_BYTES", "LINK_OFFER", "InRoom", "RelayConnectionLike", "RelayListener",
-           "RelayTransport", "host_port", "is_wildcard", "link_host", "link_offer",
-           "parse_link_offer", "receive_frame"]
+__all__ = ["COMMAND_ENVELOPE_BYTES", "LINK_OFFER", "InRoom", "RelayConnectionLike",
+           "RelayListener", "RelayTransport", "host_port", "is_wildcard", "link_host",
+           "link_offer", "parse_link_offer", "receive_frame"]
 
 logger = logging.getLogger("webraft.transport")
 
