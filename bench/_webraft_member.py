@@ -1,7 +1,7 @@
 """One webraft member process for ``bench/cluster_compare.py`` (not meant to be run by hand).
 
 A :class:`~webraft.transport.websocket.RelayRaft` (or, ``--direct``, a
-:class:`~webraft.transport.tcp.DirectRaft`) whose state machine is a counter: every
+:class:`~webraft.transport.direct_raft.DirectRaft`) whose state machine is a counter: every
 committed command (a 10-byte string such as ``inc:000042``) adds one. The process is driven by
 its parent through stdin, one command per line, and answers with one JSON object per line on
 stdout (``{"ev": ...}``); it exits on ``quit`` or when stdin closes (its parent is gone).
@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from webraft import MemoryStorage
-from webraft.transport.tcp import DirectRaft
+from webraft.transport.direct_raft import DirectRaft
 from webraft.transport.websocket import RelayRaft
 
 PROBE_INTERVAL = 0.01

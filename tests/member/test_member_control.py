@@ -20,28 +20,15 @@ from webraft_relay import Relay, RelayConfig
 GUARD = 10.0
 
 
-class QuickRaft(RelayRaft):
-    @property
-    def heartbeat_frequency(self) -> float:
-        return 0.02
-
-    @property
-    def heartbeat_timeout(self) -> float:
-        return 0.1
-
-    @property
-    def election_timeout(self) -> float:
-        return 0.1
-
-    @property
-    def proposal_timeout(self) -> float:
-        return 0.3
+#: Small timeouts, and a proposal timeout short enough for the tests of timeouts.
+QUICK = webraft.NodeConfig(heartbeat_frequency=0.02, heartbeat_timeout=0.1,
+                           election_timeout=(0.1, 0.1), proposal_timeout=0.3)
 
 
 @dataclass
 class Setup:
     relay: Relay
-    node: QuickRaft
+    node: RelayRaft
     kv: KVStore
     server: ControlServer
 
@@ -63,11 +50,11 @@ class Setup:
 async def make(members: list[str]) -> Setup:
     relay = Relay(RelayConfig(port=0, static_dir=None, pyodide_dir=None, dist_dir=None))
     await relay.start()
-    node = QuickRaft("a", url=relay.ws_url, room="demo", members=members,
+    node = RelayRaft("a", url=relay.ws_url, room="demo", members=members, config=QUICK,
                      storage=webraft.MemoryStorage())
     kv = KVStore()
     kv.attach(node)
-    server = ControlServer(node, kv)
+    server = ControlServer(node, kv, transport=node.relay)
     await server.start()
     node.start()
     return Setup(relay, node, kv, server)

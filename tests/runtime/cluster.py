@@ -4,7 +4,9 @@
   round-trip (so a payload that is not JSON fails the sender's ``write``, as a real socket
   would). Links between pairs can be cut and restored; ``drop`` filters lose chosen messages.
 * :class:`FastRaft` is a :class:`webraft.RaftInterface` with small timeouts (all tunable via
-  :class:`Timing`) that records every seed event and every applied command.
+  :class:`Timing`, which makes its :class:`webraft.NodeConfig`) that records every seed
+  event and every applied command; it reaches its peers the seed's way, through
+  ``create_instance``.
 * :class:`Cluster` builds N of them, restarts a node on its own ``MemoryStorage``, and waits
   for a stable leader.
 
@@ -16,7 +18,6 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import json
-import random
 from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
@@ -65,6 +66,20 @@ class Timing:
     auto_membership: bool = False
     read_lease: bool = False
     member_grace: float = 20.0
+
+    def config(self) -> webraft.NodeConfig:
+        """The node's configuration; None fields keep the library's defaults."""
+        optional = {name: value for name, value in (
+            ("max_command_bytes", self.max_command_bytes),
+            ("snapshot_entries", self.snapshot_entries),
+            ("snapshot_tail", self.snapshot_tail)) if value is not None}
+        return webraft.NodeConfig(
+            heartbeat_frequency=self.heartbeat_frequency,
+            heartbeat_timeout=self.heartbeat_timeout,
+            election_timeout=(self.election_min, self.election_max),
+            proposal_timeout=self.proposal_timeout, message_timeout=self.message_timeout,
+            forward_proposals=self.forward_proposals, auto_membership=self.auto_membership,
+            read_lease=self.read_lease, member_grace=self.member_grace, **optional)
 
 
 #: Slower timing for tests whose loop is shared with a busy thread (hypothesis).
@@ -123,7 +138,6 @@ class Network:
 class MemNode(webraft.NodeInstance):
     def __init__(self, address: str, raft: FastRaft) -> None:
         super().__init__(address, raft)
-        self.message_timeout = raft.timing.message_timeout
         self.closed = False
 
     def write(self, payload: dict[str, Any]) -> None:
@@ -142,8 +156,7 @@ class FastRaft(webraft.RaftInterface):
                  record_apply: bool = True) -> None:
         self.net = net
         self.timing = timing
-        self._election_rng = random.Random()
-        super().__init__(address, members=members, storage=storage)
+        super().__init__(address, members=members, storage=storage, config=timing.config())
         self.events: list[tuple[Any, ...]] = []
         self.applied: list[tuple[int, Any]] = []
         for name in EVENTS:
@@ -164,54 +177,6 @@ class FastRaft(webraft.RaftInterface):
 
     def create_instance(self, address: str) -> MemNode:
         return MemNode(address, self)
-
-    @property
-    def election_timeout(self) -> float:
-        return self._election_rng.uniform(self.timing.election_min, self.timing.election_max)
-
-    @property
-    def heartbeat_frequency(self) -> float:
-        return self.timing.heartbeat_frequency
-
-    @property
-    def heartbeat_timeout(self) -> float:
-        return self.timing.heartbeat_timeout
-
-    @property
-    def proposal_timeout(self) -> float:
-        return self.timing.proposal_timeout
-
-    @property
-    def forward_proposals(self) -> bool:
-        return self.timing.forward_proposals
-
-    @property
-    def max_command_bytes(self) -> int:
-        if self.timing.max_command_bytes is None:
-            return super().max_command_bytes
-        return self.timing.max_command_bytes
-
-    @property
-    def snapshot_entries(self) -> int:
-        value = self.timing.snapshot_entries
-        return super().snapshot_entries if value is None else value
-
-    @property
-    def auto_membership(self) -> bool:
-        return self.timing.auto_membership
-
-    @property
-    def read_lease(self) -> bool:
-        return self.timing.read_lease
-
-    @property
-    def member_grace(self) -> float:
-        return self.timing.member_grace
-
-    @property
-    def snapshot_tail(self) -> int:
-        value = self.timing.snapshot_tail
-        return super().snapshot_tail if value is None else value
 
 
 class Cluster:

@@ -26,8 +26,9 @@ import webraft
 from webraft.errors import MessageError
 from webraft.transport import tcp
 from webraft.transport.direct import LinkBroken, LinkRejected, encode_line, proof
+from webraft.transport.direct_raft import DirectRaft
 from webraft.transport.relay import Backoff, FrameError
-from webraft.transport.tcp import DirectLinks, DirectRaft
+from webraft.transport.tcp import DirectLinks
 
 TOKEN = "cluster-token"
 HOST = "127.0.0.1"

@@ -230,7 +230,7 @@ async def test_a_member_gone_while_the_relay_was_away_is_no_longer_dialed(net: N
         await conn.welcome()
         await until(lambda: "b" not in a.nodes, what="b left")
         assert "b" not in a.links._dialers
-        assert "b" not in a._link_keys
+        assert "b" not in a.offered.keys
     finally:
         server.close()
 
@@ -305,13 +305,13 @@ async def test_links_come_back_with_new_keys_after_a_member_s_relay_connection_d
     a = net.node("a", relay, listen=LOCAL)
     b = net.node("b", relay, listen=LOCAL)
     await until(lambda: linked([a, b]), what="a and b linked")
-    key = a._link_keys["b"]
+    key = a.offered.keys["b"]
     ws = b.connection._ws
     assert ws is not None
     ws.transport.abort()  # b's connection to the relay drops; b reconnects
     await until(lambda: ("leave", "b") in a.seen and a.seen[-1] == ("join", "b"),
                 what="a saw b leave and come back")
-    await until(lambda: linked([a, b]) and a._link_keys.get("b") not in (None, key),
+    await until(lambda: linked([a, b]) and a.offered.keys.get("b") not in (None, key),
                 what="linked again, with a new key")
     lead = await net.leader([a, b])
     index = await asyncio.wait_for(lead.propose("after the blip"), GUARD)

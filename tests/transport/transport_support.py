@@ -1,5 +1,7 @@
 """Helpers for the transport tests: relays, fast RelayRaft nodes, raw WebSocket clients.
 
+Nodes are tuned with a NodeConfig (:data:`FAST`); the only subclass records what they saw.
+
 Nothing here asserts on timing: tests wait for conditions with :func:`until`, whose timeout is
 only a guard so that a bug fails the test instead of hanging the suite.
 """
@@ -8,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import random
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -22,12 +23,17 @@ from webraft_relay import Relay, RelayConfig
 GUARD = 10.0  # seconds; a hang guard, not a timing expectation
 
 
+#: Small timeouts: the tests wait for elections, not for production timing.
+FAST = webraft.NodeConfig(heartbeat_frequency=0.02, heartbeat_timeout=0.15,
+                          election_timeout=(0.15, 0.3))
+
+
 class Recorded(webraft.RaftInterface):
-    """Mixed in before a node class: small timeouts, and a record of what the node applied,
-    reported and saw join or leave (whatever its transport)."""
+    """Mixed in before a node class: :data:`FAST` unless given another config, and a record
+    of what the node applied, reported and saw join or leave (whatever its transport)."""
 
     def __init__(self, address: str, **kwargs: Any) -> None:
-        self._election_rng = random.Random()
+        kwargs.setdefault("config", FAST)
         super().__init__(address, **kwargs)
         self.applied: list[tuple[int, Any]] = []
         self.errors: list[BaseException] = []
@@ -40,18 +46,6 @@ class Recorded(webraft.RaftInterface):
     def _on_apply(self, entry: webraft.Entry, index: int, cb: Callable[..., None]) -> None:
         self.applied.append((index, entry.command))
         cb()
-
-    @property
-    def heartbeat_frequency(self) -> float:
-        return 0.02
-
-    @property
-    def heartbeat_timeout(self) -> float:
-        return 0.15
-
-    @property
-    def election_timeout(self) -> float:
-        return self._election_rng.uniform(0.15, 0.3)
 
 
 class FastRelayRaft(Recorded, RelayRaft):

@@ -52,9 +52,10 @@ from ..core.messages import Entry
 from ..errors import InvalidCommand, ProposalError, WebraftError
 from ..runtime.sessions import ClientSession
 from ..storage.localstorage import LocalStorage
+from ..transport.node import RelayListener
 from ..transport.relay import RelayClient, RelayClosed
 from ..transport.wire import CloseCode
-from .transport import BrowserConnection, BrowserRaft
+from .transport import HIDDEN_ELECTION_DELAY, BrowserConnection, BrowserRaft, browser_config
 
 __all__ = ["JsError", "JsNode", "RelayUnreachable", "RoomFull", "create", "create_for_js"]
 
@@ -130,9 +131,9 @@ class _Claim:
         if isinstance(exc, RelayClosed) and not self.outcome.done():
             self.outcome.set_exception(exc)
 
-    def replay(self, node: BrowserRaft) -> None:
+    def replay(self, listener: RelayListener) -> None:
         for method, args in self.events:
-            getattr(node, method)(*args)
+            getattr(listener, method)(*args)
 
 
 async def _claim(room: str, url: str, candidates: list[str], session: str,
@@ -206,9 +207,12 @@ async def create(config_json: str) -> JsNode:
         timing["auto_membership"] = True
         # Found the cluster only in an empty room (ignored when storage holds a state).
         members = [] if claim.outcome.result() else [client.address]
-    node = BrowserRaft(client, connection, members=members, storage=storage, timing=timing)
-    connection.listener = node
-    claim.replay(node)
+    hidden = cfg.get("hiddenElectionDelay")  # 0 is meaningful: no extra delay
+    node = BrowserRaft(client, connection, members=members, storage=storage,
+                       config=browser_config(**timing),
+                       hidden_election_delay=(HIDDEN_ELECTION_DELAY if hidden is None
+                                              else max(0.0, hidden / 1000)))
+    claim.replay(node.relay)  # the node's transport listens to the connection now
     return JsNode(node)
 
 
@@ -238,7 +242,8 @@ def _stored_nodes(room: str) -> list[str]:
 
 
 def _timing(cfg: dict[str, Any]) -> dict[str, Any]:
-    """The node's tuning: milliseconds from JavaScript become the seconds webraft uses."""
+    """The :class:`~webraft.NodeConfig` fields the page sets: milliseconds from JavaScript
+    become the seconds webraft uses."""
     timing: dict[str, Any] = {}
     if cfg.get("electionTimeout"):
         low, high = cfg["electionTimeout"]
@@ -254,8 +259,6 @@ def _timing(cfg: dict[str, Any]) -> dict[str, Any]:
                           ("snapshotTail", "snapshot_tail")):
         if cfg.get(js_name) is not None:
             timing[name] = int(cfg[js_name])
-    if cfg.get("hiddenElectionDelay") is not None:  # 0 is meaningful: no extra delay
-        timing["hidden_election_delay"] = max(0.0, cfg["hiddenElectionDelay"] / 1000)
     return timing
 
 
@@ -317,8 +320,9 @@ async def _answer(work: Awaitable[dict[str, Any]]) -> str:
 def _error_json(exc: BaseException) -> str:
     name, message, may = _error_fields(exc)
     answer = {"name": name, "message": message, "mayHaveCommitted": may}
-    if getattr(exc, "seq", None) is not None:  # a session's ProposalTimeout: retry with it
-        answer["seq"] = exc.seq
+    seq = getattr(exc, "seq", None)
+    if seq is not None:  # a session's ProposalTimeout: retry with it
+        answer["seq"] = seq
     return _encode(answer)
 
 
@@ -528,6 +532,7 @@ class JsNode:
         token)`` returning :data:`APPLIED`, :data:`WAITING` (then :meth:`apply_done` follows
         with the token) or ``[name, message]`` of an error.
         """
+        call: Callable[..., Any]
         if event == "apply":
             call = self._apply_caller(handler)
         elif event == "snapshot":

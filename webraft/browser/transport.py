@@ -1,8 +1,10 @@
 """The browser transport: a webraft node in a Pyodide tab, on the page's own ``WebSocket``.
 
-The mirror image of :mod:`webraft.transport.websocket`: the same sans-I/O
-:class:`~webraft.transport.relay.RelayClient` and the same
-:class:`~webraft.transport.node.RelayNode`, with JavaScript's event-driven WebSocket
+Owns the tab's relay connection (:class:`BrowserConnection`), its transport
+(:class:`BrowserTransport`) and the thin constructor :class:`BrowserRaft`; imports no
+``websockets`` and no TCP. The mirror image of :mod:`webraft.transport.websocket`: the same
+sans-I/O :class:`~webraft.transport.relay.RelayClient` and the same
+:class:`~webraft.transport.node.RelayTransport`, with JavaScript's event-driven WebSocket
 underneath. ``js`` and ``pyodide`` are imported only when a connection opens, so this module
 imports (and its logic can be read and type-checked) anywhere.
 
@@ -25,21 +27,22 @@ import asyncio
 import logging
 import time
 from collections import Counter, deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any, Final
 
+from ..runtime import NodeConfig, RaftInterface
 from ..storage import Storage
-from ..transport.node import RelayNode, RelayPeer, receive_frame
+from ..transport.node import InRoom, RelayListener, RelayTransport, receive_frame
 from ..transport.relay import RelayClient, RelayClosed, Welcome
 from ..transport.wire import CloseCode
 
-__all__ = ["BrowserConnection", "BrowserRaft"]
+__all__ = ["BrowserConnection", "BrowserRaft", "BrowserTransport", "browser_config"]
 
 logger = logging.getLogger("webraft.browser")
 
 #: Frames are held back (in the client's bounded buffer) while the socket has this much unsent.
 MAX_BUFFERED_BYTES = 4 << 20
-#: Browser defaults of the snapshot policy (see :class:`BrowserRaft`).
+#: Browser defaults of the snapshot policy (see :func:`browser_config`).
 SNAPSHOT_ENTRIES = 1000
 SNAPSHOT_BYTES = 256 * 1024
 SNAPSHOT_TAIL = 200
@@ -61,7 +64,7 @@ class BrowserConnection:
     then builds the node that listens).
     """
 
-    def __init__(self, url: str, client: RelayClient, listener: Any) -> None:
+    def __init__(self, url: str, client: RelayClient, listener: RelayListener | None) -> None:
         self.url = url
         self.client = client
         self.listener = listener
@@ -84,6 +87,8 @@ class BrowserConnection:
         """Open the socket (and keep reopening it); idempotent."""
         if self._started or self._closing:
             return
+        if self.listener is None:
+            raise RuntimeError("a BrowserConnection needs a listener before it starts")
         self._started = True
         self._open()
 
@@ -148,6 +153,7 @@ class BrowserConnection:
     def _on_message(self, ws: Any, data: Any) -> None:
         if ws is not self._ws:
             return
+        assert self.listener is not None  # checked by start()
         outcome = receive_frame(self.client, self.listener, data if isinstance(data, str)
                                 else bytes(data.to_py()))
         if outcome is Welcome:
@@ -168,7 +174,7 @@ class BrowserConnection:
         if delay is None:
             stopped = self.client.stopped
             logger.info("%s: %s", self.client.address, stopped)  # the listener reports it
-            if stopped is not None:
+            if stopped is not None and self.listener is not None:
                 self.listener.relay_error(stopped)
             return
         logger.info("%s: relay connection closed (%s %s); reconnecting in %.2f s",
@@ -225,95 +231,88 @@ class TrafficMonitor:
         self.recent.append((time.time(), direction, peer, kind))
 
 
-class BrowserPeer(RelayPeer):
-    raft: BrowserRaft
+class BrowserTransport(RelayTransport[BrowserConnection]):
+    """The relay transport of a tab, with the demo's controls: while :attr:`paused`, all
+    traffic is dropped both ways (the connection stays up, like a frozen tab whose socket the
+    relay still holds); :attr:`traffic` counts what goes in and out."""
 
-    def write(self, payload: dict[str, Any]) -> None:
-        if self.raft.paused:
+    def __init__(self, connection: BrowserConnection) -> None:
+        super().__init__(connection)
+        self.paused = False
+        self.traffic = TrafficMonitor()
+
+    def send(self, to: str, payload: dict[str, Any]) -> None:
+        if self.paused:
             return
-        self.raft.traffic.record("out", self.address, payload)
-        super().write(payload)
+        self.traffic.record("out", to, payload)
+        super().send(to, payload)
+
+    def _deliver(self, sender: str, messages: Sequence[Any]) -> None:
+        if self.paused:
+            return
+        for payload in messages:
+            self.traffic.record("in", sender, payload)
+        super()._deliver(sender, messages)
 
 
-class BrowserRaft(RelayNode):
-    """A Raft node in a browser tab, on a :class:`BrowserConnection`.
-
-    ``timing`` overrides the seed's timeouts, in seconds: ``election_timeout`` as a
-    ``(low, high)`` pair, ``heartbeat_frequency``, ``heartbeat_timeout``, ``proposal_timeout``,
-    ``member_grace``; and ``auto_membership``, ``snapshot_entries``, ``snapshot_bytes``,
-    ``snapshot_tail``. Snapshots are taken more often than elsewhere by default (every
+def browser_config(**timing: Any) -> NodeConfig:
+    """A tab's :class:`~webraft.NodeConfig`: snapshots more often than elsewhere (every
     :data:`SNAPSHOT_ENTRIES` entries or :data:`SNAPSHOT_BYTES` bytes, keeping
-    :data:`SNAPSHOT_TAIL`): every tab of an origin shares about 5 M characters of
-    localStorage, and each stored entry costs its key besides its command.
+    :data:`SNAPSHOT_TAIL`), since every tab of an origin shares about 5 M characters of
+    localStorage and each stored entry costs its key besides its command; ``timing``
+    overrides any field."""
+    return NodeConfig(**{"snapshot_entries": SNAPSHOT_ENTRIES, "snapshot_bytes": SNAPSHOT_BYTES,
+                         "snapshot_tail": SNAPSHOT_TAIL, **timing})
 
-    Hidden tabs (:attr:`hidden`, set from the page's visibility): browsers throttle their
-    timers to about one wake-up a second, so a hidden leader would miss heartbeats. A tab
-    that becomes hidden while it leads hands leadership over (``webraft.js`` calls
-    :meth:`~webraft.RaftInterface.transfer_leadership`), and a hidden follower waits
-    :attr:`hidden_election_delay` longer before campaigning, so that a visible member wins
-    whenever one can. Override the property to change the policy.
+
+class BrowserRaft(InRoom, RaftInterface):
+    """A Raft node in a browser tab: a plain :class:`~webraft.RaftInterface` holding a
+    :class:`BrowserTransport` on ``connection`` (whose client is ``client``).
+
+    ``config`` defaults to :func:`browser_config`. Hidden tabs (:attr:`hidden`, set from the
+    page's visibility): browsers throttle their timers to about one wake-up a second, so a
+    hidden leader would miss heartbeats. A tab that becomes hidden while it leads hands
+    leadership over (``webraft.js`` calls :meth:`~webraft.RaftInterface.transfer_leadership`),
+    and a hidden follower waits ``hidden_election_delay`` seconds longer before campaigning
+    (its :attr:`~webraft.RaftInterface.campaign_delay`), so that a visible member wins
+    whenever one can.
     """
+
+    relay: BrowserTransport
 
     def __init__(self, client: RelayClient, connection: BrowserConnection, *,
                  members: Iterable[str] | None = None, storage: Storage | None = None,
-                 timing: dict[str, Any] | None = None) -> None:
-        self._timing = dict(timing or {})
+                 config: NodeConfig | None = None,
+                 hidden_election_delay: float = HIDDEN_ELECTION_DELAY) -> None:
+        if connection.client is not client:
+            raise ValueError("the connection must carry this client")
+        self.relay = BrowserTransport(connection)
+        super().__init__(client.address, members=members, storage=storage,
+                         transport=self.relay, config=config or browser_config())
         self.hidden = False
-        super().__init__(client, members=members, storage=storage)
-        self.connection = connection
-        self.paused = False
-        self.traffic = TrafficMonitor()
+        #: Extra wait of a hidden follower before it campaigns (seconds; ``webraft.js``'s
+        #: ``hiddenElectionDelay``): long enough for a visible member to win first, short
+        #: enough that a cluster of hidden tabs still elects someone.
+        self.hidden_election_delay = hidden_election_delay
         self._stopping: asyncio.Future[None] | None = None
+        self.listen("error", self._stop_if_replaced)
 
     @property
-    def election_timeout(self) -> float:
-        low, high = self._timing.get("election_timeout") or (0.15, 0.30)
-        return self._rng.uniform(low, high)
+    def connection(self) -> BrowserConnection:
+        return self.relay.connection
 
     @property
-    def heartbeat_frequency(self) -> float:
-        return self._timing.get("heartbeat_frequency") or super().heartbeat_frequency
+    def paused(self) -> bool:
+        """The demo's "pause": all traffic dropped both ways (see :class:`BrowserTransport`)."""
+        return self.relay.paused
+
+    @paused.setter
+    def paused(self, paused: bool) -> None:
+        self.relay.paused = paused
 
     @property
-    def heartbeat_timeout(self) -> float:
-        return self._timing.get("heartbeat_timeout") or super().heartbeat_timeout
-
-    @property
-    def proposal_timeout(self) -> float:
-        return self._timing.get("proposal_timeout") or super().proposal_timeout
-
-    @property
-    def auto_membership(self) -> bool:
-        return bool(self._timing.get("auto_membership"))
-
-    @property
-    def member_grace(self) -> float:
-        return self._timing.get("member_grace") or super().member_grace
-
-    @property
-    def snapshot_entries(self) -> int:
-        return self._timing.get("snapshot_entries") or SNAPSHOT_ENTRIES
-
-    @property
-    def snapshot_bytes(self) -> int:
-        return self._timing.get("snapshot_bytes") or SNAPSHOT_BYTES
-
-    @property
-    def snapshot_tail(self) -> int:
-        tail = self._timing.get("snapshot_tail")
-        return SNAPSHOT_TAIL if tail is None else tail
-
-    @property
-    def hidden_election_delay(self) -> float:
-        """Extra wait of a hidden follower before it campaigns (seconds; ``webraft.js``'s
-        ``hiddenElectionDelay``): long enough for a visible member to win first, short enough
-        that a cluster of hidden tabs still elects someone."""
-        delay = self._timing.get("hidden_election_delay")
-        return HIDDEN_ELECTION_DELAY if delay is None else delay
-
-    def _follower_timeout(self) -> float:
-        delay = self.hidden_election_delay if self.hidden else 0.0
-        return super()._follower_timeout() + delay
+    def traffic(self) -> TrafficMonitor:
+        return self.relay.traffic
 
     def hand_over_now(self) -> str | None:
         """The page is going away: if leading, hand leadership over and send the TimeoutNow
@@ -327,23 +326,14 @@ class BrowserRaft(RelayNode):
     def set_hidden(self, hidden: bool) -> None:
         """The page became hidden (or visible again); a hidden leader hands over."""
         self.hidden = hidden
+        self.campaign_delay = self.hidden_election_delay if hidden else 0.0
         if hidden and self.is_leader:
             self.transfer_leadership()
-
-    def create_instance(self, address: str) -> BrowserPeer:
-        return BrowserPeer(address, self)
-
-    def got_data(self, address: str, payload: Any) -> None:
-        if self.paused:
-            return
-        self.traffic.record("in", address, payload)
-        super().got_data(address, payload)
 
     def set_online(self, online: bool) -> None:
         self.connection.set_online(online)
 
-    def relay_error(self, exc: Exception) -> None:
-        super().relay_error(exc)
+    def _stop_if_replaced(self, exc: BaseException) -> None:
         if isinstance(exc, RelayClosed) and exc.code in TAKEN_OVER:
             # Another tab now speaks for this address (a duplicated tab shares our session):
             # stop at once, before two tabs write the same localStorage namespace.

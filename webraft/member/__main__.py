@@ -52,23 +52,21 @@ import contextlib
 import json
 import logging
 import os
-import random
 import secrets
 import signal
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
 from ..errors import StorageError
-from ..runtime import RaftInterface
-from ..transport.direct import LinkBroken
+from ..runtime import NodeConfig, RaftInterface
+from ..transport.direct_raft import DirectTransport
 from ..transport.node import host_port, is_wildcard, link_host
 from ..transport.relay import RelayClosed
-from ..transport.tcp import DirectLinks, DirectRaft
 from ..transport.wire import check_name
-from .control import ControlServer, key_path, request
+from .control import ControlServer, Reachable, key_path, request
 from .kv import KVStore
 
 if TYPE_CHECKING:  # imported lazily: a direct-links member needs no SQLite until run
@@ -81,7 +79,7 @@ TOKEN_ENV = "WEBRAFT_RELAY_TOKEN"
 CLIENT_COMMANDS = ("put", "get", "del", "status")
 SESSION_FILE = "session"
 DATABASE_FILE = "raft.sqlite3"
-#: ``--room`` with ``--listen`` when none is given (DirectRaft's own default).
+#: ``--room`` with ``--listen`` when none is given (DirectTransport's own default).
 DIRECT_ROOM = "webraft"
 
 
@@ -270,125 +268,64 @@ class Tuning:
         return cls(args.heartbeat, args.proposal_timeout, args.auto_membership, args.grace,
                    args.snapshot_entries)
 
-
-class Tuned(RaftInterface):
-    """Mixed in before a transport's node class, so that every kind of member (relay,
-    direct, and later both) takes its timing from :class:`Tuning` the same way."""
-
-    def __init__(self, *args: Any, tuning: Tuning, **kwargs: Any) -> None:
-        self.tuning = tuning  # before the runtime's __init__, which may read the properties
-        self._election_rng = random.Random()
-        super().__init__(*args, **kwargs)
-
-    @property
-    def heartbeat_frequency(self) -> float:
-        return self.tuning.heartbeat
-
-    @property
-    def heartbeat_timeout(self) -> float:
-        return 4 * self.tuning.heartbeat
-
-    @property
-    def election_timeout(self) -> float:
-        return self._election_rng.uniform(3 * self.tuning.heartbeat, 6 * self.tuning.heartbeat)
-
-    @property
-    def proposal_timeout(self) -> float:
-        return self.tuning.proposal_timeout
-
-    @property
-    def auto_membership(self) -> bool:
-        return self.tuning.auto_membership
-
-    @property
-    def member_grace(self) -> float:
-        return self.tuning.grace
-
-    @property
-    def snapshot_entries(self) -> int:
-        return self.tuning.snapshot_entries
-
-    @property
-    def snapshot_tail(self) -> int:
-        return min(super().snapshot_tail, self.tuning.snapshot_entries)
+    def config(self) -> NodeConfig:
+        """The node's configuration: the follower timeout is 4 heartbeats, the election
+        timeout 3 to 6, and a snapshot keeps no more entries than it is taken after."""
+        beat = self.heartbeat
+        return NodeConfig(
+            heartbeat_frequency=beat, heartbeat_timeout=4 * beat,
+            election_timeout=(3 * beat, 6 * beat), proposal_timeout=self.proposal_timeout,
+            auto_membership=self.auto_membership, member_grace=self.grace,
+            snapshot_entries=self.snapshot_entries,
+            snapshot_tail=min(NodeConfig().snapshot_tail, self.snapshot_entries))
 
 
-class Linked(RaftInterface):
-    """Mixed in before a node class with direct links (``links``): keeps the last refused or
-    broken link, the first thing to look at when a peer never shows up."""
+class Links(Protocol):
+    """What a member that listens for direct links shows and waits for."""
 
-    links: DirectLinks | None
+    async def listening(self) -> tuple[str, int]: ...
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        #: The last link refused or broken, either way ("unauthorized: wrong room token").
-        self.link_error: str | None = None
-        self.listen("error", self._link_error)
-
-    def _link_error(self, exc: BaseException) -> None:
-        if isinstance(exc, LinkBroken):
-            self.link_error = str(exc)
-
-    def link_status(self) -> dict[str, Any]:
-        """The fields ``GET /status`` adds for direct links."""
-        links = self.links
-        bound = links.bound if links is not None else None
-        return {
-            "listen": None if bound is None else host_port(*bound),
-            "links": {peer: self._link(peer) for peer in self._link_peers()},
-            "link_error": self.link_error,
-        }
-
-    def _link_peers(self) -> list[str]:
-        return sorted(self.nodes)
-
-    def _link(self, peer: str) -> dict[str, Any]:
-        return {"up": self.links is not None and self.links.is_up(peer)}
+    def status(self) -> dict[str, Any]: ...
 
 
-class DirectMember(Linked, Tuned, DirectRaft):
-    """A member linked straight to its peers over TCP, each at its ``--peer`` address."""
+class Built(NamedTuple):
+    """A member as :func:`build_node` made it."""
 
-    @property
-    def room(self) -> str:
-        return self.links.room
-
-    def _link_peers(self) -> list[str]:
-        return sorted(self.peers)
-
-    def _link(self, peer: str) -> dict[str, Any]:
-        return {"address": host_port(*self.peers[peer]), **super()._link(peer)}
+    node: RaftInterface
+    #: What ``status`` says about how peers are reached (room, connected).
+    transport: Reachable
+    #: The direct links, with ``--listen``.
+    links: Links | None
+    #: With direct links and no relay: the ``--peer``\ s, to warn about members without one.
+    direct: DirectTransport | None
 
 
 def build_node(args: argparse.Namespace, members: list[str],
-               storage: SQLiteStorage) -> RaftInterface:
-    """The node the arguments ask for: the one place that picks a transport class."""
-    tuning = Tuning.from_args(args)
+               storage: SQLiteStorage) -> Built:
+    """The node the arguments ask for: the one place that picks a transport."""
+    config = Tuning.from_args(args).config()
     if args.relay is not None:
-        from ..transport.websocket import RelayRaft
+        from ..transport.websocket import relay_transport
 
-        class RelayMember(Tuned, RelayRaft):
-            """A member whose peers are the other members of a relay room."""
-
-        class LinkedRelayMember(Linked, RelayMember):
-            """A relay member that also links directly to members that listen too."""
-
-        cls = RelayMember if args.listen is None else LinkedRelayMember
-        return cls(args.address, url=args.relay, room=args.room, members=members,
-                   storage=storage, token=args.token, session=load_session(args.data),
-                   tuning=tuning, **({} if args.listen is None else
-                                     {"listen": args.listen, "advertise": args.advertise}))
-    return DirectMember(args.address, listen=args.listen, peers=dict(args.peer),
-                        room=args.room, token=args.token, members=members, storage=storage,
-                        tuning=tuning)
+        relay, offered, transport = relay_transport(
+            args.address, url=args.relay, room=args.room, token=args.token,
+            session=load_session(args.data), listen=args.listen, advertise=args.advertise)
+        node = RaftInterface(args.address, members=members, storage=storage,
+                             transport=transport, config=config)
+        return Built(node, relay, offered, None)
+    direct = DirectTransport(args.address, listen=args.listen, peers=dict(args.peer),
+                             room=args.room, token=args.token)
+    node = RaftInterface(args.address, members=members, storage=storage, transport=direct,
+                         config=config)
+    return Built(node, direct, direct, direct)
 
 
-def _warn_unreachable(node: DirectMember, warned: set[str]) -> None:
+def _warn_unreachable(node: RaftInterface, direct: DirectTransport, warned: set[str]) -> None:
     """Say so (once per member) when the configuration holds a member we have no ``--peer``
     for: the stored configuration or a membership change may name members the command line
     did not, and such a member can never hear from this node."""
     unknown = sorted((set(node.members) | set(node.learners))
-                     - set(node.peers) - {node.address} - warned)
+                     - set(direct.peers) - {node.address} - warned)
     if unknown:
         warned.update(unknown)
         print(f"{PROG}: warning: no --peer for member(s) {', '.join(unknown)}: this node "
@@ -422,7 +359,7 @@ async def run_node(args: argparse.Namespace) -> int:
         return _fail(str(exc))
     try:
         kv = KVStore()
-        node = build_node(args, members, storage)
+        node, transport, links, direct = build_node(args, members, storage)
     except (ValueError, StorageError, OSError) as exc:
         storage.close()
         return _fail(str(exc))
@@ -443,8 +380,8 @@ async def run_node(args: argparse.Namespace) -> int:
         with contextlib.suppress(NotImplementedError):  # no signal handlers on Windows loops
             loop.add_signal_handler(sig, stop.set)
     host, port = args.control
-    control = ControlServer(node, kv, host, port,
-                            details=node.link_status if isinstance(node, Linked) else None)
+    control = ControlServer(node, kv, host, port, transport=transport,
+                            details=links.status if links is not None else None)
     try:
         try:
             await control.start()
@@ -452,18 +389,19 @@ async def run_node(args: argparse.Namespace) -> int:
             return _fail(f"cannot listen on {host}:{port}: {exc}")
         node.start()
         bound = None
-        if isinstance(node, Linked):
+        if links is not None:
             try:
-                bound = await node.listening()  # type: ignore[attr-defined]
+                bound = await links.listening()
             except OSError as exc:
                 return _fail(f"cannot listen for links on {host_port(*args.listen)}: "
                              f"{exc}")
             except RuntimeError as exc:  # the links closed first: the relay ended this node
                 return exit_code or _fail(f"cannot listen for links: {exc}")
-        if isinstance(node, DirectMember):
+        if direct is not None:
             warned: set[str] = set()
-            _warn_unreachable(node, warned)
-            node.listen("membership changed", lambda *_: _warn_unreachable(node, warned))
+            _warn_unreachable(node, direct, warned)
+            node.listen("membership changed",
+                        lambda *_: _warn_unreachable(node, direct, warned))
         # The first line stays exactly this: scripts and tests read the control URL from it.
         print(f"webraft node {args.address} control on {control.url}", flush=True)
         if bound is not None:

@@ -32,17 +32,14 @@ import urllib.parse
 import urllib.request
 from collections.abc import Callable
 from http import HTTPStatus
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from ..errors import InvalidCommand, ProposalError, ProposalTimeout
+from ..runtime import RaftInterface
 from ..transport.wire import loads
 from .kv import KVStore, check_command, delete, put
 
-if TYPE_CHECKING:
-    from ..transport.websocket import RelayRaft
-    from .__main__ import DirectMember
-
-__all__ = ["ControlServer", "request"]
+__all__ = ["ControlServer", "Reachable", "request"]
 
 logger = logging.getLogger("webraft.member")
 
@@ -59,17 +56,29 @@ class _BadRequest(Exception):
         self.status = status
 
 
+class Reachable(Protocol):
+    """What ``GET /status`` tells about how a node reaches its peers (its transport)."""
+
+    @property
+    def room(self) -> str: ...
+
+    @property
+    def connected(self) -> bool: ...
+
+
 class ControlServer:
     """Serves the control API of ``node`` (whose applied state is ``kv``) on ``host:port``.
 
     ``port=0`` picks a free port; :attr:`url` is the address to use once :meth:`start` ran.
-    ``details()`` returns fields ``GET /status`` adds: what only one kind of transport knows.
+    ``transport`` tells the room and whether it is connected; ``details()`` returns fields
+    ``GET /status`` adds: what only one kind of transport knows.
     """
 
-    def __init__(self, node: RelayRaft | DirectMember, kv: KVStore, host: str = "127.0.0.1",
-                 port: int = 0, *,
+    def __init__(self, node: RaftInterface, kv: KVStore, host: str = "127.0.0.1",
+                 port: int = 0, *, transport: Reachable,
                  details: Callable[[], dict[str, Any]] | None = None) -> None:
         self.node = node
+        self.transport = transport
         self.kv = kv
         self.details = details
         self.host = host
@@ -189,7 +198,7 @@ class ControlServer:
         node = self.node
         return {
             "address": node.address,
-            "room": node.room,
+            "room": self.transport.room,
             "state": node.state,
             "term": node.term,
             "leader": node.leader,
@@ -199,7 +208,7 @@ class ControlServer:
             "learners": list(node.learners),
             "snapshot_index": node.core.log.snapshot.index,
             "peers": sorted(node.nodes),
-            "connected": node.connected,
+            "connected": self.transport.connected,
             **(self.details() if self.details is not None else {}),
         }
 

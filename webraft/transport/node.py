@@ -1,17 +1,22 @@
-"""A Raft node whose peers are the members of a relay room, whatever carries the frames.
+"""The relay transport: a room's members as a node's peers, whatever carries the frames.
 
-Both relay transports, CPython's (:mod:`webraft.transport.websocket`) and the browser's
+Owns :class:`RelayTransport`, the frame dispatch (:func:`receive_frame`) and the link offers'
+format. Imports the relay protocol and the runtime's port only: no I/O, no ``websockets``,
+no node.
+
+Both relay connections, CPython's (:mod:`webraft.transport.websocket`) and the browser's
 (:mod:`webraft.browser.transport`), differ only in how a WebSocket is opened, read and
 written. Everything else lives here, once:
 
 * :func:`receive_frame` parses one frame with the :class:`~webraft.transport.relay.RelayClient`
   and hands the event to a :class:`RelayListener`;
-* :class:`RelayNode` is that listener: a :class:`~webraft.runtime.RaftInterface` whose room
-  membership drives the seed's ``join``/``leave``, whose incoming messages go to
-  ``got_data``, and whose peers (:class:`RelayPeer`) write into one shared connection.
+* :class:`RelayTransport` is that listener, and the :class:`~webraft.runtime.port.Transport`
+  a node holds: room membership becomes the node's ``join``/``leave``, frames its
+  ``got_messages``, and its sends go into the one shared connection.
 
-A connection object needs ``start()``, ``send(to, data)``, ``async close()`` and a
-``connected`` property; its I/O layer calls :func:`receive_frame` for every frame.
+A connection object (:class:`RelayConnectionLike`) needs ``start()``, ``send(to, data)``,
+``async close()``, ``connected`` and ``connections``; its I/O layer calls
+:func:`receive_frame` for every frame.
 """
 
 from __future__ import annotations
@@ -19,12 +24,11 @@ from __future__ import annotations
 import ipaddress
 import logging
 import re
-from collections.abc import Iterable, Sequence
-from typing import Any, Protocol
+from collections.abc import Callable, Sequence
+from typing import Any, Generic, Protocol, TypeVar
 
 from ..errors import MessageError
-from ..runtime import NodeConfig, NodeInstance, RaftInterface
-from ..storage import Storage
+from ..runtime.port import TransportHandler
 from .relay import (
     Batch,
     FrameError,
@@ -37,9 +41,9 @@ from .relay import (
     Welcome,
 )
 
-__all__ = ["COMMAND_ENVELOPE_BYTES", "LINK_OFFER", "RelayConnectionLike", "RelayListener",
-           "RelayNode", "RelayPeer", "host_port", "is_wildcard", "link_host", "link_offer",
-           "parse_link_offer", "receive_frame"]
+__all__ = ["COMMAND_ENVELOPE_BYTES", "LINK_OFFER", "InRoom", "RelayConnectionLike",
+           "RelayListener", "RelayTransport", "host_port", "is_wildcard", "link_host",
+           "link_offer", "parse_link_offer", "receive_frame"]
 
 logger = logging.getLogger("webraft.transport")
 
@@ -121,16 +125,27 @@ class RelayListener(Protocol):
 
 
 class RelayConnectionLike(Protocol):
-    """The I/O side a :class:`RelayNode` drives."""
+    """The I/O side a :class:`RelayTransport` drives: it keeps ``client`` connected and
+    reports every frame to ``listener`` (through :func:`receive_frame`)."""
+
+    client: RelayClient
+    listener: RelayListener | None
 
     @property
     def connected(self) -> bool: ...
+
+    @property
+    def connections(self) -> int:
+        """Completed connections (welcomes received) so far."""
 
     def start(self) -> None: ...
 
     def send(self, to: str, data: Any) -> None: ...
 
     async def close(self) -> None: ...
+
+
+C = TypeVar("C", bound=RelayConnectionLike)
 
 
 def receive_frame(client: RelayClient, listener: RelayListener,
@@ -182,39 +197,53 @@ def _report(listener: RelayListener, exc: Exception) -> None:
         logger.exception("relay error listener failed")
 
 
-class RelayPeer(NodeInstance):
-    """A peer reached through the relay: writes go into the node's shared connection."""
+class InRoom:
+    """Mixed into what holds a :class:`RelayTransport` (:attr:`relay`), such as the thin
+    constructors of nodes: the room, and whether the relay connection is joined."""
 
-    raft: RelayNode
+    relay: RelayTransport[Any]
 
-    def write(self, payload: dict[str, Any]) -> None:
-        self.raft.connection.send(self.address, payload)
+    @property
+    def room(self) -> str:
+        return self.relay.room
+
+    @property
+    def connected(self) -> bool:
+        """True while joined to the room through the relay."""
+        return self.relay.connected
 
 
-class RelayNode(RaftInterface):
-    """A Raft node whose peers are the other members of a relay room.
+class RelayTransport(Generic[C]):
+    """Reaches the other members of a relay room, whatever carries the frames: a
+    :class:`~webraft.runtime.port.Transport` a node holds, and the :class:`RelayListener` of
+    its ``connection`` (which it takes over from whoever listened before, such as a tab's
+    address claim).
 
-    ``client`` holds the room, this node's address there (both limited to the relay's
-    charset), the room token and the session secret. Subclasses set :attr:`connection`.
+    The room is the truth about who is a peer: peers in the welcome and in ``join`` frames
+    are reported as ``join``\\ s, ``leave`` frames as ``leave``\\ s; after a reconnect the
+    new welcome is the truth (peers that vanished meanwhile are left). What the room says
+    before :meth:`start` is kept, and reported then. Malformed frames, relay refusals and the
+    terminal :class:`~webraft.transport.relay.RelayClosed` (4001 unauthorized, 4008 address in
+    use, 4009 replaced) go to ``transport_error``.
 
-    The seed's events: peers in the welcome and in ``join`` frames are ``join``\\ ed, ``leave``
-    frames ``leave`` them; after a reconnect the new welcome is the truth (peers that vanished
-    meanwhile are left). Malformed frames, relay refusals and the terminal
-    :class:`~webraft.transport.relay.RelayClosed` (4001 unauthorized, 4008 address in use,
-    4009 replaced) are ``error`` events.
+    Link offers (see ``docs/direct-links.md``) never reach the node: they go to
+    :attr:`on_link_offer` when something can dial (a :class:`~webraft.transport.linked.
+    LinkedTransport`), and are dropped otherwise (a browser tab).
     """
 
-    connection: RelayConnectionLike
-
-    def __init__(self, client: RelayClient, *, members: Iterable[str] | None = None,
-                 storage: Storage | None = None, config: NodeConfig | None = None) -> None:
-        config = config or NodeConfig()
-        frame = client.buffer.max_frame_bytes - COMMAND_ENVELOPE_BYTES
-        super().__init__(client.address, members=members, storage=storage,
-                         config=config.replace(
-                             max_command_bytes=min(config.max_command_bytes, frame)))
-        self.client = client
-        self._relay_closed = False
+    def __init__(self, connection: C) -> None:
+        self.connection: C = connection
+        self.client = connection.client
+        connection.listener = self
+        #: At most what fits in one relay frame with its envelopes.
+        self.max_command_bytes: int | None = (self.client.buffer.max_frame_bytes
+                                              - COMMAND_ENVELOPE_BYTES)
+        #: The room's other members, as the relay last said.
+        self.peers: set[str] = set()
+        #: Called with ``(sender, host, port, key)`` for each valid link offer.
+        self.on_link_offer: Callable[[str, str, int, str], None] | None = None
+        self._handler: TransportHandler | None = None
+        self._closed = False
 
     @property
     def room(self) -> str:
@@ -225,68 +254,83 @@ class RelayNode(RaftInterface):
         """True while joined to the room through the relay."""
         return self.connection.connected
 
-    def create_instance(self, address: str) -> RelayPeer:
-        return RelayPeer(address, self)
+    def start(self, handler: TransportHandler) -> None:
+        """Report the room's members to ``handler`` and keep the connection up."""
+        if self._closed or self._handler is not None:
+            return
+        self._handler = handler
+        for address in sorted(self.peers):
+            handler.join(address)
+        self.connection.start()
 
-    def start(self) -> None:
-        """Start Raft and the relay connection (needs a running loop)."""
-        super().start()
-        if not self._relay_closed:
-            self.connection.start()
+    def send(self, to: str, payload: dict[str, Any]) -> None:
+        self.connection.send(to, payload)
 
     async def close(self) -> None:
-        """Close Raft, then the connection (after sending what is buffered)."""
-        self._relay_closed = True
-        await super().close()
+        """Stop reporting, then close the connection (after sending what is buffered)."""
+        self._closed = True
         await self.connection.close()
 
     # ------------------------------------------------------------------ RelayListener
 
     def relay_welcome(self, peers: tuple[str, ...]) -> None:
-        if self._relay_closed:
+        if self._closed:
             return
         # A welcome is the room as it is now: a leave for whoever vanished while we were
-        # away, a join for everyone there (subclasses act on each, as on live ones).
+        # away, a join for everyone there.
         present = set(peers)
-        for address in [a for a in self.nodes if a not in present]:
+        for address in sorted(self.peers - present):
             self.relay_leave(address)
         for address in peers:
             self.relay_join(address)
 
     def relay_join(self, address: str) -> None:
-        if not self._relay_closed:
-            self.join(address)
+        if self._closed or address == self.client.address:
+            return
+        self.peers.add(address)
+        if self._handler is not None:
+            self._handler.join(address)
 
     def relay_leave(self, address: str) -> None:
-        if not self._relay_closed:
-            self.leave(address)
+        if self._closed:
+            return
+        self.peers.discard(address)
+        if self._handler is not None:
+            self._handler.leave(address)
 
     def relay_data(self, sender: str, messages: Sequence[Any]) -> None:
+        if self._closed:
+            return
         if any(m.__class__ is dict and m.get("type") == LINK_OFFER for m in messages):
             messages = [m for m in messages if not self._link_offer(sender, m)]
-        self.got_messages(sender, messages)
+        if messages:
+            self._deliver(sender, messages)
+
+    def _deliver(self, sender: str, messages: Sequence[Any]) -> None:
+        """Hand the messages of one frame to the node (once started; Raft retries what an
+        early frame carried)."""
+        if self._handler is not None:
+            self._handler.got_messages(sender, messages)
 
     def _link_offer(self, sender: str, message: Any) -> bool:
         """Take ``message`` if it is a link offer (True): a member that accepts direct links
-        tells each peer where, and the key that peer must prove (see ``docs/direct-links.md``).
-        """
+        tells each peer where, and the key that peer must prove."""
         if message.__class__ is not dict or message.get("type") != LINK_OFFER:
             return False
         try:
             host, port, key = parse_link_offer(message)
         except MessageError as exc:
-            logger.warning("%s: ignored a link offer from %r: %s", self.address, sender, exc)
-            self.emit("error", exc)
+            logger.warning("%s: ignored a link offer from %r: %s", self.client.address,
+                           sender, exc)
+            self.relay_error(exc)
             return True
-        self.relay_link_offer(sender, host, port, key)
+        if self.on_link_offer is not None:
+            self.on_link_offer(sender, host, port, key)
         return True
 
-    def relay_link_offer(self, sender: str, host: str, port: int, key: str) -> None:
-        """``sender`` accepts direct links at ``host:port`` from us, proven with ``key``.
-
-        A node that cannot dial (a browser tab) ignores it; :class:`~webraft.transport.
-        websocket.RelayRaft` with ``listen`` links to the sender and sends through the link.
-        """
-
     def relay_error(self, exc: Exception) -> None:
-        self.emit("error", exc)
+        if self._handler is not None:
+            self._handler.transport_error(exc)
+        else:
+            logger.warning("%s: relay error before the node started: %r", self.client.address,
+                           exc)

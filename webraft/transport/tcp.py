@@ -1,14 +1,12 @@
-"""Direct links over TCP (asyncio), and :class:`DirectRaft`, a node whose peers are reached
-that way.
+"""Direct links over TCP (asyncio): the socket layer of every transport that links members.
 
-A thin asyncio layer around the sans-I/O :mod:`webraft.transport.direct`:
+Owns :class:`DirectLinks`, a thin asyncio layer around the sans-I/O
+:mod:`webraft.transport.direct`; imports no node and no transport (those hold the links:
+:mod:`webraft.transport.direct_raft`, :mod:`webraft.transport.offers`).
 
-* :class:`DirectLinks` listens for links from peers and keeps one link to every peer it was
-  told to dial (reconnecting with jittered back-off), and writes messages into them. A link is
-  one-way (the dialer writes, the acceptor reads), so each pair of members has two.
-* :class:`DirectRaft` is a :class:`~webraft.runtime.RaftInterface` on such links, for clusters
-  of processes that can reach each other (servers), with no relay: a peer ``join``\\ s when our
-  link to it is up and ``leave``\\ s when it drops, like a relay room's members.
+:class:`DirectLinks` listens for links from peers and keeps one link to every peer it was
+told to dial (reconnecting with jittered back-off), and writes messages into them. A link is
+one-way (the dialer writes, the acceptor reads), so each pair of members has two.
 
 Nothing the network sends can crash a node: malformed messages are dropped with a log line
 and an ``error`` event, a broken or refused conversation closes that connection only.
@@ -23,8 +21,6 @@ import socket
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Protocol
 
-from ..runtime import NodeInstance, RaftInterface
-from ..storage import Storage
 from .direct import (
     DEFAULT_MAX_LINE_BYTES,
     Accepted,
@@ -32,12 +28,14 @@ from .direct import (
     Data,
     Dialer,
     LinkBroken,
+    Malformed,
     Token,
 )
+from .node import host_port
 from .relay import Backoff
-from .wire import DEFAULT_MAX_FRAME_BYTES, check_name
+from .wire import check_name
 
-__all__ = ["DirectLinks", "DirectListener", "DirectPeer", "DirectRaft"]
+__all__ = ["DirectLinks", "DirectListener", "check_endpoint"]
 
 logger = logging.getLogger("webraft.transport")
 
@@ -81,7 +79,7 @@ def _keepalive(transport: asyncio.BaseTransport) -> None:
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPCNT, 3)
 
 
-def _check_endpoint(host: Any, port: Any) -> tuple[str, int]:
+def check_endpoint(host: Any, port: Any) -> tuple[str, int]:
     """``(host, port)`` if a peer can be dialed there, else ValueError: a typo fails at once
     rather than as an endless series of failed attempts."""
     if not isinstance(host, str) or not host:
@@ -182,7 +180,7 @@ class _Incoming(_Connection):
                 links._accepted_from(self._host())
                 transport.write(self.acceptor.data_to_send())
                 logger.debug("%s: accepted a link from %s", links.address, event.peer)
-            else:
+            elif type(event) is Malformed:
                 logger.warning("%s: dropped a message from %s: %s", links.address,
                                self.peer, event.error)
                 links._report(event.error)
@@ -269,6 +267,9 @@ class DirectLinks:
         self._backoff = backoff
         #: Messages not sent because a link's buffer was full.
         self.dropped = 0
+        #: The last link refused or broken, either way ("unauthorized: wrong room token"):
+        #: the first thing to look at when a peer never shows up.
+        self.link_error: str | None = None
         self._server: asyncio.Server | None = None
         self._endpoints: dict[str, tuple[str, int, str | None]] = {}  # peer -> host, port, key
         self._dialers: dict[str, asyncio.Task[None]] = {}
@@ -292,6 +293,20 @@ class DirectLinks:
     def is_up(self, peer: str) -> bool:
         """True while our link to ``peer`` is established."""
         return peer in self._links
+
+    def status(self, peers: Iterable[str],
+               addresses: Mapping[str, tuple[str, int]] | None = None) -> dict[str, Any]:
+        """Where we listen, whether our link to each of ``peers`` is up (and, from
+        ``addresses``, where it is dialed), and :attr:`link_error`: for status pages."""
+        bound = self.bound
+        where = addresses or {}
+        return {
+            "listen": None if bound is None else host_port(*bound),
+            "links": {peer: {**({"address": host_port(*where[peer])} if peer in where
+                                else {}), "up": self.is_up(peer)}
+                      for peer in sorted(peers)},
+            "link_error": self.link_error,
+        }
 
     async def listen(self, host: str, port: int) -> tuple[str, int]:
         """Accept links on ``host:port`` (port 0: any free one); returns the bound address.
@@ -335,7 +350,7 @@ class DirectLinks:
         Returns True if this started dialing (False: dialing there already, or closed).
         """
         check_name(peer, "peer")
-        _check_endpoint(host, port)
+        check_endpoint(host, port)
         if self._closed or peer == self.address:
             return False
         if token is None and isinstance(self.token, str):
@@ -515,139 +530,9 @@ class DirectLinks:
                          exc)
 
     def _report(self, exc: Exception) -> None:
+        if isinstance(exc, LinkBroken):
+            self.link_error = str(exc)
         try:
             self.listener.direct_error(exc)
         except Exception:
             logger.exception("%s: link error listener failed", self.address)
-
-
-class DirectPeer(NodeInstance):
-    """A peer reached through our direct link to it."""
-
-    raft: DirectRaft
-
-    def write(self, payload: dict[str, Any]) -> None:
-        self.raft.links.send(self.address, payload)
-
-
-class DirectRaft(RaftInterface):
-    """A Raft node that links straight to its peers over TCP: no relay, no browser tabs.
-
-    ``listen`` is where this node accepts links (``("127.0.0.1", 0)`` picks a free port; see
-    :attr:`bound`), ``peers`` where the others accept theirs. ``room`` and ``token`` must be
-    the same on every member: a link is accepted only with a proof of the token. Use
-    :meth:`add_peer` and :meth:`remove_peer` when membership changes bring new machines.
-
-    ``async with DirectRaft(...) as node`` starts it and waits until it listens; after a bare
-    :meth:`start`, ``await node.listening()`` does the same (a node that cannot listen reports
-    it as an ``error`` event too). ``max_line_bytes``, ``max_buffered_bytes`` and ``backoff``
-    are passed to :class:`DirectLinks`.
-    """
-
-    def __init__(self, address: str, *, listen: tuple[str, int],
-                 peers: Mapping[str, tuple[str, int]], room: str = "webraft",
-                 token: str | None = None, members: Iterable[str] | None = None,
-                 storage: Storage | None = None,
-                 max_line_bytes: int = DEFAULT_MAX_LINE_BYTES,
-                 max_buffered_bytes: int = MAX_BUFFERED_BYTES,
-                 backoff: Callable[[], Backoff] = Backoff) -> None:
-        if token is not None and not isinstance(token, str):
-            raise ValueError("token must be a string")
-        if max_line_bytes < DEFAULT_MAX_FRAME_BYTES:
-            # Every Raft message fits in a relay frame (commands, appends and snapshot chunks
-            # are sized for it); a message that fits in no line would be refused forever.
-            raise ValueError(f"max_line_bytes must be at least {DEFAULT_MAX_FRAME_BYTES}")
-        if members is None:
-            members = [address, *peers]
-        super().__init__(address, members=members, storage=storage)
-        self.links = DirectLinks(address, self, room=room, token=token,
-                                 max_line_bytes=max_line_bytes,
-                                 max_buffered_bytes=max_buffered_bytes, backoff=backoff)
-        self.peers: dict[str, tuple[str, int]] = {}
-        for peer, (host, port) in peers.items():
-            self.peers[check_name(peer, "peer")] = _check_endpoint(host, port)
-        self._listen = listen
-        self._listening: asyncio.Task[tuple[str, int]] | None = None
-
-    @property
-    def bound(self) -> tuple[str, int] | None:
-        """Where this node accepts links, once it does."""
-        return self.links.bound
-
-    @property
-    def connected(self) -> bool:
-        """True while this node accepts links (peers come and go as ``join``/``leave``)."""
-        return self.links.bound is not None
-
-    def create_instance(self, address: str) -> DirectPeer:
-        return DirectPeer(address, self)
-
-    def start(self) -> None:
-        """Start Raft, listening and dialing (needs a running loop)."""
-        if self._listening is not None:
-            return
-        super().start()
-        self._listening = asyncio.get_running_loop().create_task(
-            self.links.listen(*self._listen), name=f"listen {self.address}")
-        self._listening.add_done_callback(self._listen_done)
-        for peer, (host, port) in self.peers.items():
-            self.links.dial(peer, host, port)
-
-    def _listen_done(self, task: asyncio.Task[tuple[str, int]]) -> None:
-        """Say so when this node cannot accept links (a port in use), awaited or not."""
-        if task.cancelled() or task.exception() is None:
-            return
-        exc = task.exception()
-        logger.error("%s: cannot accept links on %s:%s: %r", self.address, *self._listen, exc)
-        if isinstance(exc, Exception):
-            self.emit("error", exc)
-
-    async def listening(self) -> tuple[str, int]:
-        """Wait until this node accepts links; returns where (raises if it cannot listen)."""
-        if self._listening is None:
-            raise RuntimeError("start() the node first")
-        return await asyncio.shield(self._listening)
-
-    async def __aenter__(self) -> DirectRaft:
-        self.start()
-        try:
-            await self.listening()
-        except BaseException:  # no ``async with`` body, so no __aexit__: stop what started
-            await self.close()
-            raise
-        return self
-
-    def add_peer(self, address: str, host: str, port: int) -> None:
-        """Link to ``address`` at ``host:port`` from now on (also to move a peer)."""
-        check_name(address, "peer")
-        self.peers[address] = _check_endpoint(host, port)
-        if self._listening is not None:
-            self.links.dial(address, host, port)
-
-    def remove_peer(self, address: str) -> None:
-        """Stop linking to ``address``."""
-        self.peers.pop(address, None)
-        self.links.forget(address)
-
-    async def close(self) -> None:
-        """Close Raft, then the links (after what is written went out); idempotent."""
-        listening = self._listening
-        if listening is not None and not listening.done():
-            listening.cancel()
-            await asyncio.wait([listening])  # never raises: its outcome is not ours to raise
-        await super().close()
-        await self.links.close()
-
-    # ------------------------------------------------------------------ DirectListener
-
-    def direct_up(self, peer: str) -> None:
-        self.join(peer)
-
-    def direct_down(self, peer: str) -> None:
-        self.leave(peer)
-
-    def direct_data(self, peer: str, payloads: list[dict[str, Any]]) -> None:
-        self.got_messages(peer, payloads)
-
-    def direct_error(self, exc: Exception) -> None:
-        self.emit("error", exc)

@@ -1,6 +1,7 @@
-"""The CPython transport: a webraft node talking to the relay over ``websockets``.
+"""The CPython relay connection: a webraft node talking to the relay over ``websockets``.
 
-This is the only module of ``webraft`` that imports ``websockets`` (the browser wheel has none,
+Owns :class:`RelayConnection` (the I/O) and the thin constructor :class:`RelayRaft`. This is
+the only module of ``webraft`` that imports ``websockets`` (the browser wheel has none,
 so ``import webraft`` never loads it). It is a thin asyncio layer around the sans-I/O
 :class:`~webraft.transport.relay.RelayClient`:
 
@@ -11,8 +12,9 @@ so ``import webraft`` never loads it). It is a thin asyncio layer around the san
   4009), reporting them. Outgoing messages are batched: the first write of a loop turn wakes
   the writer task, which runs after the rest of that turn's callbacks and sends everything
   written meanwhile as one frame.
-* :class:`RelayRaft` is a :class:`~webraft.transport.node.RelayNode` (the room's members
-  as peers, shared with the browser transport) on such a connection.
+* :func:`relay_transport` builds the transport a node holds on such a connection (a
+  :class:`~webraft.transport.node.RelayTransport`, shared with the browser, combined with
+  direct links when the node listens), and :class:`RelayRaft` is the plain node holding it.
 
 Nothing raised by the network or by a malformed frame escapes into the event loop: failures
 are logged, reported through the node's ``error`` event where they concern the application,
@@ -24,7 +26,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import secrets
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -32,21 +33,16 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidURI
 from websockets.uri import parse_uri
 
+from ..runtime import NodeConfig, RaftInterface, Transport
 from ..storage import Storage
-from .node import (
-    RelayListener,
-    RelayNode,
-    RelayPeer,
-    is_wildcard,
-    link_host,
-    link_offer,
-    receive_frame,
-)
-from .relay import Backoff, OutgoingBuffer, RelayClient, RelayClosed, Welcome
+from .linked import LinkedTransport
+from .node import InRoom, RelayListener, RelayTransport, receive_frame
+from .offers import OfferedLinks
+from .relay import Backoff, OutgoingBuffer, RelayClient, Welcome
 from .tcp import DirectLinks
 from .wire import WS_PATH
 
-__all__ = ["LinkedPeer", "RelayConnection", "RelayListener", "RelayPeer", "RelayRaft"]
+__all__ = ["RelayConnection", "RelayRaft", "relay_transport"]
 
 logger = logging.getLogger("webraft.transport")
 
@@ -87,10 +83,12 @@ class RelayConnection:
     ``connect_options`` override :data:`DEFAULT_CONNECT_OPTIONS`.
     """
 
-    def __init__(self, url: str, client: RelayClient, listener: RelayListener, *,
-                 connect_options: Mapping[str, Any] | None = None) -> None:
+    def __init__(self, url: str, client: RelayClient, listener: RelayListener | None = None,
+                 *, connect_options: Mapping[str, Any] | None = None) -> None:
         self.url = relay_url(url)
         self.client = client
+        #: Who hears the room's events (a :class:`~webraft.transport.node.RelayTransport`
+        #: sets itself); needed before :meth:`start`.
         self.listener = listener
         self._options = {**DEFAULT_CONNECT_OPTIONS, **(connect_options or {})}
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -117,6 +115,8 @@ class RelayConnection:
         """Start connecting (and reconnecting); idempotent."""
         if self._task is not None or self._closing:
             return
+        if self.listener is None:
+            raise RuntimeError("a RelayConnection needs a listener before it starts")
         self._loop = asyncio.get_running_loop()
         self._task = self._loop.create_task(self._run(), name=f"relay {self.client.address}")
 
@@ -256,6 +256,7 @@ class RelayConnection:
 
     def _on_frame(self, raw: str | bytes) -> bool:
         """Handle one frame; False means the connection is unusable (bad first frame)."""
+        assert self.listener is not None  # checked by start()
         outcome = receive_frame(self.client, self.listener, raw)
         if outcome is Welcome:
             self._failures = 0
@@ -266,163 +267,84 @@ class RelayConnection:
         return outcome is not None
 
     def _report(self, exc: Exception) -> None:
+        if self.listener is None:
+            return
         try:
             self.listener.relay_error(exc)
         except Exception:
             logger.exception("%s: relay error listener failed", self.client.address)
 
 
-class RelayRaft(RelayNode):
+class RelayRaft(InRoom, RaftInterface):
     """A Raft node whose peers are the other members of a relay room, over ``websockets``.
 
-    ``url`` is the relay's WebSocket URL (``ws://HOST:PORT/ws``); see
-    :class:`~webraft.transport.node.RelayNode` for ``room``, ``token``, ``session`` and the
-    events. ``connect_options`` override :data:`DEFAULT_CONNECT_OPTIONS`.
+    A plain :class:`~webraft.RaftInterface` holding a :class:`~webraft.transport.node.
+    RelayTransport` on a :class:`RelayConnection`. ``url`` is the relay's WebSocket URL
+    (``ws://HOST:PORT/ws``); ``room``, ``token``, ``session``, ``buffer`` and ``backoff`` go
+    to the :class:`~webraft.transport.relay.RelayClient`; ``connect_options`` override
+    :data:`DEFAULT_CONNECT_OPTIONS`. The events are the transport's (see it).
 
-    ``listen=(host, port)`` also accepts direct links (see ``docs/direct-links.md``): this
-    node offers each peer, through the relay, its link address (``advertise``, needed when
-    ``host`` is a wildcard such as ``0.0.0.0``) and a key only that peer receives. Members that
-    listen too link to each other and send through their links, saving the relay's two hops;
-    everything else (browser tabs, a peer whose link is down) still goes through the relay,
-    whose room stays the truth about who is a peer.
+    ``listen=(host, port)`` also accepts direct links (see ``docs/direct-links.md``): the
+    node then holds a :class:`~webraft.transport.linked.LinkedTransport` with
+    :class:`~webraft.transport.offers.OfferedLinks`, which offers each peer, through the
+    relay, its link address (``advertise``, needed when ``host`` is a wildcard such as
+    ``0.0.0.0``) and a key only that peer receives. Members that listen too link to each
+    other and send through their links, saving the relay's two hops; everything else
+    (browser tabs, a peer whose link is down) still goes through the relay, whose room stays
+    the truth about who is a peer.
     """
+
+    relay: RelayTransport[RelayConnection]
 
     def __init__(self, address: str, *, url: str, room: str,
                  members: Iterable[str] | None = None, storage: Storage | None = None,
                  token: str | None = None, session: str | None = None,
                  buffer: OutgoingBuffer | None = None, backoff: Backoff | None = None,
                  connect_options: Mapping[str, Any] | None = None,
-                 listen: tuple[str, int] | None = None, advertise: str | None = None) -> None:
-        client = RelayClient(room, address, session=session, token=token, buffer=buffer,
-                             backoff=backoff)
-        super().__init__(client, members=members, storage=storage)
-        self.connection = RelayConnection(url, client, self, connect_options=connect_options)
-        #: The direct links, when ``listen`` was given.
-        self.links: DirectLinks | None = None
-        self._listen = listen
-        self._advertise = advertise
-        self._listening: asyncio.Task[tuple[str, int]] | None = None
-        self._unlinking: asyncio.Task[None] | None = None  # closing links: the relay ended us
-        self._link_keys: dict[str, str] = {}  # peer -> the key we offered it, while it stays
-        if listen is not None:
-            if advertise is not None:
-                host = link_host(advertise)
-                if host is None:
-                    raise ValueError(f"advertise must be a host name or an address (no "
-                                     f"port), got {advertise!r:.80}")
-                self._advertise = host
-            elif is_wildcard(listen[0]):
-                raise ValueError(f"listening on {listen[0]!r} needs advertise=HOST: the "
-                                 "address peers can reach this node at")
-            self.links = DirectLinks(address, self, room=room, token=self._link_keys.get)
+                 listen: tuple[str, int] | None = None, advertise: str | None = None,
+                 config: NodeConfig | None = None) -> None:
+        self.relay, self.offered, transport = relay_transport(
+            address, url=url, room=room, token=token, session=session, buffer=buffer,
+            backoff=backoff, connect_options=connect_options, listen=listen,
+            advertise=advertise)
+        super().__init__(address, members=members, storage=storage, transport=transport,
+                         config=config)
 
-    def create_instance(self, address: str) -> RelayPeer:
-        return LinkedPeer(address, self) if self.links is not None else RelayPeer(address, self)
+    @property
+    def client(self) -> RelayClient:
+        """The room, this node's address there, the room token and the session secret."""
+        return self.relay.client
 
-    def start(self) -> None:
-        """Start Raft, the relay connection and, with ``listen``, accepting links."""
-        super().start()
-        if self.links is not None and self._listening is None and self._listen is not None:
-            self._listening = asyncio.get_running_loop().create_task(self._start_links())
-            # Reported as an error event already; nobody has to await it.
-            self._listening.add_done_callback(lambda t: t.cancelled() or t.exception())
+    @property
+    def connection(self) -> RelayConnection:
+        return self.relay.connection
 
-    async def close(self) -> None:
-        """Close Raft, the relay connection and the links."""
-        await super().close()
-        if self._unlinking is not None:
-            await asyncio.wait([self._unlinking])
-        if self.links is not None:
-            await self.links.close()
-        if self._listening is not None and not self._listening.done():
-            self._listening.cancel()
+    @property
+    def links(self) -> DirectLinks | None:
+        """The direct links, when ``listen`` was given."""
+        return self.offered.links if self.offered is not None else None
 
     async def listening(self) -> tuple[str, int]:
-        """With ``listen``: wait until this node accepts links; returns where (raises the
-        OSError if it cannot: the relay then still carries everything; RuntimeError if the
-        links closed first, with the node or because the relay ended it)."""
-        if self._listening is None:
+        """With ``listen``: wait until this node accepts links (see
+        :meth:`~webraft.transport.offers.OfferedLinks.listening`)."""
+        if self.offered is None:
             raise RuntimeError("start() a node made with listen= first")
-        return await asyncio.shield(self._listening)
-
-    async def _start_links(self) -> tuple[str, int]:
-        assert self.links is not None and self._listen is not None
-        try:
-            bound = await self.links.listen(*self._listen)
-        except OSError as exc:
-            logger.error("%s: cannot accept links on %s:%s: %r", self.address, *self._listen,
-                         exc)
-            self.emit("error", exc)
-            raise
-        for peer in self.nodes:
-            self._offer(peer)
-        return bound
-
-    def _offer(self, peer: str) -> None:
-        """Tell ``peer`` where and how to link to us (through the relay: only it reads it)."""
-        bound = self.links.bound if self.links is not None else None
-        if bound is None:
-            return  # _start_links offers to every peer once listening
-        key = self._link_keys.setdefault(peer, secrets.token_hex(16))
-        host = self._advertise if self._advertise is not None else bound[0]
-        self.connection.send(peer, link_offer(host, bound[1], key))
-
-    # ------------------------------------------------------------------ RelayListener
-
-    def relay_join(self, address: str) -> None:
-        super().relay_join(address)
-        self._offer(address)
-
-    def relay_leave(self, address: str) -> None:
-        """``address`` left the room: stop dialing it, and void its key and the links proven
-        with it, so that whoever held that name meanwhile cannot link as it once the name is
-        another member's (a member that comes back is offered a new key)."""
-        super().relay_leave(address)
-        if self.links is not None and not self._relay_closed:
-            self.links.forget(address)
-            self._link_keys.pop(address, None)
-            self.links.disconnect(address)
-
-    def relay_error(self, exc: Exception) -> None:
-        super().relay_error(exc)
-        if isinstance(exc, RelayClosed) and self.links is not None and self._unlinking is None:
-            # Out of the room for good (replaced by another process under our session, or
-            # refused): no longer a member, so no longer linked to any, in either direction.
-            logger.warning("%s: the relay ended this member; closing its direct links",
-                           self.address)
-            self._unlinking = asyncio.get_running_loop().create_task(self.links.close())
-
-    def relay_link_offer(self, sender: str, host: str, port: int, key: str) -> None:
-        if self.links is None or self._relay_closed:
-            return
-        if self.links.dial(sender, host, port, token=key):
-            # A new offer may come from a new process under the same relay session (no leave
-            # or join for us to offer on), which knows none of our keys: offer ours again. An
-            # offer we have already is not answered, so two members never ping-pong.
-            self._offer(sender)
-
-    # ------------------------------------------------------------------ DirectListener
-
-    def direct_up(self, peer: str) -> None:
-        logger.info("%s: linked to %s directly", self.address, peer)
-
-    def direct_down(self, peer: str) -> None:
-        logger.info("%s: the link to %s is down; the relay carries its messages", self.address,
-                    peer)
-
-    def direct_data(self, peer: str, payloads: list[dict[str, Any]]) -> None:
-        self.got_messages(peer, payloads)
-
-    def direct_error(self, exc: Exception) -> None:
-        self.emit("error", exc)
+        return await self.offered.listening()
 
 
-class LinkedPeer(RelayPeer):
-    """A relay peer that we may also have a direct link to: writes take the link when up."""
-
-    raft: RelayRaft
-
-    def write(self, payload: dict[str, Any]) -> None:
-        links = self.raft.links
-        if links is None or not links.send(self.address, payload):
-            self.raft.connection.send(self.address, payload)
+def relay_transport(address: str, *, url: str, room: str, token: str | None = None,
+                    session: str | None = None, buffer: OutgoingBuffer | None = None,
+                    backoff: Backoff | None = None,
+                    connect_options: Mapping[str, Any] | None = None,
+                    listen: tuple[str, int] | None = None, advertise: str | None = None
+                    ) -> tuple[RelayTransport[RelayConnection], OfferedLinks | None, Transport]:
+    """The transport a relay member at ``address`` holds (see :class:`RelayRaft` for the
+    arguments): the relay itself, its direct links when ``listen`` is given, and what the
+    node holds (the relay, or both combined)."""
+    client = RelayClient(room, address, session=session, token=token, buffer=buffer,
+                         backoff=backoff)
+    relay = RelayTransport(RelayConnection(url, client, connect_options=connect_options))
+    if listen is None:
+        return relay, None, relay
+    offered = OfferedLinks(address, room=room, listen=listen, advertise=advertise)
+    return relay, offered, LinkedTransport(relay, [offered])
