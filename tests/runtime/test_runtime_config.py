@@ -139,3 +139,20 @@ async def test_transport_errors_become_error_events_and_close_closes_the_transpo
     assert errors == [problem]
     await node.close()
     assert closed.is_set()
+
+
+async def test_a_closed_node_ignores_joins_and_leaves_its_transport_still_reports() -> None:
+    hub = MemoryHub()
+    node = RaftInterface("a", members=["a", "b"], transport=hub.transport("a"))
+    events: list[tuple[str, str]] = []
+    node.listen("join", lambda who: events.append(("join", who)))
+    node.listen("leave", lambda who: events.append(("leave", who)))
+    node.start()
+    node.join("b")
+    closing = asyncio.ensure_future(node.close())
+    await asyncio.sleep(0)  # close() began (a transport may report until it is closed)
+    node.join("c")
+    node.leave("b")
+    await closing
+    assert events == [("join", "b")]
+    assert "c" not in node.nodes

@@ -315,15 +315,19 @@ class RaftInterface(EventEmitter):
     # ------------------------------------------------------------------ peers
 
     def join(self, address: str) -> None:
-        """Peer ``address`` became reachable: create its NodeInstance, emit ``join``."""
-        if address == self.address or address in self.nodes:
+        """Peer ``address`` became reachable: create its NodeInstance, emit ``join``.
+        Ignored once :meth:`close` began (its transport may still report until it closes)."""
+        if self._closed or address == self.address or address in self.nodes:
             return
         self.nodes[address] = self.create_instance(address)
         self.membership.joined(address)
         self.emit("join", address)
 
     def leave(self, address: str) -> None:
-        """Peer ``address`` became unreachable: drop its NodeInstance, emit ``leave``."""
+        """Peer ``address`` became unreachable: drop its NodeInstance, emit ``leave``.
+        Ignored once :meth:`close` began: it closes every peer itself."""
+        if self._closed:
+            return
         node = self.nodes.pop(address, None)
         if node is None:
             return
