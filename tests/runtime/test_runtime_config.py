@@ -11,7 +11,7 @@ from support import stable_leader, until
 
 import webraft
 from webraft import NodeConfig, RaftInterface
-from webraft.transport.memory import MemoryHub
+from webraft.transport.memory import MemoryHub, MemoryTransport
 
 FAST = NodeConfig(heartbeat_frequency=0.01, heartbeat_timeout=0.05,
                   election_timeout=(0.05, 0.10), proposal_timeout=3.0)
@@ -156,3 +156,30 @@ async def test_a_closed_node_ignores_joins_and_leaves_its_transport_still_report
     await closing
     assert events == [("join", "b")]
     assert "c" not in node.nodes
+
+
+async def test_drive_now_sends_a_transfer_before_it_returns() -> None:
+    """What a tab going away relies on (``BrowserRaft.hand_over_now``): no further loop turn
+    is guaranteed, so the TimeoutNow must be handed to the transport synchronously."""
+    sent: list[tuple[str, dict[str, Any]]] = []
+
+    class Recording(MemoryTransport):
+        def send(self, to: str, payload: dict[str, Any]) -> None:
+            sent.append((to, payload))
+            super().send(to, payload)
+
+    hub = MemoryHub()
+    nodes = [RaftInterface(a, members=["a", "b"], transport=Recording(hub, a),
+                           config=FAST.replace(rng=random.Random(i)))
+             for i, a in enumerate("ab")]
+    for node in nodes:
+        node.start()
+    leader = await until(lambda: stable_leader(nodes))
+    await until(lambda: all(n.commit_index == leader.commit_index for n in nodes))
+    target = leader.transfer_leadership()
+    sent.clear()
+    leader.drive_now()
+    assert (target, {"type": "timeout_now", "term": leader.term}) in [
+        (to, {k: v for k, v in p.items() if k in ("type", "term")}) for to, p in sent]
+    for node in nodes:
+        await node.close()
