@@ -430,7 +430,7 @@ def _number_entries(values: dict[str, Any]) -> None:
         raise MessageError("append.prev_term is newer than the message term")
     if prev_index + len(raw) > MAX_INT:
         raise MessageError("append.entries run past the largest index")
-    entries = []
+    entries: list[Entry] = []
     append = entries.append
     last_term = prev_term
     index = prev_index

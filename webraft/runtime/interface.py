@@ -50,7 +50,7 @@ from ..errors import (
     WebraftError,
 )
 from ..storage import MemoryStorage, Storage
-from .events import EventEmitter
+from .events import EventEmitter, seed_events
 from .sessions import APPLY, DUPLICATE, EXPIRED, ClientSession, SessionTable, unpack_snapshot
 
 logger = logging.getLogger("webraft")
@@ -1039,7 +1039,8 @@ class RaftInterface(EventEmitter):
         for read in rd.reads:
             self._on_read(read)
         for event in rd.events:
-            self.emit(*event)
+            for name, *args in seed_events(event):
+                self.emit(name, *args)
         if self._parked and (self.is_leader or self.leader in self.nodes):
             self._retry_parked()  # a leader appeared: no need to wait for the retry timer
         self.core.advance(rd)
