@@ -3,6 +3,7 @@
 from .messages import COMMAND, CONFIG, NOOP, Entry, Message, decode, encode
 from .raft import CoreConfig, ProposalResult, RaftCore, Ready
 from .state import ClusterConfig, HardState, SnapshotMeta, StorageUpdate, StoredState
+from .status import PeerStatus, Status
 
 __all__ = [
     "COMMAND",
@@ -13,10 +14,12 @@ __all__ = [
     "Entry",
     "HardState",
     "Message",
+    "PeerStatus",
     "ProposalResult",
     "RaftCore",
     "Ready",
     "SnapshotMeta",
+    "Status",
     "StorageUpdate",
     "StoredState",
     "decode",

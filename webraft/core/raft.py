@@ -28,6 +28,7 @@ from __future__ import annotations
 import zlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import Any
 
 from ..errors import MessageError
@@ -57,6 +58,7 @@ from .messages import (
 )
 from .progress import PROBE, REPLICATE, SNAPSHOT, Progress
 from .state import ClusterConfig, HardState, SnapshotMeta, StoredState
+from .status import PeerStatus, Status
 
 FOLLOWER = "follower"
 PRE_CANDIDATE = "pre-candidate"
@@ -394,6 +396,36 @@ class RaftCore:
                 offset = min(offset, pr.snap_index - 1)
         self._compact_to = max(self._compact_to, log.compact(meta, offset))
         self._set_snapshot(meta, data)
+
+    # ------------------------------------------------------------------ the window
+
+    def status(self) -> Status:
+        """A frozen copy of this node's state, for whoever shows or acts on it (not for a
+        hot path: it copies every peer's progress)."""
+        log = self.log
+        progress = MappingProxyType({peer: PeerStatus(pr.match, pr.next, pr.state)
+                                     for peer, pr in self.progress.items()})
+        return Status(self.id, PUBLIC_STATE[self.state], self.term, self.vote, self.leader,
+                      log.commit, log.last_index, log.snapshot, self.config_index, self.cluster,
+                      self.transferee, progress)
+
+    @property
+    def role(self) -> str:
+        """The public role, as :attr:`Status.role` (cheap, for checks on every round)."""
+        return PUBLIC_STATE[self.state]
+
+    @property
+    def commit_index(self) -> int:
+        """As :attr:`Status.commit_index` (cheap, for checks on every round)."""
+        return self.log.commit
+
+    def term_at(self, index: int) -> int | None:
+        """The term of the entry at ``index``; None when compacted away or not in the log."""
+        return self.log.term_at(index)
+
+    def last_entries(self, count: int) -> list[Entry]:
+        """The newest ``count`` entries still in the log (fewer after a compaction)."""
+        return self.log.entries[-count:] if count > 0 else []
 
     @property
     def snapshot_data(self) -> str:
