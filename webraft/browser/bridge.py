@@ -663,16 +663,16 @@ class JsNode:
     def status_json(self) -> str:
         """Everything a dashboard shows, as JSON text."""
         node = self.node
-        log = node.core.log
+        core = node.core.status()
         tail = [{"index": e.index, "term": e.term, "kind": e.kind, "command": e.command}
-                for e in log.entries[-12:]]
+                for e in node.core.last_entries(12)]
         storage = node.storage
         return json.dumps({
-            "address": node.address, "room": node.room, "state": node.state,
-            "term": node.term, "leader": node.leader, "commitIndex": node.commit_index,
-            "lastApplied": node.last_applied, "lastIndex": log.last_index,
-            "members": list(node.members), "learners": list(node.learners),
-            "snapshotIndex": log.snapshot.index, "hidden": node.hidden,
+            "address": node.address, "room": node.room, "state": core.role,
+            "term": core.term, "leader": core.leader, "commitIndex": core.commit_index,
+            "lastApplied": node.last_applied, "lastIndex": core.last_index,
+            "members": list(core.config.voters), "learners": list(core.config.learners),
+            "snapshotIndex": core.snapshot.index, "hidden": node.hidden,
             "peers": sorted(node.nodes), "log": tail,
             "connected": node.connected, "online": node.connection.online,
             "paused": node.paused, "connections": node.connection.connections,
