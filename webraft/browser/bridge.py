@@ -316,8 +316,9 @@ async def _answer(work: Awaitable[dict[str, Any]]) -> str:
 def _error_json(exc: BaseException) -> str:
     name, message, may = _error_fields(exc)
     answer = {"name": name, "message": message, "mayHaveCommitted": may}
-    if getattr(exc, "seq", None) is not None:  # a session's ProposalTimeout: retry with it
-        answer["seq"] = exc.seq
+    seq = getattr(exc, "seq", None)
+    if seq is not None:  # a session's ProposalTimeout: retry with it
+        answer["seq"] = seq
     return _encode(answer)
 
 
@@ -527,6 +528,7 @@ class JsNode:
         token)`` returning :data:`APPLIED`, :data:`WAITING` (then :meth:`apply_done` follows
         with the token) or ``[name, message]`` of an error.
         """
+        call: Callable[..., Any]
         if event == "apply":
             call = self._apply_caller(handler)
         elif event == "snapshot":
