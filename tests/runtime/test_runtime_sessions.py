@@ -10,9 +10,9 @@ import pytest
 from cluster import Cluster
 
 import webraft
+from webraft.core import sessions
 from webraft.core.messages import SESSION, Entry
-from webraft.runtime import sessions
-from webraft.runtime.sessions import APPLY, DUPLICATE, EXPIRED, OPEN, SessionTable
+from webraft.core.sessions import APPLY, DUPLICATE, EXPIRED, OPEN, SessionTable
 
 
 def session_entry(index: int, client: int, seq: int = 0, ack: int = 0,

@@ -40,7 +40,7 @@ COMMAND = 0  #: an application command (the ``apply`` event sees these)
 NOOP = 1  #: appended by every new leader to commit entries of earlier terms (Raft §5.4.2)
 CONFIG = 2  #: a cluster configuration: ``{"voters": [...], "learners": [...]}``
 #: a command of a client session (Raft thesis §6.3): ``[client, seq, ack, command]``, where
-#: client 0 opens a session whose id is the entry's index (see :mod:`webraft.runtime.sessions`)
+#: client 0 opens a session whose id is the entry's index (see :mod:`webraft.core.sessions`)
 SESSION = 3
 #: The largest entry kind.
 MAX_KIND = SESSION

@@ -26,8 +26,8 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..core.messages import Entry, check_int
 from ..errors import MessageError, StorageError
+from .messages import Entry, check_int
 
 #: Sessions kept; the same on every node (it decides expiry, which must agree everywhere).
 MAX_SESSIONS = 4096
