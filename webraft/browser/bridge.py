@@ -49,8 +49,8 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from ..core.messages import Entry
-from ..core.sessions import ClientSession
 from ..errors import InvalidCommand, ProposalError, WebraftError
+from ..runtime.sessions import ClientSession
 from ..storage.localstorage import LocalStorage
 from ..transport.relay import RelayClient, RelayClosed
 from .transport import ADDRESS_TAKEN, BrowserConnection, BrowserRaft

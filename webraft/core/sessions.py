@@ -17,7 +17,10 @@ Everything here is deterministic, so every node's table is the same after the sa
   and fails with :class:`~webraft.errors.SessionExpired`: without its history, the node could
   not tell a retry from a new command.
 
-The table travels in snapshots next to the application's state.
+The table travels in snapshots next to the application's state: :func:`pack_snapshot` and
+:func:`unpack_snapshot` are the one place that knows that layout. Pure and deterministic like
+the rest of the core: imports nothing outside it (the runtime's ``ClientSession`` is the
+client side).
 """
 
 from __future__ import annotations
@@ -98,48 +101,14 @@ class SessionTable:
         return table
 
 
-class ClientSession:
-    """A client's session, from :meth:`RaftInterface.open_session`.
+_SNAPSHOT_ENCODER = json.JSONEncoder(allow_nan=False, separators=(",", ":"), ensure_ascii=False)
 
-    :meth:`propose` gives each command the next sequence number and retries it (same number)
-    until its outcome is known, so it is applied exactly once. To survive a restart of the
-    client itself, keep :attr:`id` and :attr:`next_seq` and resume with
-    :meth:`RaftInterface.resume_session`.
-    """
 
-    def __init__(self, raft: Any, client_id: int, next_seq: int = 1,
-                 resumed: bool = False) -> None:
-        self.raft = raft
-        self.id = client_id
-        self.next_seq = next_seq
-        #: Resumed (not opened by this object): its numbers may have been used before.
-        self.resumed = resumed
-        self._waiting: set[int] = set()
-
-    @property
-    def ack(self) -> int:
-        """The lowest sequence number still waiting for its outcome."""
-        return min(self._waiting, default=self.next_seq)
-
-    async def propose(self, command: Any, timeout: float | None = None) -> int:
-        """Apply ``command`` exactly once; return the index where it was applied.
-
-        Raises :class:`~webraft.errors.SessionExpired` if the cluster forgot this session
-        (``may_have_committed`` if an earlier attempt of this number may have applied),
-        :class:`~webraft.errors.ProposalTimeout` if no outcome came within ``timeout``
-        seconds (default: 6 times ``proposal_timeout``; the command may still be applied, so
-        proposing it again as a new command could apply it twice: to retry it exactly once,
-        propose it through ``resume_session(id, exc.seq)``), and the errors of
-        :meth:`RaftInterface.propose` that retrying cannot fix (an invalid command, a closed
-        node).
-        """
-        seq = self.next_seq
-        self.next_seq += 1
-        self._waiting.add(seq)
-        try:
-            return await self.raft._propose_in_session(self, seq, command, timeout)
-        finally:
-            self._waiting.discard(seq)
+def pack_snapshot(state: Any, sessions: SessionTable) -> str:
+    """A snapshot's text: the application's ``state`` and the session table, as compact JSON
+    (non-ASCII kept as is). Raises TypeError, ValueError or RecursionError when ``state`` is
+    not JSON (NaN and infinities included: no peer could read them back)."""
+    return _SNAPSHOT_ENCODER.encode({"state": state, "sessions": sessions.to_json()})
 
 
 def unpack_snapshot(text: str, capacity: int | None = None) -> tuple[Any, SessionTable]:

@@ -35,7 +35,7 @@ from ..core.messages import (
     encode,
 )
 from ..core.raft import LEADER, PUBLIC_STATE, CoreConfig, ProposalResult, RaftCore, ReadState, Ready
-from ..core.sessions import APPLY, DUPLICATE, EXPIRED, ClientSession, SessionTable, unpack_snapshot
+from ..core.sessions import APPLY, DUPLICATE, EXPIRED, SessionTable, unpack_snapshot
 from ..core.state import ClusterConfig, SnapshotMeta, StorageUpdate, StoredState
 from ..errors import (
     InvalidCommand,
@@ -52,6 +52,7 @@ from ..errors import (
 )
 from ..storage import MemoryStorage, Storage
 from .events import EventEmitter, seed_events
+from .sessions import ClientSession
 
 logger = logging.getLogger("webraft")
 
