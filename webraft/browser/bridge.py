@@ -51,7 +51,7 @@ from typing import Any
 from ..core.messages import Entry
 from ..errors import InvalidCommand, ProposalError, WebraftError
 from ..runtime.sessions import ClientSession
-from ..storage.localstorage import LocalStorage
+from ..storage.localstorage import LocalStorage, json_text
 from ..transport.relay import RelayClient, RelayClosed
 from .transport import ADDRESS_TAKEN, BrowserConnection, BrowserRaft
 
@@ -543,11 +543,16 @@ class JsNode:
 
     def _apply_caller(self, adapter: Any) -> Callable[[Entry, int, Callable[..., None]], None]:
         waiting = self._waiting_applies
+        storage = self.node.storage
+        # The text the tab's storage wrote for the entry, rather than building it twice.
+        command_text: Callable[[Entry], str] = (
+            storage.command_text if isinstance(storage, LocalStorage)
+            else lambda e: json_text(e.command))
 
         def call(entry: Entry, index: int, cb: Callable[..., None]) -> None:
             self._next_token += 1
             token = self._next_token
-            outcome = adapter(entry.term, index, entry.command_json, token)
+            outcome = adapter(entry.term, index, command_text(entry), token)
             if outcome.__class__ is not int:
                 cb(JsError(str(outcome[0]), str(outcome[1])))
             elif outcome == APPLIED:

@@ -74,16 +74,17 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from itertools import pairwise
 from typing import Any
 
-from ..core.messages import MAX_ADDRESS, MAX_INT, Entry, check_entry_data, json_text
+from ..core.messages import MAX_ADDRESS, MAX_INT, Entry, check_entry_data
 from ..core.state import ClusterConfig, HardState, SnapshotMeta, StorageUpdate, StoredState
 from ..errors import MessageError, StorageError
 from .base import plan_update, portable_json
 
-__all__ = ["SCHEMA_VERSION", "LocalStorage"]
+__all__ = ["SCHEMA_VERSION", "LocalStorage", "json_text"]
 
 logger = logging.getLogger(__name__)
 
@@ -96,7 +97,26 @@ _ENTRY = "e:"
 _DATA = "d:"
 _QUOTA_NAMES = ("QuotaExceededError", "NS_ERROR_DOM_QUOTA_REACHED")
 
-_dumps = json_text
+#: Command texts kept for :meth:`LocalStorage.command_text`: entries wait between their save
+#: and their apply about as long as a tab's backlog, far fewer than this. A miss only costs
+#: building the text again.
+_KEEP_TEXTS = 16384
+
+_json_ascii = json.JSONEncoder(separators=(",", ":")).encode
+_json_unicode = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
+
+
+def json_text(value: Any) -> str:
+    """Compact JSON; non-ASCII text kept as is (1 localStorage quota character, not 6)
+    unless it holds a lone surrogate, which could not cross into a JavaScript string
+    intact."""
+    text = _json_unicode(value)
+    if not text.isascii():
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:
+            return _json_ascii(value)
+    return text
 
 
 def _missing(value: Any) -> bool:
@@ -160,7 +180,7 @@ class _Meta:
 
     def to_json(self) -> str:
         snap = self.snapshot
-        return _dumps({
+        return json_text({
             "v": SCHEMA_VERSION, "term": self.hard.term, "vote": self.hard.vote,
             "commit": self.hard.commit,
             "snapshot": {"index": snap.index, "term": snap.term,
@@ -195,6 +215,9 @@ class LocalStorage:
         self._synced = False  # _meta/_raw reflect the store (after a load, save or clear)
         self._meta: _Meta | None = None
         self._raw: str | None = None
+        # index -> (entry, its command's text) for the entries saved most recently, oldest
+        # first: see command_text.
+        self._texts: dict[int, tuple[Entry, str]] = {}
 
     def __repr__(self) -> str:
         return f"LocalStorage({self.namespace!r})"
@@ -252,20 +275,22 @@ class LocalStorage:
             for k, at in enumerate(range(0, len(data), step)):
                 writes.append((self._data_key(gen, k), data[at:at + step]))
         if update.entries:
-            gen = new.segments[-1][1]
-            try:
-                # The same text as _dumps([term, kind, command]), reusing the command's.
-                writes.extend((self._entry_key(gen, e.index),
-                               f"[{e.term},{e.kind},{e.command_json}]")
-                              for e in update.entries)
-            except (TypeError, ValueError, RecursionError) as exc:
-                raise StorageError(f"log entry cannot be stored as JSON: {exc}") from exc
+            self._write_entries(writes, new.segments[-1][1], update.entries)
         if meta_text != self._raw:
             writes.append((self._meta_key, meta_text))
         self._write(writes)
         self._meta, self._raw = new, meta_text
         if old is not None:
             self._drop_unreferenced(old, new)
+
+    def command_text(self, entry: Entry) -> str:
+        """:func:`json_text` of ``entry``'s command: the text this storage wrote for it when
+        it saved that very entry (a tab needs it again as its JavaScript apply handler's
+        argument, and building it is most of a save's cost), else built now."""
+        kept = self._texts.pop(entry.index, None)
+        if kept is not None and kept[0] is entry:
+            return kept[1]
+        return json_text(entry.command)
 
     def usage(self) -> int:
         """Characters (UTF-16 code units, keys included, as browsers count the quota) held
@@ -430,6 +455,22 @@ class LocalStorage:
         if update.hard is not None:
             new.hard = update.hard
         return new
+
+    def _write_entries(self, writes: list[tuple[str, str]], gen: int,
+                       entries: Sequence[Entry]) -> None:
+        """Add the writes of ``entries`` under ``gen``, keeping each command's text for
+        :meth:`command_text`; raise StorageError for a command that is not JSON."""
+        texts = self._texts
+        try:
+            for e in entries:
+                text = json_text(e.command)
+                texts[e.index] = (e, text)
+                # The same text as json_text([term, kind, command]).
+                writes.append((self._entry_key(gen, e.index), f"[{e.term},{e.kind},{text}]"))
+        except (TypeError, ValueError, RecursionError) as exc:
+            raise StorageError(f"log entry cannot be stored as JSON: {exc}") from exc
+        while len(texts) > _KEEP_TEXTS:
+            del texts[next(iter(texts))]
 
     def _write(self, writes: list[tuple[str, str]]) -> None:
         """``setItem`` each pair in order; on failure remove what was written and raise."""
