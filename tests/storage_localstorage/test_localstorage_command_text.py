@@ -48,11 +48,13 @@ def test_an_entry_it_did_not_write_gets_its_own_text() -> None:
 
 
 def test_only_the_most_recent_texts_are_kept(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(localstorage, "_KEEP_TEXTS", 2)
+    monkeypatch.setattr(localstorage, "_KEEP_TEXTS", 4)
     local = LocalStorage(NS, FakeWebStorage())
     local.save(BOOT)
-    entries = tuple(Entry(1, i, COMMAND, i) for i in range(1, 4))
-    local.save(StorageUpdate(HardState(1, "a", 0), entries))
+    entries = tuple(Entry(1, i, COMMAND, i) for i in range(1, 6))
+    local.save(StorageUpdate(HardState(1, "a", 0), entries[:4]))
+    local.save(StorageUpdate(HardState(1, "a", 0), entries[4:]))  # 5 > 4: keeps 2
     built: list[object] = []
     monkeypatch.setattr(localstorage, "json_text", lambda value: built.append(value) or "?")
-    assert [local.command_text(e) for e in entries] == ["?", "2", "3"] and built == [1]
+    assert [local.command_text(e) for e in entries] == ["?", "?", "?", "4", "5"]
+    assert built == [1, 2, 3]

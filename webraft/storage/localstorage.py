@@ -97,9 +97,9 @@ _ENTRY = "e:"
 _DATA = "d:"
 _QUOTA_NAMES = ("QuotaExceededError", "NS_ERROR_DOM_QUOTA_REACHED")
 
-#: Command texts kept for :meth:`LocalStorage.command_text`: entries wait between their save
-#: and their apply about as long as a tab's backlog, far fewer than this. A miss only costs
-#: building the text again.
+#: Most command texts kept for :meth:`LocalStorage.command_text` (half of them after a
+#: trim): entries wait between their save and their apply about as long as a tab's backlog,
+#: far fewer than this. A miss only costs building the text again.
 _KEEP_TEXTS = 16384
 
 _json_ascii = json.JSONEncoder(separators=(",", ":")).encode
@@ -469,8 +469,10 @@ class LocalStorage:
                 writes.append((self._entry_key(gen, e.index), f"[{e.term},{e.kind},{text}]"))
         except (TypeError, ValueError, RecursionError) as exc:
             raise StorageError(f"log entry cannot be stored as JSON: {exc}") from exc
-        while len(texts) > _KEEP_TEXTS:
-            del texts[next(iter(texts))]
+        if len(texts) > _KEEP_TEXTS:
+            # Keep the newer half, in one go: deleting a dict's oldest items one at a time
+            # makes each deletion scan the ones already deleted.
+            self._texts = dict(list(texts.items())[-(_KEEP_TEXTS // 2):])
 
     def _write(self, writes: list[tuple[str, str]]) -> None:
         """``setItem`` each pair in order; on failure remove what was written and raise."""
