@@ -16,6 +16,18 @@ NS = "webraft/room/a/"
 BOOT = StorageUpdate(HardState(), (), SnapshotMeta(0, 0, ClusterConfig(("a",))))
 
 
+def count_builds(monkeypatch: pytest.MonkeyPatch) -> list[object]:
+    """From now on the storage builds every text as "?"; returns the values it built."""
+    built: list[object] = []
+
+    def build(value: object) -> str:
+        built.append(value)
+        return "?"
+
+    monkeypatch.setattr(localstorage, "json_text", build)
+    return built
+
+
 def test_json_text_keeps_text_unless_a_lone_surrogate_needs_escaping() -> None:
     assert json_text({"k": "h\u00e9"}) == '{"k":"h\u00e9"}'
     lone = json_text(["\ud800"])
@@ -29,8 +41,7 @@ def test_the_text_written_for_an_entry_is_handed_back_not_built_again(
     local.save(BOOT)
     entry = Entry(1, 1, COMMAND, {"k": "h\u00e9", "lone": "\ud800"})
     local.save(StorageUpdate(HardState(1, "a", 0), (entry,)))
-    built: list[object] = []
-    monkeypatch.setattr(localstorage, "json_text", lambda value: built.append(value) or "?")
+    built = count_builds(monkeypatch)
     text = local.command_text(entry)
     assert built == [] and store.data[f"{NS}e:0:1"] == f"[1,0,{text}]"
     assert json.loads(text) == entry.command
@@ -54,7 +65,6 @@ def test_only_the_most_recent_texts_are_kept(monkeypatch: pytest.MonkeyPatch) ->
     entries = tuple(Entry(1, i, COMMAND, i) for i in range(1, 6))
     local.save(StorageUpdate(HardState(1, "a", 0), entries[:4]))
     local.save(StorageUpdate(HardState(1, "a", 0), entries[4:]))  # 5 > 4: keeps 2
-    built: list[object] = []
-    monkeypatch.setattr(localstorage, "json_text", lambda value: built.append(value) or "?")
+    built = count_builds(monkeypatch)
     assert [local.command_text(e) for e in entries] == ["?", "?", "?", "4", "5"]
     assert built == [1, 2, 3]
