@@ -1,5 +1,6 @@
 """The sans-I/O Raft core: messages in, a :class:`Ready` of work out. No I/O, no clock."""
 
+from .events import ConfigChanged, CoreEvent, ElectionStarted, ElectionTimeout, RoleChanged
 from .messages import COMMAND, CONFIG, NOOP, Entry, Message, decode, encode
 from .raft import CoreConfig, ProposalResult, RaftCore, Ready
 from .state import ClusterConfig, HardState, SnapshotMeta, StorageUpdate, StoredState
@@ -10,7 +11,11 @@ __all__ = [
     "CONFIG",
     "NOOP",
     "ClusterConfig",
+    "ConfigChanged",
     "CoreConfig",
+    "CoreEvent",
+    "ElectionStarted",
+    "ElectionTimeout",
     "Entry",
     "HardState",
     "Message",
@@ -18,6 +23,7 @@ __all__ = [
     "ProposalResult",
     "RaftCore",
     "Ready",
+    "RoleChanged",
     "SnapshotMeta",
     "Status",
     "StorageUpdate",
