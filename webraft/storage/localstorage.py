@@ -67,7 +67,9 @@ to write (another tab is probably running the same node) instead of corrupting t
 
 **Cost.** A save performs one ``setItem`` per new entry and per data chunk plus one for
 ``meta`` (none when the meta text is unchanged), then one ``removeItem`` per key no longer
-referenced.
+referenced. The command texts written for the entries saved most recently are kept for
+:meth:`LocalStorage.command_text` (a tab's apply handler takes the same text), so that each
+is built once.
 """
 
 from __future__ import annotations
