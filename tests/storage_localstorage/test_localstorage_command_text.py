@@ -63,8 +63,24 @@ def test_only_the_most_recent_texts_are_kept(monkeypatch: pytest.MonkeyPatch) ->
     local = LocalStorage(NS, FakeWebStorage())
     local.save(BOOT)
     entries = tuple(Entry(1, i, COMMAND, i) for i in range(1, 6))
-    local.save(StorageUpdate(HardState(1, "a", 0), entries[:4]))
-    local.save(StorageUpdate(HardState(1, "a", 0), entries[4:]))  # 5 > 4: keeps 2
+    local.save(StorageUpdate(HardState(1, "a", 0), entries[:3]))
+    local.save(StorageUpdate(HardState(1, "a", 0), entries[3:]))
     built = count_builds(monkeypatch)
-    assert [local.command_text(e) for e in entries] == ["?", "?", "?", "4", "5"]
-    assert built == [1, 2, 3]
+    assert [local.command_text(e) for e in entries] == ["?", "2", "3", "4", "5"]
+    assert built == [1]
+
+
+def test_texts_skipped_or_truncated_never_answer_for_another_entry(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    local = LocalStorage(NS, FakeWebStorage())
+    local.save(BOOT)
+    old = tuple(Entry(1, i, COMMAND, f"old {i}") for i in range(1, 4))
+    local.save(StorageUpdate(HardState(1, "a", 0), old))
+    new = tuple(Entry(2, i, COMMAND, f"new {i}") for i in range(2, 4))
+    local.save(StorageUpdate(HardState(2, "a", 0), new))  # a new leader replaced 2 and 3
+    inner = Entry(2, 2, COMMAND, "what a session entry at 2 applies")
+    built = count_builds(monkeypatch)
+    # Entry 1 is never asked for (a no-op, say); the others get their own texts.
+    assert local.command_text(inner) == "?" and local.command_text(new[0]) == "?"
+    assert local.command_text(new[1]) == '"new 3"'
+    assert built == [inner.command, new[0].command]

@@ -76,6 +76,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
 from itertools import pairwise
@@ -99,9 +100,9 @@ _ENTRY = "e:"
 _DATA = "d:"
 _QUOTA_NAMES = ("QuotaExceededError", "NS_ERROR_DOM_QUOTA_REACHED")
 
-#: Most command texts kept for :meth:`LocalStorage.command_text` (half of them after a
-#: trim): entries wait between their save and their apply about as long as a tab's backlog,
-#: far fewer than this. A miss only costs building the text again.
+#: Most command texts kept for :meth:`LocalStorage.command_text`: entries wait between their
+#: save and their apply about as long as a tab's backlog, far fewer than this. A miss only
+#: costs building the text again.
 _KEEP_TEXTS = 16384
 
 _json_ascii = json.JSONEncoder(separators=(",", ":")).encode
@@ -217,9 +218,9 @@ class LocalStorage:
         self._synced = False  # _meta/_raw reflect the store (after a load, save or clear)
         self._meta: _Meta | None = None
         self._raw: str | None = None
-        # index -> (entry, its command's text) for the entries saved most recently, oldest
-        # first: see command_text.
-        self._texts: dict[int, tuple[Entry, str]] = {}
+        # (entry, its command's text) for the entries saved most recently, in the order they
+        # were saved, which is the order they are applied in: see command_text.
+        self._texts: deque[tuple[Entry, str]] = deque(maxlen=_KEEP_TEXTS)
 
     def __repr__(self) -> str:
         return f"LocalStorage({self.namespace!r})"
@@ -289,9 +290,16 @@ class LocalStorage:
         """:func:`json_text` of ``entry``'s command: the text this storage wrote for it when
         it saved that very entry (a tab needs it again as its JavaScript apply handler's
         argument, and building it is most of a save's cost), else built now."""
-        kept = self._texts.pop(entry.index, None)
-        if kept is not None and kept[0] is entry:
-            return kept[1]
+        texts = self._texts
+        # Entries are applied in log order: the texts of earlier ones that nobody asked for
+        # (no-ops, configurations, a tab without an apply handler) are dropped on the way.
+        while texts:
+            kept, text = texts[0]
+            if kept.index > entry.index:
+                break
+            texts.popleft()
+            if kept is entry:
+                return text
         return json_text(entry.command)
 
     def usage(self) -> int:
@@ -462,19 +470,15 @@ class LocalStorage:
                        entries: Sequence[Entry]) -> None:
         """Add the writes of ``entries`` under ``gen``, keeping each command's text for
         :meth:`command_text`; raise StorageError for a command that is not JSON."""
-        texts = self._texts
+        keep, write, key = self._texts.append, writes.append, self._entry_key
         try:
             for e in entries:
                 text = json_text(e.command)
-                texts[e.index] = (e, text)
+                keep((e, text))
                 # The same text as json_text([term, kind, command]).
-                writes.append((self._entry_key(gen, e.index), f"[{e.term},{e.kind},{text}]"))
+                write((key(gen, e.index), f"[{e.term},{e.kind},{text}]"))
         except (TypeError, ValueError, RecursionError) as exc:
             raise StorageError(f"log entry cannot be stored as JSON: {exc}") from exc
-        if len(texts) > _KEEP_TEXTS:
-            # Keep the newer half, in one go: deleting a dict's oldest items one at a time
-            # makes each deletion scan the ones already deleted.
-            self._texts = dict(list(texts.items())[-(_KEEP_TEXTS // 2):])
 
     def _write(self, writes: list[tuple[str, str]]) -> None:
         """``setItem`` each pair in order; on failure remove what was written and raise."""
