@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from webraft.core.events import ElectionStarted, ElectionTimeout, RoleChanged
 from webraft.core.messages import NOOP, AppendRequest, Entry, Heartbeat, VoteRequest, VoteResponse
 from webraft.core.raft import CANDIDATE, FOLLOWER, LEADER, PRE_CANDIDATE
 from webraft.core.state import HardState
@@ -29,7 +30,7 @@ def test_follower_times_out_into_pre_vote_without_changing_its_term():
     assert rd.hard is None
     assert sorted(outbox(rd)) == [("b", VoteRequest(2, 1, 1, pre=True)),
                                   ("c", VoteRequest(2, 1, 1, pre=True))]
-    assert ("start election",) in rd.events and ("state changed", "candidate") in rd.events
+    assert ElectionStarted(2, pre=True) in rd.events and RoleChanged(CANDIDATE) in rd.events
 
 
 def test_pre_vote_majority_starts_the_real_election():
@@ -75,7 +76,7 @@ def test_vote_majority_makes_a_leader_that_appends_a_noop_of_its_term():
     assert core.log.entries[-1] == noop and rd.entries == [noop]
     assert sorted(outbox(rd, AppendRequest)) == [
         ("b", AppendRequest(2, 1, 1, 0, (noop,))), ("c", AppendRequest(2, 1, 1, 0, (noop,)))]
-    assert ("state changed", "leader") in rd.events
+    assert RoleChanged(LEADER) in rd.events
 
 
 def test_single_voter_elects_itself_at_once():
@@ -170,7 +171,7 @@ def test_hearing_from_the_leader_resets_the_election_timer():
     assert core.state == FOLLOWER
     core.tick(0.9 + FOLLOWER_TIMEOUT)
     assert core.state == PRE_CANDIDATE
-    assert ("heartbeat timeout",) in persist(core).events
+    assert ElectionTimeout() in persist(core).events
 
 
 # Voter log: terms [1, 1, 2] (last index 3, last term 2). §5.4.1: the later last term wins;

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from webraft.core.events import ConfigChanged
 from webraft.core.messages import CONFIG, AppendRequest, Entry, VoteRequest
 from webraft.core.raft import FOLLOWER, LEADER
 from webraft.core.state import ClusterConfig
@@ -20,7 +21,7 @@ def test_a_new_configuration_takes_effect_when_appended_not_when_committed() -> 
     assert "d" in leader.progress  # the learner gets appends right away
     rd = persist(leader)
     assert rd.proposals[0].index == leader.config_index
-    assert ("membership changed", ["a", "b", "c"], ["d"]) in rd.events
+    assert ConfigChanged(("a", "b", "c"), ("d",)) in rd.events
     assert msgs(rd, AppendRequest, to="d")
 
 

@@ -244,14 +244,6 @@ def test_inline_sizes_match_the_recursive_rule(command):
     assert check_command(command) == recursive(command)
 
 
-def test_command_json_keeps_text_unless_a_lone_surrogate_needs_escaping() -> None:
-    assert Entry(1, 1, command={"k": "h\u00e9"}).command_json == '{"k":"h\u00e9"}'
-    lone = Entry(1, 2, command=["\ud800"]).command_json
-    assert lone == '["\\ud800"]' and json.loads(lone) == ["\ud800"]
-    entry = Entry(1, 3, command=[1, 2])
-    assert entry.command_json is entry.command_json  # built once
-
-
 @pytest.mark.parametrize("bad", [[float("nan")], {"a": [float("inf")]}, {1: "x"},
                                  [object()], {"a": {"b": set()}}])
 def test_inline_sizing_still_refuses_what_json_cannot_carry(bad):

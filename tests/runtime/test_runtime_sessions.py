@@ -3,63 +3,14 @@
 from __future__ import annotations
 
 import asyncio
-import json
 from typing import Any
 
 import pytest
 from cluster import Cluster
 
 import webraft
-from webraft.core.messages import SESSION, Entry
-from webraft.runtime import sessions
-from webraft.runtime.sessions import APPLY, DUPLICATE, EXPIRED, OPEN, SessionTable
-
-
-def session_entry(index: int, client: int, seq: int = 0, ack: int = 0,
-                  command: Any = None) -> Entry:
-    return Entry(1, index, SESSION, [client, seq, ack, command])
-
-
-# ---------------------------------------------------------------------- the table
-
-
-def test_the_table_applies_each_number_once_and_remembers_where() -> None:
-    table = SessionTable()
-    assert table.apply(session_entry(5, 0)) == (OPEN, 5)
-    assert table.apply(session_entry(6, 5, 1, 1, "x")) == (APPLY, 6)
-    assert table.apply(session_entry(7, 5, 2, 1, "y")) == (APPLY, 7)
-    assert table.apply(session_entry(8, 5, 1, 1, "x")) == (DUPLICATE, 6)  # a retry
-    # ack 3: the client has every result below 3, so the table forgets them.
-    assert table.apply(session_entry(9, 5, 3, 3, "z")) == (APPLY, 9)
-    assert table.sessions[5].done == {3: 9}
-    assert table.apply(session_entry(10, 5, 2, 3, "y")) == (DUPLICATE, 0)
-    assert table.apply(session_entry(11, 99, 1, 1, "w")) == (EXPIRED, 0)
-
-
-def test_sessions_expire_least_recently_used_first(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(sessions, "MAX_SESSIONS", 2)
-    table = SessionTable()
-    table.apply(session_entry(1, 0))
-    table.apply(session_entry(2, 0))
-    table.apply(session_entry(3, 1, 1, 1, "keeps 1 fresh"))
-    table.apply(session_entry(4, 0))  # a third session: 2 is the least recently used
-    assert list(table.sessions) == [1, 4]
-    assert table.apply(session_entry(5, 2, 1, 1, "late")) == (EXPIRED, 0)
-
-
-def test_the_table_round_trips_through_json_and_refuses_garbage() -> None:
-    table = SessionTable()
-    table.apply(session_entry(1, 0))
-    table.apply(session_entry(2, 1, 1, 1, "x"))
-    again = SessionTable.from_json(table.to_json())
-    assert again.to_json() == table.to_json()
-    assert again.apply(session_entry(3, 1, 1, 1, "x")) == (DUPLICATE, 2)
-    for garbage in ({"a": 1}, [[1]], [[1, -1, []]], [["x", 0, []]], [[1, 0, [[1]]]]):
-        with pytest.raises(webraft.StorageError):
-            SessionTable.from_json(garbage)
-
-
-# ---------------------------------------------------------------------- through a cluster
+from webraft.core import sessions
+from webraft.core.messages import SESSION
 
 
 def commands(node: Any) -> list[Any]:
@@ -208,20 +159,3 @@ async def test_session_proposals_apply_exactly_once_through_losses_and_a_leader_
     copies = [e for e in final.core.log.entries
               if e.kind == SESSION and isinstance(e.command[3], dict) and "n" in e.command[3]]
     assert len(copies) > 40, "no proposal was retried: the test proved nothing"
-
-
-@pytest.mark.parametrize("text", ["", "not json", "[1, 2]", '{"sessions": []}',
-                                  '{"state": 1, "sessions": {"a": 1}}',
-                                  '{"state": 1, "sessions": [[1, 0, [["x", 3]]]]}'])
-def test_a_malformed_snapshot_text_is_a_storage_error(text: str) -> None:
-    with pytest.raises(webraft.StorageError):
-        sessions.unpack_snapshot(text)
-
-
-def test_a_snapshot_text_holds_the_state_and_the_session_table() -> None:
-    table = SessionTable(capacity=2)
-    table.apply(Entry(1, 7, SESSION, [0, 0, 0, None]))
-    table.apply(Entry(1, 8, SESSION, [7, 1, 1, "x"]))
-    text = json.dumps({"state": {"k": 1}, "sessions": table.to_json()})
-    state, loaded = sessions.unpack_snapshot(text, capacity=2)
-    assert state == {"k": 1} and loaded.to_json() == table.to_json() and loaded.capacity == 2

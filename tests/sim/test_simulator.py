@@ -11,7 +11,7 @@ import pytest
 from webraft.core import log as log_module
 from webraft.core.messages import Entry
 from webraft.core.raft import RaftCore
-from webraft.runtime.sessions import APPLY, DUPLICATE, SessionTable
+from webraft.core.sessions import APPLY, DUPLICATE, SessionTable
 from webraft.sim import LivenessFailure, SafetyViolation, Scenario, Simulation, Stats
 from webraft.sim.__main__ import main as sim_main
 

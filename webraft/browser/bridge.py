@@ -51,7 +51,7 @@ from typing import Any
 from ..core.messages import Entry
 from ..errors import InvalidCommand, ProposalError, WebraftError
 from ..runtime.sessions import ClientSession
-from ..storage.localstorage import LocalStorage
+from ..storage.localstorage import LocalStorage, json_text
 from ..transport.node import RelayListener
 from ..transport.relay import RelayClient, RelayClosed
 from ..transport.wire import CloseCode
@@ -547,11 +547,16 @@ class JsNode:
 
     def _apply_caller(self, adapter: Any) -> Callable[[Entry, int, Callable[..., None]], None]:
         waiting = self._waiting_applies
+        storage = self.node.storage
+        # The text the tab's storage wrote for the entry, rather than building it twice.
+        command_text: Callable[[Entry], str] = (
+            storage.command_text if isinstance(storage, LocalStorage)
+            else lambda e: json_text(e.command))
 
         def call(entry: Entry, index: int, cb: Callable[..., None]) -> None:
             self._next_token += 1
             token = self._next_token
-            outcome = adapter(entry.term, index, entry.command_json, token)
+            outcome = adapter(entry.term, index, command_text(entry), token)
             if outcome.__class__ is not int:
                 cb(JsError(str(outcome[0]), str(outcome[1])))
             elif outcome == APPLIED:
@@ -669,16 +674,16 @@ class JsNode:
     def status_json(self) -> str:
         """Everything a dashboard shows, as JSON text."""
         node = self.node
-        log = node.core.log
+        core = node.core.status()
         tail = [{"index": e.index, "term": e.term, "kind": e.kind, "command": e.command}
-                for e in log.entries[-12:]]
+                for e in node.core.last_entries(12)]
         storage = node.storage
         return json.dumps({
-            "address": node.address, "room": node.room, "state": node.state,
-            "term": node.term, "leader": node.leader, "commitIndex": node.commit_index,
-            "lastApplied": node.last_applied, "lastIndex": log.last_index,
-            "members": list(node.members), "learners": list(node.learners),
-            "snapshotIndex": log.snapshot.index, "hidden": node.hidden,
+            "address": node.address, "room": node.room, "state": core.role,
+            "term": core.term, "leader": core.leader, "commitIndex": core.commit_index,
+            "lastApplied": node.last_applied, "lastIndex": core.last_index,
+            "members": list(core.config.voters), "learners": list(core.config.learners),
+            "snapshotIndex": core.snapshot.index, "hidden": node.hidden,
             "peers": sorted(node.nodes), "log": tail,
             "connected": node.connected, "online": node.connection.online,
             "paused": node.paused, "connections": node.connection.connections,

@@ -13,7 +13,6 @@ Integers are limited to JavaScript's safe range so browsers round-trip them exac
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -40,7 +39,7 @@ COMMAND = 0  #: an application command (the ``apply`` event sees these)
 NOOP = 1  #: appended by every new leader to commit entries of earlier terms (Raft §5.4.2)
 CONFIG = 2  #: a cluster configuration: ``{"voters": [...], "learners": [...]}``
 #: a command of a client session (Raft thesis §6.3): ``[client, seq, ack, command]``, where
-#: client 0 opens a session whose id is the entry's index (see :mod:`webraft.runtime.sessions`)
+#: client 0 opens a session whose id is the entry's index (see :mod:`webraft.core.sessions`)
 SESSION = 3
 #: The largest entry kind.
 MAX_KIND = SESSION
@@ -53,7 +52,7 @@ class Entry:
     ``index`` place it in the log; ``kind`` is :data:`COMMAND`, :data:`NOOP` or :data:`CONFIG`.
     """
 
-    __slots__ = ("_size", "_text", "_wire", "command", "index", "kind", "term")
+    __slots__ = ("_size", "_wire", "command", "index", "kind", "term")
 
     def __init__(self, term: int, index: int, kind: int = COMMAND, command: Any = None,
                  size: int = 0) -> None:
@@ -63,7 +62,6 @@ class Entry:
         self.command = command
         self._size = size
         self._wire: list[Any] | None = None
-        self._text: str | None = None
 
     @property
     def size(self) -> int:
@@ -80,15 +78,6 @@ class Entry:
             wire = self._wire = [self.term, self.kind, self.command]
         return wire
 
-    @property
-    def command_json(self) -> str:
-        """The command as :func:`json_text`, built once: a browser node needs it twice per
-        entry (the localStorage value and its JavaScript apply handler's argument)."""
-        text = self._text
-        if text is None:
-            text = self._text = json_text(self.command)
-        return text
-
     def __repr__(self) -> str:
         return f"Entry(term={self.term}, index={self.index}, kind={self.kind}, {self.command!r})"
 
@@ -99,23 +88,6 @@ class Entry:
             other.term, other.index, other.kind, other.command)
 
     __hash__ = None  # type: ignore[assignment]
-
-
-_json_ascii = json.JSONEncoder(separators=(",", ":")).encode
-_json_unicode = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
-
-
-def json_text(value: Any) -> str:
-    """Compact JSON; non-ASCII text kept as is (1 localStorage quota character, not 6)
-    unless it holds a lone surrogate, which could not cross into a JavaScript string
-    intact."""
-    text = _json_unicode(value)
-    if not text.isascii():
-        try:
-            text.encode("utf-8")
-        except UnicodeEncodeError:
-            return _json_ascii(value)
-    return text
 
 
 @dataclass(frozen=True, slots=True)
@@ -430,7 +402,7 @@ def _number_entries(values: dict[str, Any]) -> None:
         raise MessageError("append.prev_term is newer than the message term")
     if prev_index + len(raw) > MAX_INT:
         raise MessageError("append.entries run past the largest index")
-    entries = []
+    entries: list[Entry] = []
     append = entries.append
     last_term = prev_term
     index = prev_index

@@ -28,10 +28,12 @@ from __future__ import annotations
 import zlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import Any
 
 from ..errors import MessageError
 from . import quorum
+from .events import ConfigChanged, CoreEvent, ElectionStarted, ElectionTimeout, RoleChanged
 from .log import RaftLog
 from .messages import (
     COMMAND,
@@ -56,6 +58,7 @@ from .messages import (
 )
 from .progress import PROBE, REPLICATE, SNAPSHOT, Progress
 from .state import ClusterConfig, HardState, SnapshotMeta, StoredState
+from .status import PeerStatus, Status
 
 FOLLOWER = "follower"
 PRE_CANDIDATE = "pre-candidate"
@@ -169,8 +172,8 @@ class Ready:
     committed: list[Entry] = field(default_factory=list)
     proposals: list[ProposalResult] = field(default_factory=list)
     reads: list[ReadState] = field(default_factory=list)
-    #: Seed events to emit, as ``(name, *args)`` tuples, in the order they happened.
-    events: list[tuple[Any, ...]] = field(default_factory=list)
+    #: What happened (role changes, elections, configurations), in order.
+    events: list[CoreEvent] = field(default_factory=list)
 
 
 @dataclass(frozen=True, slots=True)
@@ -241,7 +244,7 @@ class RaftCore:
         self._lease_floor = 0  # rounds below this never grant a lease (see _lease_valid)
         self._reads_new: list[tuple[int, str | None]] = []
         self._reads_out: list[tuple[int, int, int, str | None]] = []
-        self._events: list[tuple[Any, ...]] = []
+        self._events: list[CoreEvent] = []
         self._dirty: dict[str, None] = {}  # followers that may need an AppendEntries
         self._forwarded: dict[tuple[str, int], int] = {}  # (src, request id) -> index, this term
         if self.cluster.voters == (self.id,):
@@ -269,7 +272,7 @@ class RaftCore:
                 self._reset_election_timer(self.cfg.follower_timeout())
                 return
             if self.state == FOLLOWER and self.leader is not None:
-                self._events.append(("heartbeat timeout",))
+                self._events.append(ElectionTimeout())
             self._campaign(pre=self.cfg.pre_vote)
 
     @property
@@ -344,7 +347,7 @@ class RaftCore:
                 self._dirty.pop(peer, None)
         elif self.state != FOLLOWER and not self._promotable():
             self._become_follower(self.term, None)  # no longer allowed to campaign
-        self._events.append(("membership changed", list(config.voters), list(config.learners)))
+        self._events.append(ConfigChanged(config.voters, config.learners))
 
     def _maybe_send_timeout_now(self) -> None:
         to = self.transferee
@@ -393,6 +396,36 @@ class RaftCore:
                 offset = min(offset, pr.snap_index - 1)
         self._compact_to = max(self._compact_to, log.compact(meta, offset))
         self._set_snapshot(meta, data)
+
+    # ------------------------------------------------------------------ the window
+
+    def status(self) -> Status:
+        """A frozen copy of this node's state, for whoever shows or acts on it (not for a
+        hot path: it copies every peer's progress)."""
+        log = self.log
+        progress = MappingProxyType({peer: PeerStatus(pr.match, pr.next, pr.state)
+                                     for peer, pr in self.progress.items()})
+        return Status(self.id, PUBLIC_STATE[self.state], self.term, self.vote, self.leader,
+                      log.commit, log.last_index, log.snapshot, self.config_index, self.cluster,
+                      self.transferee, progress)
+
+    @property
+    def role(self) -> str:
+        """The public role, as :attr:`Status.role` (cheap, for checks on every round)."""
+        return PUBLIC_STATE[self.state]
+
+    @property
+    def commit_index(self) -> int:
+        """As :attr:`Status.commit_index` (cheap, for checks on every round)."""
+        return self.log.commit
+
+    def term_at(self, index: int) -> int | None:
+        """The term of the entry at ``index``; None when compacted away or not in the log."""
+        return self.log.term_at(index)
+
+    def last_entries(self, count: int) -> list[Entry]:
+        """The newest ``count`` entries still in the log (fewer after a compaction)."""
+        return self.log.entries[-count:] if count > 0 else []
 
     @property
     def snapshot_data(self) -> str:
@@ -552,8 +585,7 @@ class RaftCore:
         self.state = state
         public = PUBLIC_STATE[state]
         if public != public_before:
-            self._events.append((public,))
-            self._events.append(("state changed", public))
+            self._events.append(RoleChanged(public))
 
     def _become_follower(self, term: int, leader: str | None) -> None:
         if term > self.term:
@@ -582,7 +614,7 @@ class RaftCore:
             self._set_state(CANDIDATE)
             term = self.term
         if not after_pre_vote:
-            self._events.append(("start election",))
+            self._events.append(ElectionStarted(term, pre))
         self._reset_election_timer(self.cfg.election_timeout())
         if quorum.vote_result(self.cluster.voters, self.votes) == quorum.WON:
             self._won(pre)
@@ -659,7 +691,8 @@ class RaftCore:
 
     # ------------------------------------------------------------------ replication (follower)
 
-    def _step_from_leader(self, src: str, m: AppendRequest | Heartbeat | CommitNotice) -> None:
+    def _step_from_leader(self, src: str,
+                          m: AppendRequest | Heartbeat | CommitNotice | SnapshotChunk) -> None:
         if self.state == LEADER:
             raise MessageError(f"{src} claims to lead term {m.term}, which this node leads")
         if self.state != FOLLOWER or self.leader != src:

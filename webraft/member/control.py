@@ -196,17 +196,18 @@ class ControlServer:
     def status(self) -> dict[str, Any]:
         """What ``GET /status`` answers."""
         node = self.node
+        core = node.core.status()
         return {
             "address": node.address,
             "room": self.transport.room,
-            "state": node.state,
-            "term": node.term,
-            "leader": node.leader,
-            "commit_index": node.commit_index,
+            "state": core.role,
+            "term": core.term,
+            "leader": core.leader,
+            "commit_index": core.commit_index,
             "last_applied": node.last_applied,
-            "members": list(node.members),
-            "learners": list(node.learners),
-            "snapshot_index": node.core.log.snapshot.index,
+            "members": list(core.config.voters),
+            "learners": list(core.config.learners),
+            "snapshot_index": core.snapshot.index,
             "peers": sorted(node.nodes),
             "connected": self.transport.connected,
             **(self.details() if self.details is not None else {}),

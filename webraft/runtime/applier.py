@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import inspect
-import json
 import logging
 from collections import deque
 from collections.abc import Awaitable, Callable
@@ -25,9 +24,9 @@ from typing import TYPE_CHECKING, Any
 
 from ..core.messages import COMMAND, SESSION, Entry
 from ..core.raft import Ready
+from ..core.sessions import APPLY, SessionTable, pack_snapshot, unpack_snapshot
 from ..core.state import SnapshotMeta
 from ..errors import RaftClosed, WebraftError
-from .sessions import APPLY, SessionTable, unpack_snapshot
 
 if TYPE_CHECKING:
     from .interface import RaftInterface
@@ -180,7 +179,7 @@ class Applier:
     def _need_snapshot(self, applied: int) -> None:
         """The application's state is at ``applied``: if the node's snapshot is newer, the
         entries in between are gone, so the application loads the snapshot first."""
-        meta = self.core.log.snapshot
+        meta = self.core.status().snapshot
         if applied < meta.index:
             self._queue.appendleft(Load(meta, self.core.snapshot_data))
 
@@ -369,8 +368,7 @@ class Applier:
 
     def _compact(self, index: int, data: Any) -> None:
         try:
-            text = json.dumps({"state": data, "sessions": self.sessions.to_json()},
-                              allow_nan=False, separators=(",", ":"), ensure_ascii=False)
+            text = pack_snapshot(data, self.sessions)
         except (TypeError, ValueError, RecursionError) as exc:
             self._snapshot_failed(exc)
             return

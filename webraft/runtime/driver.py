@@ -22,6 +22,7 @@ from ..core.messages import encode
 from ..core.raft import Ready
 from ..core.state import StorageUpdate
 from ..errors import RaftClosed
+from .events import seed_events
 
 if TYPE_CHECKING:
     from .interface import RaftInterface
@@ -198,7 +199,8 @@ class Driver:
         for read in rd.reads:
             proposals.on_read(read)
         for event in rd.events:
-            node.emit(*event)
+            for name, *args in seed_events(event):
+                node.emit(name, *args)
         proposals.leader_known()
         self.core.advance(rd)
         node.applier.take(rd)

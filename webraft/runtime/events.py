@@ -1,4 +1,6 @@
-"""The seed's event API: ``listen`` / ``unlisten`` / ``listen_once`` / ``emit``."""
+"""The seed's event API (``listen`` / ``unlisten`` / ``listen_once`` / ``emit``) and the seed's
+names for what the core reports. Imports only the core's event records, never the runtime.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +8,10 @@ import asyncio
 import inspect
 import logging
 from collections.abc import Callable
+from functools import partial
 from typing import Any
+
+from ..core.events import ConfigChanged, CoreEvent, ElectionStarted, ElectionTimeout, RoleChanged
 
 logger = logging.getLogger("webraft")
 
@@ -60,7 +65,7 @@ class EventEmitter:
                 result = handler(*args)
                 if result is not None and inspect.isawaitable(result):  # None: the usual
                     task = asyncio.ensure_future(result)
-                    task.add_done_callback(lambda t, e=event: self._task_done(e, t))
+                    task.add_done_callback(partial(self._task_done, event))
             except Exception as exc:
                 self._handler_failed(event, exc)
 
@@ -72,3 +77,21 @@ class EventEmitter:
         logger.error("handler for %r raised %r", event, exc, exc_info=exc)
         if event != "error":
             self.emit("error", exc)
+
+
+def seed_events(event: CoreEvent) -> tuple[tuple[Any, ...], ...]:
+    """The seed's ``(name, *args)`` events for one core event, in the order they are emitted.
+
+    A role change is announced twice, as the seed did: under the role's own name (``leader``
+    with no arguments) and as ``state changed`` with the role.
+    """
+    match event:
+        case RoleChanged(role):
+            return (role,), ("state changed", role)
+        case ConfigChanged(voters, learners):
+            return (("membership changed", list(voters), list(learners)),)
+        case ElectionStarted():
+            return (("start election",),)
+        case ElectionTimeout():
+            return (("heartbeat timeout",),)
+    raise TypeError(f"no seed event for {event!r}")

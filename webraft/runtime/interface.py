@@ -21,7 +21,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..core.messages import COMMAND, SESSION, decode
-from ..core.raft import LEADER, PUBLIC_STATE, RaftCore
+from ..core.raft import RaftCore
+from ..core.sessions import unpack_snapshot
 from ..core.state import ClusterConfig, StoredState
 from ..errors import MembershipChangeError, MessageError, NoLeaderError, RaftClosed
 from ..storage import MemoryStorage, Storage
@@ -33,7 +34,7 @@ from .membership import MembershipPolicy
 from .peers import NodeInstance, TransportPeer
 from .port import Transport
 from .proposals import Proposals
-from .sessions import ClientSession, unpack_snapshot
+from .sessions import ClientSession
 
 logger = logging.getLogger("webraft")
 
@@ -243,11 +244,11 @@ class RaftInterface(EventEmitter):
     @property
     def state(self) -> str:
         """``"follower"``, ``"candidate"`` or ``"leader"``."""
-        return PUBLIC_STATE[self.core.state]
+        return self.core.role
 
     @property
     def is_leader(self) -> bool:
-        return self.core.state == LEADER
+        return self.core.role == "leader"
 
     @property
     def leader(self) -> str | None:
@@ -260,7 +261,7 @@ class RaftInterface(EventEmitter):
 
     @property
     def commit_index(self) -> int:
-        return self.core.log.commit
+        return self.core.commit_index
 
     @property
     def last_applied(self) -> int:
@@ -272,7 +273,7 @@ class RaftInterface(EventEmitter):
         """The snapshot a ``refresh`` handler must load (while one is loading), otherwise the
         node's newest snapshot; None before the first one."""
         load = self.applier.loading
-        meta, text = (load.meta, load.text) if load else (self.core.log.snapshot,
+        meta, text = (load.meta, load.text) if load else (self.core.status().snapshot,
                                                           self.core.snapshot_data)
         if meta.index == 0:
             return None
@@ -281,12 +282,12 @@ class RaftInterface(EventEmitter):
     @property
     def members(self) -> tuple[str, ...]:
         """Current voting members (the newest configuration in the log)."""
-        return self.core.cluster.voters
+        return self.core.status().config.voters
 
     @property
     def learners(self) -> tuple[str, ...]:
         """Members that receive the log but do not vote yet."""
-        return self.core.cluster.learners
+        return self.core.status().config.learners
 
     def add_member(self, address: str) -> asyncio.Future[int]:
         """Add ``address`` to the cluster (leader only).
@@ -297,7 +298,7 @@ class RaftInterface(EventEmitter):
         index of the configuration entry once it is committed and applied here; follow
         ``membership changed`` events to see the promotion.
         """
-        config = self.core.cluster
+        config = self.core.status().config
         if address in config.members:
             return _refused(f"{address!r} is already a member")
         return self.proposals.change_config(ClusterConfig(config.voters,
@@ -305,7 +306,7 @@ class RaftInterface(EventEmitter):
 
     def remove_member(self, address: str) -> asyncio.Future[int]:
         """Remove ``address`` (leader only; this node too: it steps down once that commits)."""
-        config = self.core.cluster
+        config = self.core.status().config
         if address not in config.members:
             return _refused(f"{address!r} is not a member")
         return self.proposals.change_config(ClusterConfig(

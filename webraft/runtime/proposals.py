@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..core.messages import COMMAND, MAX_COMMAND_BYTES, MAX_DEPTH, SESSION, check_command
 from ..core.raft import ProposalResult, ReadState
+from ..core.sessions import DUPLICATE, EXPIRED
 from ..core.state import ClusterConfig
 from ..errors import (
     InvalidCommand,
@@ -38,7 +39,6 @@ from ..errors import (
     WebraftError,
 )
 from .config import BATCH_BYTES
-from .sessions import DUPLICATE, EXPIRED
 
 if TYPE_CHECKING:
     from .interface import RaftInterface
@@ -233,7 +233,7 @@ class Proposals:
         """Resolve ``fut`` when the entry ``(index, term)`` is applied here, or fail it when
         another entry takes that slot."""
         if index <= self.node.last_applied:  # answers can be overtaken by the entries
-            _resolve(_Waiter(term, fut), index, self.core.log.term_at(index))
+            _resolve(_Waiter(term, fut), index, self.core.term_at(index))
         else:
             self._waiters[index] = _Waiter(term, fut)
 
@@ -369,7 +369,7 @@ class Proposals:
         """A snapshot up to ``index`` replaced the entries until there."""
         for waiting in [i for i in self._waiters if i <= index]:
             waiter = self._waiters.pop(waiting)
-            entry_term = self.core.log.term_at(waiting)
+            entry_term = self.core.term_at(waiting)
             if entry_term is None:  # compacted before we saw it: we cannot tell whose entry
                 fail(waiter.future, ProposalTimeout(
                     f"entry {waiting} arrived inside a snapshot; its outcome is unknown"))

@@ -30,8 +30,8 @@ from typing import Any
 
 from ..core.messages import CONFIG, AppendResponse, Entry, Message, VoteResponse
 from ..core.raft import LEADER, RaftCore
+from ..core.sessions import APPLY, EXPIRED
 from ..core.state import HardState, SnapshotMeta, StorageUpdate
-from ..runtime.sessions import APPLY, EXPIRED
 
 
 class SafetyViolation(AssertionError):

@@ -24,10 +24,11 @@ import zlib
 from dataclasses import dataclass, field, fields
 from typing import Any
 
+from ..core.events import RoleChanged
 from ..core.messages import COMMAND, SESSION, Entry, Message, decode, encode
 from ..core.raft import LEADER, CoreConfig, RaftCore, Ready
+from ..core.sessions import APPLY, DUPLICATE, EXPIRED, SessionTable, unpack_snapshot
 from ..core.state import ClusterConfig, StorageUpdate, StoredState
-from ..runtime.sessions import APPLY, DUPLICATE, EXPIRED, SessionTable, unpack_snapshot
 from ..storage.memory import MemoryStorage
 from .checker import SafetyChecker, SafetyViolation
 from .linearizability import INF, Op, linearizable, linearizable_in_log_order
@@ -266,7 +267,7 @@ class Simulation:
         if self.waiting_reads:
             self._finish_reads(node)
         for event in rd.events:
-            if event[0] == "leader":
+            if isinstance(event, RoleChanged) and event.role == "leader":
                 self.stats.elections += 1
         core.advance(rd)
         if (self.sc.snapshot_every and node.since_snapshot >= self.sc.snapshot_every

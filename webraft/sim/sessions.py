@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from ..core.messages import SESSION, Entry
-from ..runtime.sessions import DUPLICATE, EXPIRED, OPEN
+from ..core.sessions import DUPLICATE, EXPIRED, OPEN
 from .checker import SafetyViolation
 from .linearizability import INF, Op
 

@@ -67,23 +67,27 @@ to write (another tab is probably running the same node) instead of corrupting t
 
 **Cost.** A save performs one ``setItem`` per new entry and per data chunk plus one for
 ``meta`` (none when the meta text is unchanged), then one ``removeItem`` per key no longer
-referenced.
+referenced. The command texts written for the entries saved most recently are kept for
+:meth:`LocalStorage.command_text` (a tab's apply handler takes the same text), so that each
+is built once.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+from collections import deque
+from collections.abc import Sequence
 from dataclasses import dataclass
 from itertools import pairwise
 from typing import Any
 
-from ..core.messages import MAX_ADDRESS, MAX_INT, Entry, check_entry_data, json_text
+from ..core.messages import MAX_ADDRESS, MAX_INT, Entry, check_entry_data
 from ..core.state import ClusterConfig, HardState, SnapshotMeta, StorageUpdate, StoredState
 from ..errors import MessageError, StorageError
 from .base import plan_update, portable_json
 
-__all__ = ["SCHEMA_VERSION", "LocalStorage"]
+__all__ = ["SCHEMA_VERSION", "LocalStorage", "json_text"]
 
 logger = logging.getLogger(__name__)
 
@@ -96,7 +100,26 @@ _ENTRY = "e:"
 _DATA = "d:"
 _QUOTA_NAMES = ("QuotaExceededError", "NS_ERROR_DOM_QUOTA_REACHED")
 
-_dumps = json_text
+#: Most command texts kept for :meth:`LocalStorage.command_text`: entries wait between their
+#: save and their apply about as long as a tab's backlog, far fewer than this. A miss only
+#: costs building the text again.
+_KEEP_TEXTS = 16384
+
+_json_ascii = json.JSONEncoder(separators=(",", ":")).encode
+_json_unicode = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
+
+
+def json_text(value: Any) -> str:
+    """Compact JSON; non-ASCII text kept as is (1 localStorage quota character, not 6)
+    unless it holds a lone surrogate, which could not cross into a JavaScript string
+    intact."""
+    text = _json_unicode(value)
+    if not text.isascii():
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:
+            return _json_ascii(value)
+    return text
 
 
 def _missing(value: Any) -> bool:
@@ -127,7 +150,7 @@ def _canonical_int(text: str) -> int | None:
 
 def _default_store() -> Any:
     try:
-        import js  # type: ignore[import-not-found]
+        import js
 
         store = js.localStorage
     except (ImportError, AttributeError) as exc:
@@ -160,7 +183,7 @@ class _Meta:
 
     def to_json(self) -> str:
         snap = self.snapshot
-        return _dumps({
+        return json_text({
             "v": SCHEMA_VERSION, "term": self.hard.term, "vote": self.hard.vote,
             "commit": self.hard.commit,
             "snapshot": {"index": snap.index, "term": snap.term,
@@ -195,6 +218,9 @@ class LocalStorage:
         self._synced = False  # _meta/_raw reflect the store (after a load, save or clear)
         self._meta: _Meta | None = None
         self._raw: str | None = None
+        # (entry, its command's text) for the entries saved most recently, in the order they
+        # were saved, which is the order they are applied in: see command_text.
+        self._texts: deque[tuple[Entry, str]] = deque(maxlen=_KEEP_TEXTS)
 
     def __repr__(self) -> str:
         return f"LocalStorage({self.namespace!r})"
@@ -252,20 +278,29 @@ class LocalStorage:
             for k, at in enumerate(range(0, len(data), step)):
                 writes.append((self._data_key(gen, k), data[at:at + step]))
         if update.entries:
-            gen = new.segments[-1][1]
-            try:
-                # The same text as _dumps([term, kind, command]), reusing the command's.
-                writes.extend((self._entry_key(gen, e.index),
-                               f"[{e.term},{e.kind},{e.command_json}]")
-                              for e in update.entries)
-            except (TypeError, ValueError, RecursionError) as exc:
-                raise StorageError(f"log entry cannot be stored as JSON: {exc}") from exc
+            self._write_entries(writes, new.segments[-1][1], update.entries)
         if meta_text != self._raw:
             writes.append((self._meta_key, meta_text))
         self._write(writes)
         self._meta, self._raw = new, meta_text
         if old is not None:
             self._drop_unreferenced(old, new)
+
+    def command_text(self, entry: Entry) -> str:
+        """:func:`json_text` of ``entry``'s command: the text this storage wrote for it when
+        it saved that very entry (a tab needs it again as its JavaScript apply handler's
+        argument, and building it is most of a save's cost), else built now."""
+        texts = self._texts
+        # Entries are applied in log order: the texts of earlier ones that nobody asked for
+        # (no-ops, configurations, a tab without an apply handler) are dropped on the way.
+        while texts:
+            kept, text = texts[0]
+            if kept.index > entry.index:
+                break
+            texts.popleft()
+            if kept is entry:
+                return text
+        return json_text(entry.command)
 
     def usage(self) -> int:
         """Characters (UTF-16 code units, keys included, as browsers count the quota) held
@@ -430,6 +465,20 @@ class LocalStorage:
         if update.hard is not None:
             new.hard = update.hard
         return new
+
+    def _write_entries(self, writes: list[tuple[str, str]], gen: int,
+                       entries: Sequence[Entry]) -> None:
+        """Add the writes of ``entries`` under ``gen``, keeping each command's text for
+        :meth:`command_text`; raise StorageError for a command that is not JSON."""
+        keep, write, key = self._texts.append, writes.append, self._entry_key
+        try:
+            for e in entries:
+                text = json_text(e.command)
+                keep((e, text))
+                # The same text as json_text([term, kind, command]).
+                write((key(gen, e.index), f"[{e.term},{e.kind},{text}]"))
+        except (TypeError, ValueError, RecursionError) as exc:
+            raise StorageError(f"log entry cannot be stored as JSON: {exc}") from exc
 
     def _write(self, writes: list[tuple[str, str]]) -> None:
         """``setItem`` each pair in order; on failure remove what was written and raise."""

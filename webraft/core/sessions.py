@@ -1,0 +1,123 @@
+"""Exactly-once proposals: client sessions in the replicated state (Raft thesis §6.3).
+
+A proposal whose outcome is unknown (a timeout, a lost leader) may still commit, so a caller
+that simply retries may apply its command twice. A *session* gives each command of a client
+a sequence number; every node keeps, as part of the replicated state, which numbers of each
+session were applied and at which index. A retry of a number already applied is not applied
+again: it returns the index of the first application.
+
+Everything here is deterministic, so every node's table is the same after the same entries:
+
+* a session is opened by a ``SESSION`` entry ``[0, 0, 0, null]``; its id is that entry's
+  index (unique, and known to every node);
+* a command is ``[client, seq, ack, command]``: ``ack`` is the lowest number the client still
+  waits for, so results below it are dropped from the table (it never asks again);
+* at most :data:`MAX_SESSIONS` sessions are kept; opening one more expires the session least
+  recently used *in log order*. A command of an expired (or unknown) session is not applied
+  and fails with :class:`~webraft.errors.SessionExpired`: without its history, the node could
+  not tell a retry from a new command.
+
+The table travels in snapshots next to the application's state: :func:`pack_snapshot` and
+:func:`unpack_snapshot` are the one place that knows that layout. Pure and deterministic like
+the rest of the core: imports nothing outside it (the runtime's ``ClientSession`` is the
+client side).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..errors import MessageError, StorageError
+from .messages import Entry, check_int
+
+#: Sessions kept; the same on every node (it decides expiry, which must agree everywhere).
+MAX_SESSIONS = 4096
+
+OPEN, APPLY, DUPLICATE, EXPIRED = "open", "apply", "duplicate", "expired"
+
+
+@dataclass(slots=True)
+class _Session:
+    ack: int = 0  # the client has the results of every seq below this
+    done: dict[int, int] = field(default_factory=dict)  # seq -> index where it applied
+
+
+class SessionTable:
+    """The replicated table of sessions; :meth:`apply` is called for every SESSION entry."""
+
+    def __init__(self, capacity: int | None = None) -> None:
+        """``capacity``: sessions kept (default :data:`MAX_SESSIONS`); every node of a cluster
+        must use the same, since it decides expiry. The simulator makes it small so that
+        sessions really expire."""
+        self.capacity = MAX_SESSIONS if capacity is None else capacity
+        self.sessions: dict[int, _Session] = {}  # least recently used first
+
+    def apply(self, entry: Entry) -> tuple[str, int]:
+        """Record ``entry``; return ``(OPEN, id)``, ``(APPLY, index)``, ``(DUPLICATE, index of
+        the first application, or 0 if forgotten)`` or ``(EXPIRED, 0)``."""
+        client, seq, ack, _ = entry.command
+        sessions = self.sessions
+        if client == 0:
+            sessions[entry.index] = _Session()
+            if len(sessions) > self.capacity:
+                del sessions[next(iter(sessions))]
+            return OPEN, entry.index
+        session = sessions.pop(client, None)
+        if session is None:
+            return EXPIRED, 0
+        sessions[client] = session  # now the most recently used
+        if ack > session.ack:
+            session.ack = ack
+            session.done = {s: i for s, i in session.done.items() if s >= ack}
+        if seq < session.ack:
+            return DUPLICATE, 0
+        first = session.done.get(seq)
+        if first is not None:
+            return DUPLICATE, first
+        session.done[seq] = entry.index
+        return APPLY, entry.index
+
+    def to_json(self) -> list[Any]:
+        return [[client, s.ack, [[seq, i] for seq, i in s.done.items()]]
+                for client, s in self.sessions.items()]
+
+    @classmethod
+    def from_json(cls, data: Any, capacity: int | None = None) -> SessionTable:
+        """Rebuild a table from a snapshot; raise :class:`StorageError` if it is malformed."""
+        table = cls(capacity)
+        try:
+            if not isinstance(data, list):
+                raise MessageError("sessions must be a list")
+            for item in data:
+                client, ack, done = item
+                session = _Session(check_int(ack, "ack"))
+                for seq, index in done:
+                    session.done[check_int(seq, "seq")] = check_int(index, "index")
+                table.sessions[check_int(client, "client")] = session
+        except (MessageError, TypeError, ValueError) as exc:
+            raise StorageError(f"malformed session table in a snapshot: {exc}") from None
+        return table
+
+
+_SNAPSHOT_ENCODER = json.JSONEncoder(allow_nan=False, separators=(",", ":"), ensure_ascii=False)
+
+
+def pack_snapshot(state: Any, sessions: SessionTable) -> str:
+    """A snapshot's text: the application's ``state`` and the session table, as compact JSON
+    (non-ASCII kept as is). Raises TypeError, ValueError or RecursionError when ``state`` is
+    not JSON (NaN and infinities included: no peer could read them back)."""
+    return _SNAPSHOT_ENCODER.encode({"state": state, "sessions": sessions.to_json()})
+
+
+def unpack_snapshot(text: str, capacity: int | None = None) -> tuple[Any, SessionTable]:
+    """The application's state and the session table held by a snapshot's text (the layout
+    ``{"state": ..., "sessions": ...}``); raise :class:`StorageError` if it is malformed."""
+    try:
+        data = json.loads(text)
+    except ValueError as exc:
+        raise StorageError(f"snapshot text is not JSON: {exc}") from None
+    if not isinstance(data, dict) or "state" not in data:
+        raise StorageError("snapshot text lacks the application's state")
+    return data["state"], SessionTable.from_json(data.get("sessions", []), capacity)
