@@ -48,14 +48,15 @@ class MembershipPolicy:
             self._timer.cancel()
 
     def _reconcile(self) -> None:
-        node, core = self.node, self.node.core
+        node = self.node
         config = node.config
         loop = node.loop
         self._timer = loop.call_later(2 * config.heartbeat_frequency, self._reconcile)
-        if (not node.is_leader or core.config_index > core.log.commit
-                or core.transferee is not None):
+        status = node.core.status()
+        if (status.role != "leader" or status.config_index > status.commit_index
+                or status.transferee is not None):
             return
-        cluster, now = core.cluster, loop.time()
+        cluster, now = status.config, loop.time()
         new: ClusterConfig | None = None
         for member in cluster.members:
             if (member != node.address and member not in node.nodes
@@ -68,8 +69,9 @@ class MembershipPolicy:
             if joined:
                 new = ClusterConfig(cluster.voters, (*cluster.learners, joined[0]))
         if new is None:
-            caught_up = [a for a in cluster.learners if a in node.nodes and a in core.progress
-                         and core.progress[a].match >= core.log.commit]
+            progress = status.progress
+            caught_up = [a for a in cluster.learners if a in node.nodes and a in progress
+                         and progress[a].match >= status.commit_index]
             voters = len(cluster.voters)
             if caught_up and voters < config.max_voters and (voters % 2 == 0
                                                              or len(caught_up) >= 2):
