@@ -86,6 +86,7 @@ class Proposals:
         self._expiry_timer: asyncio.TimerHandle | None = None
         self._batches: dict[int, _Batch] = {}  # by request id, until they have indexes
         self._parked: list[_Batch] = []  # waiting for a leader
+        self._parked_under: str | None = None  # the leader known when one was last parked
         self._waiters: dict[int, _Waiter] = {}  # by log index, until applied
         self._config_requests: dict[int, asyncio.Future[int]] = {}  # by request id
         self._read_requests: dict[int, tuple[asyncio.Future[int], str | None]] = {}
@@ -239,6 +240,7 @@ class Proposals:
 
     def _park(self, batch: _Batch) -> None:
         batch.sent_to = None
+        self._parked_under = self.node.leader
         if not self._parked:
             node = self.node
             node.loop.call_later(node.config.heartbeat_frequency, self._retry_parked)
@@ -246,8 +248,11 @@ class Proposals:
 
     def leader_known(self) -> None:
         """After a Ready round: parked batches need not wait for their retry timer when a
-        leader has appeared."""
-        if self._parked and self._leader_reachable():
+        *new* leader has appeared. One that refused them (it is handing leadership over) is
+        asked again by the timer only: retrying in the same round would be refused again,
+        and the Ready loop would never end."""
+        if (self._parked and self.node.leader != self._parked_under
+                and self._leader_reachable()):
             self._retry_parked()
 
     def _retry_parked(self) -> None:
