@@ -234,7 +234,11 @@ class Proposals:
         """Resolve ``fut`` when the entry ``(index, term)`` is applied here, or fail it when
         another entry takes that slot."""
         if index <= self.node.last_applied:  # answers can be overtaken by the entries
-            _resolve(_Waiter(term, fut), index, self.core.term_at(index))
+            applied_term = self.core.term_at(index)
+            if applied_term is None:  # and by a compaction: whose entry it was is gone
+                _unknown(fut, index)
+            else:
+                _resolve(_Waiter(term, fut), index, applied_term)
         else:
             self._waiters[index] = _Waiter(term, fut)
 
@@ -376,8 +380,7 @@ class Proposals:
             waiter = self._waiters.pop(waiting)
             entry_term = self.core.term_at(waiting)
             if entry_term is None:  # compacted before we saw it: we cannot tell whose entry
-                fail(waiter.future, ProposalTimeout(
-                    f"entry {waiting} arrived inside a snapshot; its outcome is unknown"))
+                _unknown(waiter.future, waiting)
             else:
                 _resolve(waiter, waiting, entry_term)
 
@@ -429,6 +432,14 @@ class Proposals:
         self._parked.clear()
         self._outbox.clear()
         self._waiters.clear()
+
+
+def _unknown(fut: asyncio.Future[int], index: int) -> None:
+    """Entry ``index`` was applied here, but it was compacted before this node could tell
+    whether it was the caller's: it may be (a ``ProposalTimeout``, never a ``LeadershipLost``,
+    which would say it certainly is not)."""
+    fail(fut, ProposalTimeout(f"entry {index} was compacted into a snapshot before its "
+                              "outcome was known here; it may have committed"))
 
 
 def _resolve(waiter: _Waiter, index: int, term: int | None) -> None:
