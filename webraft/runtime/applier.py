@@ -190,10 +190,12 @@ class Applier:
         self._since_snapshot = self._since_snapshot_bytes = 0
         self.last_applied = meta.index
         proposals = self.node.proposals
+        # Waiters inside the snapshot first: their entries committed, whatever their term.
+        # Only those past it, of older terms, can no longer commit.
+        proposals.snapshot_loaded(meta.index)
         if meta.term > self.applied_term:
             self.applied_term = meta.term
             proposals.drop_dead_waiters(meta.term)
-        proposals.snapshot_loaded(meta.index)
         for index in [i for i in self._index_watchers if i <= meta.index]:
             for watcher in self._index_watchers.pop(index):
                 if not watcher.done():
