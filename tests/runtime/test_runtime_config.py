@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import random
+import subprocess
+import sys
 from typing import Any
 
 import pytest
@@ -183,3 +185,45 @@ async def test_drive_now_sends_a_transfer_before_it_returns() -> None:
         (to, {k: v for k, v in p.items() if k in ("type", "term")}) for to, p in sent]
     for node in nodes:
         await node.close()
+
+
+HANDOVER = """
+import asyncio, random
+from webraft import NodeConfig, RaftInterface
+from webraft.transport.memory import MemoryHub
+
+async def main():
+    hub = MemoryHub()
+    config = NodeConfig(heartbeat_frequency=0.01, heartbeat_timeout=0.05,
+                        election_timeout=(0.05, 0.10))
+    nodes = [RaftInterface(a, members=["a", "b", "c"], transport=hub.transport(a),
+                           config=config.replace(rng=random.Random(i)))
+             for i, a in enumerate("abc")]
+    for node in nodes:
+        node.start()
+    while not any(n.is_leader for n in nodes):
+        await asyncio.sleep(0.01)
+    leader = next(n for n in nodes if n.is_leader)
+    hub.cut(leader.address, "b")  # the transfer cannot complete at once
+    hub.cut(leader.address, "c")
+    assert leader.transfer_leadership() is not None
+    fut = leader.propose("x")  # refused while handing over: parked, then retried
+    await asyncio.wait([fut], timeout=1.0)
+    for node in nodes:
+        await node.close()
+    print("done")
+
+asyncio.run(main())
+"""
+
+
+def test_a_proposal_to_a_leader_handing_over_does_not_freeze_the_loop() -> None:
+    """The leader refuses proposals while it hands over; retrying the parked batch in the
+    same Ready round was refused again, forever, and froze the event loop (found by the
+    simulator). Run in a subprocess so that a regression fails instead of hanging."""
+    try:
+        out = subprocess.run([sys.executable, "-c", HANDOVER], capture_output=True,
+                             text=True, timeout=30, check=False)
+    except subprocess.TimeoutExpired:
+        pytest.fail("the event loop froze")
+    assert out.stdout.strip() == "done", out.stderr[-2000:]
