@@ -6,7 +6,10 @@ Owns :class:`DirectLinks`, a thin asyncio layer around the sans-I/O
 
 :class:`DirectLinks` listens for links from peers and keeps one link to every peer it was
 told to dial (reconnecting with jittered back-off), and writes messages into them. A link is
-one-way (the dialer writes, the acceptor reads), so each pair of members has two.
+one-way (the dialer writes, the acceptor reads), so each pair of members has two. A link
+coming up from either side cuts the redial back-off to that peer short: a restarted peer
+dials us at once, so our link to it follows at once, not after a back-off grown while it
+was down.
 
 Nothing the network sends can crash a node: malformed messages are dropped with a log line
 and an ``error`` event, a broken or refused conversation closes that connection only.
@@ -177,7 +180,7 @@ class _Incoming(_Connection):
             elif type(event) is Accepted:
                 self.peer = event.peer
                 self._handshake_done()
-                links._accepted_from(self._host())
+                links._accepted_from(self._host(), event.peer)
                 transport.write(self.acceptor.data_to_send())
                 logger.debug("%s: accepted a link from %s", links.address, event.peer)
             elif type(event) is Malformed:
@@ -240,6 +243,26 @@ class _Outgoing(_Connection):
         self.links._down(self.peer, self)
 
 
+class _Redial:
+    """The pause of one dial loop between attempts: the back-off's delay, cut short by
+    :meth:`now` (the peer linked to us, so it listens again: no reason to wait)."""
+
+    def __init__(self, backoff: Backoff) -> None:
+        self.backoff = backoff
+        self._now = asyncio.Event()
+
+    async def pause(self) -> None:
+        self._now.clear()  # a link accepted before this attempt ended already reset the delay
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(self.backoff.next()):
+                await self._now.wait()
+
+    def now(self) -> None:
+        """Start the back-off again from its first delay, and end the pause under way."""
+        self.backoff.reset()
+        self._now.set()
+
+
 class DirectLinks:
     """The links of the member at ``address`` in ``room`` (see the module doc).
 
@@ -247,7 +270,8 @@ class DirectLinks:
     relay), or a function giving the key each peer must prove to link to us (then each
     :meth:`dial` says which key we prove); ``allow(peer)`` may restrict who can link to us.
     :meth:`listen` and :meth:`dial` need a running loop; :meth:`send` never blocks.
-    ``backoff`` makes the delays between two attempts to link to a peer.
+    ``backoff`` makes the delays between two attempts to link to a peer; a link that peer
+    makes to us resets them and ends the wait (see :meth:`redialing`).
     """
 
     def __init__(self, address: str, listener: DirectListener, *, room: str = "webraft",
@@ -273,6 +297,7 @@ class DirectLinks:
         self._server: asyncio.Server | None = None
         self._endpoints: dict[str, tuple[str, int, str | None]] = {}  # peer -> host, port, key
         self._dialers: dict[str, asyncio.Task[None]] = {}
+        self._redials: dict[str, _Redial] = {}  # each dial loop's back-off
         self._attempts: dict[str, _Outgoing] = {}  # each dial loop's current connection
         self._links: dict[str, _Outgoing] = {}  # established outgoing links, by peer
         self._incoming: set[_Incoming] = set()
@@ -293,6 +318,12 @@ class DirectLinks:
     def is_up(self, peer: str) -> bool:
         """True while our link to ``peer`` is established."""
         return peer in self._links
+
+    def redialing(self, peer: str) -> Backoff | None:
+        """The back-off of our dial loop to ``peer`` (None if we do not dial it): reset each
+        time a link to ``peer`` comes up, ours or its to us."""
+        redial = self._redials.get(peer)
+        return redial.backoff if redial is not None else None
 
     def status(self, peers: Iterable[str],
                addresses: Mapping[str, tuple[str, int]] | None = None) -> dict[str, Any]:
@@ -360,13 +391,15 @@ class DirectLinks:
             return False
         self.forget(peer)
         self._endpoints[peer] = endpoint
+        redial = self._redials[peer] = _Redial(self._backoff())
         self._dialers[peer] = asyncio.get_running_loop().create_task(
-            self._dial_loop(peer, endpoint), name=f"link {self.address}->{peer}")
+            self._dial_loop(peer, endpoint, redial), name=f"link {self.address}->{peer}")
         return True
 
     def forget(self, peer: str) -> None:
         """Stop dialing ``peer`` and close our link to it (or the attempt under way)."""
         self._endpoints.pop(peer, None)
+        self._redials.pop(peer, None)
         task = self._dialers.pop(peer, None)
         if task is not None:
             task.cancel()
@@ -433,11 +466,11 @@ class DirectLinks:
 
     # ------------------------------------------------------------------ internals
 
-    async def _dial_loop(self, peer: str, endpoint: tuple[str, int, str | None]) -> None:
+    async def _dial_loop(self, peer: str, endpoint: tuple[str, int, str | None],
+                         redial: _Redial) -> None:
         """Link to ``peer`` again and again until cancelled (by :meth:`forget`)."""
         loop = asyncio.get_running_loop()
         host, port, token = endpoint
-        backoff = self._backoff()
         reported: str | None = None  # a failure is reported once per kind, not per attempt
         while not self._closed:
             link: _Outgoing | None = None
@@ -463,7 +496,7 @@ class DirectLinks:
                 if link is not None and self._attempts.get(peer) is link:
                     del self._attempts[peer]
             if link is not None and link.dialer.established:
-                backoff.reset()
+                redial.backoff.reset()
                 reported = None
             failure = link.failure if link is not None else None
             if failure is not None and reported != failure.code:
@@ -471,7 +504,7 @@ class DirectLinks:
                 logger.error("%s: the link to %s at %s:%s failed: %s", self.address, peer,
                              host, port, failure)
                 self._report(failure)
-            await asyncio.sleep(backoff.next())
+            await redial.pause()
 
     def _attempt(self, peer: str, token: str | None) -> _Outgoing:
         """A new connection of ``peer``'s dial loop (the protocol factory)."""
@@ -508,10 +541,14 @@ class DirectLinks:
             logger.exception("%s: link listener failed", self.address)
             self._report(exc)
 
-    def _accepted_from(self, host: str) -> None:
-        """``host`` linked successfully: its next refusal is news again."""
+    def _accepted_from(self, host: str, peer: str) -> None:
+        """``peer`` linked to us from ``host``: its next refusal is news again, and it
+        listens again (it may have restarted), so our dial loop to it tries at once."""
         for key in [k for k in self._refusals if k[0] == host]:
             del self._refusals[key]
+        redial = self._redials.get(peer)
+        if redial is not None:
+            redial.now()
 
     def _refused(self, who: Any, host: str, exc: LinkBroken) -> None:
         """Log and report a refused or broken incoming link, once per host and reason (and
