@@ -37,11 +37,18 @@ arguments exit with 2.
 Talk to a running node (``--control`` is the URL it printed)::
 
     python -m webraft.member put KEY VALUE --control URL   # VALUE: JSON, or else a string
-    python -m webraft.member get KEY --control URL
-    python -m webraft.member del KEY --control URL
+    python -m webraft.member get KEY [--linearizable] --control URL
+    python -m webraft.member delete KEY --control URL      # or: del KEY
+    python -m webraft.member cas KEY VALUE (--expect OLD | --absent) --control URL
     python -m webraft.member status --control URL
 
-Each prints the node's JSON answer and exits 0 on success, 1 otherwise.
+``get`` reads this node's state (which may lag the leader) unless ``--linearizable``: then the
+node confirms a read index with the leader first (see :mod:`webraft.member.control`). ``cas``
+sets KEY to VALUE only if it holds OLD (or, with ``--absent``, nothing): the comparison is
+made in the state machine, when the command is applied. ``put``, ``delete`` and ``cas`` take
+``--request-id ID``: a retry with the same ID, through any member, applies once and prints the
+first outcome. Each prints the node's JSON answer (``get``: the value) and exits 0 on success,
+1 otherwise (a ``cas`` that did not swap included).
 """
 
 from __future__ import annotations
@@ -55,6 +62,7 @@ import os
 import secrets
 import signal
 import sys
+import urllib.parse
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -76,7 +84,7 @@ __all__ = ["main"]
 
 PROG = "webraft-node"
 TOKEN_ENV = "WEBRAFT_RELAY_TOKEN"
-CLIENT_COMMANDS = ("put", "get", "del", "status")
+CLIENT_COMMANDS = ("put", "get", "del", "delete", "cas", "status")
 SESSION_FILE = "session"
 DATABASE_FILE = "raft.sqlite3"
 #: ``--room`` with ``--listen`` when none is given (DirectTransport's own default).
@@ -137,8 +145,9 @@ def node_parser() -> argparse.ArgumentParser:
         description="Run a durable webraft member (a replicated key-value store) that talks "
         "to its peers through a relay (--relay), over direct TCP links (--listen, --peer), or "
         "both (--relay with --listen).",
-        epilog="Client commands: put KEY VALUE | get KEY | del KEY | status, each with "
-        "--control URL.",
+        epilog="Client commands, each with --control URL: put KEY VALUE [--request-id ID] | "
+        "get KEY [--linearizable] | delete KEY [--request-id ID] | cas KEY VALUE (--expect OLD "
+        "| --absent) [--request-id ID] | status. 'webraft-node COMMAND --help' tells more.",
     )
     links = p.add_argument_group("how peers are reached (--relay, --listen, or both)")
     links.add_argument("--relay", metavar="URL", help="ws://HOST:PORT/ws")
@@ -422,25 +431,59 @@ def _fail(message: str, code: int = 1) -> int:
 # ------------------------------------------------------------------ client commands
 
 
-def client_main(argv: Sequence[str]) -> int:
-    p = argparse.ArgumentParser(prog=f"{PROG} {argv[0]}",
-                                description="Talk to a running member's control server.")
+def client_parser(command: str) -> argparse.ArgumentParser:
+    """The arguments of one client command."""
+    p = argparse.ArgumentParser(
+        prog=f"{PROG} {command}", description="Talk to a running member's control server.",
+        epilog="Values are JSON; anything that is not JSON is a string. Exit status: 0 on "
+        "success, 1 otherwise (a cas that did not swap included).")
     p.add_argument("command", choices=CLIENT_COMMANDS)
-    if argv[0] in ("put", "get", "del"):
+    if command in ("put", "get", "del", "delete", "cas"):
         p.add_argument("key")
-    if argv[0] == "put":
-        p.add_argument("value", help="a JSON value; anything that is not JSON is a string")
+    if command in ("put", "cas"):
+        p.add_argument("value", help="the new value")
+    if command == "cas":
+        old = p.add_mutually_exclusive_group(required=True)
+        old.add_argument("--expect", metavar="OLD",
+                         help="set the value only if the key holds OLD")
+        old.add_argument("--absent", action="store_true",
+                         help="set the value only if the key is absent")
+    if command == "get":
+        p.add_argument("--linearizable", action="store_true",
+                       help="read after the leader confirmed a read index, so the answer "
+                       "reflects every write completed before (default: this node's state, "
+                       "which may lag)")
+    if command in ("put", "del", "delete", "cas"):
+        p.add_argument("--request-id", metavar="ID",
+                       help="1-128 characters naming this request: a retry with the same ID, "
+                       "through any member, applies once and answers the first outcome")
     p.add_argument("--control", required=True, metavar="URL",
                    help="the URL the node printed, e.g. http://127.0.0.1:40123")
     p.add_argument("--timeout", type=_positive, default=30.0, metavar="S")
-    args = p.parse_args(argv)
+    return p
+
+
+def client_main(argv: Sequence[str]) -> int:
+    args = client_parser(argv[0]).parse_args(argv)
     method, path, body = "GET", "/status", None
-    if args.command in ("put", "get", "del"):
+    query: dict[str, str] = {}
+    if args.command in ("put", "get", "del", "delete"):
         path = key_path(args.key)
     if args.command == "put":
         method, body = "PUT", _value(args.value)
-    elif args.command == "del":
+    elif args.command in ("del", "delete"):
         method = "DELETE"
+    elif args.command == "cas":
+        method, path = "POST", key_path(args.key, "/cas/")
+        body = {"value": _value(args.value)}
+        if not args.absent:
+            body["expected"] = _value(args.expect)
+    elif args.command == "get" and args.linearizable:
+        query["linearizable"] = "1"
+    if getattr(args, "request_id", None) is not None:
+        query["request_id"] = args.request_id
+    if query:
+        path += "?" + urllib.parse.urlencode(query)
     try:
         status, answer = request(args.control, method, path, body, timeout=args.timeout)
     except (OSError, ValueError) as exc:
@@ -450,6 +493,8 @@ def client_main(argv: Sequence[str]) -> int:
         print(json.dumps(answer.get("value")))
     else:
         print(json.dumps(answer), file=sys.stdout if ok else sys.stderr)
+    if args.command == "cas" and ok:
+        return 0 if answer.get("swapped") is True else 1
     return 0 if ok else 1
 
 
