@@ -1,4 +1,5 @@
-"""The control server and its command-line client, in process, on a one-node cluster."""
+"""The control server and its command-line client, in process, on one- and three-node
+clusters."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from typing import Any
 import pytest
 
 import webraft
+from webraft.member import kv as kv_module
 from webraft.member.__main__ import main
 from webraft.member.control import ControlServer, key_path, request
 from webraft.member.kv import KVStore
@@ -208,6 +210,15 @@ async def test_a_request_id_applies_once_and_answers_its_first_outcome(solo: Set
     _, put_first = await solo.call("PUT", "/kv/y?request_id=r-2", "once")
     assert await solo.call("PUT", "/kv/y?request_id=r-2", "twice") == (200, put_first)
     assert solo.kv.data["y"] == "once"
+
+
+async def test_a_write_whose_outcome_was_forgotten_says_it_committed(
+        solo: Setup, monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setattr(kv_module, "REMEMBERED_REQUESTS", 0)
+    status, answer = await solo.call("PUT", "/kv/x", 1)
+    assert status == 500 and answer["error"] == "OutcomeForgotten"
+    assert answer["may_have_committed"] is True and answer["index"] == solo.kv.last_applied
+    assert solo.kv.data == {"x": 1}
 
 
 @dataclass
