@@ -15,6 +15,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.request
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from pathlib import Path
@@ -144,6 +145,11 @@ class Member:
 
     def kv(self) -> dict[str, Any]:
         return self.get("/kv")["data"]
+
+    def metrics(self) -> list[str]:
+        """The lines of its ``GET /metrics`` (Prometheus text)."""
+        with urllib.request.urlopen(self.control + "/metrics", timeout=5) as response:
+            return response.read().decode().splitlines()
 
     def put(self, key: str, value: Any) -> tuple[int, Any]:
         return request(self.control, "PUT", key_path(key), value, timeout=10)

@@ -191,6 +191,14 @@ def test_three_direct_members_survive_a_killed_leader(cluster: DirectCluster):
     for survivor in survivors:
         poll(lambda s=survivor: not s.status()["links"][leader.address]["up"],
              what=f"{survivor.address} saw its link to the killed leader drop")
+    # Its metrics say so too, and that it saw a second leader.
+    lines = survivors[0].metrics()
+    other = survivors[1].address
+    assert f'webraft_link_up{{peer="{leader.address}"}} 0' in lines
+    assert f'webraft_link_up{{peer="{other}"}} 1' in lines
+    changes = next(line for line in lines
+                   if line.startswith("webraft_server_leader_changes_seen_total "))
+    assert int(changes.split()[1]) >= 2, "the first leader, then its successor"
     for i, member in enumerate(survivors * 2, start=6):
         cluster.write(member, f"k{i}", i)
     cluster.converge(survivors)
@@ -202,6 +210,8 @@ def test_three_direct_members_survive_a_killed_leader(cluster: DirectCluster):
     assert before["data"].items() <= state["data"].items()  # what it had is still there
     assert all(m.status()["snapshot_index"] > 0 for m in members.values())
     cluster.write(restarted, "after-restart", True)
+    linearizable = f"{key_path('after-restart')}?linearizable=1"
+    assert restarted.get(linearizable)["value"] is True
     state = cluster.converge()
     assert len(state["data"]) == len(cluster.acked)
     cluster.stop()

@@ -66,19 +66,18 @@ import urllib.parse
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
+from typing import Any, NamedTuple, Protocol
 
 from ..errors import StorageError
 from ..runtime import NodeConfig, RaftInterface
+from ..storage import Storage
 from ..transport.direct_raft import DirectTransport
 from ..transport.node import host_port, is_wildcard, link_host
 from ..transport.relay import RelayClosed
 from ..transport.wire import check_name
 from .control import ControlServer, Reachable, key_path, request
 from .kv import KVStore
-
-if TYPE_CHECKING:  # imported lazily: a direct-links member needs no SQLite until run
-    from ..storage.sqlite import SQLiteStorage
+from .metrics import Metrics
 
 __all__ = ["main"]
 
@@ -309,8 +308,7 @@ class Built(NamedTuple):
     direct: DirectTransport | None
 
 
-def build_node(args: argparse.Namespace, members: list[str],
-               storage: SQLiteStorage) -> Built:
+def build_node(args: argparse.Namespace, members: list[str], storage: Storage) -> Built:
     """The node the arguments ask for: the one place that picks a transport."""
     config = Tuning.from_args(args).config()
     if args.relay is not None:
@@ -366,13 +364,15 @@ async def run_node(args: argparse.Namespace) -> int:
         storage = SQLiteStorage(args.data / DATABASE_FILE, threaded=True)
     except (StorageError, OSError) as exc:
         return _fail(str(exc))
+    metrics = Metrics()
     try:
         kv = KVStore()
-        node, transport, links, direct = build_node(args, members, storage)
+        node, transport, links, direct = build_node(args, members, metrics.timed(storage))
     except (ValueError, StorageError, OSError) as exc:
         storage.close()
         return _fail(str(exc))
     kv.attach(node)
+    metrics.watch(node, kv, transport, links.status if links is not None else None)
     stop = asyncio.Event()
     exit_code = 0
 
@@ -390,7 +390,8 @@ async def run_node(args: argparse.Namespace) -> int:
             loop.add_signal_handler(sig, stop.set)
     host, port = args.control
     control = ControlServer(node, kv, host, port, transport=transport,
-                            details=links.status if links is not None else None)
+                            details=links.status if links is not None else None,
+                            metrics=metrics)
     try:
         try:
             await control.start()

@@ -16,6 +16,8 @@ not need more than webraft and websockets. One request per connection, JSON both
                                 ``{"index"}``, once the command is committed and applied on
                                 this node
 ``DELETE /kv/KEY``              proposes ``del``; answers ``{"index", "deleted"}``
+``GET /metrics``                 the metrics, in the Prometheus text format (see
+                                :mod:`webraft.member.metrics`); 404 without metrics
 ``POST /cas/KEY``               body = ``{"value": V, "expected": E}``: compare-and-set, done
                                 in the state machine; without ``"expected"`` the key must be
                                 absent. Answers ``{"index", "swapped"}``
@@ -49,6 +51,7 @@ import contextlib
 import json
 import logging
 import secrets
+import time
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -60,6 +63,7 @@ from ..errors import InvalidCommand, ProposalError, ProposalTimeout
 from ..runtime import RaftInterface
 from ..transport.wire import loads
 from .kv import KVStore, cas, check_command, check_request_id, delete, put
+from .metrics import CONTENT_TYPE, Metrics
 
 __all__ = ["ControlServer", "Reachable", "request"]
 
@@ -102,13 +106,16 @@ class ControlServer:
 
     ``port=0`` picks a free port; :attr:`url` is the address to use once :meth:`start` ran.
     ``transport`` tells the room and whether it is connected; ``details()`` returns fields
-    ``GET /status`` adds: what only one kind of transport knows.
+    ``GET /status`` adds: what only one kind of transport knows. ``metrics`` (watching the
+    node) is served at ``GET /metrics`` and told of every proposal this server makes.
     """
 
     def __init__(self, node: RaftInterface, kv: KVStore, host: str = "127.0.0.1",
                  port: int = 0, *, transport: Reachable,
-                 details: Callable[[], dict[str, Any]] | None = None) -> None:
+                 details: Callable[[], dict[str, Any]] | None = None,
+                 metrics: Metrics | None = None) -> None:
         self.node = node
+        self.metrics = metrics
         self.transport = transport
         self.kv = kv
         self.details = details
@@ -164,9 +171,13 @@ class ControlServer:
                 logger.exception("control request failed")
                 status, payload = HTTPStatus.INTERNAL_SERVER_ERROR, _error(
                     type(exc).__name__, str(exc), may_have_committed=True)
-            data = json.dumps(payload, allow_nan=False).encode() + b"\n"
+            if isinstance(payload, str):  # the metrics' text
+                kind, data = CONTENT_TYPE, payload.encode()
+            else:
+                kind = "application/json"
+                data = json.dumps(payload, allow_nan=False).encode() + b"\n"
             writer.write(f"HTTP/1.1 {status.value} {status.phrase}\r\n"
-                         "Content-Type: application/json\r\n"
+                         f"Content-Type: {kind}\r\n"
                          f"Content-Length: {len(data)}\r\n"
                          "Connection: close\r\n\r\n".encode() + data)
             with contextlib.suppress(ConnectionError):
@@ -185,6 +196,9 @@ class ControlServer:
         if path == "/status":
             _allow(method, "GET")
             return HTTPStatus.OK, self.status()
+        if path == "/metrics" and self.metrics is not None:
+            _allow(method, "GET")
+            return HTTPStatus.OK, self.metrics.render()
         if path == "/kv":
             _allow(method, "GET")
             read = await self._read_index(query)
@@ -246,9 +260,12 @@ class ControlServer:
             check_command(command)
         except ValueError as exc:
             return HTTPStatus.BAD_REQUEST, _error("InvalidCommand", str(exc))
+        start = time.perf_counter()
         try:
             index = await self.node.propose(command)
         except ProposalError as exc:
+            if self.metrics is not None:
+                self.metrics.proposal_done(time.perf_counter() - start, exc)
             if isinstance(exc, InvalidCommand):
                 status = HTTPStatus.BAD_REQUEST
             elif isinstance(exc, ProposalTimeout):
@@ -256,6 +273,8 @@ class ControlServer:
             else:
                 status = HTTPStatus.SERVICE_UNAVAILABLE
             return status, _error(type(exc).__name__, str(exc), exc.may_have_committed)
+        if self.metrics is not None:
+            self.metrics.proposal_done(time.perf_counter() - start)
         outcome = self.kv.outcome(command["id"])
         if outcome is None:  # so many requests applied since that this one is forgotten
             return HTTPStatus.INTERNAL_SERVER_ERROR, {

@@ -134,13 +134,15 @@ class KVStore:
         self.ignored = 0
         #: Outcomes by request id, oldest applied first (see the module docstring).
         self.requests: dict[str, dict[str, Any]] = {}
+        #: Snapshots this store handed its node (not part of the state: a count for metrics).
+        self.snapshots_taken = 0
         self._raft: Any = None
 
     def attach(self, raft: Any) -> Callable[[], None]:
         """Apply ``raft``'s committed entries here, and snapshot and restore this store through
         its ``snapshot`` and ``refresh`` events; returns a function that detaches."""
         self._raft = raft
-        offs = [raft.listen("apply", self._on_apply), raft.listen("snapshot", self.snapshot),
+        offs = [raft.listen("apply", self._on_apply), raft.listen("snapshot", self._on_snapshot),
                 raft.listen("refresh", self._on_refresh)]
 
         def detach() -> None:
@@ -169,6 +171,10 @@ class KVStore:
             if isinstance(pair, list) and len(pair) == 2 and isinstance(pair[0], str)
             and isinstance(pair[1], dict)}
         self.last_applied = index
+
+    def _on_snapshot(self, index: int, term: int) -> dict[str, Any]:
+        self.snapshots_taken += 1
+        return self.snapshot(index, term)
 
     def _on_refresh(self, cb: Callable[..., None]) -> None:
         snap = self._raft.snapshot
