@@ -7,10 +7,12 @@ Run a node whose peers are reached through a relay::
         --address a --members a,b,c [--token T] [--control 127.0.0.1:0]
 
 or one of a cluster of servers linked directly over TCP, with no relay (every member is
-given every other member's link address)::
+given every other member's link address), its links over TLS if asked (mutual with
+``--tls-ca``; see ``docs/direct-links.md``)::
 
     python -m webraft.member --listen 127.0.0.1:7001 --peer b=127.0.0.1:7002 \\
-        --peer c=127.0.0.1:7003 --data ./node-a --address a --members a,b,c [--token T]
+        --peer c=127.0.0.1:7003 --data ./node-a --address a --members a,b,c [--token T] \\
+        [--tls-cert a.pem --tls-key a.key [--tls-ca ca.pem]]
 
 or a relay member that also links directly to the room's members that listen too (servers
 in a browser cluster: their messages to each other skip the relay)::
@@ -74,6 +76,7 @@ from ..storage import Storage
 from ..transport.direct_raft import DirectTransport
 from ..transport.node import host_port, is_wildcard, link_host
 from ..transport.relay import RelayClosed
+from ..transport.tcp import TLS
 from ..transport.wire import check_name
 from .control import ControlServer, Reachable, key_path, request
 from .kv import KVStore
@@ -159,6 +162,16 @@ def node_parser() -> argparse.ArgumentParser:
                        help="with --listen and no --relay: another member and its --listen "
                        "address; repeat for every other member (and for nodes that will "
                        "--join)")
+    links.add_argument("--tls-cert", type=Path, metavar="PEM",
+                       help="with --listen and no --relay: encrypt the links with TLS, "
+                       "presenting this certificate (chain) on both sides of each; needs "
+                       "--tls-key")
+    links.add_argument("--tls-key", type=Path, metavar="PEM",
+                       help="the private key of --tls-cert")
+    links.add_argument("--tls-ca", type=Path, metavar="PEM",
+                       help="mutual TLS: accept only certificates this CA signed, and ask "
+                       "dialers for theirs (default: check acceptors against the system's "
+                       "CAs, ask dialers for nothing); the token's proof is made either way")
     links.add_argument("--advertise", metavar="HOST",
                        help="with --relay and --listen: the host peers dial (needed when "
                        "--listen is a wildcard such as 0.0.0.0)")
@@ -222,6 +235,12 @@ def check_links(parser: argparse.ArgumentParser, args: argparse.Namespace) -> No
             and is_wildcard(args.listen[0])):
         parser.error(f"--listen {args.listen[0] or '(any)'} needs --advertise HOST: the "
                      "address peers can dial")
+    tls = (args.tls_cert, args.tls_key, args.tls_ca)
+    if any(f is not None for f in tls) and (args.listen is None or args.relay is not None):
+        parser.error("--tls-cert, --tls-key and --tls-ca are for --listen without --relay")
+    if (args.tls_cert is None) != (args.tls_key is None) or (
+            args.tls_ca is not None and args.tls_cert is None):
+        parser.error("TLS needs both --tls-cert and --tls-key (and --tls-ca is for them)")
     names = [name for name, _ in args.peer]
     duplicates = sorted({name for name in names if names.count(name) > 1})
     if duplicates:
@@ -320,8 +339,14 @@ def build_node(args: argparse.Namespace, members: list[str], storage: Storage) -
         node = RaftInterface(args.address, members=members, storage=storage,
                              transport=transport, config=config)
         return Built(node, relay, offered, None)
+    tls = None
+    if args.tls_cert is not None:
+        try:
+            tls = TLS.from_files(args.tls_cert, args.tls_key, args.tls_ca)
+        except OSError as exc:  # ssl.SSLError too
+            raise ValueError(f"cannot use --tls-cert, --tls-key or --tls-ca: {exc}") from exc
     direct = DirectTransport(args.address, listen=args.listen, peers=dict(args.peer),
-                             room=args.room, token=args.token)
+                             room=args.room, token=args.token, tls=tls)
     node = RaftInterface(args.address, members=members, storage=storage, transport=direct,
                          config=config)
     return Built(node, direct, direct, direct)
