@@ -69,6 +69,17 @@ class FastDirectRaft(Recorded, DirectRaft):
         return [c for _, c in self.applied]
 
 
+async def link_all(nodes: list[FastDirectRaft]) -> None:
+    """Make every node a peer of every other; return once every link is up both ways."""
+    for node in nodes:
+        for other in nodes:
+            if other is not node:
+                assert other.bound is not None
+                node.add_peer(other.address, *other.bound)
+    await until(lambda: all(len(n.nodes) == len(nodes) - 1 for n in nodes),
+                what="every node joined every peer")
+
+
 class Stub:
     """A DirectListener that records everything, for tests of DirectLinks alone."""
 
@@ -117,13 +128,7 @@ class Net:
     async def cluster(self, names: str = "abc") -> list[FastDirectRaft]:
         """Nodes that all link to each other, once every link is up both ways."""
         nodes = [await self.node(n, members=list(names)) for n in names]
-        for node in nodes:
-            for other in nodes:
-                if other is not node:
-                    assert other.bound is not None
-                    node.add_peer(other.address, *other.bound)
-        await until(lambda: all(len(n.nodes) == len(nodes) - 1 for n in nodes),
-                    what="every node joined every peer")
+        await link_all(nodes)
         return nodes
 
     def links_for(self, address: str, **kwargs: Any) -> tuple[DirectLinks, Stub]:
@@ -242,12 +247,7 @@ async def test_three_nodes_elect_a_leader_and_replicate_a_follower_proposal(net:
 async def test_a_closed_node_leaves_the_rest_commit_and_it_rejoins_from_its_storage(net: Net):
     storages = {name: webraft.MemoryStorage() for name in "abc"}
     nodes = [await net.node(n, storage=storages[n]) for n in "abc"]
-    for node in nodes:
-        for other in nodes:
-            if other is not node:
-                assert other.bound is not None
-                node.add_peer(other.address, *other.bound)
-    await until(lambda: all(len(n.nodes) == 2 for n in nodes))
+    await link_all(nodes)
     lead = await until(lambda: stable_leader(nodes), what="a stable leader")
     await asyncio.wait_for(lead.propose("before"), GUARD)
 
@@ -278,12 +278,7 @@ async def test_a_closed_node_leaves_the_rest_commit_and_it_rejoins_from_its_stor
 async def test_a_restarted_node_is_redialed_at_once_and_catches_up(net: Net):
     storages = {name: webraft.MemoryStorage() for name in "abc"}
     nodes = [await net.node(n, storage=storages[n], backoff=Patient) for n in "abc"]
-    for node in nodes:
-        for other in nodes:
-            if other is not node:
-                assert other.bound is not None
-                node.add_peer(other.address, *other.bound)
-    await until(lambda: all(len(n.nodes) == 2 for n in nodes))
+    await link_all(nodes)
     lead = await until(lambda: stable_leader(nodes), what="a stable leader")
     victim = next(n for n in nodes if n is not lead)
     rest = [n for n in nodes if n is not victim]

@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 from support import stable_leader, until
-from test_direct_cluster import TOKEN, FastDirectRaft, Stub, fast_backoff
+from test_direct_cluster import TOKEN, FastDirectRaft, Stub, fast_backoff, link_all
 
 import webraft
 from webraft.transport.tcp import TLS, DirectLinks
@@ -167,11 +167,7 @@ async def test_a_three_node_cluster_commits_over_mutual_tls(net: Links, certs: C
         async with asyncio.timeout(GUARD):
             await node.__aenter__()
         nodes.append(node)
-    for node in nodes:
-        for other in nodes:
-            if other is not node:
-                node.add_peer(other.address, *other.bound)  # type: ignore[misc]
-    await until(lambda: all(len(n.nodes) == 2 for n in nodes), what="linked over TLS")
+    await link_all(nodes)
     lead = await until(lambda: stable_leader(nodes), what="a stable leader")
     follower: Any = next(n for n in nodes if n is not lead)
     index = await asyncio.wait_for(follower.propose("secret"), GUARD)
