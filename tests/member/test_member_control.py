@@ -10,13 +10,13 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest
+from member_support import serve
 
 import webraft
 from webraft.member import kv as kv_module
 from webraft.member.__main__ import main
 from webraft.member.control import ControlServer, key_path, request
 from webraft.member.kv import KVStore
-from webraft.transport import RelayRaft
 from webraft_relay import Relay, RelayConfig
 
 GUARD = 10.0
@@ -30,7 +30,7 @@ QUICK = webraft.NodeConfig(heartbeat_frequency=0.02, heartbeat_timeout=0.1,
 @dataclass
 class Setup:
     relay: Relay
-    node: RelayRaft
+    node: webraft.RaftInterface
     kv: KVStore
     server: ControlServer
 
@@ -52,14 +52,7 @@ class Setup:
 async def make(members: list[str]) -> Setup:
     relay = Relay(RelayConfig(port=0, static_dir=None, pyodide_dir=None, dist_dir=None))
     await relay.start()
-    node = RelayRaft("a", url=relay.ws_url, room="demo", members=members, config=QUICK,
-                     storage=webraft.MemoryStorage())
-    kv = KVStore()
-    kv.attach(node)
-    server = ControlServer(node, kv, transport=node.relay)
-    await server.start()
-    node.start()
-    return Setup(relay, node, kv, server)
+    return Setup(relay, *await serve(relay.ws_url, "a", members, QUICK))
 
 
 @pytest.fixture
@@ -67,7 +60,7 @@ async def solo() -> AsyncIterator[Setup]:
     """Node a alone in a one-member cluster: it leads at once."""
     s = await make(["a"])
     async with asyncio.timeout(GUARD):
-        while not (s.node.is_leader and s.node.connected):
+        while not (s.node.is_leader and s.server.transport.connected):
             await asyncio.sleep(0.01)
     yield s
     await s.server.close()
@@ -224,7 +217,7 @@ async def test_a_write_whose_outcome_was_forgotten_says_it_committed(
 @dataclass
 class Trio:
     relay: Relay
-    nodes: list[RelayRaft]
+    nodes: list[webraft.RaftInterface]
     servers: list[ControlServer]
 
     async def call(self, i: int, method: str, path: str, body: Any = None) -> tuple[int, Any]:
@@ -239,13 +232,7 @@ async def trio() -> AsyncIterator[Trio]:
     names = ["a", "b", "c"]
     t = Trio(relay, [], [])
     for name in names:
-        node = RelayRaft(name, url=relay.ws_url, room="demo", members=names, config=QUICK,
-                         storage=webraft.MemoryStorage())
-        kv = KVStore()
-        kv.attach(node)
-        server = ControlServer(node, kv, transport=node.relay)
-        await server.start()
-        node.start()
+        node, _, server = await serve(relay.ws_url, name, names, QUICK)
         t.nodes.append(node)
         t.servers.append(server)
     async with asyncio.timeout(GUARD):

@@ -11,13 +11,13 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
+from member_support import serve
 
 import webraft
 from webraft.core.state import StorageUpdate
 from webraft.member.control import ControlServer, request
 from webraft.member.kv import KVStore
 from webraft.member.metrics import CONTENT_TYPE, Histogram, Metrics, TimedStorage
-from webraft.transport import RelayRaft
 from webraft_relay import Relay, RelayConfig
 
 GUARD = 10.0
@@ -94,7 +94,7 @@ async def test_timed_storage_times_saves_until_they_are_durable():
 
 @dataclasses.dataclass
 class Member:
-    node: RelayRaft
+    node: webraft.RaftInterface
     kv: KVStore
     metrics: Metrics
     server: ControlServer
@@ -114,14 +114,7 @@ class Member:
 async def member(relay: Relay, name: str, members: list[str], storage: Any = None,
                  config: webraft.NodeConfig = QUICK) -> Member:
     metrics = Metrics()
-    node = RelayRaft(name, url=relay.ws_url, room="demo", members=members, config=config,
-                     storage=metrics.timed(storage or webraft.MemoryStorage()))
-    kv = KVStore()
-    kv.attach(node)
-    metrics.watch(node, kv, node.relay)
-    server = ControlServer(node, kv, transport=node.relay, metrics=metrics)
-    await server.start()
-    node.start()
+    node, kv, server = await serve(relay.ws_url, name, members, config, storage, metrics)
     return Member(node, kv, metrics, server)
 
 
@@ -165,6 +158,7 @@ async def test_a_leader_s_metrics(relay: Relay):
         assert got["webraft_disk_save_duration_seconds_count"] >= 4
         assert got["webraft_snapshot_taken_total"] == solo.kv.snapshots_taken >= 1
         assert got["webraft_snapshot_installed_total"] == 0
+        assert got["webraft_snapshot_sent_total"] == 0
         assert got["webraft_transport_connected"] == 1
         assert not any("failed_total{" in name for name in got)
     finally:
@@ -207,5 +201,7 @@ async def test_a_follower_sees_leaders_and_counts_a_snapshot_it_installs(relay: 
         assert got["webraft_server_leader_changes_seen_total"] == 1
         assert got["webraft_server_proposals_committed_total"] == 0
         assert back.kv.data == lead.kv.data
+        assert (await lead.scrape())["webraft_snapshot_sent_total"] >= 1
+        assert got["webraft_snapshot_sent_total"] == 0
     finally:
         await close(*members.values())

@@ -327,8 +327,10 @@ class Built(NamedTuple):
     direct: DirectTransport | None
 
 
-def build_node(args: argparse.Namespace, members: list[str], storage: Storage) -> Built:
-    """The node the arguments ask for: the one place that picks a transport."""
+def build_node(args: argparse.Namespace, members: list[str], storage: Storage,
+               metrics: Metrics) -> Built:
+    """The node the arguments ask for: the one place that picks a transport (``metrics``
+    time its storage and count what its transport sends)."""
     config = Tuning.from_args(args).config()
     if args.relay is not None:
         from ..transport.websocket import relay_transport
@@ -336,8 +338,8 @@ def build_node(args: argparse.Namespace, members: list[str], storage: Storage) -
         relay, offered, transport = relay_transport(
             args.address, url=args.relay, room=args.room, token=args.token,
             session=load_session(args.data), listen=args.listen, advertise=args.advertise)
-        node = RaftInterface(args.address, members=members, storage=storage,
-                             transport=transport, config=config)
+        node = RaftInterface(args.address, members=members, storage=metrics.timed(storage),
+                             transport=metrics.counted(transport), config=config)
         return Built(node, relay, offered, None)
     tls = None
     if args.tls_cert is not None:
@@ -347,8 +349,8 @@ def build_node(args: argparse.Namespace, members: list[str], storage: Storage) -
             raise ValueError(f"cannot use --tls-cert, --tls-key or --tls-ca: {exc}") from exc
     direct = DirectTransport(args.address, listen=args.listen, peers=dict(args.peer),
                              room=args.room, token=args.token, tls=tls)
-    node = RaftInterface(args.address, members=members, storage=storage, transport=direct,
-                         config=config)
+    node = RaftInterface(args.address, members=members, storage=metrics.timed(storage),
+                         transport=metrics.counted(direct), config=config)
     return Built(node, direct, direct, direct)
 
 
@@ -392,7 +394,7 @@ async def run_node(args: argparse.Namespace) -> int:
     metrics = Metrics()
     try:
         kv = KVStore()
-        node, transport, links, direct = build_node(args, members, metrics.timed(storage))
+        node, transport, links, direct = build_node(args, members, storage, metrics)
     except (ValueError, StorageError, OSError) as exc:
         storage.close()
         return _fail(str(exc))

@@ -1,11 +1,12 @@
 """A member's metrics in the Prometheus text format, gathered without touching the node.
 
 Owns :class:`Metrics` (what ``GET /metrics`` on the control port answers), the
-:class:`Histogram` it keeps, and :class:`TimedStorage`, a :class:`~webraft.storage.Storage`
-that holds the real one and times its saves. Imports the node's public surface only: it
+:class:`Histogram` it keeps, :class:`TimedStorage`, a :class:`~webraft.storage.Storage` that
+holds the real one and times its saves, and :class:`CountedTransport`, a transport that holds
+the real one and counts the snapshots sent. Imports the node's public surface only: it
 listens to the node's events and reads its properties, and the control server reports the
-proposals it makes. Must not import a transport or the runtime's parts (of the core, only
-the storage records a storage handles).
+proposals it makes. Must not import a transport or the runtime's parts (of the runtime, only
+the node and the transport port; of the core, only the storage records).
 
 Names follow etcd's (``etcd_server_is_leader`` becomes ``webraft_server_is_leader``):
 
@@ -26,6 +27,8 @@ Names follow etcd's (``etcd_server_is_leader`` becomes ``webraft_server_is_leade
 ``webraft_snapshot_taken_total``                counter     snapshots of the store taken here
 ``webraft_snapshot_installed_total``            counter     snapshots received from a leader and
                                                             loaded
+``webraft_snapshot_sent_total``                 counter     snapshot transfers begun (first
+                                                            chunks sent, again if restarted)
 ``webraft_link_up{peer}``                       gauge       1 while our direct link to peer is up
 ``webraft_transport_connected``                 gauge       1 while the transport is connected
                                                             (the relay; direct links: listening)
@@ -47,10 +50,12 @@ from typing import Any, Protocol
 
 from ..core.state import StorageUpdate, StoredState
 from ..runtime import RaftInterface
+from ..runtime.port import Transport, TransportHandler
 from ..storage import Storage
 from .kv import KVStore
 
-__all__ = ["CONTENT_TYPE", "LATENCY_BUCKETS", "Histogram", "Metrics", "TimedStorage"]
+__all__ = ["CONTENT_TYPE", "LATENCY_BUCKETS", "CountedTransport", "Histogram", "Metrics",
+           "TimedStorage"]
 
 #: The Content-Type of the text format.
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
@@ -112,6 +117,31 @@ class TimedStorage:
         return future
 
 
+class CountedTransport:
+    """The transport ``transport``, each snapshot transfer it carries counted in
+    ``metrics`` (the first chunk of each: a transfer restarted from its start counts again).
+    Give it to the node in place of ``transport``."""
+
+    def __init__(self, transport: Transport, metrics: Metrics) -> None:
+        self.transport = transport
+        self.metrics = metrics
+
+    @property
+    def max_command_bytes(self) -> int | None:
+        return self.transport.max_command_bytes
+
+    def start(self, handler: TransportHandler) -> None:
+        self.transport.start(handler)
+
+    def send(self, to: str, payload: dict[str, Any]) -> None:
+        if payload.get("type") == "snapshot" and payload.get("offset") == 0:
+            self.metrics.snapshots_sent += 1
+        self.transport.send(to, payload)
+
+    async def close(self) -> None:
+        await self.transport.close()
+
+
 class Reachable(Protocol):
     """What the metrics read of a transport."""
 
@@ -129,6 +159,7 @@ class Metrics:
         self.failed: dict[str, int] = {}
         self.leader_changes = 0
         self.snapshots_installed = 0
+        self.snapshots_sent = 0
         self._leader_seen: tuple[int, str] | None = None
         self._refreshes = 0
         self._node: RaftInterface | None = None
@@ -139,6 +170,10 @@ class Metrics:
     def timed(self, storage: Storage) -> TimedStorage:
         """``storage``, its saves timed into :attr:`saves` (give it to the node)."""
         return TimedStorage(storage, self.saves)
+
+    def counted(self, transport: Transport) -> CountedTransport:
+        """``transport``, the snapshots it sends counted (give it to the node)."""
+        return CountedTransport(transport, self)
 
     def watch(self, node: RaftInterface, kv: KVStore, transport: Reachable | None = None,
               links: Callable[[], Mapping[str, Any]] | None = None) -> None:
@@ -217,6 +252,8 @@ class Metrics:
             self._kv.snapshots_taken if self._kv is not None else 0)
         one("webraft_snapshot_installed_total", "counter",
             "Snapshots received from a leader and loaded.", self.snapshots_installed)
+        one("webraft_snapshot_sent_total", "counter",
+            "Snapshot transfers begun (first chunks sent).", self.snapshots_sent)
         if self._links is not None:
             links = self._links().get("links", {})
             name = "webraft_link_up"
