@@ -64,6 +64,7 @@ import os
 import secrets
 import signal
 import sys
+import time
 import urllib.parse
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -207,6 +208,9 @@ def node_parser() -> argparse.ArgumentParser:
                    "(default: %(default)s)")
     p.add_argument("--proposal-timeout", type=_positive, default=5.0, metavar="S",
                    help="longest a PUT waits for its outcome (default: %(default)s)")
+    p.add_argument("--log-format", default="text", choices=["text", "json"],
+                   help="json: one JSON object per line on stderr (time, level, logger, "
+                   "message, and exc if any), for log collectors (default: %(default)s)")
     p.add_argument("--log-level", default="WARNING",
                    choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     return p
@@ -451,6 +455,19 @@ async def run_node(args: argparse.Namespace) -> int:
     return exit_code
 
 
+class JSONLines(logging.Formatter):
+    """Structured logs: each record as one line of JSON, its time in UTC."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        when = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
+        line = {"time": f"{when}.{int(record.msecs):03d}Z",
+                "level": record.levelname, "logger": record.name,
+                "message": record.getMessage()}
+        if record.exc_info:
+            line["exc"] = self.formatException(record.exc_info)
+        return json.dumps(line, ensure_ascii=False)
+
+
 def _fail(message: str, code: int = 1) -> int:
     print(f"{PROG}: {message}", file=sys.stderr, flush=True)
     return code
@@ -546,7 +563,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = node_parser()
     args = parser.parse_args(argv)
     check_links(parser, args)
-    logging.basicConfig(level=args.log_level, format="%(asctime)s %(name)s %(message)s")
+    handler = logging.StreamHandler()
+    handler.setFormatter(JSONLines() if args.log_format == "json" else
+                         logging.Formatter("%(asctime)s %(name)s %(message)s"))
+    logging.basicConfig(level=args.log_level, handlers=[handler])
     try:
         return asyncio.run(run_node(args))
     except KeyboardInterrupt:  # a second Ctrl-C during shutdown
