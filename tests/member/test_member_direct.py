@@ -14,6 +14,7 @@ import socket
 import subprocess
 import sys
 from collections.abc import Iterator
+from functools import partial
 from pathlib import Path
 
 import pytest
@@ -266,7 +267,7 @@ def test_direct_members_link_over_mutual_tls(cluster: DirectCluster, tmp_path: P
     members = [cluster.start(name, extra=tls) for name in NAMES]
     for member in members:
         others = [n for n in NAMES if n != member.address]
-        poll(lambda m=member, o=others: all_linked(m, o), what=f"{member.address} linked")
+        poll(partial(all_linked, member, others), what=f"{member.address} linked")
     cluster.write(members[1], "over", "tls")
     cluster.converge()
     assert all(m.status()["link_error"] is None for m in members)
