@@ -1,4 +1,5 @@
-"""Helpers for the process-level member tests: start relays and members, poll their state.
+"""Helpers for the member tests: start relays and members (processes, or in-process
+members with their control servers), poll their state.
 
 Every wait is a poll of a condition with a deadline that only guards against hangs; nothing
 asserts on how long anything took.
@@ -15,12 +16,18 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.request
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Self
 
-from webraft.member.control import key_path, request
+from webraft import MemoryStorage, NodeConfig, RaftInterface
+from webraft.member.control import ControlServer, key_path, request
+from webraft.member.kv import KVStore
+from webraft.member.metrics import Metrics
+from webraft.storage import Storage
+from webraft.transport.websocket import relay_transport
 
 ROOT = Path(__file__).resolve().parents[2]
 GUARD = 15.0  # seconds; a hang guard, not a timing expectation
@@ -145,8 +152,34 @@ class Member:
     def kv(self) -> dict[str, Any]:
         return self.get("/kv")["data"]
 
+    def metrics(self) -> list[str]:
+        """The lines of its ``GET /metrics`` (Prometheus text)."""
+        with urllib.request.urlopen(self.control + "/metrics", timeout=5) as response:
+            return response.read().decode().splitlines()
+
     def put(self, key: str, value: Any) -> tuple[int, Any]:
         return request(self.control, "PUT", key_path(key), value, timeout=10)
+
+
+async def serve(relay_url: str, name: str, members: list[str], config: NodeConfig,
+                storage: Storage | None = None,
+                metrics: Metrics | None = None) -> tuple[RaftInterface, KVStore, ControlServer]:
+    """An in-process relay member (its storage and transport counted by ``metrics``, if
+    given), its KV store and its started control server; the member is started."""
+    storage = storage or MemoryStorage()
+    relay, _, transport = relay_transport(name, url=relay_url, room="demo")
+    if metrics is not None:
+        storage, transport = metrics.timed(storage), metrics.counted(transport)
+    node = RaftInterface(name, members=members, config=config, storage=storage,
+                         transport=transport)
+    kv = KVStore()
+    kv.attach(node)
+    if metrics is not None:
+        metrics.watch(node, kv, relay)
+    server = ControlServer(node, kv, transport=relay, metrics=metrics)
+    await server.start()
+    node.start()
+    return node, kv, server
 
 
 def free_ports(count: int) -> list[int]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import signal
 import subprocess
 import sys
@@ -51,6 +52,20 @@ def test_a_signal_stops_the_node_with_status_0(tmp_path: Path, sig: signal.Signa
     member.proc.signal(sig)
     assert member.proc.wait() == 0
     assert "Traceback" not in member.proc.stderr()
+
+
+def test_json_logs_are_one_object_per_line(tmp_path: Path):
+    member = Member("a", UNREACHABLE, tmp_path / "a", tmp_path,
+                    extra=["--log-level", "DEBUG", "--log-format", "json"])
+    member.proc.signal(signal.SIGTERM)
+    assert member.proc.wait() == 0
+    lines = member.proc.stderr().splitlines()
+    assert lines, "DEBUG logs something (asyncio's selector, the relay attempts)"
+    for line in lines:
+        record = json.loads(line)
+        assert {"time", "level", "logger", "message"} <= record.keys()
+        assert record["time"].endswith("Z") and record["level"] in ("DEBUG", "INFO",
+                                                                    "WARNING", "ERROR")
 
 
 def test_one_data_directory_serves_one_process(tmp_path: Path):

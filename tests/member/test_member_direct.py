@@ -14,6 +14,7 @@ import socket
 import subprocess
 import sys
 from collections.abc import Iterator
+from functools import partial
 from pathlib import Path
 
 import pytest
@@ -28,6 +29,7 @@ from member_support import (
     leader_of,
     poll,
 )
+from test_direct_tls import make_certs
 
 from webraft.member.__main__ import main
 from webraft.member.control import key_path, request
@@ -75,6 +77,11 @@ BOTH_PEERS = ("--peer", "b=127.0.0.1:7002", "--peer", "c=127.0.0.1:7003")
      "--peer a names this node"),
     (("--listen", "127.0.0.1:7001", "--peer", "b=127.0.0.1:7002"),
      "--members c without --peer"),
+    (("--relay", "ws://127.0.0.1:9/ws", "--room", "r", "--listen", "127.0.0.1:7001",
+      "--tls-cert", "a.pem", "--tls-key", "a.key"), "are for --listen without --relay"),
+    (("--listen", "127.0.0.1:7001", *BOTH_PEERS, "--tls-cert", "a.pem"), "TLS needs both"),
+    (("--listen", "127.0.0.1:7001", *BOTH_PEERS, "--tls-key", "a.key"), "TLS needs both"),
+    (("--listen", "127.0.0.1:7001", *BOTH_PEERS, "--tls-ca", "ca.pem"), "TLS needs both"),
 ])
 def test_bad_link_arguments_exit_2_before_touching_the_disk(
         tmp_path: Path, capsys: pytest.CaptureFixture[str], links: tuple[str, ...],
@@ -92,6 +99,15 @@ def test_a_bad_room_exits_2_in_direct_mode_too(tmp_path: Path,
     assert code == 2
     assert "--room must be" in capsys.readouterr().err
     assert not (tmp_path / "d").exists()
+
+
+def test_unusable_tls_files_end_the_node_with_status_1(tmp_path: Path,
+                                                       capsys: pytest.CaptureFixture[str]):
+    missing = str(tmp_path / "missing.pem")
+    code = main(base(tmp_path, "--listen", "127.0.0.1:0", *BOTH_PEERS, "--tls-cert", missing,
+                     "--tls-key", missing))
+    assert code == 1
+    assert "cannot use --tls-cert, --tls-key or --tls-ca" in capsys.readouterr().err
 
 
 def test_a_taken_link_port_ends_the_node_with_status_1_and_needs_no_websockets(
@@ -191,6 +207,14 @@ def test_three_direct_members_survive_a_killed_leader(cluster: DirectCluster):
     for survivor in survivors:
         poll(lambda s=survivor: not s.status()["links"][leader.address]["up"],
              what=f"{survivor.address} saw its link to the killed leader drop")
+    # Its metrics say so too, and that it saw a second leader.
+    lines = survivors[0].metrics()
+    other = survivors[1].address
+    assert f'webraft_link_up{{peer="{leader.address}"}} 0' in lines
+    assert f'webraft_link_up{{peer="{other}"}} 1' in lines
+    changes = next(line for line in lines
+                   if line.startswith("webraft_server_leader_changes_seen_total "))
+    assert int(changes.split()[1]) >= 2, "the first leader, then its successor"
     for i, member in enumerate(survivors * 2, start=6):
         cluster.write(member, f"k{i}", i)
     cluster.converge(survivors)
@@ -202,6 +226,8 @@ def test_three_direct_members_survive_a_killed_leader(cluster: DirectCluster):
     assert before["data"].items() <= state["data"].items()  # what it had is still there
     assert all(m.status()["snapshot_index"] > 0 for m in members.values())
     cluster.write(restarted, "after-restart", True)
+    linearizable = f"{key_path('after-restart')}?linearizable=1"
+    assert restarted.get(linearizable)["value"] is True
     state = cluster.converge()
     assert len(state["data"]) == len(cluster.acked)
     cluster.stop()
@@ -231,6 +257,20 @@ def test_a_member_with_the_wrong_token_never_joins(cluster: DirectCluster):
     assert not any(link["up"] for link in status["links"].values())
     assert status["commit_index"] == 0 and c.kv() == {}
     assert leader.status()["members"] == ["a", "b", "c"]
+    cluster.stop()
+
+
+def test_direct_members_link_over_mutual_tls(cluster: DirectCluster, tmp_path: Path):
+    certs = make_certs(tmp_path / "certs")
+    tls = ("--tls-cert", str(certs.cert), "--tls-key", str(certs.key), "--tls-ca",
+           str(certs.ca))
+    members = [cluster.start(name, extra=tls) for name in NAMES]
+    for member in members:
+        others = [n for n in NAMES if n != member.address]
+        poll(partial(all_linked, member, others), what=f"{member.address} linked")
+    cluster.write(members[1], "over", "tls")
+    cluster.converge()
+    assert all(m.status()["link_error"] is None for m in members)
     cluster.stop()
 
 

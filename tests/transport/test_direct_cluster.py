@@ -40,6 +40,24 @@ def fast_backoff() -> Backoff:
     return Backoff(0.01, 0.1)
 
 
+class Patient(Backoff):
+    """One quick retry, then an hour: only a link the peer makes to us can end that wait
+    within a test. Counts the delays asked for and the resets."""
+
+    def __init__(self) -> None:
+        super().__init__(0.01, 3600.0, factor=360000.0, jitter=0.0)
+        self.delays = 0
+        self.resets = 0
+
+    def next(self) -> float:
+        self.delays += 1
+        return super().next()
+
+    def reset(self) -> None:
+        self.resets += 1
+        super().reset()
+
+
 class FastDirectRaft(Recorded, DirectRaft):
     """A recorded DirectRaft that re-dials quickly."""
 
@@ -49,6 +67,17 @@ class FastDirectRaft(Recorded, DirectRaft):
 
     def commands(self) -> list[Any]:
         return [c for _, c in self.applied]
+
+
+async def link_all(nodes: list[FastDirectRaft]) -> None:
+    """Make every node a peer of every other; return once every link is up both ways."""
+    for node in nodes:
+        for other in nodes:
+            if other is not node:
+                assert other.bound is not None
+                node.add_peer(other.address, *other.bound)
+    await until(lambda: all(len(n.nodes) == len(nodes) - 1 for n in nodes),
+                what="every node joined every peer")
 
 
 class Stub:
@@ -99,13 +128,7 @@ class Net:
     async def cluster(self, names: str = "abc") -> list[FastDirectRaft]:
         """Nodes that all link to each other, once every link is up both ways."""
         nodes = [await self.node(n, members=list(names)) for n in names]
-        for node in nodes:
-            for other in nodes:
-                if other is not node:
-                    assert other.bound is not None
-                    node.add_peer(other.address, *other.bound)
-        await until(lambda: all(len(n.nodes) == len(nodes) - 1 for n in nodes),
-                    what="every node joined every peer")
+        await link_all(nodes)
         return nodes
 
     def links_for(self, address: str, **kwargs: Any) -> tuple[DirectLinks, Stub]:
@@ -224,12 +247,7 @@ async def test_three_nodes_elect_a_leader_and_replicate_a_follower_proposal(net:
 async def test_a_closed_node_leaves_the_rest_commit_and_it_rejoins_from_its_storage(net: Net):
     storages = {name: webraft.MemoryStorage() for name in "abc"}
     nodes = [await net.node(n, storage=storages[n]) for n in "abc"]
-    for node in nodes:
-        for other in nodes:
-            if other is not node:
-                assert other.bound is not None
-                node.add_peer(other.address, *other.bound)
-    await until(lambda: all(len(n.nodes) == 2 for n in nodes))
+    await link_all(nodes)
     lead = await until(lambda: stable_leader(nodes), what="a stable leader")
     await asyncio.wait_for(lead.propose("before"), GUARD)
 
@@ -255,6 +273,36 @@ async def test_a_closed_node_leaves_the_rest_commit_and_it_rejoins_from_its_stor
     await until(lambda: all(n.last_applied >= index for n in everyone), what="caught up")
     assert back.commands() == new_lead.commands() == ["before", "during", "after"]
     assert not [e for n in everyone for e in n.errors]
+
+
+async def test_a_restarted_node_is_redialed_at_once_and_catches_up(net: Net):
+    storages = {name: webraft.MemoryStorage() for name in "abc"}
+    nodes = [await net.node(n, storage=storages[n], backoff=Patient) for n in "abc"]
+    await link_all(nodes)
+    lead = await until(lambda: stable_leader(nodes), what="a stable leader")
+    victim = next(n for n in nodes if n is not lead)
+    rest = [n for n in nodes if n is not victim]
+    assert victim.bound is not None
+    port = victim.bound[1]
+    await victim.close()
+
+    def waiting_an_hour(node: FastDirectRaft) -> bool:
+        backoff = node.links.redialing(victim.address)
+        assert isinstance(backoff, Patient)
+        return backoff.delays >= 2  # the quick retry failed: now the hour-long pause
+    await until(lambda: all(waiting_an_hour(n) for n in rest), what="the others back off")
+    index = await asyncio.wait_for(lead.propose("missed"), GUARD)
+    backoffs = [n.links.redialing(victim.address) for n in rest]
+    before = [(b.delays, b.resets) for b in backoffs if isinstance(b, Patient)]
+
+    peers = {n.address: n.bound for n in rest}
+    back = await net.node(victim.address, port=port, storage=storages[victim.address],
+                          peers=peers, backoff=Patient)  # type: ignore[arg-type]
+    await until(lambda: back.last_applied >= index, what="the restarted node caught up")
+    assert back.commands() == lead.commands() == ["missed"]
+    # Each of the others was woken by the victim's link to it (a reset), not by its timer.
+    assert [(b.delays, b.resets - 1) for b in backoffs if isinstance(b, Patient)] == before
+    assert all(n.links.is_up(victim.address) for n in rest)
 
 
 async def test_a_fourth_node_added_as_peer_and_member_becomes_a_voter(net: Net):
@@ -451,6 +499,29 @@ async def test_links_deliver_messages_both_ways_and_report_up_and_down(net: Net)
     await until(lambda: a_seen.down == ["b"], what="a lost its link to the closed b")
     assert not a.is_up("b")
     assert not a_seen.errors and not b_seen.errors
+
+
+async def test_a_link_from_a_restarted_peer_resets_our_back_off_and_redials_it(net: Net):
+    a, a_seen = net.links_for("a", token=TOKEN, backoff=Patient)
+    b, _ = net.links_for("b", token=TOKEN)
+    await a.listen(HOST, 0)
+    port = (await b.listen(HOST, 0))[1]
+    a.dial("b", HOST, port)
+    await until(lambda: a.is_up("b"), what="a linked to b")
+    backoff = a.redialing("b")
+    assert isinstance(backoff, Patient) and backoff.resets == 0
+    await b.close()
+    await until(lambda: backoff.delays >= 2, what="a's quick retry failed: an hour to wait")
+    assert a_seen.down == ["b"] and backoff.resets == 1  # once, when the link ended
+
+    b_again, _ = net.links_for("b", token=TOKEN)
+    await b_again.listen(HOST, port)
+    assert a.bound is not None
+    b_again.dial("a", *a.bound)
+    await until(lambda: a.is_up("b"), what="a linked to the restarted b")
+    assert backoff.resets == 2 and backoff.delays == 2, "woken, not timed out"
+    assert a_seen.up == ["b", "b"] and not a_seen.errors
+    assert a.redialing("nobody") is None
 
 
 async def test_per_peer_keys_let_in_only_the_peer_holding_its_key(net: Net):

@@ -7,10 +7,12 @@ Run a node whose peers are reached through a relay::
         --address a --members a,b,c [--token T] [--control 127.0.0.1:0]
 
 or one of a cluster of servers linked directly over TCP, with no relay (every member is
-given every other member's link address)::
+given every other member's link address), its links over TLS if asked (mutual with
+``--tls-ca``; see ``docs/direct-links.md``)::
 
     python -m webraft.member --listen 127.0.0.1:7001 --peer b=127.0.0.1:7002 \\
-        --peer c=127.0.0.1:7003 --data ./node-a --address a --members a,b,c [--token T]
+        --peer c=127.0.0.1:7003 --data ./node-a --address a --members a,b,c [--token T] \\
+        [--tls-cert a.pem --tls-key a.key [--tls-ca ca.pem]]
 
 or a relay member that also links directly to the room's members that listen too (servers
 in a browser cluster: their messages to each other skip the relay)::
@@ -37,11 +39,18 @@ arguments exit with 2.
 Talk to a running node (``--control`` is the URL it printed)::
 
     python -m webraft.member put KEY VALUE --control URL   # VALUE: JSON, or else a string
-    python -m webraft.member get KEY --control URL
-    python -m webraft.member del KEY --control URL
+    python -m webraft.member get KEY [--linearizable] --control URL
+    python -m webraft.member delete KEY --control URL      # or: del KEY
+    python -m webraft.member cas KEY VALUE (--expect OLD | --absent) --control URL
     python -m webraft.member status --control URL
 
-Each prints the node's JSON answer and exits 0 on success, 1 otherwise.
+``get`` reads this node's state (which may lag the leader) unless ``--linearizable``: then the
+node confirms a read index with the leader first (see :mod:`webraft.member.control`). ``cas``
+sets KEY to VALUE only if it holds OLD (or, with ``--absent``, nothing): the comparison is
+made in the state machine, when the command is applied. ``put``, ``delete`` and ``cas`` take
+``--request-id ID``: a retry with the same ID, through any member, applies once and prints the
+first outcome. Each prints the node's JSON answer (``get``: the value) and exits 0 on success,
+1 otherwise (a ``cas`` that did not swap included).
 """
 
 from __future__ import annotations
@@ -55,28 +64,30 @@ import os
 import secrets
 import signal
 import sys
+import time
+import urllib.parse
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
+from typing import Any, NamedTuple, Protocol
 
 from ..errors import StorageError
 from ..runtime import NodeConfig, RaftInterface
+from ..storage import Storage
 from ..transport.direct_raft import DirectTransport
 from ..transport.node import host_port, is_wildcard, link_host
 from ..transport.relay import RelayClosed
+from ..transport.tcp import TLS
 from ..transport.wire import check_name
 from .control import ControlServer, Reachable, key_path, request
 from .kv import KVStore
-
-if TYPE_CHECKING:  # imported lazily: a direct-links member needs no SQLite until run
-    from ..storage.sqlite import SQLiteStorage
+from .metrics import Metrics
 
 __all__ = ["main"]
 
 PROG = "webraft-node"
 TOKEN_ENV = "WEBRAFT_RELAY_TOKEN"
-CLIENT_COMMANDS = ("put", "get", "del", "status")
+CLIENT_COMMANDS = ("put", "get", "del", "delete", "cas", "status")
 SESSION_FILE = "session"
 DATABASE_FILE = "raft.sqlite3"
 #: ``--room`` with ``--listen`` when none is given (DirectTransport's own default).
@@ -137,8 +148,9 @@ def node_parser() -> argparse.ArgumentParser:
         description="Run a durable webraft member (a replicated key-value store) that talks "
         "to its peers through a relay (--relay), over direct TCP links (--listen, --peer), or "
         "both (--relay with --listen).",
-        epilog="Client commands: put KEY VALUE | get KEY | del KEY | status, each with "
-        "--control URL.",
+        epilog="Client commands, each with --control URL: put KEY VALUE [--request-id ID] | "
+        "get KEY [--linearizable] | delete KEY [--request-id ID] | cas KEY VALUE (--expect OLD "
+        "| --absent) [--request-id ID] | status. 'webraft-node COMMAND --help' tells more.",
     )
     links = p.add_argument_group("how peers are reached (--relay, --listen, or both)")
     links.add_argument("--relay", metavar="URL", help="ws://HOST:PORT/ws")
@@ -151,6 +163,16 @@ def node_parser() -> argparse.ArgumentParser:
                        help="with --listen and no --relay: another member and its --listen "
                        "address; repeat for every other member (and for nodes that will "
                        "--join)")
+    links.add_argument("--tls-cert", type=Path, metavar="PEM",
+                       help="with --listen and no --relay: encrypt the links with TLS, "
+                       "presenting this certificate (chain) on both sides of each; needs "
+                       "--tls-key")
+    links.add_argument("--tls-key", type=Path, metavar="PEM",
+                       help="the private key of --tls-cert")
+    links.add_argument("--tls-ca", type=Path, metavar="PEM",
+                       help="mutual TLS: accept only certificates this CA signed, and ask "
+                       "dialers for theirs (default: check acceptors against the system's "
+                       "CAs, ask dialers for nothing); the token's proof is made either way")
     links.add_argument("--advertise", metavar="HOST",
                        help="with --relay and --listen: the host peers dial (needed when "
                        "--listen is a wildcard such as 0.0.0.0)")
@@ -186,6 +208,9 @@ def node_parser() -> argparse.ArgumentParser:
                    "(default: %(default)s)")
     p.add_argument("--proposal-timeout", type=_positive, default=5.0, metavar="S",
                    help="longest a PUT waits for its outcome (default: %(default)s)")
+    p.add_argument("--log-format", default="text", choices=["text", "json"],
+                   help="json: one JSON object per line on stderr (time, level, logger, "
+                   "message, and exc if any), for log collectors (default: %(default)s)")
     p.add_argument("--log-level", default="WARNING",
                    choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     return p
@@ -214,6 +239,12 @@ def check_links(parser: argparse.ArgumentParser, args: argparse.Namespace) -> No
             and is_wildcard(args.listen[0])):
         parser.error(f"--listen {args.listen[0] or '(any)'} needs --advertise HOST: the "
                      "address peers can dial")
+    tls = (args.tls_cert, args.tls_key, args.tls_ca)
+    if any(f is not None for f in tls) and (args.listen is None or args.relay is not None):
+        parser.error("--tls-cert, --tls-key and --tls-ca are for --listen without --relay")
+    if (args.tls_cert is None) != (args.tls_key is None) or (
+            args.tls_ca is not None and args.tls_cert is None):
+        parser.error("TLS needs both --tls-cert and --tls-key (and --tls-ca is for them)")
     names = [name for name, _ in args.peer]
     duplicates = sorted({name for name in names if names.count(name) > 1})
     if duplicates:
@@ -300,9 +331,10 @@ class Built(NamedTuple):
     direct: DirectTransport | None
 
 
-def build_node(args: argparse.Namespace, members: list[str],
-               storage: SQLiteStorage) -> Built:
-    """The node the arguments ask for: the one place that picks a transport."""
+def build_node(args: argparse.Namespace, members: list[str], storage: Storage,
+               metrics: Metrics) -> Built:
+    """The node the arguments ask for: the one place that picks a transport (``metrics``
+    time its storage and count what its transport sends)."""
     config = Tuning.from_args(args).config()
     if args.relay is not None:
         from ..transport.websocket import relay_transport
@@ -310,13 +342,19 @@ def build_node(args: argparse.Namespace, members: list[str],
         relay, offered, transport = relay_transport(
             args.address, url=args.relay, room=args.room, token=args.token,
             session=load_session(args.data), listen=args.listen, advertise=args.advertise)
-        node = RaftInterface(args.address, members=members, storage=storage,
-                             transport=transport, config=config)
+        node = RaftInterface(args.address, members=members, storage=metrics.timed(storage),
+                             transport=metrics.counted(transport), config=config)
         return Built(node, relay, offered, None)
+    tls = None
+    if args.tls_cert is not None:
+        try:
+            tls = TLS.from_files(args.tls_cert, args.tls_key, args.tls_ca)
+        except OSError as exc:  # ssl.SSLError too
+            raise ValueError(f"cannot use --tls-cert, --tls-key or --tls-ca: {exc}") from exc
     direct = DirectTransport(args.address, listen=args.listen, peers=dict(args.peer),
-                             room=args.room, token=args.token)
-    node = RaftInterface(args.address, members=members, storage=storage, transport=direct,
-                         config=config)
+                             room=args.room, token=args.token, tls=tls)
+    node = RaftInterface(args.address, members=members, storage=metrics.timed(storage),
+                         transport=metrics.counted(direct), config=config)
     return Built(node, direct, direct, direct)
 
 
@@ -357,13 +395,15 @@ async def run_node(args: argparse.Namespace) -> int:
         storage = SQLiteStorage(args.data / DATABASE_FILE, threaded=True)
     except (StorageError, OSError) as exc:
         return _fail(str(exc))
+    metrics = Metrics()
     try:
         kv = KVStore()
-        node, transport, links, direct = build_node(args, members, storage)
+        node, transport, links, direct = build_node(args, members, storage, metrics)
     except (ValueError, StorageError, OSError) as exc:
         storage.close()
         return _fail(str(exc))
     kv.attach(node)
+    metrics.watch(node, kv, transport, links.status if links is not None else None)
     stop = asyncio.Event()
     exit_code = 0
 
@@ -381,7 +421,8 @@ async def run_node(args: argparse.Namespace) -> int:
             loop.add_signal_handler(sig, stop.set)
     host, port = args.control
     control = ControlServer(node, kv, host, port, transport=transport,
-                            details=links.status if links is not None else None)
+                            details=links.status if links is not None else None,
+                            metrics=metrics)
     try:
         try:
             await control.start()
@@ -414,6 +455,19 @@ async def run_node(args: argparse.Namespace) -> int:
     return exit_code
 
 
+class JSONLines(logging.Formatter):
+    """Structured logs: each record as one line of JSON, its time in UTC."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        when = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
+        line = {"time": f"{when}.{int(record.msecs):03d}Z",
+                "level": record.levelname, "logger": record.name,
+                "message": record.getMessage()}
+        if record.exc_info:
+            line["exc"] = self.formatException(record.exc_info)
+        return json.dumps(line, ensure_ascii=False)
+
+
 def _fail(message: str, code: int = 1) -> int:
     print(f"{PROG}: {message}", file=sys.stderr, flush=True)
     return code
@@ -422,25 +476,59 @@ def _fail(message: str, code: int = 1) -> int:
 # ------------------------------------------------------------------ client commands
 
 
-def client_main(argv: Sequence[str]) -> int:
-    p = argparse.ArgumentParser(prog=f"{PROG} {argv[0]}",
-                                description="Talk to a running member's control server.")
+def client_parser(command: str) -> argparse.ArgumentParser:
+    """The arguments of one client command."""
+    p = argparse.ArgumentParser(
+        prog=f"{PROG} {command}", description="Talk to a running member's control server.",
+        epilog="Values are JSON; anything that is not JSON is a string. Exit status: 0 on "
+        "success, 1 otherwise (a cas that did not swap included).")
     p.add_argument("command", choices=CLIENT_COMMANDS)
-    if argv[0] in ("put", "get", "del"):
+    if command in ("put", "get", "del", "delete", "cas"):
         p.add_argument("key")
-    if argv[0] == "put":
-        p.add_argument("value", help="a JSON value; anything that is not JSON is a string")
+    if command in ("put", "cas"):
+        p.add_argument("value", help="the new value")
+    if command == "cas":
+        old = p.add_mutually_exclusive_group(required=True)
+        old.add_argument("--expect", metavar="OLD",
+                         help="set the value only if the key holds OLD")
+        old.add_argument("--absent", action="store_true",
+                         help="set the value only if the key is absent")
+    if command == "get":
+        p.add_argument("--linearizable", action="store_true",
+                       help="read after the leader confirmed a read index, so the answer "
+                       "reflects every write completed before (default: this node's state, "
+                       "which may lag)")
+    if command in ("put", "del", "delete", "cas"):
+        p.add_argument("--request-id", metavar="ID",
+                       help="1-128 characters naming this request: a retry with the same ID, "
+                       "through any member, applies once and answers the first outcome")
     p.add_argument("--control", required=True, metavar="URL",
                    help="the URL the node printed, e.g. http://127.0.0.1:40123")
     p.add_argument("--timeout", type=_positive, default=30.0, metavar="S")
-    args = p.parse_args(argv)
+    return p
+
+
+def client_main(argv: Sequence[str]) -> int:
+    args = client_parser(argv[0]).parse_args(argv)
     method, path, body = "GET", "/status", None
-    if args.command in ("put", "get", "del"):
+    query: dict[str, str] = {}
+    if args.command in ("put", "get", "del", "delete"):
         path = key_path(args.key)
     if args.command == "put":
         method, body = "PUT", _value(args.value)
-    elif args.command == "del":
+    elif args.command in ("del", "delete"):
         method = "DELETE"
+    elif args.command == "cas":
+        method, path = "POST", key_path(args.key, "/cas/")
+        body = {"value": _value(args.value)}
+        if not args.absent:
+            body["expected"] = _value(args.expect)
+    elif args.command == "get" and args.linearizable:
+        query["linearizable"] = "1"
+    if getattr(args, "request_id", None) is not None:
+        query["request_id"] = args.request_id
+    if query:
+        path += "?" + urllib.parse.urlencode(query)
     try:
         status, answer = request(args.control, method, path, body, timeout=args.timeout)
     except (OSError, ValueError) as exc:
@@ -450,6 +538,8 @@ def client_main(argv: Sequence[str]) -> int:
         print(json.dumps(answer.get("value")))
     else:
         print(json.dumps(answer), file=sys.stdout if ok else sys.stderr)
+    if args.command == "cas" and ok:
+        return 0 if answer.get("swapped") is True else 1
     return 0 if ok else 1
 
 
@@ -473,7 +563,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = node_parser()
     args = parser.parse_args(argv)
     check_links(parser, args)
-    logging.basicConfig(level=args.log_level, format="%(asctime)s %(name)s %(message)s")
+    handler = logging.StreamHandler()
+    handler.setFormatter(JSONLines() if args.log_format == "json" else
+                         logging.Formatter("%(asctime)s %(name)s %(message)s"))
+    logging.basicConfig(level=args.log_level, handlers=[handler])
     try:
         return asyncio.run(run_node(args))
     except KeyboardInterrupt:  # a second Ctrl-C during shutdown

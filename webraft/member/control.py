@@ -3,22 +3,45 @@
 Standard library only (asyncio streams for the server, urllib for the client): a member must
 not need more than webraft and websockets. One request per connection, JSON both ways:
 
-====================  ==========================================================================
-``GET /status``       ``{address, room, state, term, leader, commit_index, last_applied,
-                      members, learners, snapshot_index, peers, connected}``, plus what the
-                      server's ``details`` add (direct links: ``listen``, ``links``,
-                      ``link_error``, see :mod:`webraft.member.__main__`)
-``GET /kv``           ``{"data": {...}, "last_applied": n}``: everything this node has applied
-``GET /kv/KEY``       ``{"key", "value"}``, or 404 (reads are local: they may lag the leader)
-``PUT /kv/KEY``       body = a JSON value; proposes ``put`` and answers ``{"index"}`` once the
-                      command is committed and applied on this node
-``DELETE /kv/KEY``    proposes ``del``; same answer
-====================  ==========================================================================
+==============================  ===============================================================
+``GET /status``                 ``{address, room, state, term, leader, commit_index,
+                                last_applied, members, learners, snapshot_index, peers,
+                                connected}``, plus what the server's ``details`` add (direct
+                                links: ``listen``, ``links``, ``link_error``, see
+                                :mod:`webraft.member.__main__`)
+``GET /kv``                     ``{"data": {...}, "last_applied": n}``: everything this node
+                                has applied
+``GET /kv/KEY``                 ``{"key", "value"}``, or 404
+``PUT /kv/KEY``                 body = a JSON value; proposes ``put`` and answers its outcome,
+                                ``{"index"}``, once the command is committed and applied on
+                                this node
+``DELETE /kv/KEY``              proposes ``del``; answers ``{"index", "deleted"}``
+``GET /metrics``                 the metrics, in the Prometheus text format (see
+                                :mod:`webraft.member.metrics`); 404 without metrics
+``POST /cas/KEY``               body = ``{"value": V, "expected": E}``: compare-and-set, done
+                                in the state machine; without ``"expected"`` the key must be
+                                absent. Answers ``{"index", "swapped"}``
+==============================  ===============================================================
+
+Reads are local by default: they see what this node has applied, which may lag the leader
+(a node cut off from the others answers at once, from its own state). Add
+``?linearizable=1`` to a ``GET`` of ``/kv`` or ``/kv/KEY`` for a linearizable read: the node
+asks the leader for a read index (:meth:`~webraft.RaftInterface.read_index`), waits until it
+has applied it, then reads; the answer adds that ``"index"``. Local reads stay the default
+because they are what a status page or a script watching each member wants, and they answer
+without a leader; a client that needs linearizability asks for it.
+
+Writes take ``?request_id=R`` (1-128 characters): the command carries it, and the state
+machine applies a request id once, answering every retry with the first outcome (see
+:mod:`webraft.member.kv`). So a write that failed with ``may_have_committed: true`` (or whose
+answer was lost) can be sent again, to this member or another, with the same id. Without
+one, the server makes one up (so it can find the outcome), and a retry is a new request.
 
 Failures are ``{"error": <exception class>, "message", "may_have_committed"}``: a proposal
 that failed with ``may_have_committed: false`` can be retried safely (see
-:mod:`webraft.errors`). KEY is percent-decoded. The server binds to loopback by default and
-has no authentication: it is a developer's tool, not a public API.
+:mod:`webraft.errors`); one with ``true`` safely only with its request id. KEY is
+percent-decoded. The server binds to loopback by default and has no authentication: it is a
+developer's tool, not a public API.
 """
 
 from __future__ import annotations
@@ -27,6 +50,8 @@ import asyncio
 import contextlib
 import json
 import logging
+import secrets
+import time
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -37,7 +62,8 @@ from typing import Any, Protocol
 from ..errors import InvalidCommand, ProposalError, ProposalTimeout
 from ..runtime import RaftInterface
 from ..transport.wire import loads
-from .kv import KVStore, check_command, delete, put
+from .kv import KVStore, cas, check_command, check_request_id, delete, put
+from .metrics import CONTENT_TYPE, Metrics
 
 __all__ = ["ControlServer", "Reachable", "request"]
 
@@ -56,6 +82,15 @@ class _BadRequest(Exception):
         self.status = status
 
 
+class _Unavailable(Exception):
+    """A request the node cannot serve now: answered with ``answer``."""
+
+    def __init__(self, status: HTTPStatus, answer: dict[str, Any]) -> None:
+        super().__init__(answer["message"])
+        self.status = status
+        self.answer = answer
+
+
 class Reachable(Protocol):
     """What ``GET /status`` tells about how a node reaches its peers (its transport)."""
 
@@ -71,13 +106,16 @@ class ControlServer:
 
     ``port=0`` picks a free port; :attr:`url` is the address to use once :meth:`start` ran.
     ``transport`` tells the room and whether it is connected; ``details()`` returns fields
-    ``GET /status`` adds: what only one kind of transport knows.
+    ``GET /status`` adds: what only one kind of transport knows. ``metrics`` (watching the
+    node) is served at ``GET /metrics`` and told of every proposal this server makes.
     """
 
     def __init__(self, node: RaftInterface, kv: KVStore, host: str = "127.0.0.1",
                  port: int = 0, *, transport: Reachable,
-                 details: Callable[[], dict[str, Any]] | None = None) -> None:
+                 details: Callable[[], dict[str, Any]] | None = None,
+                 metrics: Metrics | None = None) -> None:
         self.node = node
+        self.metrics = metrics
         self.transport = transport
         self.kv = kv
         self.details = details
@@ -117,11 +155,13 @@ class ControlServer:
         try:
             try:
                 async with asyncio.timeout(REQUEST_TIMEOUT):
-                    method, path, body = await _read_request(reader)
-                status, payload = await self._route(method, path, body)
+                    method, path, query, body = await _read_request(reader)
+                status, payload = await self._route(method, path, query, body)
             except _BadRequest as exc:
                 unread = True
                 status, payload = exc.status, _error("BadRequest", str(exc))
+            except _Unavailable as exc:
+                status, payload = exc.status, exc.answer
             except TimeoutError:
                 status, payload = HTTPStatus.REQUEST_TIMEOUT, _error("RequestTimeout",
                                                                      "request too slow")
@@ -131,9 +171,13 @@ class ControlServer:
                 logger.exception("control request failed")
                 status, payload = HTTPStatus.INTERNAL_SERVER_ERROR, _error(
                     type(exc).__name__, str(exc), may_have_committed=True)
-            data = json.dumps(payload, allow_nan=False).encode() + b"\n"
+            if isinstance(payload, str):  # the metrics' text
+                kind, data = CONTENT_TYPE, payload.encode()
+            else:
+                kind = "application/json"
+                data = json.dumps(payload, allow_nan=False).encode() + b"\n"
             writer.write(f"HTTP/1.1 {status.value} {status.phrase}\r\n"
-                         "Content-Type: application/json\r\n"
+                         f"Content-Type: {kind}\r\n"
                          f"Content-Length: {len(data)}\r\n"
                          "Connection: close\r\n\r\n".encode() + data)
             with contextlib.suppress(ConnectionError):
@@ -147,43 +191,81 @@ class ControlServer:
             if task is not None:
                 self._handlers.discard(task)
 
-    async def _route(self, method: str, path: str, body: bytes) -> tuple[HTTPStatus, Any]:
+    async def _route(self, method: str, path: str, query: dict[str, str],
+                     body: bytes) -> tuple[HTTPStatus, Any]:
         if path == "/status":
             _allow(method, "GET")
             return HTTPStatus.OK, self.status()
+        if path == "/metrics" and self.metrics is not None:
+            _allow(method, "GET")
+            return HTTPStatus.OK, self.metrics.render()
         if path == "/kv":
             _allow(method, "GET")
-            return HTTPStatus.OK, {"data": self.kv.data, "last_applied": self.kv.last_applied}
-        if path.startswith("/kv/") and len(path) > len("/kv/"):
-            try:
-                key = urllib.parse.unquote(path[len("/kv/"):], errors="strict")
-            except UnicodeDecodeError:
-                raise _BadRequest(HTTPStatus.BAD_REQUEST, "the key is not UTF-8") from None
-            if method == "GET":
-                if key not in self.kv:
-                    return HTTPStatus.NOT_FOUND, {**_error("KeyNotFound", f"no key {key!r}"),
-                                                  "key": key}
-                return HTTPStatus.OK, {"key": key, "value": self.kv.get(key)}
-            if method == "PUT":
+            read = await self._read_index(query)
+            return HTTPStatus.OK, {"data": self.kv.data, "last_applied": self.kv.last_applied,
+                                   **read}
+        for prefix in ("/kv/", "/cas/"):
+            if path.startswith(prefix) and len(path) > len(prefix):
                 try:
-                    value = loads(body)
-                except ValueError as exc:
-                    raise _BadRequest(HTTPStatus.BAD_REQUEST,
-                                      f"the body must be one JSON value: {exc}") from None
-                return await self._propose(put(key, value))
-            if method == "DELETE":
-                return await self._propose(delete(key))
-            raise _BadRequest(HTTPStatus.METHOD_NOT_ALLOWED, f"{method} not allowed here")
+                    key = urllib.parse.unquote(path[len(prefix):], errors="strict")
+                except UnicodeDecodeError:
+                    raise _BadRequest(HTTPStatus.BAD_REQUEST, "the key is not UTF-8") from None
+                if prefix == "/cas/":
+                    _allow(method, "POST")
+                    return await self._cas(key, body, query)
+                return await self._key(method, key, body, query)
         return HTTPStatus.NOT_FOUND, _error("NotFound", f"no route {path!r}")
 
+    async def _key(self, method: str, key: str, body: bytes,
+                   query: dict[str, str]) -> tuple[HTTPStatus, Any]:
+        if method == "GET":
+            read = await self._read_index(query)
+            if key not in self.kv:
+                return HTTPStatus.NOT_FOUND, {**_error("KeyNotFound", f"no key {key!r}"),
+                                              "key": key, **read}
+            return HTTPStatus.OK, {"key": key, "value": self.kv.get(key), **read}
+        if method == "PUT":
+            return await self._propose(put(key, _json(body), _request_id(query)))
+        if method == "DELETE":
+            return await self._propose(delete(key, _request_id(query)))
+        raise _BadRequest(HTTPStatus.METHOD_NOT_ALLOWED, f"{method} not allowed here")
+
+    async def _cas(self, key: str, body: bytes,
+                   query: dict[str, str]) -> tuple[HTTPStatus, Any]:
+        spec = _json(body)
+        if not isinstance(spec, dict) or "value" not in spec or not set(spec) <= {
+                "value", "expected"}:
+            raise _BadRequest(HTTPStatus.BAD_REQUEST, 'the body must be {"value": V} or '
+                              '{"value": V, "expected": E}')
+        return await self._propose(cas(key, spec["value"], expected=spec.get("expected"),
+                                       absent="expected" not in spec,
+                                       request_id=_request_id(query)))
+
+    async def _read_index(self, query: dict[str, str]) -> dict[str, int]:
+        """``{}`` for a local read; for ``?linearizable=1``, ``{"index": read index}`` once
+        this node applied it (:class:`_Unavailable` if no leader confirmed one)."""
+        if not _flag(query, "linearizable"):
+            return {}
+        try:
+            return {"index": await self.node.read_index()}
+        except ProposalError as exc:  # a read proposes nothing: nothing may have committed
+            raise _Unavailable(HTTPStatus.SERVICE_UNAVAILABLE,
+                               _error(type(exc).__name__, str(exc))) from None
+
     async def _propose(self, command: dict[str, Any]) -> tuple[HTTPStatus, Any]:
+        """Propose ``command`` (with a request id: the client's, or one made up to find the
+        outcome) and answer its outcome."""
+        command.setdefault("id", secrets.token_hex(12))
         try:
             check_command(command)
         except ValueError as exc:
             return HTTPStatus.BAD_REQUEST, _error("InvalidCommand", str(exc))
+        start = time.perf_counter()
         try:
             index = await self.node.propose(command)
         except ProposalError as exc:
+            if self.metrics is not None:
+                self.metrics.proposal_done(time.perf_counter() - start, exc)
             if isinstance(exc, InvalidCommand):
                 status = HTTPStatus.BAD_REQUEST
             elif isinstance(exc, ProposalTimeout):
@@ -191,7 +273,14 @@ class ControlServer:
             else:
                 status = HTTPStatus.SERVICE_UNAVAILABLE
             return status, _error(type(exc).__name__, str(exc), exc.may_have_committed)
-        return HTTPStatus.OK, {"index": index}
+        if self.metrics is not None:
+            self.metrics.proposal_done(time.perf_counter() - start)
+        outcome = self.kv.outcome(command["id"])
+        if outcome is None:  # so many requests applied since that this one is forgotten
+            return HTTPStatus.INTERNAL_SERVER_ERROR, {
+                **_error("OutcomeForgotten", f"committed at {index}; its outcome is no "
+                         "longer remembered", may_have_committed=True), "index": index}
+        return HTTPStatus.OK, outcome
 
     def status(self) -> dict[str, Any]:
         """What ``GET /status`` answers."""
@@ -219,6 +308,32 @@ def _allow(method: str, allowed: str) -> None:
         raise _BadRequest(HTTPStatus.METHOD_NOT_ALLOWED, f"only {allowed} is allowed here")
 
 
+def _json(body: bytes) -> Any:
+    try:
+        return loads(body)
+    except ValueError as exc:
+        raise _BadRequest(HTTPStatus.BAD_REQUEST,
+                          f"the body must be one JSON value: {exc}") from None
+
+
+def _request_id(query: dict[str, str]) -> str | None:
+    if "request_id" not in query:
+        return None
+    try:
+        return check_request_id(query["request_id"])
+    except ValueError as exc:
+        raise _BadRequest(HTTPStatus.BAD_REQUEST, str(exc)) from None
+
+
+def _flag(query: dict[str, str], name: str) -> bool:
+    value = query.get(name)
+    if value is None or value.lower() in ("0", "false", "no"):
+        return False
+    if value.lower() in ("", "1", "true", "yes"):
+        return True
+    raise _BadRequest(HTTPStatus.BAD_REQUEST, f"?{name}= takes 1 or 0, got {value!r:.20}")
+
+
 def _error(kind: str, message: str, may_have_committed: bool = False) -> dict[str, Any]:
     return {"error": kind, "message": message, "may_have_committed": may_have_committed}
 
@@ -242,8 +357,10 @@ async def _readline(reader: asyncio.StreamReader) -> bytes:
         raise _BadRequest(HTTPStatus.REQUEST_HEADER_FIELDS_TOO_LARGE, "line too long") from None
 
 
-async def _read_request(reader: asyncio.StreamReader) -> tuple[str, str, bytes]:
-    """Method, path (without query) and body of one HTTP/1.x request."""
+async def _read_request(reader: asyncio.StreamReader) -> tuple[str, str, dict[str, str],
+                                                               bytes]:
+    """Method, path, query parameters (the last of each name) and body of one HTTP/1.x
+    request."""
     line = await _readline(reader)
     if not line:
         raise asyncio.IncompleteReadError(b"", None)
@@ -273,8 +390,13 @@ async def _read_request(reader: asyncio.StreamReader) -> tuple[str, str, bytes]:
     else:
         raise _BadRequest(HTTPStatus.REQUEST_HEADER_FIELDS_TOO_LARGE, "too many headers")
     body = await reader.readexactly(length) if length else b""
-    path = urllib.parse.urlsplit(target).path
-    return method, path, body
+    url = urllib.parse.urlsplit(target)
+    try:
+        query = dict(urllib.parse.parse_qsl(url.query, keep_blank_values=True,
+                                            errors="strict", max_num_fields=16))
+    except (UnicodeDecodeError, ValueError):
+        raise _BadRequest(HTTPStatus.BAD_REQUEST, "malformed query string") from None
+    return method, url.path, query, body
 
 
 # ------------------------------------------------------------------ the client side
@@ -305,6 +427,7 @@ def request(base_url: str, method: str, path: str, body: Any = None,
             return exc.code, {"error": "HTTPError", "message": raw.decode(errors="replace")}
 
 
-def key_path(key: str) -> str:
-    """``/kv/<key>`` with the key percent-encoded (any character may be in a key)."""
-    return "/kv/" + urllib.parse.quote(key, safe="")
+def key_path(key: str, prefix: str = "/kv/") -> str:
+    """``/kv/<key>`` (or ``prefix<key>``) with the key percent-encoded (any character may be
+    in a key)."""
+    return prefix + urllib.parse.quote(key, safe="")

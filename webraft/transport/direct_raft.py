@@ -18,7 +18,7 @@ from ..runtime import NodeConfig, RaftInterface, TransportHandler
 from ..storage import Storage
 from .direct import DEFAULT_MAX_LINE_BYTES
 from .relay import DEFAULT_MAX_FRAME_BYTES, Backoff, check_name
-from .tcp import MAX_BUFFERED_BYTES, DirectLinks, check_endpoint
+from .tcp import MAX_BUFFERED_BYTES, TLS, DirectLinks, check_endpoint
 
 __all__ = ["DirectRaft", "DirectTransport"]
 
@@ -29,8 +29,9 @@ class DirectTransport:
     """Reaches each of ``peers`` (address -> where it accepts links) over our link to it,
     and accepts theirs on ``listen`` (``("127.0.0.1", 0)`` picks a free port; see
     :attr:`bound`). ``room`` and ``token`` must be the same on every member: a link is
-    accepted only with a proof of the token. ``max_line_bytes``, ``max_buffered_bytes`` and
-    ``backoff`` are passed to :class:`~webraft.transport.tcp.DirectLinks`.
+    accepted only with a proof of the token. ``max_line_bytes``, ``max_buffered_bytes``,
+    ``backoff`` and ``tls`` (:class:`~webraft.transport.tcp.TLS`: encrypted links) are passed
+    to :class:`~webraft.transport.tcp.DirectLinks`.
     """
 
     #: Every Raft message fits in a line (checked below), so commands keep the default limit.
@@ -40,7 +41,7 @@ class DirectTransport:
                  peers: Mapping[str, tuple[str, int]], room: str = "webraft",
                  token: str | None = None, max_line_bytes: int = DEFAULT_MAX_LINE_BYTES,
                  max_buffered_bytes: int = MAX_BUFFERED_BYTES,
-                 backoff: Callable[[], Backoff] = Backoff) -> None:
+                 backoff: Callable[[], Backoff] = Backoff, tls: TLS | None = None) -> None:
         if token is not None and not isinstance(token, str):
             raise ValueError("token must be a string")
         if max_line_bytes < DEFAULT_MAX_FRAME_BYTES:
@@ -49,7 +50,8 @@ class DirectTransport:
             raise ValueError(f"max_line_bytes must be at least {DEFAULT_MAX_FRAME_BYTES}")
         self.links = DirectLinks(address, self, room=room, token=token,
                                  max_line_bytes=max_line_bytes,
-                                 max_buffered_bytes=max_buffered_bytes, backoff=backoff)
+                                 max_buffered_bytes=max_buffered_bytes, backoff=backoff,
+                                 tls=tls)
         self.address = address
         self.peers: dict[str, tuple[str, int]] = {}
         for peer, (host, port) in peers.items():
@@ -149,8 +151,8 @@ class DirectRaft(RaftInterface):
     """A Raft node that links straight to its peers over TCP: no relay, no browser tabs.
 
     A plain :class:`~webraft.RaftInterface` holding a :class:`DirectTransport` (see it for
-    ``listen``, ``peers``, ``room``, ``token``, ``max_line_bytes``, ``max_buffered_bytes``
-    and ``backoff``); ``members`` defaults to this node and its peers. Use :meth:`add_peer`
+    ``listen``, ``peers``, ``room``, ``token``, ``max_line_bytes``, ``max_buffered_bytes``,
+    ``backoff`` and ``tls``); ``members`` defaults to this node and its peers. Use :meth:`add_peer`
     and :meth:`remove_peer` when membership changes bring new machines.
 
     ``async with DirectRaft(...) as node`` starts it and waits until it listens; after a bare
@@ -164,11 +166,12 @@ class DirectRaft(RaftInterface):
                  storage: Storage | None = None,
                  max_line_bytes: int = DEFAULT_MAX_LINE_BYTES,
                  max_buffered_bytes: int = MAX_BUFFERED_BYTES,
-                 backoff: Callable[[], Backoff] = Backoff,
+                 backoff: Callable[[], Backoff] = Backoff, tls: TLS | None = None,
                  config: NodeConfig | None = None) -> None:
         self.direct = DirectTransport(address, listen=listen, peers=peers, room=room,
                                       token=token, max_line_bytes=max_line_bytes,
-                                      max_buffered_bytes=max_buffered_bytes, backoff=backoff)
+                                      max_buffered_bytes=max_buffered_bytes, backoff=backoff,
+                                      tls=tls)
         if members is None:
             members = [address, *peers]
         super().__init__(address, members=members, storage=storage, transport=self.direct,

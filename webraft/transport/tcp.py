@@ -6,7 +6,14 @@ Owns :class:`DirectLinks`, a thin asyncio layer around the sans-I/O
 
 :class:`DirectLinks` listens for links from peers and keeps one link to every peer it was
 told to dial (reconnecting with jittered back-off), and writes messages into them. A link is
-one-way (the dialer writes, the acceptor reads), so each pair of members has two.
+one-way (the dialer writes, the acceptor reads), so each pair of members has two. A link
+coming up from either side cuts the redial back-off to that peer short: a restarted peer
+dials us at once, so our link to it follows at once, not after a back-off grown while it
+was down.
+
+Links may run over TLS (:class:`TLS`, the standard library's :mod:`ssl`), mutual if the
+acceptor asks for the dialer's certificate; the handshake's HMAC proof is made either way,
+inside the encrypted link (see ``docs/direct-links.md``).
 
 Nothing the network sends can crash a node: malformed messages are dropped with a log line
 and an ``error`` event, a broken or refused conversation closes that connection only.
@@ -18,7 +25,11 @@ import asyncio
 import contextlib
 import logging
 import socket
+import ssl
 from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from functools import partial
+from os import PathLike
 from typing import Any, Protocol
 
 from .direct import (
@@ -35,7 +46,7 @@ from .node import host_port
 from .relay import Backoff
 from .wire import check_name
 
-__all__ = ["DirectLinks", "DirectListener", "check_endpoint"]
+__all__ = ["TLS", "DirectLinks", "DirectListener", "check_endpoint"]
 
 logger = logging.getLogger("webraft.transport")
 
@@ -49,6 +60,35 @@ CLOSE_TIMEOUT = 2.0
 #: Bytes a link may have waiting in its socket buffer before new messages are dropped (Raft
 #: retransmits what matters); bounds memory while a peer is slow or gone silent.
 MAX_BUFFERED_BYTES = 16 << 20
+
+
+@dataclass(frozen=True)
+class TLS:
+    """How links are encrypted: ``server`` wraps the links we accept, ``client`` those we
+    dial (it is given the dialed host as the server's name, to check the acceptor's
+    certificate against). :meth:`from_files` makes both from PEM files."""
+
+    server: ssl.SSLContext
+    client: ssl.SSLContext
+
+    @classmethod
+    def from_files(cls, cert: str | PathLike[str], key: str | PathLike[str],
+                   ca: str | PathLike[str] | None = None) -> TLS:
+        """This member's certificate ``cert`` (its chain) and private ``key``, presented
+        on both sides of every link. With ``ca``, mutual TLS: each side accepts only a
+        certificate ``ca`` signed, the acceptor asks the dialer for one; without it, the
+        dialer checks the acceptor's against the system's CAs and the acceptor asks for
+        none. Raises OSError or ssl.SSLError if a file is missing or unusable."""
+        server = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        server.minimum_version = ssl.TLSVersion.TLSv1_2
+        server.load_cert_chain(cert, key)
+        client = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=ca)
+        client.minimum_version = ssl.TLSVersion.TLSv1_2
+        client.load_cert_chain(cert, key)
+        if ca is not None:
+            server.load_verify_locations(ca)
+            server.verify_mode = ssl.CERT_REQUIRED
+        return cls(server, client)
 
 
 class DirectListener(Protocol):
@@ -130,9 +170,13 @@ class _Incoming(_Connection):
         self.acceptor = Acceptor(links.room, links.address, token=links.token,
                                  allow=links.allow, max_line_bytes=links.max_line_bytes)
         self.peer = ""  # once proven
-        links._incoming.add(self)  # from the accept on, so that close() waits for it too
+        if links.tls is None:
+            links._incoming.add(self)  # from the accept on, so that close() waits for it too
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # Over TLS, from the end of the TLS handshake: one that fails ends with no call here
+        # nor to connection_lost, so an earlier entry would never leave the set.
+        self.links._incoming.add(self)
         super().connection_made(transport)
         assert self.transport is not None
         if self.links._closed:  # accepted while closing: the server is going away
@@ -177,7 +221,7 @@ class _Incoming(_Connection):
             elif type(event) is Accepted:
                 self.peer = event.peer
                 self._handshake_done()
-                links._accepted_from(self._host())
+                links._accepted_from(self._host(), event.peer)
                 transport.write(self.acceptor.data_to_send())
                 logger.debug("%s: accepted a link from %s", links.address, event.peer)
             elif type(event) is Malformed:
@@ -202,6 +246,7 @@ class _Outgoing(_Connection):
                              max_line_bytes=links.max_line_bytes)
         #: Why the conversation broke (a refusal, a confused or silent acceptor), if it did.
         self.failure: LinkBroken | None = None
+        self._heard = False  # anything from the acceptor yet
 
     def _too_slow(self) -> None:
         self.failure = LinkBroken("handshake_timeout",
@@ -211,6 +256,7 @@ class _Outgoing(_Connection):
     def data_received(self, data: bytes) -> None:
         transport = self.transport
         assert transport is not None
+        self._heard = True
         try:
             events = self.dialer.receive(data)
         except LinkBroken as exc:
@@ -236,8 +282,34 @@ class _Outgoing(_Connection):
         return True
 
     def connection_lost(self, exc: Exception | None) -> None:
+        if self.links.tls is not None and self.failure is None and not self._heard:
+            # TLS 1.3: an acceptor refuses our certificate after our side of the handshake
+            # is done, and closes before it says anything (its challenge).
+            self.failure = LinkBroken("tls", str(exc) if isinstance(exc, ssl.SSLError) else
+                                      "closed after the TLS handshake, before its challenge: "
+                                      "does it accept our certificate?")
         super().connection_lost(exc)
         self.links._down(self.peer, self)
+
+
+class _Redial:
+    """The pause of one dial loop between attempts: the back-off's delay, cut short by
+    :meth:`now` (the peer linked to us, so it listens again: no reason to wait)."""
+
+    def __init__(self, backoff: Backoff) -> None:
+        self.backoff = backoff
+        self._now = asyncio.Event()
+
+    async def pause(self) -> None:
+        self._now.clear()  # a link accepted before this attempt ended already reset the delay
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(self.backoff.next()):
+                await self._now.wait()
+
+    def now(self) -> None:
+        """Start the back-off again from its first delay, and end the pause under way."""
+        self.backoff.reset()
+        self._now.set()
 
 
 class DirectLinks:
@@ -247,14 +319,16 @@ class DirectLinks:
     relay), or a function giving the key each peer must prove to link to us (then each
     :meth:`dial` says which key we prove); ``allow(peer)`` may restrict who can link to us.
     :meth:`listen` and :meth:`dial` need a running loop; :meth:`send` never blocks.
-    ``backoff`` makes the delays between two attempts to link to a peer.
+    ``backoff`` makes the delays between two attempts to link to a peer; a link that peer
+    makes to us resets them and ends the wait (see :meth:`redialing`). ``tls`` encrypts
+    every link, both ways.
     """
 
     def __init__(self, address: str, listener: DirectListener, *, room: str = "webraft",
                  token: Token = None, allow: Callable[[str], bool] | None = None,
                  max_line_bytes: int = DEFAULT_MAX_LINE_BYTES,
                  max_buffered_bytes: int = MAX_BUFFERED_BYTES,
-                 backoff: Callable[[], Backoff] = Backoff) -> None:
+                 backoff: Callable[[], Backoff] = Backoff, tls: TLS | None = None) -> None:
         self.address = check_name(address, "address")
         self.room = check_name(room, "room")
         if token is not None and not isinstance(token, str) and not callable(token):
@@ -264,6 +338,7 @@ class DirectLinks:
         self.allow = allow
         self.max_line_bytes = max_line_bytes
         self.max_buffered_bytes = max_buffered_bytes
+        self.tls = tls
         self._backoff = backoff
         #: Messages not sent because a link's buffer was full.
         self.dropped = 0
@@ -273,6 +348,7 @@ class DirectLinks:
         self._server: asyncio.Server | None = None
         self._endpoints: dict[str, tuple[str, int, str | None]] = {}  # peer -> host, port, key
         self._dialers: dict[str, asyncio.Task[None]] = {}
+        self._redials: dict[str, _Redial] = {}  # each dial loop's back-off
         self._attempts: dict[str, _Outgoing] = {}  # each dial loop's current connection
         self._links: dict[str, _Outgoing] = {}  # established outgoing links, by peer
         self._incoming: set[_Incoming] = set()
@@ -293,6 +369,12 @@ class DirectLinks:
     def is_up(self, peer: str) -> bool:
         """True while our link to ``peer`` is established."""
         return peer in self._links
+
+    def redialing(self, peer: str) -> Backoff | None:
+        """The back-off of our dial loop to ``peer`` (None if we do not dial it): reset each
+        time a link to ``peer`` comes up, ours or its to us."""
+        redial = self._redials.get(peer)
+        return redial.backoff if redial is not None else None
 
     def status(self, peers: Iterable[str],
                addresses: Mapping[str, tuple[str, int]] | None = None) -> dict[str, Any]:
@@ -319,8 +401,10 @@ class DirectLinks:
         if self._server is None:
             # Shielded: asyncio's create_server cancelled at its last await (its socket bound
             # and accepting) would leave that server open, owned by nobody.
+            tls = self.tls
             creating = asyncio.ensure_future(asyncio.get_running_loop().create_server(
-                lambda: _Incoming(self), host, port))
+                lambda: _Incoming(self), host, port, ssl=tls.server if tls else None,
+                ssl_handshake_timeout=HANDSHAKE_TIMEOUT if tls else None))
             self._creating.add(creating)
             creating.add_done_callback(self._created)  # runs before the await below returns
             await asyncio.shield(creating)
@@ -360,13 +444,15 @@ class DirectLinks:
             return False
         self.forget(peer)
         self._endpoints[peer] = endpoint
+        redial = self._redials[peer] = _Redial(self._backoff())
         self._dialers[peer] = asyncio.get_running_loop().create_task(
-            self._dial_loop(peer, endpoint), name=f"link {self.address}->{peer}")
+            self._dial_loop(peer, endpoint, redial), name=f"link {self.address}->{peer}")
         return True
 
     def forget(self, peer: str) -> None:
         """Stop dialing ``peer`` and close our link to it (or the attempt under way)."""
         self._endpoints.pop(peer, None)
+        self._redials.pop(peer, None)
         task = self._dialers.pop(peer, None)
         if task is not None:
             task.cancel()
@@ -395,7 +481,9 @@ class DirectLinks:
         aborts the links that could not deliver (a peer that stopped reading).
         """
         self._closed = True
-        outgoing = list(self._attempts.values())
+        # An attempt with no transport yet never reached connection_made (a TLS handshake
+        # under way): cancelling its dial closes its socket, and no connection_lost follows.
+        outgoing = [a for a in self._attempts.values() if a.transport is not None]
         tasks = list(self._dialers.values())
         for peer in list(self._dialers):
             self.forget(peer)
@@ -433,19 +521,25 @@ class DirectLinks:
 
     # ------------------------------------------------------------------ internals
 
-    async def _dial_loop(self, peer: str, endpoint: tuple[str, int, str | None]) -> None:
+    async def _dial_loop(self, peer: str, endpoint: tuple[str, int, str | None],
+                         redial: _Redial) -> None:
         """Link to ``peer`` again and again until cancelled (by :meth:`forget`)."""
         loop = asyncio.get_running_loop()
         host, port, token = endpoint
-        backoff = self._backoff()
+        tls = self.tls.client if self.tls is not None else None
         reported: str | None = None  # a failure is reported once per kind, not per attempt
         while not self._closed:
             link: _Outgoing | None = None
+            made: list[_Outgoing] = []  # this attempt's connection, even if it never connects
+            failure: LinkBroken | None = None
             try:
                 async with asyncio.timeout(HANDSHAKE_TIMEOUT):
                     _, link = await loop.create_connection(
-                        lambda: self._attempt(peer, token), host, port)
+                        partial(self._attempt, peer, token, made), host, port, ssl=tls,
+                        server_hostname=host if tls else None)
                 await link.closed
+            except ssl.SSLError as exc:  # before OSError, its base: the peer's certificate
+                failure = LinkBroken("tls", str(exc))
             except (OSError, TimeoutError) as exc:
                 logger.debug("%s: cannot link to %s at %s:%s: %r", self.address, peer, host,
                              port, exc)
@@ -460,23 +554,26 @@ class DirectLinks:
                     reported = type(exc).__name__
                     self._report(exc)
             finally:
-                if link is not None and self._attempts.get(peer) is link:
+                if made and self._attempts.get(peer) is made[0]:
                     del self._attempts[peer]
             if link is not None and link.dialer.established:
-                backoff.reset()
+                redial.backoff.reset()
                 reported = None
-            failure = link.failure if link is not None else None
+            if link is not None and link.failure is not None:
+                failure = link.failure
             if failure is not None and reported != failure.code:
                 reported = failure.code
                 logger.error("%s: the link to %s at %s:%s failed: %s", self.address, peer,
                              host, port, failure)
                 self._report(failure)
-            await asyncio.sleep(backoff.next())
+            await redial.pause()
 
-    def _attempt(self, peer: str, token: str | None) -> _Outgoing:
-        """A new connection of ``peer``'s dial loop (the protocol factory)."""
+    def _attempt(self, peer: str, token: str | None, made: list[_Outgoing]) -> _Outgoing:
+        """A new connection of ``peer``'s dial loop (the protocol factory), also put in
+        ``made``."""
         link = _Outgoing(self, peer, token)
         self._attempts[peer] = link
+        made.append(link)
         return link
 
     def _up(self, peer: str, link: _Outgoing) -> None:
@@ -508,10 +605,14 @@ class DirectLinks:
             logger.exception("%s: link listener failed", self.address)
             self._report(exc)
 
-    def _accepted_from(self, host: str) -> None:
-        """``host`` linked successfully: its next refusal is news again."""
+    def _accepted_from(self, host: str, peer: str) -> None:
+        """``peer`` linked to us from ``host``: its next refusal is news again, and it
+        listens again (it may have restarted), so our dial loop to it tries at once."""
         for key in [k for k in self._refusals if k[0] == host]:
             del self._refusals[key]
+        redial = self._redials.get(peer)
+        if redial is not None:
+            redial.now()
 
     def _refused(self, who: Any, host: str, exc: LinkBroken) -> None:
         """Log and report a refused or broken incoming link, once per host and reason (and
