@@ -116,6 +116,21 @@ def _serve_parser() -> argparse.ArgumentParser:
         help="rate-limit bucket size (default: %(default)s)",
     )
     p.add_argument(
+        "--byte-rate",
+        type=float,
+        default=d["byte_rate"],
+        metavar="BYTES",
+        help="incoming bytes/s per connection; over it the relay stops reading the "
+        "connection for a while, 0 = unlimited (default: %(default)s)",
+    )
+    p.add_argument(
+        "--byte-burst",
+        type=int,
+        default=d["byte_burst"],
+        metavar="BYTES",
+        help="bytes a connection may send back to back (default: %(default)s)",
+    )
+    p.add_argument(
         "--max-batch",
         type=int,
         default=d["max_batch"],
@@ -139,6 +154,13 @@ def _serve_parser() -> argparse.ArgumentParser:
         default=d["max_outbound_bytes"],
         metavar="BYTES",
         help="queued bytes per receiver before dropping (default: %(default)s)",
+    )
+    p.add_argument(
+        "--max-hello-size",
+        type=int,
+        default=d["max_hello_size"],
+        metavar="BYTES",
+        help="largest frame before the welcome (default: %(default)s)",
     )
     p.add_argument(
         "--hello-timeout",
@@ -194,10 +216,13 @@ def build_config(args: argparse.Namespace) -> RelayConfig:
         max_message_size=args.max_message_size,
         rate=args.rate,
         burst=args.burst,
+        byte_rate=args.byte_rate,
+        byte_burst=args.byte_burst,
         max_batch=args.max_batch,
         max_room_size=args.max_room_size,
         max_connections=args.max_connections,
         max_outbound_bytes=args.max_outbound_bytes,
+        max_hello_size=args.max_hello_size,
         hello_timeout=args.hello_timeout,
         ping_interval=args.ping_interval,
         ping_timeout=args.ping_timeout,

@@ -50,11 +50,17 @@ class RelayConfig:
         max_message_size: largest incoming frame in bytes; larger closes with 1009.
         rate: sustained routed messages per second per connection; 0 disables the limit.
         burst: token-bucket depth, i.e. how many messages may arrive back to back.
+        byte_rate: sustained bytes of incoming frames per second per connection; 0 disables
+            it. Over it, the relay stops reading the connection until it is back under (no
+            frame is dropped): one connection's big frames cannot take every room's CPU.
+        byte_burst: bytes a connection may send back to back before it is paced.
         max_batch: most messages in one ``batch`` frame (must fit in ``burst``).
         max_room_size: members per room; one more is refused with 4013.
         max_connections: WebSocket connections per relay; one more is refused with 1013.
         max_outbound_bytes: bytes queued for one receiver before messages to it are dropped;
             this is what keeps a slow or dead tab from stalling its room.
+        max_hello_size: largest frame before the welcome (larger closes with 1009), so that a
+            connection that has not joined costs a few KiB, not max_message_size.
         hello_timeout: seconds a new connection has to send its hello.
         ping_interval: seconds between WebSocket keepalive pings (``None`` disables).
         ping_timeout: seconds to wait for the pong before dropping the connection.
@@ -75,10 +81,13 @@ class RelayConfig:
     max_message_size: int = DEFAULT_MAX_FRAME_BYTES
     rate: float = 2000.0
     burst: int = 4000
+    byte_rate: float = 2 * MiB
+    byte_burst: int = 4 * MiB
     max_batch: int = DEFAULT_MAX_BATCH
     max_room_size: int = 64
     max_connections: int = 10_000
     max_outbound_bytes: int = 8 * MiB
+    max_hello_size: int = 4096
     hello_timeout: float = 10.0
     ping_interval: float | None = 20.0
     ping_timeout: float | None = 20.0
@@ -96,11 +105,14 @@ class RelayConfig:
             "max_connections",
             "max_outbound_bytes",
             "burst",
+            "byte_burst",
+            "max_hello_size",
         ):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
-        if self.rate < 0:
-            raise ValueError(f"rate must be >= 0 (0 disables it), got {self.rate}")
+        for name in ("rate", "byte_rate"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0 (0 disables it), got {getattr(self, name)}")
         if self.rate > 0 and self.max_batch > self.burst:
             # A batch costs one token per message: a batch larger than the bucket could never
             # be admitted, which would look like a silent black hole to the client.

@@ -6,6 +6,10 @@ drains its outbox into the socket. This split is the whole point of the design: 
 reading (frozen, paused in a debugger, on a dead network) only fills its *own* outbox, which is
 bounded in bytes; once full, messages to it are dropped and counted, exactly like a lossy
 network, which Raft tolerates by design. Its sender and the rest of the room carry on.
+
+Fairness in the other direction comes from pacing the reader: a connection that sends more
+bytes per second than ``byte_rate`` is not read again until it is back under, so its frames
+wait in TCP (not in the relay) and are never decoded only to be dropped.
 """
 
 from __future__ import annotations
@@ -57,6 +61,9 @@ log = logging.getLogger("relay")
 
 # How often a rate-limited client is told about it: once is informative, every drop is a flood.
 RATE_NOTICE_INTERVAL = 1.0
+# Frames websockets may hold for a connection that is not being read before it stops reading
+# the socket: with pacing, this (times max_message_size) bounds a paced sender's memory.
+RECV_QUEUE = 4
 
 
 def wire_size(frame: str) -> int:
@@ -84,6 +91,7 @@ class Peer:
         "address",
         "bucket",
         "closed",
+        "inbound",
         "last_notice",
         "max_outbound_bytes",
         "room",
@@ -102,6 +110,8 @@ class Peer:
         self.room = room
         self.address = address
         self.bucket = TokenBucket(config.rate, config.burst, clock)
+        # The real clock, not ``clock``: the debt is paid by really sleeping.
+        self.inbound = TokenBucket(config.byte_rate, config.byte_burst)
         self.last_notice = -RATE_NOTICE_INTERVAL
         self.max_outbound_bytes = config.max_outbound_bytes
         self.closed = False
@@ -180,6 +190,7 @@ class Relay:
         self.refused: Counter[str] = Counter()  # connections, by reason
         self.messages_routed = 0
         self.bytes_routed = 0
+        self.paced = 0  # times a connection was not read for a while: over its byte_rate
         self._open = 0
         self._started = time.monotonic()
         self._server: Server | None = None
@@ -204,7 +215,9 @@ class Relay:
             # None in the list: clients that send no Origin (not browsers) are always allowed.
             origins=[*map(Origin, cfg.allow_origins), None] if cfg.allow_origins else None,
             compression="deflate" if cfg.compression else None,
-            max_size=cfg.max_message_size,
+            # Until the welcome; raised to max_message_size once the hello is accepted.
+            max_size=min(cfg.max_hello_size, cfg.max_message_size),
+            max_queue=RECV_QUEUE,
             ping_interval=cfg.ping_interval,
             ping_timeout=cfg.ping_timeout,
             close_timeout=cfg.close_timeout,
@@ -251,6 +264,7 @@ class Relay:
             "connections": self._open,
             "messages_routed": self.messages_routed,
             "bytes_routed": self.bytes_routed,
+            "paced": self.paced,
             "dropped": dict(self.dropped),
             "refused": dict(self.refused),
             "uptime": round(time.monotonic() - self._started, 3),
@@ -290,6 +304,15 @@ class Relay:
             peer.start()
             try:
                 async for raw in ws:
+                    size = len(raw) if isinstance(raw, bytes) else wire_size(raw)
+                    wait = peer.inbound.charge(size)
+                    if wait > 0:
+                        # Not reading is the back-pressure: websockets stops reading the
+                        # socket once RECV_QUEUE frames wait, and the sender's TCP stalls.
+                        self.paced += 1
+                        with contextlib.suppress(TimeoutError):
+                            async with asyncio.timeout(wait):
+                                await ws.wait_closed()  # a close ends the pause early
                     self._on_frame(peer, raw)
             except ConnectionClosed:
                 pass
@@ -338,6 +361,9 @@ class Relay:
             return CloseCode.ADDRESS_IN_USE, "address in use"
         if result.outcome is JoinOutcome.ROOM_FULL:
             return CloseCode.ROOM_FULL, "room full"
+        # Clients send nothing but the hello before the welcome, so the next frame is parsed
+        # with this limit. (websockets reads the attribute before each frame.)
+        ws.protocol.max_message_size = self.config.max_message_size
         peer.deliver(welcome_frame(hello.room, hello.address, result.peers))
         if result.outcome is JoinOutcome.REPLACED:
             old = result.replaced
