@@ -458,7 +458,7 @@ def report_throughput(args: argparse.Namespace) -> None:
         f"{'run':<34}{'msg/s':>10}{'wall s':>9}{'server CPU s':>14}{'CPU us/msg':>12}"
         f"{'sender/receiver CPU s':>24}"
     )
-    results = {}
+    results: dict[str, dict[str, float]] = {}
     for label, bare, batch, count in (
         ("relay, one frame per message", False, 1, args.messages),
         ("bare forwarder, same frames", True, 1, args.messages),
@@ -475,11 +475,11 @@ def report_throughput(args: argparse.Namespace) -> None:
         )
     labels = list(results)
     for relay_label, bare_label in ((labels[0], labels[1]), (labels[2], labels[3])):
-        rel, bare = results[relay_label], results[bare_label]
+        rel, ref = results[relay_label], results[bare_label]
         print(
             f"ratio relay/bare ({relay_label.split(', ')[1]}): throughput "
-            f"{rel['rate'] / bare['rate']:.2f}x, server CPU per message "
-            f"{rel['cpu_us'] / bare['cpu_us']:.2f}x"
+            f"{rel['rate'] / ref['rate']:.2f}x, server CPU per message "
+            f"{rel['cpu_us'] / ref['cpu_us']:.2f}x"
         )
 
 
