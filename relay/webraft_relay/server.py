@@ -53,7 +53,7 @@ from .protocol import (
     welcome_frame,
 )
 from .rooms import JoinOutcome, Registry
-from .web import Site, target_path
+from .web import FileResponse, Site, target_path
 
 __all__ = ["Peer", "Relay", "wire_size"]
 
@@ -195,7 +195,7 @@ class Relay:
         self._started = time.monotonic()
         self._server: Server | None = None
         self._background: set[asyncio.Task[Any]] = set()
-        self._site = Site(
+        self.site = Site(
             static_dir=config.static_dir,
             pyodide_dir=config.pyodide_dir,
             dist_dir=config.dist_dir,
@@ -280,7 +280,10 @@ class Relay:
             return None  # let websockets perform (or refuse) the upgrade
         if "websocket" in request.headers.get("Upgrade", "").lower():
             return connection.respond(404, f"the WebSocket endpoint is {WS_PATH}\n")
-        return await self._site.respond(request)
+        response = await self.site.respond(request)
+        if isinstance(response, FileResponse):
+            return await self.site.stream(connection, response)
+        return response
 
     # -- WebSocket ---------------------------------------------------------------------------
 
