@@ -146,7 +146,8 @@ def _serve_parser() -> argparse.ArgumentParser:
         "--max-connections",
         type=int,
         default=d["max_connections"],
-        help="connections per relay (default: %(default)s)",
+        help="connections per relay, lowered at start to what the file descriptor limit "
+        "allows (default: %(default)s)",
     )
     p.add_argument(
         "--max-outbound-bytes",

@@ -31,7 +31,7 @@ from websockets.typing import Origin
 from webraft.transport.wire import PROTOCOL_VERSION, WS_PATH, CloseCode
 
 from .config import RelayConfig
-from .limits import TokenBucket
+from .limits import AcceptErrorFilter, TokenBucket, connection_cap, raise_fd_limit
 from .protocol import (
     PONG,
     Batch,
@@ -192,6 +192,8 @@ class Relay:
         self.bytes_routed = 0
         self.paced = 0  # times a connection was not read for a while: over its byte_rate
         self._open = 0
+        self.max_connections = config.max_connections  # lowered to the descriptors at start
+        self._accept_filter = AcceptErrorFilter()
         self._started = time.monotonic()
         self._server: Server | None = None
         self._background: set[asyncio.Task[Any]] = set()
@@ -205,8 +207,18 @@ class Relay:
     # -- lifecycle ---------------------------------------------------------------------------
 
     async def start(self) -> None:
-        """Bind and start accepting connections."""
+        """Raise the descriptor limit, cap connections to it, bind and start accepting."""
         cfg = self.config
+        fd_limit = raise_fd_limit()
+        self.max_connections = connection_cap(cfg.max_connections, fd_limit)
+        log.log(
+            logging.WARNING if self.max_connections < cfg.max_connections else logging.INFO,
+            "max connections: %d (asked %d; %d file descriptors)",
+            self.max_connections,
+            cfg.max_connections,
+            fd_limit,
+        )
+        logging.getLogger("asyncio").addFilter(self._accept_filter)
         self._server = await serve(
             self._handle,
             cfg.host,
@@ -235,6 +247,7 @@ class Relay:
         for task in list(self._background):
             task.cancel()
         self._server = None
+        logging.getLogger("asyncio").removeFilter(self._accept_filter)
 
     async def __aenter__(self) -> Relay:
         await self.start()
@@ -288,7 +301,7 @@ class Relay:
     # -- WebSocket ---------------------------------------------------------------------------
 
     async def _handle(self, ws: ServerConnection) -> None:
-        if self._open >= self.config.max_connections:
+        if self._open >= self.max_connections:
             self.refused["server_full"] += 1
             await ws.close(CloseCode.TRY_AGAIN_LATER, "try again later")
             return
