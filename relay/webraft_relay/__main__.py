@@ -150,6 +150,21 @@ def _serve_parser() -> argparse.ArgumentParser:
         "allows (default: %(default)s)",
     )
     p.add_argument(
+        "--max-connections-per-ip",
+        type=int,
+        default=d["max_connections_per_ip"],
+        metavar="N",
+        help="connections from one IP address, 0 = unlimited (the default: behind a proxy "
+        "every client has the proxy's address)",
+    )
+    p.add_argument(
+        "--max-buffered-bytes",
+        type=int,
+        default=d["max_buffered_bytes"],
+        metavar="BYTES",
+        help="queued bytes for all receivers together before dropping (default: %(default)s)",
+    )
+    p.add_argument(
         "--max-outbound-bytes",
         type=int,
         default=d["max_outbound_bytes"],
@@ -222,7 +237,9 @@ def build_config(args: argparse.Namespace) -> RelayConfig:
         max_batch=args.max_batch,
         max_room_size=args.max_room_size,
         max_connections=args.max_connections,
+        max_connections_per_ip=args.max_connections_per_ip,
         max_outbound_bytes=args.max_outbound_bytes,
+        max_buffered_bytes=args.max_buffered_bytes,
         max_hello_size=args.max_hello_size,
         hello_timeout=args.hello_timeout,
         ping_interval=args.ping_interval,

@@ -57,6 +57,11 @@ class RelayConfig:
         max_batch: most messages in one ``batch`` frame (must fit in ``burst``).
         max_room_size: members per room; one more is refused with 4013.
         max_connections: WebSocket connections per relay; one more is refused with 1013.
+        max_connections_per_ip: connections from one IP address; one more is refused with
+            1013. 0 (the default) disables it: behind a reverse proxy every client has the
+            proxy's address, and on loopback every tab has 127.0.0.1.
+        max_buffered_bytes: bytes queued for all receivers together; past it, messages are
+            dropped as ``memory_full``. At least ``max_message_size``.
         max_outbound_bytes: bytes queued for one receiver before messages to it are dropped;
             this is what keeps a slow or dead tab from stalling its room.
         max_hello_size: largest frame before the welcome (larger closes with 1009), so that a
@@ -86,7 +91,9 @@ class RelayConfig:
     max_batch: int = DEFAULT_MAX_BATCH
     max_room_size: int = 64
     max_connections: int = 10_000
+    max_connections_per_ip: int = 0
     max_outbound_bytes: int = 8 * MiB
+    max_buffered_bytes: int = 256 * MiB
     max_hello_size: int = 4096
     hello_timeout: float = 10.0
     ping_interval: float | None = 20.0
@@ -110,6 +117,13 @@ class RelayConfig:
         ):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
+        if self.max_connections_per_ip < 0:
+            raise ValueError("max_connections_per_ip must be >= 0 (0 disables it)")
+        if self.max_buffered_bytes < self.max_message_size:
+            raise ValueError(
+                f"max_buffered_bytes ({self.max_buffered_bytes}) must be at least "
+                f"max_message_size ({self.max_message_size})"
+            )
         for name in ("rate", "byte_rate"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0 (0 disables it), got {getattr(self, name)}")

@@ -55,7 +55,7 @@ from .protocol import (
 from .rooms import JoinOutcome, Registry
 from .web import FileResponse, Site, target_path
 
-__all__ = ["Peer", "Relay", "wire_size"]
+__all__ = ["Buffered", "Peer", "Relay", "wire_size"]
 
 log = logging.getLogger("relay")
 
@@ -76,6 +76,20 @@ def wire_size(frame: str) -> int:
     return len(frame) if frame.isascii() else len(frame.encode())
 
 
+class Buffered:
+    """Bytes queued in every outbox of the relay, against ``max_buffered_bytes``.
+
+    Each outbox is bounded, but ten thousand of them at 8 MiB is 80 GiB: this is the bound
+    on their sum, so that slow receivers together cannot take the relay's memory.
+    """
+
+    __slots__ = ("limit", "used")
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.used = 0
+
+
 class Peer:
     """One joined connection: its address, its outbox and its writer task.
 
@@ -90,6 +104,7 @@ class Peer:
         "_writer",
         "address",
         "bucket",
+        "buffered",
         "closed",
         "inbound",
         "last_notice",
@@ -105,8 +120,10 @@ class Peer:
         address: str,
         config: RelayConfig,
         clock: Callable[[], float] = time.monotonic,
+        buffered: Buffered | None = None,
     ) -> None:
         self.ws = ws
+        self.buffered = Buffered(config.max_buffered_bytes) if buffered is None else buffered
         self.room = room
         self.address = address
         self.bucket = TokenBucket(config.rate, config.burst, clock)
@@ -126,22 +143,32 @@ class Peer:
             self._writer = asyncio.get_running_loop().create_task(self._write_loop())
 
     def deliver(self, frame: str) -> bool:
-        """Queue ``frame`` for this peer; ``False`` means dropped (outbox full or closed).
+        """Queue ``frame`` for this peer; ``False`` means dropped (see :meth:`offer`)."""
+        return self.offer(frame) is None
+
+    def offer(self, frame: str) -> str | None:
+        """Queue ``frame`` for this peer, or say why it is dropped: ``"outbound_full"`` (this
+        outbox, or it is closed) or ``"memory_full"`` (all outboxes together).
 
         An empty outbox always accepts one frame, so a message up to max_message_size gets
-        through even when max_outbound_bytes is set lower.
+        through even when max_outbound_bytes is set lower; the relay-wide budget has no such
+        allowance (it is at least max_message_size).
         """
         if self.closed:
-            return False
+            return "outbound_full"  # as before: a receiver on its way out takes nothing more
         size = wire_size(frame)
         if self._queued_bytes and self._queued_bytes + size > self.max_outbound_bytes:
-            return False
+            return "outbound_full"
+        buffered = self.buffered
+        if buffered.used + size > buffered.limit:
+            return "memory_full"
         self._queue.append((frame, size))
         self._queued_bytes += size
+        buffered.used += size
         waiter = self._waiter
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
-        return True
+        return None
 
     async def _write_loop(self) -> None:
         queue = self._queue
@@ -151,6 +178,7 @@ class Peer:
                 while queue:
                     frame, size = queue.popleft()
                     self._queued_bytes -= size
+                    self.buffered.used -= size
                     # Awaits only when the socket's write buffer is above websockets'
                     # write_limit; then frames pile up in this outbox, not in the sender.
                     await self.ws.send(frame)
@@ -160,17 +188,22 @@ class Peer:
         except ConnectionClosed:
             pass
         finally:
-            self.closed = True
-            queue.clear()
-            self._queued_bytes = 0
+            self._release()
+
+    def _release(self) -> None:
+        """Close the outbox and give its bytes back to the relay-wide budget."""
+        self.closed = True
+        self._queue.clear()
+        self.buffered.used -= self._queued_bytes
+        self._queued_bytes = 0
 
     async def stop(self) -> None:
         """End the writer; called when the connection's handler exits."""
-        self.closed = True
         if self._writer is not None:
             self._writer.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._writer
+        self._release()
 
 
 class Relay:
@@ -193,6 +226,8 @@ class Relay:
         self.paced = 0  # times a connection was not read for a while: over its byte_rate
         self._open = 0
         self.max_connections = config.max_connections  # lowered to the descriptors at start
+        self.buffered = Buffered(config.max_buffered_bytes)
+        self._per_ip: Counter[str] = Counter()
         self._accept_filter = AcceptErrorFilter()
         self._started = time.monotonic()
         self._server: Server | None = None
@@ -278,6 +313,7 @@ class Relay:
             "messages_routed": self.messages_routed,
             "bytes_routed": self.bytes_routed,
             "paced": self.paced,
+            "buffered_bytes": self.buffered.used,
             "dropped": dict(self.dropped),
             "refused": dict(self.refused),
             "uptime": round(time.monotonic() - self._started, 3),
@@ -305,7 +341,14 @@ class Relay:
             self.refused["server_full"] += 1
             await ws.close(CloseCode.TRY_AGAIN_LATER, "try again later")
             return
+        ip = str(ws.remote_address[0]) if ws.remote_address else ""
+        per_ip = self.config.max_connections_per_ip
+        if per_ip and self._per_ip[ip] >= per_ip:
+            self.refused["ip_full"] += 1
+            await ws.close(CloseCode.TRY_AGAIN_LATER, "too many connections from your address")
+            return
         self._open += 1
+        self._per_ip[ip] += 1
         try:
             hello = await self._receive_hello(ws)
             if hello is None:
@@ -336,6 +379,9 @@ class Relay:
                 await self._depart(peer)
         finally:
             self._open -= 1
+            self._per_ip[ip] -= 1
+            if not self._per_ip[ip]:
+                del self._per_ip[ip]
 
     async def _receive_hello(self, ws: ServerConnection) -> Hello | None:
         """Wait for a valid hello; on anything else close the connection and return ``None``."""
@@ -371,7 +417,7 @@ class Relay:
         Synchronous on purpose: the welcome is queued before any other connection can route
         a message to the newcomer, and the room hears ``join`` before any message from it.
         """
-        peer = Peer(ws, hello.room, hello.address, self.config, self._clock)
+        peer = Peer(ws, hello.room, hello.address, self.config, self._clock, self.buffered)
         result = self.rooms.join(hello.room, hello.address, hello.session, peer)
         if result.outcome is JoinOutcome.ADDRESS_IN_USE:
             return CloseCode.ADDRESS_IN_USE, "address in use"
@@ -446,7 +492,7 @@ class Relay:
                     return
                 out = msg_frame(peer.address, data, broadcast=True)
                 for other in self.rooms.others(peer.room, peer.address):
-                    self._count(other.deliver(out), out, 1)
+                    self._count(other.offer(out), out, 1)
             case Ping():
                 peer.deliver(PONG)
             case Hello():
@@ -461,14 +507,14 @@ class Relay:
                 error_frame(ErrorCode.UNKNOWN_PEER, f"no {to!r} in room {peer.room!r}", to=to)
             )
             return
-        self._count(target.deliver(out), out, count)
+        self._count(target.offer(out), out, count)
 
-    def _count(self, delivered: bool, out: str, count: int) -> None:
-        if delivered:
+    def _count(self, dropped: str | None, out: str, count: int) -> None:
+        if dropped is None:
             self.messages_routed += count
             self.bytes_routed += wire_size(out)
         else:
-            self.dropped["outbound_full"] += count
+            self.dropped[dropped] += count
 
     def _rate_limited(self, peer: Peer, count: int) -> None:
         if count:
