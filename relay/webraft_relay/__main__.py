@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import json
 import logging
 import os
 import signal
@@ -20,13 +21,28 @@ from dataclasses import fields
 from pathlib import Path
 
 from .config import RelayConfig
-from .protocol import room_token
+from .protocol import room_token, stats_token
 from .server import Relay
 
 __all__ = ["build_config", "main"]
 
 SECRET_ENV = "WEBRAFT_RELAY_SECRET"
 _DEFAULTS = {f.name: f.default for f in fields(RelayConfig) if not callable(f.default_factory)}
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per record, for log collectors; a traceback goes in ``exc``."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry = {
+            "ts": round(record.created, 3),
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        if record.exc_info:
+            entry["exc"] = self.formatException(record.exc_info)
+        return json.dumps(entry)
 
 
 def _directory(value: str) -> Path | None:
@@ -50,7 +66,8 @@ def _serve_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="webraft-relay",
         description="WebSocket relay (and static file server) for webraft nodes in browser tabs.",
-        epilog="Subcommand: 'token --secret S --room R' prints the hello token for a room.",
+        epilog="Subcommand: 'token --secret S --room R' prints the hello token for a room; "
+        "'token --secret S --stats' the bearer token of /stats and /metrics.",
     )
     p.add_argument("--host", default=d["host"], help="interface to bind (default: %(default)s)")
     p.add_argument(
@@ -212,6 +229,12 @@ def _serve_parser() -> argparse.ArgumentParser:
         help="negotiate permessage-deflate (off by default: costs relay CPU)",
     )
     p.add_argument(
+        "--log-format",
+        default="text",
+        choices=["text", "json"],
+        help="json: one object per line with ts, level, logger, message (default: %(default)s)",
+    )
+    p.add_argument(
         "--log-level",
         default="WARNING",
         choices=["DEBUG", "INFO", "WARNING", "ERROR"],
@@ -281,11 +304,15 @@ def _token(argv: Sequence[str]) -> int:
         default=os.environ.get(SECRET_ENV),
         help=f"relay secret (default: ${SECRET_ENV})",
     )
-    p.add_argument("--room", required=True)
+    scope = p.add_mutually_exclusive_group(required=True)
+    scope.add_argument("--room", help="the token of this room's hello")
+    scope.add_argument(
+        "--stats", action="store_true", help="the bearer token of /stats and /metrics"
+    )
     args = p.parse_args(argv)
     if not args.secret:
         p.error(f"--secret or ${SECRET_ENV} is required")
-    print(room_token(args.secret, args.room))
+    print(stats_token(args.secret) if args.stats else room_token(args.secret, args.room))
     return 0
 
 
@@ -302,7 +329,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         config = build_config(args)
     except ValueError as exc:
         parser.error(str(exc))
-    logging.basicConfig(level=args.log_level, format="%(asctime)s %(name)s %(message)s")
+    handler = logging.StreamHandler()
+    handler.setFormatter(
+        JsonFormatter() if args.log_format == "json"
+        else logging.Formatter("%(asctime)s %(name)s %(message)s")
+    )
+    logging.basicConfig(level=args.log_level, handlers=[handler])
     if args.log_level != "DEBUG":
         # websockets logs every connection and HTTP request at INFO: too chatty for a relay.
         logging.getLogger("websockets").setLevel(

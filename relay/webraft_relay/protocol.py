@@ -59,6 +59,7 @@ __all__ = [
     "parse_frame",
     "parse_hello",
     "room_token",
+    "stats_token",
     "welcome_frame",
 ]
 
@@ -332,3 +333,12 @@ def room_token(secret: str | bytes, room: str) -> str:
     """
     key = secret.encode() if isinstance(secret, str) else secret
     return hmac.new(key, room.encode(), sha256).hexdigest()
+
+
+def stats_token(secret: str | bytes) -> str:
+    """The bearer token for ``/stats`` and ``/metrics`` under ``secret``.
+
+    A token for the scope ``/stats``, which no room can be named (``/`` is not in the name
+    charset), so no room's token opens the counters and this one opens no room.
+    """
+    return room_token(secret, "/stats")

@@ -32,6 +32,7 @@ from webraft.transport.wire import PROTOCOL_VERSION, WS_PATH, CloseCode
 
 from .config import RelayConfig
 from .limits import AcceptErrorFilter, TokenBucket, connection_cap, raise_fd_limit
+from .metrics import close_label
 from .protocol import (
     PONG,
     Batch,
@@ -50,6 +51,7 @@ from .protocol import (
     parse_frame,
     parse_hello,
     room_token,
+    stats_token,
     welcome_frame,
 )
 from .rooms import JoinOutcome, Registry
@@ -108,6 +110,7 @@ class Peer:
         "closed",
         "inbound",
         "last_notice",
+        "limited",
         "max_outbound_bytes",
         "room",
         "ws",
@@ -130,6 +133,7 @@ class Peer:
         # The real clock, not ``clock``: the debt is paid by really sleeping.
         self.inbound = TokenBucket(config.byte_rate, config.byte_burst)
         self.last_notice = -RATE_NOTICE_INTERVAL
+        self.limited = False  # went over the message rate at least once
         self.max_outbound_bytes = config.max_outbound_bytes
         self.closed = False
         self._queue: deque[tuple[str, int]] = deque()  # frames and their sizes in bytes
@@ -224,6 +228,8 @@ class Relay:
         self.messages_routed = 0
         self.bytes_routed = 0
         self.paced = 0  # times a connection was not read for a while: over its byte_rate
+        self.rate_limited_clients = 0  # connections that went over the message rate
+        self.closes: Counter[str] = Counter()  # connections ended, by close code label
         self._open = 0
         self.max_connections = config.max_connections  # lowered to the descriptors at start
         self.buffered = Buffered(config.max_buffered_bytes)
@@ -237,6 +243,7 @@ class Relay:
             pyodide_dir=config.pyodide_dir,
             dist_dir=config.dist_dir,
             stats=self.stats,
+            private_token=None if config.secret is None else stats_token(config.secret),
         )
 
     # -- lifecycle ---------------------------------------------------------------------------
@@ -313,7 +320,10 @@ class Relay:
             "messages_routed": self.messages_routed,
             "bytes_routed": self.bytes_routed,
             "paced": self.paced,
+            "rate_limited_clients": self.rate_limited_clients,
             "buffered_bytes": self.buffered.used,
+            "downloads": self.site.streaming,
+            "closes": dict(self.closes),
             "dropped": dict(self.dropped),
             "refused": dict(self.refused),
             "uptime": round(time.monotonic() - self._started, 3),
@@ -337,6 +347,12 @@ class Relay:
     # -- WebSocket ---------------------------------------------------------------------------
 
     async def _handle(self, ws: ServerConnection) -> None:
+        try:
+            await self._serve(ws)
+        finally:
+            self.closes[close_label(ws.close_code)] += 1
+
+    async def _serve(self, ws: ServerConnection) -> None:
         if self._open >= self.max_connections:
             self.refused["server_full"] += 1
             await ws.close(CloseCode.TRY_AGAIN_LATER, "try again later")
@@ -517,6 +533,9 @@ class Relay:
             self.dropped[dropped] += count
 
     def _rate_limited(self, peer: Peer, count: int) -> None:
+        if not peer.limited:
+            peer.limited = True
+            self.rate_limited_clients += 1
         if count:
             self.dropped["rate_limited"] += count
         now = self._clock()

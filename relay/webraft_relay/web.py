@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import email.utils
+import hmac
 import http
 import json
 import mimetypes
@@ -26,6 +27,8 @@ from urllib.parse import unquote, urlsplit
 from websockets.asyncio.server import ServerConnection
 from websockets.datastructures import Headers
 from websockets.http11 import Request, Response
+
+from .metrics import CONTENT_TYPE, render
 
 __all__ = [
     "MIME_TYPES",
@@ -167,7 +170,8 @@ class FileResponse(NamedTuple):
 class Site:
     """Answers the non-WebSocket requests of the relay's port.
 
-    ``stats`` is called for ``/stats`` so the numbers are taken at request time.
+    ``stats`` is called for ``/stats`` and ``/metrics`` so the numbers are taken at request
+    time; with ``private_token`` set, both need it as ``Authorization: Bearer <token>``.
     """
 
     def __init__(
@@ -177,6 +181,7 @@ class Site:
         pyodide_dir: Path | None,
         dist_dir: Path | None,
         stats: Callable[[], dict[str, Any]],
+        private_token: str | None = None,
     ) -> None:
         # Longest prefix first: /pyodide/ and /dist/ win over the catch-all /.
         self.mounts = (
@@ -185,6 +190,7 @@ class Site:
             Mount("/", static_dir, NO_CACHE),
         )
         self._stats = stats
+        self._private_token = private_token
         self.streaming = 0  # downloads under way, each holding at most a chunk
 
     async def stream(self, connection: ServerConnection, response: FileResponse) -> Response:
@@ -234,10 +240,20 @@ class Site:
                          head=head)
         if path == "/healthz":
             return _text(http.HTTPStatus.OK, "ok", head=head)
-        if path == "/stats":
-            body = json.dumps(self._stats(), sort_keys=True).encode()
+        if path in ("/stats", "/metrics"):
+            if not self._authorized(request):
+                response = _text(http.HTTPStatus.UNAUTHORIZED, "a bearer token is needed\n",
+                                 head=head)
+                response.headers["WWW-Authenticate"] = 'Bearer realm="webraft-relay"'
+                return response
+            if path == "/stats":
+                body = json.dumps(self._stats(), sort_keys=True).encode()
+                kind = "application/json"
+            else:
+                body = render(self._stats()).encode()
+                kind = CONTENT_TYPE
             headers = [
-                ("Content-Type", "application/json"),
+                ("Content-Type", kind),
                 ("Content-Length", str(len(body))),
                 ("Cache-Control", "no-store"),
             ]
@@ -273,6 +289,16 @@ class Site:
         if head:
             return _response(http.HTTPStatus.OK, headers, b"")
         return FileResponse(_response(http.HTTPStatus.OK, headers, b""), target, stat.st_size)
+
+
+    def _authorized(self, request: Request) -> bool:
+        """Counters are public without a secret; with one, they need ``stats_token``."""
+        if self._private_token is None:
+            return True
+        scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+        return scheme.lower() == "bearer" and hmac.compare_digest(
+            token.strip().encode(), self._private_token.encode()
+        )
 
 
 def _etags(header: str | None) -> set[str]:
