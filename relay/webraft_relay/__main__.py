@@ -100,6 +100,13 @@ def _serve_parser() -> argparse.ArgumentParser:
         help="files for /dist/ (default: ./dist if it exists)",
     )
     p.add_argument(
+        "--tls-cert",
+        type=Path,
+        metavar="PEM",
+        help="certificate chain: serve https:// and wss:// (needs --tls-key)",
+    )
+    p.add_argument("--tls-key", type=Path, metavar="PEM", help="private key of --tls-cert")
+    p.add_argument(
         "--secret",
         default=os.environ.get(SECRET_ENV),
         help=f"require HMAC room tokens (default: ${SECRET_ENV}; prefer the "
@@ -250,6 +257,8 @@ def build_config(args: argparse.Namespace) -> RelayConfig:
     return RelayConfig(
         host=args.host,
         port=args.port,
+        tls_cert=args.tls_cert,
+        tls_key=args.tls_key,
         secret=args.secret or None,
         allow_origins=tuple(args.allow_origin),
         max_message_size=args.max_message_size,
@@ -299,6 +308,13 @@ def _token(argv: Sequence[str]) -> int:
     p = argparse.ArgumentParser(
         prog="webraft-relay token", description="Print the hello token for a room."
     )
+    p.add_argument(
+        "--tls-cert",
+        type=Path,
+        metavar="PEM",
+        help="certificate chain: serve https:// and wss:// (needs --tls-key)",
+    )
+    p.add_argument("--tls-key", type=Path, metavar="PEM", help="private key of --tls-cert")
     p.add_argument(
         "--secret",
         default=os.environ.get(SECRET_ENV),

@@ -44,6 +44,9 @@ class RelayConfig:
         pyodide_dir: served under ``/pyodide/`` with long-lived caching (the npm package is
             version-pinned, so its files never change under the same URL).
         dist_dir: served under ``/dist/`` (our wheel), revalidated on every load.
+        tls_cert: PEM certificate chain; with ``tls_key``, the port serves ``https://`` and
+            ``wss://`` instead of plain HTTP and WebSocket.
+        tls_key: PEM private key of ``tls_cert``.
         secret: when set, a hello must carry ``token = hex HMAC-SHA256(secret, room)``.
         allow_origins: browser origins allowed to open the WebSocket; empty allows any.
             Requests without an ``Origin`` header (non-browser clients) are always allowed.
@@ -81,6 +84,8 @@ class RelayConfig:
         default_factory=lambda: default_dir("browser", "node_modules", "pyodide")
     )
     dist_dir: Path | None = field(default_factory=lambda: default_dir("dist"))
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
     secret: str | None = None
     allow_origins: tuple[str, ...] = ()
     max_message_size: int = DEFAULT_MAX_FRAME_BYTES
@@ -117,6 +122,8 @@ class RelayConfig:
         ):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
+        if (self.tls_cert is None) != (self.tls_key is None):
+            raise ValueError("tls_cert and tls_key go together")
         if self.max_connections_per_ip < 0:
             raise ValueError("max_connections_per_ip must be >= 0 (0 disables it)")
         if self.max_buffered_bytes < self.max_message_size:

@@ -18,6 +18,7 @@ import asyncio
 import contextlib
 import hmac
 import logging
+import ssl
 import time
 from collections import Counter, deque
 from collections.abc import Callable
@@ -261,11 +262,16 @@ class Relay:
             fd_limit,
         )
         logging.getLogger("asyncio").addFilter(self._accept_filter)
+        tls = None
+        if cfg.tls_cert is not None and cfg.tls_key is not None:
+            tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+            tls.load_cert_chain(cfg.tls_cert, cfg.tls_key)
         self._server = await serve(
             self._handle,
             cfg.host,
             cfg.port,
             process_request=self._process_request,
+            ssl=tls,
             # None in the list: clients that send no Origin (not browsers) are always allowed.
             origins=[*map(Origin, cfg.allow_origins), None] if cfg.allow_origins else None,
             compression="deflate" if cfg.compression else None,
@@ -300,15 +306,16 @@ class Relay:
 
     @property
     def url(self) -> str:
-        """Base HTTP URL, e.g. ``http://127.0.0.1:8765/``."""
+        """Base HTTP URL, e.g. ``http://127.0.0.1:8765/`` (``https://`` with TLS)."""
         host = self.config.host
         if ":" in host:
             host = f"[{host}]"
-        return f"http://{host}:{self.port}/"
+        scheme = "http" if self.config.tls_cert is None else "https"
+        return f"{scheme}://{host}:{self.port}/"
 
     @property
     def ws_url(self) -> str:
-        """WebSocket URL clients connect to."""
+        """WebSocket URL clients connect to (``wss://`` with TLS)."""
         return "ws" + self.url.removeprefix("http").removesuffix("/") + WS_PATH
 
     def stats(self) -> dict[str, Any]:
