@@ -16,12 +16,13 @@ import logging
 import os
 import signal
 import sys
+import time
 from collections.abc import Sequence
 from dataclasses import fields
 from pathlib import Path
 
 from .config import RelayConfig
-from .protocol import room_token, stats_token
+from .protocol import issue_token, stats_token
 from .server import Relay
 
 __all__ = ["build_config", "main"]
@@ -66,7 +67,8 @@ def _serve_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="webraft-relay",
         description="WebSocket relay (and static file server) for webraft nodes in browser tabs.",
-        epilog="Subcommand: 'token --secret S --room R' prints the hello token for a room; "
+        epilog="Subcommand: 'token --secret S --room R [--ttl S] [--address A]' prints a "
+        "hello token for a room; "
         "'token --secret S --stats' the bearer token of /stats and /metrics.",
     )
     p.add_argument("--host", default=d["host"], help="interface to bind (default: %(default)s)")
@@ -325,10 +327,21 @@ def _token(argv: Sequence[str]) -> int:
     scope.add_argument(
         "--stats", action="store_true", help="the bearer token of /stats and /metrics"
     )
+    p.add_argument(
+        "--ttl",
+        type=float,
+        metavar="S",
+        help="the room token expires after S seconds (default: never)",
+    )
+    p.add_argument("--address", help="the room token admits only this member address")
     args = p.parse_args(argv)
     if not args.secret:
         p.error(f"--secret or ${SECRET_ENV} is required")
-    print(stats_token(args.secret) if args.stats else room_token(args.secret, args.room))
+    if args.stats:
+        print(stats_token(args.secret))
+        return 0
+    expires = None if args.ttl is None else int(time.time() + args.ttl)
+    print(issue_token(args.secret, args.room, expires=expires, address=args.address))
     return 0
 
 

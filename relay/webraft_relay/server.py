@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hmac
 import logging
 import ssl
 import time
@@ -44,14 +43,15 @@ from .protocol import (
     Ping,
     ProtocolError,
     Send,
+    TokenProblem,
     batch_frame,
+    check_token,
     error_frame,
     join_frame,
     leave_frame,
     msg_frame,
     parse_frame,
     parse_hello,
-    room_token,
     stats_token,
     welcome_frame,
 )
@@ -426,11 +426,14 @@ class Relay:
             await ws.close(CloseCode.PROTOCOL_ERROR, _reason(f"{exc.code}: {exc.message}"))
             return None
         secret = self.config.secret
-        if secret is not None and not hmac.compare_digest(
-            (hello.token or "").encode(), room_token(secret, hello.room).encode()
-        ):
-            self.refused["unauthorized"] += 1
-            await ws.close(CloseCode.UNAUTHORIZED, "unauthorized")
+        if secret is None:
+            return hello
+        problem = check_token(secret, hello.token or "", hello.room, hello.address, time.time())
+        if problem is not None:
+            self.refused[problem.replace(" ", "_")] += 1
+            code = (CloseCode.TOKEN_EXPIRED if problem is TokenProblem.EXPIRED
+                    else CloseCode.UNAUTHORIZED)
+            await ws.close(code, str(problem))
             return None
         return hello
 
