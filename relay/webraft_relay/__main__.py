@@ -17,9 +17,10 @@ import os
 import signal
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import fields
 from pathlib import Path
+from typing import Any
 
 from .config import RelayConfig
 from .protocol import issue_token, stats_token
@@ -62,6 +63,21 @@ def _optional_seconds(value: str) -> float | None:
     return None if seconds <= 0 else seconds
 
 
+def _setting(
+    p: argparse.ArgumentParser,
+    flag: str,
+    kind: Callable[[str], Any],
+    text: str,
+    metavar: str | None = None,
+) -> None:
+    """A flag for the :class:`RelayConfig` field of the same name, defaulting to its value."""
+    name = flag.removeprefix("--").replace("-", "_")
+    p.add_argument(
+        flag, type=kind, default=_DEFAULTS[name], metavar=metavar,
+        help=f"{text} (default: %(default)s)",
+    )
+
+
 def _serve_parser() -> argparse.ArgumentParser:
     d = _DEFAULTS
     p = argparse.ArgumentParser(
@@ -72,12 +88,7 @@ def _serve_parser() -> argparse.ArgumentParser:
         "'token --secret S --stats' the bearer token of /stats and /metrics.",
     )
     p.add_argument("--host", default=d["host"], help="interface to bind (default: %(default)s)")
-    p.add_argument(
-        "--port",
-        type=int,
-        default=d["port"],
-        help="TCP port; 0 picks a free one (default: %(default)s)",
-    )
+    _setting(p, "--port", int, "TCP port; 0 picks a free one")
     # SUPPRESS: an absent flag leaves no attribute, so the RelayConfig default applies, while
     # an explicit '' (-> None) switches the route off.
     p.add_argument(
@@ -122,116 +133,27 @@ def _serve_parser() -> argparse.ArgumentParser:
         help="browser origin allowed to connect, e.g. http://127.0.0.1:8765 "
         "(repeatable; default: any)",
     )
-    p.add_argument(
-        "--max-message-size",
-        type=int,
-        default=d["max_message_size"],
-        metavar="BYTES",
-        help="largest incoming frame (default: %(default)s)",
-    )
-    p.add_argument(
-        "--rate",
-        type=float,
-        default=d["rate"],
-        help="messages/s per connection, 0 = unlimited (default: %(default)s)",
-    )
-    p.add_argument(
-        "--burst",
-        type=int,
-        default=d["burst"],
-        help="rate-limit bucket size (default: %(default)s)",
-    )
-    p.add_argument(
-        "--byte-rate",
-        type=float,
-        default=d["byte_rate"],
-        metavar="BYTES",
-        help="incoming bytes/s per connection; over it the relay stops reading the "
-        "connection for a while, 0 = unlimited (default: %(default)s)",
-    )
-    p.add_argument(
-        "--byte-burst",
-        type=int,
-        default=d["byte_burst"],
-        metavar="BYTES",
-        help="bytes a connection may send back to back (default: %(default)s)",
-    )
-    p.add_argument(
-        "--max-batch",
-        type=int,
-        default=d["max_batch"],
-        help="messages per batch frame (default: %(default)s)",
-    )
-    p.add_argument(
-        "--max-room-size",
-        type=int,
-        default=d["max_room_size"],
-        help="members per room (default: %(default)s)",
-    )
-    p.add_argument(
-        "--max-connections",
-        type=int,
-        default=d["max_connections"],
-        help="connections per relay, lowered at start to what the file descriptor limit "
-        "allows (default: %(default)s)",
-    )
-    p.add_argument(
-        "--max-connections-per-ip",
-        type=int,
-        default=d["max_connections_per_ip"],
-        metavar="N",
-        help="connections from one IP address, 0 = unlimited (the default: behind a proxy "
-        "every client has the proxy's address)",
-    )
-    p.add_argument(
-        "--max-buffered-bytes",
-        type=int,
-        default=d["max_buffered_bytes"],
-        metavar="BYTES",
-        help="queued bytes for all receivers together before dropping (default: %(default)s)",
-    )
-    p.add_argument(
-        "--max-outbound-bytes",
-        type=int,
-        default=d["max_outbound_bytes"],
-        metavar="BYTES",
-        help="queued bytes per receiver before dropping (default: %(default)s)",
-    )
-    p.add_argument(
-        "--max-hello-size",
-        type=int,
-        default=d["max_hello_size"],
-        metavar="BYTES",
-        help="largest frame before the welcome (default: %(default)s)",
-    )
-    p.add_argument(
-        "--hello-timeout",
-        type=float,
-        default=d["hello_timeout"],
-        metavar="S",
-        help="seconds to send the hello (default: %(default)s)",
-    )
-    p.add_argument(
-        "--ping-interval",
-        type=_optional_seconds,
-        default=d["ping_interval"],
-        metavar="S",
-        help="keepalive ping period, 0 = off (default: %(default)s)",
-    )
-    p.add_argument(
-        "--ping-timeout",
-        type=_optional_seconds,
-        default=d["ping_timeout"],
-        metavar="S",
-        help="keepalive pong timeout, 0 = off (default: %(default)s)",
-    )
-    p.add_argument(
-        "--close-timeout",
-        type=float,
-        default=d["close_timeout"],
-        metavar="S",
-        help="closing handshake timeout (default: %(default)s)",
-    )
+    _setting(p, "--max-message-size", int, "largest incoming frame", "BYTES")
+    _setting(p, "--rate", float, "messages/s per connection, 0 = unlimited")
+    _setting(p, "--burst", int, "rate-limit bucket size")
+    _setting(p, "--byte-rate", float, "incoming bytes/s per connection; over it the relay "
+             "stops reading the connection for a while, 0 = unlimited", "BYTES")
+    _setting(p, "--byte-burst", int, "bytes a connection may send back to back", "BYTES")
+    _setting(p, "--max-batch", int, "messages per batch frame")
+    _setting(p, "--max-room-size", int, "members per room")
+    _setting(p, "--max-connections", int, "connections per relay, lowered at start to what "
+             "the file descriptor limit allows")
+    _setting(p, "--max-connections-per-ip", int, "connections from one IP address, 0 = "
+             "unlimited; keep 0 behind a proxy (every client has its address)", "N")
+    _setting(p, "--max-buffered-bytes", int, "queued bytes for all receivers together "
+             "before dropping", "BYTES")
+    _setting(p, "--max-outbound-bytes", int, "queued bytes per receiver before dropping",
+             "BYTES")
+    _setting(p, "--max-hello-size", int, "largest frame before the welcome", "BYTES")
+    _setting(p, "--hello-timeout", float, "seconds to send the hello", "S")
+    _setting(p, "--ping-interval", _optional_seconds, "keepalive ping period, 0 = off", "S")
+    _setting(p, "--ping-timeout", _optional_seconds, "keepalive pong timeout, 0 = off", "S")
+    _setting(p, "--close-timeout", float, "closing handshake timeout", "S")
     p.add_argument(
         "--compression",
         action="store_true",
@@ -310,13 +232,6 @@ def _token(argv: Sequence[str]) -> int:
     p = argparse.ArgumentParser(
         prog="webraft-relay token", description="Print the hello token for a room."
     )
-    p.add_argument(
-        "--tls-cert",
-        type=Path,
-        metavar="PEM",
-        help="certificate chain: serve https:// and wss:// (needs --tls-key)",
-    )
-    p.add_argument("--tls-key", type=Path, metavar="PEM", help="private key of --tls-cert")
     p.add_argument(
         "--secret",
         default=os.environ.get(SECRET_ENV),
