@@ -216,6 +216,8 @@ def start_server(bare: bool) -> tuple[subprocess.Popen[str], str]:
     return start_relay(
         "--rate",
         "0",
+        "--byte-rate",
+        "0",
         "--max-outbound-bytes",
         str(1 << 30),
         "--max-connections",
