@@ -164,16 +164,28 @@ class Peer:
         size = wire_size(frame)
         if self._queued_bytes and self._queued_bytes + size > self.max_outbound_bytes:
             return "outbound_full"
-        buffered = self.buffered
-        if buffered.used + size > buffered.limit:
+        if self.buffered.used + size > self.buffered.limit:
             return "memory_full"
+        self._enqueue(frame, size)
+        return None
+
+    def notify(self, frame: str) -> None:
+        """Queue a ``join`` or ``leave`` notice past both byte bounds.
+
+        A dropped message is retried by Raft, but a dropped notice would leave this member
+        wrong about the room for good. Notices are a few dozen bytes, one per arrival or
+        departure, and a member that reads nothing is closed by the keepalive.
+        """
+        if not self.closed:
+            self._enqueue(frame, wire_size(frame))
+
+    def _enqueue(self, frame: str, size: int) -> None:
         self._queue.append((frame, size))
         self._queued_bytes += size
-        buffered.used += size
+        self.buffered.used += size
         waiter = self._waiter
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
-        return None
 
     async def _write_loop(self) -> None:
         queue = self._queue
@@ -462,7 +474,7 @@ class Relay:
             log.debug("room %s: %s joined", hello.room, hello.address)
             frame = join_frame(hello.address)
             for other in self.rooms.others(hello.room, hello.address):
-                other.deliver(frame)
+                other.notify(frame)
         return peer
 
     async def _depart(self, peer: Peer) -> None:
@@ -472,7 +484,7 @@ class Relay:
             log.debug("room %s: %s left", peer.room, peer.address)
             frame = leave_frame(peer.address)
             for other in others:
-                other.deliver(frame)
+                other.notify(frame)
         await peer.stop()
 
     def _spawn(self, coro: Any) -> None:

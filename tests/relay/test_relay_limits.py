@@ -188,3 +188,20 @@ async def test_all_outboxes_together_are_bounded():
     await b.stop()  # a closed outbox gives its bytes back
     assert shared.used == 50
     assert c.offer("x" * 20) is None
+
+
+async def test_join_and_leave_notices_pass_a_full_outbox():
+    """A dropped notice would leave a member wrong about its room for good (issue 13)."""
+    from webraft_relay.config import RelayConfig
+    from webraft_relay.server import Peer
+
+    config = RelayConfig(max_outbound_bytes=100, max_message_size=100, max_buffered_bytes=100)
+    peer = Peer(None, "r", "a", config)  # type: ignore[arg-type]
+    assert peer.deliver("x" * 100)
+    assert peer.offer("y") == "outbound_full"
+    join, leave = '{"type":"join","address":"b"}', '{"type":"leave","address":"b"}'
+    peer.notify(join)
+    peer.notify(leave)
+    assert peer.buffered.used == 100 + len(join) + len(leave)  # both queued
+    await peer.stop()
+    assert peer.buffered.used == 0
