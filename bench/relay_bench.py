@@ -10,15 +10,20 @@ Not a test: it prints figures. Everything runs on loopback with bounded loops (a
    sits on. Both single ``send`` frames and ``batch`` frames are measured.
 2. Idle connections. One process opens many connections spread over rooms of 10 and the
    relay's RSS growth is divided by the number of connections.
+3. Abuse (issue 13, point 1). Flooder processes send maximal frames that are costly to
+   validate (``[{},{},...]``, 1 MiB) into one room while a pair in another room plays
+   ping-pong; the pair's round trips are reported (p50, p99, max), without the flood, with it
+   under the default limits, and with it and byte pacing off (``--byte-rate 0``).
 
-Usage: ``python bench/relay_bench.py [--messages N] [--batch B] [--idle K]``
-(the ``_bare``, ``_recv`` and ``_send`` subcommands are its own child processes).
+Usage: ``python bench/relay_bench.py [--messages N] [--batch B] [--idle K] [--only NAME]``
+(the ``_bare``, ``_recv``, ``_send`` and ``_flood`` subcommands are its own child processes).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import re
@@ -26,6 +31,7 @@ import resource
 import subprocess
 import sys
 import time
+import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +42,8 @@ ROOT = Path(__file__).resolve().parent.parent
 URL_LINE = re.compile(r"listening on (http://\S+) \((ws://\S+)\)")
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 IDLE_GIVE_UP = 10.0  # seconds without a message before a receiver reports what it has
+MAX_FRAME = 1 << 20  # the relay's default --max-message-size
+FLOOD_MAX_FRAMES = 2000  # per flooder: a bound on the loop besides its time limit
 
 
 # -- helpers shared by the parent and the children ------------------------------------------------
@@ -170,6 +178,24 @@ async def sender(url: str, count: int, batch: int, bare: bool) -> None:
         print(json.dumps(report), flush=True)
 
 
+async def flood(url: str, address: str, seconds: float) -> None:
+    """Send maximal ``[{},{},...]`` frames (the costliest to validate per byte) to ourselves
+    for ``seconds``, never reading: what one abusive tab of issue 13 did."""
+    data = "[" + ",".join(["{}"] * ((MAX_FRAME - 64) // 3)) + "]"
+    frame = '{"type":"send","to":"' + address + '","data":' + data + "}"
+    async with connect(url, compression=None, max_size=None) as ws:
+        await ws.send(json.dumps({"type": "hello", "v": 1, "room": "abuse", "address": address}))
+        await ws.recv()  # welcome
+        print("ready", flush=True)
+        sent, deadline = 0, time.monotonic() + seconds
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(seconds):
+                while time.monotonic() < deadline and sent < FLOOD_MAX_FRAMES:
+                    await ws.send(frame)
+                    sent += 1
+        print(json.dumps({"sent": sent}), flush=True)
+
+
 # -- the parent ---------------------------------------------------------------------------------
 
 
@@ -184,29 +210,30 @@ def spawn(*args: str) -> subprocess.Popen[str]:
 
 
 def start_server(bare: bool) -> tuple[subprocess.Popen[str], str]:
+    """The bare forwarder, or a relay with its limits out of the way of throughput."""
     if bare:
-        proc = spawn(__file__, "_bare")
-    else:
-        proc = spawn(
-            "-m",
-            "webraft_relay",
-            "--port",
-            "0",
-            "--static",
-            "",
-            "--pyodide-dir",
-            "",
-            "--dist",
-            "",
-            "--rate",
-            "0",
-            "--max-outbound-bytes",
-            str(1 << 30),
-            "--max-connections",
-            "100000",
-            "--max-batch",
-            "100000",
-        )
+        return read_url(spawn(__file__, "_bare"))
+    return start_relay(
+        "--rate",
+        "0",
+        "--byte-rate",
+        "0",
+        "--max-outbound-bytes",
+        str(1 << 30),
+        "--max-connections",
+        "100000",
+        "--max-batch",
+        "100000",
+    )
+
+
+def start_relay(*flags: str) -> tuple[subprocess.Popen[str], str]:
+    """A relay process without static routes; ``flags`` override its defaults."""
+    no_files = ("--static", "", "--pyodide-dir", "", "--dist", "")
+    return read_url(spawn("-m", "webraft_relay", "--port", "0", *no_files, *flags))
+
+
+def read_url(proc: subprocess.Popen[str]) -> tuple[subprocess.Popen[str], str]:
     assert proc.stdout is not None
     match = URL_LINE.search(proc.stdout.readline())
     assert match, "server did not start"
@@ -299,6 +326,103 @@ def idle_connections(count: int, room_size: int = 10) -> dict[str, float]:
         stop(server)
 
 
+async def ping_pong(url: str, seconds: float, limit: int = 5000) -> list[float]:
+    """Round trips (ms) of a pair in room ``quiet``: x sends, y echoes, for ``seconds``."""
+
+    async def join(address: str) -> Any:
+        ws = await connect(url, compression=None)
+        await ws.send(json.dumps({"type": "hello", "v": 1, "room": "quiet", "address": address}))
+        await ws.recv()  # welcome
+        return ws
+
+    x = await join("x")
+    y = await join("y")
+    await x.recv()  # join of y
+
+    async def echo() -> None:
+        async for raw in y:
+            frame = json.loads(raw)
+            if frame["type"] == "msg":
+                await y.send(json.dumps({"type": "send", "to": "x", "data": frame["data"]}))
+
+    echoing = asyncio.create_task(echo())
+    rtts: list[float] = []
+    deadline = time.monotonic() + seconds
+    try:
+        while time.monotonic() < deadline and len(rtts) < limit:
+            start = time.perf_counter()
+            await x.send(json.dumps({"type": "send", "to": "y", "data": len(rtts)}))
+            async with asyncio.timeout(30):
+                await x.recv()
+            rtts.append((time.perf_counter() - start) * 1000)
+            await asyncio.sleep(0.005)  # a heartbeat-like pace, not a flood of its own
+    finally:
+        echoing.cancel()
+        await x.close()
+        await y.close()
+    return rtts
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def abuse(flooders: int, seconds: float, *flags: str) -> dict[str, Any]:
+    """Pair round trips in one room while ``flooders`` flood another (0: no flood)."""
+    server, url = start_relay(*flags)
+    floods: list[subprocess.Popen[str]] = []
+    try:
+        for i in range(flooders):
+            proc = spawn(__file__, "_flood", url, f"f{i}", str(seconds))
+            assert proc.stdout is not None
+            assert proc.stdout.readline().strip() == "ready"
+            floods.append(proc)
+        cpu_before = cpu_seconds(server.pid)
+        rtts = asyncio.run(ping_pong(url, seconds))
+        cpu = cpu_seconds(server.pid) - cpu_before
+        sent = sum(json.loads(proc.communicate(timeout=60)[0])["sent"] for proc in floods)
+        stats = json.loads(
+            urllib.request.urlopen(url.replace("ws://", "http://").removesuffix("ws") + "stats")
+            .read()
+        )
+    finally:
+        for proc in floods:
+            if proc.poll() is None:
+                proc.kill()
+        stop(server)
+    return {
+        "n": len(rtts),
+        "p50": percentile(rtts, 0.5),
+        "p99": percentile(rtts, 0.99),
+        "max": max(rtts),
+        "cpu": cpu / seconds,
+        "sent": sent,
+        "paced": stats["paced"],
+    }
+
+
+def report_abuse(flooders: int, seconds: float) -> None:
+    print(
+        f"abuse: {flooders} connections send 1 MiB [{{}},...] frames into room A for "
+        f"{seconds:g} s; a pair in room B measures round trips every ~5 ms"
+    )
+    print(
+        f"{'run':<34}{'trips':>7}{'p50 ms':>9}{'p99 ms':>9}{'max ms':>9}"
+        f"{'relay CPU':>11}{'flood frames':>14}{'paced':>8}"
+    )
+    for label, n, flags in (
+        ("no flood", 0, ()),
+        ("flood, default limits", flooders, ()),
+        ("flood, --byte-rate 0 (no pacing)", flooders, ("--byte-rate", "0")),
+    ):
+        r = abuse(n, seconds, *flags)
+        print(
+            f"{label:<34}{r['n']:>7}{r['p50']:>9.2f}{r['p99']:>9.2f}{r['max']:>9.2f}"
+            f"{r['cpu']:>10.0%}{r['sent']:>14}{r['paced']:>8}"
+        )
+
+
 def main() -> int:
     if len(sys.argv) > 1 and sys.argv[1].startswith("_"):
         return child(sys.argv[1:])
@@ -312,16 +436,31 @@ def main() -> int:
     )
     parser.add_argument("--idle", type=int, default=2000, help="idle connections to open")
     parser.add_argument("--repeat", type=int, default=2, help="throughput runs; best is shown")
+    parser.add_argument("--flooders", type=int, default=3, help="abusive connections")
+    parser.add_argument("--abuse-seconds", type=float, default=5.0, help="flood duration")
+    parser.add_argument(
+        "--only", choices=["throughput", "idle", "abuse"], help="run one scenario only"
+    )
     args = parser.parse_args()
     print(
         f"python {sys.version.split()[0]}, {os.cpu_count()} CPUs, loopback; "
         f"payload ~{len(json.dumps(payload(12345)))} B per message"
     )
+    if args.only in (None, "throughput"):
+        report_throughput(args)
+    if args.only in (None, "idle"):
+        report_idle(args.idle)
+    if args.only in (None, "abuse"):
+        report_abuse(args.flooders, args.abuse_seconds)
+    return 0
+
+
+def report_throughput(args: argparse.Namespace) -> None:
     print(
         f"{'run':<34}{'msg/s':>10}{'wall s':>9}{'server CPU s':>14}{'CPU us/msg':>12}"
         f"{'sender/receiver CPU s':>24}"
     )
-    results = {}
+    results: dict[str, dict[str, float]] = {}
     for label, bare, batch, count in (
         ("relay, one frame per message", False, 1, args.messages),
         ("bare forwarder, same frames", True, 1, args.messages),
@@ -338,19 +477,21 @@ def main() -> int:
         )
     labels = list(results)
     for relay_label, bare_label in ((labels[0], labels[1]), (labels[2], labels[3])):
-        rel, bare = results[relay_label], results[bare_label]
+        rel, ref = results[relay_label], results[bare_label]
         print(
             f"ratio relay/bare ({relay_label.split(', ')[1]}): throughput "
-            f"{rel['rate'] / bare['rate']:.2f}x, server CPU per message "
-            f"{rel['cpu_us'] / bare['cpu_us']:.2f}x"
+            f"{rel['rate'] / ref['rate']:.2f}x, server CPU per message "
+            f"{rel['cpu_us'] / ref['cpu_us']:.2f}x"
         )
-    idle = idle_connections(args.idle)
+
+
+def report_idle(count: int) -> None:
+    idle = idle_connections(count)
     print(
         f"idle: {idle['count']} connections in rooms of 10 opened in {idle['open_s']:.1f} s; "
         f"relay RSS {idle['rss_before'] / 2**20:.1f} -> {idle['rss_after'] / 2**20:.1f} MiB, "
         f"{idle['per_conn'] / 1024:.1f} KiB per connection"
     )
-    return 0
 
 
 def child(argv: list[str]) -> int:
@@ -361,6 +502,8 @@ def child(argv: list[str]) -> int:
         asyncio.run(receiver(rest[0], int(rest[1]), rest[2] == "--bare"))
     elif kind == "_send":
         asyncio.run(sender(rest[0], int(rest[1]), int(rest[2]), rest[3] == "--bare"))
+    elif kind == "_flood":
+        asyncio.run(flood(rest[0], rest[1], float(rest[2])))
     else:
         raise SystemExit(f"unknown child {kind}")
     return 0

@@ -14,7 +14,7 @@ Run it with ``python -m webraft_relay`` (or the ``webraft-relay`` console script
 """
 
 from .config import RelayConfig
-from .protocol import ErrorCode, room_token
+from .protocol import ErrorCode, issue_token, room_token
 from .server import Relay
 
-__all__ = ["ErrorCode", "Relay", "RelayConfig", "room_token"]
+__all__ = ["ErrorCode", "Relay", "RelayConfig", "issue_token", "room_token"]

@@ -11,22 +11,40 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import json
 import logging
 import os
 import signal
 import sys
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from dataclasses import fields
 from pathlib import Path
+from typing import Any
 
 from .config import RelayConfig
-from .protocol import room_token
+from .protocol import issue_token, stats_token
 from .server import Relay
 
 __all__ = ["build_config", "main"]
 
 SECRET_ENV = "WEBRAFT_RELAY_SECRET"
 _DEFAULTS = {f.name: f.default for f in fields(RelayConfig) if not callable(f.default_factory)}
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per record, for log collectors; a traceback goes in ``exc``."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry = {
+            "ts": round(record.created, 3),
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        if record.exc_info:
+            entry["exc"] = self.formatException(record.exc_info)
+        return json.dumps(entry)
 
 
 def _directory(value: str) -> Path | None:
@@ -45,20 +63,32 @@ def _optional_seconds(value: str) -> float | None:
     return None if seconds <= 0 else seconds
 
 
+def _setting(
+    p: argparse.ArgumentParser,
+    flag: str,
+    kind: Callable[[str], Any],
+    text: str,
+    metavar: str | None = None,
+) -> None:
+    """A flag for the :class:`RelayConfig` field of the same name, defaulting to its value."""
+    name = flag.removeprefix("--").replace("-", "_")
+    p.add_argument(
+        flag, type=kind, default=_DEFAULTS[name], metavar=metavar,
+        help=f"{text} (default: %(default)s)",
+    )
+
+
 def _serve_parser() -> argparse.ArgumentParser:
     d = _DEFAULTS
     p = argparse.ArgumentParser(
         prog="webraft-relay",
         description="WebSocket relay (and static file server) for webraft nodes in browser tabs.",
-        epilog="Subcommand: 'token --secret S --room R' prints the hello token for a room.",
+        epilog="Subcommand: 'token --secret S --room R [--ttl S] [--address A]' prints a "
+        "hello token for a room; "
+        "'token --secret S --stats' the bearer token of /stats and /metrics.",
     )
     p.add_argument("--host", default=d["host"], help="interface to bind (default: %(default)s)")
-    p.add_argument(
-        "--port",
-        type=int,
-        default=d["port"],
-        help="TCP port; 0 picks a free one (default: %(default)s)",
-    )
+    _setting(p, "--port", int, "TCP port; 0 picks a free one")
     # SUPPRESS: an absent flag leaves no attribute, so the RelayConfig default applies, while
     # an explicit '' (-> None) switches the route off.
     p.add_argument(
@@ -83,6 +113,13 @@ def _serve_parser() -> argparse.ArgumentParser:
         help="files for /dist/ (default: ./dist if it exists)",
     )
     p.add_argument(
+        "--tls-cert",
+        type=Path,
+        metavar="PEM",
+        help="certificate chain: serve https:// and wss:// (needs --tls-key)",
+    )
+    p.add_argument("--tls-key", type=Path, metavar="PEM", help="private key of --tls-cert")
+    p.add_argument(
         "--secret",
         default=os.environ.get(SECRET_ENV),
         help=f"require HMAC room tokens (default: ${SECRET_ENV}; prefer the "
@@ -96,82 +133,37 @@ def _serve_parser() -> argparse.ArgumentParser:
         help="browser origin allowed to connect, e.g. http://127.0.0.1:8765 "
         "(repeatable; default: any)",
     )
-    p.add_argument(
-        "--max-message-size",
-        type=int,
-        default=d["max_message_size"],
-        metavar="BYTES",
-        help="largest incoming frame (default: %(default)s)",
-    )
-    p.add_argument(
-        "--rate",
-        type=float,
-        default=d["rate"],
-        help="messages/s per connection, 0 = unlimited (default: %(default)s)",
-    )
-    p.add_argument(
-        "--burst",
-        type=int,
-        default=d["burst"],
-        help="rate-limit bucket size (default: %(default)s)",
-    )
-    p.add_argument(
-        "--max-batch",
-        type=int,
-        default=d["max_batch"],
-        help="messages per batch frame (default: %(default)s)",
-    )
-    p.add_argument(
-        "--max-room-size",
-        type=int,
-        default=d["max_room_size"],
-        help="members per room (default: %(default)s)",
-    )
-    p.add_argument(
-        "--max-connections",
-        type=int,
-        default=d["max_connections"],
-        help="connections per relay (default: %(default)s)",
-    )
-    p.add_argument(
-        "--max-outbound-bytes",
-        type=int,
-        default=d["max_outbound_bytes"],
-        metavar="BYTES",
-        help="queued bytes per receiver before dropping (default: %(default)s)",
-    )
-    p.add_argument(
-        "--hello-timeout",
-        type=float,
-        default=d["hello_timeout"],
-        metavar="S",
-        help="seconds to send the hello (default: %(default)s)",
-    )
-    p.add_argument(
-        "--ping-interval",
-        type=_optional_seconds,
-        default=d["ping_interval"],
-        metavar="S",
-        help="keepalive ping period, 0 = off (default: %(default)s)",
-    )
-    p.add_argument(
-        "--ping-timeout",
-        type=_optional_seconds,
-        default=d["ping_timeout"],
-        metavar="S",
-        help="keepalive pong timeout, 0 = off (default: %(default)s)",
-    )
-    p.add_argument(
-        "--close-timeout",
-        type=float,
-        default=d["close_timeout"],
-        metavar="S",
-        help="closing handshake timeout (default: %(default)s)",
-    )
+    _setting(p, "--max-message-size", int, "largest incoming frame", "BYTES")
+    _setting(p, "--rate", float, "messages/s per connection, 0 = unlimited")
+    _setting(p, "--burst", int, "rate-limit bucket size")
+    _setting(p, "--byte-rate", float, "incoming bytes/s per connection; over it the relay "
+             "stops reading the connection for a while, 0 = unlimited", "BYTES")
+    _setting(p, "--byte-burst", int, "bytes a connection may send back to back", "BYTES")
+    _setting(p, "--max-batch", int, "messages per batch frame")
+    _setting(p, "--max-room-size", int, "members per room")
+    _setting(p, "--max-connections", int, "connections per relay, lowered at start to what "
+             "the file descriptor limit allows")
+    _setting(p, "--max-connections-per-ip", int, "connections from one IP address, 0 = "
+             "unlimited; keep 0 behind a proxy (every client has its address)", "N")
+    _setting(p, "--max-buffered-bytes", int, "queued bytes for all receivers together "
+             "before dropping", "BYTES")
+    _setting(p, "--max-outbound-bytes", int, "queued bytes per receiver before dropping",
+             "BYTES")
+    _setting(p, "--max-hello-size", int, "largest frame before the welcome", "BYTES")
+    _setting(p, "--hello-timeout", float, "seconds to send the hello", "S")
+    _setting(p, "--ping-interval", _optional_seconds, "keepalive ping period, 0 = off", "S")
+    _setting(p, "--ping-timeout", _optional_seconds, "keepalive pong timeout, 0 = off", "S")
+    _setting(p, "--close-timeout", float, "closing handshake timeout", "S")
     p.add_argument(
         "--compression",
         action="store_true",
         help="negotiate permessage-deflate (off by default: costs relay CPU)",
+    )
+    p.add_argument(
+        "--log-format",
+        default="text",
+        choices=["text", "json"],
+        help="json: one object per line with ts, level, logger, message (default: %(default)s)",
     )
     p.add_argument(
         "--log-level",
@@ -189,15 +181,22 @@ def build_config(args: argparse.Namespace) -> RelayConfig:
     return RelayConfig(
         host=args.host,
         port=args.port,
+        tls_cert=args.tls_cert,
+        tls_key=args.tls_key,
         secret=args.secret or None,
         allow_origins=tuple(args.allow_origin),
         max_message_size=args.max_message_size,
         rate=args.rate,
         burst=args.burst,
+        byte_rate=args.byte_rate,
+        byte_burst=args.byte_burst,
         max_batch=args.max_batch,
         max_room_size=args.max_room_size,
         max_connections=args.max_connections,
+        max_connections_per_ip=args.max_connections_per_ip,
         max_outbound_bytes=args.max_outbound_bytes,
+        max_buffered_bytes=args.max_buffered_bytes,
+        max_hello_size=args.max_hello_size,
         hello_timeout=args.hello_timeout,
         ping_interval=args.ping_interval,
         ping_timeout=args.ping_timeout,
@@ -238,11 +237,26 @@ def _token(argv: Sequence[str]) -> int:
         default=os.environ.get(SECRET_ENV),
         help=f"relay secret (default: ${SECRET_ENV})",
     )
-    p.add_argument("--room", required=True)
+    scope = p.add_mutually_exclusive_group(required=True)
+    scope.add_argument("--room", help="the token of this room's hello")
+    scope.add_argument(
+        "--stats", action="store_true", help="the bearer token of /stats and /metrics"
+    )
+    p.add_argument(
+        "--ttl",
+        type=float,
+        metavar="S",
+        help="the room token expires after S seconds (default: never)",
+    )
+    p.add_argument("--address", help="the room token admits only this member address")
     args = p.parse_args(argv)
     if not args.secret:
         p.error(f"--secret or ${SECRET_ENV} is required")
-    print(room_token(args.secret, args.room))
+    if args.stats:
+        print(stats_token(args.secret))
+        return 0
+    expires = None if args.ttl is None else int(time.time() + args.ttl)
+    print(issue_token(args.secret, args.room, expires=expires, address=args.address))
     return 0
 
 
@@ -259,7 +273,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         config = build_config(args)
     except ValueError as exc:
         parser.error(str(exc))
-    logging.basicConfig(level=args.log_level, format="%(asctime)s %(name)s %(message)s")
+    handler = logging.StreamHandler()
+    handler.setFormatter(
+        JsonFormatter() if args.log_format == "json"
+        else logging.Formatter("%(asctime)s %(name)s %(message)s")
+    )
+    logging.basicConfig(level=args.log_level, handlers=[handler])
     if args.log_level != "DEBUG":
         # websockets logs every connection and HTTP request at INFO: too chatty for a relay.
         logging.getLogger("websockets").setLevel(

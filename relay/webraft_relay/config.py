@@ -44,17 +44,31 @@ class RelayConfig:
         pyodide_dir: served under ``/pyodide/`` with long-lived caching (the npm package is
             version-pinned, so its files never change under the same URL).
         dist_dir: served under ``/dist/`` (our wheel), revalidated on every load.
+        tls_cert: PEM certificate chain; with ``tls_key``, the port serves ``https://`` and
+            ``wss://`` instead of plain HTTP and WebSocket.
+        tls_key: PEM private key of ``tls_cert``.
         secret: when set, a hello must carry ``token = hex HMAC-SHA256(secret, room)``.
         allow_origins: browser origins allowed to open the WebSocket; empty allows any.
             Requests without an ``Origin`` header (non-browser clients) are always allowed.
         max_message_size: largest incoming frame in bytes; larger closes with 1009.
         rate: sustained routed messages per second per connection; 0 disables the limit.
         burst: token-bucket depth, i.e. how many messages may arrive back to back.
+        byte_rate: sustained bytes of incoming frames per second per connection; 0 disables
+            it. Over it, the relay stops reading the connection until it is back under (no
+            frame is dropped): one connection's big frames cannot take every room's CPU.
+        byte_burst: bytes a connection may send back to back before it is paced.
         max_batch: most messages in one ``batch`` frame (must fit in ``burst``).
         max_room_size: members per room; one more is refused with 4013.
         max_connections: WebSocket connections per relay; one more is refused with 1013.
+        max_connections_per_ip: connections from one IP address; one more is refused with
+            1013. 0 (the default) disables it: behind a reverse proxy every client has the
+            proxy's address, and on loopback every tab has 127.0.0.1.
+        max_buffered_bytes: bytes queued for all receivers together; past it, messages are
+            dropped as ``memory_full``. At least ``max_message_size``.
         max_outbound_bytes: bytes queued for one receiver before messages to it are dropped;
             this is what keeps a slow or dead tab from stalling its room.
+        max_hello_size: largest frame before the welcome (larger closes with 1009), so that a
+            connection that has not joined costs a few KiB, not max_message_size.
         hello_timeout: seconds a new connection has to send its hello.
         ping_interval: seconds between WebSocket keepalive pings (``None`` disables).
         ping_timeout: seconds to wait for the pong before dropping the connection.
@@ -70,15 +84,22 @@ class RelayConfig:
         default_factory=lambda: default_dir("browser", "node_modules", "pyodide")
     )
     dist_dir: Path | None = field(default_factory=lambda: default_dir("dist"))
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
     secret: str | None = None
     allow_origins: tuple[str, ...] = ()
     max_message_size: int = DEFAULT_MAX_FRAME_BYTES
     rate: float = 2000.0
     burst: int = 4000
+    byte_rate: float = 2 * MiB
+    byte_burst: int = 4 * MiB
     max_batch: int = DEFAULT_MAX_BATCH
     max_room_size: int = 64
     max_connections: int = 10_000
+    max_connections_per_ip: int = 0
     max_outbound_bytes: int = 8 * MiB
+    max_buffered_bytes: int = 256 * MiB
+    max_hello_size: int = 4096
     hello_timeout: float = 10.0
     ping_interval: float | None = 20.0
     ping_timeout: float | None = 20.0
@@ -96,11 +117,23 @@ class RelayConfig:
             "max_connections",
             "max_outbound_bytes",
             "burst",
+            "byte_burst",
+            "max_hello_size",
         ):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
-        if self.rate < 0:
-            raise ValueError(f"rate must be >= 0 (0 disables it), got {self.rate}")
+        if (self.tls_cert is None) != (self.tls_key is None):
+            raise ValueError("tls_cert and tls_key go together")
+        if self.max_connections_per_ip < 0:
+            raise ValueError("max_connections_per_ip must be >= 0 (0 disables it)")
+        if self.max_buffered_bytes < self.max_message_size:
+            raise ValueError(
+                f"max_buffered_bytes ({self.max_buffered_bytes}) must be at least "
+                f"max_message_size ({self.max_message_size})"
+            )
+        for name in ("rate", "byte_rate"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0 (0 disables it), got {getattr(self, name)}")
         if self.rate > 0 and self.max_batch > self.burst:
             # A batch costs one token per message: a batch larger than the bucket could never
             # be admitted, which would look like a silent black hole to the client.

@@ -23,6 +23,7 @@ bumps :data:`~webraft.transport.wire.PROTOCOL_VERSION`.
 from __future__ import annotations
 
 import hmac
+import re
 from dataclasses import dataclass
 from enum import StrEnum
 from hashlib import sha256
@@ -50,15 +51,19 @@ __all__ = [
     "Ping",
     "ProtocolError",
     "Send",
+    "TokenProblem",
     "batch_frame",
+    "check_token",
     "encode",
     "error_frame",
+    "issue_token",
     "join_frame",
     "leave_frame",
     "msg_frame",
     "parse_frame",
     "parse_hello",
     "room_token",
+    "stats_token",
     "welcome_frame",
 ]
 
@@ -332,3 +337,67 @@ def room_token(secret: str | bytes, room: str) -> str:
     """
     key = secret.encode() if isinstance(secret, str) else secret
     return hmac.new(key, room.encode(), sha256).hexdigest()
+
+
+class TokenProblem(StrEnum):
+    """Why :func:`check_token` refuses a hello's token."""
+
+    UNAUTHORIZED = "unauthorized"  # missing, forged, for another room or another address
+    EXPIRED = "token expired"  # genuine, but past its expiry
+
+
+# t1~<expiry, unix seconds, or empty>~<address, or empty>~<hex MAC>: "~" is in no name.
+_TOKEN: Final = re.compile(r"t1~([0-9]{0,12})~([A-Za-z0-9_.:@-]{0,128})~([0-9a-f]{64})")
+
+
+def _claims(room: str, expires: str, address: str) -> str:
+    return f"t1\n{room}\n{expires}\n{address}"
+
+
+def issue_token(
+    secret: str | bytes, room: str, *, expires: int | None = None, address: str | None = None
+) -> str:
+    """A hello token for ``room``, valid until ``expires`` (unix seconds) and only for the
+    member ``address`` when they are given; with neither, the plain :func:`room_token`.
+
+    The claims travel in the token, signed with the room, so the relay stores nothing: a
+    token cannot be moved to another room, extended or given to another address.
+    """
+    if expires is None and address is None:
+        return room_token(secret, room)
+    when = "" if expires is None else str(int(expires))
+    who = address or ""
+    return f"t1~{when}~{who}~{room_token(secret, _claims(room, when, who))}"
+
+
+def check_token(
+    secret: str | bytes, token: str, room: str, address: str, now: float
+) -> TokenProblem | None:
+    """``None`` if ``token`` lets ``address`` join ``room`` at time ``now`` (unix seconds).
+
+    The signature is checked (in constant time) before the expiry, so only the holder of a
+    genuine token learns that it has expired.
+    """
+    match = _TOKEN.fullmatch(token)
+    if match is None:
+        expected = room_token(secret, room)
+        return None if hmac.compare_digest(token.encode(), expected.encode()) else (
+            TokenProblem.UNAUTHORIZED
+        )
+    when, who, mac = match.groups()
+    if not hmac.compare_digest(mac, room_token(secret, _claims(room, when, who))):
+        return TokenProblem.UNAUTHORIZED
+    if who and who != address:
+        return TokenProblem.UNAUTHORIZED
+    if when and int(when) <= now:
+        return TokenProblem.EXPIRED
+    return None
+
+
+def stats_token(secret: str | bytes) -> str:
+    """The bearer token for ``/stats`` and ``/metrics`` under ``secret``.
+
+    A token for the scope ``/stats``, which no room can be named (``/`` is not in the name
+    charset), so no room's token opens the counters and this one opens no room.
+    """
+    return room_token(secret, "/stats")

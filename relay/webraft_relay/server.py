@@ -6,14 +6,18 @@ drains its outbox into the socket. This split is the whole point of the design: 
 reading (frozen, paused in a debugger, on a dead network) only fills its *own* outbox, which is
 bounded in bytes; once full, messages to it are dropped and counted, exactly like a lossy
 network, which Raft tolerates by design. Its sender and the rest of the room carry on.
+
+Fairness in the other direction comes from pacing the reader: a connection that sends more
+bytes per second than ``byte_rate`` is not read again until it is back under, so its frames
+wait in TCP (not in the relay) and are never decoded only to be dropped.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import hmac
 import logging
+import ssl
 import time
 from collections import Counter, deque
 from collections.abc import Callable
@@ -27,7 +31,8 @@ from websockets.typing import Origin
 from webraft.transport.wire import PROTOCOL_VERSION, WS_PATH, CloseCode
 
 from .config import RelayConfig
-from .limits import TokenBucket
+from .limits import AcceptErrorFilter, TokenBucket, connection_cap, raise_fd_limit
+from .metrics import close_label
 from .protocol import (
     PONG,
     Batch,
@@ -38,25 +43,30 @@ from .protocol import (
     Ping,
     ProtocolError,
     Send,
+    TokenProblem,
     batch_frame,
+    check_token,
     error_frame,
     join_frame,
     leave_frame,
     msg_frame,
     parse_frame,
     parse_hello,
-    room_token,
+    stats_token,
     welcome_frame,
 )
 from .rooms import JoinOutcome, Registry
-from .web import Site, target_path
+from .web import FileResponse, Site, target_path
 
-__all__ = ["Peer", "Relay", "wire_size"]
+__all__ = ["Buffered", "Peer", "Relay", "wire_size"]
 
 log = logging.getLogger("relay")
 
 # How often a rate-limited client is told about it: once is informative, every drop is a flood.
 RATE_NOTICE_INTERVAL = 1.0
+# Frames websockets may hold for a connection that is not being read before it stops reading
+# the socket: with pacing, this (times max_message_size) bounds a paced sender's memory.
+RECV_QUEUE = 4
 
 
 def wire_size(frame: str) -> int:
@@ -67,6 +77,20 @@ def wire_size(frame: str) -> int:
     own clients send) are never encoded here.
     """
     return len(frame) if frame.isascii() else len(frame.encode())
+
+
+class Buffered:
+    """Bytes queued in every outbox of the relay, against ``max_buffered_bytes``.
+
+    Each outbox is bounded, but ten thousand of them at 8 MiB is 80 GiB: this is the bound
+    on their sum, so that slow receivers together cannot take the relay's memory.
+    """
+
+    __slots__ = ("limit", "used")
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.used = 0
 
 
 class Peer:
@@ -83,8 +107,11 @@ class Peer:
         "_writer",
         "address",
         "bucket",
+        "buffered",
         "closed",
+        "inbound",
         "last_notice",
+        "limited",
         "max_outbound_bytes",
         "room",
         "ws",
@@ -97,12 +124,17 @@ class Peer:
         address: str,
         config: RelayConfig,
         clock: Callable[[], float] = time.monotonic,
+        buffered: Buffered | None = None,
     ) -> None:
         self.ws = ws
+        self.buffered = Buffered(config.max_buffered_bytes) if buffered is None else buffered
         self.room = room
         self.address = address
         self.bucket = TokenBucket(config.rate, config.burst, clock)
+        # The real clock, not ``clock``: the debt is paid by really sleeping.
+        self.inbound = TokenBucket(config.byte_rate, config.byte_burst)
         self.last_notice = -RATE_NOTICE_INTERVAL
+        self.limited = False  # went over the message rate at least once
         self.max_outbound_bytes = config.max_outbound_bytes
         self.closed = False
         self._queue: deque[tuple[str, int]] = deque()  # frames and their sizes in bytes
@@ -116,22 +148,44 @@ class Peer:
             self._writer = asyncio.get_running_loop().create_task(self._write_loop())
 
     def deliver(self, frame: str) -> bool:
-        """Queue ``frame`` for this peer; ``False`` means dropped (outbox full or closed).
+        """Queue ``frame`` for this peer; ``False`` means dropped (see :meth:`offer`)."""
+        return self.offer(frame) is None
+
+    def offer(self, frame: str) -> str | None:
+        """Queue ``frame`` for this peer, or say why it is dropped: ``"outbound_full"`` (this
+        outbox, or it is closed) or ``"memory_full"`` (all outboxes together).
 
         An empty outbox always accepts one frame, so a message up to max_message_size gets
-        through even when max_outbound_bytes is set lower.
+        through even when max_outbound_bytes is set lower; the relay-wide budget has no such
+        allowance (it is at least max_message_size).
         """
         if self.closed:
-            return False
+            return "outbound_full"  # as before: a receiver on its way out takes nothing more
         size = wire_size(frame)
         if self._queued_bytes and self._queued_bytes + size > self.max_outbound_bytes:
-            return False
+            return "outbound_full"
+        if self.buffered.used + size > self.buffered.limit:
+            return "memory_full"
+        self._enqueue(frame, size)
+        return None
+
+    def notify(self, frame: str) -> None:
+        """Queue a ``join`` or ``leave`` notice past both byte bounds.
+
+        A dropped message is retried by Raft, but a dropped notice would leave this member
+        wrong about the room for good. Notices are a few dozen bytes, one per arrival or
+        departure, and a member that reads nothing is closed by the keepalive.
+        """
+        if not self.closed:
+            self._enqueue(frame, wire_size(frame))
+
+    def _enqueue(self, frame: str, size: int) -> None:
         self._queue.append((frame, size))
         self._queued_bytes += size
+        self.buffered.used += size
         waiter = self._waiter
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
-        return True
 
     async def _write_loop(self) -> None:
         queue = self._queue
@@ -141,6 +195,7 @@ class Peer:
                 while queue:
                     frame, size = queue.popleft()
                     self._queued_bytes -= size
+                    self.buffered.used -= size
                     # Awaits only when the socket's write buffer is above websockets'
                     # write_limit; then frames pile up in this outbox, not in the sender.
                     await self.ws.send(frame)
@@ -150,17 +205,22 @@ class Peer:
         except ConnectionClosed:
             pass
         finally:
-            self.closed = True
-            queue.clear()
-            self._queued_bytes = 0
+            self._release()
+
+    def _release(self) -> None:
+        """Close the outbox and give its bytes back to the relay-wide budget."""
+        self.closed = True
+        self._queue.clear()
+        self.buffered.used -= self._queued_bytes
+        self._queued_bytes = 0
 
     async def stop(self) -> None:
         """End the writer; called when the connection's handler exits."""
-        self.closed = True
         if self._writer is not None:
             self._writer.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._writer
+        self._release()
 
 
 class Relay:
@@ -180,31 +240,56 @@ class Relay:
         self.refused: Counter[str] = Counter()  # connections, by reason
         self.messages_routed = 0
         self.bytes_routed = 0
+        self.paced = 0  # times a connection was not read for a while: over its byte_rate
+        self.rate_limited_clients = 0  # connections that went over the message rate
+        self.closes: Counter[str] = Counter()  # connections ended, by close code label
         self._open = 0
+        self.max_connections = config.max_connections  # lowered to the descriptors at start
+        self.buffered = Buffered(config.max_buffered_bytes)
+        self._per_ip: Counter[str] = Counter()
+        self._accept_filter = AcceptErrorFilter()
         self._started = time.monotonic()
         self._server: Server | None = None
         self._background: set[asyncio.Task[Any]] = set()
-        self._site = Site(
+        self.site = Site(
             static_dir=config.static_dir,
             pyodide_dir=config.pyodide_dir,
             dist_dir=config.dist_dir,
             stats=self.stats,
+            private_token=None if config.secret is None else stats_token(config.secret),
         )
 
     # -- lifecycle ---------------------------------------------------------------------------
 
     async def start(self) -> None:
-        """Bind and start accepting connections."""
+        """Raise the descriptor limit, cap connections to it, bind and start accepting."""
         cfg = self.config
+        fd_limit = raise_fd_limit()
+        self.max_connections = connection_cap(cfg.max_connections, fd_limit)
+        log.log(
+            logging.WARNING if self.max_connections < cfg.max_connections else logging.INFO,
+            "max connections: %d (asked %d; %d file descriptors)",
+            self.max_connections,
+            cfg.max_connections,
+            fd_limit,
+        )
+        logging.getLogger("asyncio").addFilter(self._accept_filter)
+        tls = None
+        if cfg.tls_cert is not None and cfg.tls_key is not None:
+            tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+            tls.load_cert_chain(cfg.tls_cert, cfg.tls_key)
         self._server = await serve(
             self._handle,
             cfg.host,
             cfg.port,
             process_request=self._process_request,
+            ssl=tls,
             # None in the list: clients that send no Origin (not browsers) are always allowed.
             origins=[*map(Origin, cfg.allow_origins), None] if cfg.allow_origins else None,
             compression="deflate" if cfg.compression else None,
-            max_size=cfg.max_message_size,
+            # Until the welcome; raised to max_message_size once the hello is accepted.
+            max_size=min(cfg.max_hello_size, cfg.max_message_size),
+            max_queue=RECV_QUEUE,
             ping_interval=cfg.ping_interval,
             ping_timeout=cfg.ping_timeout,
             close_timeout=cfg.close_timeout,
@@ -222,6 +307,7 @@ class Relay:
         for task in list(self._background):
             task.cancel()
         self._server = None
+        logging.getLogger("asyncio").removeFilter(self._accept_filter)
 
     async def __aenter__(self) -> Relay:
         await self.start()
@@ -232,15 +318,16 @@ class Relay:
 
     @property
     def url(self) -> str:
-        """Base HTTP URL, e.g. ``http://127.0.0.1:8765/``."""
+        """Base HTTP URL, e.g. ``http://127.0.0.1:8765/`` (``https://`` with TLS)."""
         host = self.config.host
         if ":" in host:
             host = f"[{host}]"
-        return f"http://{host}:{self.port}/"
+        scheme = "http" if self.config.tls_cert is None else "https"
+        return f"{scheme}://{host}:{self.port}/"
 
     @property
     def ws_url(self) -> str:
-        """WebSocket URL clients connect to."""
+        """WebSocket URL clients connect to (``wss://`` with TLS)."""
         return "ws" + self.url.removeprefix("http").removesuffix("/") + WS_PATH
 
     def stats(self) -> dict[str, Any]:
@@ -251,6 +338,11 @@ class Relay:
             "connections": self._open,
             "messages_routed": self.messages_routed,
             "bytes_routed": self.bytes_routed,
+            "paced": self.paced,
+            "rate_limited_clients": self.rate_limited_clients,
+            "buffered_bytes": self.buffered.used,
+            "downloads": self.site.streaming,
+            "closes": dict(self.closes),
             "dropped": dict(self.dropped),
             "refused": dict(self.refused),
             "uptime": round(time.monotonic() - self._started, 3),
@@ -266,16 +358,32 @@ class Relay:
             return None  # let websockets perform (or refuse) the upgrade
         if "websocket" in request.headers.get("Upgrade", "").lower():
             return connection.respond(404, f"the WebSocket endpoint is {WS_PATH}\n")
-        return await self._site.respond(request)
+        response = await self.site.respond(request)
+        if isinstance(response, FileResponse):
+            return await self.site.stream(connection, response)
+        return response
 
     # -- WebSocket ---------------------------------------------------------------------------
 
     async def _handle(self, ws: ServerConnection) -> None:
-        if self._open >= self.config.max_connections:
+        try:
+            await self._serve(ws)
+        finally:
+            self.closes[close_label(ws.close_code)] += 1
+
+    async def _serve(self, ws: ServerConnection) -> None:
+        if self._open >= self.max_connections:
             self.refused["server_full"] += 1
             await ws.close(CloseCode.TRY_AGAIN_LATER, "try again later")
             return
+        ip = str(ws.remote_address[0]) if ws.remote_address else ""
+        per_ip = self.config.max_connections_per_ip
+        if per_ip and self._per_ip[ip] >= per_ip:
+            self.refused["ip_full"] += 1
+            await ws.close(CloseCode.TRY_AGAIN_LATER, "too many connections from your address")
+            return
         self._open += 1
+        self._per_ip[ip] += 1
         try:
             hello = await self._receive_hello(ws)
             if hello is None:
@@ -290,6 +398,15 @@ class Relay:
             peer.start()
             try:
                 async for raw in ws:
+                    size = len(raw) if isinstance(raw, bytes) else wire_size(raw)
+                    wait = peer.inbound.charge(size)
+                    if wait > 0:
+                        # Not reading is the back-pressure: websockets stops reading the
+                        # socket once RECV_QUEUE frames wait, and the sender's TCP stalls.
+                        self.paced += 1
+                        with contextlib.suppress(TimeoutError):
+                            async with asyncio.timeout(wait):
+                                await ws.wait_closed()  # a close ends the pause early
                     self._on_frame(peer, raw)
             except ConnectionClosed:
                 pass
@@ -297,6 +414,9 @@ class Relay:
                 await self._depart(peer)
         finally:
             self._open -= 1
+            self._per_ip[ip] -= 1
+            if not self._per_ip[ip]:
+                del self._per_ip[ip]
 
     async def _receive_hello(self, ws: ServerConnection) -> Hello | None:
         """Wait for a valid hello; on anything else close the connection and return ``None``."""
@@ -318,11 +438,14 @@ class Relay:
             await ws.close(CloseCode.PROTOCOL_ERROR, _reason(f"{exc.code}: {exc.message}"))
             return None
         secret = self.config.secret
-        if secret is not None and not hmac.compare_digest(
-            (hello.token or "").encode(), room_token(secret, hello.room).encode()
-        ):
-            self.refused["unauthorized"] += 1
-            await ws.close(CloseCode.UNAUTHORIZED, "unauthorized")
+        if secret is None:
+            return hello
+        problem = check_token(secret, hello.token or "", hello.room, hello.address, time.time())
+        if problem is not None:
+            self.refused[problem.replace(" ", "_")] += 1
+            code = (CloseCode.TOKEN_EXPIRED if problem is TokenProblem.EXPIRED
+                    else CloseCode.UNAUTHORIZED)
+            await ws.close(code, str(problem))
             return None
         return hello
 
@@ -332,12 +455,15 @@ class Relay:
         Synchronous on purpose: the welcome is queued before any other connection can route
         a message to the newcomer, and the room hears ``join`` before any message from it.
         """
-        peer = Peer(ws, hello.room, hello.address, self.config, self._clock)
+        peer = Peer(ws, hello.room, hello.address, self.config, self._clock, self.buffered)
         result = self.rooms.join(hello.room, hello.address, hello.session, peer)
         if result.outcome is JoinOutcome.ADDRESS_IN_USE:
             return CloseCode.ADDRESS_IN_USE, "address in use"
         if result.outcome is JoinOutcome.ROOM_FULL:
             return CloseCode.ROOM_FULL, "room full"
+        # Clients send nothing but the hello before the welcome, so the next frame is parsed
+        # with this limit. (websockets reads the attribute before each frame.)
+        ws.protocol.max_message_size = self.config.max_message_size
         peer.deliver(welcome_frame(hello.room, hello.address, result.peers))
         if result.outcome is JoinOutcome.REPLACED:
             old = result.replaced
@@ -348,7 +474,7 @@ class Relay:
             log.debug("room %s: %s joined", hello.room, hello.address)
             frame = join_frame(hello.address)
             for other in self.rooms.others(hello.room, hello.address):
-                other.deliver(frame)
+                other.notify(frame)
         return peer
 
     async def _depart(self, peer: Peer) -> None:
@@ -358,7 +484,7 @@ class Relay:
             log.debug("room %s: %s left", peer.room, peer.address)
             frame = leave_frame(peer.address)
             for other in others:
-                other.deliver(frame)
+                other.notify(frame)
         await peer.stop()
 
     def _spawn(self, coro: Any) -> None:
@@ -404,7 +530,7 @@ class Relay:
                     return
                 out = msg_frame(peer.address, data, broadcast=True)
                 for other in self.rooms.others(peer.room, peer.address):
-                    self._count(other.deliver(out), out, 1)
+                    self._count(other.offer(out), out, 1)
             case Ping():
                 peer.deliver(PONG)
             case Hello():
@@ -419,16 +545,19 @@ class Relay:
                 error_frame(ErrorCode.UNKNOWN_PEER, f"no {to!r} in room {peer.room!r}", to=to)
             )
             return
-        self._count(target.deliver(out), out, count)
+        self._count(target.offer(out), out, count)
 
-    def _count(self, delivered: bool, out: str, count: int) -> None:
-        if delivered:
+    def _count(self, dropped: str | None, out: str, count: int) -> None:
+        if dropped is None:
             self.messages_routed += count
             self.bytes_routed += wire_size(out)
         else:
-            self.dropped["outbound_full"] += count
+            self.dropped[dropped] += count
 
     def _rate_limited(self, peer: Peer, count: int) -> None:
+        if not peer.limited:
+            peer.limited = True
+            self.rate_limited_clients += 1
         if count:
             self.dropped["rate_limited"] += count
         now = self._clock()

@@ -4,27 +4,44 @@ Serving the page, Pyodide and our wheel from the same origin as the WebSocket me
 to start, no CORS, and no CDN (the machines that run the demo and the tests are offline).
 
 websockets hands every request to ``process_request`` before the upgrade; :class:`Site` answers
-everything except the WebSocket path. Files are read whole into memory: the largest one
-(``pyodide.asm.wasm``) is a few MB and this is a development server for a handful of tabs.
+everything except the WebSocket path. Must not import the relay's routing (``server``,
+``rooms``): it only sees requests. A file is never read whole: :meth:`Site.stream` sends it in
+chunks, each once the client has taken the previous one, so a client that does not read holds
+one chunk of the relay's memory, not the file (``pyodide.asm.wasm`` is over 10 MB).
 """
 
 from __future__ import annotations
 
 import asyncio
 import email.utils
+import hmac
 import http
 import json
 import mimetypes
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 from urllib.parse import unquote, urlsplit
 
+from websockets.asyncio.server import ServerConnection
 from websockets.datastructures import Headers
 from websockets.http11 import Request, Response
 
-__all__ = ["MIME_TYPES", "Mount", "Site", "content_type", "resolve_file", "target_path"]
+from .metrics import CONTENT_TYPE, render
+
+__all__ = [
+    "MIME_TYPES",
+    "FileResponse",
+    "Mount",
+    "Site",
+    "content_type",
+    "resolve_file",
+        "target_path",
+]
+
+#: Bytes read from a file at a time; with the socket's write limit, a download's footprint.
+CHUNK = 64 * 1024
 
 # Explicit types for everything the browser demo loads. mimetypes alone is not enough: its
 # answers depend on the host's /etc/mime.types, it maps ".ts" to MPEG transport streams, and a
@@ -141,10 +158,20 @@ def _text(status: http.HTTPStatus, text: str, *, head: bool = False) -> Response
     return _response(status, headers, b"" if head else body)
 
 
+class FileResponse(NamedTuple):
+    """A 200 whose body is the file at ``path`` (``size`` bytes), for :meth:`Site.stream`;
+    ``head`` carries the status and headers, and no body."""
+
+    head: Response
+    path: Path
+    size: int
+
+
 class Site:
     """Answers the non-WebSocket requests of the relay's port.
 
-    ``stats`` is called for ``/stats`` so the numbers are taken at request time.
+    ``stats`` is called for ``/stats`` and ``/metrics`` so the numbers are taken at request
+    time; with ``private_token`` set, both need it as ``Authorization: Bearer <token>``.
     """
 
     def __init__(
@@ -154,6 +181,7 @@ class Site:
         pyodide_dir: Path | None,
         dist_dir: Path | None,
         stats: Callable[[], dict[str, Any]],
+        private_token: str | None = None,
     ) -> None:
         # Longest prefix first: /pyodide/ and /dist/ win over the catch-all /.
         self.mounts = (
@@ -162,8 +190,44 @@ class Site:
             Mount("/", static_dir, NO_CACHE),
         )
         self._stats = stats
+        self._private_token = private_token
+        self.streaming = 0  # downloads under way, each holding at most a chunk
 
-    async def respond(self, request: Request) -> Response:
+    async def stream(self, connection: ServerConnection, response: FileResponse) -> Response:
+        """Send ``response`` on ``connection`` chunk by chunk, then close the connection.
+
+        Writes straight to the transport and waits for each chunk to drain, which is the
+        back-pressure websockets' buffered responses lack. The whole exchange stays within
+        websockets' ``open_timeout`` (it runs inside ``process_request``); a client too slow for
+        it is cut off. Returns ``head``, which websockets then does not send: the connection is
+        closed by then.
+        """
+        transport = connection.transport
+        transport.write(response.head.serialize())
+        left = response.size
+        self.streaming += 1
+        try:
+            with response.path.open("rb") as file:
+                while left > 0 and not transport.is_closing():
+                    chunk = await asyncio.to_thread(file.read, min(CHUNK, left))
+                    if not chunk:
+                        break  # truncated since the stat: the short body tells the client
+                    transport.write(chunk)
+                    left -= len(chunk)
+                    await connection.drain()
+        except (OSError, ConnectionError):
+            pass  # a vanished file or client: nothing more to send either way
+        finally:
+            self.streaming -= 1
+        if left:
+            transport.abort()
+        else:
+            transport.close()
+        # shield: websockets' own future, which must never be cancelled (by open_timeout here).
+        await asyncio.shield(connection.connection_lost_waiter)
+        return response.head
+
+    async def respond(self, request: Request) -> Response | FileResponse:
         """Build the response for one plain HTTP request (GET and HEAD only)."""
         head = request.method == "HEAD"
         if request.method not in ("GET", "HEAD"):
@@ -176,17 +240,27 @@ class Site:
                          head=head)
         if path == "/healthz":
             return _text(http.HTTPStatus.OK, "ok", head=head)
-        if path == "/stats":
-            body = json.dumps(self._stats(), sort_keys=True).encode()
+        if path in ("/stats", "/metrics"):
+            if not self._authorized(request):
+                response = _text(http.HTTPStatus.UNAUTHORIZED, "a bearer token is needed\n",
+                                 head=head)
+                response.headers["WWW-Authenticate"] = 'Bearer realm="webraft-relay"'
+                return response
+            if path == "/stats":
+                body = json.dumps(self._stats(), sort_keys=True).encode()
+                kind = "application/json"
+            else:
+                body = render(self._stats()).encode()
+                kind = CONTENT_TYPE
             headers = [
-                ("Content-Type", "application/json"),
+                ("Content-Type", kind),
                 ("Content-Length", str(len(body))),
                 ("Cache-Control", "no-store"),
             ]
             return _response(http.HTTPStatus.OK, headers, b"" if head else body)
         return await self._static(request, path, head)
 
-    async def _static(self, request: Request, path: str, head: bool) -> Response:
+    async def _static(self, request: Request, path: str, head: bool) -> Response | FileResponse:
         mount = next(m for m in self.mounts if path.startswith(m.prefix))
         if mount.root is None:
             return _text(http.HTTPStatus.NOT_FOUND, "not found\n", head=head)
@@ -214,15 +288,17 @@ class Site:
         ]
         if head:
             return _response(http.HTTPStatus.OK, headers, b"")
-        try:
-            # A thread, so that reading a multi-MB file does not stall routing for every room.
-            body = await asyncio.to_thread(target.read_bytes)
-        except OSError:
-            return _text(http.HTTPStatus.NOT_FOUND, "not found\n")
-        if len(body) != stat.st_size:
-            # Rewritten between stat and read (e.g. a wheel being rebuilt): say what we send.
-            headers[-1] = ("Content-Length", str(len(body)))
-        return _response(http.HTTPStatus.OK, headers, body)
+        return FileResponse(_response(http.HTTPStatus.OK, headers, b""), target, stat.st_size)
+
+
+    def _authorized(self, request: Request) -> bool:
+        """Counters are public without a secret; with one, they need ``stats_token``."""
+        if self._private_token is None:
+            return True
+        scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+        return scheme.lower() == "bearer" and hmac.compare_digest(
+            token.strip().encode(), self._private_token.encode()
+        )
 
 
 def _etags(header: str | None) -> set[str]:

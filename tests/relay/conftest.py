@@ -17,6 +17,7 @@ from support import RawClient as Client
 from websockets.asyncio.client import connect
 
 from webraft_relay import Relay, RelayConfig
+from webraft_relay.protocol import stats_token
 
 GUARD = 5.0  # seconds; a hang guard, not a timing expectation
 
@@ -103,7 +104,10 @@ class Harness:
         return await asyncio.to_thread(request)
 
     async def stats(self, relay: Relay) -> dict[str, Any]:
-        status, _, body = await self.http(relay, "/stats")
+        """``/stats``, with the bearer token it needs when the relay has a secret."""
+        secret = relay.config.secret
+        auth = {} if secret is None else {"Authorization": f"Bearer {stats_token(secret)}"}
+        status, _, body = await self.http(relay, "/stats", headers=auth)
         assert status == 200
         return json.loads(body)
 

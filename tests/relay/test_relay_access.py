@@ -75,3 +75,37 @@ async def test_no_origin_header_is_allowed(harness: Harness):
     client = await harness.connect(relay)  # non-browser clients send no Origin
     await client.hello("demo", "a")
     await client.expect("welcome")
+
+
+async def test_expiring_tokens(harness: Harness):
+    import time
+
+    from webraft_relay import issue_token
+
+    relay = await harness.start(secret=SECRET)
+    now = int(time.time())
+    fresh = issue_token(SECRET, "demo", expires=now + 60)
+    _, welcome = await harness.join(relay, "demo", "a", token=fresh)
+    assert welcome["address"] == "a"
+    cases = [
+        (issue_token(SECRET, "demo", expires=now - 1), (4002, "token expired")),
+        (issue_token(SECRET, "other", expires=now + 60), (4001, "unauthorized")),
+        (fresh.replace(f"~{now + 60}~", f"~{now + 6000}~"), (4001, "unauthorized")),  # extended
+        (issue_token("wrong", "demo", expires=now - 1), (4001, "unauthorized")),  # no leak
+    ]
+    for token, close in cases:
+        client = await harness.connect(relay)
+        await client.hello("demo", "b", token=token)
+        assert await client.closed() == close, token
+    assert (await harness.stats(relay))["refused"] == {"token_expired": 1, "unauthorized": 3}
+
+
+async def test_tokens_bound_to_an_address(harness: Harness):
+    from webraft_relay import issue_token
+
+    relay = await harness.start(secret=SECRET)
+    token = issue_token(SECRET, "demo", address="a")
+    await harness.join(relay, "demo", "a", token=token)
+    thief = await harness.connect(relay)
+    await thief.hello("demo", "b", token=token)
+    assert await thief.closed() == (4001, "unauthorized")

@@ -141,3 +141,16 @@ def test_port_in_use_exits_1(capsys: pytest.CaptureFixture[str]):
         port = taken.getsockname()[1]
         assert main(["--port", str(port), "--static", ""]) == 1
     assert "cannot listen" in capsys.readouterr().err
+
+
+def test_token_command_with_ttl_and_address(capsys: pytest.CaptureFixture[str]):
+    import time
+
+    from webraft_relay.protocol import check_token
+
+    assert main(["token", "--secret", "s", "--room", "demo", "--ttl", "60", "--address", "a"]) == 0
+    token = capsys.readouterr().out.strip()
+    now = time.time()
+    assert check_token("s", token, "demo", "a", now) is None
+    assert check_token("s", token, "demo", "b", now) == "unauthorized"
+    assert check_token("s", token, "demo", "a", now + 120) == "token expired"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import socket
 from typing import TYPE_CHECKING
@@ -153,3 +154,54 @@ async def test_bytes_routed_counts_utf8_bytes(harness: Harness):
     assert json.loads(frame)["data"] == "\U0001f600\u00e9"
     stats = await harness.stats(relay)
     assert stats["bytes_routed"] == len(frame.encode()) == len(frame) + 3 + 1
+
+
+async def test_connections_per_ip_close_1013(harness: Harness):
+    relay = await harness.start(max_connections_per_ip=2)
+    first, _ = await harness.join(relay, "r", "a")
+    await harness.join(relay, "r", "b")
+    extra = await harness.connect(relay)
+    assert await extra.closed() == (1013, "too many connections from your address")
+    await first.ws.close()
+    for _ in range(100):  # until the relay has seen the close (bounded: 1 s)
+        if (await harness.stats(relay))["connections"] == 1:
+            break
+        await asyncio.sleep(0.01)
+    await harness.join(relay, "r", "c")  # a freed slot is usable again
+    assert (await harness.stats(relay))["refused"] == {"ip_full": 1}
+
+
+async def test_all_outboxes_together_are_bounded():
+    """Each outbox is under its own bound, but together they hit max_buffered_bytes."""
+    from webraft_relay.config import RelayConfig
+    from webraft_relay.server import Buffered, Peer
+
+    config = RelayConfig(max_outbound_bytes=100, max_message_size=150, max_buffered_bytes=150)
+    shared = Buffered(config.max_buffered_bytes)
+    b = Peer(None, "r", "b", config, buffered=shared)  # type: ignore[arg-type]
+    c = Peer(None, "r", "c", config, buffered=shared)  # type: ignore[arg-type]
+    assert b.offer("x" * 90) is None
+    assert c.offer("x" * 50) is None
+    assert c.offer("x" * 20) == "memory_full"  # c's own outbox has room; the relay has not
+    assert b.offer("x" * 20) == "outbound_full"
+    assert shared.used == 140
+    await b.stop()  # a closed outbox gives its bytes back
+    assert shared.used == 50
+    assert c.offer("x" * 20) is None
+
+
+async def test_join_and_leave_notices_pass_a_full_outbox():
+    """A dropped notice would leave a member wrong about its room for good (issue 13)."""
+    from webraft_relay.config import RelayConfig
+    from webraft_relay.server import Peer
+
+    config = RelayConfig(max_outbound_bytes=100, max_message_size=100, max_buffered_bytes=100)
+    peer = Peer(None, "r", "a", config)  # type: ignore[arg-type]
+    assert peer.deliver("x" * 100)
+    assert peer.offer("y") == "outbound_full"
+    join, leave = '{"type":"join","address":"b"}', '{"type":"leave","address":"b"}'
+    peer.notify(join)
+    peer.notify(leave)
+    assert peer.buffered.used == 100 + len(join) + len(leave)  # both queued
+    await peer.stop()
+    assert peer.buffered.used == 0

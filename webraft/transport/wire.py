@@ -75,16 +75,18 @@ class CloseCode(IntEnum):
     TRY_AGAIN_LATER = 1013  # relay at max_connections
     PROTOCOL_ERROR = 4000  # bad or missing hello (including the hello timeout)
     UNAUTHORIZED = 4001  # secret configured and token missing or wrong
+    TOKEN_EXPIRED = 4002  # a genuine token past its expiry: the client needs a new one
     ADDRESS_IN_USE = 4008  # address held by a connection with another session
     REPLACED = 4009  # the same session connected again; the old connection is closed
     ROOM_FULL = 4013  # room at max_room_size
 
 
-#: Closes after which reconnecting as is cannot help: a wrong token, an address held by
-#: another session, or our own session taken over by a newer connection (which is the live
-#: one). Every other close, including an abrupt one, is a network event and is retried.
+#: Closes after which reconnecting as is cannot help: a wrong or expired token, an address
+#: held by another session, or our own session taken over by a newer connection (which is the
+#: live one). Every other close, including an abrupt one, is a network event and is retried.
 TERMINAL_CLOSES: Final = frozenset(
-    {CloseCode.UNAUTHORIZED, CloseCode.ADDRESS_IN_USE, CloseCode.REPLACED}
+    {CloseCode.UNAUTHORIZED, CloseCode.TOKEN_EXPIRED, CloseCode.ADDRESS_IN_USE,
+     CloseCode.REPLACED}
 )
 
 
