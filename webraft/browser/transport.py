@@ -14,8 +14,9 @@ Browser specifics handled here:
   only while the socket's ``bufferedAmount`` is below a bound, so a stalled connection keeps
   its backlog in the client's bounded buffer (which drops the oldest) instead of in memory
   without limit;
-* event handlers are JavaScript proxies of Python callables: they are created per socket and
-  destroyed when it closes (otherwise every reconnect would leak them);
+* event handlers are JavaScript proxies of Python callables: they are created per socket,
+  removed from it and only then destroyed when it is detached (otherwise every reconnect
+  would leak them; and a socket still closing would call a destroyed proxy: a page error);
 * ``set_online(False)`` (the demo's "go offline") closes the socket and stays away until
   ``set_online(True)``; ``paused`` (the demo's "pause") drops all traffic both ways while the
   connection stays up, like a frozen tab whose socket the relay still holds.
@@ -27,7 +28,7 @@ import asyncio
 import logging
 import time
 from collections import Counter, deque
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any, Final
 
 from ..runtime import NodeConfig, RaftInterface
@@ -73,7 +74,8 @@ class BrowserConnection:
         #: ``(code, reason)`` of the last close of a socket (1006: it never opened).
         self.last_close: tuple[int, str] | None = None
         self._ws: Any = None
-        self._destroy: list[Callable[[], None]] = []
+        #: The current socket's event handlers, ``(event name, proxy)``.
+        self._handlers: list[tuple[str, Any]] = []
         self._started = False
         self._closing = False
         self._flush_at: asyncio.Handle | None = None
@@ -143,7 +145,7 @@ class BrowserConnection:
         for name, handler in handlers.items():
             proxy = create_proxy(handler)
             ws.addEventListener(name, proxy)
-            self._destroy.append(proxy.destroy)
+            self._handlers.append((name, proxy))
         self._ws = ws
 
     def _on_open(self, ws: Any) -> None:
@@ -182,11 +184,14 @@ class BrowserConnection:
         self._retry = asyncio.get_running_loop().call_later(delay, self._reopen)
 
     def _detach(self) -> None:
-        """Forget the current socket and release its event handler proxies."""
-        self._ws = None
-        for destroy in self._destroy:
-            destroy()
-        self._destroy = []
+        """Forget the current socket and release its event handler proxies: removed from the
+        socket first, since one being closed (``set_online(False)``) still fires ``close``."""
+        ws, self._ws = self._ws, None
+        for name, proxy in self._handlers:
+            if ws is not None:
+                ws.removeEventListener(name, proxy)
+            proxy.destroy()
+        self._handlers = []
 
     def _reopen(self) -> None:
         self._retry = None
