@@ -94,9 +94,15 @@ export type EventName =
  * reported as an `error` event) or, if it returns a promise, when that settles. */
 export type ApplyHandler =
   (entry: Entry, index: number, cb: (error?: unknown) => void) => void | Promise<void>;
-/** Load your state (or `raft.snapshot.data` when the node must load a snapshot), then call
- * cb with the term and index of what you loaded (cb() with none: start from the snapshot). */
-export type RefreshHandler = (cb: (term?: number, index?: number) => void) => void;
+/** Load your state, or `snapshot.data` when `snapshot` is newer (it is the one the node must
+ * load, otherwise its newest; the same as `raft.snapshot`, which a handler given to
+ * `connect()` cannot reach yet), then call cb with the term and index of what you loaded
+ * (cb() with none: start from the snapshot). Reporting an index below a snapshot the node
+ * must load is an `error` event named SnapshotNotLoaded, and the handler is called again. */
+export type RefreshHandler = (
+  cb: (term?: number, index?: number) => void,
+  snapshot: { index: number; term: number; data: unknown } | null,
+) => void;
 /** The state machine's state as of entry `index` (JSON-serializable), or a promise of it. */
 export type SnapshotHandler = (index: number, term: number) => unknown;
 

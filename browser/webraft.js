@@ -378,8 +378,10 @@ export class WebRaft {
   }
 
   /** Listen for an event. `apply` handlers get (entry, index, cb) with entry = {term, index,
-   * command}; `refresh` handlers get (cb): load your state (or `snapshot.data` when the node
-   * must load a snapshot) and call cb(term, index) of what you loaded; `snapshot` handlers
+   * command}; `refresh` handlers get (cb, snapshot): load your state, or `snapshot.data`
+   * when `snapshot` ({index, term, data} or null) is newer, and call cb(term, index) of what
+   * you loaded (an index below the snapshot the node must load is an `error` event, named
+   * SnapshotNotLoaded, and the handler is asked again); `snapshot` handlers
    * get (index, term) and return the state machine's state (JSON-serializable, or a promise
    * of it). Returns a function that unsubscribes. */
   listen(type, handler) {
@@ -407,7 +409,8 @@ export class WebRaft {
   _subscribe(type, handler, once) {
     if (typeof handler !== "function") throw new TypeError("handler must be a function");
     const target = type === "apply" ? applyAdapter(this._node, handler)
-      : type === "snapshot" ? snapshotAdapter(handler) : handler;
+      : type === "snapshot" ? snapshotAdapter(handler)
+        : type === "refresh" ? (cb, snapshot) => handler(cb, JSON.parse(snapshot)) : handler;
     const off = this._node.listen(type, target, once);
     if (!this._subs.has(handler)) this._subs.set(handler, []);
     this._subs.get(handler).push({ type, off });

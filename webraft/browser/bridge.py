@@ -50,6 +50,7 @@ from typing import Any
 
 from ..core.messages import Entry
 from ..errors import InvalidCommand, ProposalError, WebraftError
+from ..runtime.applier import Load
 from ..runtime.sessions import ClientSession
 from ..storage.localstorage import LocalStorage
 from ..transport.node import RelayListener
@@ -57,7 +58,8 @@ from ..transport.relay import RelayClient, RelayClosed
 from ..transport.wire import CloseCode
 from .transport import HIDDEN_ELECTION_DELAY, BrowserConnection, BrowserRaft, browser_config
 
-__all__ = ["JsError", "JsNode", "RelayUnreachable", "RoomFull", "create", "create_for_js"]
+__all__ = ["JsError", "JsNode", "RelayUnreachable", "RoomFull", "SnapshotNotLoaded", "create",
+           "create_for_js"]
 
 #: Default bound on claiming a slot (seconds): an unreachable relay fails ``create`` then.
 CONNECT_TIMEOUT = 15.0
@@ -79,6 +81,8 @@ SWEEP_PERIOD = 0.025
 MAX_ADOPT = 8
 #: What a JavaScript apply adapter returns (anything else is ``[name, message]`` of an error).
 APPLIED, WAITING = 0, 1
+#: Seconds before a refresh handler that did not load the snapshot it had to is asked again.
+REFRESH_RETRY = 1.0
 
 _encode = json.JSONEncoder(separators=(",", ":")).encode
 
@@ -90,6 +94,11 @@ class RoomFull(WebraftError):
 class RelayUnreachable(WebraftError):
     """No slot was granted within the connect timeout: the relay could not be reached, or
     never answered."""
+
+
+class SnapshotNotLoaded(WebraftError):
+    """A ``refresh`` handler asked to load a snapshot reported an older state: the entries
+    between the two are compacted away, so the node cannot go on from that state."""
 
 
 class JsError(WebraftError):
@@ -610,17 +619,47 @@ class JsNode:
     def emit(self, event: str, args_json: str) -> None:
         self.node.emit(event, *json.loads(args_json))
 
-    @staticmethod
-    def _js_args(event: str, args: tuple[Any, ...]) -> tuple[Any, ...]:
+    def _js_args(self, event: str, args: tuple[Any, ...]) -> tuple[Any, ...]:
         if event == "refresh":
             (cb,) = args
             create_once_callable = _pyodide_ffi()[1]
-            return (create_once_callable(lambda term=0, index=0: cb(int(term), int(index))),)
+            # The snapshot goes with the call: a handler given to connect() runs before
+            # connect() resolves, when the page cannot reach ``raft.snapshot`` yet.
+            return (create_once_callable(self._refresh_done(cb)), self.snapshot_json())
         if event == "error":
             (exc,) = args
             name, message, _ = _error_fields(exc)
             return (_to_js({"name": name, "message": message}),)
         return tuple(_to_js(a) for a in args)
+
+    def _refresh_done(self, cb: Callable[..., None]) -> Callable[..., None]:
+        """The ``cb`` a JavaScript ``refresh`` handler calls.
+
+        ``cb()`` without arguments means "I loaded the snapshot"; an explicit index below the
+        snapshot the node asked to load (``cb(0, 0)`` from a handler that never saw it) would
+        leave the application without the compacted entries, so it is an ``error`` event
+        saying what to do, and the handler is asked again, never a silent divergence or stall.
+        """
+        node = self.node
+        load = node.applier.loading
+
+        def done(term: Any = None, index: Any = None) -> None:
+            if load is None or index is None or int(index) >= load.meta.index:
+                cb(0 if term is None else int(term), 0 if index is None else int(index))
+                return
+            meta = load.meta
+            node.emit("error", SnapshotNotLoaded(
+                f"the refresh handler reported index {index}, but this node's log starts "
+                f"after its snapshot at index {meta.index}: load snapshot.data (the refresh "
+                f"handler's second argument) and call cb({meta.term}, {meta.index}), i.e. "
+                f"cb(snapshot.term, snapshot.index); asking again in {REFRESH_RETRY:g} s"))
+            node.loop.call_later(REFRESH_RETRY, self._refresh_again, load, cb)
+
+        return done
+
+    def _refresh_again(self, load: Load, cb: Callable[..., None]) -> None:
+        if not self.node.closed and self.node.applier.loading is load:
+            self.node.emit("refresh", cb)
 
     # -- state ---------------------------------------------------------------------------
 
