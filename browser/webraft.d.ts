@@ -28,7 +28,7 @@ export interface ConnectError extends WebRaftError {
     | "RoomFull" // every member slot of the room is held by another tab
     | "RelayUnreachable" // no slot granted within connectTimeout
     | "RelayClosed" // the relay refused us for good (see code)
-    | "ValueError" // a bad option (room or address name, ...)
+    | "ValueError" // a bad option (a missing room, a bad room or address name, ...)
     | string;
 }
 
@@ -42,8 +42,9 @@ export interface ProposalError extends WebRaftError {
 }
 
 export interface Options {
-  /** Room (one cluster per room); default "demo". */
-  room?: string;
+  /** Room (one cluster per room): required, so that an app never joins another's cluster
+   * by accident (a missing or empty room rejects with a ValueError). */
+  room: string;
   /** Relay WebSocket URL; default: this page's host + "/ws". */
   relay?: string;
   /** Fixed member slots (a tab claims the first free one). Default: none, membership follows
@@ -171,6 +172,6 @@ export class WebRaft {
 
 /** Boot (Pyodide is shared by the nodes of a page), claim an address, build the node
  * (not started). Rejects with WebRaftLoadError or a ConnectError. */
-export function createNode(options?: Options): Promise<WebRaft>;
+export function createNode(options: Options): Promise<WebRaft>;
 /** createNode, register options.listeners, start. */
-export function connect(options?: Options): Promise<WebRaft>;
+export function connect(options: Options): Promise<WebRaft>;

@@ -136,7 +136,7 @@ function defaultRelay() {
  * Boot Pyodide and webraft, claim a member slot in the room through the relay, and build the
  * node without starting it: register `apply` / `refresh` handlers, then call `start()`.
  *
- * options: room ("demo"), relay (ws URL; default: this page's host + /ws), members (fixed
+ * options: room (required: the cluster's name), relay (ws URL; default: this page's host + /ws), members (fixed
  * member slots, e.g. ["n1","n2","n3"]: a tab takes the first free one; default: none, the
  * room's membership follows the tabs that come and go, see docs/browser.md), address (force
  * one), token, connectTimeout (ms to get an address from the relay, default 15000),
@@ -148,19 +148,26 @@ function defaultRelay() {
  * ("/pyodide/"), distURL ("/dist/"), onStatus(text). The tab's address is kept in
  * sessionStorage, so a reload is the same node.
  *
- * Rejects with a WebRaftLoadError when Pyodide or the wheel cannot be loaded, and with a
+ * Rejects with a WebRaftError named ValueError when `room` is missing, with a
+ * WebRaftLoadError when Pyodide or the wheel cannot be loaded, and with a
  * WebRaftError named RoomFull (every slot is taken), RelayUnreachable (no slot granted
  * within connectTimeout) or RelayClosed (refused, e.g. a wrong token; `code` says why).
  * Pyodide is booted once per page: further nodes of the same page share it.
  */
 export async function createNode(options = {}) {
+  // Checked before anything loads: a forgotten room must not join someone else's cluster
+  // (and receive its commands), which a default room would do.
+  if (typeof options.room !== "string" || options.room === "") {
+    throw new WebRaftError("ValueError", "createNode/connect needs a room: the name of "
+      + "your cluster, the same in every tab of your app, e.g. { room: \"my-app\" }");
+  }
   const status = options.onStatus ?? (() => {});
   const t0 = performance.now();
   const runtime = await loadRuntime(options.pyodideURL ?? "/pyodide/",
     options.distURL ?? "/dist/", status);
   const tReady = performance.now();
   const config = {
-    room: options.room ?? "demo",
+    room: options.room,
     relay: options.relay ?? defaultRelay(),
     members: options.members ?? null,
     address: options.address ?? null,

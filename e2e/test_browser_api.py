@@ -327,3 +327,40 @@ def test_a_refresh_handler_given_to_connect_loads_the_snapshot_it_is_handed(solo
              what="the blind node to commit past its snapshot")
     assert solo.eval("window.__blind.lastApplied") == compacted
     solo.eval("window.__blind.close()")
+
+
+def readme_snippet() -> str:
+    """The README's JavaScript example, as the body of an async function."""
+    readme = (ROOT / "README.md").read_text()
+    section = readme.split("### From JavaScript", 1)[1]
+    code = section.split("```js\n", 1)[1].split("```", 1)[0]
+    module = 'import { connect } from "/webraft.js";'
+    assert module in code
+    return code.replace(module, 'const { connect } = await import("/webraft.js");')
+
+
+def test_the_readme_example_runs_as_written(solo: Tab) -> None:
+    body = readme_snippet()
+    got = solo.eval(f"""async () => {{
+      const logged = [];
+      const console = {{ log: (text) => logged.push(text) }};
+      {body}
+      await raft.close();
+      return {{count, index, logged}};
+    }}""", timeout=BOOT_TIMEOUT)
+    assert got["count"] == 1, got
+    assert got["logged"] == [f"count is 1 after entry {got['index']}"], got
+
+
+def test_a_missing_room_is_a_clear_error(solo: Tab) -> None:
+    got = solo.eval("""async () => {
+      const m = await import("/webraft.js");
+      const out = [];
+      for (const options of [{}, {room: ""}, {members: ["a"]}]) {
+        try { await m.createNode(options); out.push(null); }
+        catch (e) { out.push([e.name, e.message, e instanceof m.WebRaftError]); }
+      }
+      try { await m.connect(); out.push(null); } catch (e) { out.push([e.name, e.message]); }
+      return out;
+    }""")
+    assert all(o is not None and o[0] == "ValueError" and "needs a room" in o[1] for o in got), got
