@@ -3,7 +3,7 @@
 // localStorage through the seed's `apply` and `refresh` handlers, and gives webraft its state
 // through `snapshot`, so the log can be compacted. Tabs join and leave the cluster as they
 // open and close (`?members=a,b,c` pins fixed member slots instead).
-import { createNode } from "/webraft.js";
+import { createNode } from "./webraft.js";
 
 const $ = (id) => document.getElementById(id);
 const params = new URLSearchParams(location.search);

@@ -77,7 +77,8 @@ export interface Options {
   heartbeatTimeout?: number;
   /** Longest a proposal waits for its outcome, in ms; default 5000. */
   proposalTimeout?: number;
-  /** Where the relay serves Pyodide and the wheel; defaults "/pyodide/" and "/dist/". */
+  /** Where Pyodide and the wheel are: URLs resolved against webraft.js's own URL; defaults
+   * "pyodide/" and "dist/", i.e. next to webraft.js, as the relay serves them. */
   pyodideURL?: string;
   distURL?: string;
   /** Progress messages while booting. */

@@ -1,9 +1,10 @@
 // webraft for web developers: boots Pyodide and the webraft wheel, joins a room through the
 // relay, and exposes the seed's camelCase API (propose, listen/unlisten/listenOnce/emit,
-// isLeader, leader, state, term, ...). Everything is served by the relay itself: nothing is
-// fetched from a CDN.
+// isLeader, leader, state, term, ...). Nothing is fetched from a CDN: Pyodide and the wheel
+// are found next to this module (pyodide/ and dist/, as the relay serves them), wherever it
+// is served, unless the pyodideURL / distURL options say otherwise.
 //
-//   import { connect } from "/webraft.js";
+//   import { connect } from "./webraft.js";
 //   const raft = await connect({
 //     room: "demo",
 //     listeners: { apply: (entry, index, cb) => { apply(entry.command); cb(); } },
@@ -29,7 +30,12 @@ export class WebRaftError extends Error {
   }
 }
 
+/** This module's directory: relative URLs (the defaults among them) resolve against it, so
+ * the library works at any path, not only at the root of the relay. */
 const here = new URL(".", import.meta.url);
+/** Where Pyodide and the wheel are, relative to this module (the relay's layout). */
+const DEFAULT_PYODIDE_URL = "pyodide/";
+const DEFAULT_DIST_URL = "dist/";
 
 /** Default bound (ms) on getting a member slot from the relay. */
 const DEFAULT_CONNECT_TIMEOUT = 15000;
@@ -51,7 +57,6 @@ async function fetchJSON(url) {
   return response.json();
 }
 
-/** Load Pyodide from the relay (the pinned npm package it serves under /pyodide/). */
 /** The files of the pinned Pyodide that must be served; checked up front because a missing
  * one otherwise surfaces as an opaque failure (or a hang) deep inside loadPyodide. */
 const PYODIDE_FILES = ["pyodide.mjs", "pyodide.asm.mjs", "pyodide.asm.wasm",
@@ -145,7 +150,8 @@ function defaultRelay() {
  * snapshotEntries, snapshotBytes, snapshotTail (the compaction policy), handover (hand
  * leadership over when the page is hidden or closed, default true), hiddenElectionDelay (ms a
  * hidden follower waits longer before campaigning, default 1000), pyodideURL
- * ("/pyodide/"), distURL ("/dist/"), onStatus(text). The tab's address is kept in
+ * (default "pyodide/") and distURL (default "dist/"), resolved against this module's URL
+ * (so an absolute URL may point elsewhere), onStatus(text). The tab's address is kept in
  * sessionStorage, so a reload is the same node.
  *
  * Rejects with a WebRaftError named ValueError when `room` is missing, with a
@@ -163,8 +169,8 @@ export async function createNode(options = {}) {
   }
   const status = options.onStatus ?? (() => {});
   const t0 = performance.now();
-  const runtime = await loadRuntime(options.pyodideURL ?? "/pyodide/",
-    options.distURL ?? "/dist/", status);
+  const runtime = await loadRuntime(options.pyodideURL ?? DEFAULT_PYODIDE_URL,
+    options.distURL ?? DEFAULT_DIST_URL, status);
   const tReady = performance.now();
   const config = {
     room: options.room,
