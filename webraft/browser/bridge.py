@@ -776,7 +776,7 @@ class JsNode:
             "term": node.term, "leader": node.leader, "commitIndex": node.commit_index,
             "lastApplied": node.last_applied, "lastIndex": log.last_index,
             "members": list(node.members), "learners": list(node.learners),
-            "snapshotIndex": log.snapshot.index, "hidden": node.hidden,
+            "snapshotIndex": log.snapshot.index, "hidden": node.hidden, "stalls": node.stalls,
             "peers": sorted(node.nodes), "log": tail,
             "connected": node.connected, "online": node.connection.online,
             "paused": node.paused, "connections": node.connection.connections,
