@@ -3,7 +3,7 @@
 // localStorage through the seed's `apply` and `refresh` handlers, and gives webraft its state
 // through `snapshot`, so the log can be compacted. Tabs join and leave the cluster as they
 // open and close (`?members=a,b,c` pins fixed member slots instead).
-import { createNode } from "/webraft.js";
+import { createNode } from "./webraft.js";
 
 const $ = (id) => document.getElementById(id);
 const params = new URLSearchParams(location.search);
@@ -45,13 +45,12 @@ function apply(entry, index, cb) {
   renderStore();
 }
 
-// refresh(cb): load the state from persistent storage and report where it stands, so that
-// after a reload only newer entries are applied. When the node must load a snapshot (it fell
-// behind the leader's compaction, or our own record is older than the node's snapshot), the
-// snapshot is the newer state: take it, persist it, report its term and index.
-function refresh(cb) {
+// refresh(cb, snap): load the state from persistent storage and report where it stands, so
+// that after a reload only newer entries are applied. When the node must load a snapshot (it
+// fell behind the leader's compaction, or our own record is older than the node's snapshot),
+// `snap` is the newer state: take it, persist it, report its term and index.
+function refresh(cb, snap) {
   let saved = loadState();
-  const snap = raft.snapshot;
   if (snap !== null && snap.index > saved.index) {
     saved = { data: snap.data?.data ?? {}, term: snap.term, index: snap.index };
     localStorage.setItem(stateKey, JSON.stringify(saved));

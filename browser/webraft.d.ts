@@ -28,7 +28,7 @@ export interface ConnectError extends WebRaftError {
     | "RoomFull" // every member slot of the room is held by another tab
     | "RelayUnreachable" // no slot granted within connectTimeout
     | "RelayClosed" // the relay refused us for good (see code)
-    | "ValueError" // a bad option (room or address name, ...)
+    | "ValueError" // a bad option (a missing room, a bad room or address name, ...)
     | string;
 }
 
@@ -42,8 +42,9 @@ export interface ProposalError extends WebRaftError {
 }
 
 export interface Options {
-  /** Room (one cluster per room); default "demo". */
-  room?: string;
+  /** Room (one cluster per room): required, so that an app never joins another's cluster
+   * by accident (a missing or empty room rejects with a ValueError). */
+  room: string;
   /** Relay WebSocket URL; default: this page's host + "/ws". */
   relay?: string;
   /** Fixed member slots (a tab claims the first free one). Default: none, membership follows
@@ -76,7 +77,8 @@ export interface Options {
   heartbeatTimeout?: number;
   /** Longest a proposal waits for its outcome, in ms; default 5000. */
   proposalTimeout?: number;
-  /** Where the relay serves Pyodide and the wheel; defaults "/pyodide/" and "/dist/". */
+  /** Where Pyodide and the wheel are: URLs resolved against webraft.js's own URL; defaults
+   * "pyodide/" and "dist/", i.e. next to webraft.js, as the relay serves them. */
   pyodideURL?: string;
   distURL?: string;
   /** Progress messages while booting. */
@@ -94,9 +96,15 @@ export type EventName =
  * reported as an `error` event) or, if it returns a promise, when that settles. */
 export type ApplyHandler =
   (entry: Entry, index: number, cb: (error?: unknown) => void) => void | Promise<void>;
-/** Load your state (or `raft.snapshot.data` when the node must load a snapshot), then call
- * cb with the term and index of what you loaded (cb() with none: start from the snapshot). */
-export type RefreshHandler = (cb: (term?: number, index?: number) => void) => void;
+/** Load your state, or `snapshot.data` when `snapshot` is newer (it is the one the node must
+ * load, otherwise its newest; the same as `raft.snapshot`, which a handler given to
+ * `connect()` cannot reach yet), then call cb with the term and index of what you loaded
+ * (cb() with none: start from the snapshot). Reporting an index below a snapshot the node
+ * must load is an `error` event named SnapshotNotLoaded, and the handler is called again. */
+export type RefreshHandler = (
+  cb: (term?: number, index?: number) => void,
+  snapshot: { index: number; term: number; data: unknown } | null,
+) => void;
 /** The state machine's state as of entry `index` (JSON-serializable), or a promise of it. */
 export type SnapshotHandler = (index: number, term: number) => unknown;
 
@@ -165,6 +173,6 @@ export class WebRaft {
 
 /** Boot (Pyodide is shared by the nodes of a page), claim an address, build the node
  * (not started). Rejects with WebRaftLoadError or a ConnectError. */
-export function createNode(options?: Options): Promise<WebRaft>;
+export function createNode(options: Options): Promise<WebRaft>;
 /** createNode, register options.listeners, start. */
-export function connect(options?: Options): Promise<WebRaft>;
+export function connect(options: Options): Promise<WebRaft>;

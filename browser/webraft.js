@@ -1,9 +1,10 @@
 // webraft for web developers: boots Pyodide and the webraft wheel, joins a room through the
 // relay, and exposes the seed's camelCase API (propose, listen/unlisten/listenOnce/emit,
-// isLeader, leader, state, term, ...). Everything is served by the relay itself: nothing is
-// fetched from a CDN.
+// isLeader, leader, state, term, ...). Nothing is fetched from a CDN: Pyodide and the wheel
+// are found next to this module (pyodide/ and dist/, as the relay serves them), wherever it
+// is served, unless the pyodideURL / distURL options say otherwise.
 //
-//   import { connect } from "/webraft.js";
+//   import { connect } from "./webraft.js";
 //   const raft = await connect({
 //     room: "demo",
 //     listeners: { apply: (entry, index, cb) => { apply(entry.command); cb(); } },
@@ -29,7 +30,12 @@ export class WebRaftError extends Error {
   }
 }
 
+/** This module's directory: relative URLs (the defaults among them) resolve against it, so
+ * the library works at any path, not only at the root of the relay. */
 const here = new URL(".", import.meta.url);
+/** Where Pyodide and the wheel are, relative to this module (the relay's layout). */
+const DEFAULT_PYODIDE_URL = "pyodide/";
+const DEFAULT_DIST_URL = "dist/";
 
 /** Default bound (ms) on getting a member slot from the relay. */
 const DEFAULT_CONNECT_TIMEOUT = 15000;
@@ -51,7 +57,6 @@ async function fetchJSON(url) {
   return response.json();
 }
 
-/** Load Pyodide from the relay (the pinned npm package it serves under /pyodide/). */
 /** The files of the pinned Pyodide that must be served; checked up front because a missing
  * one otherwise surfaces as an opaque failure (or a hang) deep inside loadPyodide. */
 const PYODIDE_FILES = ["pyodide.mjs", "pyodide.asm.mjs", "pyodide.asm.wasm",
@@ -136,7 +141,7 @@ function defaultRelay() {
  * Boot Pyodide and webraft, claim a member slot in the room through the relay, and build the
  * node without starting it: register `apply` / `refresh` handlers, then call `start()`.
  *
- * options: room ("demo"), relay (ws URL; default: this page's host + /ws), members (fixed
+ * options: room (required: the cluster's name), relay (ws URL; default: this page's host + /ws), members (fixed
  * member slots, e.g. ["n1","n2","n3"]: a tab takes the first free one; default: none, the
  * room's membership follows the tabs that come and go, see docs/browser.md), address (force
  * one), token, connectTimeout (ms to get an address from the relay, default 15000),
@@ -145,22 +150,30 @@ function defaultRelay() {
  * snapshotEntries, snapshotBytes, snapshotTail (the compaction policy), handover (hand
  * leadership over when the page is hidden or closed, default true), hiddenElectionDelay (ms a
  * hidden follower waits longer before campaigning, default 1000), pyodideURL
- * ("/pyodide/"), distURL ("/dist/"), onStatus(text). The tab's address is kept in
+ * (default "pyodide/") and distURL (default "dist/"), resolved against this module's URL
+ * (so an absolute URL may point elsewhere), onStatus(text). The tab's address is kept in
  * sessionStorage, so a reload is the same node.
  *
- * Rejects with a WebRaftLoadError when Pyodide or the wheel cannot be loaded, and with a
+ * Rejects with a WebRaftError named ValueError when `room` is missing, with a
+ * WebRaftLoadError when Pyodide or the wheel cannot be loaded, and with a
  * WebRaftError named RoomFull (every slot is taken), RelayUnreachable (no slot granted
  * within connectTimeout) or RelayClosed (refused, e.g. a wrong token; `code` says why).
  * Pyodide is booted once per page: further nodes of the same page share it.
  */
 export async function createNode(options = {}) {
+  // Checked before anything loads: a forgotten room must not join someone else's cluster
+  // (and receive its commands), which a default room would do.
+  if (typeof options.room !== "string" || options.room === "") {
+    throw new WebRaftError("ValueError", "createNode/connect needs a room: the name of "
+      + "your cluster, the same in every tab of your app, e.g. { room: \"my-app\" }");
+  }
   const status = options.onStatus ?? (() => {});
   const t0 = performance.now();
-  const runtime = await loadRuntime(options.pyodideURL ?? "/pyodide/",
-    options.distURL ?? "/dist/", status);
+  const runtime = await loadRuntime(options.pyodideURL ?? DEFAULT_PYODIDE_URL,
+    options.distURL ?? DEFAULT_DIST_URL, status);
   const tReady = performance.now();
   const config = {
-    room: options.room ?? "demo",
+    room: options.room,
     relay: options.relay ?? defaultRelay(),
     members: options.members ?? null,
     address: options.address ?? null,
@@ -378,8 +391,10 @@ export class WebRaft {
   }
 
   /** Listen for an event. `apply` handlers get (entry, index, cb) with entry = {term, index,
-   * command}; `refresh` handlers get (cb): load your state (or `snapshot.data` when the node
-   * must load a snapshot) and call cb(term, index) of what you loaded; `snapshot` handlers
+   * command}; `refresh` handlers get (cb, snapshot): load your state, or `snapshot.data`
+   * when `snapshot` ({index, term, data} or null) is newer, and call cb(term, index) of what
+   * you loaded (an index below the snapshot the node must load is an `error` event, named
+   * SnapshotNotLoaded, and the handler is asked again); `snapshot` handlers
    * get (index, term) and return the state machine's state (JSON-serializable, or a promise
    * of it). Returns a function that unsubscribes. */
   listen(type, handler) {
@@ -407,7 +422,8 @@ export class WebRaft {
   _subscribe(type, handler, once) {
     if (typeof handler !== "function") throw new TypeError("handler must be a function");
     const target = type === "apply" ? applyAdapter(this._node, handler)
-      : type === "snapshot" ? snapshotAdapter(handler) : handler;
+      : type === "snapshot" ? snapshotAdapter(handler)
+        : type === "refresh" ? (cb, snapshot) => handler(cb, JSON.parse(snapshot)) : handler;
     const off = this._node.listen(type, target, once);
     if (!this._subs.has(handler)) this._subs.set(handler, []);
     this._subs.get(handler).push({ type, off });

@@ -253,11 +253,17 @@ class Tab:
         self.page = page
         self.name = name
         self.console: deque[str] = deque(maxlen=400)
+        #: Uncaught errors of the page, in order (tests assert there are none).
+        self.page_errors: list[str] = []
         page.on("console", self._on_console)
-        page.on("pageerror", lambda e: self.console.append(f"PAGEERROR: {e}"))
+        page.on("pageerror", self._on_page_error)
         page.on("crash", lambda _p: self.console.append("PAGE CRASHED"))
         page.on("close", lambda _p: Tab.all.remove(self) if self in Tab.all else None)
         Tab.all.append(self)
+
+    def _on_page_error(self, error: Any) -> None:
+        self.page_errors.append(str(error))
+        self.console.append(f"PAGEERROR: {error}")
 
     def _on_console(self, message: Any) -> None:
         if message.text.strip():

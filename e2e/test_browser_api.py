@@ -259,3 +259,108 @@ def test_a_session_applies_each_command_once_and_names_its_errors(solo: Tab) -> 
     assert got["unknown"]["mayHaveCommitted"] is True, got
     assert got["invalid"]["name"] == "InvalidCommand", got
     assert got["badArgs"] == "TypeError" and got["badTimeout"] == "TypeError", got
+
+
+REFRESH_FROM_SNAPSHOT = """async (room) => {
+  const m = await import("/webraft.js");
+  const options = {room, members: ["keeper"], snapshotEntries: 10, snapshotTail: 0};
+  const untilLeader = async (raft) => {
+    for (let k = 0; k < 200 && !raft.isLeader; k++) await new Promise((r) => setTimeout(r, 50));
+  };
+  // A node whose log is compacted: its state (a sum) now lives only in its snapshot.
+  let sum = 0;
+  const first = await m.connect({...options, listeners: {
+    apply: (entry, index, cb) => { sum += entry.command.n; cb(); },
+    snapshot: () => ({sum}),
+  }});
+  await untilLeader(first);
+  for (let n = 1; n <= 25; n++) await first.propose({n});
+  const compacted = first.snapshot.index;
+  await first.close();
+  // The same node again, in a page that kept nothing: its handlers are given to connect(),
+  // so they run before connect() resolves and only see the snapshot they are handed.
+  const run = async (refresh) => {
+    const seen = {sum: 0, snapshots: [], errors: []};
+    const raft = await m.connect({...options, listeners: {
+      refresh: (cb, snapshot) => { seen.snapshots.push(snapshot && snapshot.index);
+                                   refresh(cb, snapshot, seen); },
+      apply: (entry, index, cb) => { seen.sum += entry.command.n; cb(); },
+      error: (error) => { seen.errors.push([error.name, error.message]); },
+    }});
+    await untilLeader(raft);
+    await raft.propose({n: 100});
+    return {raft, seen};
+  };
+  const good = await run((cb, snapshot, seen) => {
+    if (snapshot === null) { cb(0, 0); return; }
+    seen.sum = snapshot.data.sum;
+    cb(snapshot.term, snapshot.index);
+  });
+  await good.raft.close();
+  const blind = await m.connect({...options, listeners: {
+    refresh: (cb) => cb(0, 0),  // ignores the snapshot it is given
+    error: (error) => { window.__blindErrors.push([error.name, error.message]); },
+  }});
+  window.__blind = blind;
+  return {compacted, good: good.seen};
+}"""
+
+
+def test_a_refresh_handler_given_to_connect_loads_the_snapshot_it_is_handed(solo: Tab) -> None:
+    """Issue 12: a handler given through connect({listeners}) gets the snapshot as its second
+    argument; one that reports an index below the snapshot it must load gets an error event
+    that says what to do (and is asked again), instead of the node going on without it."""
+    solo.eval("window.__blindErrors = []")
+    got = solo.eval(REFRESH_FROM_SNAPSHOT, unique_room("refresh"), timeout=BOOT_TIMEOUT)
+    compacted, good = got["compacted"], got["good"]
+    assert compacted >= 20, got
+    assert good["snapshots"][0] == compacted, got  # the first call already has it
+    assert good["sum"] == sum(range(1, 26)) + 100, got
+    assert good["errors"] == [], got
+    wait_for(lambda: len(solo.eval("window.__blindErrors")) >= 2,
+             what="the blind refresh handler to be told twice")
+    name, message = solo.eval("window.__blindErrors")[0]
+    assert name == "SnapshotNotLoaded", message
+    assert f"snapshot at index {compacted}" in message and "cb(snapshot.term" in message
+    # Held at the snapshot, though it leads and has committed the entries after it.
+    wait_for(lambda: solo.eval("window.__blind.commitIndex") > compacted,
+             what="the blind node to commit past its snapshot")
+    assert solo.eval("window.__blind.lastApplied") == compacted
+    solo.eval("window.__blind.close()")
+
+
+def readme_snippet() -> str:
+    """The README's JavaScript example, as the body of an async function."""
+    readme = (ROOT / "README.md").read_text()
+    section = readme.split("### From JavaScript", 1)[1]
+    code = section.split("```js\n", 1)[1].split("```", 1)[0]
+    module = 'import { connect } from "/webraft.js";'
+    assert module in code
+    return code.replace(module, 'const { connect } = await import("/webraft.js");')
+
+
+def test_the_readme_example_runs_as_written(solo: Tab) -> None:
+    body = readme_snippet()
+    got = solo.eval(f"""async () => {{
+      const logged = [];
+      const console = {{ log: (text) => logged.push(text) }};
+      {body}
+      await raft.close();
+      return {{count, index, logged}};
+    }}""", timeout=BOOT_TIMEOUT)
+    assert got["count"] == 1, got
+    assert got["logged"] == [f"count is 1 after entry {got['index']}"], got
+
+
+def test_a_missing_room_is_a_clear_error(solo: Tab) -> None:
+    got = solo.eval("""async () => {
+      const m = await import("/webraft.js");
+      const out = [];
+      for (const options of [{}, {room: ""}, {members: ["a"]}]) {
+        try { await m.createNode(options); out.push(null); }
+        catch (e) { out.push([e.name, e.message, e instanceof m.WebRaftError]); }
+      }
+      try { await m.connect(); out.push(null); } catch (e) { out.push([e.name, e.message]); }
+      return out;
+    }""")
+    assert all(o is not None and o[0] == "ValueError" and "needs a room" in o[1] for o in got), got

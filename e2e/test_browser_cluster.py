@@ -391,6 +391,19 @@ def test_offline_tab_cannot_commit_alone_and_converges_when_back(cluster: Any,
     assert_same_committed_prefix(leader, tab)
 
 
+def test_going_offline_and_back_raises_no_page_error(tabs: list[Tab]) -> None:
+    """The socket being closed still fires its close event after the node let go of it:
+    its handlers must not be destroyed proxies by then (issue 12)."""
+    tab = tabs[0]
+    errors = len(tab.page_errors)
+    tab.eval("webraft.setOnline(false)")
+    wait_for(lambda: not tab.status()["connected"], what="the tab to disconnect")
+    tab.page.wait_for_timeout(500)  # the closing handshake's close event
+    tab.eval("webraft.setOnline(true)")
+    wait_for(lambda: tab.status()["connected"], CONVERGE_TIMEOUT, what="the tab to reconnect")
+    assert tab.page_errors[errors:] == []
+
+
 # -------------------------------------------------------------------------------- reload
 
 

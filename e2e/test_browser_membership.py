@@ -19,6 +19,7 @@ from browser_support import (
     Tab,
     new_context,
     open_tab,
+    summary,
     unique_room,
     wait_applied,
     wait_for,
@@ -157,6 +158,23 @@ def test_a_thousand_proposals_leave_local_storage_bounded(room: Room) -> None:
     assert all(a < 20_000 for a in after), (before, after)
 
 
+def start_member(room: Room, tmp_path: Path, *extra: str) -> tuple[Any, str]:
+    """Start ``webraft-node --join --auto-membership`` as ``py`` in the room; returns the
+    process and its control URL."""
+    ws = room.relay.url.replace("http://", "ws://") + "/ws"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "webraft.member", "--relay", ws, "--room", room.room, *extra,
+         "--data", str(tmp_path / "py"), "--address", "py", "--join", "--auto-membership",
+         "--grace", str(GRACE_MS / 1000), "--snapshot-entries", "20"],
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env={**os.environ, "PYTHONPATH": str(ROOT)})
+    line = proc.stdout.readline()  # "webraft node py control on http://..."
+    if "control on" not in line:
+        proc.kill()
+        raise AssertionError((line, proc.communicate(timeout=30)[1]))
+    return proc, line.rsplit(" ", 1)[1].strip()
+
+
 def test_a_cpython_member_joins_and_leaves_the_browser_cluster(room: Room,
                                                                tmp_path: Path) -> None:
     """It also listens for direct links, so it offers them to every tab: tabs cannot dial,
@@ -165,18 +183,8 @@ def test_a_cpython_member_joins_and_leaves_the_browser_cluster(room: Room,
     voters = {t.address for t in room.tabs}
     last_error = "() => document.getElementById('last-error').textContent"
     errors_before = [t.eval(last_error) for t in room.tabs]
-    ws = room.relay.url.replace("http://", "ws://") + "/ws"
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "webraft.member", "--relay", ws, "--room", room.room,
-         "--listen", "127.0.0.1:0",
-         "--data", str(tmp_path / "py"), "--address", "py", "--join", "--auto-membership",
-         "--grace", str(GRACE_MS / 1000), "--snapshot-entries", "20"],
-        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        env={**os.environ, "PYTHONPATH": str(ROOT)})
+    proc, control = start_member(room, tmp_path, "--listen", "127.0.0.1:0")
     try:
-        line = proc.stdout.readline()  # "webraft node py control on http://..."
-        assert "control on" in line, (line, proc.stderr.read() if proc.poll() else "")
-        control = line.rsplit(" ", 1)[1].strip()
         assert len(voters) == 3
         room.config(voters, {"py"})  # a fourth voter would not add fault tolerance
         from webraft.member.control import key_path, request
@@ -203,6 +211,91 @@ def test_a_cpython_member_joins_and_leaves_the_browser_cluster(room: Room,
     index = room.leader().propose({"op": "put", "key": "python-gone", "value": True})
     wait_applied(room.tabs, index)
     assert json.dumps(room.leader().kv()["from-python"]) == '"hello"'
+
+
+def test_tabs_found_the_cluster_of_a_room_a_joining_cpython_member_entered_first(
+        browser: Any, relay: Any, tmp_path: Path) -> None:
+    """Issue 12: ``--join`` never founds, so with the old rule (found only in an empty room)
+    nobody did. The first tab's founding probe finds the member holding no state and
+    founds; the second tab finds the first a founder and waits to be added."""
+    room = Room(browser, relay)
+    proc, control = start_member(room, tmp_path)
+    try:
+        first = room.open()
+        second = room.open()
+        everyone = {first.address, second.address, "py"}
+
+        def formed() -> bool:
+            s = room.leader().status()
+            return set(s["members"]) | set(s["learners"]) == everyone
+
+        wait_for(formed, 60, "one cluster of both tabs and the CPython member",
+                 describe=lambda: [t.status() for t in room.tabs])
+        assert room.leader() is first
+        index = second.propose({"op": "put", "key": "mixed", "value": 1})
+        wait_applied(room.tabs, index)
+        from webraft.member.control import request
+
+        def member_applied() -> bool:
+            status, body = request(control, "GET", "/kv", timeout=10)
+            return status == 200 and body["data"].get("mixed") == 1
+
+        wait_for(member_applied, 30, "the CPython member to apply the tab's write")
+    finally:
+        for tab in list(room.tabs):
+            room.close(tab)
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=30) == 0, proc.stderr.read()
+
+
+def test_a_tab_taking_over_a_closed_tabs_node_leaves_the_leader_alone(
+        browser: Any, relay: Any) -> None:
+    """Issue 12: tabs of one browser share a renderer's main thread, and a tab booting Pyodide
+    blocks it for seconds; the other tabs' overdue election timers then raised the term
+    under a healthy leader. Here all tabs share a context, as in one browser, and the new
+    tab takes over the closed leader's stored node, whose long log it replays."""
+    context = new_context(browser)
+    room = unique_room("takeover")
+    query = f"&memberGrace={GRACE_MS}"  # the default snapshots: up to 1,000 entries to replay
+    tabs = [open_tab(context, relay.url, room, name=f"{room}#{k}", query=query)
+            for k in range(3)]
+    try:
+        def configured() -> bool:
+            statuses = [t.status() for t in tabs]
+            return any(len(s["members"]) == 3 and s["state"] == "leader" for s in statuses)
+
+        wait_for(configured, 60, "three voters", describe=lambda: summary(tabs))
+        leader_address, _ = wait_leader(tabs)
+        leader = next(t for t in tabs if t.address == leader_address)
+        # A long log, as in the report: the new tab's start-up replays it (on the thread the
+        # other tabs share), on top of booting Pyodide.
+        # (Setting it up in one browser may itself see an election: that is not checked.)
+        leader.eval("""async () => {
+          for (let round = 0; round < 30; round++) {
+            await Promise.allSettled(Array.from({length: 70}, (_, k) =>
+              webraft.propose({op: "put", key: `k${k % 50}`, value: round})));
+          }
+        }""", timeout=180)
+        leader_address, _ = wait_leader(tabs)
+        leader = next(t for t in tabs if t.address == leader_address)
+        wait_applied(tabs, leader.status()["commitIndex"])
+        closed = leader.address
+        leader.close(graceful=True)  # hands leadership over first
+        tabs.remove(leader)
+        leader_address, term = wait_leader(tabs)
+        taker = open_tab(context, relay.url, room, name=f"{room}#taker", query=query)
+        tabs.append(taker)
+        assert taker.address == closed  # the closed tab's node, from localStorage
+        new_leader = next(t for t in tabs if t.address == leader_address)
+        index = new_leader.propose({"op": "put", "key": "taken-over", "value": 1})
+        wait_applied(tabs, index)
+        taker.page.wait_for_timeout(2000)
+        assert wait_leader(tabs) == (leader_address, term), summary(tabs)
+        assert {t.status()["term"] for t in tabs} == {term}, summary(tabs)
+    finally:
+        for tab in tabs:
+            tab.close()
+        context.close()
 
 
 HIDE = """(hidden) => {

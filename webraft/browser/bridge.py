@@ -16,11 +16,15 @@ Starting a node in a tab takes three steps, in an order that matters:
    else writes: the claim in step 1 is what guarantees that.
 3. **Build the node** on the already-joined connection, replaying what arrived meanwhile.
    With automatic membership a node without stored state *founds* the cluster (as its only
-   voter) if and only if the relay's welcome listed no peer; otherwise it starts outside any
-   cluster and waits for the leader to add it. The relay handles joins one at a time, so of
-   two tabs opened at the same moment in an empty room exactly one sees it empty: no two
-   clusters can be founded in one room while the relay runs (``docs/browser.md`` discusses
-   a relay restart).
+   voter) if and only if every peer the relay's welcome listed (those that joined before
+   it) holds no state either: it asks each with a pre-vote probe for term 1, which only a
+   node at term 0 with an empty log grants (:func:`_may_found`). An empty room is the
+   trivial case; a room holding only ``webraft-node --join`` members, which never found, is
+   the other. Otherwise it starts outside any cluster and waits for the leader to add it.
+   No two tabs found in one room: of two, the later one has the earlier in its welcome, and
+   the earlier either founded (it then refuses the probe) or is not built yet (it does not
+   answer) or waits to be added for good (``docs/browser.md`` has the whole rule and what a
+   relay restart means).
 
 :class:`JsNode` is the handle JavaScript holds. Crossing between JavaScript and Python costs
 far more per call than the work being carried, and on Pyodide's event loop every
@@ -48,8 +52,9 @@ from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
-from ..core.messages import Entry
+from ..core.messages import Entry, MessageError, VoteRequest, VoteResponse, decode, encode
 from ..errors import InvalidCommand, ProposalError, WebraftError
+from ..runtime.applier import Load
 from ..runtime.sessions import ClientSession
 from ..storage.localstorage import LocalStorage, json_text
 from ..transport.node import RelayListener
@@ -57,7 +62,8 @@ from ..transport.relay import RelayClient, RelayClosed
 from ..transport.wire import CloseCode
 from .transport import HIDDEN_ELECTION_DELAY, BrowserConnection, BrowserRaft, browser_config
 
-__all__ = ["JsError", "JsNode", "RelayUnreachable", "RoomFull", "create", "create_for_js"]
+__all__ = ["JsError", "JsNode", "RelayUnreachable", "RoomFull", "SnapshotNotLoaded", "create",
+           "create_for_js"]
 
 #: Default bound on claiming a slot (seconds): an unreachable relay fails ``create`` then.
 CONNECT_TIMEOUT = 15.0
@@ -77,8 +83,16 @@ MAX_IN_FLIGHT = 1000
 SWEEP_PERIOD = 0.025
 #: Most addresses of closed tabs' nodes a new tab tries to take over before a fresh one.
 MAX_ADOPT = 8
+#: Longest a tab waits (seconds) for the peers present when it joined to answer its founding
+#: probe; one that has not answered by then counts as a possible founder.
+PROBE_TIMEOUT = 1.0
+#: The founding probe: a pre-vote for term 1 with an empty log, which a node grants only if
+#: it is at term 0 with an empty log (it never was in a cluster) and never adopts.
+FOUNDING_PROBE = encode(VoteRequest(1, 0, 0, pre=True))
 #: What a JavaScript apply adapter returns (anything else is ``[name, message]`` of an error).
 APPLIED, WAITING = 0, 1
+#: Seconds before a refresh handler that did not load the snapshot it had to is asked again.
+REFRESH_RETRY = 1.0
 
 _encode = json.JSONEncoder(separators=(",", ":")).encode
 
@@ -90,6 +104,11 @@ class RoomFull(WebraftError):
 class RelayUnreachable(WebraftError):
     """No slot was granted within the connect timeout: the relay could not be reached, or
     never answered."""
+
+
+class SnapshotNotLoaded(WebraftError):
+    """A ``refresh`` handler asked to load a snapshot reported an older state: the entries
+    between the two are compacted away, so the node cannot go on from that state."""
 
 
 class JsError(WebraftError):
@@ -112,6 +131,25 @@ class _Claim:
     def __init__(self) -> None:
         self.outcome: asyncio.Future[tuple[str, ...]] = asyncio.get_running_loop().create_future()
         self.events: list[tuple[str, tuple[Any, ...]]] = []
+        #: Peers whose answer to the founding probe is awaited, and whether each was stateless.
+        self.probing: set[str] = set()
+        self.stateless: dict[str, bool] = {}
+        self.probed: asyncio.Future[None] | None = None
+
+    def probe(self, connection: BrowserConnection, peers: tuple[str, ...]) -> None:
+        """Send the founding probe to ``peers``; :attr:`probed` resolves once all answered."""
+        self.probing = set(peers)
+        self.probed = asyncio.get_running_loop().create_future()
+        for peer in peers:
+            connection.send(peer, FOUNDING_PROBE)
+        connection.flush()
+
+    def _answered(self, peer: str, stateless: bool) -> None:
+        if peer in self.probing:
+            self.probing.discard(peer)
+            self.stateless[peer] = stateless
+            if not self.probing and self.probed is not None and not self.probed.done():
+                self.probed.set_result(None)
 
     def relay_welcome(self, peers: tuple[str, ...]) -> None:
         if not self.outcome.done():
@@ -123,9 +161,18 @@ class _Claim:
 
     def relay_leave(self, address: str) -> None:
         self.events.append(("relay_leave", (address,)))
+        self._answered(address, True)  # gone: it cannot add us, nor found
 
     def relay_data(self, sender: str, messages: Sequence[Any]) -> None:
         self.events.append(("relay_data", (sender, messages)))
+        if sender in self.probing:
+            for payload in messages:
+                try:
+                    msg = decode(payload)
+                except MessageError:
+                    continue  # the node reports it when the frame is replayed
+                if isinstance(msg, VoteResponse) and msg.pre:
+                    self._answered(sender, msg.granted and msg.term == 1)
 
     def relay_error(self, exc: Exception) -> None:
         if isinstance(exc, RelayClosed) and not self.outcome.done():
@@ -168,6 +215,23 @@ async def _claim(room: str, url: str, candidates: list[str], session: str,
     raise RoomFull(f"room {room!r} is full: {', '.join(candidates)} are all taken")
 
 
+async def _may_found(connection: BrowserConnection, claim: _Claim) -> bool:
+    """May this tab, which holds no state, found the room's cluster? Only if every peer
+    present when it joined answers the founding probe as a node that holds no state either
+    (see the module doc): then none of them leads, or will lead, a cluster that would add us.
+    A peer that does not answer within :data:`PROBE_TIMEOUT` may be founding right now."""
+    peers = claim.outcome.result()
+    if not peers:
+        return True
+    claim.probe(connection, peers)
+    assert claim.probed is not None
+    try:
+        await asyncio.wait_for(asyncio.shield(claim.probed), PROBE_TIMEOUT)
+    except TimeoutError:
+        return False
+    return all(claim.stateless.values())
+
+
 async def create(config_json: str) -> JsNode:
     """Claim an address, open storage and build the node (not started: see :meth:`start`).
 
@@ -177,7 +241,7 @@ async def create(config_json: str) -> JsNode:
     ``heartbeatTimeout``, ``proposalTimeout``). Raises :class:`RoomFull`,
     :class:`RelayUnreachable` or the relay's :class:`~webraft.transport.relay.RelayClosed`.
     """
-    from js import sessionStorage
+    from js import localStorage, sessionStorage
 
     cfg = json.loads(config_json)
     room = cfg["room"]
@@ -199,14 +263,18 @@ async def create(config_json: str) -> JsNode:
         timeout / 1000 if timeout else CONNECT_TIMEOUT)
     sessionStorage.setItem(tab_key, json.dumps({"address": client.address,
                                                 "session": session}))
-    storage = LocalStorage(f"webraft/{room}/{client.address}/")
+    prefix = f"webraft/{room}/{client.address}/"
     timing = _timing(cfg)
     if fixed:
         members = fixed
     else:
         timing["auto_membership"] = True
-        # Found the cluster only in an empty room (ignored when storage holds a state).
-        members = [] if claim.outcome.result() else [client.address]
+        # Stored state decides by itself; otherwise found only if no present peer can.
+        # (getItem gives JavaScript's null, not None, for a missing key)
+        stateful = isinstance(localStorage.getItem(prefix + "meta"), str)
+        founds = not stateful and await _may_found(connection, claim)
+        members = [client.address] if founds else []
+    storage = LocalStorage(prefix)
     hidden = cfg.get("hiddenElectionDelay")  # 0 is meaningful: no extra delay
     node = BrowserRaft(client, connection, members=members, storage=storage,
                        config=browser_config(**timing),
@@ -615,17 +683,47 @@ class JsNode:
     def emit(self, event: str, args_json: str) -> None:
         self.node.emit(event, *json.loads(args_json))
 
-    @staticmethod
-    def _js_args(event: str, args: tuple[Any, ...]) -> tuple[Any, ...]:
+    def _js_args(self, event: str, args: tuple[Any, ...]) -> tuple[Any, ...]:
         if event == "refresh":
             (cb,) = args
             create_once_callable = _pyodide_ffi()[1]
-            return (create_once_callable(lambda term=0, index=0: cb(int(term), int(index))),)
+            # The snapshot goes with the call: a handler given to connect() runs before
+            # connect() resolves, when the page cannot reach ``raft.snapshot`` yet.
+            return (create_once_callable(self._refresh_done(cb)), self.snapshot_json())
         if event == "error":
             (exc,) = args
             name, message, _ = _error_fields(exc)
             return (_to_js({"name": name, "message": message}),)
         return tuple(_to_js(a) for a in args)
+
+    def _refresh_done(self, cb: Callable[..., None]) -> Callable[..., None]:
+        """The ``cb`` a JavaScript ``refresh`` handler calls.
+
+        ``cb()`` without arguments means "I loaded the snapshot"; an explicit index below the
+        snapshot the node asked to load (``cb(0, 0)`` from a handler that never saw it) would
+        leave the application without the compacted entries, so it is an ``error`` event
+        saying what to do, and the handler is asked again, never a silent divergence or stall.
+        """
+        node = self.node
+        load = node.applier.loading
+
+        def done(term: Any = None, index: Any = None) -> None:
+            if load is None or index is None or int(index) >= load.meta.index:
+                cb(0 if term is None else int(term), 0 if index is None else int(index))
+                return
+            meta = load.meta
+            node.emit("error", SnapshotNotLoaded(
+                f"the refresh handler reported index {index}, but this node's log starts "
+                f"after its snapshot at index {meta.index}: load snapshot.data (the refresh "
+                f"handler's second argument) and call cb({meta.term}, {meta.index}), i.e. "
+                f"cb(snapshot.term, snapshot.index); asking again in {REFRESH_RETRY:g} s"))
+            node.loop.call_later(REFRESH_RETRY, self._refresh_again, load, cb)
+
+        return done
+
+    def _refresh_again(self, load: Load, cb: Callable[..., None]) -> None:
+        if not self.node.closed and self.node.applier.loading is load:
+            self.node.emit("refresh", cb)
 
     # -- state ---------------------------------------------------------------------------
 
@@ -683,7 +781,7 @@ class JsNode:
             "term": core.term, "leader": core.leader, "commitIndex": core.commit_index,
             "lastApplied": node.last_applied, "lastIndex": core.last_index,
             "members": list(core.config.voters), "learners": list(core.config.learners),
-            "snapshotIndex": core.snapshot.index, "hidden": node.hidden,
+            "snapshotIndex": core.snapshot.index, "hidden": node.hidden, "stalls": node.stalls,
             "peers": sorted(node.nodes), "log": tail,
             "connected": node.connected, "online": node.connection.online,
             "paused": node.paused, "connections": node.connection.connections,

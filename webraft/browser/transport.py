@@ -14,8 +14,9 @@ Browser specifics handled here:
   only while the socket's ``bufferedAmount`` is below a bound, so a stalled connection keeps
   its backlog in the client's bounded buffer (which drops the oldest) instead of in memory
   without limit;
-* event handlers are JavaScript proxies of Python callables: they are created per socket and
-  destroyed when it closes (otherwise every reconnect would leak them);
+* event handlers are JavaScript proxies of Python callables: they are created per socket,
+  removed from it and only then destroyed when it is detached (otherwise every reconnect
+  would leak them; and a socket still closing would call a destroyed proxy: a page error);
 * ``set_online(False)`` (the demo's "go offline") closes the socket and stays away until
   ``set_online(True)``; ``paused`` (the demo's "pause") drops all traffic both ways while the
   connection stays up, like a frozen tab whose socket the relay still holds.
@@ -48,6 +49,10 @@ SNAPSHOT_BYTES = 256 * 1024
 SNAPSHOT_TAIL = 200
 #: Extra wait (seconds) of a hidden follower before it campaigns, unless configured.
 HIDDEN_ELECTION_DELAY = 1.0
+#: How often (seconds) a visible tab checks that its event loop ran on time.
+STALL_CHECK = 0.02
+#: A check this late (seconds) means the page's main thread was blocked.
+STALL_THRESHOLD = 0.1
 #: ``WebSocket.readyState`` of an open socket.
 WS_OPEN = 1
 #: Relay close codes after which this tab must stop being its node.
@@ -73,7 +78,8 @@ class BrowserConnection:
         #: ``(code, reason)`` of the last close of a socket (1006: it never opened).
         self.last_close: tuple[int, str] | None = None
         self._ws: Any = None
-        self._destroy: list[Callable[[], None]] = []
+        #: The current socket's event handlers, ``(event name, proxy)``.
+        self._handlers: list[tuple[str, Any]] = []
         self._started = False
         self._closing = False
         self._flush_at: asyncio.Handle | None = None
@@ -143,7 +149,7 @@ class BrowserConnection:
         for name, handler in handlers.items():
             proxy = create_proxy(handler)
             ws.addEventListener(name, proxy)
-            self._destroy.append(proxy.destroy)
+            self._handlers.append((name, proxy))
         self._ws = ws
 
     def _on_open(self, ws: Any) -> None:
@@ -182,11 +188,14 @@ class BrowserConnection:
         self._retry = asyncio.get_running_loop().call_later(delay, self._reopen)
 
     def _detach(self) -> None:
-        """Forget the current socket and release its event handler proxies."""
-        self._ws = None
-        for destroy in self._destroy:
-            destroy()
-        self._destroy = []
+        """Forget the current socket and release its event handler proxies: removed from the
+        socket first, since one being closed (``set_online(False)``) still fires ``close``."""
+        ws, self._ws = self._ws, None
+        for name, proxy in self._handlers:
+            if ws is not None:
+                ws.removeEventListener(name, proxy)
+            proxy.destroy()
+        self._handlers = []
 
     def _reopen(self) -> None:
         self._retry = None
@@ -234,12 +243,14 @@ class TrafficMonitor:
 class BrowserTransport(RelayTransport[BrowserConnection]):
     """The relay transport of a tab, with the demo's controls: while :attr:`paused`, all
     traffic is dropped both ways (the connection stays up, like a frozen tab whose socket the
-    relay still holds); :attr:`traffic` counts what goes in and out."""
+    relay still holds); :attr:`traffic` counts what goes in and out. ``before_deliver`` runs
+    before each received frame reaches the node (:class:`BrowserRaft`'s stall check)."""
 
     def __init__(self, connection: BrowserConnection) -> None:
         super().__init__(connection)
         self.paused = False
         self.traffic = TrafficMonitor()
+        self.before_deliver: Callable[[], None] | None = None
 
     def send(self, to: str, payload: dict[str, Any]) -> None:
         if self.paused:
@@ -250,6 +261,8 @@ class BrowserTransport(RelayTransport[BrowserConnection]):
     def _deliver(self, sender: str, messages: Sequence[Any]) -> None:
         if self.paused:
             return
+        if self.before_deliver is not None:
+            self.before_deliver()
         for payload in messages:
             self.traffic.record("in", sender, payload)
         super()._deliver(sender, messages)
@@ -276,6 +289,15 @@ class BrowserRaft(InRoom, RaftInterface):
     and a hidden follower waits ``hidden_election_delay`` seconds longer before campaigning
     (its :attr:`~webraft.RaftInterface.campaign_delay`), so that a visible member wins
     whenever one can.
+
+    Stalls: the tabs of one browser and site share a renderer's main thread, so one tab
+    booting Pyodide blocks the others' event loops for seconds. Afterwards every overdue
+    timer fires at once: a follower would campaign, and its peers (their leases lapsed while
+    they were blocked too) grant it, raising the term under a healthy leader (issue 12).
+    But a blocked tab heard nothing because it could not listen, not because the leader went
+    silent. A visible tab therefore checks every :data:`STALL_CHECK` that its loop runs on
+    time, and before each received frame; after a stall it counts the leader as just heard
+    from (:meth:`_after_stall`), so the leader's next heartbeat, not the stall, decides.
     """
 
     relay: BrowserTransport
@@ -296,6 +318,51 @@ class BrowserRaft(InRoom, RaftInterface):
         self.hidden_election_delay = hidden_election_delay
         self._stopping: asyncio.Future[None] | None = None
         self.listen("error", self._stop_if_replaced)
+        self._checked_at = 0.0  # loop time of the last stall check
+        self._stall_timer: asyncio.TimerHandle | None = None
+        #: Stalls seen (event loop late by more than :data:`STALL_THRESHOLD`).
+        self.stalls = 0
+        self.relay.before_deliver = self._check_stall
+
+    def start(self) -> None:
+        super().start()
+        if self._stall_timer is None and not self.closed:
+            self._checked_at = self.loop.time()
+            self._stall_timer = self.loop.call_later(STALL_CHECK, self._stall_tick)
+
+    async def close(self) -> None:
+        if self._stall_timer is not None:
+            self._stall_timer.cancel()
+            self._stall_timer = None
+        await super().close()
+
+    def _stall_tick(self) -> None:
+        self._check_stall()
+        self._stall_timer = None if self.closed else self.loop.call_later(
+            STALL_CHECK, self._stall_tick)
+
+    def _check_stall(self) -> None:
+        if self._stall_timer is None:
+            return  # not started, or closed
+        now = self.loop.time()
+        late = now - self._checked_at - STALL_CHECK
+        self._checked_at = now
+        # A hidden tab's timers are throttled on purpose: lateness there is no stall, and
+        # its campaigns are delayed anyway (hidden_election_delay).
+        if late > STALL_THRESHOLD and not self.hidden:
+            self.stalls += 1
+            self._after_stall()
+
+    def _after_stall(self) -> None:
+        """The loop was blocked: restart the timers that measure the leader's silence (and,
+        leading, the followers' answers) from now, as if the leader had just been heard."""
+        core, now = self.core, self.driver.now()
+        if self.is_leader:
+            core.quorum_deadline = max(core.quorum_deadline, now + self.config.heartbeat_timeout)
+            return
+        if core.leader is not None:
+            core.last_contact = max(core.last_contact, now)
+        core.election_deadline = max(core.election_deadline, now + self._follower_timeout())
 
     @property
     def connection(self) -> BrowserConnection:
