@@ -237,3 +237,30 @@ def test_leader_unreachable_hint_brings_the_campaign_forward_and_lifts_the_lease
     assert answer.granted
     core.tick(0.01)
     assert core.state == PRE_CANDIDATE
+
+
+
+def test_a_stall_restarts_a_followers_election_timer_and_its_lease_of_the_leader():
+    """After the runtime was blocked, the silence its timers measured says nothing about the
+    leader: the follower waits a whole timeout from now (and keeps refusing votes), rather
+    than campaigning at the first tick past its old deadline."""
+    core = make_core(log=[1], term=1)
+    core.step("b", Heartbeat(1, 0))  # b leads term 1
+    persist(core)
+    stall_end = FOLLOWER_TIMEOUT + 5.0  # blocked long past the old deadline
+    core.stalled(stall_end, FOLLOWER_TIMEOUT)  # the clock moves, no overdue timer fires
+    core.tick(stall_end)
+    assert core.state == FOLLOWER and not any(
+        isinstance(m, VoteRequest) for _, m in outbox(persist(core)))
+    core.step("c", VoteRequest(2, 1, 1, pre=True))  # still within its lease of b
+    assert not any(m.granted for _, m in outbox(persist(core)) if isinstance(m, VoteResponse))
+    core.tick(stall_end + FOLLOWER_TIMEOUT)  # and a real silence after it still counts
+    assert core.state == PRE_CANDIDATE
+
+
+def test_without_a_stall_the_overdue_timer_fires_at_once():
+    core = make_core(log=[1], term=1)
+    core.step("b", Heartbeat(1, 0))
+    persist(core)
+    core.tick(FOLLOWER_TIMEOUT + 5.0)
+    assert core.state == PRE_CANDIDATE

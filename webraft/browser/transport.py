@@ -297,7 +297,8 @@ class BrowserRaft(InRoom, RaftInterface):
     But a blocked tab heard nothing because it could not listen, not because the leader went
     silent. A visible tab therefore checks every :data:`STALL_CHECK` that its loop runs on
     time, and before each received frame; after a stall it counts the leader as just heard
-    from (:meth:`_after_stall`), so the leader's next heartbeat, not the stall, decides.
+    from (:meth:`~webraft.RaftInterface.stalled`), so the leader's next heartbeat, not the
+    stall, decides.
     """
 
     relay: BrowserTransport
@@ -351,18 +352,7 @@ class BrowserRaft(InRoom, RaftInterface):
         # its campaigns are delayed anyway (hidden_election_delay).
         if late > STALL_THRESHOLD and not self.hidden:
             self.stalls += 1
-            self._after_stall()
-
-    def _after_stall(self) -> None:
-        """The loop was blocked: restart the timers that measure the leader's silence (and,
-        leading, the followers' answers) from now, as if the leader had just been heard."""
-        core, now = self.core, self.driver.now()
-        if self.is_leader:
-            core.quorum_deadline = max(core.quorum_deadline, now + self.config.heartbeat_timeout)
-            return
-        if core.leader is not None:
-            core.last_contact = max(core.last_contact, now)
-        core.election_deadline = max(core.election_deadline, now + self._follower_timeout())
+            self.stalled()
 
     @property
     def connection(self) -> BrowserConnection:

@@ -447,6 +447,23 @@ class RaftCore:
             self.leader = None
             self.election_deadline = min(self.election_deadline, self.now + delay)
 
+    def stalled(self, now: float, follower_timeout: float) -> None:
+        """The runtime could not run until ``now`` (a blocked browser thread): the silence its
+        timers measured says nothing about the peers. Move the clock to ``now`` *without*
+        firing the overdue timers, and restart them from there as if the leader had just been
+        heard: a follower's election timer (``follower_timeout`` more) and its lease of the
+        leader, a leader's CheckQuorum window. Only liveness: a longer follower lease makes
+        the peers refuse votes longer, which keeps every leader lease safe, and the leader's
+        own lease counts acknowledged rounds, not this window.
+        """
+        self.now = max(self.now, now)
+        if self.state == LEADER:
+            self.quorum_deadline = max(self.quorum_deadline, self.now + self.cfg.quorum_timeout)
+            return
+        if self.leader is not None:
+            self.last_contact = max(self.last_contact, self.now)
+        self.election_deadline = max(self.election_deadline, self.now + follower_timeout)
+
     def read_index(self, req_id: int) -> None:
         """Ask for a linearizable read index (Raft thesis §6.4); see :class:`ReadState`.
 

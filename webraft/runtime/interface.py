@@ -379,6 +379,15 @@ class RaftInterface(EventEmitter):
         """The transport reports ``exc``: emitted as an ``error`` event."""
         self.emit("error", exc)
 
+    def stalled(self) -> None:
+        """Tell the node that its event loop was blocked until now (a browser tab whose
+        thread another tab held): timers that measured the leader's silence restart, so that
+        the leader's next heartbeat, not the stall, decides whether to campaign."""
+        if self.driver.loop is None or self._closed:
+            return
+        self.core.stalled(self.driver.now(), self._follower_timeout())
+        self.kick()
+
     def drive_now(self) -> None:
         """Run the Ready rounds now rather than on the next loop turn: persist (at once,
         when storage saves synchronously) and send what is pending. For a page about to go
