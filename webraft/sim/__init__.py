@@ -1,7 +1,7 @@
-"""A deterministic simulator for the core: virtual clock, seeded faults, safety checks.
+"""A deterministic simulator that runs the real runtime under seeded faults.
 
-``python -m webraft.sim --seeds 500`` runs a batch and prints a summary; a failing seed prints
-the one-line command that replays it.
+``webraft-sim --seeds 500`` runs a batch and prints a summary; a failing seed prints the
+command that replays it (``webraft-sim --seed N``, ``-v`` for a trace).
 """
 
 from .checker import SafetyChecker, SafetyViolation

@@ -1,37 +1,38 @@
 """Raft's safety properties, checked incrementally as the simulator runs.
 
-Each check runs at the moment the property could break, so every step of a simulation is
-covered without rescanning whole logs:
+It owns what the simulation knows to be true (the committed log, the applied values) and
+judges every observation against it, at the moment a property could break, so every step of a
+simulation is covered without rescanning whole logs. It reads nodes only through their cores
+and what the storages, the network and the application report; it must not import the
+runtime or the simulation's other parts.
 
 * **election safety**: at most one leader per term (checked whenever a node leads);
 * **leader append-only**: a leader never overwrites or removes entries of its log;
 * **log matching**: two persisted logs with an entry of the same index and term are identical
   up to it (a hash chain per persisted log, compared across nodes);
 * **leader completeness**: a leader holds every entry committed in an earlier term;
-* **state machine safety**: no two nodes apply different entries at one index, and each node
-  applies indexes in order, without gaps; a snapshot a node installs holds exactly the
-  committed commands up to its index;
-* **linearizable reads** (checked by the simulation itself): a read index never misses a
-  write that had completed when the read began;
-* **exactly-once sessions**: every node's session table decides the same for each session
-  entry (open, apply, duplicate, expired), so each ``(client, seq)`` changes the state
-  machine at one index at most, on every node; tables in snapshots taken or loaded at one
-  index are identical (what the clients were told is checked by :mod:`webraft.sim.sessions`);
+* **state machine safety**: nodes commit the same entry at each index, and every application
+  applies the same value at an index, in increasing index order, each value at one index only
+  (commands are unique, so a second index means a command, or a session retry, applied
+  twice: exactly-once);
 * **configuration safety**: consecutive committed configurations differ by at most one
   voter, so their majorities always overlap;
 * **durability**: persisted term and vote never go backwards, across restarts too, and every
   message leaves only after what it depends on (term, vote, acknowledged entries) is on disk.
+
+Linearizability and the outcomes callers were told are checked by the simulation, against
+what this checker collected.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NoReturn
 
-from ..core.messages import CONFIG, AppendResponse, Entry, Message, VoteResponse
+from ..core.messages import CONFIG, Entry
 from ..core.raft import LEADER, RaftCore
-from ..core.sessions import APPLY, EXPIRED
-from ..core.state import HardState, SnapshotMeta, StorageUpdate
+from ..core.state import HardState, StorageUpdate
 
 
 class SafetyViolation(AssertionError):
@@ -54,7 +55,11 @@ def _link(prev: int, entry: Entry) -> int:
 class SafetyChecker:
     """Collects observations from every node and raises :class:`SafetyViolation`."""
 
-    def __init__(self) -> None:
+    def __init__(self, on_failure: Callable[[], None] = lambda: None) -> None:
+        #: The first violation found: the runtime swallows exceptions raised inside its
+        #: callbacks (storage, transport, handlers), so it is also kept here.
+        self.failure: SafetyViolation | None = None
+        self._on_failure = on_failure
         self.leaders: dict[int, str] = {}  # term -> leader
         self.committed: dict[int, tuple[int, Any]] = {}  # index -> (term, command)
         self.commit_term: dict[int, int] = {}  # index -> term of the leader that committed it
@@ -63,14 +68,18 @@ class SafetyChecker:
         self.disks: dict[str, _Disk] = {}
         self.applied: dict[str, int] = {}
         self.leader_tail: dict[str, tuple[int, int, int]] = {}  # node -> (term, index, term)
-        self.voters: tuple[str, ...] | None = None  # of the newest committed configuration
-        self.session_results: dict[int, tuple[str, int]] = {}  # session entry's index -> result
-        self.first_applied: dict[tuple[int, int], int] = {}  # (client, seq) -> index applied
-        self.session_tables: dict[int, Any] = {}  # snapshot index -> its table's JSON
-        self.expired_at: dict[int, int] = {}  # client -> first entry refused as expired
+        self.configs: dict[int, tuple[str, ...]] = {}  # index -> voters, of committed ones
+        self.app_values: dict[int, Any] = {}  # index -> the value applications applied there
+        self.value_index: dict[Any, int] = {}  # value -> the index it was applied at
+        self.snapshots: dict[int, dict[str, Any]] = {}  # index -> application state there
 
-    def _fail(self, what: str) -> None:
-        raise SafetyViolation(what)
+    def fail(self, what: str) -> NoReturn:
+        """Record the violation ``what`` (the first one wins) and raise it."""
+        exc = SafetyViolation(what)
+        if self.failure is None:
+            self.failure = exc
+            self._on_failure()
+        raise exc
 
     # -- persistence ---------------------------------------------------------------
 
@@ -80,9 +89,9 @@ class SafetyChecker:
         if update.hard is not None:
             old, new = disk.hard, update.hard
             if new.term < old.term:
-                self._fail(f"{node}: persisted term went back from {old.term} to {new.term}")
+                self.fail(f"{node}: persisted term went back from {old.term} to {new.term}")
             if new.term == old.term and old.vote is not None and new.vote != old.vote:
-                self._fail(f"{node}: changed its vote in term {new.term}")
+                self.fail(f"{node}: changed its vote in term {new.term}")
             disk.hard = new
         snap = update.snapshot
         if snap is not None and snap.index and (len(disk.terms) <= snap.index
@@ -91,16 +100,16 @@ class SafetyChecker:
             # entry, which some node persisted (it was committed).
             known = self.chains.get((snap.index, snap.term))
             if known is None:
-                self._fail(f"{node}: snapshot at ({snap.index}, {snap.term}) of an entry no "
+                self.fail(f"{node}: snapshot at ({snap.index}, {snap.term}) of an entry no "
                            "node persisted")
             disk.chain = [0] * snap.index + [known]
             disk.terms = [0] * snap.index + [snap.term]
         if update.entries:
             first = update.entries[0].index
             if first > len(disk.chain):
-                self._fail(f"{node}: persisted entry {first} leaves a gap")
+                self.fail(f"{node}: persisted entry {first} leaves a gap")
             if is_leader and first < len(disk.chain):
-                self._fail(f"{node}: leader overwrote its log from index {first}")
+                self.fail(f"{node}: leader overwrote its log from index {first}")
             del disk.chain[first:]
             del disk.terms[first:]
             for entry in update.entries:
@@ -109,26 +118,28 @@ class SafetyChecker:
                 disk.terms.append(entry.term)
                 known = self.chains.setdefault((entry.index, entry.term), h)
                 if known != h:
-                    self._fail(f"{node}: log matching broken at index {entry.index} "
+                    self.fail(f"{node}: log matching broken at index {entry.index} "
                                f"term {entry.term}")
 
     def on_restart(self, node: str, hard: HardState, snapshot_index: int = 0) -> None:
         disk = self.disks.get(node)
         if disk is not None and (hard.term, hard.vote) != (disk.hard.term, disk.hard.vote):
-            self._fail(f"{node}: restarted with {hard}, persisted {disk.hard}")
+            self.fail(f"{node}: restarted with {hard}, persisted {disk.hard}")
         self.applied[node] = snapshot_index
         self.leader_tail.pop(node, None)
 
-    def on_send(self, node: str, dst: str, msg: Message) -> None:
-        """A message leaves only after what it depends on was persisted."""
+    def on_send(self, node: str, dst: str, payload: dict[str, Any]) -> None:
+        """A message (as the wire carries it) leaves only after what it depends on was
+        persisted."""
         disk = self.disks.setdefault(node, _Disk())
-        if msg.term > disk.hard.term and not getattr(msg, "pre", False):
-            self._fail(f"{node}: sent term {msg.term} before persisting it")
-        if isinstance(msg, VoteResponse) and msg.granted and not msg.pre and (
-                disk.hard.term != msg.term or disk.hard.vote != dst):
-            self._fail(f"{node}: granted a vote to {dst} before persisting it")
-        if isinstance(msg, AppendResponse) and msg.success and msg.index >= len(disk.chain):
-            self._fail(f"{node}: acknowledged index {msg.index} before persisting it")
+        kind, term = payload["type"], payload["term"]
+        if term > disk.hard.term and not payload.get("pre"):
+            self.fail(f"{node}: sent term {term} before persisting it")
+        if kind == "vote_resp" and payload["granted"] and not payload.get("pre") and (
+                disk.hard.term != term or disk.hard.vote != dst):
+            self.fail(f"{node}: granted a vote to {dst} before persisting it")
+        if kind == "append_resp" and payload["success"] and payload["index"] >= len(disk.chain):
+            self.fail(f"{node}: acknowledged index {payload['index']} before persisting it")
 
     # -- roles ----------------------------------------------------------------------
 
@@ -139,14 +150,14 @@ class SafetyChecker:
             return
         holder = self.leaders.setdefault(core.term, node)
         if holder != node:
-            self._fail(f"two leaders in term {core.term}: {holder} and {node}")
+            self.fail(f"two leaders in term {core.term}: {holder} and {node}")
         log = core.log
         tail = self.leader_tail.get(node)
         if tail is None or tail[0] != core.term:
             self._check_complete(node, core)
         elif log.last_index < tail[1] or (tail[1] > log.offset
                                           and log.term_at(tail[1]) != tail[2]):
-            self._fail(f"{node}: leader of term {core.term} lost its entry {tail[1]}")
+            self.fail(f"{node}: leader of term {core.term} lost its entry {tail[1]}")
         self.leader_tail[node] = (core.term, log.last_index, log.last_term)
 
     def _check_complete(self, node: str, core: RaftCore, upto: int | None = None) -> None:
@@ -157,87 +168,98 @@ class SafetyChecker:
                 continue  # only entries committed in earlier terms are owed
             term, command = self.committed[index]
             if log.term_at(index) != term or log.entry(index).command != command:
-                self._fail(f"leader {node} of term {core.term} lacks committed entry {index}")
+                self.fail(f"leader {node} of term {core.term} lacks committed entry {index}")
 
     # -- commitment and application -------------------------------------------------
 
     def _check_config_step(self, entry: Entry) -> None:
         """Two consecutive configurations must never have disjoint majorities: with one voter
         added or removed at a time, every majority of one overlaps every majority of the
-        other (Raft thesis §4.1)."""
-        voters = tuple(entry.command["voters"])
-        if self.voters is not None:
-            changed = set(self.voters).symmetric_difference(voters)
-            if len(changed) > 1:
-                self._fail(f"configuration at {entry.index} changes voters {sorted(changed)} "
-                           "at once: its majorities may not overlap the previous ones")
-        self.voters = voters
+        other (Raft thesis §4.1). Nodes report commits in different orders (one that loaded
+        a snapshot skips ahead), so a configuration is compared with its neighbours in the
+        log once nothing between them is unknown."""
+        configs = self.configs
+        configs[entry.index] = tuple(entry.command["voters"])
+        below = [i for i in configs if i < entry.index]
+        above = [i for i in configs if i > entry.index]
+        if below:
+            self._check_config_pair(max(below), entry.index)
+        if above:
+            self._check_config_pair(entry.index, min(above))
 
-    def on_install(self, node: str, snapshot: SnapshotMeta, state: list[Any]) -> None:
-        """``node`` loaded a leader's snapshot: its state machine is ``state`` (the commands
-        of entries 1 .. snapshot.index)."""
-        index = snapshot.index
-        if index < self.applied.get(node, 0):
-            self._fail(f"{node}: installed a snapshot at {index}, behind its applied "
-                       f"{self.applied[node]}")
-        if len(state) != index or self.committed.get(index, (None,))[0] != snapshot.term:
-            self._fail(f"{node}: snapshot at ({index}, {snapshot.term}) does not match the "
-                       "committed log")
-        for i, command in enumerate(state, 1):
-            want = self.committed[i][1]
-            if i in self.session_results:  # what the session table let the entry write
-                want = want[3] if self.session_results[i][0] == APPLY else None
-            if want != command:
-                self._fail(f"{node}: snapshot holds {command!r} at {i}, the committed entry "
-                           f"wrote {want!r}")
-        self.applied[node] = index
+    def _check_config_pair(self, lo: int, hi: int) -> None:
+        if any(i not in self.committed for i in range(lo + 1, hi)):
+            return  # a configuration between them may not be known yet
+        changed = set(self.configs[lo]).symmetric_difference(self.configs[hi])
+        if len(changed) > 1:
+            self.fail(f"configuration at {hi} changes voters {sorted(changed)} at once: its "
+                      f"majorities may not overlap those of the one at {lo}")
 
-    def on_session(self, node: str, entry: Entry, verdict: str, result: int) -> bool:
-        """``node``'s session table decided ``(verdict, result)`` for session entry ``entry``
-        (which :meth:`on_commit` saw); return True if no node had applied it before."""
-        new = entry.index not in self.session_results
-        known = self.session_results.setdefault(entry.index, (verdict, result))
-        if known != (verdict, result):
-            self._fail(f"{node}: session entry {entry.index} {entry.command!r} gave "
-                       f"{(verdict, result)}, another node's table gave {known}")
-        client = entry.command[0]
-        if verdict == EXPIRED:
-            self.expired_at.setdefault(client, entry.index)
-        elif verdict == APPLY:
-            key = (client, entry.command[1])
-            first = self.first_applied.setdefault(key, entry.index)
-            if first != entry.index:
-                self._fail(f"{node}: seq {key[1]} of session {key[0]} applied at {first} and "
-                           f"again at {entry.index}")
-            if self.expired_at.get(client, entry.index) < entry.index:
-                self._fail(f"{node}: session {client} applied seq {key[1]} at {entry.index}, "
-                           f"after it had expired (at {self.expired_at[client]})")
-        return new
-
-    def on_session_table(self, node: str, index: int, table: Any) -> None:
-        """``node`` snapshotted or loaded session table ``table`` (JSON) as of ``index``."""
-        known = self.session_tables.setdefault(index, table)
-        if known != table:
-            self._fail(f"{node}: session table at {index} differs from another node's")
+    def observe(self, node: str, core: RaftCore, cores: dict[str, RaftCore]) -> None:
+        """After a step of ``node``: its role, and the entries it newly knows committed."""
+        self.on_state(node, core)
+        log = core.log
+        seen = self.applied.get(node, 0)
+        if log.commit <= seen:
+            return
+        if seen < log.offset:  # a snapshot replaced what we had not seen yet
+            term = log.term_at(log.offset)
+            known = self.committed.get(log.offset)
+            if term is not None and known is not None and known[0] != term:
+                self.fail(f"{node}: snapshot at ({log.offset}, {term}) does not match the "
+                           f"committed entry of term {known[0]}")
+            self.applied[node] = seen = log.offset
+        self.on_commit(node, core, log.slice(seen + 1, log.commit + 1), cores)
 
     def on_commit(self, node: str, core: RaftCore, entries: list[Entry],
                   leaders: dict[str, RaftCore]) -> None:
-        """``entries`` were handed to ``node``'s state machine as committed."""
+        """``node`` knows ``entries`` are committed."""
         expected = self.applied.get(node, 0)
         for entry in entries:
             expected += 1
             if entry.index != expected:
-                self._fail(f"{node}: applied {entry.index}, expected {expected}")
+                self.fail(f"{node}: applied {entry.index}, expected {expected}")
             if entry.index not in self.committed and entry.kind == CONFIG:
                 self._check_config_step(entry)
             known = self.committed.setdefault(entry.index, (entry.term, entry.command))
             if known != (entry.term, entry.command):
-                self._fail(f"state machine safety: {node} applied {entry!r} at {entry.index}, "
+                self.fail(f"state machine safety: {node} applied {entry!r} at {entry.index}, "
                            f"another node applied {known}")
             self.commit_term.setdefault(entry.index, core.term)
+            if entry.index in self.app_values:
+                self._check_value(node, entry.index, entry.command,
+                                  self.app_values[entry.index])
         self.applied[node] = expected
         if expected > self.max_committed:
             self.max_committed = expected
             for leader, lcore in leaders.items():
                 if lcore.state == LEADER and lcore.term > core.term:
                     self._check_complete(leader, lcore, expected)
+
+    # -- the applications --------------------------------------------------------------
+
+    def on_apply(self, node: str, index: int, value: Any) -> None:
+        """``node``'s application applied ``value`` as entry ``index``."""
+        known = self.app_values.setdefault(index, value)
+        if known != value:
+            self.fail(f"state machine safety: {node} applied {value!r} at {index}, another "
+                       f"node applied {known!r}")
+        first = self.value_index.setdefault(value, index)
+        if first != index:
+            self.fail(f"{node}: {value!r} applied at {first} and again at {index}")
+        if index in self.committed:
+            self._check_value(node, index, self.committed[index][1], value)
+
+    def on_snapshot(self, node: str, index: int, state: dict[str, Any]) -> None:
+        """``node``'s application took or loaded ``state`` as of entry ``index``."""
+        known = self.snapshots.setdefault(index, state)
+        if known != state:
+            self.fail(f"{node}: its state at {index} differs from another node's")
+
+    def _check_value(self, node: str, index: int, command: Any, value: Any) -> None:
+        """The value an application applied at ``index`` is the command committed there
+        (the command inside a session entry ``[client, seq, ack, command]``)."""
+        if isinstance(command, list) and len(command) == 4:
+            command = command[3]
+        if command != value:
+            self.fail(f"{node}: applied {value!r} at {index}, which holds {command!r}")
