@@ -126,12 +126,13 @@ class Driver:
                 if rd.hard is not None or rd.entries or rd.snapshot is not None:
                     update = StorageUpdate(rd.hard, tuple(rd.entries), rd.snapshot,
                                            rd.snapshot_data, rd.compact_to)
+                    failed = False
                     try:
                         pending = node.storage.save(update)
                     except Exception as exc:
                         self._storage_failed(exc)
-                        pending = self._persist_retry(update)
-                    if pending is not None:
+                        pending, failed = None, True
+                    if pending is not None or failed:
                         assert self.loop is not None
                         self._task = self.loop.create_task(
                             self._finish_round(pending, update, rd))
@@ -143,10 +144,15 @@ class Driver:
         self.driving = False
         self._arm_timer()
 
-    async def _finish_round(self, pending: Awaitable[None], update: StorageUpdate,
+    async def _finish_round(self, pending: Awaitable[None] | None, update: StorageUpdate,
                             rd: Ready) -> None:
+        """The rest of a round whose save completes later (``pending``), or failed at once
+        (None): retried until it succeeds, then the round goes on."""
         try:
-            await pending
+            if pending is None:
+                await self._persist_retry(update)
+            else:
+                await pending
         except Exception as exc:
             self._storage_failed(exc)
             await self._persist_retry(update)
