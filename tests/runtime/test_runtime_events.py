@@ -301,3 +301,24 @@ async def test_heartbeat_timeout_and_new_election_after_the_leader_is_cut_off(
     await until(lambda: ("follower",) in lead.events, 5, "old leader stepped down")
     # Cut off, it campaigns again (pre-votes only: its term does not grow) but never leads.
     assert not lead.is_leader
+
+
+def test_unlisten_removes_a_bound_method_listened_to_earlier() -> None:
+    """``obj.method`` is a new object on every access: matching by identity made
+    ``unlisten(event, obj.method)`` a silent no-op."""
+
+    class App:
+        def __init__(self) -> None:
+            self.seen: list[int] = []
+
+        def on_updated(self, index: int) -> None:
+            self.seen.append(index)
+
+    emitter = webraft.EventEmitter()
+    app = App()
+    emitter.listen("updated", app.on_updated)
+    emitter.listen_once("updated", app.on_updated)
+    emitter.unlisten("updated", app.on_updated)
+    emitter.unlisten("updated", app.on_updated)
+    emitter.emit("updated", 1)
+    assert app.seen == [] and emitter.listeners("updated") == []

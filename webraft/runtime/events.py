@@ -35,10 +35,14 @@ class EventEmitter:
         return lambda: self.unlisten(event, handler)
 
     def unlisten(self, event: str, handler: Handler) -> None:
-        """Remove ``handler`` (also one registered with :meth:`listen_once`); no-op if absent."""
+        """Remove ``handler`` (also one registered with :meth:`listen_once`); no-op if absent.
+
+        Handlers match by equality, not identity: ``obj.method`` is a new bound method on
+        every access, and ``unlisten(event, obj.method)`` must remove what
+        ``listen(event, obj.method)`` added."""
         handlers = self._handlers.get(event, [])
         for i, h in enumerate(handlers):
-            if h is handler or getattr(h, "__wrapped__", None) is handler:
+            if h == handler or getattr(h, "__wrapped__", None) == handler:
                 del handlers[i]
                 return
 
