@@ -21,6 +21,7 @@ from .errors import (
     ProposalTimeout,
     RaftClosed,
     SessionExpired,
+    SnapshotNotLoaded,
     StorageError,
     WebraftError,
 )
@@ -55,6 +56,7 @@ __all__ = [
     "RaftInterface",
     "SessionExpired",
     "Snapshot",
+    "SnapshotNotLoaded",
     "Storage",
     "StorageError",
     "Transport",

@@ -36,6 +36,13 @@ class StorageError(WebraftError):
     """Storage returned data that is inconsistent or could not persist an update."""
 
 
+class SnapshotNotLoaded(WebraftError):
+    """A ``refresh`` handler asked to load a snapshot reported another state: the entries
+    between the two are compacted away, so the node cannot go on from it. The handler is
+    asked again; it must load the snapshot and call ``cb(snapshot.term, snapshot.index)``
+    (or ``cb()``)."""
+
+
 class ProposalError(WebraftError):
     """A proposal did not produce a known outcome (see the table in this module)."""
 

@@ -156,3 +156,42 @@ async def test_without_a_snapshot_handler_nothing_is_compacted(make_cluster: Any
     await c.converged()
     assert all(c.storages[n].snapshot.index == 0 for n in c.names)
     assert lead.snapshot is None
+
+
+async def test_a_refresh_that_does_not_load_the_snapshot_is_an_error_then_asked_again(
+        make_cluster: Any) -> None:
+    """A handler that answers ``cb(0, 0)`` when it must load a snapshot (it never looked at
+    ``raft.snapshot``) would leave the application without the compacted entries. Before,
+    ``(0, 0)`` counted as "loaded" and the node applied on from the snapshot, silently
+    diverging; now it is a ``SnapshotNotLoaded`` error that says what to do, and the handler
+    is asked again. ``cb()`` still means "loaded"."""
+    c, apps = kv_cluster(make_cluster)
+    lead = await c.leader()
+    await fill(lead, 10)
+    behind = next(n for n in c.names if n != lead.address)
+    app = apps[behind]
+    answers: list[str] = []
+
+    def careless_then_careful(cb: Callable[..., None]) -> None:
+        snap = app.node.snapshot
+        if snap is None:
+            cb()
+        elif not answers:
+            answers.append("0, 0")
+            cb(0, 0)  # did not load it
+        else:
+            answers.append("loaded")
+            app.data = dict(snap.data)
+            cb()
+
+    app.node.unlisten("refresh", app.refresh)
+    app.node.listen("refresh", careless_then_careful)
+    c.isolate(behind)
+    lead = await c.leader(among=[n for n in c.names if n != behind])
+    await fill(lead, 150, "away")
+    c.heal()
+    await same_state(c, apps)
+    assert answers[:2] == ["0, 0", "loaded"]
+    errors = c.nodes[behind].named("error")
+    assert errors and isinstance(errors[0][0], webraft.SnapshotNotLoaded)
+    assert "(raft.snapshot;" in str(errors[0][0]) and "cb(snapshot.term" in str(errors[0][0])

@@ -54,7 +54,6 @@ from typing import Any
 
 from ..core.messages import Entry, MessageError, VoteRequest, VoteResponse, decode, encode
 from ..errors import InvalidCommand, ProposalError, WebraftError
-from ..runtime.applier import Load
 from ..runtime.sessions import ClientSession
 from ..storage.localstorage import LocalStorage, json_text
 from ..transport.node import RelayListener
@@ -62,8 +61,7 @@ from ..transport.relay import RelayClient, RelayClosed
 from ..transport.wire import CloseCode
 from .transport import HIDDEN_ELECTION_DELAY, BrowserConnection, BrowserRaft, browser_config
 
-__all__ = ["JsError", "JsNode", "RelayUnreachable", "RoomFull", "SnapshotNotLoaded", "create",
-           "create_for_js"]
+__all__ = ["JsError", "JsNode", "RelayUnreachable", "RoomFull", "create", "create_for_js"]
 
 #: Default bound on claiming a slot (seconds): an unreachable relay fails ``create`` then.
 CONNECT_TIMEOUT = 15.0
@@ -91,8 +89,7 @@ PROBE_TIMEOUT = 1.0
 FOUNDING_PROBE = encode(VoteRequest(1, 0, 0, pre=True))
 #: What a JavaScript apply adapter returns (anything else is ``[name, message]`` of an error).
 APPLIED, WAITING = 0, 1
-#: Seconds before a refresh handler that did not load the snapshot it had to is asked again.
-REFRESH_RETRY = 1.0
+
 
 _encode = json.JSONEncoder(separators=(",", ":")).encode
 
@@ -104,11 +101,6 @@ class RoomFull(WebraftError):
 class RelayUnreachable(WebraftError):
     """No slot was granted within the connect timeout: the relay could not be reached, or
     never answered."""
-
-
-class SnapshotNotLoaded(WebraftError):
-    """A ``refresh`` handler asked to load a snapshot reported an older state: the entries
-    between the two are compacted away, so the node cannot go on from that state."""
 
 
 class JsError(WebraftError):
@@ -696,34 +688,17 @@ class JsNode:
             return (_to_js({"name": name, "message": message}),)
         return tuple(_to_js(a) for a in args)
 
-    def _refresh_done(self, cb: Callable[..., None]) -> Callable[..., None]:
-        """The ``cb`` a JavaScript ``refresh`` handler calls.
+    @staticmethod
+    def _refresh_done(cb: Callable[..., None]) -> Callable[..., None]:
+        """The ``cb`` a JavaScript ``refresh`` handler calls: whole numbers arrive as floats
+        and become ints; the runtime checks the rest (``cb()`` means "loaded", an index the
+        node cannot go on from is a ``SnapshotNotLoaded`` error and the handler is asked
+        again)."""
 
-        ``cb()`` without arguments means "I loaded the snapshot"; an explicit index below the
-        snapshot the node asked to load (``cb(0, 0)`` from a handler that never saw it) would
-        leave the application without the compacted entries, so it is an ``error`` event
-        saying what to do, and the handler is asked again, never a silent divergence or stall.
-        """
-        node = self.node
-        load = node.applier.loading
-
-        def done(term: Any = None, index: Any = None) -> None:
-            if load is None or index is None or int(index) >= load.meta.index:
-                cb(0 if term is None else int(term), 0 if index is None else int(index))
-                return
-            meta = load.meta
-            node.emit("error", SnapshotNotLoaded(
-                f"the refresh handler reported index {index}, but this node's log starts "
-                f"after its snapshot at index {meta.index}: load snapshot.data (the refresh "
-                f"handler's second argument) and call cb({meta.term}, {meta.index}), i.e. "
-                f"cb(snapshot.term, snapshot.index); asking again in {REFRESH_RETRY:g} s"))
-            node.loop.call_later(REFRESH_RETRY, self._refresh_again, load, cb)
+        def done(*args: Any) -> None:
+            cb(*(int(a) if isinstance(a, float) and a.is_integer() else a for a in args))
 
         return done
-
-    def _refresh_again(self, load: Load, cb: Callable[..., None]) -> None:
-        if not self.node.closed and self.node.applier.loading is load:
-            self.node.emit("refresh", cb)
 
     # -- state ---------------------------------------------------------------------------
 

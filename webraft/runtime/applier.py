@@ -26,7 +26,7 @@ from ..core.messages import COMMAND, SESSION, Entry
 from ..core.raft import Ready
 from ..core.sessions import APPLY, SessionTable, pack_snapshot, unpack_snapshot
 from ..core.state import SnapshotMeta
-from ..errors import RaftClosed, WebraftError
+from ..errors import RaftClosed, SnapshotNotLoaded, WebraftError
 
 if TYPE_CHECKING:
     from .interface import RaftInterface
@@ -37,6 +37,8 @@ logger = logging.getLogger("webraft")
 APPLY_SLICE = 0.01
 #: Pause between two such slices.
 APPLY_PAUSE = 0.002
+#: What a ``refresh`` callback's arguments default to: ``cb()`` says nothing about an index.
+_UNSAID: Any = object()
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,19 +144,26 @@ class Applier:
         gate: asyncio.Future[None] = node.loop.create_future()
         self._gate, self.loading = gate, load
 
-        def cb(term: int = 0, index: int = 0) -> None:
+        def cb(term: Any = _UNSAID, index: Any = _UNSAID) -> None:
             if gate.done():
                 return
+            said = not (term is _UNSAID and index is _UNSAID)  # cb(): empty, or loaded
+            if not said:
+                term = index = 0
             if type(index) is not int or type(term) is not int or index < 0 or term < 0:
                 node.emit("error", WebraftError(f"refresh callback got ({term!r}, {index!r})"))
                 return
             if load is None:
                 self._skip_to, self._skip_term = index, term
                 self._need_snapshot(index)
-            elif index and (index, term) != (load.meta.index, load.meta.term):
-                node.emit("error", WebraftError(
-                    f"refresh loaded ({term}, {index}), not the snapshot at "
-                    f"({load.meta.term}, {load.meta.index}); asking again"))
+            elif said and (index, term) != (load.meta.index, load.meta.term):
+                meta = load.meta
+                node.emit("error", SnapshotNotLoaded(
+                    f"the refresh handler reported ({term}, {index}), but this node's log "
+                    f"starts after its snapshot at index {meta.index} (term {meta.term}): "
+                    "load the snapshot's data (raft.snapshot; in JavaScript also the "
+                    "handler's second argument) and call cb(snapshot.term, snapshot.index), "
+                    f"here cb({meta.term}, {meta.index}), or cb(); asking again in 1 s"))
                 node.loop.call_later(1.0, self._refresh_again, gate, cb)
                 return
             else:
