@@ -4,9 +4,9 @@ One command, one table, every cluster on this machine in the same run, loopback 
 
 * webraft over the relay: three CPython member processes (``bench/_webraft_member.py``:
   ``RelayRaft``, MemoryStorage by default, ``--storage sqlite`` for SQLiteStorage in threaded
-  mode) talking through ONE relay process (``python -m webraft_relay --port 0 --rate 0``: the
-  relay's per-connection rate limit is off so that it does not cap the consensus path being
-  measured).
+  mode) talking through ONE relay process (``python -m webraft_relay --port 0 --rate 0
+  --byte-rate 0``: the relay's per-connection rate limits are off so that they do not cap the
+  consensus path being measured).
 * webraft over direct links: the same member processes as ``DirectRaft``, linked to each other
   over TCP on 127.0.0.1 (each dials the two others: one-way links, accepted on an HMAC proof
   of the cluster's token), no relay.
@@ -228,7 +228,8 @@ def cpu_seconds(pid: int) -> float:
 
 async def start_relay(tmp: Path) -> tuple[asyncio.subprocess.Process, str]:
     proc = await spawn([sys.executable, "-m", "webraft_relay", "--port", "0", "--rate", "0",
-                        "--static", "", "--pyodide-dir", "", "--dist", ""], tmp / "relay.log")
+                        "--byte-rate", "0", "--static", "", "--pyodide-dir", "", "--dist", ""],
+                       tmp / "relay.log")
     assert proc.stdout is not None
     line = (await asyncio.wait_for(proc.stdout.readline(), 20)).decode()
     match = URL_LINE.search(line)
@@ -495,8 +496,8 @@ def report(args: argparse.Namespace, figures: dict[str, Any], elapsed: float) ->
     storage = {"memory": "MemoryStorage",
                "sqlite": "SQLiteStorage (threaded=True, fsync per save)"}[args.storage]
     if "relay" in summary:
-        print(f"  webraft relay: RelayRaft, {storage}, one relay process (--rate 0: relay rate "
-              "limit off)")
+        print(f"  webraft relay: RelayRaft, {storage}, one relay process (--rate 0 "
+              "--byte-rate 0: the relay's rate limits off)")
     if "direct" in summary:
         print(f"  webraft direct: DirectRaft, {storage}, linked over TCP on 127.0.0.1 (each "
               "member dials the two others: one-way links, HMAC proof of the token), no relay")

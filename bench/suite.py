@@ -292,7 +292,8 @@ METHOD = f"""\
   slow); tabs 500 / 5,000 / 10,000 in flight, the latency from the 1-in-flight loop.
 - In-process: three nodes in one asyncio loop, messages serialized to JSON and delivered on
   the next loop iteration; MemoryStorage. Over the relay: three `RelayRaft` processes
-  (MemoryStorage) and one relay process on 127.0.0.1 with its rate limit off (`--rate 0`).
+  (MemoryStorage) and one relay process on 127.0.0.1 with its rate limits off
+  (`--rate 0 --byte-rate 0`).
   Direct links: three `DirectRaft` processes (MemoryStorage) linked to each other over TCP
   on 127.0.0.1, no relay: each member dials the two others, and a link is one-way (the
   dialer writes, the acceptor reads), so a pair has two connections; the acceptor admits a
