@@ -1,5 +1,8 @@
 """webraft: Raft consensus in pure Python, for CPython processes and browser tabs alike.
 
+Owns the public names. Imports the core, the runtime, the storages and the errors; never a
+transport, so ``import webraft`` loads no ``websockets``, no sockets and no ``js``.
+
 The layers, each in its own package:
 
 * :mod:`webraft.core` — Raft as a pure state machine (no I/O, no clock);

@@ -1,5 +1,7 @@
 """One exception hierarchy that users can catch.
 
+Owns every exception webraft raises. Imports nothing of webraft: every layer imports it.
+
 Every error webraft raises is a :class:`WebraftError`. Proposal failures say, by their class,
 whether the command *may still commit* (so a blind retry could apply it twice) or *certainly
 did not* (a retry is safe):

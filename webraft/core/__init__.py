@@ -1,4 +1,8 @@
-"""The sans-I/O Raft core: messages in, a :class:`Ready` of work out. No I/O, no clock."""
+"""The sans-I/O Raft core: messages in, a :class:`Ready` of work out. No I/O, no clock.
+
+Owns the core's public names. The core imports nothing of webraft but :mod:`webraft.errors`: no
+runtime, storage or transport, no asyncio.
+"""
 
 from .events import ConfigChanged, CoreEvent, ElectionStarted, ElectionTimeout, RoleChanged
 from .messages import COMMAND, CONFIG, NOOP, Entry, Message, decode, encode

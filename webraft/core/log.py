@@ -1,5 +1,8 @@
 """The in-memory Raft log: the last snapshot, the entries kept, and the stable/commit/apply marks.
 
+Owns :class:`RaftLog`. Imports the core's records and :mod:`webraft.errors` only; never the
+runtime, a storage or a transport.
+
 The core keeps every entry after ``offset`` in memory. ``offset`` is at or below the
 snapshot's index: compaction may keep a tail of entries the snapshot already covers, so that a
 follower slightly behind gets entries rather than the whole snapshot. The term of ``offset``

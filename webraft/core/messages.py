@@ -1,5 +1,8 @@
 """Raft's messages as small immutable records, and the one codec to and from JSON-able dicts.
 
+Owns every message type and :func:`encode` / :func:`decode`. Imports only :mod:`webraft.errors`;
+never the runtime, a storage or a transport.
+
 Why a codec of our own: every byte a node receives comes from the network (a relay, another
 tab, a process we do not control), so :func:`decode` is the single gate where untrusted input
 becomes typed data. It checks types, ranges and sizes and raises :class:`MessageError`; the

@@ -1,5 +1,8 @@
 """What a leader knows about each follower, and how much it may send it (etcd's tracker idea).
 
+Owns :class:`Progress` and its inflight window. Imports nothing of webraft, not even the rest of
+the core.
+
 A follower is in one of two modes:
 
 * **probe**: the leader does not know where the follower's log matches its own. It sends one

@@ -1,4 +1,7 @@
-"""Majority arithmetic over a set of voters, kept apart so it can be read and tested alone."""
+"""Majority arithmetic over a set of voters, kept apart so it can be read and tested alone.
+
+Owns the majority and commit-index rules. Imports nothing of webraft.
+"""
 
 from __future__ import annotations
 

@@ -1,5 +1,8 @@
 """Raft as a pure state machine: no I/O, no clock, no tasks.
 
+Owns :class:`RaftCore`, :class:`Ready` and :class:`CoreConfig`. Imports the core's other modules
+and :mod:`webraft.errors` only; never the runtime, a storage, a transport or asyncio.
+
 The contract (modelled on etcd-io/raft's Ready/Advance loop) is a loop the runtime drives::
 
     core.tick(now)            # the time, from the runtime; fires due timers

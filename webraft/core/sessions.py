@@ -1,5 +1,9 @@
 """Exactly-once proposals: client sessions in the replicated state (Raft thesis §6.3).
 
+Owns :class:`SessionTable` and the snapshot packing. Imports the core's messages and
+:mod:`webraft.errors` only; never the runtime (whose client side is
+:mod:`webraft.runtime.sessions`).
+
 A proposal whose outcome is unknown (a timeout, a lost leader) may still commit, so a caller
 that simply retries may apply its command twice. A *session* gives each command of a client
 a sequence number; every node keeps, as part of the replicated state, which numbers of each

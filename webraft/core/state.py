@@ -1,4 +1,8 @@
-"""The records that storage keeps for the core: hard state, configuration, snapshot metadata."""
+"""The records that storage keeps for the core: hard state, configuration, snapshot metadata.
+
+Owns :class:`HardState`, :class:`ClusterConfig`, :class:`SnapshotMeta` and the storage records.
+Imports the core's messages and :mod:`webraft.errors` only; never a storage.
+"""
 
 from __future__ import annotations
 
