@@ -1,5 +1,8 @@
 """Storages: where a node keeps its term, vote and log. Each module is one backend.
 
+Owns the storage names. Storages import only the core's records and :mod:`webraft.errors`; never
+the runtime or a transport.
+
 Every backend implements :class:`Storage`. The contract, which the runtime relies on:
 
 * :meth:`Storage.load` returns what was last saved, or ``None`` for a brand-new store;

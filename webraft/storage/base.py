@@ -1,4 +1,8 @@
-"""The storage protocol the runtime uses."""
+"""The storage protocol the runtime uses.
+
+Owns the :class:`Storage` protocol and the helpers every backend shares. Imports the core's
+records and :mod:`webraft.errors` only; never the runtime or a transport.
+"""
 
 from __future__ import annotations
 

@@ -1,5 +1,8 @@
 """A durable storage on the browser's Web Storage API (``localStorage``).
 
+Owns :class:`LocalStorage`. Imports the core's records, :mod:`webraft.errors` and :mod:`.base`
+only; never the runtime or a transport, and ``js`` only lazily.
+
 ``js`` is never imported at module import time: the module imports in CPython, and the
 default backing store, ``js.localStorage``, is looked up only when a :class:`LocalStorage` is
 created without an explicit ``store``. Any object with ``getItem``, ``setItem``, ``removeItem``,

@@ -1,4 +1,7 @@
-"""A storage in process memory: for tests, the simulator, and nodes that may forget."""
+"""A storage in process memory: for tests, the simulator, and nodes that may forget.
+
+Owns :class:`MemoryStorage`. Imports the core's records only; never the runtime or a transport.
+"""
 
 from __future__ import annotations
 

@@ -1,5 +1,8 @@
 """A durable storage in an SQLite database, on the standard library's :mod:`sqlite3`.
 
+Owns :class:`SQLiteStorage` and its schema. Imports the core's records, :mod:`webraft.errors`
+and :mod:`.base` only; never the runtime or a transport.
+
 ``sqlite3`` (and, in threaded mode, :mod:`concurrent.futures`) is imported only when a
 :class:`SQLiteStorage` is created, so ``import webraft`` never loads it (Pyodide's browser wheel
 must not pay for it).
