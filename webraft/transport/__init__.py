@@ -1,8 +1,15 @@
 """Transports: how a node's messages reach its peers.
 
+Owns the implementations of the runtime's port (:mod:`webraft.runtime.port`) that need no
+browser. Transports import that port, the storage interface and the errors; never ``js``
+(the browser's transport is :mod:`webraft.browser.transport`). The constructors ``RelayRaft``
+and ``DirectRaft`` also import the node.
+
+* :mod:`webraft.transport.wire` — the wire spec that the relay server and every client share
+  (version, path, names, close codes, strict JSON); standard library only;
 * :mod:`webraft.transport.relay` — the relay protocol without I/O (frames, typed events,
   the batching outgoing buffer, reconnect back-off); shared by every relay transport and
-  importable anywhere, Pyodide included.
+  importable anywhere, Pyodide included;
 * :mod:`webraft.transport.node` — :class:`RelayTransport`, the transport a node holds to
   reach a relay room's members, for any I/O layer (no ``websockets``);
 * :mod:`webraft.transport.memory` — nodes of one process on a shared hub;

@@ -1,5 +1,8 @@
 """Direct links between members that can accept connections, without I/O.
 
+Owns the links' handshake and line framing (:class:`Dialer`, :class:`Acceptor`). Imports
+:mod:`.wire` and :mod:`.relay`'s errors only; no I/O, never the runtime or ``js``.
+
 Browser tabs need the relay, but two CPython members can talk straight to each other and save
 the relay's two extra hops per message (see ``docs/direct-links.md``). A *link* is one-way: the
 dialer writes Raft messages, the acceptor reads them, so every member dials each of its peers

@@ -1,5 +1,9 @@
 """The relay protocol from a node's side, without I/O (no sockets, no asyncio, no websockets).
 
+Owns :class:`RelayClient`, its frames and events, :class:`OutgoingBuffer` and :class:`Backoff`.
+Imports :mod:`.wire` and :mod:`webraft.errors` only; never the runtime, asyncio, ``websockets``
+or ``js``.
+
 What both ends of the relay share (version, names, close codes, strict JSON) is not here but
 in :mod:`webraft.transport.wire`; this module owns what only a client does with it.
 

@@ -1,8 +1,9 @@
 """Direct links over TCP (asyncio): the socket layer of every transport that links members.
 
 Owns :class:`DirectLinks`, a thin asyncio layer around the sans-I/O
-:mod:`webraft.transport.direct`; imports no node and no transport (those hold the links:
-:mod:`webraft.transport.direct_raft`, :mod:`webraft.transport.offers`).
+:mod:`webraft.transport.direct`; imports no node and no transport class (of
+:mod:`webraft.transport.node`, only its ``host_port`` helper), and never ``js``: those hold
+the links (:mod:`webraft.transport.direct_raft`, :mod:`webraft.transport.offers`).
 
 :class:`DirectLinks` listens for links from peers and keeps one link to every peer it was
 told to dial (reconnecting with jittered back-off), and writes messages into them. A link is

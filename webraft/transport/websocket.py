@@ -1,5 +1,8 @@
 """The CPython relay connection: a webraft node talking to the relay over ``websockets``.
 
+Owns :class:`RelayConnection` and :class:`RelayRaft`. Imports the transports below it, the
+storage interface and the runtime (for the constructor); never ``js``.
+
 Owns :class:`RelayConnection` (the I/O) and the thin constructor :class:`RelayRaft`. This is
 the only module of ``webraft`` that imports ``websockets`` (the browser wheel has none,
 so ``import webraft`` never loads it). It is a thin asyncio layer around the sans-I/O
