@@ -1,5 +1,8 @@
 """What ``browser/webraft.js`` calls: start a node in this tab and expose it to JavaScript.
 
+Owns the tab's node and its JavaScript API. Imports the runtime, storages and transports; runs
+in Pyodide only (``js`` and ``pyodide`` are imported lazily); nothing imports it.
+
 Starting a node in a tab takes three steps, in an order that matters:
 
 1. **Claim an address.** The tab tries its own previous address first (kept with its relay

@@ -1,6 +1,9 @@
 """``python -m webraft.member`` (console script ``webraft-node``): run a durable member, or talk
 to one.
 
+Owns the member's command line and its node's wiring. Imports the runtime, storages and
+transports; never ``js`` or the simulator, and nothing imports it.
+
 Run a node whose peers are reached through a relay::
 
     python -m webraft.member --relay ws://127.0.0.1:8765/ws --room demo --data ./node-a \\

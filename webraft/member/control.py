@@ -1,5 +1,8 @@
 """The member's control interface: a tiny local HTTP/1.1 server, and a client for it.
 
+Owns :class:`ControlServer` and :func:`request`. Imports the node's public API, the errors and
+:mod:`webraft.transport.wire`'s decoder; never a transport's I/O or a storage.
+
 Standard library only (asyncio streams for the server, urllib for the client): a member must
 not need more than webraft and websockets. One request per connection, JSON both ways:
 

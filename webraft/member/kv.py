@@ -1,5 +1,8 @@
 """A replicated key-value store: the state machine of ``python -m webraft.member``.
 
+Owns :class:`KVStore` and its commands. Imports the core's :class:`Entry` only; never the
+runtime, a storage or a transport, so it loads anywhere.
+
 Commands are JSON objects, proposed through Raft and applied in log order on every node:
 
 * ``{"op": "put", "key": K, "value": V}`` sets ``K`` (a string) to any JSON value ``V``;
