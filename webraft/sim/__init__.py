@@ -1,5 +1,8 @@
 """A deterministic simulator that runs the real runtime under seeded faults.
 
+Owns the simulator's public names. The simulator sits on top of the runtime; it must not import
+a real transport, a storage backend other than memory, or anything with I/O.
+
 ``webraft-sim --seeds 500`` runs a batch and prints a summary; a failing seed prints the
 command that replays it (``webraft-sim --seed N``, ``-v`` for a trace).
 """

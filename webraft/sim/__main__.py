@@ -1,4 +1,8 @@
-"""Command line: run simulator seeds and print a summary (``webraft-sim``)."""
+"""Command line: run simulator seeds and print a summary (``webraft-sim``).
+
+Owns the command line only; imports :mod:`.cluster` and the standard library, never the runtime
+directly.
+"""
 
 from __future__ import annotations
 

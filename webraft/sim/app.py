@@ -4,7 +4,7 @@ It owns one node incarnation's state machine and the application's own durable c
 (:class:`AppDisk`, which outlives crashes). Its ``apply``, ``refresh`` and ``snapshot``
 handlers answer at once, later, through a coroutine, or fail (the runtime retries), as the
 scenario's :class:`AppFaults` say. It reports every value it applies to the
-:class:`~webraft.sim.checker.SafetyChecker`. It must not import the rest of the simulation.
+:class:`~webraft.sim.checker.SafetyChecker`, the one part of the simulation it imports.
 """
 
 from __future__ import annotations

@@ -6,7 +6,8 @@ crash, restart), the faults and the end of a run. Every node is a real
 (:mod:`.storage`), network (:mod:`.network`) and application (:mod:`.app`), all on one
 :class:`~webraft.sim.loop.VirtualLoop`. Everything random comes from one
 ``random.Random(seed)`` and nothing iterates a set, so a seed replays exactly, whatever
-``PYTHONHASHSEED`` is.
+``PYTHONHASHSEED`` is. It must not import a real transport, a storage backend or anything
+with I/O: the simulation is the whole world its nodes see.
 
 A run has two phases. During the *fault phase* links drop, duplicate, delay and reorder
 messages, partitions come and go, nodes vanish and reappear (presence), crash and restart,

@@ -1,5 +1,8 @@
 """A linearizability checker for histories of one register (Wing & Gong, with Lowe's memo).
 
+Owns :func:`linearizable` and :class:`Op`. Imports nothing of webraft: it checks plain
+histories.
+
 A history is a list of :class:`Op`: writes and reads of one register, each with the time it
 was called and the time it returned (``inf`` when its outcome never became known: a write
 whose client crashed may or may not have taken effect). The history is linearizable if the

@@ -1,5 +1,8 @@
 """A simulated network: lossy, duplicating, reordering links, partitions and presence.
 
+Owns :class:`Network` and its faults. Imports nothing of webraft: the transport that plugs a
+node into it is :mod:`.node`'s.
+
 It owns who can reach whom. Messages travel with a random virtual delay (now and then a long
 one, which reorders them), may be dropped or duplicated, and are blocked by partitions
 (symmetric, one-way, split brain) without anyone being told, as a silent link would. Presence
