@@ -1,5 +1,8 @@
 """webraft relay: a thin WebSocket message router for Raft nodes running in browser tabs.
 
+Owns the relay's public names. Of webraft, the relay imports only :mod:`webraft.transport.wire`;
+besides, only ``websockets`` and the standard library.
+
 Browser tabs cannot listen on sockets, so the nodes of a webraft cluster reach each other through
 this relay: every tab opens one WebSocket, joins a *room* (a cluster) under an *address* (its
 node id), and the relay forwards ``send`` / ``broadcast`` / ``batch`` frames between members of the

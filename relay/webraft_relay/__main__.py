@@ -1,5 +1,8 @@
 """Command line: ``python -m webraft_relay [serve] [flags]`` and ``... token``.
 
+Owns the CLI. Imports the relay's own modules and the standard library; nothing of webraft
+directly.
+
 ``main`` is also the ``webraft-relay`` console script. On start the relay prints exactly one
 line to stdout, ``webraft relay listening on http://HOST:PORT/ (ws://HOST:PORT/ws)``, and
 flushes it: scripts and tests start it with ``--port 0`` and read the URL from that line.

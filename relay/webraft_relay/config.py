@@ -1,5 +1,8 @@
 """Relay settings in one immutable value.
 
+Owns :class:`RelayConfig`. Of webraft, imports only :mod:`webraft.transport.wire`'s defaults; no
+sockets.
+
 The CLI builds a :class:`RelayConfig` from flags; tests build one directly with small limits and
 timeouts. Keeping every knob here (rather than as module constants) is what lets the test suite
 exercise each limit in milliseconds without monkeypatching.

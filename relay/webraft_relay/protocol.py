@@ -1,5 +1,8 @@
 """The relay's side of protocol v1: the frames it reads and writes, and their validation.
 
+Owns the relay's frames, their parsing and its tokens. Of webraft, imports only
+:mod:`webraft.transport.wire`; no sockets, no asyncio.
+
 Pure (no sockets, no asyncio), so the format can be read and tested in one place. What the
 relay and its clients share (version, path, names, close codes, strict JSON) is imported from
 :mod:`webraft.transport.wire`, never redefined here; ``docs/relay-protocol.md`` is the prose

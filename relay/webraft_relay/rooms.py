@@ -1,5 +1,8 @@
 """Who is in which room: the relay's only shared state, as pure bookkeeping.
 
+Owns :class:`Registry` and the join / replace / leave rules. Imports nothing of webraft or of
+the relay, and no sockets.
+
 No sockets and no asyncio here: a member is any object the server chooses (its per-connection
 ``Peer``), which keeps the join / replace / leave rules unit-testable on their own and makes the
 server a thin translation of their outcomes into frames and close codes.

@@ -1,5 +1,8 @@
 """The relay process: websockets glue around :mod:`.rooms` and :mod:`.protocol`.
 
+Owns :class:`Relay` and its connections. Of webraft, imports only :mod:`webraft.transport.wire`;
+besides the relay's modules, only ``websockets``.
+
 One asyncio task per connection reads frames and routes them synchronously (decode, look up,
 enqueue) without ever awaiting another connection. Each connection also owns a writer task that
 drains its outbox into the socket. This split is the whole point of the design: a tab that stops

@@ -1,5 +1,8 @@
 """Plain HTTP on the relay's port: health, stats and the static files the browser demo needs.
 
+Owns :class:`Site`, the HTTP side of the port. Imports :mod:`.metrics`, ``websockets``' HTTP
+types and the standard library; nothing of webraft.
+
 Serving the page, Pyodide and our wheel from the same origin as the WebSocket means one process
 to start, no CORS, and no CDN (the machines that run the demo and the tests are offline).
 
