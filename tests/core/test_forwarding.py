@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from webraft.core.messages import COMMAND, Entry, Heartbeat, ProposeRequest, ProposeResponse
-from webraft.core.raft import ProposalResult
+from webraft.core.raft import LEADER, ProposalResult, RaftCore
 
-from .helpers import FOLLOWER_TIMEOUT, make_core, make_leader, persist
+from .helpers import ELECTION_TIMEOUT, FOLLOWER_TIMEOUT, ack, make_core, make_leader, persist
 
 
 def test_leader_appends_its_own_proposal_and_reports_the_index():
@@ -61,3 +61,54 @@ def test_proposal_without_a_known_leader_is_not_appended_anywhere():
     assert rd.messages == [] and rd.entries == []
     [result] = rd.proposals
     assert (result.id, result.index, result.leader) == (3, 0, "")
+
+
+def _answers(core: RaftCore, to: str) -> list[ProposeResponse]:
+    return [m for dst, m in persist(core).messages
+            if dst == to and isinstance(m, ProposeResponse)]
+
+
+def test_a_copy_of_a_request_refused_while_handing_over_is_refused_again():
+    """The network duplicates and delays: a copy arriving after the transfer was abandoned
+    was appended, while the sender, told "not appended", had proposed it again elsewhere
+    (the simulator saw one command applied twice)."""
+    leader = make_leader()
+    ack(leader, "b")
+    persist(leader)
+    assert leader.transfer_leadership("b") == "b"
+    request = ProposeRequest(leader.term, 7, ("x",))
+    leader.step("c", request)
+    assert [a.index for a in _answers(leader, "c")] == [0]
+    leader.tick(leader.now + 10 * ELECTION_TIMEOUT)  # the transfer is abandoned
+    assert leader.transferee is None and leader.state == LEADER
+    last = leader.log.last_index
+    leader.step("c", request)  # the late copy
+    assert [a.index for a in _answers(leader, "c")] == [0]
+    assert leader.log.last_index == last
+
+
+def test_a_copy_of_an_appended_request_gets_its_index_even_while_handing_over():
+    leader = make_leader()
+    request = ProposeRequest(leader.term, 7, ("x",))
+    leader.step("c", request)
+    [first] = _answers(leader, "c")
+    ack(leader, "b")
+    persist(leader)
+    leader.transfer_leadership("b")
+    leader.step("c", request)
+    assert [a.index for a in _answers(leader, "c")] == [first.index] != [0]
+
+
+def test_a_copy_addressed_to_a_term_this_node_may_have_led_gets_no_answer():
+    """A refusal means "certainly not appended" and the sender retries elsewhere; a node that
+    led the term the copy was meant for (it may have appended the first one, perhaps before a
+    restart) cannot say that, so it stays silent and the sender's outcome stays unknown."""
+    core = make_leader()
+    led = core.term
+    core.step("b", Heartbeat(led + 1, 0))  # b leads a newer term
+    persist(core)
+    core.step("c", ProposeRequest(led, 8, ("x",)))
+    assert _answers(core, "c") == []
+    core.step("c", ProposeRequest(led + 1, 9, ("y",)))  # meant for b's term: never ours
+    assert [a.index for a in _answers(core, "c")] == [0]
+

@@ -964,21 +964,29 @@ class RaftCore:
         if isinstance(m, ProposeResponse):
             self._proposals.append(ProposalResult(m.id, m.index, m.term, m.leader, src))
             return
-        # Accept only requests addressed to this leadership: a copy delayed past a term change
-        # (or past a crash of this node) is refused instead of being appended a second time.
-        if self.state != LEADER or m.term != self.term or self.transferee is not None:
-            self._send(src, ProposeResponse(self.term, m.id, 0, self.transferee or self.leader
-                                            or ""))
-            return
+        # Every copy of a request (the network duplicates and delays) gets the answer the first
+        # one got in its term: its index, or 0 if this leader refused it (handing over). A
+        # refusal forgotten would let a late copy be appended after the sender, told "not
+        # appended", had proposed the commands again.
         key = (src, m.id)
-        index = self._forwarded.get(key)
-        if index is None:  # not a duplicate of a request already appended this term
-            index = self._append(m.kind, m.commands)
+        index = self._forwarded.get(key) if m.term == self.term else None
+        if index is None and self.state == LEADER and m.term == self.term:
+            index = self._append(m.kind, m.commands) if self.transferee is None else 0
             self._forwarded[key] = index
             if len(self._forwarded) > MAX_FORWARD_MEMORY:
                 del self._forwarded[next(iter(self._forwarded))]
-        self._awaited(src, index + len(m.commands) - 1)
-        self._send(src, ProposeResponse(self.term, m.id, index))
+        if index:
+            self._awaited(src, index + len(m.commands) - 1)
+            self._send(src, ProposeResponse(self.term, m.id, index))
+            return
+        # Not appended: the sender takes a refusal as "certainly not appended" and retries
+        # elsewhere, so say so only when it is certain: this node refused it as the leader of
+        # that term, or never led that term (it voted for another, or the term is new to it).
+        # A copy addressed to a term this node may have led (an older one, or this one before
+        # a restart) gets no answer: the sender times out with an unknown outcome.
+        if index == 0 or m.term > self.term or (m.term == self.term and self.vote != self.id):
+            self._send(src, ProposeResponse(self.term, m.id, 0, self.transferee or self.leader
+                                            or ""))
 
     def _awaited(self, peer: str, index: int) -> None:
         """``peer`` waits for ``index`` to commit: tell it as soon as it does."""
