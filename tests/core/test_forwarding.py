@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from webraft.core.messages import COMMAND, Entry, Heartbeat, ProposeRequest, ProposeResponse
+from webraft.core.progress import PROBE, Progress
 from webraft.core.raft import LEADER, ProposalResult, RaftCore
 
 from .helpers import ELECTION_TIMEOUT, FOLLOWER_TIMEOUT, ack, make_core, make_leader, persist
@@ -112,3 +113,15 @@ def test_a_copy_addressed_to_a_term_this_node_may_have_led_gets_no_answer():
     core.step("c", ProposeRequest(led + 1, 9, ("y",)))  # meant for b's term: never ours
     assert [a.index for a in _answers(core, "c")] == [0]
 
+
+def test_an_answer_that_is_no_news_keeps_a_probe_paused():
+    """A follower acknowledging only what it has saved so far must not make the leader resend
+    the same entries at once, as fast as the network answers (the simulator saw a leader and
+    a follower with a slow disk do nothing else); the next heartbeat's answer resends."""
+    pr = Progress(5)
+    pr.match = 4
+    pr.sent(5, 10)
+    assert pr.state == PROBE and pr.paused
+    assert not pr.update(4)
+    assert pr.paused
+    assert pr.update(5) and not pr.paused

@@ -98,11 +98,16 @@ class Progress:
             self.paused = True
 
     def update(self, index: int) -> bool:
-        """The follower matches up to ``index``; return True if that is news."""
+        """The follower matches up to ``index``; return True if that is news.
+
+        Only news lets a paused probe send again: an answer that matches no more than before
+        (a follower acknowledging what it has saved while the rest is still being saved)
+        would otherwise make the leader resend the same entries at once, as fast as the
+        network answers; the next heartbeat's answer resends instead."""
         self.idle_beats = 0
-        self.paused = False
         if index <= self.match:
             return False
+        self.paused = False
         self.match = index
         self.next = max(self.next, index + 1)
         while self.inflight and self.inflight[0][0] <= index:
