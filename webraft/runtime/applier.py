@@ -326,10 +326,8 @@ class Applier:
     def _applied(self, entry: Entry, emit: bool = True) -> None:
         node = self.node
         self._since_snapshot += 1
-        # Per applied entry: handler lookups without copying the lists. Sizes only matter
-        # to the snapshot threshold.
-        handlers = node._handlers
-        if handlers.get("snapshot"):
+        # Sizes only matter to the snapshot threshold.
+        if node.has_listeners("snapshot"):
             self._since_snapshot_bytes += entry.size
         index, term = entry.index, entry.term
         self.last_applied = index
@@ -342,14 +340,14 @@ class Applier:
             for watcher in self._index_watchers.pop(index, ()):
                 if not watcher.done():
                     watcher.set_result(None)
-        if emit and handlers.get("updated"):
+        if emit and node.has_listeners("updated"):
             node.emit("updated", index)
 
     # ------------------------------------------------------------------ snapshots
 
     def _snapshot_due(self) -> bool:
         config = self.node.config
-        return bool(self.node._handlers.get("snapshot")) and (
+        return self.node.has_listeners("snapshot") and (
             self._since_snapshot >= config.snapshot_entries
             or self._since_snapshot_bytes >= config.snapshot_bytes)
 

@@ -59,6 +59,11 @@ class EventEmitter:
     def listeners(self, event: str) -> list[Handler]:
         return list(self._handlers.get(event, ()))
 
+    def has_listeners(self, event: str) -> bool:
+        """Whether ``event`` has a handler: :meth:`listeners` without copying the list, for
+        checks made once per applied entry."""
+        return bool(self._handlers.get(event))
+
     def emit(self, event: str, *args: Any) -> None:
         """Call every handler of ``event`` with ``args``, in registration order."""
         handlers = self._handlers.get(event)
