@@ -1,9 +1,9 @@
 """Prometheus text exposition of the relay's counters, rendered from its ``/stats`` dict.
 
-Pure (a dict in, text out) and imports nothing from the relay, so the format is read and tested
-in one place. Labels come only from small closed sets (drop and refusal reasons, close codes
-folded by :func:`close_label`); never a room, an address or a client IP, which would give every
-room its own series.
+Pure (a dict in, text out) and imports nothing from the relay; the text format itself is
+:mod:`webraft.prometheus`'s, shared with ``webraft-node``. Labels come only from small closed
+sets (drop and refusal reasons, close codes folded by :func:`close_label`); never a room, an
+address or a client IP, which would give every room its own series.
 """
 
 from __future__ import annotations
@@ -12,12 +12,10 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
+from webraft.prometheus import family, labels
 from webraft.transport.wire import CloseCode
 
-__all__ = ["CONTENT_TYPE", "close_label", "render", "resident_bytes"]
-
-#: Content type of the text format, version 0.0.4.
-CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+__all__ = ["close_label", "render", "resident_bytes"]
 
 # Close codes worth a series of their own: the relay's, and the standard ones a browser or
 # websockets sends. Any other (a client may close with any 3000-4999 code) is "other".
@@ -68,7 +66,7 @@ _SERIES: tuple[tuple[str, str, str, str, str | None], ...] = (
 
 def render(stats: Mapping[str, Any], prefix: str = "webraft_relay_") -> str:
     """The Prometheus text for ``stats`` (the dict ``/stats`` serves)."""
-    return "".join(_lines(stats, prefix))
+    return "\n".join(_lines(stats, prefix)) + "\n"
 
 
 def _lines(stats: Mapping[str, Any], prefix: str) -> Iterator[str]:
@@ -76,17 +74,10 @@ def _lines(stats: Mapping[str, Any], prefix: str) -> Iterator[str]:
         value = stats.get(key)
         if value is None:
             continue
-        yield f"# HELP {prefix}{name} {help_text}\n# TYPE {prefix}{name} {kind}\n"
-        if label is None:
-            yield f"{prefix}{name} {_number(value)}\n"
-        else:
-            for item, count in sorted(value.items()):
-                yield f'{prefix}{name}{{{label}="{item}"}} {_number(count)}\n'
+        samples = ([("", "", value)] if label is None else
+                   [("", labels(**{label: item}), count) for item, count in sorted(value.items())])
+        yield from family(prefix + name, kind, help_text, samples)
     rss = resident_bytes()
     if rss is not None:  # the name every Prometheus client library uses for it
-        yield "# HELP process_resident_memory_bytes Resident memory size in bytes.\n"
-        yield f"# TYPE process_resident_memory_bytes gauge\nprocess_resident_memory_bytes {rss}\n"
-
-
-def _number(value: float) -> str:
-    return str(int(value)) if float(value).is_integer() else repr(float(value))
+        yield from family("process_resident_memory_bytes", "gauge",
+                          "Resident memory size in bytes.", [("", "", rss)])

@@ -31,7 +31,9 @@ from websockets.asyncio.server import ServerConnection
 from websockets.datastructures import Headers
 from websockets.http11 import Request, Response
 
-from .metrics import CONTENT_TYPE, render
+from webraft.prometheus import CONTENT_TYPE
+
+from .metrics import render
 
 __all__ = [
     "MIME_TYPES",

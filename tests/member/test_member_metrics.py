@@ -17,7 +17,8 @@ import webraft
 from webraft.core.state import StorageUpdate
 from webraft.member.control import ControlServer, request
 from webraft.member.kv import KVStore
-from webraft.member.metrics import CONTENT_TYPE, Histogram, Metrics, TimedStorage
+from webraft.member.metrics import Histogram, Metrics, TimedStorage
+from webraft.prometheus import CONTENT_TYPE, family
 from webraft_relay import Relay, RelayConfig
 
 GUARD = 10.0
@@ -52,7 +53,7 @@ def test_a_histogram_counts_into_cumulative_buckets():
     hist = Histogram((0.1, 1.0))
     for value in (0.05, 0.1, 0.5, 7.0):
         hist.observe(value)
-    got = parse("# TYPE h histogram\n" + "\n".join(hist.lines("h")))
+    got = parse("\n".join(family("h", "histogram", "A test histogram.", hist.samples())))
     assert got == {'h_bucket{le="0.1"}': 2, 'h_bucket{le="1.0"}': 3, 'h_bucket{le="+Inf"}': 4,
                    "h_sum": pytest.approx(7.65), "h_count": 4}
 

@@ -63,10 +63,11 @@ from http import HTTPStatus
 from typing import Any, Protocol
 
 from ..errors import InvalidCommand, ProposalError, ProposalTimeout
+from ..prometheus import CONTENT_TYPE
 from ..runtime import RaftInterface
 from ..transport.wire import loads
 from .kv import KVStore, cas, check_command, check_request_id, delete, put
-from .metrics import CONTENT_TYPE, Metrics
+from .metrics import Metrics
 
 __all__ = ["ControlServer", "Reachable", "request"]
 

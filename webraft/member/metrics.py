@@ -43,22 +43,20 @@ seen, by every member that applies it.
 from __future__ import annotations
 
 import asyncio
-import math
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Any, Protocol
 
 from ..core.state import StorageUpdate, StoredState
+from ..prometheus import family, labels, number
 from ..runtime import RaftInterface
 from ..runtime.port import Transport, TransportHandler
 from ..storage import Storage
 from .kv import KVStore
 
-__all__ = ["CONTENT_TYPE", "LATENCY_BUCKETS", "CountedTransport", "Histogram", "Metrics",
+__all__ = ["LATENCY_BUCKETS", "CountedTransport", "Histogram", "Metrics",
            "TimedStorage"]
 
-#: The Content-Type of the text format.
-CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 #: Upper bounds (seconds) of the latency histograms' buckets: 0.5 ms to 10 s.
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
                    2.5, 5.0, 10.0)
@@ -81,15 +79,16 @@ class Histogram:
         self.count += 1
         self.sum += value
 
-    def lines(self, name: str) -> list[str]:
-        out = []
+    def samples(self) -> list[tuple[str, str, float]]:
+        """Its series for :func:`webraft.prometheus.family`: cumulative buckets, sum, count."""
+        out: list[tuple[str, str, float]] = []
         running = 0
         for bound, count in zip(self.bounds, self.counts, strict=True):
             running += count
-            out.append(f'{name}_bucket{{le="{_number(bound)}"}} {running}')
-        out.append(f'{name}_bucket{{le="+Inf"}} {self.count}')
-        out.append(f"{name}_sum {_number(self.sum)}")
-        out.append(f"{name}_count {self.count}")
+            out.append(("_bucket", labels(le=number(bound)), running))
+        out.append(("_bucket", labels(le="+Inf"), self.count))
+        out.append(("_sum", "", self.sum))
+        out.append(("_count", "", self.count))
         return out
 
 
@@ -216,11 +215,8 @@ class Metrics:
         self._see_leader()
         out: list[str] = []
 
-        def metric(name: str, kind: str, text: str, lines: Iterable[str]) -> None:
-            out.extend((f"# HELP {name} {text}", f"# TYPE {name} {kind}", *lines))
-
         def one(name: str, kind: str, text: str, value: float) -> None:
-            metric(name, kind, text, [f"{name} {_number(value)}"])
+            out.extend(family(name, kind, text, [("", "", value)]))
 
         node = self._node
         if node is not None:
@@ -237,16 +233,15 @@ class Metrics:
                 "The last log index applied by this member.", node.last_applied)
         one("webraft_server_proposals_committed_total", "counter",
             "Proposals of the control server that committed.", self.committed)
-        name = "webraft_server_proposals_failed_total"
-        metric(name, "counter", "Proposals of the control server that failed, by error.",
-               [f'{name}{{error="{_label(kind)}"}} {count}'
-                for kind, count in sorted(self.failed.items())])
-        name = "webraft_server_proposal_duration_seconds"
-        metric(name, "histogram", "Seconds from proposing to committed and applied here, or "
-               "failed.", self.proposals.lines(name))
-        name = "webraft_disk_save_duration_seconds"
-        metric(name, "histogram", "Seconds one storage save took to be durable.",
-               self.saves.lines(name))
+        out.extend(family("webraft_server_proposals_failed_total", "counter",
+                          "Proposals of the control server that failed, by error.",
+                          [("", labels(error=kind), count)
+                           for kind, count in sorted(self.failed.items())]))
+        out.extend(family("webraft_server_proposal_duration_seconds", "histogram",
+                          "Seconds from proposing to committed and applied here, or failed.",
+                          self.proposals.samples()))
+        out.extend(family("webraft_disk_save_duration_seconds", "histogram",
+                          "Seconds one storage save took to be durable.", self.saves.samples()))
         one("webraft_snapshot_taken_total", "counter",
             "Snapshots of the state machine taken here.",
             self._kv.snapshots_taken if self._kv is not None else 0)
@@ -256,27 +251,12 @@ class Metrics:
             "Snapshot transfers begun (first chunks sent).", self.snapshots_sent)
         if self._links is not None:
             links = self._links().get("links", {})
-            name = "webraft_link_up"
-            metric(name, "gauge", "1 while our direct link to the peer is up.",
-                   [f'{name}{{peer="{_label(peer)}"}} {int(bool(link.get("up")))}'
-                    for peer, link in sorted(links.items())])
+            out.extend(family("webraft_link_up", "gauge",
+                              "1 while our direct link to the peer is up.",
+                              [("", labels(peer=peer), bool(link.get("up")))
+                               for peer, link in sorted(links.items())]))
         if self._transport is not None:
             one("webraft_transport_connected", "gauge",
                 "1 while the transport is connected (direct links: listening).",
                 self._transport.connected)
         return "\n".join(out) + "\n"
-
-
-def _number(value: float) -> str:
-    if isinstance(value, bool):
-        return "1" if value else "0"
-    if isinstance(value, int):
-        return str(value)
-    if math.isinf(value):
-        return "+Inf" if value > 0 else "-Inf"
-    return repr(float(value))
-
-
-def _label(value: str) -> str:
-    """A label value, escaped as the text format wants."""
-    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
