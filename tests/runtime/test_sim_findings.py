@@ -15,11 +15,21 @@ from webraft.sim.network import Endpoint, LinkFaults
 QUIET = LinkFaults(drop=0.0, duplicate=0.0, slow=0.0)
 
 
-async def _leader(sim: Simulation) -> RaftInterface | None:
+def _compacting() -> Simulation:
+    """A quiet network, and members that snapshot after every entry and keep no tail."""
+    return Simulation(Scenario(seed=1, links=QUIET,
+                               config=NodeConfig(snapshot_entries=1, snapshot_tail=0)))
+
+
+async def _leader(sim: Simulation) -> RaftInterface:
+    """Boot ``sim`` and wait (virtual time) for a settled leader."""
+    sim.boot()
     while sim.leader() is None:
         await asyncio.sleep(0.05)
     await asyncio.sleep(0.2)  # settled: the leader's no-op is applied everywhere
-    return sim.leader()
+    leader = sim.leader()
+    assert leader is not None
+    return leader
 
 
 def _assert_told_the_truth(sim: Simulation, fut: asyncio.Future[int]) -> None:
@@ -75,14 +85,11 @@ def test_an_answer_overtaken_by_compaction_is_not_reported_as_lost() -> None:
     (proposals.py) then finds ``term_at(index)`` None and fails the caller with
     ``LeadershipLost`` ("taken by a leader of term None"), which says the command certainly
     did not commit, though it did."""
-    sim = Simulation(Scenario(seed=1, links=QUIET,
-                              config=NodeConfig(snapshot_entries=1, snapshot_tail=0)))
+    sim = _compacting()
     outcome: list[asyncio.Future[int]] = []
 
     async def main() -> None:
-        sim.boot()
         leader = await _leader(sim)
-        assert leader is not None
         follower = next(m.raft for m in sim.members.values()
                         if m.raft is not None and m.raft is not leader)
         send = sim.network.send
@@ -111,14 +118,11 @@ def test_a_waiter_inside_a_loaded_snapshot_is_resolved_not_dropped() -> None:
     ``proposals.snapshot_loaded`` resolves the waiters the snapshot covers, so the caller
     gets ``LeadershipLost`` ("entry i of term 1 was superseded by term 2"): certainly not
     committed, though it was."""
-    sim = Simulation(Scenario(seed=1, links=QUIET,
-                              config=NodeConfig(snapshot_entries=1, snapshot_tail=0)))
+    sim = _compacting()
     outcome: list[asyncio.Future[int]] = []
 
     async def main() -> None:
-        sim.boot()
         leader = await _leader(sim)
-        assert leader is not None
         others = [m.raft for m in sim.members.values()
                   if m.raft is not None and m.raft is not leader]
         follower, successor = others[0], others[1]
