@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 from member_support import Cluster, Member, Relay, join_three, leader_of, poll
+from test_direct_tls import Certs, make_certs
 
 
 class RelayCluster(Cluster):
@@ -117,4 +118,26 @@ def test_relay_members_that_listen_link_to_each_other_and_the_rest_still_works(
         cluster.write(via, key, {"via": via.address})
     cluster.converge()
     assert a.status()["link_error"] is None
+    cluster.stop()
+
+
+def test_relay_members_link_to_each_other_over_mutual_tls(cluster: RelayCluster,
+                                                         tmp_path: Path):
+    """--tls-* with --relay and --listen: the offered links run over TLS; a member whose
+    certificate another CA signed cannot link, and the relay carries its messages."""
+    ours, theirs = make_certs(tmp_path / "ours"), make_certs(tmp_path / "theirs", "other")
+
+    def tls(certs: Certs) -> tuple[str, ...]:
+        return ("--listen", "127.0.0.1:0", "--tls-cert", str(certs.cert), "--tls-key",
+                str(certs.key), "--tls-ca", str(certs.ca))
+    a, b, c = (cluster.start("a", links=tls(ours)), cluster.start("b", links=tls(ours)),
+               cluster.start("c", links=tls(theirs)))
+    poll(lambda: a.status()["links"] == {"b": {"up": True}, "c": {"up": False}},
+         what="a linked to b over TLS, not to c")
+    poll(lambda: str(c.status()["link_error"]).startswith("tls"), what="c's links refused")
+    for via, key in ((c, "from-c"), (a, "from-a"), (b, "from-b")):
+        cluster.write(via, key, {"via": via.address})
+    cluster.converge()
+    assert b.status()["links"] == {"a": {"up": True}, "c": {"up": False}}
+    assert str(a.status()["link_error"]).startswith("tls")  # a dialed c, and refused it
     cluster.stop()

@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import asyncio
 import json
+import ssl
 from typing import Any
 
 import pytest
 from support import until
+from test_direct_tls import make_certs
 from transport_support import GUARD, FastRelayRaft, Net
 
 from webraft.errors import MessageError
@@ -19,6 +21,8 @@ from webraft.transport import LinkBroken
 from webraft.transport.direct import Dialer, encode_line
 from webraft.transport.node import LINK_OFFER, parse_link_offer
 from webraft.transport.relay import RelayClosed
+from webraft.transport.tcp import TLS
+from webraft.transport.websocket import relay_transport
 
 LOCAL = ("127.0.0.1", 0)
 
@@ -316,3 +320,49 @@ async def test_links_come_back_with_new_keys_after_a_member_s_relay_connection_d
     lead = await net.leader([a, b])
     index = await asyncio.wait_for(lead.propose("after the blip"), GUARD)
     await until(lambda: all((index, "after the blip") in n.applied for n in (a, b)))
+
+
+async def test_offered_links_run_over_mutual_tls(net: Net,
+                                                 tmp_path_factory: pytest.TempPathFactory):
+    certs = make_certs(tmp_path_factory.mktemp("offered-tls"))
+    tls = TLS.from_files(certs.cert, certs.key, certs.ca)
+    relay = await net.relay()
+    nodes = [net.node(a, relay, listen=LOCAL, tls=tls) for a in "abc"]
+    await until(lambda: linked(nodes), what="every pair linked over TLS")
+    lead = await net.leader(nodes)
+    through_relay = [relayed(n) for n in nodes]
+    follower = next(n for n in nodes if n is not lead)
+    index = await asyncio.wait_for(follower.propose("over tls"), GUARD)
+    await until(lambda: all((index, "over tls") in n.applied for n in nodes))
+    assert all(not sent for sent in through_relay), through_relay
+    assert all(n.links is not None and n.links.tls is tls for n in nodes)
+
+
+async def test_a_member_whose_certificate_is_not_trusted_talks_through_the_relay(
+        net: Net, tmp_path_factory: pytest.TempPathFactory):
+    ours = make_certs(tmp_path_factory.mktemp("ours"))
+    theirs = make_certs(tmp_path_factory.mktemp("theirs"), name="other")
+    trusted = TLS.from_files(ours.cert, ours.key, ours.ca)
+    relay = await net.relay()
+    a = net.node("a", relay, listen=LOCAL, tls=trusted)
+    b = net.node("b", relay, listen=LOCAL, tls=trusted)
+    stranger = net.node("c", relay, listen=LOCAL,
+                        tls=TLS.from_files(theirs.cert, theirs.key, theirs.ca))
+    nodes = [a, b, stranger]
+    await until(lambda: linked([a, b]), what="a and b linked")
+    assert stranger.links is not None
+    links = stranger.links
+    await until(lambda: links.link_error is not None, what="the stranger's links refused")
+    assert str(links.link_error).startswith("tls")
+    await net.leader(nodes)
+    index = await asyncio.wait_for(stranger.propose("through the relay"), GUARD)
+    await until(lambda: all((index, "through the relay") in n.applied for n in nodes))
+    assert not any(links.is_up(p) for p in "ab")
+
+
+def test_tls_without_listen_is_refused():
+    """TLS is for the links; the relay's own connection takes wss:// instead."""
+    tls = TLS(server=ssl.create_default_context(ssl.Purpose.CLIENT_AUTH),
+              client=ssl.create_default_context())
+    with pytest.raises(ValueError, match="give listen= too"):
+        relay_transport("a", url="ws://127.0.0.1:9/ws", room="demo", tls=tls)

@@ -21,7 +21,7 @@ or a relay member that also links directly to the room's members that listen too
 in a browser cluster: their messages to each other skip the relay)::
 
     python -m webraft.member --relay ws://127.0.0.1:8765/ws --room demo --listen 10.0.0.5:7001 \
-        --data ./node-a --address a --join --auto-membership
+        --data ./node-a --address a --join --auto-membership [--tls-cert a.pem ...]
 
 It keeps term, vote, snapshot and log in ``DATA/raft.sqlite3`` (and, with a relay, its relay
 session in ``DATA/session``), prints one line ``webraft node a control on
@@ -167,9 +167,9 @@ def node_parser() -> argparse.ArgumentParser:
                        "address; repeat for every other member (and for nodes that will "
                        "--join)")
     links.add_argument("--tls-cert", type=Path, metavar="PEM",
-                       help="with --listen and no --relay: encrypt the links with TLS, "
-                       "presenting this certificate (chain) on both sides of each; needs "
-                       "--tls-key")
+                       help="with --listen (with or without --relay): encrypt the direct "
+                       "links with TLS, presenting this certificate (chain) on both sides of "
+                       "each; needs --tls-key")
     links.add_argument("--tls-key", type=Path, metavar="PEM",
                        help="the private key of --tls-cert")
     links.add_argument("--tls-ca", type=Path, metavar="PEM",
@@ -243,8 +243,8 @@ def check_links(parser: argparse.ArgumentParser, args: argparse.Namespace) -> No
         parser.error(f"--listen {args.listen[0] or '(any)'} needs --advertise HOST: the "
                      "address peers can dial")
     tls = (args.tls_cert, args.tls_key, args.tls_ca)
-    if any(f is not None for f in tls) and (args.listen is None or args.relay is not None):
-        parser.error("--tls-cert, --tls-key and --tls-ca are for --listen without --relay")
+    if any(f is not None for f in tls) and args.listen is None:
+        parser.error("--tls-cert, --tls-key and --tls-ca are for the links of --listen")
     if (args.tls_cert is None) != (args.tls_key is None) or (
             args.tls_ca is not None and args.tls_cert is None):
         parser.error("TLS needs both --tls-cert and --tls-key (and --tls-ca is for them)")
@@ -339,21 +339,22 @@ def build_node(args: argparse.Namespace, members: list[str], storage: Storage,
     """The node the arguments ask for: the one place that picks a transport (``metrics``
     time its storage and count what its transport sends)."""
     config = Tuning.from_args(args).config()
-    if args.relay is not None:
-        from ..transport.websocket import relay_transport
-
-        relay, offered, transport = relay_transport(
-            args.address, url=args.relay, room=args.room, token=args.token,
-            session=load_session(args.data), listen=args.listen, advertise=args.advertise)
-        node = RaftInterface(args.address, members=members, storage=metrics.timed(storage),
-                             transport=metrics.counted(transport), config=config)
-        return Built(node, relay, offered, None)
     tls = None
     if args.tls_cert is not None:
         try:
             tls = TLS.from_files(args.tls_cert, args.tls_key, args.tls_ca)
         except OSError as exc:  # ssl.SSLError too
             raise ValueError(f"cannot use --tls-cert, --tls-key or --tls-ca: {exc}") from exc
+    if args.relay is not None:
+        from ..transport.websocket import relay_transport
+
+        relay, offered, transport = relay_transport(
+            args.address, url=args.relay, room=args.room, token=args.token,
+            session=load_session(args.data), listen=args.listen, advertise=args.advertise,
+            tls=tls)
+        node = RaftInterface(args.address, members=members, storage=metrics.timed(storage),
+                             transport=metrics.counted(transport), config=config)
+        return Built(node, relay, offered, None)
     direct = DirectTransport(args.address, listen=args.listen, peers=dict(args.peer),
                              room=args.room, token=args.token, tls=tls)
     node = RaftInterface(args.address, members=members, storage=metrics.timed(storage),

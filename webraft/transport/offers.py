@@ -14,7 +14,7 @@ import secrets
 from typing import TYPE_CHECKING, Any
 
 from .node import is_wildcard, link_host, link_offer
-from .tcp import DirectLinks
+from .tcp import TLS, DirectLinks
 
 if TYPE_CHECKING:
     from .linked import LinkedTransport
@@ -29,11 +29,13 @@ class OfferedLinks:
 
     ``advertise`` is the host peers dial (needed when ``host`` is a wildcard such as
     ``0.0.0.0``). Members that listen too link to each other; a link carries our messages to
-    that peer while it is up, and the relay carries them otherwise.
+    that peer while it is up, and the relay carries them otherwise. ``tls`` encrypts the
+    links as on direct links (the dialer checks the acceptor's certificate against the host
+    it was offered, ``advertise``); the relay then only ever sees the offers.
     """
 
     def __init__(self, address: str, *, room: str, listen: tuple[str, int],
-                 advertise: str | None = None) -> None:
+                 advertise: str | None = None, tls: TLS | None = None) -> None:
         if advertise is not None:
             host = link_host(advertise)
             if host is None:
@@ -48,7 +50,7 @@ class OfferedLinks:
         self._advertise = advertise
         #: The key we offered each peer, while it stays in the room.
         self.keys: dict[str, str] = {}
-        self.links = DirectLinks(address, self, room=room, token=self.keys.get)
+        self.links = DirectLinks(address, self, room=room, token=self.keys.get, tls=tls)
         self._room: LinkedTransport | None = None
         self._listening: asyncio.Task[tuple[str, int]] | None = None
         self._unlinking: asyncio.Task[None] | None = None  # the relay ended us

@@ -42,7 +42,7 @@ from .linked import LinkedTransport
 from .node import InRoom, RelayListener, RelayTransport, receive_frame
 from .offers import OfferedLinks
 from .relay import Backoff, OutgoingBuffer, RelayClient, Welcome
-from .tcp import DirectLinks
+from .tcp import TLS, DirectLinks
 from .wire import WS_PATH
 
 __all__ = ["RelayConnection", "RelayRaft", "relay_transport"]
@@ -294,7 +294,8 @@ class RelayRaft(InRoom, RaftInterface):
     ``0.0.0.0``) and a key only that peer receives. Members that listen too link to each
     other and send through their links, saving the relay's two hops; everything else
     (browser tabs, a peer whose link is down) still goes through the relay, whose room stays
-    the truth about who is a peer.
+    the truth about who is a peer. ``tls`` runs those links over TLS (see
+    :class:`~webraft.transport.tcp.TLS`).
     """
 
     relay: RelayTransport[RelayConnection]
@@ -305,11 +306,11 @@ class RelayRaft(InRoom, RaftInterface):
                  buffer: OutgoingBuffer | None = None, backoff: Backoff | None = None,
                  connect_options: Mapping[str, Any] | None = None,
                  listen: tuple[str, int] | None = None, advertise: str | None = None,
-                 config: NodeConfig | None = None) -> None:
+                 tls: TLS | None = None, config: NodeConfig | None = None) -> None:
         self.relay, self.offered, transport = relay_transport(
             address, url=url, room=room, token=token, session=session, buffer=buffer,
             backoff=backoff, connect_options=connect_options, listen=listen,
-            advertise=advertise)
+            advertise=advertise, tls=tls)
         super().__init__(address, members=members, storage=storage, transport=transport,
                          config=config)
 
@@ -339,7 +340,8 @@ def relay_transport(address: str, *, url: str, room: str, token: str | None = No
                     session: str | None = None, buffer: OutgoingBuffer | None = None,
                     backoff: Backoff | None = None,
                     connect_options: Mapping[str, Any] | None = None,
-                    listen: tuple[str, int] | None = None, advertise: str | None = None
+                    listen: tuple[str, int] | None = None, advertise: str | None = None,
+                    tls: TLS | None = None
                     ) -> tuple[RelayTransport[RelayConnection], OfferedLinks | None, Transport]:
     """The transport a relay member at ``address`` holds (see :class:`RelayRaft` for the
     arguments): the relay itself, its direct links when ``listen`` is given, and what the
@@ -348,6 +350,8 @@ def relay_transport(address: str, *, url: str, room: str, token: str | None = No
                          backoff=backoff)
     relay = RelayTransport(RelayConnection(url, client, connect_options=connect_options))
     if listen is None:
+        if tls is not None:
+            raise ValueError("tls is for the direct links: give listen= too")
         return relay, None, relay
-    offered = OfferedLinks(address, room=room, listen=listen, advertise=advertise)
+    offered = OfferedLinks(address, room=room, listen=listen, advertise=advertise, tls=tls)
     return relay, offered, LinkedTransport(relay, [offered])
