@@ -9,17 +9,15 @@ from __future__ import annotations
 
 import asyncio
 import re
-import shutil
 import signal
-import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
+from redis_support import RedisServer
 from support import RawClient, stable_leader, until
 from transport.transport_support import FAST, Recorded
 from websockets.asyncio.client import connect
@@ -42,46 +40,6 @@ if TYPE_CHECKING:
     from conftest import Harness
 
 TTL = 1.0  # seconds a member outlives its relay; presence is looked at every TTL / 3
-REDIS = shutil.which("redis-server")  # .ci/setup installs it from Debian
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-class RedisServer:
-    """A private redis-server on loopback that a test can stop and start again."""
-
-    def __init__(self, directory: Path) -> None:
-        self.directory = directory
-        self.port = free_port()
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}"
-
-    def start(self) -> None:
-        assert REDIS is not None, "redis-server is missing: run .ci/setup"
-        self.proc = subprocess.Popen(
-            [REDIS, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-             "--appendonly", "no", "--dir", str(self.directory)],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        )
-        for _ in range(500):  # up to 5 s
-            with socket.socket() as s:
-                if s.connect_ex(("127.0.0.1", self.port)) == 0:
-                    return
-            assert self.proc.poll() is None, "redis-server exited"
-            time.sleep(0.01)
-        raise AssertionError("redis-server did not start")
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait(timeout=10)
 
 
 @pytest.fixture
