@@ -226,13 +226,15 @@ class RedisBus:
         self.ttl = ttl
         self.listener = listener
         self.relay_id = secrets.token_hex(8)
-        self.counts: Counter[str] = Counter()  # published, received, invalid, reconnects
+        # connects, published, received, invalid, unknown_sender
+        self.counts: Counter[str] = Counter()
         self._rooms: dict[str, _Room] = {}
         self._claims: dict[tuple[str, str], str] = {}  # (room, address) -> our claim value
         self._cmd: RedisConnection | None = None
         self._sub: RedisConnection | None = None
         self._subscribing: dict[bytes, asyncio.Future[None]] = {}
         self._grace_until = 0.0
+        self._last_warning = -1.0
         self._task: asyncio.Task[None] | None = None
         self._connected = asyncio.Event()
 
@@ -478,8 +480,16 @@ class RedisBus:
         try:
             self._on_message(channel.decode(), body.decode())
         except (BusError, UnicodeDecodeError) as exc:
-            self.counts["invalid"] += 1
-            log.warning("redis: dropped a message on %.80r: %s", channel, exc)
+            self._invalid(f"dropped a message on {channel[:80]!r}: {exc}")
+
+    def _invalid(self, text: str) -> None:
+        """Count a bad message from Redis; log it, at most once a second (a broken or hostile
+        Redis must not flood the relay's log)."""
+        self.counts["invalid"] += 1
+        now = asyncio.get_running_loop().time()
+        if now - self._last_warning >= 1.0:
+            self._last_warning = now
+            log.warning("redis: %s (%d invalid so far)", text, self.counts["invalid"])
 
     def _on_message(self, channel: str, message: str) -> None:
         rest = channel.removeprefix(PREFIX + "room/")
@@ -514,7 +524,11 @@ class RedisBus:
                 self.listener.remote_left(room, address)
             return
         if known is None or known.relay != relay:
-            raise BusError(f"{address!r} is not a member on relay {relay}")
+            # Also a race (a broadcast sent before this relay's first listing of the room
+            # arrived): not a malformed message, so counted apart, and logged at debug only.
+            self.counts["unknown_sender"] += 1
+            log.debug("redis: dropped a message from %r, not a member on relay %s", address, relay)
+            return
         if kind == "bcast":
             check_delivery(frame, address, broadcast=True)
             self.listener.remote_delivery(room, None, frame, 1)
@@ -542,8 +556,7 @@ class RedisBus:
         try:
             lost, live, again = _parse_sync(reply)
         except BusError as exc:
-            self.counts["invalid"] += 1
-            log.warning("redis: bad presence listing for room %s: %s", room, exc)
+            self._invalid(f"bad presence listing for room {room}: {exc}")
             return
         for address in again:
             self._publish(room_channel(room), f"join {self.relay_id} {address}\n")

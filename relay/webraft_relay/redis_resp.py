@@ -304,7 +304,9 @@ class RedisConnection(asyncio.Protocol):
         self._out_bytes = 0
 
     def close(self) -> None:
+        """Close after writing what is queued (asyncio's close drains its own buffer)."""
         if self._transport is not None:
+            self._flush()
             self._transport.close()
 
 

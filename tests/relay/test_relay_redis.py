@@ -164,8 +164,10 @@ async def test_what_comes_from_redis_is_checked(harness: Harness, redis: RedisSe
     for channel, message in forged:
         await conn.call("SPUBLISH", channel, message)
     await conn.call("SPUBLISH", to_a, b"msg " + theirs.encode() + b" y x\n\xff\xfe")
-    await until(lambda: a.bus is not None and a.bus.counts["invalid"] >= len(forged) + 1,
+    counts = a.bus.counts
+    await until(lambda: counts["invalid"] + counts["unknown_sender"] == len(forged) + 1,
                 what="every forged message counted")
+    assert counts["unknown_sender"] == 2  # "nobody", and y said to be on the wrong relay
     await y.send(type="send", to="x", data="real")
     assert await x.recv() == {"type": "msg", "from": "y", "data": "real"}
     conn.close()
