@@ -229,7 +229,7 @@ class RedisBus:
         # connects, published, received, invalid, unknown_sender
         self.counts: Counter[str] = Counter()
         self._rooms: dict[str, _Room] = {}
-        self._claims: dict[tuple[str, str], str] = {}  # (room, address) -> our claim value
+        self._claims: dict[str, dict[str, str]] = {}  # room -> address -> our claim value
         self._cmd: RedisConnection | None = None
         self._sub: RedisConnection | None = None
         self._subscribing: dict[bytes, asyncio.Future[None]] = {}
@@ -393,7 +393,7 @@ class RedisBus:
     def seated(self, room: str, address: str, session: str, announce: bool) -> None:
         """A local connection now holds ``address``: keep its claim, and tell the other relays
         (``announce``) unless it only moved or reconnected."""
-        value = self._claims[(room, address)] = self._value(session)
+        value = self._claims.setdefault(room, {})[address] = self._value(session)
         served = self._rooms.get(room)
         if served is not None:
             served.remote.pop(address, None)
@@ -410,7 +410,7 @@ class RedisBus:
     def release(self, room: str, address: str) -> None:
         """A local member left for good (or was refused after its claim): free the address
         and tell the other relays."""
-        value = self._claims.pop((room, address), None)
+        value = self._unclaim(room, address)
         cmd = self._cmd
         if value is None or cmd is None:
             return
@@ -427,6 +427,15 @@ class RedisBus:
             with contextlib.suppress(RedisUnavailable):
                 cmd.send("EVAL", _RELEASE, 2, claim_key(room, address), members_key(room),
                          self._value(session), address)
+
+    def _unclaim(self, room: str, address: str) -> str | None:
+        claims = self._claims.get(room)
+        if claims is None:
+            return None
+        value = claims.pop(address, None)
+        if not claims:
+            del self._claims[room]
+        return value
 
     def _value(self, session: str) -> str:
         return f"{self.relay_id} {_digest(session)}"
@@ -509,10 +518,12 @@ class RedisBus:
         self.counts["received"] += 1
         now = asyncio.get_running_loop().time()
         known = served.remote.get(address)
+        if kind == "join" and address in self._claims.get(room, {}):
+            return  # we hold it: the claims decide (see _sync), not a late announcement
         if kind == "join" or kind == "replace":
             served.gone.pop(address, None)
             served.remote[address] = _Remote(relay, now)
-            if kind == "replace" and self._claims.pop((room, address), None) is not None:
+            if kind == "replace" and self._unclaim(room, address) is not None:
                 self.listener.claim_lost(room, address, same_session=True)
             elif known is None and kind == "join":
                 self.listener.remote_joined(room, address)
@@ -544,7 +555,7 @@ class RedisBus:
         cmd = self._cmd
         if cmd is None:
             raise RedisUnavailable("not connected")
-        mine = [(a, v) for (r, a), v in self._claims.items() if r == room]
+        mine = list(self._claims.get(room, {}).items())
         started = asyncio.get_running_loop().time()
         reply = await cmd.call(
             "EVAL", _SYNC, 1, members_key(room), int(self.ttl * 1000), claim_key(room, ""),
@@ -553,6 +564,7 @@ class RedisBus:
         served = self._rooms.get(room)
         if served is None:
             return
+        claims = self._claims.get(room, {})  # as it is now: members came and went meanwhile
         try:
             lost, live, again = _parse_sync(reply)
         except BusError as exc:
@@ -562,17 +574,17 @@ class RedisBus:
             self._publish(room_channel(room), f"join {self.relay_id} {address}\n")
         values = dict(mine)
         for address, (relay, digest) in lost:
-            value = self._claims.get((room, address))
+            value = claims.get(address)
             if value is None or value != values.get(address):
                 continue  # released or re-seated meanwhile
-            del self._claims[(room, address)]
+            self._unclaim(room, address)
             served.remote[address] = _Remote(relay, started)  # it lives on there
             self.listener.claim_lost(room, address, _same_session(digest, value.split(" ")[1]))
         listed = {a: relay for a, (relay, _) in live if relay != self.relay_id}
         for address, relay in listed.items():
             known = served.remote.get(address)
             left = served.gone.get(address)
-            if (room, address) in self._claims or (left is not None and left >= started):
+            if address in claims or (left is not None and left >= started):
                 continue
             if known is None:
                 served.remote[address] = _Remote(relay, started)
