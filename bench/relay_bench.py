@@ -583,16 +583,20 @@ def report_redis(args: argparse.Namespace) -> None:
                 (f"batch frames of {args.batch}", args.batch, args.batch_messages),
             ):
                 per_pair = max(1, count // args.pairs)
-                results = {}
                 shared = (url, redis.pid)
-                for label, on_redis, cross in (
+                setups = (
                     ("1 relay", None, False),
                     ("2 relays on Redis, each room on one relay", shared, False),
                     ("2 relays on Redis, every message crosses Redis", shared, True),
-                ):
-                    runs = [redis_run(on_redis, cross, args.pairs, per_pair, batch)
-                            for _ in range(args.repeat)]
-                    r = results[label] = max(runs, key=lambda run: run["rate"])
+                )
+                # Interleaved, so that a busy spell of the machine hits every setup alike.
+                runs: dict[str, list[dict[str, float]]] = {label: [] for label, _, _ in setups}
+                for _ in range(args.repeat):
+                    for label, on_redis, cross in setups:
+                        runs[label].append(redis_run(on_redis, cross, args.pairs, per_pair, batch))
+                results = {}
+                for label in runs:
+                    r = results[label] = max(runs[label], key=lambda run: run["rate"])
                     total = per_pair * args.pairs
                     lost = "" if r["received"] == total else f"  ({r['received']} of {total})"
                     print(f"{label + ', ' + frame_label:<70}{r['rate']:>10.0f}{r['wall']:>9.2f}"
