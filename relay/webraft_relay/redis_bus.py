@@ -101,6 +101,7 @@ for _, a in ipairs(redis.call('SMEMBERS', KEYS[1])) do
 end
 return {lost, live, again}
 """
+_SYNC_SHA: Final = hashlib.sha1(_SYNC.encode()).hexdigest()
 # Replace a claim only if it still holds the value we saw (a take-over by the same session).
 _SWAP: Final = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then
@@ -311,12 +312,12 @@ class RedisBus:
     async def _keep_alive(self, cmd: RedisConnection, sub: RedisConnection) -> None:
         """Refresh claims and presence every ttl/3 until either connection closes."""
         while cmd.is_open and sub.is_open:
-            for room in list(self._rooms):
-                try:
-                    async with asyncio.timeout(COMMAND_TIMEOUT):
-                        await self._sync(room)
-                except (RedisUnavailable, TimeoutError):
-                    return
+            try:
+                async with asyncio.timeout(COMMAND_TIMEOUT):
+                    # Pipelined: every room's script leaves in one write.
+                    await asyncio.gather(*(self._sync(room) for room in list(self._rooms)))
+            except (RedisUnavailable, TimeoutError):
+                return
             await asyncio.wait({cmd.closed, sub.closed}, timeout=self.ttl / 3,
                                return_when=asyncio.FIRST_COMPLETED)
 
@@ -557,10 +558,14 @@ class RedisBus:
             raise RedisUnavailable("not connected")
         mine = list(self._claims.get(room, {}).items())
         started = asyncio.get_running_loop().time()
-        reply = await cmd.call(
-            "EVAL", _SYNC, 1, members_key(room), int(self.ttl * 1000), claim_key(room, ""),
+        args: tuple[str | int, ...] = (
+            1, members_key(room), int(self.ttl * 1000), claim_key(room, ""),
             *[x for pair in mine for x in pair],
         )
+        # By digest: the script is sent once per Redis (it runs for every room, every ttl/3).
+        reply = await cmd.call("EVALSHA", _SYNC_SHA, *args)
+        if isinstance(reply, RedisError) and str(reply).startswith("NOSCRIPT"):
+            reply = await cmd.call("EVAL", _SYNC, *args)
         served = self._rooms.get(room)
         if served is None:
             return
