@@ -336,3 +336,34 @@ def test_redis_urls_are_checked():
     for bad in ("http://localhost", "rediss://h", "redis://h/x"):
         with pytest.raises(ValueError):
             parse_redis_url(bad)
+
+
+async def test_a_relay_that_stops_lets_its_members_go_at_once(harness: Harness, redis: RedisServer):
+    """Shutting down is not dying: the others hear ``leave`` without waiting for the TTL
+    (30 s here, far beyond the guard)."""
+    a = await harness.start(redis=redis.url, redis_ttl=30.0)
+    b = await harness.start(redis=redis.url, redis_ttl=30.0)
+    x, _ = await harness.join(a, "r", "x")
+    await harness.join(b, "r", "y")
+    await x.expect("join", address="y")
+    await b.stop()
+    await x.expect("leave", address="y")
+
+
+async def test_an_address_taken_twice_while_redis_was_down_stays_with_one(
+    harness: Harness, redis: RedisServer
+):
+    a, b = await shared(harness, redis), await shared(harness, redis)
+    redis.stop()
+    await until(lambda: not any(r.bus is not None and r.bus.up for r in (a, b)),
+                what="both relays see Redis gone")
+    first, _ = await harness.join(a, "r", "x", session="one")  # on each relay's local rules
+    second, _ = await harness.join(b, "r", "x", session="two")
+    redis.start()
+    closed = await asyncio.wait(
+        [asyncio.create_task(c.closed()) for c in (first, second)],
+        return_when=asyncio.FIRST_COMPLETED,
+    )
+    assert [t.result()[0] for t in closed[0]] == [CloseCode.ADDRESS_IN_USE]
+    for task in closed[1]:
+        task.cancel()
