@@ -310,10 +310,13 @@ class RedisBus:
             log.warning("redis: connection lost; local rooms carry on, reconnecting")
 
     async def _keep_alive(self, cmd: RedisConnection, sub: RedisConnection) -> None:
-        """Refresh claims and presence every ttl/3 until either connection closes."""
+        """Refresh claims and presence every ttl/3 until either connection closes, or a
+        round takes longer than the TTL (a Redis that stopped answering: our claims expire
+        anyway by then). Not sooner: on a busy machine a slow answer is no reason to drop
+        the connection and the messages in flight on it."""
         while cmd.is_open and sub.is_open:
             try:
-                async with asyncio.timeout(COMMAND_TIMEOUT):
+                async with asyncio.timeout(max(self.ttl, COMMAND_TIMEOUT)):
                     # Pipelined: every room's script leaves in one write.
                     await asyncio.gather(*(self._sync(room) for room in list(self._rooms)))
             except (RedisUnavailable, TimeoutError):
