@@ -14,6 +14,12 @@ Not a test: it prints figures. Everything runs on loopback with bounded loops (a
    validate (``[{},{},...]``, 1 MiB) into one room while a pair in another room plays
    ping-pong; the pair's round trips are reported (p50, p99, max), without the flood, with it
    under the default limits, and with it and byte pacing off (``--byte-rate 0``).
+4. Redis (``--only redis``, not in the default run: it needs ``redis-server``). ``--pairs``
+   sender/receiver pairs, one room each, blast messages at once; the aggregate rate is
+   measured on one relay, on two relay processes sharing a private Redis with each room's
+   pair on one relay (the scale-out case), and on two with every sender on one relay and
+   every receiver on the other (each message crosses Redis). Server CPU sums the relays and
+   Redis.
 
 Usage: ``python bench/relay_bench.py [--messages N] [--batch B] [--idle K] [--only NAME]``
 (the ``_bare``, ``_recv``, ``_send`` and ``_flood`` subcommands are its own child processes).
@@ -28,8 +34,11 @@ import json
 import os
 import re
 import resource
+import shutil
+import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 from pathlib import Path
@@ -86,8 +95,8 @@ def payload(i: int) -> dict[str, Any]:
     }
 
 
-def hello(address: str) -> str:
-    return json.dumps({"type": "hello", "v": 1, "room": "bench", "address": address})
+def hello(address: str, room: str = "bench") -> str:
+    return json.dumps({"type": "hello", "v": 1, "room": room, "address": address})
 
 
 def frames(count: int, batch: int) -> list[str]:
@@ -129,11 +138,11 @@ async def bare_server(port: int) -> None:
         await asyncio.Event().wait()
 
 
-async def receiver(url: str, expected: int, bare: bool) -> None:
+async def receiver(url: str, expected: int, bare: bool, room: str = "bench") -> None:
     """Count delivered messages (a batch frame carries several) until all have arrived."""
     async with connect(url + ("rx" if bare else ""), compression=None, max_size=None) as ws:
         if not bare:
-            await ws.send(hello("rx"))
+            await ws.send(hello("rx", room))
             await ws.recv()  # welcome
         print("ready", flush=True)
         cpu_start = own_cpu()
@@ -164,11 +173,11 @@ async def receiver(url: str, expected: int, bare: bool) -> None:
         )
 
 
-async def sender(url: str, count: int, batch: int, bare: bool) -> None:
+async def sender(url: str, count: int, batch: int, bare: bool, room: str = "bench") -> None:
     prepared = frames(count, batch)
     async with connect(url + ("tx" if bare else ""), compression=None, max_size=None) as ws:
         if not bare:
-            await ws.send(hello("tx"))
+            await ws.send(hello("tx", room))
             welcome = json.loads(await ws.recv())
             assert "rx" in welcome["peers"], welcome
         cpu_start, start = own_cpu(), time.monotonic()
@@ -213,18 +222,12 @@ def start_server(bare: bool) -> tuple[subprocess.Popen[str], str]:
     """The bare forwarder, or a relay with its limits out of the way of throughput."""
     if bare:
         return read_url(spawn(__file__, "_bare"))
-    return start_relay(
-        "--rate",
-        "0",
-        "--byte-rate",
-        "0",
-        "--max-outbound-bytes",
-        str(1 << 30),
-        "--max-connections",
-        "100000",
-        "--max-batch",
-        "100000",
-    )
+    return start_relay(*OPEN_LIMITS)
+
+
+#: Relay flags that keep its limits out of the way of throughput.
+OPEN_LIMITS = ("--rate", "0", "--byte-rate", "0", "--max-outbound-bytes", str(1 << 30),
+               "--max-connections", "100000", "--max-batch", "100000")
 
 
 def start_relay(*flags: str) -> tuple[subprocess.Popen[str], str]:
@@ -438,8 +441,9 @@ def main() -> int:
     parser.add_argument("--repeat", type=int, default=2, help="throughput runs; best is shown")
     parser.add_argument("--flooders", type=int, default=3, help="abusive connections")
     parser.add_argument("--abuse-seconds", type=float, default=5.0, help="flood duration")
+    parser.add_argument("--pairs", type=int, default=2, help="sender/receiver pairs (redis)")
     parser.add_argument(
-        "--only", choices=["throughput", "idle", "abuse"], help="run one scenario only"
+        "--only", choices=["throughput", "idle", "abuse", "redis"], help="run one scenario only"
     )
     args = parser.parse_args()
     print(
@@ -452,6 +456,8 @@ def main() -> int:
         report_idle(args.idle)
     if args.only in (None, "abuse"):
         report_abuse(args.flooders, args.abuse_seconds)
+    if args.only == "redis":
+        report_redis(args)
     return 0
 
 
@@ -494,14 +500,123 @@ def report_idle(count: int) -> None:
     )
 
 
+def start_redis(directory: str) -> tuple[subprocess.Popen[bytes], str]:
+    """A private redis-server on a free loopback port, without persistence."""
+    server = shutil.which("redis-server")
+    if server is None:
+        raise SystemExit("redis-server is missing (.ci/setup installs it)")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = subprocess.Popen(
+        [server, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly",
+         "no", "--dir", directory],
+        stdout=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                return proc, f"redis://127.0.0.1:{port}"
+        time.sleep(0.01)
+    proc.kill()
+    raise SystemExit("redis-server did not start")
+
+
+def pairs_throughput(
+    layout: list[tuple[str, str]], count: int, batch: int, servers: list[int]
+) -> dict[str, float]:
+    """Pair ``i`` joins room ``bench<i>``, its sender at ``layout[i][0]`` and its receiver at
+    ``layout[i][1]``; all pairs send at once. Rate: every message over the span from the
+    first send to the last receive."""
+    rxs = []
+    for i, (_, rx_url) in enumerate(layout):
+        rx = spawn(__file__, "_recv", rx_url, str(count), "--relay", f"bench{i}")
+        assert rx.stdout is not None
+        assert rx.stdout.readline().strip() == "ready"
+        rxs.append(rx)
+    cpu_before = sum(cpu_seconds(pid) for pid in servers)
+    txs = [spawn(__file__, "_send", tx_url, str(count), str(batch), "--relay", f"bench{i}")
+           for i, (tx_url, _) in enumerate(layout)]
+    sent = [json.loads(tx.communicate(timeout=180)[0]) for tx in txs]
+    got = [json.loads(rx.communicate(timeout=180)[0]) for rx in rxs]
+    cpu = sum(cpu_seconds(pid) for pid in servers) - cpu_before
+    received = sum(g["received"] for g in got)
+    wall = max(g["last"] for g in got) - min(s["start"] for s in sent)
+    return {"received": received, "rate": received / wall, "wall": wall, "cpu": cpu,
+            "cpu_us": cpu / max(1, received) * 1e6}
+
+
+def redis_run(redis: tuple[str, int] | None, cross: bool, pairs: int, count: int,
+              batch: int) -> dict[str, float]:
+    """One relay (``redis`` None), or two on Redis (its URL and pid): rooms split between
+    them, or (``cross``) senders on one and receivers on the other."""
+    redis_url = None if redis is None else redis[0]
+    flags = () if redis_url is None else ("--redis", redis_url)
+    relays = [start_relay(*OPEN_LIMITS, *flags) for _ in range(1 if redis_url is None else 2)]
+    try:
+        urls = [url for _, url in relays]
+        if len(urls) == 1:
+            layout = [(urls[0], urls[0])] * pairs
+        elif cross:
+            layout = [(urls[0], urls[1])] * pairs
+        else:
+            layout = [(urls[i % 2], urls[i % 2]) for i in range(pairs)]
+        servers = [proc.pid for proc, _ in relays] + ([] if redis is None else [redis[1]])
+        return pairs_throughput(layout, count, batch, servers)
+    finally:
+        for proc, _ in relays:
+            stop(proc)
+
+
+def report_redis(args: argparse.Namespace) -> None:
+    """Aggregate routed messages/s: one relay, then two relay processes on one Redis."""
+    with tempfile.TemporaryDirectory() as directory:
+        redis, url = start_redis(directory)
+        try:
+            print(f"redis: {args.pairs} pairs, one room each, all sending at once; "
+                  f"best of {args.repeat}")
+            print(f"{'run':<70}{'msg/s':>10}{'wall s':>9}{'server CPU s':>14}"
+                  f"{'CPU us/msg':>12}")
+            for frame_label, batch, count in (
+                ("one frame per message", 1, args.messages),
+                (f"batch frames of {args.batch}", args.batch, args.batch_messages),
+            ):
+                per_pair = max(1, count // args.pairs)
+                shared = (url, redis.pid)
+                setups = (
+                    ("1 relay", None, False),
+                    ("2 relays on Redis, each room on one relay", shared, False),
+                    ("2 relays on Redis, every message crosses Redis", shared, True),
+                )
+                # Interleaved, so that a busy spell of the machine hits every setup alike.
+                runs: dict[str, list[dict[str, float]]] = {label: [] for label, _, _ in setups}
+                for _ in range(args.repeat):
+                    for label, on_redis, cross in setups:
+                        runs[label].append(redis_run(on_redis, cross, args.pairs, per_pair, batch))
+                results = {}
+                for label in runs:
+                    r = results[label] = max(runs[label], key=lambda run: run["rate"])
+                    total = per_pair * args.pairs
+                    lost = "" if r["received"] == total else f"  ({r['received']} of {total})"
+                    print(f"{label + ', ' + frame_label:<70}{r['rate']:>10.0f}{r['wall']:>9.2f}"
+                          f"{r['cpu']:>14.2f}{r['cpu_us']:>12.1f}{lost}")
+                one, split, across = (r["rate"] for r in results.values())
+                print(f"ratio 2 relays / 1 ({frame_label}): rooms split {split / one:.2f}x, "
+                      f"every message across Redis {across / one:.2f}x")
+        finally:
+            redis.kill()
+            redis.wait(timeout=10)
+
+
 def child(argv: list[str]) -> int:
     kind, rest = argv[0], argv[1:]
     if kind == "_bare":
         asyncio.run(bare_server(0))
     elif kind == "_recv":
-        asyncio.run(receiver(rest[0], int(rest[1]), rest[2] == "--bare"))
+        asyncio.run(receiver(rest[0], int(rest[1]), rest[2] == "--bare", *rest[3:4]))
     elif kind == "_send":
-        asyncio.run(sender(rest[0], int(rest[1]), int(rest[2]), rest[3] == "--bare"))
+        asyncio.run(sender(rest[0], int(rest[1]), int(rest[2]), rest[3] == "--bare", *rest[4:5]))
     elif kind == "_flood":
         asyncio.run(flood(rest[0], rest[1], float(rest[2])))
     else:

@@ -158,6 +158,14 @@ def _serve_parser() -> argparse.ArgumentParser:
     _setting(p, "--ping-timeout", _optional_seconds, "keepalive pong timeout, 0 = off", "S")
     _setting(p, "--close-timeout", float, "closing handshake timeout", "S")
     p.add_argument(
+        "--redis",
+        metavar="URL",
+        help="redis://HOST:PORT of a Redis >= 7 shared by several relays serving the same rooms "
+        "(default: none, this relay serves its rooms alone)",
+    )
+    _setting(p, "--redis-ttl", float, "with --redis: seconds a member outlives its dead relay",
+             "S")
+    p.add_argument(
         "--compression",
         action="store_true",
         help="negotiate permessage-deflate (off by default: costs relay CPU)",
@@ -205,6 +213,8 @@ def build_config(args: argparse.Namespace) -> RelayConfig:
         ping_timeout=args.ping_timeout,
         close_timeout=args.close_timeout,
         compression=args.compression,
+        redis=args.redis,
+        redis_ttl=args.redis_ttl,
         **dirs,
     )
 

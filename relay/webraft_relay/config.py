@@ -15,6 +15,8 @@ from pathlib import Path
 
 from webraft.transport.wire import DEFAULT_MAX_BATCH, DEFAULT_MAX_FRAME_BYTES
 
+from .redis_resp import parse_redis_url
+
 __all__ = ["RelayConfig", "default_dir"]
 
 MiB = 1024 * 1024
@@ -78,6 +80,10 @@ class RelayConfig:
         close_timeout: seconds to wait for a closing handshake before cutting TCP.
         compression: negotiate permessage-deflate. Off by default: Raft messages are small
             and the relay's CPU, not loopback bandwidth, is what limits throughput.
+        redis: ``redis://`` URL of a Redis >= 7 server shared by several relays serving the
+            same rooms (see :mod:`.redis_bus`); ``None`` for a relay on its own.
+        redis_ttl: seconds a member's claim outlives its relay: after a relay dies, the
+            other relays tell the room its members left within about this long.
     """
 
     host: str = "127.0.0.1"
@@ -108,6 +114,8 @@ class RelayConfig:
     ping_timeout: float | None = 20.0
     close_timeout: float = 10.0
     compression: bool = False
+    redis: str | None = None
+    redis_ttl: float = 10.0
 
     def __post_init__(self) -> None:
         """Reject settings that would make the relay refuse everything or nothing silently."""
@@ -141,5 +149,9 @@ class RelayConfig:
             # A batch costs one token per message: a batch larger than the bucket could never
             # be admitted, which would look like a silent black hole to the client.
             raise ValueError(f"max_batch ({self.max_batch}) must not exceed burst ({self.burst})")
+        if self.redis is not None:
+            parse_redis_url(self.redis)  # ValueError now rather than at the first hello
+        if self.redis_ttl <= 0:
+            raise ValueError(f"redis_ttl must be positive, got {self.redis_ttl}")
         if self.hello_timeout <= 0 or self.close_timeout <= 0:
             raise ValueError("hello_timeout and close_timeout must be positive")

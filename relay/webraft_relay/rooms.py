@@ -66,12 +66,15 @@ class Registry(Generic[M]):
         self.max_room_size = max_room_size
         self._rooms: dict[str, dict[str, _Seat[M]]] = {}
 
-    def join(self, room: str, address: str, session: str, member: M) -> JoinResult[M]:
+    def join(
+        self, room: str, address: str, session: str, member: M, elsewhere: int = 0
+    ) -> JoinResult[M]:
         """Seat ``member`` at ``address`` in ``room`` if the rules allow it.
 
         A taken address is handed over only to the same session secret: that is a tab
         reconnecting after a network blip, and the room must not see it leave and rejoin
-        (Raft peers would otherwise drop and recreate their channel to it).
+        (Raft peers would otherwise drop and recreate their channel to it). ``elsewhere``
+        counts the room's members on other relays (see :mod:`.redis_bus`) toward its size.
         """
         seats = self._rooms.get(room)
         secret = session.encode()
@@ -82,7 +85,7 @@ class Registry(Generic[M]):
             old = seat.member
             seat.member = member
             return JoinResult(JoinOutcome.REPLACED, self._others(seats, address), old)
-        if seats is not None and len(seats) >= self.max_room_size:
+        if (0 if seats is None else len(seats)) + elsewhere >= self.max_room_size:
             return JoinResult(JoinOutcome.ROOM_FULL)
         if seats is None:
             seats = self._rooms[room] = {}
@@ -123,6 +126,10 @@ class Registry(Generic[M]):
         for addr, seat in seats.items():
             if addr != address:
                 yield seat.member
+
+    def size(self, room: str) -> int:
+        """Members of ``room`` (0 if it does not exist)."""
+        return len(self._rooms.get(room, ()))
 
     def addresses(self, room: str) -> list[str]:
         """Sorted addresses currently in ``room`` (empty if the room does not exist)."""

@@ -58,6 +58,7 @@ from .protocol import (
     stats_token,
     welcome_frame,
 )
+from .redis_bus import Claim, RedisBus
 from .rooms import JoinOutcome, Registry
 from .web import FileResponse, Site, target_path
 
@@ -254,6 +255,9 @@ class Relay:
         self._started = time.monotonic()
         self._server: Server | None = None
         self._background: set[asyncio.Task[Any]] = set()
+        # With Redis, other relays serve the same rooms; this relay is the bus's listener.
+        self.bus = None if config.redis is None else RedisBus(config.redis, config.redis_ttl, self)
+        self._entering: Counter[str] = Counter()  # hellos waiting on Redis, by room
         self.site = Site(
             static_dir=config.static_dir,
             pyodide_dir=config.pyodide_dir,
@@ -277,6 +281,8 @@ class Relay:
             fd_limit,
         )
         logging.getLogger("asyncio").addFilter(self._accept_filter)
+        if self.bus is not None:
+            await self.bus.start()
         tls = None
         if cfg.tls_cert is not None and cfg.tls_key is not None:
             tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
@@ -309,6 +315,8 @@ class Relay:
         await self._server.wait_closed()
         for task in list(self._background):
             task.cancel()
+        if self.bus is not None:
+            await self.bus.stop()
         self._server = None
         logging.getLogger("asyncio").removeFilter(self._accept_filter)
 
@@ -350,6 +358,7 @@ class Relay:
             "refused": dict(self.refused),
             "uptime": round(time.monotonic() - self._started, 3),
             "version": PROTOCOL_VERSION,
+            **({} if self.bus is None else {"redis": {"up": self.bus.up, **self.bus.counts}}),
         }
 
     # -- HTTP --------------------------------------------------------------------------------
@@ -391,7 +400,9 @@ class Relay:
             hello = await self._receive_hello(ws)
             if hello is None:
                 return
-            admitted = self._admit(ws, hello)
+            admitted = self._admit(ws, hello) if self.bus is None else await self._join_shared(
+                ws, hello
+            )
             if not isinstance(admitted, Peer):
                 code, reason = admitted
                 self.refused[reason.replace(" ", "_")] += 1
@@ -459,7 +470,11 @@ class Relay:
         a message to the newcomer, and the room hears ``join`` before any message from it.
         """
         peer = Peer(ws, hello.room, hello.address, self.config, self._clock, self.buffered)
-        result = self.rooms.join(hello.room, hello.address, hello.session, peer)
+        elsewhere = [] if self.bus is None else self.bus.elsewhere(hello.room)
+        moved = hello.address in elsewhere  # taken over from another relay: the room knows it
+        if moved:
+            elsewhere.remove(hello.address)
+        result = self.rooms.join(hello.room, hello.address, hello.session, peer, len(elsewhere))
         if result.outcome is JoinOutcome.ADDRESS_IN_USE:
             return CloseCode.ADDRESS_IN_USE, "address in use"
         if result.outcome is JoinOutcome.ROOM_FULL:
@@ -467,13 +482,16 @@ class Relay:
         # Clients send nothing but the hello before the welcome, so the next frame is parsed
         # with this limit. (websockets reads the attribute before each frame.)
         ws.protocol.max_message_size = self.config.max_message_size
-        peer.deliver(welcome_frame(hello.room, hello.address, result.peers))
+        peer.deliver(welcome_frame(hello.room, hello.address, result.peers + elsewhere))
+        if self.bus is not None:
+            joined = result.outcome is JoinOutcome.JOINED and not moved
+            self.bus.seated(hello.room, hello.address, hello.session, announce=joined)
         if result.outcome is JoinOutcome.REPLACED:
             old = result.replaced
             assert old is not None
             log.debug("room %s: %s reconnected", hello.room, hello.address)
             self._spawn(old.ws.close(CloseCode.REPLACED, "replaced"))
-        else:
+        elif not moved:
             log.debug("room %s: %s joined", hello.room, hello.address)
             frame = join_frame(hello.address)
             for other in self.rooms.others(hello.room, hello.address):
@@ -488,7 +506,84 @@ class Relay:
             frame = leave_frame(peer.address)
             for other in others:
                 other.notify(frame)
+            if self.bus is not None:
+                self.bus.release(peer.room, peer.address)
+        self._leave_bus(peer.room)
         await peer.stop()
+
+    # -- several relays on Redis (see redis_bus) ----------------------------------------------
+
+    async def _join_shared(
+        self, ws: ServerConnection, hello: Hello
+    ) -> Peer | tuple[CloseCode, str]:
+        """Ask Redis for the address (it may be held on another relay), then seat the
+        connection by the local rules, as :meth:`_admit` does on a relay of its own."""
+        assert self.bus is not None
+        room, address = hello.room, hello.address
+        self._entering[room] += 1
+        try:
+            await self.bus.enter(room)
+            claim = (
+                Claim.LOCAL if self.rooms.get(room, address) is not None
+                else await self.bus.claim(room, address, hello.session)
+            )
+        finally:
+            self._entering[room] -= 1
+            if not self._entering[room]:
+                del self._entering[room]
+        if claim is Claim.IN_USE:
+            self._leave_bus(room)
+            return CloseCode.ADDRESS_IN_USE, "address in use"
+        admitted = self._admit(ws, hello)
+        if not isinstance(admitted, Peer):
+            if claim in (Claim.OWNED, Claim.TAKEN_OVER) and self.rooms.get(room, address) is None:
+                self.bus.abandon(room, address, hello.session)
+            self._leave_bus(room)
+        return admitted
+
+    def _leave_bus(self, room: str) -> None:
+        """Stop hearing about ``room`` once no member or hello here needs it."""
+        if self.bus is not None and not self.rooms.size(room) and not self._entering[room]:
+            self.bus.forget(room)
+
+    def remote_joined(self, room: str, address: str) -> None:
+        """A member of ``room`` joined on another relay: tell ours."""
+        if self.rooms.get(room, address) is None:
+            frame = join_frame(address)
+            for other in self.rooms.others(room, address):
+                other.notify(frame)
+
+    def remote_left(self, room: str, address: str) -> None:
+        """A member of ``room`` on another relay left (or its relay died): tell ours."""
+        if self.rooms.get(room, address) is None:
+            frame = leave_frame(address)
+            for other in self.rooms.others(room, address):
+                other.notify(frame)
+
+    def remote_delivery(self, room: str, to: str | None, frame: str, count: int) -> None:
+        """A message from another relay (checked by the bus) for ``to``, or for everyone."""
+        if to is None:
+            for other in self.rooms.others(room, ""):
+                self._count(other.offer(frame), frame, 1)
+            return
+        target = self.rooms.get(room, to)
+        if target is None:
+            self.dropped["unknown_peer"] += count
+            return
+        self._count(target.offer(frame), frame, count)
+
+    def claim_lost(self, room: str, address: str, same_session: bool) -> None:
+        """Another connection, on another relay, holds ``address`` now: close ours, and tell
+        nobody it left (the address lives on)."""
+        peer = self.rooms.get(room, address)
+        if peer is None:
+            return
+        self.rooms.leave(room, address, peer)
+        code, reason = (
+            (CloseCode.REPLACED, "replaced") if same_session
+            else (CloseCode.ADDRESS_IN_USE, "address in use")
+        )
+        self._spawn(peer.ws.close(code, reason))
 
     def _spawn(self, coro: Any) -> None:
         task = asyncio.get_running_loop().create_task(coro)
@@ -534,6 +629,8 @@ class Relay:
                 out = msg_frame(peer.address, data, broadcast=True)
                 for other in self.rooms.others(peer.room, peer.address):
                     self._count(other.offer(out), out, 1)
+                if self.bus is not None:
+                    self.bus.broadcast(peer.room, peer.address, out)
             case Ping():
                 peer.deliver(PONG)
             case Hello():
@@ -542,6 +639,10 @@ class Relay:
 
     def _route(self, peer: Peer, to: str, out: str, count: int) -> None:
         target = self.rooms.get(peer.room, to)
+        if target is None and self.bus is not None and self.bus.is_remote(peer.room, to):
+            if not self.bus.forward(peer.room, to, peer.address, out):
+                self.dropped["redis_unavailable"] += count
+            return
         if target is None:
             self.dropped["unknown_peer"] += count
             peer.deliver(

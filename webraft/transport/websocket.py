@@ -29,7 +29,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from websockets.asyncio.client import ClientConnection, connect
@@ -80,15 +80,25 @@ def relay_url(url: str) -> str:
 class RelayConnection:
     """Keeps a :class:`RelayClient` connected to the relay at ``url`` (see the module doc).
 
+    ``url`` may be a list: relays that serve the same rooms (``webraft-relay --redis``).
+    The connection uses one at a time and moves to the next after every failed attempt or
+    lost connection, so the members of a relay that dies come back through the others.
+
     :meth:`start` needs a running loop; :meth:`send` may be called at any time after it and
     never blocks (messages wait in the client's bounded buffer while disconnected);
     :meth:`close` sends what is buffered, closes the WebSocket and stops reconnecting.
     ``connect_options`` override :data:`DEFAULT_CONNECT_OPTIONS`.
     """
 
-    def __init__(self, url: str, client: RelayClient, listener: RelayListener | None = None,
+    def __init__(self, url: str | Sequence[str], client: RelayClient,
+                 listener: RelayListener | None = None,
                  *, connect_options: Mapping[str, Any] | None = None) -> None:
-        self.url = relay_url(url)
+        urls = [url] if isinstance(url, str) else list(url)
+        if not urls:
+            raise ValueError("a RelayConnection needs at least one relay URL")
+        #: Every relay this connection may use, in the order it tries them.
+        self.urls = tuple(relay_url(u) for u in urls)
+        self._next = 0
         self.client = client
         #: Who hears the room's events (a :class:`~webraft.transport.node.RelayTransport`
         #: sets itself); needed before :meth:`start`.
@@ -103,6 +113,11 @@ class RelayConnection:
         self.failures = 0
         #: Completed connections (welcomes received) so far.
         self.connections = 0
+
+    @property
+    def url(self) -> str:
+        """The relay this connection uses now (or tries next)."""
+        return self.urls[self._next]
 
     @property
     def connected(self) -> bool:
@@ -175,6 +190,7 @@ class RelayConnection:
                     self._failed(exc)
                 if self._closing:
                     return
+                self._next = (self._next + 1) % len(self.urls)
                 delay = self.client.connection_lost(code, reason)
                 if delay is None:
                     stopped = self.client.stopped
@@ -283,7 +299,8 @@ class RelayRaft(InRoom, RaftInterface):
 
     A plain :class:`~webraft.RaftInterface` holding a :class:`~webraft.transport.node.
     RelayTransport` on a :class:`RelayConnection`. ``url`` is the relay's WebSocket URL
-    (``ws://HOST:PORT/ws``); ``room``, ``token``, ``session``, ``buffer`` and ``backoff`` go
+    (``ws://HOST:PORT/ws``), or several relays serving the same rooms (see
+    :class:`RelayConnection`); ``room``, ``token``, ``session``, ``buffer`` and ``backoff`` go
     to the :class:`~webraft.transport.relay.RelayClient`; ``connect_options`` override
     :data:`DEFAULT_CONNECT_OPTIONS`. The events are the transport's (see it).
 
@@ -300,7 +317,7 @@ class RelayRaft(InRoom, RaftInterface):
 
     relay: RelayTransport[RelayConnection]
 
-    def __init__(self, address: str, *, url: str, room: str,
+    def __init__(self, address: str, *, url: str | Sequence[str], room: str,
                  members: Iterable[str] | None = None, storage: Storage | None = None,
                  token: str | None = None, session: str | None = None,
                  buffer: OutgoingBuffer | None = None, backoff: Backoff | None = None,
@@ -336,7 +353,7 @@ class RelayRaft(InRoom, RaftInterface):
         return await self.offered.listening()
 
 
-def relay_transport(address: str, *, url: str, room: str, token: str | None = None,
+def relay_transport(address: str, *, url: str | Sequence[str], room: str, token: str | None = None,
                     session: str | None = None, buffer: OutgoingBuffer | None = None,
                     backoff: Backoff | None = None,
                     connect_options: Mapping[str, Any] | None = None,
