@@ -90,6 +90,7 @@ class Record:
     swapped: bool | None = None
     index: int = 0  # a write's log index, when acknowledged
     attempts: int = 0
+    error: str = ""  # the last error an attempt met
 
     def as_op(self) -> RegOp:
         kind = "w" if self.kind == "own" else self.kind
@@ -110,6 +111,7 @@ class Workload:
     seed: int = 0
     mix: tuple[int, int, int, int] = (3, 3, 2, 1)
     think: float = 0.01
+    attempts: int = ATTEMPTS  # of each write
     records: list[Record] = field(default_factory=list)
 
     async def run(self, stop: asyncio.Event, max_ops: int = 100_000) -> None:
@@ -173,14 +175,16 @@ class Workload:
         else:
             method, path, body = "PUT", "/kv/" + quoted + query, value
         unknown = False
-        for attempt in range(1, ATTEMPTS + 1):
+        for attempt in range(1, self.attempts + 1):
             record.attempts = attempt
             try:
                 status, answer = await http(rng.choice(self.ports), method, path, body)
             except NotSent:
+                record.error = "NotSent"
                 await asyncio.sleep(0.05)
                 continue
             except Lost:
+                record.error = "Lost"
                 unknown = True
                 continue
             if status == 200:
@@ -191,6 +195,7 @@ class Workload:
                 return record
             if status not in (500, 503, 504):
                 raise AssertionError(f"{method} {path}: {status} {answer}")
+            record.error = str(answer.get("error"))
             unknown = unknown or bool(answer.get("may_have_committed", True))
             await asyncio.sleep(0.05)
         record.status = "info" if unknown else "fail"

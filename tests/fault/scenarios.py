@@ -26,7 +26,7 @@ from .client import INF, Record, Workload, check
 from .procs import ROOT, Cluster, Node
 from .proxy import Faults
 
-__all__ = ["SCENARIOS", "Outcome", "longest_gap", "nemesis", "run"]
+__all__ = ["SCENARIOS", "Outcome", "Scenario", "longest_gap", "nemesis", "run"]
 
 Scenario = Callable[[Cluster, float, random.Random], Awaitable[None]]
 
@@ -57,11 +57,12 @@ class Outcome:
                 f"without a successful write {longest_gap(self.records):.2f} s")
 
 
-def longest_gap(records: list[Record]) -> float:
+def longest_gap(records: list[Record], since: float = -INF) -> float:
     """The longest time, as the clients saw it, between two successive acknowledged writes
-    (of any kind: put, CAS, own key)."""
+    (of any kind: put, CAS, own key), from the last one before ``since`` on."""
     done = sorted(r.ret for r in records if r.kind != "r" and r.status == "ok" and r.ret != INF)
-    return max((b - a for a, b in itertools.pairwise(done)), default=0.0)
+    first = max((i for i, t in enumerate(done) if t <= since), default=0)
+    return max((b - a for a, b in itertools.pairwise(done[first:])), default=0.0)
 
 
 def _log(what: str, faults: list[str], start: float) -> None:
