@@ -196,9 +196,11 @@ class Workload:
             if status not in (500, 503, 504):
                 raise AssertionError(f"{method} {path}: {status} {answer}")
             record.error = str(answer.get("error"))
+            if record.error == "OutcomeForgotten":
+                break  # applied, but a retry would apply it again: its id is forgotten
             unknown = unknown or bool(answer.get("may_have_committed", True))
             await asyncio.sleep(0.05)
-        record.status = "info" if unknown else "fail"
+        record.status = "info" if unknown or record.error == "OutcomeForgotten" else "fail"
         return record
 
     def ok_writes(self) -> list[Record]:
