@@ -120,6 +120,8 @@ class _Pipe:
                 if self.link.faults.cut:  # cut while it was held: lost with the rest
                     self.link.counts.dropped += 1
                     continue
+                if self.up_w.is_closing():
+                    return  # the acceptor is gone (run() closes the dialer's side too)
                 self.up_w.write(line)
                 self.link.counts.passed += 1
                 if self.held.empty():
