@@ -203,9 +203,6 @@ class Workload:
         record.status = "info" if unknown or record.error == "OutcomeForgotten" else "fail"
         return record
 
-    def ok_writes(self) -> list[Record]:
-        return [r for r in self.records if r.kind != "r" and r.status == "ok"]
-
 
 def check(records: list[Record], final: dict[str, Any]) -> list[str]:
     """What is wrong with the history given the store every member converged on (``final``):

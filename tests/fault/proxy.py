@@ -31,14 +31,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 import random
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-__all__ = ["MAX_HELD", "Faults", "LinkProxy", "Network"]
-
-logger = logging.getLogger("tests.fault.proxy")
+__all__ = ["HOST", "MAX_HELD", "Faults", "LinkProxy", "Network"]
 
 HOST = "127.0.0.1"
 #: Messages one connection may hold back (delayed) before it drops new ones.
