@@ -5,8 +5,9 @@ Owns :class:`Node` and :class:`Cluster`. Imports the proxy (:class:`Network`), t
 processes (``python -m webraft.member``) of the source tree ``root``, so the harness can run
 an older checkout for a before/after comparison.
 
-Every port is picked before anything starts (members must be told each other's addresses), and
-kept across restarts: a restarted member has the same control URL, link port and data
+Every member's ports are picked before any member starts (members must be told each other's
+addresses), after the proxies bound theirs (so that none takes one of them), and kept across
+restarts: a restarted member has the same control URL, link port and data
 directory. :meth:`Cluster.close` kills and reaps every process, whatever state it was left in
 (a stopped one is continued first, so that it can die); use the cluster as an async context
 manager so that a failing test leaves nothing behind.
@@ -145,13 +146,16 @@ class Cluster:
         self.extra = extra
         self.root = root
         self.network = Network(self.names, seed)
-        ports = free_ports(2 * size)
-        self.nodes = {name: Node(self, name, ports[2 * i], ports[2 * i + 1])
-                      for i, name in enumerate(self.names)}
+        self.nodes: dict[str, Node] = {}
 
     async def start(self) -> None:
-        """Start the proxies, then every member; returns once each serves."""
-        await self.network.start({n.name: n.listen for n in self.nodes.values()})
+        """Start the proxies, pick the members' ports, start every member; returns once
+        each serves."""
+        await self.network.start()
+        ports = free_ports(2 * len(self.names))
+        self.nodes = {name: Node(self, name, ports[2 * i], ports[2 * i + 1])
+                      for i, name in enumerate(self.names)}
+        self.network.aim({n.name: n.listen for n in self.nodes.values()})
         for node in self.nodes.values():
             await node.start()
         for node in self.nodes.values():

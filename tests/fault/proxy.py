@@ -189,15 +189,22 @@ class Network:
     seed: int = 0
     links: dict[tuple[str, str], LinkProxy] = field(default_factory=dict)
 
-    async def start(self, listen_ports: dict[str, int]) -> None:
-        """One proxy per ordered pair, forwarding to the acceptor's ``--listen`` port."""
+    async def start(self) -> None:
+        """One proxy per ordered pair, each on a port of its own; :meth:`aim` them next.
+
+        They bind before the members' ports are picked, so that none takes one of those."""
         rng = random.Random(self.seed)
         for src in self.names:
             for dst in self.names:
                 if src != dst:
-                    link = LinkProxy(src, dst, listen_ports[dst], random.Random(rng.random()))
+                    link = LinkProxy(src, dst, 0, random.Random(rng.random()))
                     await link.start()
                     self.links[src, dst] = link
+
+    def aim(self, listen_ports: dict[str, int]) -> None:
+        """Forward each link to its acceptor's ``--listen`` port."""
+        for (_, dst), link in self.links.items():
+            link.target = listen_ports[dst]
 
     def peer_flags(self, name: str) -> list[str]:
         """The ``--peer`` flags that make member ``name`` dial its peers through us."""
