@@ -278,7 +278,7 @@ class RelayConnection:
         assert self.listener is not None  # checked by start()
         outcome = receive_frame(self.client, self.listener, raw)
         if outcome is Welcome:
-            self._failures = 0
+            self.failures = 0
             self.connections += 1
             logger.info("%s: joined room %s at %s", self.client.address, self.client.room,
                         self.url)
