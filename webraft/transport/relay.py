@@ -279,6 +279,7 @@ def parse_frame(text: str | bytes) -> Event:
 _SEND_HEAD: Final = '{"type":"send",'
 _BATCH_HEAD: Final = '{"type":"batch","msgs":['
 _BATCH_TAIL: Final = "]}"
+_ENTRY_SEPARATOR: Final = '},{"to":"'
 
 
 class OutgoingBuffer:
@@ -364,6 +365,15 @@ class OutgoingBuffer:
             size = len(_BATCH_HEAD) + len(_BATCH_TAIL)
             for item in items:
                 cost = len(item) + 3  # '{' item '}' and a comma
+                if _ENTRY_SEPARATOR in item:
+                    # Alone in a send frame: in a batch it would look like two entries to
+                    # the relay's fast path, which would then decode the frame in full.
+                    if chunk:
+                        frames.append(_frame(chunk))
+                        chunk = []
+                        size = len(_BATCH_HEAD) + len(_BATCH_TAIL)
+                    frames.append(_frame([item]))
+                    continue
                 if chunk and (len(chunk) == self.max_batch
                               or size + cost > self.max_frame_bytes):
                     frames.append(_frame(chunk))
