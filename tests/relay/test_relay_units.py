@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from webraft.transport import wire
 from webraft.transport.relay import OutgoingBuffer
@@ -20,6 +23,7 @@ from webraft_relay.protocol import (
     batch_frame,
     error_frame,
     msg_frame,
+    one_value,
     parse_frame,
     parse_hello,
     parse_layout,
@@ -229,3 +233,56 @@ def test_data_that_holds_the_entry_separator_is_never_batched():
         Send("c", '[{"to":"x"},{"to":"y"}]'),
         Batch((("d", "2"), ("e", "3"))),
     ]
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(alphabet='ab"\\,:[]{} \u00e9', max_size=6)
+    | st.sampled_from(["from", "type", "msgs", "broadcast"]),
+    lambda inner: st.lists(inner, max_size=4)
+    | st.dictionaries(st.text(alphabet="abfromtype", max_size=5), inner, max_size=4),
+    max_leaves=20,
+)
+injections = st.lists(st.sampled_from(
+    ['1', '[', ']', '{', '}', ',', ':', '"', '\\', ' ', '"from"', '"type"', '"z"', '"msgs"',
+     '"broadcast"', "true", '"fr\\u006fm"']), max_size=10).map("".join)
+
+
+@settings(max_examples=500, deadline=None)
+@given(json_values)
+def test_one_value_accepts_every_json_value(value: Any):
+    assert one_value(wire.dumps(value))
+    assert one_value(json.dumps(value, ensure_ascii=False, indent=1))
+
+
+@settings(max_examples=800, deadline=None)
+@given(json_values, injections, injections)
+def test_accepted_data_cannot_forge_the_frame_around_it(value: Any, before: str, after: str):
+    data = before + wire.dumps(value) + after
+    if not one_value(data):
+        return
+    for frame, kind in ((msg_frame("a", data), "msg"),
+                        (msg_frame("a", data, broadcast=True), "msg"),
+                        (batch_frame("a", [data, "1"]), "batch"),
+                        (batch_frame("a", ["1", data]), "batch")):
+        try:
+            delivered = wire.loads(frame)
+        except ValueError:
+            continue  # refused whole by the receiver
+        assert (delivered["type"], delivered["from"]) == (kind, "a"), frame
+        if kind == "msg":
+            assert delivered.get("broadcast", False) is frame.endswith('"broadcast":true}')
+
+
+@pytest.mark.parametrize(("data", "ok"), [
+    ("[{},{},{}]", True),               # the quick scan
+    ('{"type":"x"}', True),             # a relay key inside: the structural check
+    ('["a\\"]"]', True),                # an escaped quote: the structural check
+    ('[1],"from":"z"', False),
+    ('1,"from":"z"', False),
+    ('{"a":"]"},"from":"z","b":{"c":"["}', False),  # brackets in strings: decoded
+    ("[" * 40 + "]" * 40, True),         # deeper than the structural passes: decoded
+    ("", False), ("  ", False),
+])
+def test_one_value(data: str, ok: bool):
+    assert one_value(data) is ok
