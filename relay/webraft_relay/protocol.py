@@ -244,25 +244,33 @@ def _structure_is_one_value(raw: bytes) -> bool | None:
 _RELAY_KEYS: Final = ('"type"', '"from"', '"broadcast"', '"msgs"')
 
 
-def _cannot_forge(data: str) -> bool:
-    """The quickest accept, in a few memchr-speed scans: a container that ends with its own
-    kind of bracket (or a scalar with no ``,`` or ``:``), brackets that balance in number,
-    and no string that spells (even with escapes) a key the relay sets. Whatever such
-    ``data`` does to the frame around it, it cannot give it another ``type``, ``from`` or
-    ``broadcast``, nor another sender's messages; at worst (``[1],"x":[2]``) an unknown
-    field travels along, which receivers ignore."""
+def _shaped_as_one_value(data: str) -> bool:
+    """A container that ends with its own kind of bracket, or a scalar with no ``,`` or
+    ``:``: what one value looks like from its ends (an honest client's extra field after
+    ``data`` fails this and is decoded instead)."""
     head = data.lstrip()[:1]
     if head in ("[", "{"):
-        if data.rstrip()[-1:] != ("]" if head == "[" else "}"):
-            return False
-    elif "," in data or ":" in data:
-        return False
+        return data.rstrip()[-1:] == ("]" if head == "[" else "}")
+    return head != "" and "," not in data and ":" not in data
+
+
+def _spells_no_relay_key(text: str) -> bool:
+    """No escapes, brackets that balance in number, and none of :data:`_RELAY_KEYS`:
+    memchr-speed scans, run once over a whole batch."""
     return (
-        "\\" not in data
-        and data.count("[") == data.count("]")
-        and data.count("{") == data.count("}")
-        and not any(key in data for key in _RELAY_KEYS)
+        "\\" not in text
+        and text.count("[") == text.count("]")
+        and text.count("{") == text.count("}")
+        and not any(key in text for key in _RELAY_KEYS)
     )
+
+
+def _cannot_forge(data: str) -> bool:
+    """The quickest accept: whatever ``data`` shaped as one value and spelling no key the
+    relay sets does to the frame around it, it cannot give it another ``type``, ``from`` or
+    ``broadcast``, nor another sender's messages; at worst (``[1],"x":[2]``) an unknown field
+    travels along, which receivers ignore."""
+    return _shaped_as_one_value(data) and _spells_no_relay_key(data)
 
 
 def one_value(data: str) -> bool:
@@ -364,10 +372,15 @@ def parse_layout(text: str, max_batch: int) -> Send | Broadcast | Batch | None:
     pieces = text[head.end():-3].split('}, {"to": "' if spaced else '},{"to":"', max_batch)
     if len(pieces) > max_batch:
         return None  # the full parser gives the error
+    # One scan of the whole batch stands for each data's, which then only needs its shape.
+    clean = _spells_no_relay_key(text[head.end():-3])
     pairs: list[tuple[str, str]] = []
     for piece in pieces:
         entry = _ENTRY.match(piece)
-        if entry is None or not one_value(data := piece[entry.end():]):
+        if entry is None:
+            return None
+        data = piece[entry.end():]
+        if not (clean and _shaped_as_one_value(data)) and not one_value(data):
             return None
         pairs.append((entry[1], data))
     return Batch(tuple(pairs))
