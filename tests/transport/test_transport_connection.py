@@ -7,6 +7,7 @@ sees and when; the close-code tests also run against the real relay.
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import TYPE_CHECKING
 
 import pytest
@@ -14,7 +15,7 @@ from support import until
 
 from webraft.transport import FrameError, RelayClosed, RelayRejected
 from webraft.transport.websocket import relay_url
-from webraft_relay import room_token
+from webraft_relay import issue_token, room_token
 
 if TYPE_CHECKING:
     from transport_support import Net
@@ -142,7 +143,7 @@ async def test_relay_error_frames_are_reported_except_unknown_peer(net: Net):
     assert isinstance(error, RelayRejected) and error.code == "rate_limited"
 
 
-@pytest.mark.parametrize("code", [4001, 4008, 4009])
+@pytest.mark.parametrize("code", [4001, 4002, 4008, 4009])
 async def test_terminal_close_codes_stop_reconnecting_and_are_reported(net: Net, code: int):
     fake = await net.fake()
     a = net.node("a", fake)
@@ -249,3 +250,77 @@ def test_relay_urls_are_checked_up_front():
     for bad in ("http://127.0.0.1:8765/ws", "127.0.0.1:8765", ""):
         with pytest.raises(ValueError):
             relay_url(bad)
+
+
+async def test_a_token_provider_is_asked_before_each_connect_and_4002_renews(net: Net):
+    """With a provider, an expired token (4002) is a reason to ask again, not to stop; a
+    provider that fails counts as a failed attempt and is asked again after the back-off."""
+    fake = await net.fake()
+    issued: list[str] = []
+
+    def provider() -> str:
+        if len(issued) == 2:
+            issued.append("boom")
+            raise OSError("token service down")
+        issued.append(f"t{len(issued)}")
+        return issued[-1]
+
+    a = net.node("a", fake, token=provider)
+    first = await fake.next()
+    assert first.hello["token"] == "t0"
+    await first.close(4002, "token expired")
+    second = await fake.next()
+    assert second.hello["token"] == "t1"
+    await second.close(4002, "token expired")
+    third = await fake.next()  # after the provider failed once
+    assert third.hello["token"] == "t3"
+    assert issued == ["t0", "t1", "boom", "t3"]
+    await third.welcome()
+    await until(lambda: a.connected)
+    assert not a.errors and a.connection.running
+
+
+async def test_an_async_token_provider_renews_an_expired_token_at_a_real_relay(net: Net):
+    relay = await net.relay(secret="s3cret")
+    now = time.time()
+    tokens = iter([issue_token("s3cret", "demo", expires=int(now) - 1),
+                   issue_token("s3cret", "demo", expires=int(now) + 60)])
+    asked = 0
+
+    async def provider() -> str:
+        nonlocal asked
+        asked += 1
+        await asyncio.sleep(0)
+        return next(tokens)
+
+    a = net.node("a", relay, token=provider)
+    await until(lambda: a.connected)
+    assert asked == 2 and not a.errors
+    assert relay.refused["token_expired"] == 1
+
+
+async def test_a_provider_that_returns_no_string_is_retried_not_sent(net: Net):
+    fake = await net.fake()
+    answers = iter([None, "good"])
+    a = net.node("a", fake, token=lambda: next(answers))
+    conn = await fake.next()
+    assert conn.hello["token"] == "good"
+    await conn.welcome()
+    await until(lambda: a.connected)
+
+
+async def test_webraft_node_token_file_is_read_again_before_each_connect(net: Net, tmp_path):
+    """``webraft-node --token-file``: rewriting the file renews an expired token."""
+    from functools import partial
+
+    from webraft.member.__main__ import read_token
+
+    relay = await net.relay(secret="s3cret")
+    path = tmp_path / "token"
+    path.write_text(issue_token("s3cret", "demo", expires=int(time.time()) - 1) + "\n")
+    a = net.node("a", relay, token=partial(read_token, path))
+    await until(lambda: relay.refused["token_expired"] >= 1)
+    assert not a.connected and a.connection.running
+    path.write_text(issue_token("s3cret", "demo", expires=int(time.time()) + 60))
+    await until(lambda: a.connected)
+    assert not a.errors

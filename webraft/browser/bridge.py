@@ -60,7 +60,7 @@ from ..errors import InvalidCommand, ProposalError, WebraftError
 from ..runtime.sessions import ClientSession
 from ..storage.localstorage import LocalStorage, json_text
 from ..transport.node import RelayListener
-from ..transport.relay import RelayClient, RelayClosed
+from ..transport.relay import RelayClient, RelayClosed, TokenProvider
 from ..transport.wire import CloseCode
 from .transport import HIDDEN_ELECTION_DELAY, BrowserConnection, BrowserRaft, browser_config
 
@@ -179,7 +179,7 @@ class _Claim:
 
 
 async def _claim(room: str, url: str, candidates: list[str], session: str,
-                 token: str | None,
+                 token: str | TokenProvider | None,
                  timeout: float = CONNECT_TIMEOUT) -> tuple[RelayClient, BrowserConnection, _Claim]:
     """Claim the first free address of ``candidates``, within ``timeout`` seconds in all."""
     loop = asyncio.get_running_loop()
@@ -227,11 +227,13 @@ async def _may_found(connection: BrowserConnection, claim: _Claim) -> bool:
     return all(claim.stateless.values())
 
 
-async def create(config_json: str) -> JsNode:
+async def create(config_json: str, token_provider: TokenProvider | None = None) -> JsNode:
     """Claim an address, open storage and build the node (not started: see :meth:`start`).
 
     ``config_json`` holds ``room``, ``relay`` (ws URL), ``members``, and optionally
-    ``address``, ``token``, ``connectTimeout`` (ms, default 15 000) and the timeouts in
+    ``address``, ``token`` (or, outside the JSON, ``token_provider``: a JavaScript function
+    returning the token or a Promise of it, called before each connection, so that an
+    expired token is renewed), ``connectTimeout`` (ms, default 15 000) and the timeouts in
     milliseconds (``electionTimeout`` as ``[low, high]``, ``heartbeatFrequency``,
     ``heartbeatTimeout``, ``proposalTimeout``). Raises :class:`RoomFull`,
     :class:`RelayUnreachable` or the relay's :class:`~webraft.transport.relay.RelayClosed`.
@@ -254,7 +256,8 @@ async def create(config_json: str) -> JsNode:
         candidates = [*([mine] if mine else []), *orphans, f"t-{secrets.token_hex(4)}"]
     timeout = cfg.get("connectTimeout")
     client, connection, claim = await _claim(
-        room, cfg["relay"], candidates, session, cfg.get("token"),
+        room, cfg["relay"], candidates, session,
+        token_provider if token_provider is not None else cfg.get("token"),
         timeout / 1000 if timeout else CONNECT_TIMEOUT)
     sessionStorage.setItem(tab_key, json.dumps({"address": client.address,
                                                 "session": session}))
@@ -279,12 +282,13 @@ async def create(config_json: str) -> JsNode:
     return JsNode(node)
 
 
-async def create_for_js(config_json: str) -> JsNode | str:
+async def create_for_js(config_json: str,
+                        token_provider: TokenProvider | None = None) -> JsNode | str:
     """:func:`create` for JavaScript: a webraft error (or a bad option) comes back as JSON
     text ``{"name", "message"[, "code"]}`` so that ``webraft.js`` can throw an ``Error``
     with that name, instead of a ``PythonError`` carrying a traceback."""
     try:
-        return await create(config_json)
+        return await create(config_json, token_provider)
     except (WebraftError, ValueError) as exc:
         fields: dict[str, Any] = {"name": type(exc).__name__, "message": str(exc)}
         if isinstance(exc, RelayClosed):

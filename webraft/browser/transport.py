@@ -33,7 +33,13 @@ from typing import Any, Final
 
 from ..runtime import NodeConfig, RaftInterface
 from ..storage import Storage
-from ..transport.node import InRoom, RelayListener, RelayTransport, receive_frame
+from ..transport.node import (
+    InRoom,
+    RelayListener,
+    RelayTransport,
+    receive_frame,
+    renew_token,
+)
 from ..transport.relay import RelayClient, RelayClosed, Welcome
 from ..transport.wire import CloseCode
 
@@ -84,6 +90,8 @@ class BrowserConnection:
         self._closing = False
         self._flush_at: asyncio.Handle | None = None
         self._retry: asyncio.TimerHandle | None = None
+        #: True while the token provider is being asked, before a socket opens.
+        self._renewing = False
 
     @property
     def connected(self) -> bool:
@@ -135,8 +143,32 @@ class BrowserConnection:
     # ------------------------------------------------------------------ socket events
 
     def _open(self) -> None:
-        if self._closing or not self.online or self._ws is not None:
+        if self._closing or not self.online or self._ws is not None or self._renewing:
             return
+        if self.client.token_provider is not None:
+            self._renewing = True
+            asyncio.get_running_loop().create_task(self._open_with_fresh_token())
+            return
+        self._open_socket()
+
+    async def _open_with_fresh_token(self) -> None:
+        """Ask the page's token function (it may return a Promise) before the socket opens;
+        if it fails, that attempt failed: back off and ask again."""
+        try:
+            await renew_token(self.client)
+        except Exception as exc:  # the page's function threw or rejected
+            self._renewing = False
+            delay = self.client.backoff.next()
+            logger.warning("%s: the token function failed (%r); retrying in %.2f s",
+                           self.client.address, exc, delay)
+            if not self._closing and self.online:
+                self._retry = asyncio.get_running_loop().call_later(delay, self._reopen)
+            return
+        self._renewing = False
+        if not self._closing and self.online and self._ws is None:
+            self._open_socket()
+
+    def _open_socket(self) -> None:
         from js import WebSocket  # only in Pyodide
         from pyodide.ffi import create_proxy
 

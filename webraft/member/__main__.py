@@ -7,11 +7,12 @@ transports; never ``js`` or the simulator, and nothing imports it.
 Run a node whose peers are reached through a relay::
 
     python -m webraft.member --relay ws://127.0.0.1:8765/ws --room demo --data ./node-a \\
-        --address a --members a,b,c [--token T] [--control 127.0.0.1:0]
+        --address a --members a,b,c [--token T | --token-file PATH] [--control 127.0.0.1:0]
 
-or one of a cluster of servers linked directly over TCP, with no relay (every member is
-given every other member's link address), its links over TLS if asked (mutual with
-``--tls-ca``; see ``docs/direct-links.md``)::
+(``--token-file`` is read again before each connection, so a token that expires can be
+renewed by rewriting the file) or one of a cluster of servers linked directly over TCP,
+with no relay (every member is given every other member's link address), its links over
+TLS if asked (mutual with ``--tls-ca``; see ``docs/direct-links.md``)::
 
     python -m webraft.member --listen 127.0.0.1:7001 --peer b=127.0.0.1:7002 \\
         --peer c=127.0.0.1:7003 --data ./node-a --address a --members a,b,c [--token T] \\
@@ -71,6 +72,7 @@ import time
 import urllib.parse
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any, NamedTuple, Protocol
 
@@ -201,6 +203,10 @@ def node_parser() -> argparse.ArgumentParser:
     p.add_argument("--token", default=os.environ.get(TOKEN_ENV),
                    help="room token if the relay has a secret; with --listen, the secret "
                    f"every link proves (default: ${TOKEN_ENV})")
+    p.add_argument("--token-file", type=Path, metavar="PATH",
+                   help="with --relay, instead of --token: a file holding the room token, "
+                   "read again before each connection, so that whatever renews an expiring "
+                   "token (webraft-relay token --ttl) only has to rewrite it")
     p.add_argument("--control", type=_host_port, default=("127.0.0.1", 0),
                    metavar="HOST:PORT", help="control HTTP server (default: 127.0.0.1:0)")
     p.add_argument("--heartbeat", type=_positive, default=0.05, metavar="S",
@@ -228,6 +234,8 @@ def check_links(parser: argparse.ArgumentParser, args: argparse.Namespace) -> No
     """
     if args.relay is None and args.listen is None:
         parser.error("one of --relay or --listen is required")
+    if args.token_file is not None and args.relay is None:
+        parser.error("--token-file is for --relay (the relay's tokens are the ones that expire)")
     if args.peer and (args.listen is None or args.relay is not None):
         parser.error("--peer is for --listen without --relay (with a relay, the room's "
                      "members are the peers and offer their links themselves)")
@@ -334,6 +342,12 @@ class Built(NamedTuple):
     direct: DirectTransport | None
 
 
+def read_token(path: Path) -> str:
+    """The token in ``path`` (``--token-file``), read before each relay connection; an
+    unreadable file fails that attempt, which is retried after the back-off."""
+    return path.read_text(encoding="utf-8").strip()
+
+
 def build_node(args: argparse.Namespace, members: list[str], storage: Storage,
                metrics: Metrics) -> Built:
     """The node the arguments ask for: the one place that picks a transport (``metrics``
@@ -349,7 +363,8 @@ def build_node(args: argparse.Namespace, members: list[str], storage: Storage,
         from ..transport.websocket import relay_transport
 
         relay, offered, transport = relay_transport(
-            args.address, url=args.relay, room=args.room, token=args.token,
+            args.address, url=args.relay, room=args.room,
+            token=args.token if args.token_file is None else partial(read_token, args.token_file),
             session=load_session(args.data), listen=args.listen, advertise=args.advertise,
             tls=tls)
         node = RaftInterface(args.address, members=members, storage=metrics.timed(storage),

@@ -21,6 +21,7 @@ A connection object (:class:`RelayConnectionLike`) needs ``start()``, ``send(to,
 
 from __future__ import annotations
 
+import inspect
 import ipaddress
 import logging
 import re
@@ -43,7 +44,7 @@ from .relay import (
 
 __all__ = ["COMMAND_ENVELOPE_BYTES", "LINK_OFFER", "InRoom", "RelayConnectionLike",
            "RelayListener", "RelayTransport", "host_port", "is_wildcard", "link_host",
-           "link_offer", "parse_link_offer", "receive_frame"]
+           "link_offer", "parse_link_offer", "receive_frame", "renew_token"]
 
 logger = logging.getLogger("webraft.transport")
 
@@ -146,6 +147,19 @@ class RelayConnectionLike(Protocol):
 
 
 C = TypeVar("C", bound=RelayConnectionLike)
+
+
+async def renew_token(client: RelayClient) -> None:
+    """Before a (re)connect: ask the client's token provider, if it has one, for the token
+    the hello will carry. Shared by both I/O layers; what the provider raises (or a
+    non-string) propagates, and the caller counts a failed attempt and backs off."""
+    provider = client.token_provider
+    if provider is None:
+        return
+    token = provider()
+    if inspect.isawaitable(token):  # an async function, or a browser's Promise
+        token = await token
+    client.renew_token(token)
 
 
 def receive_frame(client: RelayClient, listener: RelayListener,

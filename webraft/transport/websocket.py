@@ -12,9 +12,10 @@ so ``import webraft`` never loads it). It is a thin asyncio layer around the san
   says hello, feeds every frame to the client and hands the resulting events to a
   :class:`RelayListener`, reconnects after any disconnect with jittered exponential back-off,
   and stops for good only on the close codes after which retrying cannot help (4001, 4008,
-  4009), reporting them. Outgoing messages are batched: the first write of a loop turn wakes
-  the writer task, which runs after the rest of that turn's callbacks and sends everything
-  written meanwhile as one frame.
+  4009, and 4002 unless a token provider can renew the token), reporting them. A token
+  provider is asked for a fresh token before each attempt. Outgoing messages are batched:
+  the first write of a loop turn wakes the writer task, which runs after the rest of that
+  turn's callbacks and sends everything written meanwhile as one frame.
 * :func:`relay_transport` builds the transport a node holds on such a connection (a
   :class:`~webraft.transport.node.RelayTransport`, shared with the browser, combined with
   direct links when the node listens), and :class:`RelayRaft` is the plain node holding it.
@@ -39,9 +40,9 @@ from websockets.uri import parse_uri
 from ..runtime import NodeConfig, RaftInterface, Transport
 from ..storage import Storage
 from .linked import LinkedTransport
-from .node import InRoom, RelayListener, RelayTransport, receive_frame
+from .node import InRoom, RelayListener, RelayTransport, receive_frame, renew_token
 from .offers import OfferedLinks
-from .relay import Backoff, OutgoingBuffer, RelayClient, Welcome
+from .relay import Backoff, OutgoingBuffer, RelayClient, TokenProvider, Welcome
 from .tcp import TLS, DirectLinks
 from .wire import WS_PATH
 
@@ -209,6 +210,7 @@ class RelayConnection:
 
     async def _connect_once(self) -> tuple[int | None, str]:
         """One connection's life; returns the close code and reason the relay sent."""
+        await renew_token(self.client)
         ws = await connect(self.url, **self._options)
         if self._closing:
             await ws.close()
@@ -319,7 +321,7 @@ class RelayRaft(InRoom, RaftInterface):
 
     def __init__(self, address: str, *, url: str | Sequence[str], room: str,
                  members: Iterable[str] | None = None, storage: Storage | None = None,
-                 token: str | None = None, session: str | None = None,
+                 token: str | TokenProvider | None = None, session: str | None = None,
                  buffer: OutgoingBuffer | None = None, backoff: Backoff | None = None,
                  connect_options: Mapping[str, Any] | None = None,
                  listen: tuple[str, int] | None = None, advertise: str | None = None,
@@ -353,7 +355,8 @@ class RelayRaft(InRoom, RaftInterface):
         return await self.offered.listening()
 
 
-def relay_transport(address: str, *, url: str | Sequence[str], room: str, token: str | None = None,
+def relay_transport(address: str, *, url: str | Sequence[str], room: str,
+                    token: str | TokenProvider | None = None,
                     session: str | None = None, buffer: OutgoingBuffer | None = None,
                     backoff: Backoff | None = None,
                     connect_options: Mapping[str, Any] | None = None,
