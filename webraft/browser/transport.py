@@ -36,6 +36,7 @@ from ..storage import Storage
 from ..transport.node import InRoom, RelayListener, RelayTransport, receive_frame
 from ..transport.relay import RelayClient, RelayClosed, Welcome
 from ..transport.wire import CloseCode
+from .scheduling import EndOfTask
 
 __all__ = ["BrowserConnection", "BrowserRaft", "BrowserTransport", "browser_config"]
 
@@ -82,7 +83,10 @@ class BrowserConnection:
         self._handlers: list[tuple[str, Any]] = []
         self._started = False
         self._closing = False
-        self._flush_at: asyncio.Handle | None = None
+        #: Frames leave at the end of the browser task that queued them (see
+        #: :mod:`~webraft.browser.scheduling`), or on a timer while the socket is backed up.
+        self._flush_soon = EndOfTask(self._flush)
+        self._flush_later: asyncio.TimerHandle | None = None
         self._retry: asyncio.TimerHandle | None = None
 
     @property
@@ -99,10 +103,11 @@ class BrowserConnection:
         self._open()
 
     def send(self, to: str, data: Any) -> None:
-        """Queue ``data`` for ``to``; one frame leaves per loop turn."""
+        """Queue ``data`` for ``to``; what one browser task queued leaves together at its
+        end."""
         self.client.send(to, data)
-        if self._flush_at is None:
-            self._flush_at = asyncio.get_running_loop().call_soon(self._flush)
+        if self._flush_later is None:
+            self._flush_soon.schedule()
 
     def set_online(self, online: bool) -> None:
         """Go offline (close and stay away) or come back."""
@@ -128,6 +133,7 @@ class BrowserConnection:
             return
         self._flush()
         self._closing = True
+        self._flush_soon.close()
         self._cancel_retry()
         if self._ws is not None:
             self._ws.close(1000, "closing")
@@ -207,19 +213,20 @@ class BrowserConnection:
             self._retry = None
 
     def flush(self) -> None:
-        """Send what is buffered now, not on the next loop turn (a page being closed may
-        not get one)."""
-        if self._flush_at is not None:
-            self._flush_at.cancel()
+        """Send what is buffered now, not at the end of the task (a page being closed may
+        not get there)."""
         self._flush()
 
     def _flush(self) -> None:
-        self._flush_at = None
+        self._flush_soon.cancel()
+        if self._flush_later is not None:
+            self._flush_later.cancel()
+            self._flush_later = None
         ws = self._ws
         if ws is None or not self.client.joined or ws.readyState != WS_OPEN:
             return  # sent after the next welcome
         if ws.bufferedAmount > MAX_BUFFERED_BYTES:
-            self._flush_at = asyncio.get_running_loop().call_later(0.05, self._flush)
+            self._flush_later = asyncio.get_running_loop().call_later(0.05, self._flush)
             return
         for frame in self.client.take_frames():
             ws.send(frame)
