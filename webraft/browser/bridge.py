@@ -235,7 +235,8 @@ async def create(config_json: str) -> JsNode:
     ``config_json`` holds ``room``, ``relay`` (ws URL), ``members``, and optionally
     ``address``, ``token``, ``connectTimeout`` (ms, default 15 000) and the timeouts in
     milliseconds (``electionTimeout`` as ``[low, high]``, ``heartbeatFrequency``,
-    ``heartbeatTimeout``, ``proposalTimeout``). Raises :class:`RoomFull`,
+    ``heartbeatTimeout``, ``proposalTimeout``); ``broadcast: false`` turns the
+    BroadcastChannel link to this browser's other tabs off. Raises :class:`RoomFull`,
     :class:`RelayUnreachable` or the relay's :class:`~webraft.transport.relay.RelayClosed`.
     """
     from js import localStorage, sessionStorage
@@ -276,7 +277,8 @@ async def create(config_json: str) -> JsNode:
     node = BrowserRaft(client, connection, members=members, storage=storage,
                        config=browser_config(**timing),
                        hidden_election_delay=(HIDDEN_ELECTION_DELAY if hidden is None
-                                              else max(0.0, hidden / 1000)))
+                                              else max(0.0, hidden / 1000)),
+                       broadcast=cfg.get("broadcast") is not False)
     claim.replay(node.relay)  # the node's transport listens to the connection now
     return JsNode(node)
 
@@ -768,6 +770,7 @@ class JsNode:
             "peers": sorted(node.nodes), "log": tail,
             "connected": node.connected, "online": node.connection.online,
             "paused": node.paused, "connections": node.connection.connections,
+            "linked": sorted(node.broadcast.peers) if node.broadcast is not None else [],
             "sent": dict(node.traffic.sent), "received": dict(node.traffic.received),
             "recent": [{"t": t, "dir": d, "peer": p, "type": k}
                        for t, d, p, k in node.traffic.recent],

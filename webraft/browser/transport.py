@@ -32,10 +32,13 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import Any, Final
 
 from ..runtime import NodeConfig, RaftInterface
+from ..runtime.port import Transport
 from ..storage import Storage
+from ..transport.linked import LinkedTransport
 from ..transport.node import InRoom, RelayListener, RelayTransport, receive_frame
 from ..transport.relay import RelayClient, RelayClosed, Welcome
 from ..transport.wire import CloseCode
+from .broadcast import BroadcastLink
 from .scheduling import EndOfTask
 
 __all__ = ["BrowserConnection", "BrowserRaft", "BrowserTransport", "browser_config"]
@@ -260,19 +263,30 @@ class BrowserTransport(RelayTransport[BrowserConnection]):
         self.before_deliver: Callable[[], None] | None = None
 
     def send(self, to: str, payload: dict[str, Any]) -> None:
-        if self.paused:
-            return
-        self.traffic.record("out", to, payload)
-        super().send(to, payload)
+        if self.outgoing(to, payload):
+            super().send(to, payload)
 
     def _deliver(self, sender: str, messages: Sequence[Any]) -> None:
+        if self.incoming(sender, messages):
+            super()._deliver(sender, messages)
+
+    def outgoing(self, to: str, payload: dict[str, Any]) -> bool:
+        """May ``payload`` leave for ``to``, by whichever link? Counted if so."""
         if self.paused:
-            return
+            return False
+        self.traffic.record("out", to, payload)
+        return True
+
+    def incoming(self, sender: str, messages: Sequence[Any]) -> bool:
+        """May ``messages`` from ``sender`` reach the node, by whichever link? Counted, and
+        the stall check run, if so."""
+        if self.paused:
+            return False
         if self.before_deliver is not None:
             self.before_deliver()
         for payload in messages:
             self.traffic.record("in", sender, payload)
-        super()._deliver(sender, messages)
+        return True
 
 
 def browser_config(**timing: Any) -> NodeConfig:
@@ -287,7 +301,10 @@ def browser_config(**timing: Any) -> NodeConfig:
 
 class BrowserRaft(InRoom, RaftInterface):
     """A Raft node in a browser tab: a plain :class:`~webraft.RaftInterface` holding a
-    :class:`BrowserTransport` on ``connection`` (whose client is ``client``).
+    :class:`BrowserTransport` on ``connection`` (whose client is ``client``) and, unless
+    ``broadcast=False``, a :class:`~webraft.browser.broadcast.BroadcastLink` to the room's
+    tabs of this browser and origin (through a :class:`~webraft.transport.linked.
+    LinkedTransport`: a message to such a tab skips the relay).
 
     ``config`` defaults to :func:`browser_config`. Hidden tabs (:attr:`hidden`, set from the
     page's visibility): browsers throttle their timers to about one wake-up a second, so a
@@ -313,12 +330,19 @@ class BrowserRaft(InRoom, RaftInterface):
     def __init__(self, client: RelayClient, connection: BrowserConnection, *,
                  members: Iterable[str] | None = None, storage: Storage | None = None,
                  config: NodeConfig | None = None,
-                 hidden_election_delay: float = HIDDEN_ELECTION_DELAY) -> None:
+                 hidden_election_delay: float = HIDDEN_ELECTION_DELAY,
+                 broadcast: bool = True) -> None:
         if connection.client is not client:
             raise ValueError("the connection must carry this client")
         self.relay = BrowserTransport(connection)
+        #: The BroadcastChannel link to this browser's other tabs of the room (None when
+        #: turned off with ``broadcast=False``: every message then goes through the relay).
+        self.broadcast = (BroadcastLink(client.room, client.address, gate=self.relay)
+                          if broadcast else None)
+        transport: Transport = (self.relay if self.broadcast is None
+                                else LinkedTransport(self.relay, [self.broadcast]))
         super().__init__(client.address, members=members, storage=storage,
-                         transport=self.relay, config=config or browser_config())
+                         transport=transport, config=config or browser_config())
         self.hidden = False
         #: Extra wait of a hidden follower before it campaigns (seconds; ``webraft.js``'s
         #: ``hiddenElectionDelay``): long enough for a visible member to win first, short
