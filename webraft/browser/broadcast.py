@@ -162,7 +162,7 @@ class BroadcastLink:
         self._channel: Channel | None = None
         self._room: LinkedTransport | None = None
         self._outbox: dict[str, list[dict[str, Any]]] = {}
-        self._flush_soon = EndOfTask(self._flush, queue)
+        self._flush_soon = EndOfTask(self.flush, queue)
         self._closed = False
 
     # ------------------------------------------------------------------ PeerLink
@@ -205,7 +205,7 @@ class BroadcastLink:
     async def close(self) -> None:
         if self._channel is None:
             return
-        self._flush()
+        self.flush()
         if not self._closed:
             self._post("bye", "")
         self._closed = True
@@ -257,7 +257,8 @@ class BroadcastLink:
             return
         self._channel.postMessage(envelope(kind, self.address, to, self.instance, payload))
 
-    def _flush(self) -> None:
+    def flush(self) -> None:
+        """Post what is queued now, not at the end of the task (a page going away)."""
         self._flush_soon.cancel()
         outbox, self._outbox = self._outbox, {}
         for peer, payloads in outbox.items():

@@ -409,6 +409,8 @@ class BrowserRaft(InRoom, RaftInterface):
         if target is not None:
             self.drive_now()  # persists (localStorage is synchronous) and sends
             self.connection.flush()
+            if self.broadcast is not None:
+                self.broadcast.flush()
         return target
 
     def set_hidden(self, hidden: bool) -> None:
