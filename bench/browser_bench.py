@@ -364,25 +364,32 @@ class Bench:
         for how in ("close", "crash"):
             samples: list[float | None] = []
             self.figures["tab_" + how] = samples  # kept if a later sample stops the phase
+            stalls: list[int] = []
             for i in range(self.args.failovers):
                 print(f"tab failover ({how}) {i + 1}/{self.args.failovers} ...",
                       file=sys.stderr, flush=True)
-                samples.append(self.failover(how))
+                samples.append(self.failover(how, stalls))
             self.row(f"failover after {'closing' if how == 'close' else 'crashing'} the leader "
                      "tab (ms)", ", ".join("fail" if x is None else f"{x * 1e3:.0f}"
                                            for x in samples))
+            self.row("  stalls the surviving tabs detected meanwhile",
+                     ", ".join(map(str, stalls)))
 
-    def failover(self, how: str) -> float | None:
+    def failover(self, how: str, stalls: list[int]) -> float | None:
+        """One sample (seconds, None if nothing committed); appends to ``stalls`` how many
+        stalls (``BrowserRaft.stalled``) the surviving tabs detected until the commit."""
         leader = leader_of(self.tabs)
         survivor = next(t for t in self.tabs if t is not leader)
         context = leader.page.context
         self.tabs.remove(leader)
+        stalled = sum(t.eval("webraft.status().stalls") for t in self.tabs)
         began = time.time()
         if how == "close":  # as a user closing it: pagehide runs, and hands leadership over
             leader.close(graceful=True)
         else:
             crash(self.browser, leader.page)
         committed = survivor.eval(PROBE, PROBE_LIMIT * 1000, timeout=PROBE_LIMIT + 10)
+        stalls.append(sum(t.eval("webraft.status().stalls") for t in self.tabs) - stalled)
         if how == "crash":
             leader.close()
         # Reopen it in its own context: its localStorage brings the same member back.
