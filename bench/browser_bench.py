@@ -244,6 +244,7 @@ class Bench:
         self.figures: dict[str, Any] = {}  # what measure() returns (the suite's column)
         self.incidents: dict[str, str] = {}  # figure key -> what went wrong while measuring
         self.tabs: list[Tab] = []
+        self.shared: Any = None  # the one browser context of --broadcast
         self.room = ""
         self.profile = ""
         self.options: dict[str, Any] = {"proposalTimeout": 120_000}
@@ -252,10 +253,16 @@ class Bench:
         self.hb = args.heartbeat_timeout or 200
 
     def open(self, name: str) -> Tab:
-        """A tab in a context of its own: localStorage (~5 M characters) is per origin and
-        context, and webraft never compacts its log, so three nodes sharing one would run out
-        of quota after ~20,000 small entries and stop the cluster for good."""
-        return open_blank(self.browser.new_context(), self.relay.url, name)
+        """A tab in a context of its own, so that tabs talk only through the relay (a
+        BroadcastChannel reaches the tabs of one context); with ``--broadcast`` all tabs
+        share one context, and talk over BroadcastChannel (they share its localStorage
+        quota, ~5 M characters, too: the browser defaults compact the log every 1,000
+        entries, so three nodes fit)."""
+        if not self.args.broadcast:
+            return open_blank(self.browser.new_context(), self.relay.url, name)
+        if self.shared is None:
+            self.shared = self.browser.new_context()
+        return open_blank(self.shared, self.relay.url, name)
 
     def storage(self) -> None:
         used = [t.eval("[webraft.address, webraft.status().storageChars, webraft.commitIndex]")
@@ -292,7 +299,8 @@ class Bench:
         leader_of(self.tabs).eval(BURST, 500, timeout=TIMEOUT)  # warm-up
         for size in self.args.burst:
             for who in ("leader", "follower"):
-                rates, stalls, tasks, failures = [], [], [], {}
+                rates, stalls, tasks = [], [], []
+                failures: dict[str, int] = {}
                 before = routed(self.relay)
                 for _ in range(self.args.runs):
                     leader = leader_of(self.tabs)
@@ -356,25 +364,32 @@ class Bench:
         for how in ("close", "crash"):
             samples: list[float | None] = []
             self.figures["tab_" + how] = samples  # kept if a later sample stops the phase
+            stalls: list[int] = []
             for i in range(self.args.failovers):
                 print(f"tab failover ({how}) {i + 1}/{self.args.failovers} ...",
                       file=sys.stderr, flush=True)
-                samples.append(self.failover(how))
+                samples.append(self.failover(how, stalls))
             self.row(f"failover after {'closing' if how == 'close' else 'crashing'} the leader "
                      "tab (ms)", ", ".join("fail" if x is None else f"{x * 1e3:.0f}"
                                            for x in samples))
+            self.row("  stalls the surviving tabs detected meanwhile",
+                     ", ".join(map(str, stalls)))
 
-    def failover(self, how: str) -> float | None:
+    def failover(self, how: str, stalls: list[int]) -> float | None:
+        """One sample (seconds, None if nothing committed); appends to ``stalls`` how many
+        stalls (``BrowserRaft.stalled``) the surviving tabs detected until the commit."""
         leader = leader_of(self.tabs)
         survivor = next(t for t in self.tabs if t is not leader)
         context = leader.page.context
         self.tabs.remove(leader)
+        stalled = sum(t.eval("webraft.status().stalls") for t in self.tabs)
         began = time.time()
         if how == "close":  # as a user closing it: pagehide runs, and hands leadership over
             leader.close(graceful=True)
         else:
             crash(self.browser, leader.page)
         committed = survivor.eval(PROBE, PROBE_LIMIT * 1000, timeout=PROBE_LIMIT + 10)
+        stalls.append(sum(t.eval("webraft.status().stalls") for t in self.tabs) - stalled)
         if how == "crash":
             leader.close()
         # Reopen it in its own context: its localStorage brings the same member back.
@@ -414,6 +429,9 @@ def parser() -> argparse.ArgumentParser:
     ap.add_argument("--profile", action="store_true",
                     help="print a cProfile of the leader's Python during one burst")
     ap.add_argument("--dist", help="serve this wheel directory instead of dist/")
+    ap.add_argument("--broadcast", action="store_true",
+                    help="the tabs share one browser context, so they talk over "
+                    "BroadcastChannel (default: a context each, so only through the relay)")
     return ap
 
 
@@ -473,7 +491,8 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
 def main() -> int:
     args = parser().parse_args()
     result = measure(args)
-    print(f"webraft in 3 Chromium tabs through the relay ({result['relay']}"
+    links = "over BroadcastChannel" if args.broadcast else "through the relay"
+    print(f"webraft in 3 Chromium tabs {links} ({result['relay']}"
           f"{', wheel from ' + args.dist if args.dist else ''})")
     width = max((len(name) for name, _ in result["rows"]), default=0)
     for name, value in result["rows"]:

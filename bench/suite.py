@@ -40,13 +40,13 @@ import cluster_compare
 #: The columns, in order; the process clusters' keys are cluster_compare's.
 HEADERS = {"inprocess": "in-process, 3 nodes", "relay": "3 CPython members over the relay",
            "direct": "3 CPython members, direct links", "pysyncobj": "PySyncObj, 3 processes",
-           "tabs": "3 Chromium tabs"}
+           "tabs": "3 Chromium tabs", "tabs_bc": "3 Chromium tabs, BroadcastChannel"}
 SETUPS = tuple(HEADERS)
 PROCESSES = tuple(cluster_compare.CLUSTERS)
 #: What --skip leaves out: one column, or all three process clusters (one cluster_compare
 #: run measures them, their failover samples taking turns).
 SKIPS = {"inprocess": ("inprocess",), **{key: (key,) for key in PROCESSES},
-         "processes": PROCESSES, "tabs": ("tabs",)}
+         "processes": PROCESSES, "tabs": ("tabs", "tabs_bc"), "tabs_bc": ("tabs_bc",)}
 IN_FLIGHT = (1, 100, 10_000)
 #: Every metric key of a column (the failover keys name lists of samples).
 METRICS = ("rate1", "rate100", "rate10000", "p50", "p99", "kill", "transfer")
@@ -220,13 +220,17 @@ def _summary_column(summary: dict[str, Any], header: str) -> Column:
     return col
 
 
-def tabs(quick: bool, failovers: int) -> Column:
+def tabs(quick: bool, failovers: int, broadcast: bool = False) -> Column:
+    """The tabs' column: a browser context each, so they talk through the relay; or with
+    ``broadcast`` one context, so they talk over BroadcastChannel (without failovers: a
+    crash there may take the context's other tabs along, as they can share a renderer)."""
     import browser_bench
 
     loops = "1:100,100:1000,10000" if quick else "1:500,100:5000,10000"
     args = browser_bench.parser().parse_args([
         "--burst", "", "--sequential", "0", "--prefill", "100", "--in-flight", loops,
-        "--failovers", str(failovers)])
+        "--failovers", "0" if broadcast else str(failovers),
+        *(["--broadcast"] if broadcast else [])])
     result = browser_bench.measure(args)
     figures = dict(result["figures"])
     col = Column(kill=figures.pop("tab_crash", None), transfer=figures.pop("tab_close", None),
@@ -238,6 +242,9 @@ def tabs(quick: bool, failovers: int) -> Column:
                 "has to kill -9",
         "transfer": "tabs: the leader tab is closed as a user closes it; its pagehide handler "
                     "hands leadership over"}
+    if broadcast:
+        col.na = dict.fromkeys(("kill", "transfer"), "tabs over BroadcastChannel: measured "
+                               "through the relay only")
     for key, incident in result["incidents"].items():
         col.marks[key] = "*"
         col.notes.append(f"3 Chromium tabs, {incident}")
@@ -387,13 +394,15 @@ def main() -> int:
          lambda keys: {"inprocess": in_process(args.quick)}),
         (SKIPS["processes"], "CPython members over the relay and direct links, then PySyncObj",
          lambda keys: processes(args.quick, args.failovers, keys)),
-        (SKIPS["tabs"], "3 Chromium tabs",
-         lambda keys: {"tabs": tabs(args.quick, args.tab_failovers)})]
+        (("tabs",), "3 Chromium tabs",
+         lambda keys: {"tabs": tabs(args.quick, args.tab_failovers)}),
+        (SKIPS["tabs_bc"], "3 Chromium tabs over BroadcastChannel",
+         lambda keys: {"tabs_bc": tabs(args.quick, 0, broadcast=True)})]
     for keys, what, run in steps:
         wanted = [key for key in keys if key not in skipped]
         if not wanted:
             continue
-        if "tabs" in wanted:
+        if "tabs" in wanted or ("tabs_bc" in wanted and "tabs" in skipped):
             facts.append(wheel_fact())
         print(f"== {what} ...", file=sys.stderr, flush=True)
         try:

@@ -103,7 +103,8 @@ def test_every_spec_measures_sequential_right_after_one_in_flight() -> None:
 
 
 def test_direct_links_have_a_column_between_relay_and_pysyncobj() -> None:
-    assert list(suite.HEADERS) == ["inprocess", "relay", "direct", "pysyncobj", "tabs"]
+    assert list(suite.HEADERS) == ["inprocess", "relay", "direct", "pysyncobj", "tabs",
+                                   "tabs_bc"]
     assert suite.PROCESSES == ("relay", "direct", "pysyncobj")
     assert suite.SKIPS["processes"] == suite.PROCESSES
     assert suite.SKIPS["direct"] == ("direct",)
@@ -183,7 +184,7 @@ def test_a_failed_run_is_na_in_its_columns_only(monkeypatch: pytest.MonkeyPatch,
     page = run_suite(monkeypatch, capsys, ["--skip", "inprocess", "--skip", "tabs",
                                            "--skip", "pysyncobj"], processes)
     assert cells(page, "sequential commit latency p50 (ms)")[1:] == [
-        "n/a [1]", "n/a [2]", "n/a [2]", "n/a [1]", "n/a [1]"]
+        "n/a [1]", "n/a [2]", "n/a [2]", "n/a [1]", "n/a [1]", "n/a [1]"]
     assert ("- [2] CPython members over the relay and direct links, then PySyncObj: the run "
             "failed (RuntimeError: no stable leader within 30 s)") in page
 

@@ -39,8 +39,9 @@ hot paths cross in bulk:
   :data:`MAX_IN_FLIGHT` unfinished at a time, so a burst of thousands never blocks the tab
   for longer than a slice nor piles up more work in the cluster than it clears in a few
   hundred milliseconds;
-* **outcomes** go back in one call per loop turn (``settle(json)``), found by sweeping the
-  pending futures instead of one done-callback (one browser task) per future;
+* **outcomes** go back in one call at the end of the browser task (``settle(json)``),
+  found by sweeping the pending futures instead of one done-callback (one browser task)
+  per future;
 * **apply** calls the JavaScript handler with plain values (term, index, the command as
   JSON text for ``JSON.parse``) and learns from its return value whether ``cb`` was already
   called, so a synchronous handler costs one call and no callback object.
@@ -62,6 +63,7 @@ from ..storage.localstorage import LocalStorage, json_text
 from ..transport.node import RelayListener
 from ..transport.relay import RelayClient, RelayClosed, TokenProvider
 from ..transport.wire import CloseCode
+from .scheduling import EndOfTask
 from .transport import HIDDEN_ELECTION_DELAY, BrowserConnection, BrowserRaft, browser_config
 
 __all__ = ["JsError", "JsNode", "RelayUnreachable", "RoomFull", "create", "create_for_js"]
@@ -235,7 +237,8 @@ async def create(config_json: str, token_provider: TokenProvider | None = None) 
     returning the token or a Promise of it, called before each connection, so that an
     expired token is renewed), ``connectTimeout`` (ms, default 15 000) and the timeouts in
     milliseconds (``electionTimeout`` as ``[low, high]``, ``heartbeatFrequency``,
-    ``heartbeatTimeout``, ``proposalTimeout``). Raises :class:`RoomFull`,
+    ``heartbeatTimeout``, ``proposalTimeout``); ``broadcast: false`` turns the
+    BroadcastChannel link to this browser's other tabs off. Raises :class:`RoomFull`,
     :class:`RelayUnreachable` or the relay's :class:`~webraft.transport.relay.RelayClosed`.
     """
     from js import localStorage, sessionStorage
@@ -277,7 +280,8 @@ async def create(config_json: str, token_provider: TokenProvider | None = None) 
     node = BrowserRaft(client, connection, members=members, storage=storage,
                        config=browser_config(**timing),
                        hidden_election_delay=(HIDDEN_ELECTION_DELAY if hidden is None
-                                              else max(0.0, hidden / 1000)))
+                                              else max(0.0, hidden / 1000)),
+                       broadcast=cfg.get("broadcast") is not False)
     claim.replay(node.relay)  # the node's transport listens to the connection now
     return JsNode(node)
 
@@ -450,7 +454,7 @@ class JsNode:
         self._continue: asyncio.Handle | None = None  # the next slice of the backlog
         self._pending: deque[tuple[int, asyncio.Future[int]]] = deque()  # in proposal order
         self._settled: list[list[Any]] = []  # outcomes not yet sent to JavaScript
-        self._sweep_at: asyncio.Handle | None = None
+        self._sweep_soon = EndOfTask(self._sweep)  # at the end of the current task
         self._sweep_timer: asyncio.TimerHandle | None = None
         self._waiting_applies: dict[int, Callable[..., None]] = {}  # token -> cb
         self._next_token = 0
@@ -470,6 +474,7 @@ class JsNode:
             self._settled.append([rid, "RaftClosed", "closed before it was proposed", False])
         self._backlog.clear()
         self._sweep(full=True)
+        self._sweep_soon.close()
 
     # -- proposals -----------------------------------------------------------------------
 
@@ -534,15 +539,18 @@ class JsNode:
             if self._unlisten_updated is None:  # tabs that propose nothing do not pay for it
                 self._unlisten_updated = self.node.listen("updated", self._on_updated)
             self._arm_sweep_timer()
+        if count:
+            # Persist and send the slice in this task rather than one loop turn later (a
+            # browser task of its own, queued behind whatever the page has).
+            self.node.drive_now()
 
     def _on_updated(self, _index: int) -> None:
         """An entry was applied here: the oldest pending proposals may be done."""
-        if self._pending and self._sweep_at is None and self._pending[0][1].done():
+        if self._pending and self._pending[0][1].done():
             self._want_sweep()
 
     def _want_sweep(self) -> None:
-        if self._sweep_at is None:
-            self._sweep_at = asyncio.get_running_loop().call_soon(self._sweep)
+        self._sweep_soon.schedule()
 
     def _arm_sweep_timer(self) -> None:
         if self._sweep_timer is None:
@@ -562,9 +570,7 @@ class JsNode:
         log indexes), so the common sweep only looks at the oldest ones; the periodic
         ``full`` sweep catches the rest.
         """
-        if self._sweep_at is not None:
-            self._sweep_at.cancel()
-            self._sweep_at = None
+        self._sweep_soon.cancel()
         pending, settled = self._pending, self._settled
         while pending and pending[0][1].done():
             settled.append(_outcome(*pending.popleft()))
@@ -576,9 +582,10 @@ class JsNode:
                 else:
                     still.append((rid, fut))
             self._pending = pending = still
-        if self._backlog and self._continue is None:
-            self._propose_slice()  # room in the window again
-            pending = self._pending
+        if self._backlog and self._continue is None and len(pending) < MAX_IN_FLIGHT:
+            # Room in the window again: the next slice in a task of its own, since this may
+            # be the end of another task's work (a microtask), which must not grow unbounded.
+            self._continue = asyncio.get_running_loop().call_soon(self._propose_slice)
         if not pending and self._unlisten_updated is not None:
             self._unlisten_updated()
             self._unlisten_updated = None
@@ -767,6 +774,7 @@ class JsNode:
             "peers": sorted(node.nodes), "log": tail,
             "connected": node.connected, "online": node.connection.online,
             "paused": node.paused, "connections": node.connection.connections,
+            "linked": sorted(node.broadcast.peers) if node.broadcast is not None else [],
             "sent": dict(node.traffic.sent), "received": dict(node.traffic.received),
             "recent": [{"t": t, "dir": d, "peer": p, "type": k}
                        for t, d, p, k in node.traffic.recent],

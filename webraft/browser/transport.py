@@ -32,7 +32,9 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import Any, Final
 
 from ..runtime import NodeConfig, RaftInterface
+from ..runtime.port import Transport
 from ..storage import Storage
+from ..transport.linked import LinkedTransport
 from ..transport.node import (
     InRoom,
     RelayListener,
@@ -42,6 +44,8 @@ from ..transport.node import (
 )
 from ..transport.relay import RelayClient, RelayClosed, Welcome
 from ..transport.wire import CloseCode
+from .broadcast import BroadcastLink
+from .scheduling import EndOfTask
 
 __all__ = ["BrowserConnection", "BrowserRaft", "BrowserTransport", "browser_config"]
 
@@ -88,7 +92,10 @@ class BrowserConnection:
         self._handlers: list[tuple[str, Any]] = []
         self._started = False
         self._closing = False
-        self._flush_at: asyncio.Handle | None = None
+        #: Frames leave at the end of the browser task that queued them (see
+        #: :mod:`~webraft.browser.scheduling`), or on a timer while the socket is backed up.
+        self._flush_soon = EndOfTask(self._flush)
+        self._flush_later: asyncio.TimerHandle | None = None
         self._retry: asyncio.TimerHandle | None = None
         #: True while the token provider is being asked, before a socket opens.
         self._renewing = False
@@ -107,10 +114,11 @@ class BrowserConnection:
         self._open()
 
     def send(self, to: str, data: Any) -> None:
-        """Queue ``data`` for ``to``; one frame leaves per loop turn."""
+        """Queue ``data`` for ``to``; what one browser task queued leaves together at its
+        end."""
         self.client.send(to, data)
-        if self._flush_at is None:
-            self._flush_at = asyncio.get_running_loop().call_soon(self._flush)
+        if self._flush_later is None:
+            self._flush_soon.schedule()
 
     def set_online(self, online: bool) -> None:
         """Go offline (close and stay away) or come back."""
@@ -136,6 +144,7 @@ class BrowserConnection:
             return
         self._flush()
         self._closing = True
+        self._flush_soon.close()
         self._cancel_retry()
         if self._ws is not None:
             self._ws.close(1000, "closing")
@@ -239,19 +248,20 @@ class BrowserConnection:
             self._retry = None
 
     def flush(self) -> None:
-        """Send what is buffered now, not on the next loop turn (a page being closed may
-        not get one)."""
-        if self._flush_at is not None:
-            self._flush_at.cancel()
+        """Send what is buffered now, not at the end of the task (a page being closed may
+        not get there)."""
         self._flush()
 
     def _flush(self) -> None:
-        self._flush_at = None
+        self._flush_soon.cancel()
+        if self._flush_later is not None:
+            self._flush_later.cancel()
+            self._flush_later = None
         ws = self._ws
         if ws is None or not self.client.joined or ws.readyState != WS_OPEN:
             return  # sent after the next welcome
         if ws.bufferedAmount > MAX_BUFFERED_BYTES:
-            self._flush_at = asyncio.get_running_loop().call_later(0.05, self._flush)
+            self._flush_later = asyncio.get_running_loop().call_later(0.05, self._flush)
             return
         for frame in self.client.take_frames():
             ws.send(frame)
@@ -285,19 +295,30 @@ class BrowserTransport(RelayTransport[BrowserConnection]):
         self.before_deliver: Callable[[], None] | None = None
 
     def send(self, to: str, payload: dict[str, Any]) -> None:
-        if self.paused:
-            return
-        self.traffic.record("out", to, payload)
-        super().send(to, payload)
+        if self.outgoing(to, payload):
+            super().send(to, payload)
 
     def _deliver(self, sender: str, messages: Sequence[Any]) -> None:
+        if self.incoming(sender, messages):
+            super()._deliver(sender, messages)
+
+    def outgoing(self, to: str, payload: dict[str, Any]) -> bool:
+        """May ``payload`` leave for ``to``, by whichever link? Counted if so."""
         if self.paused:
-            return
+            return False
+        self.traffic.record("out", to, payload)
+        return True
+
+    def incoming(self, sender: str, messages: Sequence[Any]) -> bool:
+        """May ``messages`` from ``sender`` reach the node, by whichever link? Counted, and
+        the stall check run, if so."""
+        if self.paused:
+            return False
         if self.before_deliver is not None:
             self.before_deliver()
         for payload in messages:
             self.traffic.record("in", sender, payload)
-        super()._deliver(sender, messages)
+        return True
 
 
 def browser_config(**timing: Any) -> NodeConfig:
@@ -312,7 +333,10 @@ def browser_config(**timing: Any) -> NodeConfig:
 
 class BrowserRaft(InRoom, RaftInterface):
     """A Raft node in a browser tab: a plain :class:`~webraft.RaftInterface` holding a
-    :class:`BrowserTransport` on ``connection`` (whose client is ``client``).
+    :class:`BrowserTransport` on ``connection`` (whose client is ``client``) and, unless
+    ``broadcast=False``, a :class:`~webraft.browser.broadcast.BroadcastLink` to the room's
+    tabs of this browser and origin (through a :class:`~webraft.transport.linked.
+    LinkedTransport`: a message to such a tab skips the relay).
 
     ``config`` defaults to :func:`browser_config`. Hidden tabs (:attr:`hidden`, set from the
     page's visibility): browsers throttle their timers to about one wake-up a second, so a
@@ -338,12 +362,19 @@ class BrowserRaft(InRoom, RaftInterface):
     def __init__(self, client: RelayClient, connection: BrowserConnection, *,
                  members: Iterable[str] | None = None, storage: Storage | None = None,
                  config: NodeConfig | None = None,
-                 hidden_election_delay: float = HIDDEN_ELECTION_DELAY) -> None:
+                 hidden_election_delay: float = HIDDEN_ELECTION_DELAY,
+                 broadcast: bool = True) -> None:
         if connection.client is not client:
             raise ValueError("the connection must carry this client")
         self.relay = BrowserTransport(connection)
+        #: The BroadcastChannel link to this browser's other tabs of the room (None when
+        #: turned off with ``broadcast=False``: every message then goes through the relay).
+        self.broadcast = (BroadcastLink(client.room, client.address, gate=self.relay)
+                          if broadcast else None)
+        transport: Transport = (self.relay if self.broadcast is None
+                                else LinkedTransport(self.relay, [self.broadcast]))
         super().__init__(client.address, members=members, storage=storage,
-                         transport=self.relay, config=config or browser_config())
+                         transport=transport, config=config or browser_config())
         self.hidden = False
         #: Extra wait of a hidden follower before it campaigns (seconds; ``webraft.js``'s
         #: ``hiddenElectionDelay``): long enough for a visible member to win first, short
@@ -410,6 +441,8 @@ class BrowserRaft(InRoom, RaftInterface):
         if target is not None:
             self.drive_now()  # persists (localStorage is synchronous) and sends
             self.connection.flush()
+            if self.broadcast is not None:
+                self.broadcast.flush()
         return target
 
     def set_hidden(self, hidden: bool) -> None:
