@@ -77,9 +77,12 @@ export interface Options {
   heartbeatTimeout?: number;
   /** Longest a proposal waits for its outcome, in ms; default 5000. */
   proposalTimeout?: number;
-  /** Where Pyodide and the wheel are: URLs resolved against webraft.js's own URL; defaults
-   * "pyodide/" and "dist/", i.e. next to webraft.js, as the relay serves them. */
+  /** Where Pyodide is: a URL resolved against webraft.js's own URL. Default: "pyodide/"
+   * (next to webraft.js) or else "../pyodide/" (beside the package: node_modules/pyodide of an
+   * npm install, the relay's /pyodide/ for its /webraft/webraft.js). Set it when a bundler
+   * moves webraft.js away from them. */
   pyodideURL?: string;
+  /** Where the wheel and its manifest.json are, resolved the same way; default "dist/". */
   distURL?: string;
   /** Progress messages while booting. */
   onStatus?: (text: string) => void;
@@ -176,3 +179,14 @@ export class WebRaft {
 export function createNode(options: Options): Promise<WebRaft>;
 /** createNode, register options.listeners, start. */
 export function connect(options: Options): Promise<WebRaft>;
+
+/** When this page's start-up steps ended, in ms since navigation (performance.now()), for the
+ * first node of the page; Pyodide's boot is pyodideReady - start, webraft's own part
+ * nodeCreated - pyodideReady (the wheel is fetched while Pyodide boots). */
+export const timings: {
+  start?: number;
+  wheelFetched?: number;
+  pyodideReady?: number;
+  webraftImported?: number;
+  nodeCreated?: number;
+};

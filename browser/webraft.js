@@ -33,8 +33,11 @@ export class WebRaftError extends Error {
 /** This module's directory: relative URLs (the defaults among them) resolve against it, so
  * the library works at any path, not only at the root of the relay. */
 const here = new URL(".", import.meta.url);
-/** Where Pyodide and the wheel are, relative to this module (the relay's layout). */
-const DEFAULT_PYODIDE_URL = "pyodide/";
+/** Where Pyodide may be, relative to this module, tried in order: beside its package
+ * (node_modules/pyodide/ of an npm install; the relay's /pyodide/, for /webraft.js and
+ * /webraft/webraft.js alike) or next to it (a copied tree). */
+const DEFAULT_PYODIDE_URLS = ["../pyodide/", "pyodide/"];
+/** Where the wheel and its manifest.json are, relative to this module. */
 const DEFAULT_DIST_URL = "dist/";
 
 /** Default bound (ms) on getting a member slot from the relay. */
@@ -43,8 +46,18 @@ const DEFAULT_CONNECT_TIMEOUT = 15000;
 const APPLIED = 0;
 const WAITING = 1;
 
-/** Fetch a JSON document or fail with a message that names the URL. */
-async function fetchJSON(url) {
+/** When this page's start-up steps ended, in ms since navigation (performance.now()), for
+ * the first node of the page: `start` (createNode called), `pyodideReady` (Pyodide booted),
+ * `wheelFetched`, `webraftImported` (the wheel unpacked and imported), `nodeCreated` (a member
+ * slot claimed and storage loaded). The wheel is fetched while Pyodide boots. */
+export const timings = {};
+
+function mark(name) {
+  if (timings[name] === undefined) timings[name] = performance.now();
+}
+
+/** Fetch a URL or fail with a message that names it. */
+async function fetchOK(url) {
   let response;
   try {
     response = await fetch(url, { cache: "no-cache" });
@@ -54,7 +67,7 @@ async function fetchJSON(url) {
   if (!response.ok) {
     throw new WebRaftLoadError(`cannot fetch ${url}: HTTP ${response.status}`);
   }
-  return response.json();
+  return response;
 }
 
 /** The files of the pinned Pyodide that must be served; checked up front because a missing
@@ -62,8 +75,8 @@ async function fetchJSON(url) {
 const PYODIDE_FILES = ["pyodide.mjs", "pyodide.asm.mjs", "pyodide.asm.wasm",
   "python_stdlib.zip", "pyodide-lock.json"];
 
-async function bootPyodide(pyodideURL) {
-  const base = new URL(pyodideURL, here).href;
+/** The files of PYODIDE_FILES missing at `base`, as "name (why)". */
+async function missingPyodideFiles(base) {
   const missing = [];
   await Promise.all(PYODIDE_FILES.map(async (name) => {
     try {
@@ -73,9 +86,23 @@ async function bootPyodide(pyodideURL) {
       missing.push(`${name} (${err.message})`);
     }
   }));
-  if (missing.length) {
-    throw new WebRaftLoadError(`Pyodide files missing at ${base}: ${missing.sort().join(", ")}`);
+  return missing.sort();
+}
+
+/** The first of `urls` (resolved against this module) where Pyodide is complete. */
+async function findPyodide(urls) {
+  const bases = [...new Set(urls.map((url) => new URL(url, here).href))];
+  const why = [];
+  for (const base of bases) {
+    const missing = await missingPyodideFiles(base);
+    if (missing.length === 0) return base;
+    why.push(`${base}: ${missing.join(", ")}`);
   }
+  throw new WebRaftLoadError(`Pyodide files missing at ${why.join("; ")}`);
+}
+
+async function bootPyodide(urls) {
+  const base = await findPyodide(urls);
   let module;
   try {
     module = await import(new URL("pyodide.mjs", base).href);
@@ -89,42 +116,54 @@ async function bootPyodide(pyodideURL) {
   }
 }
 
-/** Install the webraft wheel named by dist/manifest.json; loadPackage never rejects, so
- * collect its error messages and fail loudly ourselves. */
-async function installWheel(pyodide, distURL) {
+/** The name and bytes of the webraft wheel that dist/manifest.json names. */
+async function fetchWheel(distURL) {
   const base = new URL(distURL, here).href;
-  const manifest = await fetchJSON(new URL("manifest.json", base).href);
-  if (typeof manifest.wheel !== "string" || !manifest.wheel.endsWith(".whl")) {
-    throw new WebRaftLoadError(`${base}manifest.json names no wheel`);
+  const manifestURL = new URL("manifest.json", base).href;
+  let manifest;
+  try {
+    manifest = await (await fetchOK(manifestURL)).json();
+  } catch (err) {
+    if (err instanceof WebRaftLoadError) throw err;
+    throw new WebRaftLoadError(`${manifestURL} is not JSON: ${err.message}`);
+  }
+  if (typeof manifest?.wheel !== "string" || !/^[\w.+-]+\.whl$/.test(manifest.wheel)) {
+    throw new WebRaftLoadError(`${manifestURL} names no wheel`);
   }
   const url = new URL(manifest.wheel, base).href;
-  const errors = [];
-  await pyodide.loadPackage(url, {
-    errorCallback: (msg) => errors.push(msg),
-    messageCallback: () => {},
-  });
-  if (errors.length) {
-    throw new WebRaftLoadError(`cannot load ${url}: ${errors.join("; ")}`);
-  }
-  return manifest.wheel;
+  const bytes = await (await fetchOK(url)).arrayBuffer();
+  return { name: manifest.wheel, url, bytes };
 }
 
 /** One Pyodide (with the wheel) per page and bundle, shared by every node the page creates;
  * a failed load is forgotten, so a later call tries again. */
 const runtimes = new Map();
 
-function loadRuntime(pyodideURL, distURL, status) {
-  const key = `${pyodideURL}\n${distURL}`;
+function loadRuntime(pyodideURLs, distURL, status) {
+  const key = `${pyodideURLs.join(" ")}\n${distURL}`;
   if (!runtimes.has(key)) {
     const loading = (async () => {
       const t0 = performance.now();
       status("starting Pyodide");
-      const pyodide = await bootPyodide(pyodideURL);
+      // The wheel downloads while Pyodide boots (which is mostly compiling WebAssembly).
+      const wheel = fetchWheel(distURL).then((got) => { mark("wheelFetched"); return got; });
+      wheel.catch(() => {}); // reported below, once Pyodide is up (or failed first)
+      const pyodide = await bootPyodide(pyodideURLs);
       const tBoot = performance.now();
+      mark("pyodideReady");
       status("loading webraft");
-      const wheel = await installWheel(pyodide, distURL);
-      return { pyodide, wheel, bridge: pyodide.pyimport("webraft.browser.bridge"),
-        pyodideBoot: tBoot - t0 };
+      const { name, url, bytes } = await wheel;
+      try {
+        // A pure-Python wheel is a zip to unpack into site-packages: no package manager
+        // (loadPackage would fetch it again and resolve dependencies it has none of).
+        const sitePackages = pyodide.runPython("__import__('sysconfig').get_path('purelib')");
+        pyodide.unpackArchive(bytes, "wheel", { extractDir: sitePackages });
+      } catch (err) {
+        throw new WebRaftLoadError(`cannot install ${url}: ${err.message}`);
+      }
+      const bridge = pyodide.pyimport("webraft.browser.bridge");
+      mark("webraftImported");
+      return { pyodide, wheel: name, bridge, pyodideBoot: tBoot - t0 };
     })();
     runtimes.set(key, loading);
     loading.catch(() => runtimes.delete(key));
@@ -169,8 +208,9 @@ export async function createNode(options = {}) {
   }
   const status = options.onStatus ?? (() => {});
   const t0 = performance.now();
-  const runtime = await loadRuntime(options.pyodideURL ?? DEFAULT_PYODIDE_URL,
-    options.distURL ?? DEFAULT_DIST_URL, status);
+  mark("start");
+  const pyodideURLs = options.pyodideURL == null ? DEFAULT_PYODIDE_URLS : [options.pyodideURL];
+  const runtime = await loadRuntime(pyodideURLs, options.distURL ?? DEFAULT_DIST_URL, status);
   const tReady = performance.now();
   const config = {
     room: options.room,
@@ -192,6 +232,7 @@ export async function createNode(options = {}) {
   status(`claiming a member slot in room "${config.room}" through ${config.relay}`);
   const made = await runtime.bridge.create_for_js(JSON.stringify(config));
   if (typeof made === "string") throw answerError(JSON.parse(made));
+  mark("nodeCreated");
   const raft = new WebRaft(runtime.pyodide, made, runtime.wheel);
   if (options.handover ?? true) raft._watchPage();
   // Booting Pyodide is shared by the page's nodes: a later node's share is what it waited.
