@@ -241,14 +241,133 @@ export async function createNode(options = {}) {
   return raft;
 }
 
-/** createNode, register `options.listeners` ({event: handler}), then start. */
+/** createNode, attach `options.state` (a persistentState), register `options.listeners`
+ * ({event: handler}), then start. */
 export async function connect(options = {}) {
   const raft = await createNode(options);
+  options.state?.attach(raft);
   for (const [type, handler] of Object.entries(options.listeners ?? {})) {
     raft.listen(type, handler);
   }
   raft.start();
   return raft;
+}
+
+/** Application state replicated through the log and kept in localStorage: the app declares its
+ * state and how a command changes it; this does the bookkeeping of the `apply`, `refresh` and
+ * `snapshot` handlers (which entry the saved state is at, loading a newer snapshot, handing
+ * the state out as the snapshot). See docs/guide.md. */
+export class PersistentState {
+  constructor({ key = "webraft-state", initial = {}, apply, onChange = () => {} } = {}) {
+    if (typeof apply !== "function") {
+      throw new TypeError("persistentState needs apply(state, command, entry)");
+    }
+    this._prefix = key;
+    this._initial = initial;
+    this._apply = apply;
+    this._onChange = onChange;
+    /** The localStorage key, once attached: one per room and node, as tabs share storage. */
+    this.storageKey = null;
+    this.state = this._fresh();
+    /** Index and term of the last entry the state includes (0: none). */
+    this.index = 0;
+    this.term = 0;
+    this._saving = false;
+    this._started = false; // the first refresh came
+  }
+
+  /** Register the handlers on `raft` (before `raft.start()`; connect({state}) does it). */
+  attach(raft) {
+    if (this.storageKey !== null) throw new Error("this persistentState is attached already");
+    this.storageKey = `${this._prefix}:${raft.room}:${raft.address}`;
+    raft.listen("refresh", (cb, snapshot) => this._refresh(cb, snapshot));
+    raft.listen("apply", (entry, index, cb) => {
+      this._applyEntry(entry);
+      cb();
+    });
+    raft.listen("snapshot", () => this.state);
+    return this;
+  }
+
+  _fresh() {
+    return typeof this._initial === "function" ? this._initial() : structuredClone(this._initial);
+  }
+
+  /** The saved {term, index, state}, or null: storage is untrusted (another script, an older
+   * version of the app), so anything else is dropped with a warning. */
+  _load() {
+    const text = localStorage.getItem(this.storageKey);
+    if (text === null) return null;
+    let saved;
+    try {
+      saved = JSON.parse(text);
+    } catch {
+      saved = null;
+    }
+    const whole = (n) => Number.isSafeInteger(n) && n >= 0;
+    if (saved === null || typeof saved !== "object" || !whole(saved.index)
+        || !whole(saved.term) || !("state" in saved)) {
+      console.warn(`webraft: localStorage[${this.storageKey}] is not a saved state; ignored`);
+      return null;
+    }
+    return saved;
+  }
+
+  _refresh(cb, snapshot) {
+    const first = !this._started;
+    this._started = true;
+    const saved = first ? this._load() : null;
+    if (saved !== null) {
+      this.term = saved.term;
+      this.index = saved.index;
+      this.state = saved.state;
+    }
+    // At start: the saved state, unless the node's snapshot is newer (the entries in between
+    // are gone). Later the node asks again only to load a snapshot a leader sent.
+    if (snapshot !== null && (!first || snapshot.index > this.index)) {
+      this.term = snapshot.term;
+      this.index = snapshot.index;
+      this.state = snapshot.data;
+      this._save();
+    }
+    this._onChange(this.state, null);
+    cb(this.term, this.index);
+  }
+
+  _applyEntry(entry) {
+    const next = this._apply(this.state, entry.command, entry);
+    if (next !== undefined) this.state = next;
+    this.term = entry.term;
+    this.index = entry.index;
+    this._save();
+    this._onChange(this.state, entry);
+  }
+
+  /** Saved once per JavaScript turn, however many entries it applied: state, index and term
+   * go in one item, so the saved state is always exactly that of its index. */
+  _save() {
+    if (this._saving) return;
+    this._saving = true;
+    queueMicrotask(() => {
+      this._saving = false;
+      try {
+        localStorage.setItem(this.storageKey, JSON.stringify(
+          { term: this.term, index: this.index, state: this.state }));
+      } catch (err) {
+        // Kept in memory; the next apply tries again. The node re-applies from the saved
+        // index after a reload, so nothing is lost, only replayed.
+        console.error(`webraft: cannot save localStorage[${this.storageKey}]: ${err.message}`);
+      }
+    });
+  }
+}
+
+/** A PersistentState: `initial` (a value, copied, or a function making it), `apply(state,
+ * command, entry)` returning the new state (or undefined after changing `state` in place),
+ * `onChange(state, entry)` after each change (entry null: loaded from storage or a snapshot),
+ * `key`: the localStorage key's prefix (default "webraft-state"). */
+export function persistentState(options) {
+  return new PersistentState(options);
 }
 
 /** Adapt an `apply` handler to the bridge: Python calls it with plain values (the command as
