@@ -116,7 +116,9 @@ async function bootPyodide(urls) {
   }
 }
 
-/** The name and bytes of the webraft wheel that dist/manifest.json names. */
+/** The wheel that dist/manifest.json names ({name, url, bytes}) and the bytecode compiled
+ * from it for the pinned Pyodide (bytes, or null: the manifest names none, or it cannot be
+ * fetched, and then Python compiles the sources itself, only slower). */
 async function fetchWheel(distURL) {
   const base = new URL(distURL, here).href;
   const manifestURL = new URL("manifest.json", base).href;
@@ -127,12 +129,23 @@ async function fetchWheel(distURL) {
     if (err instanceof WebRaftLoadError) throw err;
     throw new WebRaftLoadError(`${manifestURL} is not JSON: ${err.message}`);
   }
-  if (typeof manifest?.wheel !== "string" || !/^[\w.+-]+\.whl$/.test(manifest.wheel)) {
+  const fileName = (name, suffix) => typeof name === "string"
+    && /^[\w.+-]+$/.test(name) && name.endsWith(suffix);
+  if (!fileName(manifest?.wheel, ".whl")) {
     throw new WebRaftLoadError(`${manifestURL} names no wheel`);
   }
   const url = new URL(manifest.wheel, base).href;
-  const bytes = await (await fetchOK(url)).arrayBuffer();
-  return { name: manifest.wheel, url, bytes };
+  const bytecodeURL = fileName(manifest.bytecode, ".zip")
+    ? new URL(manifest.bytecode, base).href : null;
+  const [bytes, bytecode] = await Promise.all([
+    fetchOK(url).then((response) => response.arrayBuffer()),
+    bytecodeURL === null ? null : fetchOK(bytecodeURL).then((response) => response.arrayBuffer())
+      .catch((err) => {
+        console.warn(`webraft: no precompiled bytecode (${err.message}); compiling instead`);
+        return null;
+      }),
+  ]);
+  return { name: manifest.wheel, url, bytes, bytecode };
 }
 
 /** One Pyodide (with the wheel) per page and bundle, shared by every node the page creates;
@@ -152,14 +165,21 @@ function loadRuntime(pyodideURLs, distURL, status) {
       const tBoot = performance.now();
       mark("pyodideReady");
       status("loading webraft");
-      const { name, url, bytes } = await wheel;
+      const { name, url, bytes, bytecode } = await wheel;
+      const sitePackages = pyodide.runPython("__import__('sysconfig').get_path('purelib')");
       try {
         // A pure-Python wheel is a zip to unpack into site-packages: no package manager
         // (loadPackage would fetch it again and resolve dependencies it has none of).
-        const sitePackages = pyodide.runPython("__import__('sysconfig').get_path('purelib')");
         pyodide.unpackArchive(bytes, "wheel", { extractDir: sitePackages });
       } catch (err) {
         throw new WebRaftLoadError(`cannot install ${url}: ${err.message}`);
+      }
+      if (bytecode !== null) {
+        try {
+          pyodide.unpackArchive(bytecode, "zip", { extractDir: sitePackages });
+        } catch (err) {
+          console.warn(`webraft: cannot unpack the bytecode (${err.message}); compiling instead`);
+        }
       }
       const bridge = pyodide.pyimport("webraft.browser.bridge");
       mark("webraftImported");

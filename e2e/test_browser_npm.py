@@ -49,6 +49,14 @@ PROPOSE = """async (command) => {
   }
 }"""
 
+PRECOMPILED = """() => webraft.pyodide.runPython(`
+import importlib.util, sys
+cached = sys.modules["webraft.core.raft"].__spec__.cached
+with open(cached, "rb") as pyc:
+    magic = pyc.read(4)
+magic == importlib.util.MAGIC_NUMBER
+`)"""
+
 
 def npm(*args: str, cwd: Path) -> str:
     if shutil.which("npm") is None:
@@ -101,14 +109,16 @@ def test_the_packed_package_is_an_es_module_with_types_and_the_wheel(tmp_path: P
         package = json.load(member)
         manifest_file = tar.extractfile("package/dist/manifest.json")
         assert manifest_file is not None
-        wheel = json.load(manifest_file)["wheel"]
+        manifest = json.load(manifest_file)
+    wheel, bytecode = manifest["wheel"], manifest["bytecode"]
     assert package["name"] == "webraft" and package["type"] == "module"
     assert package["exports"]["."] == {"types": "./webraft.d.ts", "default": "./webraft.js"}
     assert package["types"] == "./webraft.d.ts"
     pinned = json.loads((ROOT / "browser" / "package.json").read_text())["dependencies"]
     assert package["dependencies"] == {"pyodide": pinned["pyodide"]}
     assert wheel.startswith(f"webraft-{package['version']}-") and wheel.endswith(".whl")
-    assert {"package/webraft.js", "package/webraft.d.ts", f"package/dist/{wheel}"} <= names
+    assert {"package/webraft.js", "package/webraft.d.ts", f"package/dist/{wheel}",
+            f"package/dist/{bytecode}"} <= names
 
 
 def test_an_app_installs_the_package_offline_and_two_tabs_form_a_cluster(
@@ -130,6 +140,9 @@ def test_an_app_installs_the_package_offline_and_two_tabs_form_a_cluster(
         tabs.append(tab)
     assert tabs[0].eval("webraft.wheel") == json.loads(
         (app / "node_modules" / "webraft" / "dist" / "manifest.json").read_text())["wheel"]
+    # The modules were imported from the package's bytecode (Pyodide writes none itself),
+    # compiled for this Python.
+    assert tabs[0].eval(PRECOMPILED) is True
 
     index = tabs[1].eval(PROPOSE, {"from": "two"}, timeout=BOOT_TIMEOUT)
     wait_for(lambda: tabs[0].eval("log.index") >= index, what="the first tab applied it")
