@@ -130,3 +130,34 @@ def test_a_new_tab_gets_the_state_as_a_snapshot_after_compaction(
     saved = late.eval("JSON.parse(localStorage.getItem(counter.storageKey))")
     assert saved["index"] == late.eval("counter.index")
     assert saved["state"]["total"] == 60
+
+
+ELSEWHERE_PAGE = """<!doctype html>
+<meta charset="utf-8">
+<title>a page elsewhere</title>
+<p id="error" hidden></p>
+<script type="module">
+  const params = new URLSearchParams(location.search);
+  const library = params.get("library");  // another origin: the relay's
+  try {
+    const { connect } = await import(`${library}/webraft/webraft.js`);
+    window.webraft = await connect({ room: params.get("room"), members: ["only"],
+                                     relay: `${library.replace("http", "ws")}/ws` });
+  } catch (error) {
+    const e = document.getElementById("error");
+    e.textContent = `${error.name}: ${error.message}`;
+    e.hidden = false;
+  }
+</script>
+"""
+
+
+def test_a_page_on_another_origin_loads_the_library_from_the_relay(
+    context: Any, start_relay: Callable[..., Relay], room: str, tmp_path: Path
+) -> None:
+    (tmp_path / "index.html").write_text(ELSEWHERE_PAGE)
+    site = start_relay("--static", str(tmp_path))  # another port: another origin
+    library = start_relay("--allow-origin", site.url)
+    tab = open_app(context, f"{site.url}/?room={room}&library={library.url}", "elsewhere")
+    tab.page.wait_for_function("() => webraft.isLeader", timeout=BOOT_TIMEOUT * 1000)
+    assert tab.eval("webraft.propose({x: 1})") > 0
