@@ -19,7 +19,7 @@ if (!wheel || !out) {
 const pyodide = await loadPyodide();
 const bytes = fs.readFileSync(wheel);
 // Where tabs unpack it too: the code objects' file names are those of tracebacks.
-const sitePackages = pyodide.runPython("__import__('sysconfig').get_path('purelib')");
+const sitePackages = pyodide.runPython("__import__('site').getsitepackages()[0]");
 pyodide.unpackArchive(new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.byteLength), "wheel",
   { extractDir: sitePackages });
 pyodide.runPython(`

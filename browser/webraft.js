@@ -166,7 +166,8 @@ function loadRuntime(pyodideURLs, distURL, status) {
       mark("pyodideReady");
       status("loading webraft");
       const { name, url, bytes, bytecode } = await wheel;
-      const sitePackages = pyodide.runPython("__import__('sysconfig').get_path('purelib')");
+      // site is imported already; sysconfig would cost half a second to import.
+      const sitePackages = pyodide.runPython("__import__('site').getsitepackages()[0]");
       try {
         // A pure-Python wheel is a zip to unpack into site-packages: no package manager
         // (loadPackage would fetch it again and resolve dependencies it has none of).
