@@ -10,6 +10,10 @@ Prints figures, never pass/fail:
 * time from opening a tab to being a member that has caught up, split into Pyodide's boot,
   webraft's own start (wheel, slot claim, storage: ``WebRaft.timings``) and catching up with
   ``--prefill`` entries committed before it opened;
+* with ``--startup N``: N rounds of three tabs opened together in a new room (automatic
+  membership): Pyodide's boot, our own part after it (``webraft.js``'s ``timings``: the
+  import of the wheel, then the node: slot claim and storage) and when the last of the three
+  became a voter, against the slowest boot;
 * with ``--in-flight 1:500,100:5000,10000``: commits/s from the leader tab keeping that many
   proposals in flight (a closed loop over the number after the colon, by default 2,000 or the
   in-flight count if larger; each proposal a 10-byte string as in ``bench/cluster_compare.py``;
@@ -80,6 +84,14 @@ CONNECT = """async ([room, members, target, options]) => {
   return {address: raft.address, pyodideBoot: raft.timings.pyodideBoot,
           webraftReady: raft.timings.webraftReady, caughtUp: tCaughtUp - tMember,
           total: tCaughtUp - t0, sinceNavigation: tCaughtUp};
+}"""
+
+STARTUP = """async (room) => {
+  const m = await import("/webraft.js");
+  const raft = await m.connect({room, listeners: {apply: (e, i, cb) => cb()}});
+  window.webraft = raft;
+  while (!raft.members.includes(raft.address)) await new Promise((r) => setTimeout(r, 5));
+  return {...m.timings, voter: performance.now(), origin: performance.timeOrigin};
 }"""
 
 BURST = """async (n) => {
@@ -295,6 +307,38 @@ class Bench:
         self.row(f"  caught up with {done['last']} log entries", f"{join['caughtUp']:.0f} ms")
         self.row("  open -> member and caught up", f"{page_load + join['total']:.0f} ms")
 
+    def startup(self) -> None:
+        """Three tabs opened together, ``--startup`` times; medians over the rounds."""
+        rounds = []
+        for _ in range(self.args.startup):
+            room = unique_room("startup")
+            context = self.browser.new_context()
+            try:
+                tabs = [open_blank(context, self.relay.url, f"s{i}") for i in range(3)]
+                for tab in tabs:
+                    tab.page.evaluate(
+                        "([src, room]) => { window.__up = (0, eval)(`(${src})`)(room); }",
+                        [STARTUP, room])
+                got = [tab.eval("() => window.__up", timeout=TIMEOUT) for tab in tabs]
+            finally:
+                context.close()
+            first = min(g["origin"] + g["start"] for g in got)
+            rounds.append({
+                "boot": max(g["pyodideReady"] - g["start"] for g in got),
+                "import": statistics.median(g["webraftImported"] - g["pyodideReady"]
+                                            for g in got),
+                "node": statistics.median(g["nodeCreated"] - g["webraftImported"] for g in got),
+                "members": max(g["origin"] + g["voter"] for g in got) - first,
+            })
+        med = {key: statistics.median(r[key] for r in rounds) for key in rounds[0]}
+        self.row(f"start-up, 3 tabs together (median of {len(rounds)})",
+                 f"Pyodide boot {med['boot']:.0f} ms (slowest tab)")
+        self.row("  ours: import webraft", f"{med['import']:.0f} ms")
+        self.row("  ours: node (slot claim, storage)", f"{med['node']:.0f} ms")
+        self.row("  all three voters", f"{med['members']:.0f} ms after the first start, "
+                 f"{med['members'] - med['boot']:.0f} ms past the slowest boot")
+        self.figures["startup"] = med
+
     def bursts(self) -> None:
         leader_of(self.tabs).eval(BURST, 500, timeout=TIMEOUT)  # warm-up
         for size in self.args.burst:
@@ -422,6 +466,8 @@ def parser() -> argparse.ArgumentParser:
     ap.add_argument("--in-flight", type=_loops, default=[],
                     help="closed loops from the leader keeping N in flight, each N or "
                     "N:PROPOSALS, comma-separated (e.g. 1:500,100:5000,10000)")
+    ap.add_argument("--startup", type=int, default=0, metavar="N",
+                    help="rounds of three tabs opened together (start-up split)")
     ap.add_argument("--failovers", type=int, default=0,
                     help="samples each of closing and of crashing the leader tab")
     ap.add_argument("--heartbeat-timeout", type=int, metavar="MS",
@@ -464,6 +510,8 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
             browser = launch_chromium(playwright)
             bench = Bench(args, relay, browser)
             phases = [bench.join]
+            if args.startup:
+                phases.append(bench.startup)
             if args.sequential:
                 phases.append(bench.latency)
             if args.in_flight:

@@ -79,14 +79,20 @@ export interface Options {
   heartbeatTimeout?: number;
   /** Longest a proposal waits for its outcome, in ms; default 5000. */
   proposalTimeout?: number;
-  /** Where Pyodide and the wheel are: URLs resolved against webraft.js's own URL; defaults
-   * "pyodide/" and "dist/", i.e. next to webraft.js, as the relay serves them. */
+  /** Where Pyodide is: a URL resolved against webraft.js's own URL. Default: "pyodide/"
+   * (next to webraft.js) or else "../pyodide/" (beside the package: node_modules/pyodide of an
+   * npm install, the relay's /pyodide/ for its /webraft/webraft.js). Set it when a bundler
+   * moves webraft.js away from them. */
   pyodideURL?: string;
+  /** Where the wheel and its manifest.json are, resolved the same way; default "dist/". */
   distURL?: string;
   /** Progress messages while booting. */
   onStatus?: (text: string) => void;
   /** connect() only: handlers registered before the node starts. */
   listeners?: Partial<Record<EventName, (...args: any[]) => unknown>>;
+  /** connect() only: application state that handles apply, refresh and snapshot (see
+   * persistentState); attached before `listeners`. */
+  state?: PersistentState<any, any>;
 }
 
 export type EventName =
@@ -176,5 +182,47 @@ export class WebRaft {
 /** Boot (Pyodide is shared by the nodes of a page), claim an address, build the node
  * (not started). Rejects with WebRaftLoadError or a ConnectError. */
 export function createNode(options: Options): Promise<WebRaft>;
-/** createNode, register options.listeners, start. */
+/** createNode, attach options.state, register options.listeners, start. */
 export function connect(options: Options): Promise<WebRaft>;
+
+/** When this page's start-up steps ended, in ms since navigation (performance.now()), for the
+ * first node of the page; Pyodide's boot is pyodideReady - start, webraft's own part
+ * nodeCreated - pyodideReady (the wheel is fetched while Pyodide boots). */
+export const timings: {
+  start?: number;
+  wheelFetched?: number;
+  pyodideReady?: number;
+  webraftImported?: number;
+  nodeCreated?: number;
+};
+
+export interface PersistentStateOptions<S, C = unknown> {
+  /** The state before any command: a JSON value (copied) or a function that makes one. */
+  initial: S | (() => S);
+  /** The state after `command`: return it, or change `state` in place and return nothing.
+   * Runs once per committed entry, in log order, on every tab: it must be deterministic. A
+   * command it cannot use should leave the state as it is: a throw is an `error` event and the
+   * entry is applied again. */
+  apply(state: S, command: C, entry: Entry): S | void;
+  /** After each change; `entry` is null when the state was loaded (storage, snapshot). */
+  onChange?(state: S, entry: Entry | null): void;
+  /** Prefix of the localStorage key (`${key}:${room}:${address}`); default "webraft-state". */
+  key?: string;
+}
+
+/** Application state replicated through the log and kept in localStorage, with the term and
+ * index of the last entry it includes; the snapshot of the log is the state itself. */
+export class PersistentState<S, C = unknown> {
+  readonly state: S;
+  /** Index and term of the last entry `state` includes (0 before any). */
+  readonly index: number;
+  readonly term: number;
+  /** null until attached. */
+  readonly storageKey: string | null;
+  /** Register its apply, refresh and snapshot handlers on a node (before raft.start()). */
+  attach(raft: WebRaft): this;
+}
+
+/** Declare the app's state and command handler; pass the result as connect({state}). */
+export function persistentState<S, C = unknown>(
+  options: PersistentStateOptions<S, C>): PersistentState<S, C>;

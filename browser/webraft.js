@@ -33,8 +33,11 @@ export class WebRaftError extends Error {
 /** This module's directory: relative URLs (the defaults among them) resolve against it, so
  * the library works at any path, not only at the root of the relay. */
 const here = new URL(".", import.meta.url);
-/** Where Pyodide and the wheel are, relative to this module (the relay's layout). */
-const DEFAULT_PYODIDE_URL = "pyodide/";
+/** Where Pyodide may be, relative to this module, tried in order: beside its package
+ * (node_modules/pyodide/ of an npm install; the relay's /pyodide/, for /webraft.js and
+ * /webraft/webraft.js alike) or next to it (a copied tree). */
+const DEFAULT_PYODIDE_URLS = ["../pyodide/", "pyodide/"];
+/** Where the wheel and its manifest.json are, relative to this module. */
 const DEFAULT_DIST_URL = "dist/";
 
 /** Default bound (ms) on getting a member slot from the relay. */
@@ -43,8 +46,18 @@ const DEFAULT_CONNECT_TIMEOUT = 15000;
 const APPLIED = 0;
 const WAITING = 1;
 
-/** Fetch a JSON document or fail with a message that names the URL. */
-async function fetchJSON(url) {
+/** When this page's start-up steps ended, in ms since navigation (performance.now()), for
+ * the first node of the page: `start` (createNode called), `pyodideReady` (Pyodide booted),
+ * `wheelFetched`, `webraftImported` (the wheel unpacked and imported), `nodeCreated` (a member
+ * slot claimed and storage loaded). The wheel is fetched while Pyodide boots. */
+export const timings = {};
+
+function mark(name) {
+  if (timings[name] === undefined) timings[name] = performance.now();
+}
+
+/** Fetch a URL or fail with a message that names it. */
+async function fetchOK(url) {
   let response;
   try {
     response = await fetch(url, { cache: "no-cache" });
@@ -54,7 +67,7 @@ async function fetchJSON(url) {
   if (!response.ok) {
     throw new WebRaftLoadError(`cannot fetch ${url}: HTTP ${response.status}`);
   }
-  return response.json();
+  return response;
 }
 
 /** The files of the pinned Pyodide that must be served; checked up front because a missing
@@ -62,8 +75,8 @@ async function fetchJSON(url) {
 const PYODIDE_FILES = ["pyodide.mjs", "pyodide.asm.mjs", "pyodide.asm.wasm",
   "python_stdlib.zip", "pyodide-lock.json"];
 
-async function bootPyodide(pyodideURL) {
-  const base = new URL(pyodideURL, here).href;
+/** The files of PYODIDE_FILES missing at `base`, as "name (why)". */
+async function missingPyodideFiles(base) {
   const missing = [];
   await Promise.all(PYODIDE_FILES.map(async (name) => {
     try {
@@ -73,9 +86,23 @@ async function bootPyodide(pyodideURL) {
       missing.push(`${name} (${err.message})`);
     }
   }));
-  if (missing.length) {
-    throw new WebRaftLoadError(`Pyodide files missing at ${base}: ${missing.sort().join(", ")}`);
+  return missing.sort();
+}
+
+/** The first of `urls` (resolved against this module) where Pyodide is complete. */
+async function findPyodide(urls) {
+  const bases = [...new Set(urls.map((url) => new URL(url, here).href))];
+  const why = [];
+  for (const base of bases) {
+    const missing = await missingPyodideFiles(base);
+    if (missing.length === 0) return base;
+    why.push(`${base}: ${missing.join(", ")}`);
   }
+  throw new WebRaftLoadError(`Pyodide files missing at ${why.join("; ")}`);
+}
+
+async function bootPyodide(urls) {
+  const base = await findPyodide(urls);
   let module;
   try {
     module = await import(new URL("pyodide.mjs", base).href);
@@ -89,42 +116,75 @@ async function bootPyodide(pyodideURL) {
   }
 }
 
-/** Install the webraft wheel named by dist/manifest.json; loadPackage never rejects, so
- * collect its error messages and fail loudly ourselves. */
-async function installWheel(pyodide, distURL) {
+/** The wheel that dist/manifest.json names ({name, url, bytes}) and the bytecode compiled
+ * from it for the pinned Pyodide (bytes, or null: the manifest names none, or it cannot be
+ * fetched, and then Python compiles the sources itself, only slower). */
+async function fetchWheel(distURL) {
   const base = new URL(distURL, here).href;
-  const manifest = await fetchJSON(new URL("manifest.json", base).href);
-  if (typeof manifest.wheel !== "string" || !manifest.wheel.endsWith(".whl")) {
-    throw new WebRaftLoadError(`${base}manifest.json names no wheel`);
+  const manifestURL = new URL("manifest.json", base).href;
+  let manifest;
+  try {
+    manifest = await (await fetchOK(manifestURL)).json();
+  } catch (err) {
+    if (err instanceof WebRaftLoadError) throw err;
+    throw new WebRaftLoadError(`${manifestURL} is not JSON: ${err.message}`);
+  }
+  const fileName = (name, suffix) => typeof name === "string"
+    && /^[\w.+-]+$/.test(name) && name.endsWith(suffix);
+  if (!fileName(manifest?.wheel, ".whl")) {
+    throw new WebRaftLoadError(`${manifestURL} names no wheel`);
   }
   const url = new URL(manifest.wheel, base).href;
-  const errors = [];
-  await pyodide.loadPackage(url, {
-    errorCallback: (msg) => errors.push(msg),
-    messageCallback: () => {},
-  });
-  if (errors.length) {
-    throw new WebRaftLoadError(`cannot load ${url}: ${errors.join("; ")}`);
-  }
-  return manifest.wheel;
+  const bytecodeURL = fileName(manifest.bytecode, ".zip")
+    ? new URL(manifest.bytecode, base).href : null;
+  const [bytes, bytecode] = await Promise.all([
+    fetchOK(url).then((response) => response.arrayBuffer()),
+    bytecodeURL === null ? null : fetchOK(bytecodeURL).then((response) => response.arrayBuffer())
+      .catch((err) => {
+        console.warn(`webraft: no precompiled bytecode (${err.message}); compiling instead`);
+        return null;
+      }),
+  ]);
+  return { name: manifest.wheel, url, bytes, bytecode };
 }
 
 /** One Pyodide (with the wheel) per page and bundle, shared by every node the page creates;
  * a failed load is forgotten, so a later call tries again. */
 const runtimes = new Map();
 
-function loadRuntime(pyodideURL, distURL, status) {
-  const key = `${pyodideURL}\n${distURL}`;
+function loadRuntime(pyodideURLs, distURL, status) {
+  const key = `${pyodideURLs.join(" ")}\n${distURL}`;
   if (!runtimes.has(key)) {
     const loading = (async () => {
       const t0 = performance.now();
       status("starting Pyodide");
-      const pyodide = await bootPyodide(pyodideURL);
+      // The wheel downloads while Pyodide boots (which is mostly compiling WebAssembly).
+      const wheel = fetchWheel(distURL).then((got) => { mark("wheelFetched"); return got; });
+      wheel.catch(() => {}); // reported below, once Pyodide is up (or failed first)
+      const pyodide = await bootPyodide(pyodideURLs);
       const tBoot = performance.now();
+      mark("pyodideReady");
       status("loading webraft");
-      const wheel = await installWheel(pyodide, distURL);
-      return { pyodide, wheel, bridge: pyodide.pyimport("webraft.browser.bridge"),
-        pyodideBoot: tBoot - t0 };
+      const { name, url, bytes, bytecode } = await wheel;
+      // site is imported already; sysconfig would cost half a second to import.
+      const sitePackages = pyodide.runPython("__import__('site').getsitepackages()[0]");
+      try {
+        // A pure-Python wheel is a zip to unpack into site-packages: no package manager
+        // (loadPackage would fetch it again and resolve dependencies it has none of).
+        pyodide.unpackArchive(bytes, "wheel", { extractDir: sitePackages });
+      } catch (err) {
+        throw new WebRaftLoadError(`cannot install ${url}: ${err.message}`);
+      }
+      if (bytecode !== null) {
+        try {
+          pyodide.unpackArchive(bytecode, "zip", { extractDir: sitePackages });
+        } catch (err) {
+          console.warn(`webraft: cannot unpack the bytecode (${err.message}); compiling instead`);
+        }
+      }
+      const bridge = pyodide.pyimport("webraft.browser.bridge");
+      mark("webraftImported");
+      return { pyodide, wheel: name, bridge, pyodideBoot: tBoot - t0 };
     })();
     runtimes.set(key, loading);
     loading.catch(() => runtimes.delete(key));
@@ -171,8 +231,9 @@ export async function createNode(options = {}) {
   }
   const status = options.onStatus ?? (() => {});
   const t0 = performance.now();
-  const runtime = await loadRuntime(options.pyodideURL ?? DEFAULT_PYODIDE_URL,
-    options.distURL ?? DEFAULT_DIST_URL, status);
+  mark("start");
+  const pyodideURLs = options.pyodideURL == null ? DEFAULT_PYODIDE_URLS : [options.pyodideURL];
+  const runtime = await loadRuntime(pyodideURLs, options.distURL ?? DEFAULT_DIST_URL, status);
   const tReady = performance.now();
   const config = {
     room: options.room,
@@ -198,6 +259,7 @@ export async function createNode(options = {}) {
     ? await runtime.bridge.create_for_js(JSON.stringify(config), options.token)
     : await runtime.bridge.create_for_js(JSON.stringify(config));
   if (typeof made === "string") throw answerError(JSON.parse(made));
+  mark("nodeCreated");
   const raft = new WebRaft(runtime.pyodide, made, runtime.wheel);
   if (options.handover ?? true) raft._watchPage();
   // Booting Pyodide is shared by the page's nodes: a later node's share is what it waited.
@@ -206,14 +268,133 @@ export async function createNode(options = {}) {
   return raft;
 }
 
-/** createNode, register `options.listeners` ({event: handler}), then start. */
+/** createNode, attach `options.state` (a persistentState), register `options.listeners`
+ * ({event: handler}), then start. */
 export async function connect(options = {}) {
   const raft = await createNode(options);
+  options.state?.attach(raft);
   for (const [type, handler] of Object.entries(options.listeners ?? {})) {
     raft.listen(type, handler);
   }
   raft.start();
   return raft;
+}
+
+/** Application state replicated through the log and kept in localStorage: the app declares its
+ * state and how a command changes it; this does the bookkeeping of the `apply`, `refresh` and
+ * `snapshot` handlers (which entry the saved state is at, loading a newer snapshot, handing
+ * the state out as the snapshot). See docs/guide.md. */
+export class PersistentState {
+  constructor({ key = "webraft-state", initial = {}, apply, onChange = () => {} } = {}) {
+    if (typeof apply !== "function") {
+      throw new TypeError("persistentState needs apply(state, command, entry)");
+    }
+    this._prefix = key;
+    this._initial = initial;
+    this._apply = apply;
+    this._onChange = onChange;
+    /** The localStorage key, once attached: one per room and node, as tabs share storage. */
+    this.storageKey = null;
+    this.state = this._fresh();
+    /** Index and term of the last entry the state includes (0: none). */
+    this.index = 0;
+    this.term = 0;
+    this._saving = false;
+    this._started = false; // the first refresh came
+  }
+
+  /** Register the handlers on `raft` (before `raft.start()`; connect({state}) does it). */
+  attach(raft) {
+    if (this.storageKey !== null) throw new Error("this persistentState is attached already");
+    this.storageKey = `${this._prefix}:${raft.room}:${raft.address}`;
+    raft.listen("refresh", (cb, snapshot) => this._refresh(cb, snapshot));
+    raft.listen("apply", (entry, index, cb) => {
+      this._applyEntry(entry);
+      cb();
+    });
+    raft.listen("snapshot", () => this.state);
+    return this;
+  }
+
+  _fresh() {
+    return typeof this._initial === "function" ? this._initial() : structuredClone(this._initial);
+  }
+
+  /** The saved {term, index, state}, or null: storage is untrusted (another script, an older
+   * version of the app), so anything else is dropped with a warning. */
+  _load() {
+    const text = localStorage.getItem(this.storageKey);
+    if (text === null) return null;
+    let saved;
+    try {
+      saved = JSON.parse(text);
+    } catch {
+      saved = null;
+    }
+    const whole = (n) => Number.isSafeInteger(n) && n >= 0;
+    if (saved === null || typeof saved !== "object" || !whole(saved.index)
+        || !whole(saved.term) || !("state" in saved)) {
+      console.warn(`webraft: localStorage[${this.storageKey}] is not a saved state; ignored`);
+      return null;
+    }
+    return saved;
+  }
+
+  _refresh(cb, snapshot) {
+    const first = !this._started;
+    this._started = true;
+    const saved = first ? this._load() : null;
+    if (saved !== null) {
+      this.term = saved.term;
+      this.index = saved.index;
+      this.state = saved.state;
+    }
+    // At start: the saved state, unless the node's snapshot is newer (the entries in between
+    // are gone). Later the node asks again only to load a snapshot a leader sent.
+    if (snapshot !== null && (!first || snapshot.index > this.index)) {
+      this.term = snapshot.term;
+      this.index = snapshot.index;
+      this.state = snapshot.data;
+      this._save();
+    }
+    this._onChange(this.state, null);
+    cb(this.term, this.index);
+  }
+
+  _applyEntry(entry) {
+    const next = this._apply(this.state, entry.command, entry);
+    if (next !== undefined) this.state = next;
+    this.term = entry.term;
+    this.index = entry.index;
+    this._save();
+    this._onChange(this.state, entry);
+  }
+
+  /** Saved once per JavaScript turn, however many entries it applied: state, index and term
+   * go in one item, so the saved state is always exactly that of its index. */
+  _save() {
+    if (this._saving) return;
+    this._saving = true;
+    queueMicrotask(() => {
+      this._saving = false;
+      try {
+        localStorage.setItem(this.storageKey, JSON.stringify(
+          { term: this.term, index: this.index, state: this.state }));
+      } catch (err) {
+        // Kept in memory; the next apply tries again. The node re-applies from the saved
+        // index after a reload, so nothing is lost, only replayed.
+        console.error(`webraft: cannot save localStorage[${this.storageKey}]: ${err.message}`);
+      }
+    });
+  }
+}
+
+/** A PersistentState: `initial` (a value, copied, or a function making it), `apply(state,
+ * command, entry)` returning the new state (or undefined after changing `state` in place),
+ * `onChange(state, entry)` after each change (entry null: loaded from storage or a snapshot),
+ * `key`: the localStorage key's prefix (default "webraft-state"). */
+export function persistentState(options) {
+  return new PersistentState(options);
 }
 
 /** Adapt an `apply` handler to the bridge: Python calls it with plain values (the command as

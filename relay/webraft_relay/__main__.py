@@ -133,8 +133,8 @@ def _serve_parser() -> argparse.ArgumentParser:
         action="append",
         default=[],
         metavar="ORIGIN",
-        help="browser origin allowed to connect, e.g. http://127.0.0.1:8765 "
-        "(repeatable; default: any)",
+        help="browser origin allowed to connect and to load /webraft/, /pyodide/ and /dist/ "
+        "(CORS), e.g. http://127.0.0.1:8765 (repeatable; default: any)",
     )
     _setting(p, "--max-message-size", int, "largest incoming frame", "BYTES")
     _setting(p, "--rate", float, "messages/s per connection, 0 = unlimited")

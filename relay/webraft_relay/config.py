@@ -49,11 +49,14 @@ class RelayConfig:
         pyodide_dir: served under ``/pyodide/`` with long-lived caching (the npm package is
             version-pinned, so its files never change under the same URL).
         dist_dir: served under ``/dist/`` (our wheel), revalidated on every load.
+        library_dir: the directory of ``webraft.js`` and ``webraft.d.ts``, served under
+            ``/webraft/`` (the wheel under ``/webraft/dist/``) whatever ``static_dir`` is.
         tls_cert: PEM certificate chain; with ``tls_key``, the port serves ``https://`` and
             ``wss://`` instead of plain HTTP and WebSocket.
         tls_key: PEM private key of ``tls_cert``.
         secret: when set, a hello must carry ``token = hex HMAC-SHA256(secret, room)``.
-        allow_origins: browser origins allowed to open the WebSocket; empty allows any.
+        allow_origins: browser origins allowed to open the WebSocket, and whose pages may
+            read the library, the wheel and Pyodide (CORS); empty allows any.
             Requests without an ``Origin`` header (non-browser clients) are always allowed.
         max_message_size: largest incoming frame in bytes; larger closes with 1009.
         rate: sustained routed messages per second per connection; 0 disables the limit.
@@ -93,6 +96,7 @@ class RelayConfig:
         default_factory=lambda: default_dir("browser", "node_modules", "pyodide")
     )
     dist_dir: Path | None = field(default_factory=lambda: default_dir("dist"))
+    library_dir: Path | None = field(default_factory=lambda: default_dir("browser"))
     tls_cert: Path | None = None
     tls_key: Path | None = None
     secret: str | None = None

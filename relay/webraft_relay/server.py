@@ -262,6 +262,8 @@ class Relay:
             static_dir=config.static_dir,
             pyodide_dir=config.pyodide_dir,
             dist_dir=config.dist_dir,
+            library_dir=config.library_dir,
+            allow_origins=config.allow_origins,
             stats=self.stats,
             private_token=None if config.secret is None else stats_token(config.secret),
         )

@@ -1,10 +1,15 @@
-"""Plain HTTP on the relay's port: health, stats and the static files the browser demo needs.
+"""Plain HTTP on the relay's port: health, stats, the library and the static files of pages.
 
 Owns :class:`Site`, the HTTP side of the port. Imports :mod:`.metrics`, ``websockets``' HTTP
 types and the standard library; nothing of webraft.
 
 Serving the page, Pyodide and our wheel from the same origin as the WebSocket means one process
-to start, no CORS, and no CDN (the machines that run the demo and the tests are offline).
+to start and no CDN (the machines that run the demo and the tests are offline). The library
+(``/webraft/``: ``webraft.js``, ``webraft.d.ts`` and ``/webraft/dist/``, the wheel) is at a
+fixed path whatever ``--static`` serves, so an app's own page imports
+``/webraft/webraft.js``; it finds Pyodide at ``/pyodide/`` (``../pyodide/`` from there, as in
+an npm install). Pages on other origins may load the library, the wheel and Pyodide: those
+answer with CORS headers for the origins allowed to connect (``*`` when any may).
 
 websockets hands every request to ``process_request`` before the upgrade; :class:`Site` answers
 everything except the WebSocket path. Must not import the relay's routing (``server``,
@@ -42,7 +47,7 @@ __all__ = [
     "Site",
     "content_type",
     "resolve_file",
-        "target_path",
+    "target_path",
 ]
 
 #: Bytes read from a file at a time; with the socket's write limit, a download's footprint.
@@ -135,13 +140,24 @@ def _locate(root: Path, relative: str) -> tuple[Path, bool] | None:
     return target, is_dir
 
 
+#: The library's files, served under /webraft/ from the directory that holds webraft.js; the
+#: rest of that directory (the demo's page) is not the library's.
+LIBRARY_FILES = frozenset({"webraft.js", "webraft.d.ts"})
+
+
 @dataclass(frozen=True, slots=True)
 class Mount:
-    """A URL prefix served from a directory (``root=None``: configured off, always 404)."""
+    """A URL prefix served from a directory (``root=None``: configured off, always 404).
+
+    ``only``: the names of the only files served (no subdirectories); ``cors``: pages on other
+    origins may read them (the library, the wheel and Pyodide, never a site's own pages).
+    """
 
     prefix: str
     root: Path | None
     cache_control: str
+    only: frozenset[str] | None = None
+    cors: bool = False
 
 
 def _response(status: http.HTTPStatus, headers: list[tuple[str, str]], body: bytes) -> Response:
@@ -177,6 +193,8 @@ class Site:
 
     ``stats`` is called for ``/stats`` and ``/metrics`` so the numbers are taken at request
     time; with ``private_token`` set, both need it as ``Authorization: Bearer <token>``.
+    ``allow_origins``: the origins whose pages may read the library, the wheel and Pyodide
+    (the WebSocket's ``--allow-origin``); empty: any.
     """
 
     def __init__(
@@ -186,15 +204,20 @@ class Site:
         pyodide_dir: Path | None,
         dist_dir: Path | None,
         stats: Callable[[], dict[str, Any]],
+        library_dir: Path | None = None,
+        allow_origins: tuple[str, ...] = (),
         private_token: str | None = None,
     ) -> None:
-        # Longest prefix first: /pyodide/ and /dist/ win over the catch-all /.
+        # Longest prefix first: /webraft/dist/, /webraft/, /pyodide/ and /dist/ win over /.
         self.mounts = (
-            Mount("/pyodide/", pyodide_dir, IMMUTABLE),
-            Mount("/dist/", dist_dir, NO_CACHE),
+            Mount("/webraft/dist/", dist_dir, NO_CACHE, cors=True),
+            Mount("/webraft/", library_dir, NO_CACHE, only=LIBRARY_FILES, cors=True),
+            Mount("/pyodide/", pyodide_dir, IMMUTABLE, cors=True),
+            Mount("/dist/", dist_dir, NO_CACHE, cors=True),
             Mount("/", static_dir, NO_CACHE),
         )
         self._stats = stats
+        self._allow_origins = frozenset(allow_origins)
         self._private_token = private_token
         self.streaming = 0  # downloads under way, each holding at most a chunk
 
@@ -235,6 +258,8 @@ class Site:
     async def respond(self, request: Request) -> Response | FileResponse:
         """Build the response for one plain HTTP request (GET and HEAD only)."""
         head = request.method == "HEAD"
+        if request.method == "OPTIONS":
+            return self._preflight(request)
         if request.method not in ("GET", "HEAD"):
             response = _text(http.HTTPStatus.METHOD_NOT_ALLOWED, "only GET and HEAD\n")
             response.headers["Allow"] = "GET, HEAD"
@@ -265,14 +290,55 @@ class Site:
             return _response(http.HTTPStatus.OK, headers, b"" if head else body)
         return await self._static(request, path, head)
 
+    def _mount(self, path: str) -> Mount:
+        return next(m for m in self.mounts if path.startswith(m.prefix))
+
+    def _cors(self, request: Request, mount: Mount) -> list[tuple[str, str]]:
+        """The CORS headers of an answer from ``mount``: none for a site's own pages."""
+        if not mount.cors:
+            return []
+        if not self._allow_origins:
+            return [("Access-Control-Allow-Origin", "*")]
+        # The answer depends on Origin: caches must keep one per origin.
+        origin = request.headers.get("Origin")
+        if origin is None or origin not in self._allow_origins:
+            return [("Vary", "Origin")]
+        return [("Access-Control-Allow-Origin", origin), ("Vary", "Origin")]
+
+    def _preflight(self, request: Request) -> Response:
+        """``OPTIONS``: a browser asking whether a cross-origin request may be sent (only the
+        library's paths say yes); anything else keeps the 405 of methods we do not serve."""
+        path = target_path(request.path)
+        mount = None if path is None else self._mount(path)
+        cors = [] if mount is None else self._cors(request, mount)
+        if not cors:
+            response = _text(http.HTTPStatus.METHOD_NOT_ALLOWED, "only GET and HEAD\n")
+            response.headers["Allow"] = "GET, HEAD"
+            return response
+        headers = [*cors, ("Access-Control-Allow-Methods", "GET, HEAD"),
+                   ("Access-Control-Max-Age", "86400"), ("Content-Length", "0")]
+        asked = request.headers.get("Access-Control-Request-Headers")
+        if asked:
+            # Only simple request headers are ever needed; echoing them is what lets a
+            # browser's own (Cache-Control, If-None-Match ...) through.
+            headers.append(("Access-Control-Allow-Headers", asked))
+        return _response(http.HTTPStatus.NO_CONTENT, headers, b"")
+
     async def _static(self, request: Request, path: str, head: bool) -> Response | FileResponse:
-        mount = next(m for m in self.mounts if path.startswith(m.prefix))
+        mount = self._mount(path)
+        cors = self._cors(request, mount)
+        # A 404 carries the CORS headers too: a page elsewhere then learns "not found", not an
+        # opaque network error.
+        missing = _text(http.HTTPStatus.NOT_FOUND, "not found\n", head=head)
+        missing.headers.update(cors)
         if mount.root is None:
-            return _text(http.HTTPStatus.NOT_FOUND, "not found\n", head=head)
+            return missing
         relative = path[len(mount.prefix) :]
+        if mount.only is not None and relative not in mount.only:
+            return missing
         found = _locate(mount.root, relative)
         if found is None:
-            return _text(http.HTTPStatus.NOT_FOUND, "not found\n", head=head)
+            return missing
         target, is_dir = found
         if is_dir and not path.endswith("/"):
             # /sub -> /sub/ so that relative links inside sub/index.html resolve correctly.
@@ -282,9 +348,9 @@ class Site:
         try:
             stat = target.stat()
         except OSError:
-            return _text(http.HTTPStatus.NOT_FOUND, "not found\n", head=head)
+            return missing
         etag = f'"{stat.st_size:x}-{stat.st_mtime_ns:x}"'
-        headers = [("ETag", etag), ("Cache-Control", mount.cache_control)]
+        headers = [("ETag", etag), ("Cache-Control", mount.cache_control), *cors]
         if etag in _etags(request.headers.get("If-None-Match")):
             return _response(http.HTTPStatus.NOT_MODIFIED, headers, b"")
         headers += [
@@ -294,7 +360,6 @@ class Site:
         if head:
             return _response(http.HTTPStatus.OK, headers, b"")
         return FileResponse(_response(http.HTTPStatus.OK, headers, b""), target, stat.st_size)
-
 
     def _authorized(self, request: Request) -> bool:
         """Counters are public without a secret; with one, they need ``stats_token``."""

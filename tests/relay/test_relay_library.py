@@ -1,0 +1,121 @@
+"""The library at a fixed path (/webraft/) whatever --static serves, and CORS for it, the wheel
+and Pyodide (never for a site's own pages)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+if TYPE_CHECKING:
+    from conftest import Harness
+
+
+ELSEWHERE = "http://app.example:8000"
+
+
+@pytest.fixture
+def site(tmp_path: Path) -> dict[str, Any]:
+    """An app's own page as --static, and trees like browser/, pyodide and dist/."""
+    app, library = tmp_path / "app", tmp_path / "browser"
+    pyodide, dist = tmp_path / "pyodide", tmp_path / "dist"
+    files = {
+        app / "index.html": "<!doctype html><title>my app</title>",
+        library / "webraft.js": "export const connect = 1;",
+        library / "webraft.d.ts": "export const connect: number;",
+        library / "index.html": "the demo",
+        library / "demo.js": "demo",
+        pyodide / "pyodide.mjs": "export {}",
+        dist / "manifest.json": '{"wheel": "webraft-0.1.0-py3-none-any.whl"}',
+        dist / "webraft-0.1.0-py3-none-any.whl": "PK",
+    }
+    for path, text in files.items():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+    return {"static_dir": app, "library_dir": library, "pyodide_dir": pyodide, "dist_dir": dist}
+
+
+async def test_the_library_is_served_at_a_fixed_path_beside_an_apps_own_page(
+    harness: Harness, site: dict[str, Any]
+) -> None:
+    relay = await harness.start(**site)
+    for path, body, kind in (
+        ("/", b"<!doctype html><title>my app</title>", "text/html"),
+        ("/webraft/webraft.js", b"export const connect = 1;", "text/javascript"),
+        ("/webraft/webraft.d.ts", b"export const connect: number;", "text/plain"),
+        ("/webraft/dist/manifest.json", b'{"wheel": "webraft-0.1.0-py3-none-any.whl"}',
+         "application/json"),
+        ("/webraft/dist/webraft-0.1.0-py3-none-any.whl", b"PK", "application/zip"),
+        ("/pyodide/pyodide.mjs", b"export {}", "text/javascript"),
+    ):
+        status, headers, got = await harness.http(relay, path)
+        assert (status, got) == (200, body), path
+        assert headers["Content-Type"].startswith(kind), path
+
+
+@pytest.mark.parametrize("path", ["/webraft/index.html", "/webraft/demo.js", "/webraft/",
+                                  "/webraft/sub/webraft.js", "/webraft/../app/index.html"])
+async def test_only_the_library_files_of_its_directory_are_served(
+    harness: Harness, site: dict[str, Any], path: str
+) -> None:
+    relay = await harness.start(**site)
+    status, _, _ = await harness.http(relay, path)
+    assert status == 404
+
+
+async def test_without_a_library_directory_the_path_is_404(
+    harness: Harness, site: dict[str, Any]
+) -> None:
+    relay = await harness.start(**{**site, "library_dir": None})
+    status, _, _ = await harness.http(relay, "/webraft/webraft.js")
+    assert status == 404
+
+
+async def test_any_origin_may_load_the_library_when_any_may_connect(
+    harness: Harness, site: dict[str, Any]
+) -> None:
+    relay = await harness.start(**site)
+    origin = {"Origin": ELSEWHERE}
+    for path in ("/webraft/webraft.js", "/webraft/dist/manifest.json", "/pyodide/pyodide.mjs",
+                 "/dist/manifest.json", "/pyodide/missing.wasm"):
+        _, headers, _ = await harness.http(relay, path, headers=origin)
+        assert headers.get("Access-Control-Allow-Origin") == "*", path
+    # A site's own pages, and the counters, are not shared with other origins.
+    for path in ("/", "/healthz", "/stats"):
+        _, headers, _ = await harness.http(relay, path, headers=origin)
+        assert "Access-Control-Allow-Origin" not in headers, path
+
+
+async def test_only_allowed_origins_get_cors_headers(
+    harness: Harness, site: dict[str, Any]
+) -> None:
+    relay = await harness.start(**site, allow_origins=(ELSEWHERE,))
+    _, headers, body = await harness.http(relay, "/webraft/webraft.js",
+                                          headers={"Origin": ELSEWHERE})
+    assert headers["Access-Control-Allow-Origin"] == ELSEWHERE
+    assert headers["Vary"] == "Origin"
+    assert body == b"export const connect = 1;"
+    for other in ({"Origin": "http://evil.example"}, {}):
+        status, headers, _ = await harness.http(relay, "/pyodide/pyodide.mjs", headers=other)
+        assert status == 200  # same-origin and non-browser clients still load it
+        assert "Access-Control-Allow-Origin" not in headers
+        assert headers["Vary"] == "Origin"
+
+
+async def test_a_preflight_is_answered_for_the_library_only(
+    harness: Harness, site: dict[str, Any]
+) -> None:
+    relay = await harness.start(**site, allow_origins=(ELSEWHERE,))
+    asking = {"Origin": ELSEWHERE, "Access-Control-Request-Method": "GET",
+              "Access-Control-Request-Headers": "cache-control"}
+    status, headers, body = await harness.http(relay, "/webraft/dist/manifest.json",
+                                               method="OPTIONS", headers=asking)
+    assert (status, body) == (204, b"")
+    assert headers["Access-Control-Allow-Origin"] == ELSEWHERE
+    assert headers["Access-Control-Allow-Methods"] == "GET, HEAD"
+    assert headers["Access-Control-Allow-Headers"] == "cache-control"
+    for path in ("/", "/stats"):
+        status, headers, _ = await harness.http(relay, path, method="OPTIONS", headers=asking)
+        assert status == 405, path
+        assert headers["Allow"] == "GET, HEAD"
