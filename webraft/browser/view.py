@@ -52,13 +52,9 @@ MIN_SILENCE = 1.0
 HEARTBEATS = frozenset({"heartbeat", "heartbeat_resp"})
 
 
-def describe_config(before: ClusterConfig | None, after: ClusterConfig) -> str:
+def describe_config(before: ClusterConfig, after: ClusterConfig) -> str:
     """What a configuration entry changed, in words: ``"add t-1 as learner"``, ``"promote
-    t-1"``, ``"remove t-2"``; ``before`` is the configuration it replaced (None for the
-    first one, which is described by its voters)."""
-    if before is None:
-        text = "voters " + ", ".join(after.voters) if after.voters else "no voters"
-        return text + ("; learners " + ", ".join(after.learners) if after.learners else "")
+    t-1"``, ``"remove t-2"``; ``before`` is the configuration it replaced."""
     changes: list[str] = []
     was = set(before.voters) | set(before.learners)
     for address in after.learners:
@@ -243,7 +239,7 @@ class ClusterView:
                              presence="paused" if paused else ("online" if online
                                                               else "offline"),
                              known=status.last_index, timer=self._own_timer(
-                                 status.role, now, follower_high, cfg.election_timeout[1]))
+                                 status, follower_high, cfg.election_timeout[1]))
                 members.append(entry)
                 continue
             vote = self.votes.get(address)
@@ -294,7 +290,9 @@ class ClusterView:
     def _role(self, address: str, leader: str | None, term: int, config: ClusterConfig,
               now: float) -> str:
         """``leader``, ``candidate``, ``follower``, ``learner`` or, for a node in no
-        configuration, ``waiting`` (to be added); for ourselves, the core's own role."""
+        configuration, ``waiting`` (to be added); for ourselves, the core's own role. A node
+        that knows no configuration yet (it waits to be added) knows no one's role:
+        ``unknown``."""
         if address == self.address:
             role = self.node.core.role
             if role == "follower" and address not in config.voters:
@@ -302,6 +300,8 @@ class ClusterView:
             return role
         if address == leader:
             return "leader"
+        if not config.members:
+            return "unknown"
         if address in config.learners:
             return "learner"
         if address not in config.voters:
@@ -313,15 +313,17 @@ class ClusterView:
             return "candidate"
         return "follower"
 
-    def _own_timer(self, role: str, now: float, follower_high: float,
+    def _own_timer(self, status: Status, follower_high: float,
                    election_high: float) -> dict[str, Any] | None:
-        """This node's election timer, exactly (the core's deadline; a leader has none)."""
-        if role == "leader":
+        """This node's election timer, exactly (the core's deadline); a leader has none, and
+        nor has a node without a vote (a learner's or a waiting node's timer never fires a
+        campaign)."""
+        if status.role == "leader" or self.address not in status.config.voters:
             return None
         node = self.node
         # Status has no deadline; the core's attribute is the one source of it.
         left = node.core.election_deadline - node.driver.now()
-        total = election_high if role == "candidate" else follower_high
+        total = election_high if status.role == "candidate" else follower_high
         return {"left": round(left * 1000), "total": round(total * 1000), "exact": True}
 
     def _log(self, status: Status) -> list[dict[str, Any]]:
@@ -354,6 +356,10 @@ class ClusterView:
         if label is not None:
             return label
         everything = self.node.core.last_entries(status.last_index)
+        # A tab that joined holds an empty bootstrap configuration, not the founder's: its
+        # log's first configuration entry then replaced an unknown one. With automatic
+        # membership that was the founder alone and the entry added a learner, so its voters
+        # stand for what came before.
         snapshot_config = status.snapshot.config
         before: ClusterConfig | None = snapshot_config if snapshot_config.members else None
         after: ClusterConfig | None = None
@@ -370,7 +376,8 @@ class ClusterView:
                 after = parsed
             else:
                 before = parsed
-        label = "configuration" if after is None else describe_config(before, after)
+        label = ("configuration" if after is None else
+                 describe_config(before or ClusterConfig(after.voters), after))
         self._configs[key] = label
         return label
 
