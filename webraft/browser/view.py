@@ -26,7 +26,7 @@ from collections import deque
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from ..core.messages import CONFIG, NOOP, SESSION, MessageError
+from ..core.messages import CONFIG, NOOP, SESSION, Entry, MessageError
 from ..core.state import ClusterConfig
 from ..core.status import Status
 from ..runtime import RaftInterface
@@ -143,7 +143,7 @@ class ClusterView:
         self._messages: deque[tuple[float, str, str, str, Any]] = deque(maxlen=KEEP_MESSAGES)
         self._beats: dict[tuple[str, str], list[float]] = {}  # -> [count, last time]
         self._pulled_at = 0.0
-        self._configs: dict[tuple[int, int], str] = {}  # (index, term) -> description
+        self._labels: dict[tuple[int, int], str] = {}  # (index, term) -> label of the entry
 
     def started(self, clock: Callable[[], float]) -> None:
         self._clock = clock
@@ -328,33 +328,35 @@ class ClusterView:
 
     def _log(self, status: Status) -> list[dict[str, Any]]:
         """The newest :data:`LOG_WINDOW` entries of this node's log, each with its kind and a
-        label; configuration entries say what they changed."""
+        label (made once per entry); configuration entries say what they changed."""
         entries = self.node.core.last_entries(LOG_WINDOW)
         commit = status.commit_index
+        labels = self._labels
         out = []
         for e in entries:
-            if e.kind == CONFIG:
-                label = self._config_label(e.index, e.term, status)
-            elif e.kind == NOOP:
-                label = "no-op (new leader)"
-            elif e.kind == SESSION and isinstance(e.command, list) and len(e.command) == 4:
-                label = f"session {e.command[0]}#{e.command[1]}: {_short(e.command[3])}"
-            else:
-                label = _short(e.command)
+            label = labels.get((e.index, e.term))
+            if label is None:
+                label = labels[(e.index, e.term)] = self._label(e, status)
             out.append({"index": e.index, "term": e.term, "kind": _KINDS.get(e.kind, "?"),
                         "label": label, "committed": e.index <= commit})
-        if entries:
+        if entries and len(labels) > 2 * LOG_WINDOW:
             first = entries[0].index
-            self._configs = {k: v for k, v in self._configs.items() if k[0] >= first}
+            self._labels = {k: v for k, v in labels.items() if k[0] >= first}
         return out
 
-    def _config_label(self, index: int, term: int, status: Status) -> str:
+    def _label(self, entry: Entry, status: Status) -> str:
+        command = entry.command
+        if entry.kind == CONFIG:
+            return self._config_label(entry.index, status)
+        if entry.kind == NOOP:
+            return "no-op (new leader)"
+        if entry.kind == SESSION and isinstance(command, list) and len(command) == 4:
+            return f"session {command[0]}#{command[1]}: {_short(command[3])}"
+        return _short(command)
+
+    def _config_label(self, index: int, status: Status) -> str:
         """:func:`describe_config` of the entry at ``index``, against the configuration
-        before it (an earlier entry of the log, else the snapshot's); computed once."""
-        key = (index, term)
-        label = self._configs.get(key)
-        if label is not None:
-            return label
+        before it (an earlier entry of the log, else the snapshot's)."""
         everything = self.node.core.last_entries(status.last_index)
         # A tab that joined holds an empty bootstrap configuration, not the founder's: its
         # log's first configuration entry then replaced an unknown one. With automatic
@@ -376,10 +378,8 @@ class ClusterView:
                 after = parsed
             else:
                 before = parsed
-        label = ("configuration" if after is None else
-                 describe_config(before or ClusterConfig(after.voters), after))
-        self._configs[key] = label
-        return label
+        return ("configuration" if after is None else
+                describe_config(before or ClusterConfig(after.voters), after))
 
     def _drain_messages(self, now: float) -> list[dict[str, Any]]:
         """The messages since the previous snapshot, grouped by (sender, receiver, type):
