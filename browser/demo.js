@@ -179,24 +179,33 @@ let view = null; // raft.clusterView()
 let snap = null; // its latest snapshot
 let pulledAt = 0; // performance.now() of that snapshot
 let pulls = 0;
+// The view's own cost (ms in all, of which Python's snapshot), for whoever measures it.
+const cost = { pullMs: 0, snapshotMs: 0, drawMs: 0, pulls: 0, frames: 0 };
 const flights = []; // {from, to, type, label, count, start}
-const beats = new Map(); // "from>to" -> {perSecond, seenAt}
+const beats = new Map(); // "from>to" -> {rate (per second), seenAt}
 
 const termColour = (term) => `hsl(${(term * 67) % 360} 55% 55%)`;
 
 function pull() {
   if (document.hidden) return; // nothing is drawn; the view keeps a bounded backlog
+  const t0 = performance.now();
   snap = view.snapshot();
   pulledAt = performance.now();
+  cost.snapshotMs += pulledAt - t0;
   for (const m of snap.messages) {
     flights.push({ ...m, start: pulledAt - Math.min(m.ageMs, PULL_MS) });
   }
   flights.splice(0, Math.max(0, flights.length - MAX_FLIGHTS));
   for (const b of snap.heartbeats) {
-    beats.set(`${b.from}>${b.to}`, { perSecond: b.perSecond, seenAt: pulledAt - b.ageMs });
+    const link = `${b.from}>${b.to}`;
+    const rate = beats.get(link)?.rate ?? b.perSecond; // smoothed over a few pulls
+    beats.set(link, { rate: 0.7 * rate + 0.3 * b.perSecond, seenAt: pulledAt - b.ageMs });
   }
   renderView();
+  drawLayer();
   if (pulls++ % STATUS_EVERY === 0) renderNode();
+  cost.pullMs += performance.now() - t0;
+  cost.pulls += 1;
 }
 
 function renderView() {
@@ -209,35 +218,54 @@ function renderView() {
   $("waiting").hidden = snap.member;
   if (snap.member && !$("boot").classList.contains("finished")) bootDone();
   $("stepdown").disabled = snap.role !== "leader";
-  renderMembers();
-  renderLogs();
-  renderEntries();
-  renderMessages();
+  const log = snap.log.map((e) => [e.index, e.term, e.committed]);
+  changed("members", snap.members.map(memberCells), renderMembers);
+  changed("beats", liveBeats(performance.now()).map(([link, b]) => [link, Math.round(b.rate)]),
+    renderBeats);
+  changed("logs", [log, snap.snapshot.index, snap.commitIndex,
+    snap.members.map((m) => [m.id, m.role, m.known, m.next])], renderLogs);
+  changed("entries", log, renderEntries);
+  if (snap.messages.length) renderMessages();
+}
+
+/** Call `render(value)` only when `value` differs from the last one for `part`: the DOM is
+ * rebuilt when what it shows changed, not on every pull. */
+const shown = new Map();
+function changed(part, value, render) {
+  const key = JSON.stringify(value);
+  if (shown.get(part) === key) return;
+  shown.set(part, key);
+  render(value);
 }
 
 const ms = (value) => (value === null ? "–" : value < 1000 ? `${value} ms` :
   `${(value / 1000).toFixed(1)} s`);
 
-function renderMembers() {
-  $("members").querySelector("tbody").replaceChildren(...snap.members.map((m) => {
+/** The texts of a member's row: [id, role, term, vote, presence, progress, heard]. */
+function memberCells(m) {
+  const progress = m.match === null ? "–" : `${m.match} / ${m.next}` +
+    (m.progress === "replicate" ? "" : ` (${m.progress})`);
+  const heard = m.self || m.heardAgo === null ? (m.self ? "" : "–") :
+    m.heardAgo < 500 ? "just now" : ms(m.heardAgo);
+  return [m.id, m.role, String(m.term ?? "?"), m.vote ?? "–", m.presence, progress, heard];
+}
+
+const CELL_CLASSES = ["id", "role", "term", "vote", "presence", "progress", "heard"];
+function renderMembers(rows) {
+  $("members").querySelector("tbody").replaceChildren(...rows.map((cells, i) => {
+    const m = snap.members[i];
     const row = el("tr", m.self ? "self" : "");
     row.dataset.id = m.id;
-    const progress = m.match === null ? "–" : `${m.match} / ${m.next}` +
-      (m.progress === "replicate" ? "" : ` (${m.progress})`);
-    row.append(
-      el("td", "id", m.self ? `${m.id} (this tab)` : m.id),
-      el("td", `role ${m.role}`, ROLE_TEXT[m.role] ?? m.role),
-      el("td", "term", m.term ?? "?"),
-      el("td", "vote", m.vote ?? "–"),
-      el("td", `presence ${m.presence}`, m.presence),
-      el("td", "progress", progress),
-      el("td", "heard", m.self ? "" : ms(m.heardAgo)));
+    row.append(...cells.map((text, k) => el("td", CELL_CLASSES[k] +
+      (k === 1 || k === 4 ? ` ${text}` : ""),
+    k === 0 && m.self ? `${text} (this tab)` : k === 1 ? ROLE_TEXT[text] ?? text : text)));
     return row;
   }));
-  const links = [...beats.entries()].filter(([, b]) => performance.now() - b.seenAt <
-    BEAT_FRESH_MS);
-  $("beats").replaceChildren(...(links.length ? links.map(([link, b]) =>
-    el("li", "", `${link.replace(">", " → ")}  ${b.perSecond}/s`)) :
+}
+
+function renderBeats(links) {
+  $("beats").replaceChildren(...(links.length ? links.map(([link, perSecond]) =>
+    el("li", "", `${link.replace(">", " → ")}  ${perSecond}/s`)) :
     [el("li", "", "none right now")]));
 }
 
@@ -300,99 +328,136 @@ function renderMessages() {
   }));
 }
 
-// The diagram: members on a circle, election timers as rings, messages as dots.
+// The diagram: members on a circle, election timers as rings, messages as dots. What changes
+// only with the data (members, labels, heartbeat links) is drawn on `layer` once per change;
+// a frame copies it and adds what moves (rings, dots), ~20 times a second: a software-rendered
+// canvas (a headless or GPU-less browser) spends milliseconds on text alone.
+const FRAME_MS = 50;
+const MAX_LABELS = 4; // message dots that also carry their label (the newest)
 const canvas = $("diagram");
 const ctx = canvas.getContext("2d");
+const layer = document.createElement("canvas");
+layer.width = canvas.width;
+layer.height = canvas.height;
 const ROLE_COLOURS = { leader: "#1f8f4e", candidate: "#c27c0e", follower: "#3a62c4",
   learner: "#8a5cc2" }; // waiting and unknown: grey
+let at = new Map(); // member -> {x, y}
+let layerKey = "";
 
-function positions() {
-  const out = new Map();
+function liveBeats(now) {
+  return [...beats.entries()].filter(([, b]) => now - b.seenAt < BEAT_FRESH_MS);
+}
+
+/** Redraw `layer` if what it shows changed since the last snapshot. */
+function drawLayer() {
+  const now = performance.now();
+  const links = liveBeats(now).map(([link]) => link);
+  const key = JSON.stringify([snap.members.map((m) => [m.id, m.role, m.presence, m.term]),
+    links]);
+  if (key === layerKey) return;
+  layerKey = key;
+  at = new Map();
   const n = snap.members.length;
   const cx = canvas.width / 2;
   const cy = canvas.height / 2;
   const r = n === 1 ? 0 : Math.min(cx, cy) - 60;
   snap.members.forEach((m, i) => {
     const a = -Math.PI / 2 + (2 * Math.PI * i) / n;
-    out.set(m.id, { x: cx + r * Math.cos(a), y: cy + r * Math.sin(a) });
+    at.set(m.id, { x: cx + r * Math.cos(a), y: cy + r * Math.sin(a) });
   });
-  return out;
+  const g = layer.getContext("2d");
+  g.clearRect(0, 0, layer.width, layer.height);
+  g.strokeStyle = "#d5d9e3";
+  g.lineWidth = 1;
+  for (const link of links) {
+    const [p, q] = link.split(">").map((id) => at.get(id));
+    if (!p || !q) continue;
+    g.beginPath(); g.moveTo(p.x, p.y); g.lineTo(q.x, q.y); g.stroke();
+  }
+  g.font = "12px system-ui, sans-serif";
+  g.textAlign = "center";
+  for (const m of snap.members) {
+    const p = at.get(m.id);
+    const colour = ROLE_COLOURS[m.role] ?? "#9aa1b1";
+    g.globalAlpha = m.presence === "offline" ? 0.3 : 1;
+    g.fillStyle = colour;
+    g.beginPath(); g.arc(p.x, p.y, 28, 0, 2 * Math.PI); g.fill();
+    g.fillStyle = "white";
+    if (m.presence === "paused") {
+      g.fillRect(p.x - 8, p.y - 9, 5, 18);
+      g.fillRect(p.x + 3, p.y - 9, 5, 18);
+    } else {
+      g.fillText(`T${m.term ?? "?"}`, p.x, p.y + 4);
+    }
+    if (m.self) {
+      g.strokeStyle = "#1d2330";
+      g.lineWidth = 2;
+      g.beginPath(); g.arc(p.x, p.y, 41, 0, 2 * Math.PI); g.stroke();
+    }
+    g.globalAlpha = 1;
+    g.fillStyle = "#1d2330";
+    g.fillText(m.id, p.x, p.y + 56);
+    g.fillStyle = "#6b7385";
+    g.fillText(ROLE_TEXT[m.role] ?? m.role, p.x, p.y + 70);
+  }
 }
 
 let drawn = 0;
 function draw(now) {
   requestAnimationFrame(draw);
-  if (snap === null || now - drawn < 33) return; // ~30 frames a second is plenty
+  if (snap === null || now - drawn < FRAME_MS) return;
   drawn = now;
-  const at = positions();
+  const t0 = performance.now();
+  drawFrame(now);
+  cost.drawMs += performance.now() - t0;
+  cost.frames += 1;
+}
+
+function drawFrame(now) {
   ctx.clearRect(0, 0, canvas.width, canvas.height);
-  // Heartbeat links: a faint line with a dot that loops at the heartbeat period.
-  ctx.lineWidth = 1;
-  for (const [link, b] of beats) {
-    const [from, to] = link.split(">");
-    const p = at.get(from);
-    const q = at.get(to);
-    if (!p || !q || now - b.seenAt > BEAT_FRESH_MS) continue;
-    ctx.strokeStyle = "#d5d9e3";
-    ctx.beginPath(); ctx.moveTo(p.x, p.y); ctx.lineTo(q.x, q.y); ctx.stroke();
-    const t = ((now % snap.heartbeatMs) / snap.heartbeatMs);
-    ctx.fillStyle = "#e06c8a";
+  ctx.drawImage(layer, 0, 0);
+  // A heartbeat dot loops along each link at the heartbeat period.
+  ctx.fillStyle = "#e06c8a";
+  const t = (now % snap.heartbeatMs) / snap.heartbeatMs;
+  for (const [link] of liveBeats(now)) {
+    const [p, q] = link.split(">").map((id) => at.get(id));
+    if (!p || !q) continue;
     ctx.beginPath();
     ctx.arc(p.x + (q.x - p.x) * t, p.y + (q.y - p.y) * t, 2.5, 0, 2 * Math.PI);
     ctx.fill();
   }
-  // Members, with their election timer as a ring that empties.
+  // Election timers: a ring that empties (dashed: estimated from the last heartbeat).
+  ctx.lineWidth = 4;
   for (const m of snap.members) {
     const p = at.get(m.id);
-    const colour = ROLE_COLOURS[m.role] ?? "#9aa1b1";
-    ctx.globalAlpha = m.presence === "offline" ? 0.3 : 1;
-    ctx.fillStyle = colour;
-    ctx.beginPath(); ctx.arc(p.x, p.y, 28, 0, 2 * Math.PI); ctx.fill();
-    if (m.presence === "paused") {
-      ctx.fillStyle = "white";
-      ctx.fillRect(p.x - 8, p.y - 9, 5, 18);
-      ctx.fillRect(p.x + 3, p.y - 9, 5, 18);
-    }
-    if (m.timer) {
-      const left = m.timer.left - (now - pulledAt);
-      const fraction = Math.max(0, Math.min(1, left / m.timer.total));
-      ctx.strokeStyle = colour;
-      ctx.lineWidth = 4;
-      ctx.setLineDash(m.timer.exact ? [] : [4, 3]);
-      ctx.beginPath();
-      ctx.arc(p.x, p.y, 35, -Math.PI / 2, -Math.PI / 2 + 2 * Math.PI * fraction);
-      ctx.stroke();
-      ctx.setLineDash([]);
-    }
-    if (m.self) {
-      ctx.strokeStyle = "#1d2330";
-      ctx.lineWidth = 2;
-      ctx.beginPath(); ctx.arc(p.x, p.y, 41, 0, 2 * Math.PI); ctx.stroke();
-    }
-    ctx.globalAlpha = 1;
-    ctx.fillStyle = "#1d2330";
-    ctx.font = "12px system-ui, sans-serif";
-    ctx.textAlign = "center";
-    ctx.fillText(m.id, p.x, p.y + 56);
-    ctx.fillStyle = m.presence === "paused" ? colour : "white";
-    ctx.fillText(m.presence === "paused" ? "" : `T${m.term ?? "?"}`, p.x, p.y + 4);
-    ctx.fillStyle = "#6b7385";
-    ctx.fillText(ROLE_TEXT[m.role] ?? m.role, p.x, p.y + 70);
+    if (!m.timer || !p) continue;
+    const left = m.timer.left - (now - pulledAt);
+    const fraction = Math.max(0, Math.min(1, left / m.timer.total));
+    ctx.strokeStyle = ROLE_COLOURS[m.role] ?? "#9aa1b1";
+    ctx.setLineDash(m.timer.exact ? [] : [4, 3]);
+    ctx.beginPath();
+    ctx.arc(p.x, p.y, 35, -Math.PI / 2, -Math.PI / 2 + 2 * Math.PI * fraction);
+    ctx.stroke();
   }
+  ctx.setLineDash([]);
   // Messages in flight (slowed down so that they can be followed).
   ctx.font = "11px system-ui, sans-serif";
+  ctx.textAlign = "center";
+  let labels = 0;
   for (let i = flights.length - 1; i >= 0; i--) {
     const f = flights[i];
-    const t = (now - f.start) / FLIGHT_MS;
+    const progress = (now - f.start) / FLIGHT_MS;
     const p = at.get(f.from);
     const q = at.get(f.to);
-    if (t >= 1 || !p || !q) { flights.splice(i, 1); continue; }
-    const x = p.x + (q.x - p.x) * Math.max(0, t);
-    const y = p.y + (q.y - p.y) * Math.max(0, t);
+    if (progress >= 1 || !p || !q) { flights.splice(i, 1); continue; }
+    const x = p.x + (q.x - p.x) * Math.max(0, progress);
+    const y = p.y + (q.y - p.y) * Math.max(0, progress);
     ctx.fillStyle = MESSAGE_COLOURS[f.type] ?? "#777";
     ctx.beginPath(); ctx.arc(x, y, 6, 0, 2 * Math.PI); ctx.fill();
-    ctx.fillStyle = "#1d2330";
-    ctx.fillText(f.label + (f.count > 1 ? ` ×${f.count}` : ""), x, y - 10);
+    if (labels++ < MAX_LABELS) {
+      ctx.fillStyle = "#1d2330";
+      ctx.fillText(f.label + (f.count > 1 ? ` ×${f.count}` : ""), x, y - 10);
+    }
   }
 }
 
@@ -440,7 +505,7 @@ async function main() {
   bootAt("member"); // done once a configuration holds this tab (see renderView)
   window.webraft = raft; // for curious people and for the e2e tests
   window.demo = { get refreshes() { return refreshes; }, get store() { return store; },
-    get view() { return snap; } };
+    get view() { return snap; }, cost };
   setStatus(`member ${raft.address} of room "${room}" — booted in ` +
     `${(raft.timings.pyodideBoot / 1000).toFixed(1)} s + ` +
     `${(raft.timings.webraftReady / 1000).toFixed(1)} s`);
