@@ -115,25 +115,36 @@ def test_the_view_shows_roles_learners_waiting_tabs_and_config_entries(
     # Back: the leader adds the third tab and promotes both, one at a time.
     first.eval("webraft.setPaused(false)")
     tabs = [first, second, third]
-    expected = {a: "leader", b: "follower", c: "follower"}
-    wait_for(lambda: all(roles(t) == expected for t in tabs),
-             what="every tab to show one leader and two followers")
-    described = [line.split(": ", 1)[1] for line in first.eval(READ_ENTRIES)
+
+    def agreed_roles() -> dict[str, str] | None:
+        """The roles every tab shows, if they agree on one leader and two followers."""
+        views = [roles(t) for t in tabs]
+        agreed = all(v == views[0] for v in views) and set(views[0]) == {a, b, c}
+        return views[0] if agreed and sorted(views[0].values()) == [
+            "follower", "follower", "leader"] else None
+
+    shown = wait_for(agreed_roles, what="every tab to show one leader and two followers",
+                     describe=lambda: [t.eval(READ_MEMBERS) for t in tabs])
+    leader = next(t for t in tabs if shown[t.address] == "leader")
+    described = [line.split(": ", 1)[1] for line in leader.eval(READ_ENTRIES)
                  if line.startswith("term ")]
     assert f"add {c} as learner" in described
     assert {f"promote {b}", f"promote {c}"} <= set(described)
-    assert all(m["presence"] == "online" for m in first.eval(READ_MEMBERS).values())
-    shoot(first, "view-steady")
+    wait_for(lambda: all(m["presence"] == "online" for m in leader.eval(READ_MEMBERS).values()),
+             what="the leader to see every member online")
+    shoot(leader, "view-steady")
 
     # A leader failure: the others elect a new leader and show the old one paused.
-    first.eval("webraft.setPaused(true)")
-    new, term = wait_leader([second, third])
-    new_tab = second if new == b else third
-    wait_for(lambda: roles(new_tab).get(new) == "leader" and presence(new_tab, a) == "paused",
+    old = leader.address
+    leader.eval("webraft.setPaused(true)")
+    rest = [t for t in tabs if t is not leader]
+    new, term = wait_leader(rest)
+    new_tab = next(t for t in rest if t.address == new)
+    wait_for(lambda: roles(new_tab).get(new) == "leader" and presence(new_tab, old) == "paused",
              what="the new leader to show itself leading and the old one paused")
     assert new_tab.eval(READ_MEMBERS)[new]["term"] == str(term)
     shoot(new_tab, "view-failover")
-    first.eval("webraft.setPaused(false)")
-    wait_for(lambda: roles(first).get(a) == "follower", what="the old leader to follow")
+    leader.eval("webraft.setPaused(false)")
+    wait_for(lambda: roles(leader).get(old) == "follower", what="the old leader to follow")
     for tab in tabs:
         assert tab.page_errors == []
