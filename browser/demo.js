@@ -162,9 +162,13 @@ function onBootStatus(text) {
   else if (text.startsWith("claiming")) bootAt("claim");
 }
 
-// ---- the cluster view: data pulled at most ~7 times a second, drawn per animation frame ----
-const PULL_MS = 150; // view snapshots (webraft/browser/view.py)
-const STATUS_EVERY = 3; // every third pull also reads status() for the "This tab" panel
+// ---- the cluster view: data pulled 5 times a second, drawn per animation frame ------------
+const PULL_MS = 200; // view snapshots (webraft/browser/view.py)
+const STATUS_EVERY = 5; // every fifth pull also reads status() for the "This tab" panel
+// A pull this late means the page's thread is busy (tabs of one browser share it, and one
+// booting Pyodide holds it for seconds): the diagram then stands still, leaving the thread to
+// the node's heartbeats, until pulls are on time again.
+const BUSY_LATE_MS = 100;
 const FLIGHT_MS = 700; // how long a message dot takes to cross (slowed down to be seen)
 const MAX_FLIGHTS = 60;
 const LOG_CELLS = 24;
@@ -179,6 +183,8 @@ let view = null; // raft.clusterView()
 let snap = null; // its latest snapshot
 let pulledAt = 0; // performance.now() of that snapshot
 let pulls = 0;
+let lastPull = 0;
+let busy = false;
 // The view's own cost (ms in all, of which Python's snapshot), for whoever measures it.
 const cost = { pullMs: 0, snapshotMs: 0, drawMs: 0, pulls: 0, frames: 0 };
 const flights = []; // {from, to, type, label, count, start}
@@ -189,6 +195,8 @@ const termColour = (term) => `hsl(${(term * 67) % 360} 55% 55%)`;
 function pull() {
   if (document.hidden) return; // nothing is drawn; the view keeps a bounded backlog
   const t0 = performance.now();
+  busy = lastPull > 0 && t0 - lastPull - PULL_MS > BUSY_LATE_MS;
+  lastPull = t0;
   snap = view.snapshot();
   pulledAt = performance.now();
   cost.snapshotMs += pulledAt - t0;
@@ -330,9 +338,9 @@ function renderMessages() {
 
 // The diagram: members on a circle, election timers as rings, messages as dots. What changes
 // only with the data (members, labels, heartbeat links) is drawn on `layer` once per change;
-// a frame copies it and adds what moves (rings, dots), ~20 times a second: a software-rendered
+// a frame copies it and adds what moves (rings, dots), ~15 times a second: a software-rendered
 // canvas (a headless or GPU-less browser) spends milliseconds on text alone.
-const FRAME_MS = 50;
+const FRAME_MS = 66;
 const MAX_LABELS = 4; // message dots that also carry their label (the newest)
 const canvas = $("diagram");
 const ctx = canvas.getContext("2d");
@@ -405,7 +413,7 @@ function drawLayer() {
 let drawn = 0;
 function draw(now) {
   requestAnimationFrame(draw);
-  if (snap === null || now - drawn < FRAME_MS) return;
+  if (snap === null || busy || now - drawn < FRAME_MS) return;
   drawn = now;
   const t0 = performance.now();
   drawFrame(now);
