@@ -672,6 +672,13 @@ export class WebRaft {
    * messages, connection state. */
   status() { return JSON.parse(this._node.status_json()); }
 
+  /** The demo's cluster view (webraft/browser/view.py): every member as this tab knows it.
+   * Create it before start() to see every message; each snapshot() drains the messages. */
+  clusterView() {
+    const view = this.pyodide.pyimport("webraft.browser.view").ClusterView(this._node.node);
+    return { snapshot: () => JSON.parse(view.snapshot_json()) };
+  }
+
   /** Freeze this node (no timers, messages dropped) or thaw it. */
   setPaused(paused) { this._node.set_paused(!!paused); }
   /** Disconnect from the relay (and stay away) or reconnect. */

@@ -1,0 +1,97 @@
+"""The cluster view (``webraft/browser/view.py``) on nodes of one event loop: what it says
+about roles, presence, progress, configuration entries and messages."""
+
+from __future__ import annotations
+
+import random
+
+from support import stable_leader, until
+
+from webraft import NodeConfig, RaftInterface
+from webraft.browser.view import ClusterView, describe_config
+from webraft.core.state import ClusterConfig
+from webraft.transport.memory import MemoryHub
+
+FAST = NodeConfig(heartbeat_frequency=0.01, heartbeat_timeout=0.05,
+                  election_timeout=(0.05, 0.10), proposal_timeout=3.0)
+
+
+def member(view: ClusterView, address: str) -> dict:
+    return next(m for m in view.snapshot()["members"] if m["id"] == address)
+
+
+def test_configuration_changes_are_described_in_words() -> None:
+    before = ClusterConfig(("a", "b"), ("c",))
+    assert describe_config(before, ClusterConfig(("a", "b"), ("c", "d"))) == "add d as learner"
+    assert describe_config(before, ClusterConfig(("a", "b", "c"))) == "promote c"
+    assert describe_config(before, ClusterConfig(("a",), ("c",))) == "remove b"
+    assert describe_config(before, ClusterConfig(("a", "c"), ("b",))) == (
+        "demote b to learner; promote c")
+    assert describe_config(before, before) == "configuration unchanged"
+
+
+async def test_the_view_shows_roles_progress_presence_and_config_entries() -> None:
+    hub = MemoryHub()
+    names = ["a", "b", "c"]
+    nodes = {n: RaftInterface(n, members=names, transport=hub.transport(n),
+                              config=FAST.replace(rng=random.Random(i)))
+             for i, n in enumerate(names)}
+    nodes["d"] = RaftInterface("d", members=(), transport=hub.transport("d"),
+                               config=FAST.replace(rng=random.Random(9)))
+    views = {n: ClusterView(node) for n, node in nodes.items()}  # before they start
+    for node in nodes.values():
+        node.start()
+    leader = await until(lambda: stable_leader(nodes[n] for n in names))
+    view = views[leader.address]
+    followers = [n for n in names if n != leader.address]
+
+    # A node in no configuration waits to be added, in its own view and in the leader's.
+    assert views["d"].snapshot()["member"] is False
+    assert member(views["d"], "d")["role"] == "waiting"
+    assert member(view, "d")["role"] == "waiting"
+
+    index = await leader.propose({"op": "put", "key": "k", "value": 1})
+    await until(lambda: all(member(view, f)["match"] == index for f in followers))
+    snap = view.snapshot()
+    roles = {m["id"]: m["role"] for m in snap["members"]}
+    assert roles == {leader.address: "leader", **dict.fromkeys(followers, "follower"),
+                     "d": "waiting"}
+    me = member(view, leader.address)
+    assert me["self"] and me["term"] == leader.term and me["timer"] is None
+    assert snap["log"][-1]["label"] == '{"op":"put","key":"k","value":1}'
+    assert snap["log"][-1]["committed"]
+    # A follower's own election timer is exact; it estimates the others' (the leader has none).
+    own = member(views[followers[0]], followers[0])["timer"]
+    assert own["exact"] and own["total"] == 60
+    assert member(views[followers[0]], leader.address)["timer"] is None
+    assert member(views[followers[0]], leader.address)["presence"] == "online"
+
+    # Heartbeats are counted per link, never listed one by one.
+    await until(lambda: view.snapshot()["heartbeats"])
+    snap = view.snapshot()
+    assert {(b["from"], b["to"]) for b in snap["heartbeats"]} <= {
+        (leader.address, f) for f in followers} | {(f, leader.address) for f in followers}
+    assert not [m for m in snap["messages"] if m["type"].startswith("heartbeat")]
+
+    # Adding d: it joins as a learner and is promoted; both entries say so.
+    await leader.add_member("d")
+    await until(lambda: "d" in leader.core.status().config.voters)
+    labels = [e["label"] for e in view.snapshot()["log"] if e["kind"] == "config"]
+    assert labels[-2:] == ["add d as learner", "promote d"]
+    # d joined with an empty bootstrap configuration, and still reads its addition so.
+    await until(lambda: [e["label"] for e in views["d"].snapshot()["log"]
+                         if e["kind"] == "config"] == labels)
+    assert member(view, "d")["role"] == "follower"
+
+    # A follower the leader no longer hears, yet present, is paused; a gone one is offline.
+    hub.cut(leader.address, followers[0])
+    await until(lambda: member(view, followers[0])["presence"] == "paused", timeout=3.0)
+    hub.heal()
+    await until(lambda: member(view, followers[0])["presence"] == "online")
+    await nodes[followers[1]].close()
+    await until(lambda: member(view, followers[1])["presence"] == "offline")
+    await leader.remove_member(followers[1])
+    assert [e["label"] for e in view.snapshot()["log"]][-1] == f"remove {followers[1]}"
+    for n, node in nodes.items():
+        if n != followers[1]:
+            await node.close()
