@@ -19,6 +19,8 @@ for (const name of ["memberGrace", "snapshotEntries", "snapshotBytes", "snapshot
   "heartbeatFrequency", "heartbeatTimeout"]) {
   if (params.has(name)) tuning[name] = Number(params.get(name));
 }
+// ?broadcast=0: every message through the relay, none over BroadcastChannel.
+if (params.get("broadcast") === "0") tuning.broadcast = false;
 // Slow motion, e.g. ?heartbeatFrequency=400&heartbeatTimeout=2000&electionTimeout=1500,3000
 if (params.has("electionTimeout")) tuning.electionTimeout = params.get("electionTimeout")
   .split(",").map(Number);

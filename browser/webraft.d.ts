@@ -64,6 +64,10 @@ export interface Options {
   /** Extra ms a hidden follower waits before campaigning, so a visible one wins (default
    * 1000; 0: none). */
   hiddenElectionDelay?: number;
+  /** Talk to the room's tabs of this browser over a BroadcastChannel (`webraft/<room>`),
+   * the relay carrying only the rest; default true. With it, "offline" (setOnline(false))
+   * still reaches those tabs. */
+  broadcast?: boolean;
   /** Room token, if the relay has a secret; or a function returning it (or a Promise of
    * it), called before each connection, so that a token the relay finds expired (4002) is
    * renewed instead of ending the node. */
@@ -164,6 +168,9 @@ export class WebRaft {
   unlisten(type: EventName, handler: (...args: any[]) => unknown): void;
   emit(type: EventName, ...args: unknown[]): void;
   status(): Status;
+  /** The demo's cluster view: every member as this tab knows it. Create it before start()
+   * to see every message; each snapshot() returns the messages since the last one. */
+  clusterView(): { snapshot(): Record<string, unknown> };
   /** Linearizable read (ReadIndex): resolves to an index once this tab has applied every
    * write completed before the call; rejects with NoLeaderError. */
   readIndex(): Promise<number>;

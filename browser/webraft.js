@@ -253,6 +253,7 @@ export async function createNode(options = {}) {
     snapshotBytes: options.snapshotBytes ?? null,
     snapshotTail: options.snapshotTail ?? null,
     hiddenElectionDelay: options.hiddenElectionDelay ?? null,
+    broadcast: options.broadcast ?? null,
   };
   status(`claiming a member slot in room "${config.room}" through ${config.relay}`);
   const made = typeof options.token === "function"

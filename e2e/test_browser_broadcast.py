@@ -98,3 +98,24 @@ def test_a_paused_tab_drops_channel_traffic(room: tuple[Relay, list[Tab]]) -> No
     wait_applied(tabs, index)  # back: it catches up over the channel
     assert paused.kv()["paused"] == 9
     assert all(not t.page_errors for t in tabs), [t.page_errors for t in tabs]
+
+
+def test_broadcast_false_sends_everything_through_the_relay(
+        browser: Any, start_relay: Callable[..., Relay]) -> None:
+    """connect({broadcast: false}) (the demo's ?broadcast=0): tabs of one browser never link."""
+    relay = start_relay()
+    context = new_context(browser)
+    name = unique_room("no-broadcast")
+    tabs = [open_tab(context, relay.url, name, name=f"{name}#{i}", members=SLOTS[:2],
+                     query="&broadcast=0") for i in range(2)]
+    try:
+        leader = leader_of(tabs)
+        before = routed(relay)
+        index = leader.propose({"op": "put", "key": "relayed", "value": 1})
+        wait_applied(tabs, index)
+        assert routed(relay) > before
+        assert all(t.status()["linked"] == [] for t in tabs)
+    finally:
+        for tab in tabs:
+            tab.close()
+        context.close()
