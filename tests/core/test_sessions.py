@@ -57,7 +57,7 @@ def test_the_table_round_trips_through_json_and_refuses_garbage() -> None:
     again = SessionTable.from_json(table.to_json())
     assert again.to_json() == table.to_json()
     assert again.apply(session_entry(3, 1, 1, 1, "x")) == (DUPLICATE, 2)
-    for garbage in ({"a": 1}, [[1]], [[1, -1, []]], [["x", 0, []]], [[1, 0, [[1]]]]):
+    for garbage in ({"a": 1}, [[1]], [[1, -1, []]], [["", 0, []]], [[1.5, 0, []]], [[1, 0, [[1]]]]):
         with pytest.raises(webraft.StorageError):
             SessionTable.from_json(garbage)
 

@@ -498,13 +498,30 @@ def check_entry_data(kind: Any, data: Any, where: str) -> None:
         check_session(data, f"{where} session")
 
 
+#: Longest id of an implicit session: a node's address, "/" and a nonce.
+MAX_CLIENT = MAX_ADDRESS + 32
+
+
 def check_session(data: Any, where: str) -> None:
-    """Validate a session entry's payload ``[client, seq, ack, command]``."""
+    """Validate a session entry's payload ``[client, seq, ack, command]``: ``client`` is an
+    explicit session's id (an int) or a node's implicit session (a short string).
+
+    Every plain proposal is one, so the common case is checked inline."""
     if data.__class__ is not list or len(data) != 4:
         raise MessageError(f"{where} must be [client, seq, ack, command]")
-    for value in data[:3]:
-        check_int(value, where)
-    check_command(data[3], where)
+    client, seq, ack, command = data
+    if client.__class__ is str:
+        if not 0 < len(client) <= MAX_CLIENT:
+            raise MessageError(f"{where}: an implicit session's id must be 1 to "
+                               f"{MAX_CLIENT} characters")
+    else:
+        check_int(client, where)
+    if seq.__class__ is not int or ack.__class__ is not int or not (
+            0 <= seq <= MAX_INT and 0 <= ack <= MAX_INT):
+        check_int(seq, where)
+        check_int(ack, where)
+    if command.__class__ not in _SCALARS:
+        check_command(command, where)
 
 
 def check_config(data: Any, where: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
