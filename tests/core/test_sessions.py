@@ -21,7 +21,7 @@ from webraft.core.sessions import (
 )
 
 
-def session_entry(index: int, client: int, seq: int = 0, ack: int = 0,
+def session_entry(index: int, client: int | str, seq: int = 0, ack: int = 0,
                   command: Any = None) -> Entry:
     return Entry(1, index, SESSION, [client, seq, ack, command])
 
@@ -94,3 +94,22 @@ def test_pack_snapshot_refuses_a_state_that_is_not_json(state: Any) -> None:
     with pytest.raises((TypeError, ValueError)):
         pack_snapshot(state, SessionTable())
 
+
+
+def test_an_implicit_session_starts_with_its_first_command_and_retires_older_ones() -> None:
+    """A node's implicit session (a string id) needs no opening entry; a new incarnation of
+    the same address retires the old one's: its results go, and late copies of its commands
+    are duplicates, never applied. Other addresses and explicit sessions are untouched."""
+    table = SessionTable()
+    assert table.apply(session_entry(1, "n1/aa", 2, 1, "x")) == (APPLY, 1)  # reordered: 2 first
+    assert table.apply(session_entry(2, "n1/aa", 1, 1, "w")) == (APPLY, 2)
+    assert table.apply(session_entry(3, "n1/aa", 2, 1, "x")) == (DUPLICATE, 1)
+    assert table.apply(session_entry(4, "n2/bb", 1, 1, "y")) == (APPLY, 4)
+    assert table.apply(session_entry(5, 0)) == (OPEN, 5)
+    assert table.apply(session_entry(6, "n1/cc", 1, 1, "z")) == (APPLY, 6)  # n1 restarted
+    assert table.sessions["n1/aa"].done == {} and table.applied_at("n1/aa", 1) is None
+    assert table.apply(session_entry(7, "n1/aa", 3, 1, "late")) == (DUPLICATE, 0)
+    assert table.applied_at("n2/bb", 1) == 4 and table.applied_at("n1/cc", 1) == 6
+    again = SessionTable.from_json(json.loads(json.dumps(table.to_json())))
+    assert again.to_json() == table.to_json()
+    assert again.apply(session_entry(8, "n1/aa", 4, 1, "later")) == (DUPLICATE, 0)

@@ -18,7 +18,10 @@ Everything here is deterministic, so every node's table is the same after the sa
   waits for, so results below it are dropped from the table (it never asks again);
 * every node also proposes its plain commands through an *implicit* session, whose id is a
   string, the node's address and a nonce drawn per incarnation (so a restarted node never
-  reuses an old number). It needs no opening entry: its first command creates it;
+  reuses an old number). It needs no opening entry: its first command creates it, and
+  *retires* the sessions of the node's earlier incarnations (same address): their results
+  are dropped and any late copy of their commands is answered as a duplicate, never applied
+  (nobody waits for them any more), so a member that restarts often does not grow the table;
 * at most :data:`MAX_SESSIONS` sessions are kept; opening one more (explicitly or implicitly)
   expires the session least recently used *in log order*, so only idle ones go. A command of
   an expired (or unknown) explicit session is not applied and fails with
@@ -40,10 +43,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..errors import MessageError, StorageError
-from .messages import MAX_CLIENT, Entry, check_int
+from .messages import MAX_CLIENT, MAX_INT, Entry, check_int
 
 #: Sessions kept; the same on every node (it decides expiry, which must agree everywhere).
 MAX_SESSIONS = 4096
+#: The ``ack`` of a retired session: every number is below it.
+RETIRED = MAX_INT
 
 OPEN, APPLY, DUPLICATE, EXPIRED = "open", "apply", "duplicate", "expired"
 
@@ -95,10 +100,20 @@ class SessionTable:
 
     def _open(self, client: ClientId) -> _Session:
         sessions = self.sessions
+        if client.__class__ is str:
+            self._retire(str(client).rpartition("/")[0])
         session = sessions[client] = _Session()
         if len(sessions) > self.capacity:
             del sessions[next(iter(sessions))]
         return session
+
+    def _retire(self, address: str) -> None:
+        """A new implicit session of the node at ``address``: its earlier incarnations are
+        gone, so their sessions keep no results and apply nothing more."""
+        for client, session in self.sessions.items():
+            if (client.__class__ is str and session.ack != RETIRED
+                    and str(client).rpartition("/")[0] == address):
+                session.ack, session.done = RETIRED, {}
 
     def applied_at(self, client: ClientId, seq: int) -> int | None:
         """The index where ``seq`` of ``client`` was applied, if this table remembers it."""
