@@ -504,7 +504,7 @@ class RaftInterface(EventEmitter):
         """Open a client session whose proposals apply exactly once (Raft thesis §6.3)."""
         return ClientSession(self, await self.proposals.open_session())
 
-    def resume_session(self, client_id: int, next_seq: int) -> ClientSession:
+    def resume_session(self, client_id: int | str, next_seq: int) -> ClientSession:
         """A session opened earlier (by this or another node), e.g. after the client restarted.
 
         ``next_seq`` is the number of the next proposal: past every number used before for

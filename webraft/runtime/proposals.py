@@ -225,7 +225,7 @@ class Proposals:
         now = node.loop.time()
         while expiring and expiring[0][0] <= now:
             for proposal in expiring.popleft()[1]:
-                if proposal.deadline <= now and not proposal.future.done():
+                if proposal.deadline <= now:
                     self._fail(proposal, proposal.timed_out(timeout))
         if self._outbox and self._outbox_since + timeout <= now:
             # Never proposed: the Ready loop is stuck (storage keeps failing) since then.
@@ -241,12 +241,15 @@ class Proposals:
             self._expiry_timer = node.loop.call_later(max(0.0, min(dues) - now),
                                                       self._expire)
 
-    def _submit(self, batch: _Batch) -> None:
+    def _submit(self, batch: _Batch, req: int | None = None) -> None:
+        """Hand ``batch`` to the leader (as request ``req``: a copy of an earlier request,
+        which the leader answers as it answered that one; None: a new request)."""
         node = self.node
         if not self._leader_reachable():
             self._park(batch)  # no leader, or none we can reach
             return
-        req = self._request_id()
+        if req is None:
+            req = self._request_id()
         self._batches[req] = batch
         entries = []
         for proposal in batch.proposals:
@@ -286,8 +289,18 @@ class Proposals:
             node.kick()
 
     def _forward_timed_out(self, req: int) -> None:
+        """No answer from the leader: the request or its answer was lost (or it is slow).
+        The same leader gets the same request again, so that it answers with the index it
+        gave the first copy rather than append the commands twice."""
         batch = self._batches.pop(req, None)
-        if batch is not None:
+        if batch is None:
+            return
+        live = self._live(batch.proposals)
+        if live and batch.sent_to == self.node.leader and self._leader_reachable():
+            batch.proposals = live
+            self._submit(batch, req)
+            self.node.kick()
+        else:
             self._resend(batch.proposals, "the leader did not answer in time")
 
     def on_result(self, result: ProposalResult) -> None:
@@ -369,12 +382,7 @@ class Proposals:
             return
         parked, self._parked = self._parked, []
         for batch in parked:
-            live = []
-            for proposal in batch.proposals:
-                if proposal.future.done():
-                    self._forget(proposal)
-                else:
-                    live.append(proposal)
+            live = self._live(batch.proposals)
             if live:
                 self._submit(_Batch(live))
         node.kick()
@@ -497,9 +505,11 @@ class Proposals:
         if self._session_outcomes:
             self._session_outcome(index)
         proposal = self._waiters.pop(index, None)
-        if proposal is None or proposal.index != index or proposal.future.done():
+        if proposal is None or proposal.index != index:
             return
-        if proposal.session is None:
+        if proposal.future.done():
+            self._forget(proposal)  # cancelled by its caller
+        elif proposal.session is None:
             _resolve(proposal, index, term)
         else:  # another entry took its slot (its own copy would have settled it)
             self._resend([proposal], "its entry was replaced")
@@ -552,6 +562,17 @@ class Proposals:
         fail(proposal.future, exc)
         self._forget(proposal)
 
+    def _live(self, proposals: list[_Proposal]) -> list[_Proposal]:
+        """The proposals still without an outcome; the others (a caller may cancel its
+        future) are forgotten."""
+        live = []
+        for proposal in proposals:
+            if proposal.future.done():
+                self._forget(proposal)
+            else:
+                live.append(proposal)
+        return live
+
     def _forget(self, proposal: _Proposal) -> None:
         """``proposal`` has its outcome: its number is no longer waited for."""
         session = proposal.session
@@ -571,10 +592,10 @@ class Proposals:
         again = []
         for index in dead:
             proposal = self._waiters.pop(index)
-            if proposal.index != index or proposal.future.done():
+            if proposal.index != index:
                 continue
             if proposal.session is not None:
-                again.append(proposal)
+                again.append(proposal)  # _resend forgets it if its caller cancelled it
             else:
                 fail(proposal.future, LeadershipLost(
                     f"entry {index} of term {proposal.term} was superseded by term {term}"))
