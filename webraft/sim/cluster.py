@@ -113,7 +113,7 @@ class Scenario:
                 max_voters=rng.choice((3, 5)),
                 max_append_entries=rng.choice((1, 4, 32, 1024)),
                 max_inflight=rng.choice((1, 4, 64)),
-                snapshot_chunk=rng.choice((16, 200, 64 * 1024)),
+                snapshot_chunk=rng.choice((48, 400, 64 * 1024)),
             ),
             legacy=rng.choice((0.0, 0.3)),
             fault_rate=rng.choice((0.5, 2.0, 5.0)),
