@@ -207,7 +207,7 @@ class Driver:
             proposals.on_read(read)
         for event in rd.events:
             if isinstance(event, LeaderChanged):
-                proposals.leader_changed(event.leader, event.term)
+                proposals.leader_changed(event.leader)
             for name, *args in seed_events(event):
                 node.emit(name, *args)
         proposals.leader_known()

@@ -170,7 +170,7 @@ class RaftInterface(EventEmitter):
 
     @property
     def proposal_timeout(self) -> float:
-        """Longest a :meth:`propose` call waits for its outcome."""
+        """Longest a :meth:`propose` call waits without a leader that took the proposal."""
         return self._given.proposal_timeout
 
     @property
@@ -488,10 +488,17 @@ class RaftInterface(EventEmitter):
     # ------------------------------------------------------------------ proposals
 
     def propose(self, command: Any) -> asyncio.Future[int]:
-        """Replicate ``command``; the future resolves to its log index once it is committed
-        and applied on this node. Failures are :class:`~webraft.errors.ProposalError`\\ s
-        (see :mod:`webraft.errors` for which ones mean "may still commit"; a client session,
-        :meth:`open_session`, makes retrying those safe)."""
+        """Replicate ``command`` exactly once; the future resolves to its log index once it
+        is committed and applied on this node.
+
+        The node proposes it through its implicit client session (Raft thesis §6.3): if its
+        fate becomes unknown (a forward's answer lost, the leader changed or stepped down,
+        its entry overwritten) it is sent again to the leader known now, and the replicated
+        session table applies it once. Failures are :class:`~webraft.errors.ProposalError`\\ s
+        (see :mod:`webraft.errors` for which ones mean "may still commit"):
+        :class:`~webraft.errors.ProposalTimeout` when no leader took it within
+        ``proposal_timeout``. To retry across a restart of this node, use a session of your
+        own, :meth:`open_session`."""
         return self.proposals.propose(command)
 
     def propose_decoded(self, command: Any) -> asyncio.Future[int]:

@@ -14,8 +14,8 @@ with the index of the first. So a proposal whose fate is unknown is simply sent 
 * it waits in the *outbox* for the end of its loop turn, then travels in a *batch*, appended
   by this leader, forwarded to the leader, or *parked* while there is none;
 * once a leader appended it, it is *held* at that index until the entry is applied here;
-* a forward whose answer is lost, a leader that changes or steps down, an entry that another
-  term's entry replaced: each sends it again, to the leader known now, at once;
+* a forward whose answer is lost or whose leader changed or stepped down, an entry that
+  another term's entry replaced: each sends it again, to the leader known now, at once;
 * it fails with :class:`~webraft.errors.ProposalTimeout` only when no leader took it (appended
   it) for ``proposal_timeout``: its clock runs while it is not held.
 
@@ -387,10 +387,15 @@ class Proposals:
                 self._submit(_Batch(live))
         node.kick()
 
-    def leader_changed(self, leader: str | None, term: int) -> None:
-        """The core knows another leader (or none): what was sent to the former one and has
-        no outcome yet goes to ``leader`` now, not after a timeout (thesis §6.3: it is
-        applied once whichever copy commits)."""
+    def leader_changed(self, leader: str | None) -> None:
+        """The core knows another leader (or none): forwards still unanswered go to
+        ``leader`` now, not after a timeout (thesis §6.3: whichever copy commits first is
+        applied, once).
+
+        Proposals a former leader appended need no copy yet: the new leader's first entry
+        (its no-op) tells, once it is applied here, whether each was kept (it commits with
+        it) or lost (another entry took its index, or its term is dead), and only the lost
+        ones are sent again. Meanwhile their clocks run while no leader is known."""
         stale = [req for req, batch in self._batches.items()
                  if batch.sent_to is not None and batch.sent_to != leader]
         for req in stale:
@@ -399,24 +404,20 @@ class Proposals:
                 batch.timer.cancel()
             self._resend(batch.proposals, "its leader changed")
         commit = self.core.commit_index
-        now = self.node.loop.time()
-        deadline = now + self.node.config.proposal_timeout
-        again, unheld = [], []
+        deadline = self.node.loop.time() + self.node.config.proposal_timeout
+        unheld = []
         for index, proposal in self._waiters.items():
             if (index <= commit or proposal.session is None or proposal.index != index
                     or proposal.future.done()):
                 continue  # committed (it will be applied here), or settled elsewhere
-            if leader is None:
-                if proposal.deadline == INF:  # no leader holds it any more
-                    proposal.deadline = deadline
-                    unheld.append(proposal)
-            elif proposal.term < term or proposal.deadline != INF:
-                again.append(proposal)  # its leader is gone: it may never commit
+            if leader is not None:
+                proposal.deadline = INF  # the new leader may hold it: its no-op tells
+            elif proposal.deadline == INF:  # no leader holds it any more
+                proposal.deadline = deadline
+                unheld.append(proposal)
         if unheld:
             self._expiring.append((deadline, unheld))
             self._arm_expiry()
-        if again:
-            self._resend(again, "its leader changed")
 
     # ------------------------------------------------------------------ membership, reads
 
