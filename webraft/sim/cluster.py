@@ -171,6 +171,8 @@ class Stats:
     reads: int = 0
     sessions_opened: int = 0
     session_retries: int = 0
+    #: Committed copies of a session number after its first: resends the table applied as none.
+    copies: int = 0
     registers_checked: int = 0
     virtual_time: float = 0.0
     recovery_time: float = 0.0
@@ -441,7 +443,7 @@ class Simulation:
     def _finish(self) -> None:
         self.workload.check()
         st, ws, net = self.stats, self.workload.stats, self.network.stats
-        st.committed = self.checker.max_committed
+        st.committed, st.copies = self.checker.max_committed, self.checker.copies
         for name in ClientStats.__slots__:
             if hasattr(st, name):
                 setattr(st, name, getattr(ws, name))
