@@ -34,7 +34,8 @@ def test_the_table_applies_each_number_once_and_remembers_where() -> None:
     assert table.apply(session_entry(8, 5, 1, 1, "x")) == (DUPLICATE, 6)  # a retry
     # ack 3: the client has every result below 3, so the table forgets them.
     assert table.apply(session_entry(9, 5, 3, 3, "z")) == (APPLY, 9)
-    assert table.sessions[5].done == {3: 9}
+    assert [table.applied_at(5, seq) for seq in (1, 2, 3)] == [None, None, 9]
+    assert table.to_json() == [[5, 3, [[3, 9]]]]
     assert table.apply(session_entry(10, 5, 2, 3, "y")) == (DUPLICATE, 0)
     assert table.apply(session_entry(11, 99, 1, 1, "w")) == (EXPIRED, 0)
 

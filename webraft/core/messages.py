@@ -30,6 +30,8 @@ MAX_TERM = 1 << 52
 MAX_BATCH = 65536
 #: Longest node address accepted.
 MAX_ADDRESS = 256
+#: Longest id of an implicit session: a node's address, "/" and a nonce.
+MAX_CLIENT = MAX_ADDRESS + 32
 #: Largest command, in approximate bytes of JSON (proposals and forwarded commands alike).
 MAX_COMMAND_BYTES = 1 << 20
 #: Longest snapshot chunk accepted, in characters.
@@ -422,7 +424,13 @@ def _number_entries(values: dict[str, Any]) -> None:
         if e_kind == CONFIG:
             check_config(data, "append.entries config")
         elif e_kind == SESSION:
-            check_session(data, "append.entries session")
+            # A node's plain command: [its implicit session, seq, ack, a scalar], inline.
+            if not (data.__class__ is list and len(data) == 4
+                    and data[0].__class__ is str and 0 < len(data[0]) <= MAX_CLIENT
+                    and data[1].__class__ is int and 0 <= data[1] <= MAX_INT
+                    and data[2].__class__ is int and 0 <= data[2] <= MAX_INT
+                    and data[3].__class__ in _SCALARS):
+                check_session(data, "append.entries session")
         elif data.__class__ not in _SCALARS:
             check_command(data, "append.entries data")
         index += 1
@@ -496,10 +504,6 @@ def check_entry_data(kind: Any, data: Any, where: str) -> None:
         check_config(data, f"{where} config")
     elif kind == SESSION:
         check_session(data, f"{where} session")
-
-
-#: Longest id of an implicit session: a node's address, "/" and a nonce.
-MAX_CLIENT = MAX_ADDRESS + 32
 
 
 def check_session(data: Any, where: str) -> None:

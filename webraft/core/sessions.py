@@ -57,6 +57,7 @@ OPEN, APPLY, DUPLICATE, EXPIRED = "open", "apply", "duplicate", "expired"
 class _Session:
     ack: int = 0  # the client has the results of every seq below this
     done: dict[int, int] = field(default_factory=dict)  # seq -> index where it applied
+    prune_at: int = 16  # drop the results below ack once done has this many
 
 
 #: A session's id: the index of its opening entry (explicit) or a node's nonce (implicit).
@@ -81,15 +82,21 @@ class SessionTable:
         if client == 0:
             self._open(entry.index)
             return OPEN, entry.index
-        session = sessions.pop(client, None)
+        session = sessions.get(client)
         if session is None:
             if client.__class__ is not str:
                 return EXPIRED, 0
             session = self._open(client)  # an implicit session starts with its first command
-        sessions[client] = session  # now the most recently used
+        elif next(reversed(sessions)) != client:  # now the most recently used
+            del sessions[client]
+            sessions[client] = session
         if ack > session.ack:
             session.ack = ack
-            session.done = {s: i for s, i in session.done.items() if s >= ack}
+            # Nothing reads results below ack: drop them in bulk, once the map has doubled,
+            # so that each result costs O(1) however many a client keeps in flight.
+            if len(session.done) >= session.prune_at:
+                session.done = {s: i for s, i in session.done.items() if s >= ack}
+                session.prune_at = 2 * len(session.done) + 16
         if seq < session.ack:
             return DUPLICATE, 0
         first = session.done.get(seq)
@@ -118,10 +125,10 @@ class SessionTable:
     def applied_at(self, client: ClientId, seq: int) -> int | None:
         """The index where ``seq`` of ``client`` was applied, if this table remembers it."""
         session = self.sessions.get(client)
-        return None if session is None else session.done.get(seq)
+        return None if session is None or seq < session.ack else session.done.get(seq)
 
     def to_json(self) -> list[Any]:
-        return [[client, s.ack, [[seq, i] for seq, i in s.done.items()]]
+        return [[client, s.ack, [[seq, i] for seq, i in s.done.items() if seq >= s.ack]]
                 for client, s in self.sessions.items()]
 
     @classmethod

@@ -32,7 +32,7 @@ from collections import deque
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from ..core.messages import MAX_COMMAND_BYTES, MAX_DEPTH, SESSION, check_command
+from ..core.messages import MAX_COMMAND_BYTES, MAX_DEPTH, SESSION, Entry, check_command
 from ..core.raft import ProposalResult, ReadState
 from ..core.sessions import DUPLICATE, EXPIRED
 from ..core.state import ClusterConfig
@@ -58,8 +58,6 @@ if TYPE_CHECKING:
 logger = logging.getLogger("webraft")
 
 INF = float("inf")
-#: A session's opening entry: it is in no session itself.
-OPEN_SESSION = [0, 0, 0, None]
 
 
 @dataclass(slots=True, eq=False)
@@ -79,11 +77,12 @@ class _Proposal:
     index: int = 0
     term: int = 0
 
-    def entry(self) -> Any:
+    def entry(self, ack: int) -> Any:
+        """The log entry's command; ``ack``: its session's, now."""
         session = self.session
         if session is None:
             return self.command
-        return [session.id, self.seq, session.ack, self.command]
+        return [session.id, self.seq, ack, self.command]
 
     def timed_out(self, timeout: float) -> ProposalError:
         if self.unsure:
@@ -122,9 +121,9 @@ class Proposals:
         self._pending: dict[tuple[int | str, int], _Proposal] = {}  # by (client, seq)
         self._config_requests: dict[int, asyncio.Future[int]] = {}  # by request id
         self._read_requests: dict[int, tuple[asyncio.Future[int], str | None]] = {}
-        # Outcomes of session entries applied here that someone here waits on, by index,
+        # Outcomes of session entries applied here that a proposal here waits on, by index,
         # kept until the entry counts as applied.
-        self._session_outcomes: dict[int, tuple[tuple[int | str, int], str, int]] = {}
+        self._session_outcomes: dict[int, tuple[_Proposal, str, int]] = {}
         # Request ids are random per incarnation so a restarted node never reuses one.
         self._next_req = rng.randrange(1 << 52)
 
@@ -146,12 +145,13 @@ class Proposals:
         fut = self.propose_in(session, seq, command, decoded)
         if not fut.done():
             session.next_seq = seq + 1
-            session.waiting[seq] = None
+            session.waiting.add(seq)
         return fut
 
     def open_session(self) -> asyncio.Future[int]:
-        """Propose a session's opening entry: resolves to the new session's id."""
-        return self._propose(OPEN_SESSION, None, 0, True)
+        """Propose a session's opening entry (it is in no session itself): resolves to the
+        new session's id."""
+        return self._propose([0, 0, 0, None], None, 0, True)
 
     def propose_in(self, session: ClientSession, seq: int, command: Any,
                    decoded: bool = False) -> asyncio.Future[int]:
@@ -252,9 +252,13 @@ class Proposals:
             req = self._request_id()
         self._batches[req] = batch
         entries = []
+        implicit = self.implicit
+        implicit_ack = implicit.ack
         for proposal in batch.proposals:
             proposal.unsure += 1
-            entries.append(proposal.entry())
+            session = proposal.session
+            entries.append(proposal.entry(implicit_ack if session is implicit or session is None
+                                          else session.ack))
         if not node.is_leader:
             batch.sent_to = leader = node.leader
             assert leader is not None
@@ -492,24 +496,35 @@ class Proposals:
                 raise error
             await asyncio.sleep(self.node.config.heartbeat_frequency)
 
-    def session_applied(self, index: int, key: tuple[int | str, int], verdict: str,
-                        first: int) -> None:
-        """The session entry at ``index`` got ``verdict``: remember it if a proposal here is
-        ``key``; it is told once the entry counts as applied."""
-        if key in self._pending:
-            self._session_outcomes[index] = (key, verdict, first)
+    @property
+    def waiting(self) -> bool:
+        """Whether any session proposal of this node waits for its outcome."""
+        return bool(self._pending)
+
+    def session_applied(self, entry: Entry, verdict: str, first: int) -> None:
+        """The session ``entry`` got ``verdict``: remember it if it is a proposal of this
+        node's; it is told once the entry counts as applied."""
+        client, seq = entry.command[0], entry.command[1]
+        proposal = self._pending.get((client, seq))
+        if proposal is not None:
+            self._session_outcomes[entry.index] = (proposal, verdict, first)
 
     # ------------------------------------------------------------------ outcomes
 
     def applied(self, index: int, term: int) -> None:
         """The entry ``(index, term)`` was applied here: settle whoever waits on it."""
         if self._session_outcomes:
-            self._session_outcome(index)
+            found = self._session_outcomes.pop(index, None)
+            if found is not None:
+                self._session_outcome(*found)
+        if not self._waiters:
+            return
         proposal = self._waiters.pop(index, None)
         if proposal is None or proposal.index != index:
             return
         if proposal.future.done():
-            self._forget(proposal)  # cancelled by its caller
+            if proposal.future.cancelled():
+                self._forget(proposal)  # its caller gave up; its number is not waited for
         elif proposal.session is None:
             _resolve(proposal, index, term)
         else:  # another entry took its slot (its own copy would have settled it)
@@ -535,22 +550,16 @@ class Proposals:
             else:
                 _resolve(proposal, waiting, entry_term)
 
-    def _session_outcome(self, index: int) -> None:
-        found = self._session_outcomes.pop(index, None)
-        if found is None:
-            return
-        key, verdict, first = found
-        proposal = self._pending.get(key)
-        if proposal is None:
-            return
+    def _session_outcome(self, proposal: _Proposal, verdict: str, first: int) -> None:
         session = proposal.session
         assert session is not None
         if verdict == EXPIRED:
-            self._fail(proposal, SessionExpired(f"session {key[0]} is unknown to the cluster",
-                                                may_have_committed=session.resumed))
+            self._fail(proposal, SessionExpired(
+                f"session {session.id} is unknown to the cluster",
+                may_have_committed=session.resumed))
         elif verdict == DUPLICATE and not first:
             self._fail(proposal, WebraftError(  # the client said it no longer waits
-                f"seq {key[1]} of session {key[0]} was acknowledged already"))
+                f"seq {proposal.seq} of session {session.id} was acknowledged already"))
         else:
             self._succeed(proposal, first)
 
@@ -583,7 +592,7 @@ class Proposals:
         if self._pending.get(key) is proposal:
             del self._pending[key]
         if session is self.implicit:  # a ClientSession's own propose keeps its numbers
-            session.waiting.pop(proposal.seq, None)
+            session.waiting.discard(proposal.seq)
 
     def drop_dead_waiters(self, term: int) -> None:
         """An entry of ``term`` committed: entries of older terms at later indexes can never
