@@ -10,8 +10,12 @@ from typing import Any
 
 import pytest
 from cluster import Cluster, FastRaft
+from support import GUARD
 
 import webraft
+
+#: Timeouts no test waits out: a proposal that completes was resent by a leader change.
+HOUR = 3600.0
 
 
 def _counts(node: FastRaft) -> Counter[Any]:
@@ -26,22 +30,20 @@ async def test_a_lost_forward_answer_is_resent_to_the_new_leader_and_applied_onc
         make_cluster: Any) -> None:
     """The leader appends and commits a follower's proposal, but nothing it sends reaches
     the follower (its answer is lost); then the leader goes. The follower sends the proposal
-    to the new leader as soon as it knows it (not after ``message_timeout``); the copy is a
-    duplicate, and the caller learns the index of the first."""
-    cluster: Cluster = make_cluster(proposal_timeout=5.0, message_timeout=5.0).start()
+    to the new leader as soon as it knows it (the timeouts are an hour: only the leader
+    change can resend it); the copy is a duplicate, and the caller learns the index of the
+    first."""
+    cluster: Cluster = make_cluster(proposal_timeout=HOUR, message_timeout=HOUR).start()
     old = await cluster.leader()
     follower, other = [n for n in cluster.live() if n is not old]
     cluster.net.drops.append(lambda src, dst, p: src == old.address
                              and dst == follower.address)
-    loop = asyncio.get_running_loop()
     fut = follower.propose("x")
     await asyncio.sleep(0.1)  # committed by the leader and the other follower
     first = next(i for i, c in other.applied if c == "x")
     assert not fut.done()
-    start = loop.time()
     await cluster.stop(old.address)
-    assert await asyncio.wait_for(fut, 3) == first
-    assert loop.time() - start < 2.5, "resent on the leader change, not after a timeout"
+    assert await asyncio.wait_for(fut, GUARD) == first
     await cluster.converged()
     for node in cluster.live():
         assert _counts(node)["x"] == 1
@@ -50,22 +52,18 @@ async def test_a_lost_forward_answer_is_resent_to_the_new_leader_and_applied_onc
 async def test_proposals_in_flight_to_a_killed_leader_complete_on_the_next(
         make_cluster: Any) -> None:
     """The leader dies with proposals in flight, its own and forwarded ones: each completes
-    on the next leader well before ``proposal_timeout``, applied once."""
-    cluster: Cluster = make_cluster(names=("a", "b", "c", "d", "e"), proposal_timeout=5.0,
-                                    message_timeout=5.0).start()
+    on the next leader (the timeouts are an hour: nothing waits them out), applied once."""
+    cluster: Cluster = make_cluster(names=("a", "b", "c", "d", "e"), proposal_timeout=HOUR,
+                                    message_timeout=HOUR).start()
     old = await cluster.leader()
     followers = [n for n in cluster.live() if n is not old]
     # Nothing the leader sends arrives any more: its entries never commit.
     cluster.net.drops.append(lambda src, dst, p: src == old.address)
-    loop = asyncio.get_running_loop()
-    start = loop.time()
     futs = {f"v{i}": followers[i % len(followers)].propose(f"v{i}") for i in range(20)}
     own = old.propose("own")
     await asyncio.sleep(0.02)  # the forwards reached the leader, which appended them
     await cluster.stop(old.address)
-    indexes = await asyncio.wait_for(asyncio.gather(*futs.values()), 5)
-    elapsed = loop.time() - start
-    assert elapsed < 2.5, f"took {elapsed:.2f} s of a 5 s proposal timeout"
+    indexes = await asyncio.wait_for(asyncio.gather(*futs.values()), GUARD)
     with pytest.raises(webraft.RaftClosed):
         await own  # its node closed: it may have committed
     await cluster.converged()
