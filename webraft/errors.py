@@ -12,15 +12,20 @@ exception                  may still commit?  when
 ``NoLeaderError``          no                 no leader became known within the timeout
 ``NotLeaderError``         no                 this node does not lead and forwarding is off
 ``LeadershipLost``         no                 a new leader overwrote the entry's log slot
+                                              (a session's opening or a membership change)
 ``InvalidCommand``         no                 the command is not JSON or is too large
 ``MembershipChangeError``  no                 the change was refused (one at a time, ...)
 ``SessionExpired``         only if retried    the client session was forgotten (§6.3)
-``ProposalTimeout``        **yes**            sent, but no outcome within the timeout
+``ProposalTimeout``        **yes**            sent, but no leader took it (appended it) for
+                                              ``proposal_timeout``
 ``RaftClosed``             **yes** if sent    the node was closed before the outcome
 =========================  =================  ==============================================
 
-A client session (:meth:`~webraft.RaftInterface.open_session`) makes retries safe: its
-proposals are applied exactly once however often they are retried.
+Every proposal goes through a client session (Raft thesis §6.3): a plain
+:meth:`~webraft.RaftInterface.propose` through its node's implicit one, so the node sends it
+again to each new leader until it is applied, once. An explicit session
+(:meth:`~webraft.RaftInterface.open_session`) does the same for a client that outlives a
+node: its proposals are applied exactly once however often they are retried.
 """
 
 from __future__ import annotations
@@ -84,7 +89,9 @@ class MembershipChangeError(ProposalError):
 
 
 class ProposalTimeout(ProposalError):
-    """No outcome within ``proposal_timeout``: the command may still commit later.
+    """No leader took the proposal (appended it) within ``proposal_timeout``, counted from
+    when none held it: the command may still commit later. Leader changes do not cause it:
+    the proposal is sent on to each new leader.
 
     From a client session, ``seq`` is the command's number: resuming the session at it
     retries the command exactly once.

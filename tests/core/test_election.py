@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from webraft.core.events import ElectionStarted, ElectionTimeout, RoleChanged
+from webraft.core.events import ElectionStarted, ElectionTimeout, LeaderChanged, RoleChanged
 from webraft.core.messages import NOOP, AppendRequest, Entry, Heartbeat, VoteRequest, VoteResponse
 from webraft.core.raft import CANDIDATE, FOLLOWER, LEADER, PRE_CANDIDATE
 from webraft.core.state import HardState
@@ -264,3 +264,23 @@ def test_without_a_stall_the_overdue_timer_fires_at_once():
     persist(core)
     core.tick(FOLLOWER_TIMEOUT + 5.0)
     assert core.state == PRE_CANDIDATE
+
+
+def test_leader_changes_are_reported_once_each_with_their_term():
+    """LeaderChanged: a follower that hears a leader, loses it to an election, and a node
+    that wins; a leader forgotten and found again between two Ready calls is no news."""
+    core = make_core("b", log=[1], term=1)
+    core.step("a", Heartbeat(2, 0, 0))
+    assert LeaderChanged("a", 2) in persist(core).events
+    core.step("a", Heartbeat(2, 0, 0))
+    assert not any(isinstance(e, LeaderChanged) for e in persist(core).events)
+    core.leader_unreachable(0.0)
+    core.step("a", Heartbeat(2, 0, 0))  # found again before the runtime looked
+    assert not any(isinstance(e, LeaderChanged) for e in persist(core).events)
+    core.tick(core.election_deadline)
+    assert LeaderChanged(None, 2) in persist(core).events  # campaigning: no leader
+    elected = make_core(log=[1], term=1, pre_vote=False)
+    elected.tick(FOLLOWER_TIMEOUT)
+    persist(elected)
+    elected.step("c", VoteResponse(2, True))
+    assert LeaderChanged("a", 2) in persist(elected).events

@@ -219,8 +219,11 @@ def test_forwarded_proposals_may_only_make_commands_and_session_commands() -> No
     good = {"type": "propose", "term": 1, "id": 1, "commands": [[7, 1, 1, {"x": 1}]],
             "kind": SESSION}
     assert decode(good).kind == SESSION
+    implicit = {**good, "commands": [["n1/00c0ffee0000", 1, 1, "x"]]}  # a node's own session
+    assert decode(implicit).commands == (["n1/00c0ffee0000", 1, 1, "x"],)
     for bad in ({"kind": 2}, {"kind": 1}, {"kind": 9}, {"commands": [[7, 1, {"x": 1}]]},
-                {"commands": [["7", 1, 1, None]]}, {"commands": [{"x": 1}]}):
+                {"commands": [["", 1, 1, None]]}, {"commands": [[7.5, 1, 1, None]]},
+                {"commands": [["n" * 300, 1, 1, None]]}, {"commands": [{"x": 1}]}):
         with pytest.raises(MessageError):
             decode({**good, **bad})
 

@@ -21,7 +21,7 @@ from webraft.core.sessions import (
 )
 
 
-def session_entry(index: int, client: int, seq: int = 0, ack: int = 0,
+def session_entry(index: int, client: int | str, seq: int = 0, ack: int = 0,
                   command: Any = None) -> Entry:
     return Entry(1, index, SESSION, [client, seq, ack, command])
 
@@ -34,7 +34,8 @@ def test_the_table_applies_each_number_once_and_remembers_where() -> None:
     assert table.apply(session_entry(8, 5, 1, 1, "x")) == (DUPLICATE, 6)  # a retry
     # ack 3: the client has every result below 3, so the table forgets them.
     assert table.apply(session_entry(9, 5, 3, 3, "z")) == (APPLY, 9)
-    assert table.sessions[5].done == {3: 9}
+    assert [table.applied_at(5, seq) for seq in (1, 2, 3)] == [None, None, 9]
+    assert table.to_json() == [[5, 3, [[3, 9]]]]
     assert table.apply(session_entry(10, 5, 2, 3, "y")) == (DUPLICATE, 0)
     assert table.apply(session_entry(11, 99, 1, 1, "w")) == (EXPIRED, 0)
 
@@ -57,7 +58,7 @@ def test_the_table_round_trips_through_json_and_refuses_garbage() -> None:
     again = SessionTable.from_json(table.to_json())
     assert again.to_json() == table.to_json()
     assert again.apply(session_entry(3, 1, 1, 1, "x")) == (DUPLICATE, 2)
-    for garbage in ({"a": 1}, [[1]], [[1, -1, []]], [["x", 0, []]], [[1, 0, [[1]]]]):
+    for garbage in ({"a": 1}, [[1]], [[1, -1, []]], [["", 0, []]], [[1.5, 0, []]], [[1, 0, [[1]]]]):
         with pytest.raises(webraft.StorageError):
             SessionTable.from_json(garbage)
 
@@ -94,3 +95,22 @@ def test_pack_snapshot_refuses_a_state_that_is_not_json(state: Any) -> None:
     with pytest.raises((TypeError, ValueError)):
         pack_snapshot(state, SessionTable())
 
+
+
+def test_an_implicit_session_starts_with_its_first_command_and_retires_older_ones() -> None:
+    """A node's implicit session (a string id) needs no opening entry; a new incarnation of
+    the same address retires the old one's: its results go, and late copies of its commands
+    are duplicates, never applied. Other addresses and explicit sessions are untouched."""
+    table = SessionTable()
+    assert table.apply(session_entry(1, "n1/aa", 2, 1, "x")) == (APPLY, 1)  # reordered: 2 first
+    assert table.apply(session_entry(2, "n1/aa", 1, 1, "w")) == (APPLY, 2)
+    assert table.apply(session_entry(3, "n1/aa", 2, 1, "x")) == (DUPLICATE, 1)
+    assert table.apply(session_entry(4, "n2/bb", 1, 1, "y")) == (APPLY, 4)
+    assert table.apply(session_entry(5, 0)) == (OPEN, 5)
+    assert table.apply(session_entry(6, "n1/cc", 1, 1, "z")) == (APPLY, 6)  # n1 restarted
+    assert table.sessions["n1/aa"].done == {} and table.applied_at("n1/aa", 1) is None
+    assert table.apply(session_entry(7, "n1/aa", 3, 1, "late")) == (DUPLICATE, 0)
+    assert table.applied_at("n2/bb", 1) == 4 and table.applied_at("n1/cc", 1) == 6
+    again = SessionTable.from_json(json.loads(json.dumps(table.to_json())))
+    assert again.to_json() == table.to_json()
+    assert again.apply(session_entry(8, "n1/aa", 4, 1, "later")) == (DUPLICATE, 0)

@@ -148,3 +148,41 @@ def test_a_waiter_inside_a_loaded_snapshot_is_resolved_not_dropped() -> None:
 
     sim.loop.run_until_complete(main())
     _assert_told_the_truth(sim, outcome[0])
+
+
+def test_a_crashed_application_never_says_it_applied() -> None:
+    """Seed 103042: the leader's application answered an apply later (a slow handler); the
+    member crashed before the answer, and the simulated application still called ``cb()``
+    without applying the entry (``_apply`` returned early once dead). The node, whose close
+    had not run yet, resolved the proposal at an index its application never held. The
+    runtime was right to believe ``cb()``; the simulated application lied. A crashed one
+    now answers nothing, whichever slow way it took (a timer or a coroutine: the seed
+    picks it)."""
+    for seed in range(1, 7):
+        sim = Simulation(Scenario(seed=seed, links=QUIET))
+        outcome: list[asyncio.Future[int]] = []
+
+        async def main(sim: Simulation = sim, outcome: list[asyncio.Future[int]] = outcome,
+                       ) -> None:
+            leader = await _leader(sim)
+            app = next(m.app for m in sim.members.values() if m.raft is leader)
+            assert app is not None
+            app._faults.slow, app._faults.fail = 1.0, 0.0
+            slow_apply = app.apply
+
+            def apply_then_crash(entry: Any, index: int, cb: Any) -> Any:
+                answer = slow_apply(entry, index, cb)
+                app.dead = True  # the power goes before the slow answer
+                return answer
+
+            leader.unlisten("apply", app.apply)
+            leader.listen("apply", apply_then_crash)
+            fut = leader.propose("x")
+            await asyncio.wait([fut], timeout=0.5)
+            outcome.append(fut)
+
+        sim.loop.run_until_complete(main())
+        fut = outcome[0]
+        acknowledged = fut.done() and fut.exception() is None
+        assert not acknowledged or sim.checker.value_index.get("x"), \
+            f"seed {seed}: acknowledged at {fut.result()}, never applied"

@@ -13,6 +13,7 @@ import pytest
 
 from webraft.core import log as log_module
 from webraft.core.raft import RaftCore
+from webraft.core.sessions import APPLY, DUPLICATE, SessionTable
 from webraft.runtime import applier as applier_module
 from webraft.runtime import proposals as proposals_module
 from webraft.sim import LivenessFailure, SafetyViolation, Scenario, Simulation
@@ -124,12 +125,12 @@ def test_checker_catches_a_core_that_truncates_on_duplicates(
 
 def test_checker_catches_a_runtime_that_answers_with_the_wrong_index(
         monkeypatch: pytest.MonkeyPatch) -> None:
-    original = proposals_module.Proposals._await_entry
+    original = proposals_module.Proposals._succeed
 
-    def off_by_one(self: object, fut: object, index: int, term: int) -> None:
-        original(self, fut, index + 1, term)  # type: ignore[arg-type]
+    def off_by_one(self: object, proposal: object, index: int) -> None:
+        original(self, proposal, index + 1)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(proposals_module.Proposals, "_await_entry", off_by_one)
+    monkeypatch.setattr(proposals_module.Proposals, "_succeed", off_by_one)
     assert _violation(range(20), "was acknowledged at index") is not None
 
 
@@ -143,7 +144,29 @@ def test_checker_catches_a_runtime_that_applies_an_entry_twice(
         original(self)
 
     monkeypatch.setattr(applier_module.Applier, "pump", pump_twice)
+    # Every plain command is in a session now, whose table would answer the copy as a
+    # duplicate: it must not, for the copy to reach the application.
+    _without_dedupe(monkeypatch)
     assert _violation(range(20), "again or out of order", "and again at") is not None
+
+
+def _without_dedupe(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Break the session table: a copy of a number already applied is applied again."""
+    table_apply = SessionTable.apply
+
+    def no_dedupe(self: SessionTable, entry: Any) -> tuple[str, int]:
+        verdict, first = table_apply(self, entry)
+        return (APPLY, entry.index) if verdict == DUPLICATE else (verdict, first)
+
+    monkeypatch.setattr(SessionTable, "apply", no_dedupe)
+
+
+def test_checker_catches_a_resent_plain_proposal_applied_twice(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Nodes resend plain proposals whose fate is unknown (a lost answer, a new leader):
+    without the session table's dedupe, the copies that reach the log are applied again."""
+    _without_dedupe(monkeypatch)
+    assert _violation(range(40), "and again at", "was acknowledged at") is not None
 
 
 def test_checker_catches_stale_reads(monkeypatch: pytest.MonkeyPatch) -> None:

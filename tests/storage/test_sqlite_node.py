@@ -78,4 +78,5 @@ async def test_node_recovers_term_vote_and_log(tmp_path: Path, threaded: bool) -
     with SQLiteStorage(path) as check:
         state = check.load()
     assert state is not None and state.hard.term == again.term
-    assert state.entries[-1].command == "after" and state.hard.commit >= index
+    # [its implicit session, seq, ack, command]: plain proposals are in a session
+    assert state.entries[-1].command[3] == "after" and state.hard.commit >= index

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ["ConfigChanged", "CoreEvent", "ElectionStarted", "ElectionTimeout", "RoleChanged"]
+__all__ = ["ConfigChanged", "CoreEvent", "ElectionStarted", "ElectionTimeout", "LeaderChanged",
+           "RoleChanged"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,4 +43,14 @@ class ConfigChanged:
     learners: tuple[str, ...]
 
 
-CoreEvent = ElectionTimeout | ElectionStarted | RoleChanged | ConfigChanged
+@dataclass(frozen=True, slots=True)
+class LeaderChanged:
+    """The leader this node knows changed: ``leader`` leads ``term`` (this node itself when
+    it won), or None: this node knows no leader any more (it campaigns, or the leader it
+    was stepped down). Proposals in flight to a former leader are resent on it."""
+
+    leader: str | None
+    term: int
+
+
+CoreEvent = ElectionTimeout | ElectionStarted | RoleChanged | ConfigChanged | LeaderChanged

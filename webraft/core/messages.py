@@ -30,6 +30,8 @@ MAX_TERM = 1 << 52
 MAX_BATCH = 65536
 #: Longest node address accepted.
 MAX_ADDRESS = 256
+#: Longest id of an implicit session: a node's address, "/" and a nonce.
+MAX_CLIENT = MAX_ADDRESS + 32
 #: Largest command, in approximate bytes of JSON (proposals and forwarded commands alike).
 MAX_COMMAND_BYTES = 1 << 20
 #: Longest snapshot chunk accepted, in characters.
@@ -422,7 +424,13 @@ def _number_entries(values: dict[str, Any]) -> None:
         if e_kind == CONFIG:
             check_config(data, "append.entries config")
         elif e_kind == SESSION:
-            check_session(data, "append.entries session")
+            # A node's plain command: [its implicit session, seq, ack, a scalar], inline.
+            if not (data.__class__ is list and len(data) == 4
+                    and data[0].__class__ is str and 0 < len(data[0]) <= MAX_CLIENT
+                    and data[1].__class__ is int and 0 <= data[1] <= MAX_INT
+                    and data[2].__class__ is int and 0 <= data[2] <= MAX_INT
+                    and data[3].__class__ in _SCALARS):
+                check_session(data, "append.entries session")
         elif data.__class__ not in _SCALARS:
             check_command(data, "append.entries data")
         index += 1
@@ -499,12 +507,25 @@ def check_entry_data(kind: Any, data: Any, where: str) -> None:
 
 
 def check_session(data: Any, where: str) -> None:
-    """Validate a session entry's payload ``[client, seq, ack, command]``."""
+    """Validate a session entry's payload ``[client, seq, ack, command]``: ``client`` is an
+    explicit session's id (an int) or a node's implicit session (a short string).
+
+    Every plain proposal is one, so the common case is checked inline."""
     if data.__class__ is not list or len(data) != 4:
         raise MessageError(f"{where} must be [client, seq, ack, command]")
-    for value in data[:3]:
-        check_int(value, where)
-    check_command(data[3], where)
+    client, seq, ack, command = data
+    if client.__class__ is str:
+        if not 0 < len(client) <= MAX_CLIENT:
+            raise MessageError(f"{where}: an implicit session's id must be 1 to "
+                               f"{MAX_CLIENT} characters")
+    else:
+        check_int(client, where)
+    if seq.__class__ is not int or ack.__class__ is not int or not (
+            0 <= seq <= MAX_INT and 0 <= ack <= MAX_INT):
+        check_int(seq, where)
+        check_int(ack, where)
+    if command.__class__ not in _SCALARS:
+        check_command(command, where)
 
 
 def check_config(data: Any, where: str) -> tuple[tuple[str, ...], tuple[str, ...]]:

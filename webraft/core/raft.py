@@ -36,7 +36,14 @@ from typing import Any
 
 from ..errors import MessageError
 from . import quorum
-from .events import ConfigChanged, CoreEvent, ElectionStarted, ElectionTimeout, RoleChanged
+from .events import (
+    ConfigChanged,
+    CoreEvent,
+    ElectionStarted,
+    ElectionTimeout,
+    LeaderChanged,
+    RoleChanged,
+)
 from .log import RaftLog
 from .messages import (
     COMMAND,
@@ -221,6 +228,7 @@ class RaftCore:
         self.config_index, self.config_term, self.cluster = self.log.latest_config()
         self.state = FOLLOWER
         self.leader: str | None = None
+        self._told_leader: tuple[str | None, int] = (None, self.term)  # last LeaderChanged
         self.last_contact = float("-inf")  # when we last heard from the leader
         self.votes: dict[str, bool] = {}
         self.progress: dict[str, Progress] = {}
@@ -544,7 +552,7 @@ class RaftCore:
     def has_ready(self) -> bool:
         log = self.log
         return bool(self._msgs or self._proposals or self._events or self._dirty or self._snapshot
-                    or self._compact_to or self._reads
+                    or self._compact_to or self._reads or self._leader_changed()
                     or (self._reads_new and self._may_start_reads())
                     or log.last_index > log.stable or log.has_appliable()
                     or self._hard_changed())
@@ -558,6 +566,9 @@ class RaftCore:
         hard = None
         if self._hard_changed():
             hard = self._saved = self._hard()
+        if self._leader_changed():
+            self._told_leader = (self.leader, self.term)
+            self._events.append(LeaderChanged(self.leader, self.term))
         rd = Ready(
             hard=hard,
             entries=self.log.unstable(),
@@ -586,6 +597,13 @@ class RaftCore:
                 self._maybe_commit()
 
     # ------------------------------------------------------------------ roles
+
+    def _leader_changed(self) -> bool:
+        """Whether the leader known (or its term) differs from the last :class:`LeaderChanged`
+        reported. Checked when a Ready is made rather than wherever ``leader`` is set, so that
+        a leader forgotten and found again between two Ready calls is no news."""
+        leader, term = self._told_leader
+        return self.leader != leader or (leader is not None and self.term != term)
 
     def _hard(self) -> HardState:
         return HardState(self.term, self.vote, self.log.commit)

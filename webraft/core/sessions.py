@@ -16,10 +16,19 @@ Everything here is deterministic, so every node's table is the same after the sa
   index (unique, and known to every node);
 * a command is ``[client, seq, ack, command]``: ``ack`` is the lowest number the client still
   waits for, so results below it are dropped from the table (it never asks again);
-* at most :data:`MAX_SESSIONS` sessions are kept; opening one more expires the session least
-  recently used *in log order*. A command of an expired (or unknown) session is not applied
-  and fails with :class:`~webraft.errors.SessionExpired`: without its history, the node could
-  not tell a retry from a new command.
+* every node also proposes its plain commands through an *implicit* session, whose id is a
+  string, the node's address and a nonce drawn per incarnation (so a restarted node never
+  reuses an old number). It needs no opening entry: its first command creates it, and
+  *retires* the sessions of the node's earlier incarnations (same address): their results
+  are dropped and any late copy of their commands is answered as a duplicate, never applied
+  (nobody waits for them any more), so a member that restarts often does not grow the table;
+* at most :data:`MAX_SESSIONS` sessions are kept; opening one more (explicitly or implicitly)
+  expires the session least recently used *in log order*, so only idle ones go. A command of
+  an expired (or unknown) explicit session is not applied and fails with
+  :class:`~webraft.errors.SessionExpired`: without its history, the node could not tell a
+  retry from a new command. An implicit session forgotten that way would start afresh: a
+  node retries a command only while its caller waits (``proposal_timeout`` without a
+  leader), so its session is idle only once every retry is over.
 
 The table travels in snapshots next to the application's state: :func:`pack_snapshot` and
 :func:`unpack_snapshot` are the one place that knows that layout. Pure and deterministic like
@@ -34,10 +43,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..errors import MessageError, StorageError
-from .messages import Entry, check_int
+from .messages import MAX_CLIENT, MAX_INT, Entry, check_int
 
 #: Sessions kept; the same on every node (it decides expiry, which must agree everywhere).
 MAX_SESSIONS = 4096
+#: The ``ack`` of a retired session: every number is below it.
+RETIRED = MAX_INT
 
 OPEN, APPLY, DUPLICATE, EXPIRED = "open", "apply", "duplicate", "expired"
 
@@ -46,6 +57,11 @@ OPEN, APPLY, DUPLICATE, EXPIRED = "open", "apply", "duplicate", "expired"
 class _Session:
     ack: int = 0  # the client has the results of every seq below this
     done: dict[int, int] = field(default_factory=dict)  # seq -> index where it applied
+    prune_at: int = 16  # drop the results below ack once done has this many
+
+
+#: A session's id: the index of its opening entry (explicit) or a node's nonce (implicit).
+ClientId = int | str
 
 
 class SessionTable:
@@ -56,7 +72,7 @@ class SessionTable:
         must use the same, since it decides expiry. The simulator makes it small so that
         sessions really expire."""
         self.capacity = MAX_SESSIONS if capacity is None else capacity
-        self.sessions: dict[int, _Session] = {}  # least recently used first
+        self.sessions: dict[ClientId, _Session] = {}  # least recently used first
 
     def apply(self, entry: Entry) -> tuple[str, int]:
         """Record ``entry``; return ``(OPEN, id)``, ``(APPLY, index)``, ``(DUPLICATE, index of
@@ -64,17 +80,23 @@ class SessionTable:
         client, seq, ack, _ = entry.command
         sessions = self.sessions
         if client == 0:
-            sessions[entry.index] = _Session()
-            if len(sessions) > self.capacity:
-                del sessions[next(iter(sessions))]
+            self._open(entry.index)
             return OPEN, entry.index
-        session = sessions.pop(client, None)
+        session = sessions.get(client)
         if session is None:
-            return EXPIRED, 0
-        sessions[client] = session  # now the most recently used
+            if client.__class__ is not str:
+                return EXPIRED, 0
+            session = self._open(client)  # an implicit session starts with its first command
+        elif next(reversed(sessions)) != client:  # now the most recently used
+            del sessions[client]
+            sessions[client] = session
         if ack > session.ack:
             session.ack = ack
-            session.done = {s: i for s, i in session.done.items() if s >= ack}
+            # Nothing reads results below ack: drop them in bulk, once the map has doubled,
+            # so that each result costs O(1) however many a client keeps in flight.
+            if len(session.done) >= session.prune_at:
+                session.done = {s: i for s, i in session.done.items() if s >= ack}
+                session.prune_at = 2 * len(session.done) + 16
         if seq < session.ack:
             return DUPLICATE, 0
         first = session.done.get(seq)
@@ -83,8 +105,30 @@ class SessionTable:
         session.done[seq] = entry.index
         return APPLY, entry.index
 
+    def _open(self, client: ClientId) -> _Session:
+        sessions = self.sessions
+        if client.__class__ is str:
+            self._retire(str(client).rpartition("/")[0])
+        session = sessions[client] = _Session()
+        if len(sessions) > self.capacity:
+            del sessions[next(iter(sessions))]
+        return session
+
+    def _retire(self, address: str) -> None:
+        """A new implicit session of the node at ``address``: its earlier incarnations are
+        gone, so their sessions keep no results and apply nothing more."""
+        for client, session in self.sessions.items():
+            if (client.__class__ is str and session.ack != RETIRED
+                    and str(client).rpartition("/")[0] == address):
+                session.ack, session.done = RETIRED, {}
+
+    def applied_at(self, client: ClientId, seq: int) -> int | None:
+        """The index where ``seq`` of ``client`` was applied, if this table remembers it."""
+        session = self.sessions.get(client)
+        return None if session is None or seq < session.ack else session.done.get(seq)
+
     def to_json(self) -> list[Any]:
-        return [[client, s.ack, [[seq, i] for seq, i in s.done.items()]]
+        return [[client, s.ack, [[seq, i] for seq, i in s.done.items() if seq >= s.ack]]
                 for client, s in self.sessions.items()]
 
     @classmethod
@@ -99,7 +143,9 @@ class SessionTable:
                 session = _Session(check_int(ack, "ack"))
                 for seq, index in done:
                     session.done[check_int(seq, "seq")] = check_int(index, "index")
-                table.sessions[check_int(client, "client")] = session
+                if not (client.__class__ is str and 0 < len(client) <= MAX_CLIENT):
+                    check_int(client, "client")
+                table.sessions[client] = session
         except (MessageError, TypeError, ValueError) as exc:
             raise StorageError(f"malformed session table in a snapshot: {exc}") from None
         return table

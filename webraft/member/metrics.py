@@ -34,10 +34,8 @@ Names follow etcd's (``etcd_server_is_leader`` becomes ``webraft_server_is_leade
                                                             (the relay; direct links: listening)
 ==============================================  ==========  =====================================
 
-The node has no event for a follower learning of a new leader, so leader changes are seen
-when the state changes, when an entry is applied, and when metrics are read: every elected
-leader commits an entry of its term (a no-op), so each leader that committed anything is
-seen, by every member that applies it.
+Leader changes are counted from the node's ``leader changed`` event: each leader this
+member learned of (a term and an address), as etcd counts them.
 """
 
 from __future__ import annotations
@@ -159,7 +157,6 @@ class Metrics:
         self.leader_changes = 0
         self.snapshots_installed = 0
         self.snapshots_sent = 0
-        self._leader_seen: tuple[int, str] | None = None
         self._refreshes = 0
         self._node: RaftInterface | None = None
         self._kv: KVStore | None = None
@@ -181,8 +178,7 @@ class Metrics:
         before the node starts. ``transport`` tells whether it is connected, ``links()``
         returns a links status (``{"links": {peer: {"up": bool}}}``)."""
         self._node, self._kv, self._transport, self._links = node, kv, transport, links
-        node.listen("state changed", lambda _state: self._see_leader())
-        node.listen("updated", lambda _index: self._see_leader())
+        node.listen("leader changed", self._on_leader)
         node.listen("refresh", self._on_refresh)
 
     def proposal_done(self, seconds: float, error: BaseException | None = None) -> None:
@@ -201,18 +197,12 @@ class Metrics:
         if self._refreshes > 1:
             self.snapshots_installed += 1
 
-    def _see_leader(self) -> None:
-        node = self._node
-        if node is None or node.leader is None:
-            return
-        seen = (node.term, node.leader)
-        if seen != self._leader_seen:
-            self._leader_seen = seen
+    def _on_leader(self, leader: str | None, _term: int) -> None:
+        if leader is not None:  # None: an election is under way
             self.leader_changes += 1
 
     def render(self) -> str:
         """Every metric, in the Prometheus text format (version 0.0.4)."""
-        self._see_leader()
         out: list[str] = []
 
         def one(name: str, kind: str, text: str, value: float) -> None:

@@ -310,9 +310,11 @@ class Applier:
     def _session_entry(self, entry: Entry) -> Entry | None:
         """Record a session entry; return what the application applies (None: nothing)."""
         verdict, first = self.sessions.apply(entry)
-        client, seq, _, command = entry.command
-        self.node.proposals.session_applied(entry.index, (client, seq), verdict, first)
-        return Entry(entry.term, entry.index, COMMAND, command) if verdict == APPLY else None
+        proposals = self.node.proposals
+        if proposals.waiting:  # a proposal of this node may be this one
+            proposals.session_applied(entry, verdict, first)
+        return Entry(entry.term, entry.index, COMMAND, entry.command[3]) if verdict == APPLY \
+            else None
 
     def _skipped(self, entry: Entry) -> None:
         if entry.kind == SESSION:

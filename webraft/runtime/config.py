@@ -42,9 +42,11 @@ class NodeConfig:
     election_timeout: tuple[float, float] = (0.15, 0.30)
     heartbeat_frequency: float = 0.05
     heartbeat_timeout: float = 0.20
-    #: Longest a proposal or a read waits for its outcome.
+    #: Longest a proposal waits without a leader that took it (appended it to its log; a
+    #: proposal is sent on to every new leader), and longest a read waits for a leader.
     proposal_timeout: float = 5.0
-    #: Longest a follower waits for the leader to answer a forwarded request.
+    #: Longest a follower waits for the leader to answer a forwarded request before it sends
+    #: the request again.
     message_timeout: float = 3.0
     #: Largest command accepted, in bytes of (ASCII-escaped) JSON; a transport with a frame
     #: limit lowers it so that no entry can be too large to replicate.

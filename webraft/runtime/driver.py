@@ -18,6 +18,7 @@ import logging
 from collections.abc import Awaitable
 from typing import TYPE_CHECKING
 
+from ..core.events import LeaderChanged
 from ..core.messages import encode
 from ..core.raft import Ready
 from ..core.state import StorageUpdate
@@ -205,6 +206,8 @@ class Driver:
         for read in rd.reads:
             proposals.on_read(read)
         for event in rd.events:
+            if isinstance(event, LeaderChanged):
+                proposals.leader_changed(event.leader)
             for name, *args in seed_events(event):
                 node.emit(name, *args)
         proposals.leader_known()

@@ -11,7 +11,14 @@ from collections.abc import Callable
 from functools import partial
 from typing import Any
 
-from ..core.events import ConfigChanged, CoreEvent, ElectionStarted, ElectionTimeout, RoleChanged
+from ..core.events import (
+    ConfigChanged,
+    CoreEvent,
+    ElectionStarted,
+    ElectionTimeout,
+    LeaderChanged,
+    RoleChanged,
+)
 
 logger = logging.getLogger("webraft")
 
@@ -103,4 +110,6 @@ def seed_events(event: CoreEvent) -> tuple[tuple[Any, ...], ...]:
             return (("start election",),)
         case ElectionTimeout():
             return (("heartbeat timeout",),)
+        case LeaderChanged(leader, term):
+            return (("leader changed", leader, term),)
     raise TypeError(f"no seed event for {event!r}")

@@ -20,7 +20,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from ..core.messages import COMMAND, SESSION, decode
+from ..core.messages import decode
 from ..core.raft import RaftCore
 from ..core.sessions import unpack_snapshot
 from ..core.state import ClusterConfig, StoredState
@@ -170,7 +170,7 @@ class RaftInterface(EventEmitter):
 
     @property
     def proposal_timeout(self) -> float:
-        """Longest a :meth:`propose` call waits for its outcome."""
+        """Longest a :meth:`propose` call waits without a leader that took the proposal."""
         return self._given.proposal_timeout
 
     @property
@@ -488,23 +488,30 @@ class RaftInterface(EventEmitter):
     # ------------------------------------------------------------------ proposals
 
     def propose(self, command: Any) -> asyncio.Future[int]:
-        """Replicate ``command``; the future resolves to its log index once it is committed
-        and applied on this node. Failures are :class:`~webraft.errors.ProposalError`\\ s
-        (see :mod:`webraft.errors` for which ones mean "may still commit"; a client session,
-        :meth:`open_session`, makes retrying those safe)."""
-        return self.proposals.propose(command, COMMAND)
+        """Replicate ``command`` exactly once; the future resolves to its log index once it
+        is committed and applied on this node.
+
+        The node proposes it through its implicit client session (Raft thesis §6.3): if its
+        fate becomes unknown (a forward's answer lost, the leader changed or stepped down,
+        its entry overwritten) it is sent again to the leader known now, and the replicated
+        session table applies it once. Failures are :class:`~webraft.errors.ProposalError`\\ s
+        (see :mod:`webraft.errors` for which ones mean "may still commit"):
+        :class:`~webraft.errors.ProposalTimeout` when no leader took it within
+        ``proposal_timeout``. To retry across a restart of this node, use a session of your
+        own, :meth:`open_session`."""
+        return self.proposals.propose(command)
 
     def propose_decoded(self, command: Any) -> asyncio.Future[int]:
         """:meth:`propose` for a command that ``json.loads`` just made and nobody else holds
         (the browser bridge's): it is JSON-normal and private already, so the copy
         :meth:`propose` takes is skipped. The size limit and the checks still apply."""
-        return self.proposals.propose(command, COMMAND, decoded=True)
+        return self.proposals.propose(command, decoded=True)
 
     async def open_session(self) -> ClientSession:
         """Open a client session whose proposals apply exactly once (Raft thesis §6.3)."""
-        return ClientSession(self, await self.proposals.propose([0, 0, 0, None], SESSION))
+        return ClientSession(self, await self.proposals.open_session())
 
-    def resume_session(self, client_id: int, next_seq: int) -> ClientSession:
+    def resume_session(self, client_id: int | str, next_seq: int) -> ClientSession:
         """A session opened earlier (by this or another node), e.g. after the client restarted.
 
         ``next_seq`` is the number of the next proposal: past every number used before for

@@ -1,15 +1,26 @@
-"""Proposals on their way to the log: outbox, batches, forwarding, parking, expiry, waiters.
+"""Proposals on their way to the log: outbox, batches, forwarding, resending, expiry, waiters.
 
 Owns every caller's future from :meth:`~webraft.RaftInterface.propose` (and configuration
-changes, read-index requests, session proposals) until it has an outcome. Imports the core's
-types and the errors; it must not import the driver, the applier or the membership policy,
-which it reaches through the node.
+changes, read-index requests, session proposals) until it has an outcome, and this node's
+implicit client session. Imports the core's types and the errors; it must not import the
+driver, the applier or the membership policy, which it reaches through the node.
 
-A proposal changes hands three times: it waits in the *outbox* for the end of its loop turn,
-travels in a *batch* (appended by this leader, or forwarded to the leader, or *parked* while
-there is none) until the log gives it an index, then waits as a *waiter* until the entry at that
-index is applied here, or another entry takes the slot. One timer expires batches in the order
-they were made.
+Every command is proposed in a client session (Raft thesis §6.3): a plain ``propose`` in this
+node's *implicit* session, a :class:`~webraft.runtime.sessions.ClientSession`'s in its own.
+``(client, seq)`` is the proposal's one identity from the outbox to the apply: the replicated
+session table applies it once, however many copies reach the log, and answers every copy
+with the index of the first. So a proposal whose fate is unknown is simply sent again:
+
+* it waits in the *outbox* for the end of its loop turn, then travels in a *batch*, appended
+  by this leader, forwarded to the leader, or *parked* while there is none;
+* once a leader appended it, it is *held* at that index until the entry is applied here;
+* a forward whose answer is lost or whose leader changed or stepped down, an entry that
+  another term's entry replaced: each sends it again, to the leader known now, at once;
+* it fails with :class:`~webraft.errors.ProposalTimeout` only when no leader took it (appended
+  it) for ``proposal_timeout``: its clock runs while it is not held.
+
+A proposal outside any session (a session's opening entry, a configuration change) keeps the
+older rule: an index and a term, and an outcome lost with them.
 """
 
 from __future__ import annotations
@@ -21,7 +32,7 @@ from collections import deque
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from ..core.messages import COMMAND, MAX_COMMAND_BYTES, MAX_DEPTH, SESSION, check_command
+from ..core.messages import MAX_COMMAND_BYTES, MAX_DEPTH, SESSION, Entry, check_command
 from ..core.raft import ProposalResult, ReadState
 from ..core.sessions import DUPLICATE, EXPIRED
 from ..core.state import ClusterConfig
@@ -39,39 +50,54 @@ from ..errors import (
     WebraftError,
 )
 from .config import BATCH_BYTES
+from .sessions import ClientSession
 
 if TYPE_CHECKING:
     from .interface import RaftInterface
-    from .sessions import ClientSession
 
 logger = logging.getLogger("webraft")
+
+INF = float("inf")
+
+
+@dataclass(slots=True, eq=False)
+class _Proposal:
+    """One command from the outbox to its outcome."""
+
+    command: Any  # the caller's command (outside a session: the whole entry)
+    size: int
+    future: asyncio.Future[int]
+    session: ClientSession | None = None  # None: outside any session
+    seq: int = 0
+    #: It fails unless a leader takes it by then; INF while a leader holds it.
+    deadline: float = INF
+    #: Copies sent whose fate is unknown: 0 means it certainly is in no log.
+    unsure: int = 0
+    #: Where a leader appended it (0: nowhere known now), and in which term.
+    index: int = 0
+    term: int = 0
+
+    def entry(self, ack: int) -> Any:
+        """The log entry's command; ``ack``: its session's, now."""
+        session = self.session
+        if session is None:
+            return self.command
+        return [session.id, self.seq, ack, self.command]
+
+    def timed_out(self, timeout: float) -> ProposalError:
+        if self.unsure:
+            return ProposalTimeout(f"no leader took it within {timeout} s", seq=self.seq
+                                   if self.session is not None else None)
+        return NoLeaderError("no leader became known in time")
 
 
 @dataclass(slots=True)
 class _Batch:
-    """Proposals that travel together until they have log indexes."""
+    """Proposals that travel together until a leader appends them."""
 
-    commands: list[Any]
-    futures: list[asyncio.Future[int]]
-    kind: int = COMMAND
+    proposals: list[_Proposal]
     sent_to: str | None = None  # the leader it was forwarded to, None when local or parked
-    sent: bool = False  # ever handed to a leader that might have appended it
     timer: asyncio.TimerHandle | None = None  # waiting for the forwarded-to leader's answer
-
-    def expire(self, timeout: float) -> None:
-        """``proposal_timeout`` is over: fail whatever has no outcome yet."""
-        if self.sent:
-            exc: ProposalError = ProposalTimeout(f"no outcome within {timeout} s")
-        else:
-            exc = NoLeaderError("no leader became known in time")
-        for fut in self.futures:
-            fail(fut, exc)
-
-
-@dataclass(slots=True)
-class _Waiter:
-    term: int
-    future: asyncio.Future[int]
 
 
 class Proposals:
@@ -80,22 +106,26 @@ class Proposals:
     def __init__(self, node: RaftInterface) -> None:
         self.node = node
         self.core = node.core
-        self._outbox: list[tuple[Any, int, asyncio.Future[int], int]] = []
+        rng = node.config.rng
+        #: This node's implicit session: a nonce per incarnation, so that a restarted node
+        #: never reuses a number its previous incarnation may have had applied.
+        self.implicit = ClientSession(node, f"{node.address}/{rng.getrandbits(48):012x}")
+        self._outbox: list[_Proposal] = []
         self._outbox_since = 0.0  # when the oldest proposal in the outbox was made
-        self._expiring: deque[tuple[float, _Batch]] = deque()  # (deadline, batch), in order
+        self._expiring: deque[tuple[float, list[_Proposal]]] = deque()  # by deadline
         self._expiry_timer: asyncio.TimerHandle | None = None
-        self._batches: dict[int, _Batch] = {}  # by request id, until they have indexes
+        self._batches: dict[int, _Batch] = {}  # by request id, until a leader answers
         self._parked: list[_Batch] = []  # waiting for a leader
         self._parked_under: str | None = None  # the leader known when one was last parked
-        self._waiters: dict[int, _Waiter] = {}  # by log index, until applied
+        self._waiters: dict[int, _Proposal] = {}  # by log index, until applied
+        self._pending: dict[tuple[int | str, int], _Proposal] = {}  # by (client, seq)
         self._config_requests: dict[int, asyncio.Future[int]] = {}  # by request id
         self._read_requests: dict[int, tuple[asyncio.Future[int], str | None]] = {}
-        # Session proposals waiting on a (client, seq), and outcomes of session entries
-        # applied here, kept until their waiter runs.
-        self._session_waiters: dict[tuple[int, int], asyncio.Future[int]] = {}
-        self._session_outcomes: dict[int, tuple[tuple[int, int], str, int]] = {}
+        # Outcomes of session entries applied here that a proposal here waits on, by index,
+        # kept until the entry counts as applied.
+        self._session_outcomes: dict[int, tuple[_Proposal, str, int]] = {}
         # Request ids are random per incarnation so a restarted node never reuses one.
-        self._next_req = node.config.rng.randrange(1 << 52)
+        self._next_req = rng.randrange(1 << 52)
 
     def _request_id(self) -> int:
         req = self._next_req
@@ -108,7 +138,29 @@ class Proposals:
 
     # ------------------------------------------------------------------ proposing
 
-    def propose(self, command: Any, kind: int, decoded: bool = False) -> asyncio.Future[int]:
+    def propose(self, command: Any, decoded: bool = False) -> asyncio.Future[int]:
+        """A plain proposal: the next number of the implicit session."""
+        session = self.implicit
+        seq = session.next_seq
+        fut = self.propose_in(session, seq, command, decoded)
+        if not fut.done():
+            session.next_seq = seq + 1
+            session.waiting.add(seq)
+        return fut
+
+    def open_session(self) -> asyncio.Future[int]:
+        """Propose a session's opening entry (it is in no session itself): resolves to the
+        new session's id."""
+        return self._propose([0, 0, 0, None], None, 0, True)
+
+    def propose_in(self, session: ClientSession, seq: int, command: Any,
+                   decoded: bool = False) -> asyncio.Future[int]:
+        """Propose ``command`` as ``seq`` of ``session``, until a leader took it for good or
+        none took it within ``proposal_timeout``."""
+        return self._propose(command, session, seq, decoded)
+
+    def _propose(self, command: Any, session: ClientSession | None, seq: int,
+                 decoded: bool) -> asyncio.Future[int]:
         node = self.node
         # A plain Future, not loop.create_future(): Pyodide's loop makes futures whose every
         # completion costs a browser task, and a burst resolves thousands of these.
@@ -124,7 +176,10 @@ class Proposals:
         except InvalidCommand as exc:
             fut.set_exception(exc)
             return fut
-        self._outbox.append((command, size, fut, kind))
+        proposal = _Proposal(command, size, fut, session, seq)
+        if session is not None:
+            self._pending[(session.id, seq)] = proposal
+        self._outbox.append(proposal)
         if len(self._outbox) == 1:
             self._outbox_since = node.loop.time()
             self._arm_expiry()
@@ -138,19 +193,19 @@ class Proposals:
         outbox, self._outbox = self._outbox, []
         batches: list[_Batch] = []
         size = BATCH_BYTES
-        kind = COMMAND
-        for command, nbytes, fut, entry_kind in outbox:
-            if fut.done():
-                continue  # cancelled by its caller before it left: never propose it
-            if size + nbytes > BATCH_BYTES or entry_kind != kind:
-                batches.append(_Batch([], [], entry_kind))
-                size, kind = 0, entry_kind
-            batches[-1].commands.append(command)
-            batches[-1].futures.append(fut)
-            size += nbytes
         deadline = self.node.loop.time() + self.node.config.proposal_timeout
+        for proposal in outbox:
+            if proposal.future.done():
+                self._forget(proposal)  # cancelled by its caller before it left
+                continue
+            if size + proposal.size > BATCH_BYTES:
+                batches.append(_Batch([]))
+                size = 0
+            proposal.deadline = deadline
+            batches[-1].proposals.append(proposal)
+            size += proposal.size
         for batch in batches:
-            self._expiring.append((deadline, batch))
+            self._expiring.append((deadline, batch.proposals))
             self._submit(batch)
         self._arm_expiry()
 
@@ -158,89 +213,152 @@ class Proposals:
         node = self.node
         if self._expiry_timer is None and not node.closed:
             self._expiry_timer = node.loop.call_later(node.config.proposal_timeout,
-                                                      self._expire_batches)
+                                                      self._expire)
 
-    def _expire_batches(self) -> None:
-        """One timer for all pending proposals: batches expire in the order they were made."""
+    def _expire(self) -> None:
+        """One timer for all pending proposals: their clocks start in order (each runs for
+        ``proposal_timeout`` from the moment no leader held the proposal)."""
         self._expiry_timer = None
         node = self.node
         timeout = node.config.proposal_timeout
         expiring = self._expiring
         now = node.loop.time()
         while expiring and expiring[0][0] <= now:
-            expiring.popleft()[1].expire(timeout)
+            for proposal in expiring.popleft()[1]:
+                if proposal.deadline <= now:
+                    self._fail(proposal, proposal.timed_out(timeout))
         if self._outbox and self._outbox_since + timeout <= now:
             # Never proposed: the Ready loop is stuck (storage keeps failing) since then.
             outbox, self._outbox = self._outbox, []
             exc = ProposalTimeout("not proposed within the proposal timeout: storage is failing",
                                   may_have_committed=False)
-            for _, _, fut, _ in outbox:
-                fail(fut, exc)
+            for proposal in outbox:
+                self._fail(proposal, exc)
         dues = [expiring[0][0]] if expiring else []
         if self._outbox:
             dues.append(self._outbox_since + timeout)
         if dues and not node.closed:
             self._expiry_timer = node.loop.call_later(max(0.0, min(dues) - now),
-                                                      self._expire_batches)
+                                                      self._expire)
 
-    def _submit(self, batch: _Batch) -> None:
+    def _submit(self, batch: _Batch, req: int | None = None) -> None:
+        """Hand ``batch`` to the leader (as request ``req``: a copy of an earlier request,
+        which the leader answers as it answered that one; None: a new request)."""
         node = self.node
         if not self._leader_reachable():
             self._park(batch)  # no leader, or none we can reach
             return
-        req = self._request_id()
+        if req is None:
+            req = self._request_id()
         self._batches[req] = batch
-        batch.sent = True
+        entries = []
+        implicit = self.implicit
+        implicit_ack = implicit.ack
+        for proposal in batch.proposals:
+            proposal.unsure += 1
+            session = proposal.session
+            entries.append(proposal.entry(implicit_ack if session is implicit or session is None
+                                          else session.ack))
         if not node.is_leader:
             batch.sent_to = leader = node.leader
             assert leader is not None
             batch.timer = node.loop.call_later(node.nodes[leader].message_timeout,
                                                self._forward_timed_out, req)
-        self.core.propose(req, batch.commands, batch.kind)
+        self.core.propose(req, entries, SESSION)
+
+    def _resend(self, proposals: list[_Proposal], why: str) -> None:
+        """Send proposals whose fate is unknown again, to the leader known now: the session
+        table applies each once. Their clocks run again if a leader held them. One outside
+        any session cannot be sent twice safely: it fails (its outcome is unknown)."""
+        node = self.node
+        live = []
+        deadline = node.loop.time() + node.config.proposal_timeout
+        restarted = []
+        for proposal in proposals:
+            if proposal.future.done():
+                self._forget(proposal)
+            elif proposal.session is None:
+                fail(proposal.future, ProposalTimeout(why))
+            else:
+                proposal.index = 0
+                if proposal.deadline == INF:
+                    proposal.deadline = deadline
+                    restarted.append(proposal)
+                live.append(proposal)
+        if restarted:
+            self._expiring.append((deadline, restarted))
+            self._arm_expiry()
+        if live:
+            self._submit(_Batch(live))
+            node.kick()
 
     def _forward_timed_out(self, req: int) -> None:
+        """No answer from the leader: the request or its answer was lost (or it is slow).
+        The same leader gets the same request again, so that it answers with the index it
+        gave the first copy rather than append the commands twice."""
         batch = self._batches.pop(req, None)
-        if batch is not None:
-            for fut in batch.futures:
-                fail(fut, ProposalTimeout("the leader did not answer in time"))
+        if batch is None:
+            return
+        live = self._live(batch.proposals)
+        if live and batch.sent_to == self.node.leader and self._leader_reachable():
+            batch.proposals = live
+            self._submit(batch, req)
+            self.node.kick()
+        else:
+            self._resend(batch.proposals, "the leader did not answer in time")
 
     def on_result(self, result: ProposalResult) -> None:
         """The core's answer to a proposal or configuration change of ours."""
         config_change = self._config_requests.pop(result.id, None)
         if config_change is not None:
             if result.index:
-                self._await_entry(config_change, result.index, result.term)
+                self._hold(_Proposal(None, 0, config_change, unsure=1), result.index, result.term)
             else:
                 fail(config_change, MembershipChangeError(result.error or "not the leader"))
             return
         batch = self._batches.get(result.id)
         if batch is None or result.src != batch.sent_to:
-            return  # already timed out, or an answer from someone we did not ask
+            return  # resent already, or an answer from someone we did not ask
         del self._batches[result.id]
         if batch.timer is not None:
             batch.timer.cancel()
             batch.timer = None
         if result.index == 0:
-            # Not appended anywhere: retry with the next leader. Only batches that were
-            # never appended reach here, so a later NoLeaderError stays truthful.
-            batch.sent = False
+            # Certainly not appended: retry with the next leader.
+            for proposal in batch.proposals:
+                proposal.unsure -= 1
             self._park(batch)
             return
-        for k, fut in enumerate(batch.futures):
-            if not fut.done():
-                self._await_entry(fut, result.index + k, result.term)
+        for k, proposal in enumerate(batch.proposals):
+            if not proposal.future.done():
+                self._hold(proposal, result.index + k, result.term)
 
-    def _await_entry(self, fut: asyncio.Future[int], index: int, term: int) -> None:
-        """Resolve ``fut`` when the entry ``(index, term)`` is applied here, or fail it when
-        another entry takes that slot."""
-        if index <= self.node.last_applied:  # answers can be overtaken by the entries
-            applied_term = self.core.term_at(index)
-            if applied_term is None:  # and by a compaction: whose entry it was is gone
-                _unknown(fut, index)
-            else:
-                _resolve(_Waiter(term, fut), index, applied_term)
+    def _hold(self, proposal: _Proposal, index: int, term: int) -> None:
+        """A leader appended ``proposal`` at ``(index, term)``: it waits for that entry to
+        be applied here (or is sent again if another entry takes the slot)."""
+        proposal.index, proposal.term, proposal.deadline = index, term, INF
+        if index > self.node.last_applied:
+            self._waiters[index] = proposal
+            return
+        # Answers can be overtaken by the entries, and by a compaction.
+        applied_term = self.core.term_at(index)
+        if proposal.session is not None:
+            self._settle_from_table(proposal, applied_term == term)
+        elif applied_term is None:  # whose entry it was is gone
+            _unknown(proposal.future, index)
         else:
-            self._waiters[index] = _Waiter(term, fut)
+            _resolve(proposal, index, applied_term)
+
+    def _settle_from_table(self, proposal: _Proposal, applied: bool = False) -> None:
+        """Settle a session proposal by what the session table says of it: applied (at the
+        first copy's index), or not (sent again). ``applied``: a copy certainly was."""
+        session = proposal.session
+        assert session is not None
+        first = self.node.applier.sessions.applied_at(session.id, proposal.seq)
+        if first is not None:
+            self._succeed(proposal, first)
+        elif not applied:
+            self._resend([proposal], "its entry was replaced")
 
     def _park(self, batch: _Batch) -> None:
         batch.sent_to = None
@@ -268,13 +386,42 @@ class Proposals:
             return
         parked, self._parked = self._parked, []
         for batch in parked:
-            live = [(c, f) for c, f in zip(batch.commands, batch.futures, strict=True)
-                    if not f.done()]
+            live = self._live(batch.proposals)
             if live:
-                batch.commands = [c for c, _ in live]
-                batch.futures = [f for _, f in live]
-                self._submit(batch)
+                self._submit(_Batch(live))
         node.kick()
+
+    def leader_changed(self, leader: str | None) -> None:
+        """The core knows another leader (or none): forwards still unanswered go to
+        ``leader`` now, not after a timeout (thesis §6.3: whichever copy commits first is
+        applied, once).
+
+        Proposals a former leader appended need no copy yet: the new leader's first entry
+        (its no-op) tells, once it is applied here, whether each was kept (it commits with
+        it) or lost (another entry took its index, or its term is dead), and only the lost
+        ones are sent again. Meanwhile their clocks run while no leader is known."""
+        stale = [req for req, batch in self._batches.items()
+                 if batch.sent_to is not None and batch.sent_to != leader]
+        for req in stale:
+            batch = self._batches.pop(req)
+            if batch.timer is not None:
+                batch.timer.cancel()
+            self._resend(batch.proposals, "its leader changed")
+        commit = self.core.commit_index
+        deadline = self.node.loop.time() + self.node.config.proposal_timeout
+        unheld = []
+        for index, proposal in self._waiters.items():
+            if (index <= commit or proposal.session is None or proposal.index != index
+                    or proposal.future.done()):
+                continue  # committed (it will be applied here), or settled elsewhere
+            if leader is not None:
+                proposal.deadline = INF  # the new leader may hold it: its no-op tells
+            elif proposal.deadline == INF:  # no leader holds it any more
+                proposal.deadline = deadline
+                unheld.append(proposal)
+        if unheld:
+            self._expiring.append((deadline, unheld))
+            self._arm_expiry()
 
     # ------------------------------------------------------------------ membership, reads
 
@@ -319,95 +466,151 @@ class Proposals:
 
     async def propose_in_session(self, session: ClientSession, seq: int, command: Any,
                                  timeout: float | None) -> int:
-        """Propose ``command`` as ``seq`` of ``session`` until its outcome is known."""
-        node = self.node
+        """Propose ``command`` as ``seq`` of an explicit ``session`` until its outcome is
+        known or ``timeout`` is over: what the implicit session's single attempt does, sent
+        again (same number, so applied once) while no leader takes it."""
         loop = asyncio.get_running_loop()
-        proposal_timeout = node.config.proposal_timeout
-        deadline = loop.time() + (6 * proposal_timeout if timeout is None else timeout)
-        key = (session.id, seq)
-        outcome = self._session_waiters[key] = loop.create_future()
-        delay = node.config.heartbeat_frequency
+        deadline = loop.time() + (6 * self.node.config.proposal_timeout if timeout is None
+                                  else timeout)
         # A number is surely new on its first attempt in a session this client opened; a
         # resumed session may be retrying it (e.g. after the client restarted).
         first_attempt = not session.resumed
-        try:
-            while True:
-                attempt = self.propose([session.id, seq, session.ack, command], SESSION)
-                attempt.add_done_callback(_consume)
-                remaining = deadline - loop.time()
-                if remaining > 0:
-                    await asyncio.wait((outcome, attempt), timeout=remaining,
-                                       return_when=asyncio.FIRST_COMPLETED)
-                if outcome.done():
-                    error = outcome.exception()
-                    if isinstance(error, SessionExpired) and not first_attempt:
-                        raise SessionExpired(f"{error}; an earlier attempt of seq {seq} may "
-                                             "have been applied", may_have_committed=True)
-                    return outcome.result()
-                first_attempt = False
-                error = attempt.exception() if attempt.done() else None
-                if isinstance(error, InvalidCommand | RaftClosed):
-                    raise error
-                if loop.time() >= deadline:
-                    raise ProposalTimeout(f"session {session.id} seq {seq}: no outcome in time",
-                                          seq=seq)
-                # Unknown outcome, or certainly not applied: the same number again is safe.
-                await asyncio.sleep(delay)
-                delay = min(2 * delay, proposal_timeout)
-        finally:
-            del self._session_waiters[key]
+        while True:
+            attempt = self.propose_in(session, seq, command)
+            remaining = deadline - loop.time()
+            if remaining > 0:
+                await asyncio.wait((attempt,), timeout=remaining)
+            if not attempt.done():
+                attempt.cancel()  # withdrawn: the table still applies its copies once
+                raise ProposalTimeout(f"session {session.id} seq {seq}: no outcome in time",
+                                      seq=seq)
+            error = attempt.exception()
+            if error is None:
+                return attempt.result()
+            if isinstance(error, SessionExpired) and not first_attempt:
+                raise SessionExpired(f"{error}; an earlier attempt of seq {seq} may have "
+                                     "been applied", may_have_committed=True)
+            first_attempt = False
+            if not isinstance(error, ProposalTimeout | NoLeaderError) or (
+                    loop.time() >= deadline):
+                raise error
+            await asyncio.sleep(self.node.config.heartbeat_frequency)
 
-    def session_applied(self, index: int, key: tuple[int, int], verdict: str,
-                        first: int) -> None:
-        """The session entry at ``index`` got ``verdict``: remember it if someone here waits
-        on ``key``; it is told once the entry counts as applied."""
-        if key in self._session_waiters:
-            self._session_outcomes[index] = (key, verdict, first)
+    @property
+    def waiting(self) -> bool:
+        """Whether any session proposal of this node waits for its outcome."""
+        return bool(self._pending)
+
+    def session_applied(self, entry: Entry, verdict: str, first: int) -> None:
+        """The session ``entry`` got ``verdict``: remember it if it is a proposal of this
+        node's; it is told once the entry counts as applied."""
+        client, seq = entry.command[0], entry.command[1]
+        proposal = self._pending.get((client, seq))
+        if proposal is not None:
+            self._session_outcomes[entry.index] = (proposal, verdict, first)
 
     # ------------------------------------------------------------------ outcomes
 
     def applied(self, index: int, term: int) -> None:
-        """The entry ``(index, term)`` was applied here: resolve whoever waits on it."""
-        waiter = self._waiters.pop(index, None)
-        if waiter is not None:
-            _resolve(waiter, index, term)
+        """The entry ``(index, term)`` was applied here: settle whoever waits on it."""
         if self._session_outcomes:
-            self._session_outcome(index)
+            found = self._session_outcomes.pop(index, None)
+            if found is not None:
+                self._session_outcome(*found)
+        if not self._waiters:
+            return
+        proposal = self._waiters.pop(index, None)
+        if proposal is None or proposal.index != index:
+            return
+        if proposal.future.done():
+            if proposal.future.cancelled():
+                self._forget(proposal)  # its caller gave up; its number is not waited for
+        elif proposal.session is None:
+            _resolve(proposal, index, term)
+        else:  # another entry took its slot (its own copy would have settled it)
+            self._resend([proposal], "its entry was replaced")
 
     def snapshot_loaded(self, index: int) -> None:
-        """A snapshot up to ``index`` replaced the entries until there."""
+        """A snapshot up to ``index`` replaced the entries until there (and the session table
+        with the snapshot's)."""
+        sessions = self.node.applier.sessions
+        for key, proposal in list(self._pending.items()):
+            first = sessions.applied_at(*key)
+            if first is not None:  # a copy is in the snapshot, wherever it was sent
+                self._succeed(proposal, first)
         for waiting in [i for i in self._waiters if i <= index]:
-            waiter = self._waiters.pop(waiting)
+            proposal = self._waiters.pop(waiting)
+            if proposal.index != waiting or proposal.future.done():
+                continue
             entry_term = self.core.term_at(waiting)
-            if entry_term is None:  # compacted before we saw it: we cannot tell whose entry
-                _unknown(waiter.future, waiting)
+            if proposal.session is not None:  # not in the table: its slot went to another
+                self._resend([proposal], "its entry was replaced")
+            elif entry_term is None:  # compacted before we saw it: we cannot tell whose entry
+                _unknown(proposal.future, waiting)
             else:
-                _resolve(waiter, waiting, entry_term)
+                _resolve(proposal, waiting, entry_term)
 
-    def _session_outcome(self, index: int) -> None:
-        found = self._session_outcomes.pop(index, None)
-        if found is None:
-            return
-        key, verdict, first = found
-        fut = self._session_waiters.get(key)
-        if fut is None or fut.done():
-            return
+    def _session_outcome(self, proposal: _Proposal, verdict: str, first: int) -> None:
+        session = proposal.session
+        assert session is not None
         if verdict == EXPIRED:
-            fut.set_exception(SessionExpired(f"session {key[0]} is unknown to the cluster"))
+            self._fail(proposal, SessionExpired(
+                f"session {session.id} is unknown to the cluster",
+                may_have_committed=session.resumed))
         elif verdict == DUPLICATE and not first:
-            fut.set_exception(WebraftError(f"seq {key[1]} of session {key[0]} was acknowledged "
-                                           "already"))  # the client said it no longer waits
+            self._fail(proposal, WebraftError(  # the client said it no longer waits
+                f"seq {proposal.seq} of session {session.id} was acknowledged already"))
         else:
-            fut.set_result(first)
+            self._succeed(proposal, first)
+
+    def _succeed(self, proposal: _Proposal, index: int) -> None:
+        if not proposal.future.done():
+            proposal.future.set_result(index)
+        self._forget(proposal)
+
+    def _fail(self, proposal: _Proposal, exc: BaseException) -> None:
+        fail(proposal.future, exc)
+        self._forget(proposal)
+
+    def _live(self, proposals: list[_Proposal]) -> list[_Proposal]:
+        """The proposals still without an outcome; the others (a caller may cancel its
+        future) are forgotten."""
+        live = []
+        for proposal in proposals:
+            if proposal.future.done():
+                self._forget(proposal)
+            else:
+                live.append(proposal)
+        return live
+
+    def _forget(self, proposal: _Proposal) -> None:
+        """``proposal`` has its outcome: its number is no longer waited for."""
+        session = proposal.session
+        if session is None:
+            return
+        key = (session.id, proposal.seq)
+        if self._pending.get(key) is proposal:
+            del self._pending[key]
+        if session is self.implicit:  # a ClientSession's own propose keeps its numbers
+            session.waiting.discard(proposal.seq)
 
     def drop_dead_waiters(self, term: int) -> None:
         """An entry of ``term`` committed: entries of older terms at later indexes can never
-        commit (terms only grow along a log), so their proposals have certainly failed."""
+        commit (terms only grow along a log): session proposals held there are sent again,
+        the others have certainly failed."""
         dead = [i for i, w in self._waiters.items() if w.term < term]
+        again = []
         for index in dead:
-            waiter = self._waiters.pop(index)
-            fail(waiter.future, LeadershipLost(
-                f"entry {index} of term {waiter.term} was superseded by term {term}"))
+            proposal = self._waiters.pop(index)
+            if proposal.index != index:
+                continue
+            if proposal.session is not None:
+                again.append(proposal)  # _resend forgets it if its caller cancelled it
+            else:
+                fail(proposal.future, LeadershipLost(
+                    f"entry {index} of term {proposal.term} was superseded by term {term}"))
+        if again:
+            self._resend(again, "its entry was superseded")
 
     def close(self) -> None:
         """Fail every pending outcome: the node is closing."""
@@ -416,12 +619,10 @@ class Proposals:
         for batch in [*self._batches.values(), *self._parked]:
             if batch.timer is not None:
                 batch.timer.cancel()
-            for fut in batch.futures:
-                fail(fut, RaftClosed(may_have_committed=batch.sent))
-        for _, _, fut, _ in self._outbox:
-            fail(fut, RaftClosed(may_have_committed=False))
-        for waiter in self._waiters.values():
-            fail(waiter.future, RaftClosed())
+        for proposal in [*self._pending.values(), *self._outbox, *self._waiters.values(),
+                         *(p for b in [*self._batches.values(), *self._parked]
+                           for p in b.proposals)]:
+            fail(proposal.future, RaftClosed(may_have_committed=bool(proposal.unsure)))
         for fut in self._config_requests.values():
             fail(fut, RaftClosed())
         for fut, _ in self._read_requests.values():
@@ -432,6 +633,7 @@ class Proposals:
         self._parked.clear()
         self._outbox.clear()
         self._waiters.clear()
+        self._pending.clear()
 
 
 def _unknown(fut: asyncio.Future[int], index: int) -> None:
@@ -442,7 +644,8 @@ def _unknown(fut: asyncio.Future[int], index: int) -> None:
                               "outcome was known here; it may have committed"))
 
 
-def _resolve(waiter: _Waiter, index: int, term: int | None) -> None:
+def _resolve(waiter: _Proposal, index: int, term: int | None) -> None:
+    """A proposal outside any session: it is the entry at ``index`` if the terms agree."""
     if waiter.future.done():
         return
     if waiter.term == term:
@@ -486,12 +689,6 @@ def _normalize(command: Any, limit: int, decoded: bool = False) -> tuple[Any, in
         except MessageError as exc:
             raise InvalidCommand(str(exc)) from None
     return command, len(text)
-
-
-def _consume(fut: asyncio.Future[Any]) -> None:
-    """Retrieve a future's exception so that nobody warns it was never retrieved."""
-    if not fut.cancelled():
-        fut.exception()
 
 
 def fail(fut: asyncio.Future[Any], exc: BaseException) -> None:

@@ -102,6 +102,8 @@ class KVApp:
 
     def apply(self, entry: Entry, index: int,
               cb: Callable[..., None]) -> Awaitable[None] | None:
+        if self.dead:
+            return None  # crashed: its cb never comes; the node's close ends the wait
         mode = self._mode()
         rng = self._rng
         if mode == "now":
@@ -122,11 +124,14 @@ class KVApp:
         return self._apply_slowly(entry)
 
     def _apply_later(self, entry: Entry, cb: Callable[..., None]) -> None:
-        self._apply(entry)
-        cb()
+        if not self.dead:  # a crashed process answers nothing: "applied" would be a lie
+            self._apply(entry)
+            cb()
 
     async def _apply_slowly(self, entry: Entry) -> None:
         await asyncio.sleep(self._rng.uniform(*self._faults.delay))
+        if self.dead:
+            await self._loop.create_future()  # never returns; the node's close cancels it
         self._apply(entry)
 
     async def _fail_later(self) -> None:
@@ -134,8 +139,6 @@ class KVApp:
         raise WebraftError("simulated apply failure")
 
     def _apply(self, entry: Entry) -> None:
-        if self.dead:
-            return
         index, value = entry.index, entry.command
         if index <= self.index:
             self._checker.fail(f"{self.address}: given entry {index} again or out of order, "
@@ -175,8 +178,13 @@ class KVApp:
 
     def _answer(self, cb: Callable[..., None], *args: int) -> None:
         if self._rng.random() < self._faults.slow:
-            self._loop.call_later(self._rng.uniform(*self._faults.delay), cb, *args)
+            self._loop.call_later(self._rng.uniform(*self._faults.delay), self._answer_now,
+                                  cb, *args)
         else:
+            cb(*args)
+
+    def _answer_now(self, cb: Callable[..., None], *args: int) -> None:
+        if not self.dead:
             cb(*args)
 
     def snapshot(self, index: int, term: int) -> Any:

@@ -14,7 +14,10 @@ runtime or the simulation's other parts.
 * **state machine safety**: nodes commit the same entry at each index, and every application
   applies the same value at an index, in increasing index order, each value at one index only
   (commands are unique, so a second index means a command, or a session retry, applied
-  twice: exactly-once);
+  twice: exactly-once, for plain proposals too, which nodes resend through their implicit
+  sessions);
+* **session identity**: every copy of a session number ``(client, seq)`` in the committed
+  log carries the same command (a restarted node that reused its numbers would break it);
 * **configuration safety**: consecutive committed configurations differ by at most one
   voter, so their majorities always overlap;
 * **durability**: persisted term and vote never go backwards, across restarts too, and every
@@ -30,7 +33,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, NoReturn
 
-from ..core.messages import CONFIG, Entry
+from ..core.messages import CONFIG, SESSION, Entry
 from ..core.raft import LEADER, RaftCore
 from ..core.state import HardState, StorageUpdate
 
@@ -72,6 +75,9 @@ class SafetyChecker:
         self.app_values: dict[int, Any] = {}  # index -> the value applications applied there
         self.value_index: dict[Any, int] = {}  # value -> the index it was applied at
         self.snapshots: dict[int, dict[str, Any]] = {}  # index -> application state there
+        self.numbers: dict[tuple[Any, int], tuple[int, Any]] = {}  # -> (index, command)
+        #: Committed copies of a session number after the first: resends, applied as none.
+        self.copies = 0
 
     def fail(self, what: str) -> NoReturn:
         """Record the violation ``what`` (the first one wins) and raise it."""
@@ -195,6 +201,15 @@ class SafetyChecker:
             self.fail(f"configuration at {hi} changes voters {sorted(changed)} at once: its "
                       f"majorities may not overlap those of the one at {lo}")
 
+    def _check_number(self, entry: Entry) -> None:
+        client, seq, _, command = entry.command
+        index, first = self.numbers.setdefault((client, seq), (entry.index, command))
+        if first != command:
+            self.fail(f"session number ({client!r}, {seq}) at {entry.index} holds {command!r}, "
+                      f"the copy at {index} {first!r}")
+        elif index != entry.index:
+            self.copies += 1
+
     def observe(self, node: str, core: RaftCore, cores: dict[str, RaftCore]) -> None:
         """After a step of ``node``: its role, and the entries it newly knows committed."""
         self.on_state(node, core)
@@ -219,8 +234,11 @@ class SafetyChecker:
             expected += 1
             if entry.index != expected:
                 self.fail(f"{node}: applied {entry.index}, expected {expected}")
-            if entry.index not in self.committed and entry.kind == CONFIG:
-                self._check_config_step(entry)
+            if entry.index not in self.committed:
+                if entry.kind == CONFIG:
+                    self._check_config_step(entry)
+                elif entry.kind == SESSION and entry.command[0] != 0:
+                    self._check_number(entry)
             known = self.committed.setdefault(entry.index, (entry.term, entry.command))
             if known != (entry.term, entry.command):
                 self.fail(f"state machine safety: {node} applied {entry!r} at {entry.index}, "
