@@ -421,7 +421,11 @@ class JsSession:
 
     @property
     def id(self) -> int:
-        return self.session.id
+        # Only explicit sessions reach JavaScript, and the cluster numbers them; the node's
+        # implicit session (a string id) is never handed out.
+        session_id = self.session.id
+        assert isinstance(session_id, int)
+        return session_id
 
     @property
     def next_seq(self) -> int:
