@@ -351,6 +351,8 @@ class ClusterView:
         if entry.kind == NOOP:
             return "no-op (new leader)"
         if entry.kind == SESSION and isinstance(command, list) and len(command) == 4:
+            if isinstance(command[0], str):  # a node's implicit session: a plain propose
+                return _short(command[3])
             return f"session {command[0]}#{command[1]}: {_short(command[3])}"
         return _short(command)
 
