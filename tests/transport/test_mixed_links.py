@@ -46,16 +46,22 @@ def relayed(node: FastRelayRaft) -> list[tuple[str, Any]]:
     return sent
 
 
-async def test_listening_members_link_and_send_raft_messages_over_the_links(net: Net):
-    relay = await net.relay()
-    nodes = [net.node(a, relay, listen=LOCAL) for a in "abc"]
+async def commit_past_the_relay(net: Net, nodes: list[FastRelayRaft], command: str) -> None:
+    """Once every pair is linked, a follower's proposal commits everywhere without one
+    message through the relay."""
     await until(lambda: linked(nodes), what="every pair linked")
     lead = await net.leader(nodes)
     through_relay = [relayed(n) for n in nodes]
     follower = next(n for n in nodes if n is not lead)
-    index = await asyncio.wait_for(follower.propose("over links"), GUARD)
-    await until(lambda: all((index, "over links") in n.applied for n in nodes))
+    index = await asyncio.wait_for(follower.propose(command), GUARD)
+    await until(lambda: all((index, command) in n.applied for n in nodes))
     assert all(not sent for sent in through_relay), through_relay
+
+
+async def test_listening_members_link_and_send_raft_messages_over_the_links(net: Net):
+    relay = await net.relay()
+    nodes = [net.node(a, relay, listen=LOCAL) for a in "abc"]
+    await commit_past_the_relay(net, nodes, "over links")
     assert not any(n.errors for n in nodes)
 
 
@@ -328,13 +334,7 @@ async def test_offered_links_run_over_mutual_tls(net: Net,
     tls = TLS.from_files(certs.cert, certs.key, certs.ca)
     relay = await net.relay()
     nodes = [net.node(a, relay, listen=LOCAL, tls=tls) for a in "abc"]
-    await until(lambda: linked(nodes), what="every pair linked over TLS")
-    lead = await net.leader(nodes)
-    through_relay = [relayed(n) for n in nodes]
-    follower = next(n for n in nodes if n is not lead)
-    index = await asyncio.wait_for(follower.propose("over tls"), GUARD)
-    await until(lambda: all((index, "over tls") in n.applied for n in nodes))
-    assert all(not sent for sent in through_relay), through_relay
+    await commit_past_the_relay(net, nodes, "over tls")
     assert all(n.links is not None and n.links.tls is tls for n in nodes)
 
 
