@@ -23,14 +23,14 @@ from __future__ import annotations
 import asyncio
 import json
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from typing import Any
 
 from ..core.messages import CONFIG, NOOP, SESSION, Entry, MessageError
 from ..core.state import ClusterConfig
 from ..core.status import Status
 from ..runtime import RaftInterface
-from ..runtime.port import Transport, TransportHandler
+from ..runtime.port import Observed, Transport, TransportHandler
 from .transport import BrowserRaft
 
 __all__ = ["ClusterView", "Tap", "describe_config"]
@@ -71,52 +71,22 @@ def describe_config(before: ClusterConfig, after: ClusterConfig) -> str:
     return "; ".join(changes) or "configuration unchanged"
 
 
-class Tap:
-    """A transport that holds the node's real one and shows every payload to a
-    :class:`ClusterView` on its way: give it to the node in place of the real one, before
-    the node starts (its handler is what the real transport reports to)."""
+class Tap(Observed):
+    """The node's transport, every payload shown to a :class:`ClusterView` on its way."""
 
     def __init__(self, transport: Transport, view: ClusterView) -> None:
-        self.transport = transport
+        super().__init__(transport)
         self.view = view
-        self._handler: TransportHandler | None = None
-
-    @property
-    def max_command_bytes(self) -> int | None:
-        return self.transport.max_command_bytes
 
     def start(self, handler: TransportHandler) -> None:
-        self._handler = handler
         self.view.started(asyncio.get_running_loop().time)
-        self.transport.start(self)
+        super().start(handler)
 
-    def send(self, to: str, payload: dict[str, Any]) -> None:
+    def sent(self, to: str, payload: dict[str, Any]) -> None:
         self.view.sent(to, payload)
-        self.transport.send(to, payload)
 
-    async def close(self) -> None:
-        await self.transport.close()
-
-    # -- what the real transport reports (the node's TransportHandler, passed on) ----------
-
-    def join(self, address: str) -> None:
-        if self._handler is not None:
-            self._handler.join(address)
-
-    def leave(self, address: str) -> None:
-        if self._handler is not None:
-            self._handler.leave(address)
-
-    def got_messages(self, address: str, payloads: Iterable[Any]) -> None:
-        if self._handler is None:
-            return
-        batch = payloads if isinstance(payloads, list | tuple) else list(payloads)
-        self.view.received(address, batch)
-        self._handler.got_messages(address, batch)
-
-    def transport_error(self, exc: Exception) -> None:
-        if self._handler is not None:
-            self._handler.transport_error(exc)
+    def received(self, address: str, payloads: list[Any] | tuple[Any, ...]) -> None:
+        self.view.received(address, payloads)
 
 
 class ClusterView:

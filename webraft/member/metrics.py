@@ -48,7 +48,7 @@ from typing import Any, Protocol
 from ..core.state import StorageUpdate, StoredState
 from ..prometheus import family, labels, number
 from ..runtime import RaftInterface
-from ..runtime.port import Transport, TransportHandler
+from ..runtime.port import Observed, Transport
 from ..storage import Storage
 from .kv import KVStore
 
@@ -114,29 +114,18 @@ class TimedStorage:
         return future
 
 
-class CountedTransport:
+class CountedTransport(Observed):
     """The transport ``transport``, each snapshot transfer it carries counted in
     ``metrics`` (the first chunk of each: a transfer restarted from its start counts again).
     Give it to the node in place of ``transport``."""
 
     def __init__(self, transport: Transport, metrics: Metrics) -> None:
-        self.transport = transport
+        super().__init__(transport)
         self.metrics = metrics
 
-    @property
-    def max_command_bytes(self) -> int | None:
-        return self.transport.max_command_bytes
-
-    def start(self, handler: TransportHandler) -> None:
-        self.transport.start(handler)
-
-    def send(self, to: str, payload: dict[str, Any]) -> None:
+    def sent(self, to: str, payload: dict[str, Any]) -> None:
         if payload.get("type") == "snapshot" and payload.get("offset") == 0:
             self.metrics.snapshots_sent += 1
-        self.transport.send(to, payload)
-
-    async def close(self) -> None:
-        await self.transport.close()
 
 
 class Reachable(Protocol):
