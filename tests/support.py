@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
+from pathlib import Path
 from typing import Any
 
 import webraft
@@ -86,3 +87,10 @@ class RawClient:
 
     async def close(self) -> None:
         await self.ws.close()
+
+
+def write_files(files: Mapping[Path, str]) -> None:
+    """Write each text at its path, making the directories on the way."""
+    for path, text in files.items():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
+from support import write_files
 
 from webraft_relay.web import content_type, resolve_file
 
@@ -37,9 +38,7 @@ def site(tmp_path: Path) -> dict[str, Path]:
         dist / "webraft-0.1.0-py3-none-any.whl": "PK",
         tmp_path / "outside.txt": "private",
     }
-    for path, text in files.items():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text)
+    write_files(files)
     (static / "escape").symlink_to(tmp_path / "outside.txt")
     return {"static_dir": static, "pyodide_dir": pyodide, "dist_dir": dist}
 

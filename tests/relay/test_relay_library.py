@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
+from support import write_files
 
 if TYPE_CHECKING:
     from conftest import Harness
@@ -30,9 +31,7 @@ def site(tmp_path: Path) -> dict[str, Any]:
         dist / "manifest.json": '{"wheel": "webraft-0.1.0-py3-none-any.whl"}',
         dist / "webraft-0.1.0-py3-none-any.whl": "PK",
     }
-    for path, text in files.items():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text)
+    write_files(files)
     return {"static_dir": app, "library_dir": library, "pyodide_dir": pyodide, "dist_dir": dist}
 
 
