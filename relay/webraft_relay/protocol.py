@@ -239,8 +239,6 @@ def _structure_is_one_value(raw: bytes) -> bool | None:
     return True if not inner else None
 
 
-
-
 def _shaped_as_one_value(data: str) -> bool:
     """A container that ends with its own kind of bracket, or a scalar with no ``,`` or
     ``:``: what one value looks like from its ends (an honest client's extra field after
