@@ -17,7 +17,9 @@ with the index of the first. So a proposal whose fate is unknown is simply sent 
 * a forward whose answer is lost or whose leader changed or stepped down, an entry that
   another term's entry replaced: each sends it again, to the leader known now, at once;
 * it fails with :class:`~webraft.errors.ProposalTimeout` only when no leader took it (appended
-  it) for ``proposal_timeout``: its clock runs while it is not held.
+  it) for ``proposal_timeout``: its clock runs while it is not held; or sooner, when no
+  leader holds it and this node is *cut off* (it knew a leader, then none for
+  ``cut_off_after``): a leader elsewhere cannot reach it, and its caller retries elsewhere.
 
 A proposal outside any session (a session's opening entry, a configuration change) keeps the
 older rule: an index and a term, and an outcome lost with them.
