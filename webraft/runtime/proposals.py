@@ -469,13 +469,13 @@ class Proposals:
         caller retries it through another member under the same request id or session
         number, and it is applied once."""
         self._cut_off_timer = None
-        if self.node.closed:
-            return
+        if self.node.closed or self.node.leader is not None:
+            return  # the core just learned of one: its LeaderChanged is on its way
         self._cut_off = True
         expiring, self._expiring = self._expiring, deque()
         self._parked = []  # every parked proposal is in _expiring too
         self._give_up([proposal for _, proposals in expiring for proposal in proposals
-                       if proposal.deadline != INF])  # INF: held (committed) since
+                       if proposal.deadline != INF])  # INF: a leader holds it again
 
     def _give_up(self, proposals: list[_Proposal]) -> None:
         """Fail ``proposals``: this node is cut off."""
