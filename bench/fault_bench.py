@@ -1,7 +1,7 @@
 """Availability under faults of a 3-process ``webraft-node`` cluster on direct links, as its
 clients see it (issue 14's closing figures).
 
-    .venv/bin/python bench/fault_bench.py [--trials N] [--hold SECONDS] [--root TREE]
+    .venv/bin/python bench/fault_bench.py [--trials N] [--hold SECONDS] [--root TREE]...
 
 Every member runs with its default timeouts; every link goes through the fault proxy of
 ``tests/fault`` (loopback only). Per trial:
@@ -19,14 +19,17 @@ Every member runs with its default timeouts; every link goes through the fault p
   the errors of the failed.
 
 Each run's history is also checked (linearizability, durability); a problem is printed.
-``--root`` runs the members from another source tree (a checkout of an older commit) for a
-before/after comparison. Prints figures and medians, never judges them.
+``--root`` runs the members from another source tree (a checkout of an older commit); given
+more than once, the trees take turns within each trial, so that a before/after comparison
+sees the same load on both sides. Prints figures, medians and the load average, never judges
+them.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import random
 import statistics
 import sys
@@ -89,37 +92,52 @@ async def main() -> None:
     parser.add_argument("--hold", type=float, default=6.0,
                         help="seconds a leader stays killed or cut off (default: 6, beyond "
                              "the 5 s proposal timeout)")
-    parser.add_argument("--root", type=Path, default=ROOT,
-                        help="the source tree the members run (default: this one)")
+    parser.add_argument("--root", type=Path, action="append",
+                        help="a source tree the members run (default: this one); give it "
+                             "more than once to compare trees, which then take turns")
     parser.add_argument("--seed", type=int, default=1)
     args = parser.parse_args()
     if not 1 <= args.trials <= 50 or not 0.5 <= args.hold <= 60:
         parser.error("--trials must be 1-50 and --hold 0.5-60 s")
-    root = args.root.resolve()
-    print(f"members from {root}; {args.trials} trials; leader held {args.hold:g} s")
-    samples: dict[str, list[tuple[float, float]]] = {"leader-kill": [], "leader-cut": []}
-    acked: list[int] = []
+    roots = [root.resolve() for root in args.root or [ROOT]]
+    print(f"members from {', '.join(map(str, roots))}; {args.trials} trials; leader held "
+          f"{args.hold:g} s; load average {_load()}")
+    samples: dict[Path, dict[str, list[tuple[float, float]]]] = {
+        root: {"leader-kill": [], "leader-cut": []} for root in roots}
+    acked: dict[Path, list[int]] = {root: [] for root in roots}
     for trial in range(args.trials):
         seed = args.seed + trial
-        for name, runs in samples.items():
+        for root in roots:
+            label = f"trial {trial + 1}" + (f" {root}" if len(roots) > 1 else "")
+            for name, runs in samples[root].items():
+                with tempfile.TemporaryDirectory() as tmp:
+                    runs.append(await gaps(Path(tmp), name, args.hold, seed, root))
+                print(f"{label} {name}: longest gap without a successful write "
+                      f"{runs[-1][0]:.2f} s (one client's: {runs[-1][1]:.2f} s); load "
+                      f"average {_load()}", flush=True)
             with tempfile.TemporaryDirectory() as tmp:
-                runs.append(await gaps(Path(tmp), name, args.hold, seed, root))
-            print(f"trial {trial + 1} {name}: longest gap without a successful write "
-                  f"{runs[-1][0]:.2f} s (one client's: {runs[-1][1]:.2f} s)", flush=True)
-        with tempfile.TemporaryDirectory() as tmp:
-            outcomes = await lossy(Path(tmp), seed, root)
-        acked.append(outcomes["ok"])
-        failed = {k: v for k, v in outcomes.items() if k != "ok"}
-        print(f"trial {trial + 1} 10% loss: {outcomes['ok']} of "
-              f"{LOSS_CLIENTS * PROPOSALS_PER_CLIENT} proposals acknowledged, failed: "
-              f"{failed or 'none'}", flush=True)
-    for name, runs in samples.items():
-        for label, figures in (("gap", [r[0] for r in runs]),
-                               ("one client's gap", [r[1] for r in runs])):
-            print(f"median {name} {label}: {statistics.median(figures):.2f} s "
-                  f"(all: {', '.join(f'{s:.2f}' for s in figures)})")
-    print(f"median acknowledged at 10% loss: {statistics.median(acked):g} of "
-          f"{LOSS_CLIENTS * PROPOSALS_PER_CLIENT} (all: {acked})")
+                outcomes = await lossy(Path(tmp), seed, root)
+            acked[root].append(outcomes["ok"])
+            failed = {k: v for k, v in outcomes.items() if k != "ok"}
+            print(f"{label} 10% loss: {outcomes['ok']} of "
+                  f"{LOSS_CLIENTS * PROPOSALS_PER_CLIENT} proposals acknowledged, failed: "
+                  f"{failed or 'none'}", flush=True)
+    for root in roots:
+        if len(roots) > 1:
+            print(f"members from {root}:")
+        for name, runs in samples[root].items():
+            for label, figures in (("gap", [r[0] for r in runs]),
+                                   ("one client's gap", [r[1] for r in runs])):
+                print(f"median {name} {label}: {statistics.median(figures):.2f} s "
+                      f"(all: {', '.join(f'{s:.2f}' for s in figures)})")
+        print(f"median acknowledged at 10% loss: {statistics.median(acked[root]):g} of "
+              f"{LOSS_CLIENTS * PROPOSALS_PER_CLIENT} (all: {acked[root]})")
+    print(f"load average at the end: {_load()}")
+
+
+def _load() -> str:
+    """The 1, 5 and 15 minute load averages: what else the machine was doing."""
+    return " ".join(f"{load:.2f}" for load in os.getloadavg())
 
 
 if __name__ == "__main__":

@@ -9,7 +9,8 @@ did not* (a retry is safe):
 =========================  =================  ==============================================
 exception                  may still commit?  when
 =========================  =================  ==============================================
-``NoLeaderError``          no                 no leader became known within the timeout
+``NoLeaderError``          no                 never sent: no leader became known within the
+                                              timeout, or this node is *cut off* (below)
 ``NotLeaderError``         no                 this node does not lead and forwarding is off
 ``LeadershipLost``         no                 a new leader overwrote the entry's log slot
                                               (a session's opening or a membership change)
@@ -17,9 +18,19 @@ exception                  may still commit?  when
 ``MembershipChangeError``  no                 the change was refused (one at a time, ...)
 ``SessionExpired``         only if retried    the client session was forgotten (§6.3)
 ``ProposalTimeout``        **yes**            sent, but no leader took it (appended it) for
-                                              ``proposal_timeout``
+                                              ``proposal_timeout``, or no leader holds it
+                                              and this node is *cut off* (below)
 ``RaftClosed``             **yes** if sent    the node was closed before the outcome
 =========================  =================  ==============================================
+
+A node is *cut off* once it knew a leader (itself included) and has then known none for
+``NodeConfig.cut_off_after`` (two election rounds and a follower's wait, at least a second):
+longer than an election among connected members takes, so a leader elsewhere cannot reach
+it. Rather than wait out ``proposal_timeout``, it fails at once the proposals that no leader
+holds, new proposals and reads, until it knows a leader again; the caller retries through
+another member (a sent one under the same request id or session number, so that it applies
+once). A node that never knew a leader (starting, or waiting to be added) is never cut off:
+its proposals wait for the first leader, up to ``proposal_timeout``.
 
 Every proposal goes through a client session (Raft thesis §6.3): a plain
 :meth:`~webraft.RaftInterface.propose` through its node's implicit one, so the node sends it
@@ -58,7 +69,9 @@ class ProposalError(WebraftError):
 
 
 class NoLeaderError(ProposalError):
-    """No leader was known for the whole proposal timeout; the command was never sent."""
+    """The command was never sent: no leader was known for the whole proposal timeout, or
+    this node is cut off from the leader (see the module's docstring). A read raises it too
+    when no leader confirmed a read index."""
 
 
 class NotLeaderError(ProposalError):
@@ -90,7 +103,8 @@ class MembershipChangeError(ProposalError):
 
 class ProposalTimeout(ProposalError):
     """No leader took the proposal (appended it) within ``proposal_timeout``, counted from
-    when none held it: the command may still commit later. Leader changes do not cause it:
+    when none held it, or none holds it and this node is cut off from the leader (see the
+    module's docstring): the command may still commit later. Leader changes do not cause it:
     the proposal is sent on to each new leader.
 
     From a client session, ``seq`` is the command's number: resuming the session at it

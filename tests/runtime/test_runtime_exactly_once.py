@@ -144,9 +144,10 @@ async def test_a_restarted_node_gets_a_new_implicit_session(cluster: Cluster) ->
 
 
 async def test_proposal_timeout_only_when_no_leader_took_it(make_cluster: Any) -> None:
-    """Leader changes do not time a proposal out; a node that knows no leader for the whole
-    ``proposal_timeout`` does: ``NoLeaderError`` if it never sent it, ``ProposalTimeout``
-    (may have committed) if a leader held it once."""
+    """Leader changes do not time a proposal out; a node whose proposal no leader takes for
+    the whole ``proposal_timeout`` does: ``ProposalTimeout`` (may have committed) if it sent
+    it, ``NoLeaderError`` if it never did. (A node cut off from every leader gives up sooner:
+    ``test_runtime_cut_off.py``.)"""
     cluster: Cluster = make_cluster(proposal_timeout=0.5, message_timeout=0.5).start()
     leader = await cluster.leader()
     # Several leader changes within one proposal timeout: nothing times out.
@@ -157,19 +158,28 @@ async def test_proposal_timeout_only_when_no_leader_took_it(make_cluster: Any) -
         current.transfer_leadership()
         await asyncio.sleep(0.1)
     assert len(set(await asyncio.wait_for(asyncio.gather(*futs), 3))) == 3
-    # A leader cut off from everyone holds its proposal until it steps down; then no
-    # leader takes it, and it times out.
+    # A follower whose forwards never reach the leader, though it hears from it (so it is
+    # not cut off): it sends its proposal again and again, no leader takes it, and it
+    # times out.
     leader = await cluster.leader()
-    cluster.isolate(leader.address)
+    follower = await _follower(cluster, leader)
+    cluster.net.drops.append(lambda src, dst, p: src == follower.address
+                             and p["type"] == "propose")
     loop = asyncio.get_running_loop()
     start = loop.time()
-    held = leader.propose("held")
+    held = follower.propose("held")
     with pytest.raises(webraft.ProposalTimeout) as info:
         await asyncio.wait_for(held, 3)
     assert info.value.may_have_committed and loop.time() - start >= 0.5
+    assert not follower.proposals.cut_off
+    # A node that never knew a leader (its cluster's others are not started) never sends.
+    lone = make_cluster(proposal_timeout=0.5).build("a")
+    lone.start()
+    start = loop.time()
     with pytest.raises(webraft.NoLeaderError):
-        await asyncio.wait_for(leader.propose("never sent"), 3)
+        await asyncio.wait_for(lone.propose("never sent"), 3)
+    assert loop.time() - start >= 0.5
     cluster.heal()
     await cluster.converged()
-    for node in cluster.live():
+    for node in [*cluster.live(), lone]:
         assert "never sent" not in _counts(node) and _counts(node)["held"] <= 1

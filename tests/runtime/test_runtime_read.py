@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 
 import pytest
 from cluster import Cluster
-from support import stable_leader, until
+from support import GUARD, stable_leader, until
 
 import webraft
 
@@ -58,3 +59,23 @@ async def test_lease_reads_answer_from_the_leader_and_still_see_every_write(
     assert lead.core._read_round - rounds < 3  # no round of its own (a heartbeat may pass)
     for node in cluster.live():
         assert await node.read_index() >= index
+
+
+async def test_a_read_asked_of_a_leader_that_died_is_asked_of_the_next(
+        make_cluster: Callable[..., Cluster]) -> None:
+    """A follower asked the leader for a read index; the leader died before its answer
+    arrived. The follower asks the new leader as soon as it stops following the old one, not
+    after its message timeout (an hour here, as is the proposal timeout)."""
+    cluster = make_cluster(proposal_timeout=3600.0, message_timeout=3600.0).start()
+    old = await cluster.leader()
+    written = await old.propose("before")
+    follower = next(n for n in cluster.live() if n is not old)
+    cluster.net.drops.append(lambda src, dst, p: src == old.address
+                             and dst == follower.address)
+    read = asyncio.ensure_future(follower.read_index())
+    await until(lambda: any(dst == old.address and p["type"] == "read"
+                            for src, dst, p in cluster.net.log if src == follower.address),
+                what="the follower's read reached the leader")
+    await cluster.stop(old.address)
+    assert await asyncio.wait_for(read, GUARD) >= written
+    assert follower.leader != old.address

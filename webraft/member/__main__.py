@@ -216,7 +216,9 @@ def node_parser() -> argparse.ArgumentParser:
                    help="snapshot the store and compact the log every N applied entries "
                    "(default: %(default)s)")
     p.add_argument("--proposal-timeout", type=_positive, default=5.0, metavar="S",
-                   help="longest a PUT waits for its outcome (default: %(default)s)")
+                   help="longest a PUT waits for its outcome while the member knows a "
+                   "leader or has never known one; a member cut off from the others "
+                   "answers sooner (default: %(default)s)")
     p.add_argument("--log-format", default="text", choices=["text", "json"],
                    help="json: one JSON object per line on stderr (time, level, logger, "
                    "message, and exc if any), for log collectors (default: %(default)s)")

@@ -42,7 +42,12 @@ one, the server makes one up (so it can find the outcome), and a retry is a new 
 
 Failures are ``{"error": <exception class>, "message", "may_have_committed"}``: a proposal
 that failed with ``may_have_committed: false`` can be retried safely (see
-:mod:`webraft.errors`); one with ``true`` safely only with its request id. KEY is
+:mod:`webraft.errors`); one with ``true`` safely only with its request id. A member cut off
+from the others (it knew a leader, then none for about a second:
+:attr:`~webraft.NodeConfig.cut_off_after`) answers writes and linearizable reads at once
+rather than after the proposal timeout: ``NoLeaderError`` (503; not sent) or
+``ProposalTimeout`` (504; it may have committed), so that the client retries through another
+member with the same request id. KEY is
 percent-decoded. The server binds to loopback by default and has no authentication: it is a
 developer's tool, not a public API.
 """

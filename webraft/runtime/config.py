@@ -18,6 +18,10 @@ from ..core.raft import CoreConfig
 DEFAULT_MAX_COMMAND_BYTES = 256 * 1024
 #: Proposals of one loop turn travel in batches of at most this many bytes of commands.
 BATCH_BYTES = 256 * 1024
+#: Least :attr:`NodeConfig.cut_off_after`, in seconds: a stall of the event loop (a loaded
+#: machine, a long garbage collection) fires every timer at once, and must not make an
+#: election with fast timeouts look like a cut-off.
+MIN_CUT_OFF = 1.0
 
 _CORE_DEFAULTS = {f.name: f.default for f in dataclasses.fields(CoreConfig)
                   if f.default is not dataclasses.MISSING}
@@ -33,6 +37,11 @@ class NodeConfig:
     random ``election_timeout`` (drawn from the ``(low, high)`` range each time) starts
     another round; a leader sends heartbeats every ``heartbeat_frequency`` and steps down if
     a majority has not answered within ``heartbeat_timeout`` (CheckQuorum).
+
+    A node that knew a leader (itself included) and then has known none for
+    :attr:`cut_off_after` is *cut off*: until it knows one again, it fails at once the
+    proposals that no leader holds, and new ones and reads, rather than keep them waiting
+    ``proposal_timeout`` for a leader that cannot reach it (see :mod:`webraft.errors`).
 
     ``rng`` is the node's only source of randomness (timeouts, request ids): a seeded one
     makes a node replay exactly, which is what the simulator relies on. It takes no part in
@@ -103,6 +112,14 @@ class NodeConfig:
             raise ValueError(f"member_grace must not be negative, got {self.member_grace!r}")
         if not isinstance(self.rng, random.Random):
             raise ValueError("rng must be a random.Random")
+
+    @property
+    def cut_off_after(self) -> float:
+        """Seconds without a known leader after which a node that knew one is cut off: a
+        follower's wait before it campaigns and two election rounds (a split vote, then one
+        that succeeds), which is longer than an election among connected members takes;
+        at least :data:`MIN_CUT_OFF`."""
+        return max(2 * self.election_timeout[1] + self.heartbeat_timeout, MIN_CUT_OFF)
 
     def replace(self, **changes: Any) -> NodeConfig:
         """A copy with ``changes``, validated like a new one (the rng is shared)."""

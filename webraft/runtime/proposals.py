@@ -17,7 +17,9 @@ with the index of the first. So a proposal whose fate is unknown is simply sent 
 * a forward whose answer is lost or whose leader changed or stepped down, an entry that
   another term's entry replaced: each sends it again, to the leader known now, at once;
 * it fails with :class:`~webraft.errors.ProposalTimeout` only when no leader took it (appended
-  it) for ``proposal_timeout``: its clock runs while it is not held.
+  it) for ``proposal_timeout``: its clock runs while it is not held; or sooner, when no
+  leader holds it and this node is *cut off* (it knew a leader, then none for
+  ``cut_off_after``): a leader elsewhere cannot reach it, and its caller retries elsewhere.
 
 A proposal outside any session (a session's opening entry, a configuration change) keeps the
 older rule: an index and a term, and an outcome lost with them.
@@ -84,11 +86,13 @@ class _Proposal:
             return self.command
         return [session.id, self.seq, ack, self.command]
 
-    def timed_out(self, timeout: float) -> ProposalError:
+    def unheld(self, why: str) -> ProposalError:
+        """The error for giving it up while no leader holds it (``why``): it may still commit
+        if a copy was sent."""
         if self.unsure:
-            return ProposalTimeout(f"no leader took it within {timeout} s", seq=self.seq
-                                   if self.session is not None else None)
-        return NoLeaderError("no leader became known in time")
+            return ProposalTimeout(f"{why}; it was sent and may still commit",
+                                   seq=self.seq if self.session is not None else None)
+        return NoLeaderError(f"{why}; it was never sent")
 
 
 @dataclass(slots=True)
@@ -117,6 +121,8 @@ class Proposals:
         self._batches: dict[int, _Batch] = {}  # by request id, until a leader answers
         self._parked: list[_Batch] = []  # waiting for a leader
         self._parked_under: str | None = None  # the leader known when one was last parked
+        self._cut_off = False  # see cut_off
+        self._cut_off_timer: asyncio.TimerHandle | None = None
         self._waiters: dict[int, _Proposal] = {}  # by log index, until applied
         self._pending: dict[tuple[int | str, int], _Proposal] = {}  # by (client, seq)
         self._config_requests: dict[int, asyncio.Future[int]] = {}  # by request id
@@ -131,6 +137,12 @@ class Proposals:
         req = self._next_req
         self._next_req += 1
         return req
+
+    @property
+    def cut_off(self) -> bool:
+        """This node knew a leader (itself included), then none for ``config.cut_off_after``
+        (see :meth:`_on_cut_off`), and knows none still."""
+        return self._cut_off and self.node.leader is None
 
     def _leader_reachable(self) -> bool:
         node = self.node
@@ -226,7 +238,7 @@ class Proposals:
         while expiring and expiring[0][0] <= now:
             for proposal in expiring.popleft()[1]:
                 if proposal.deadline <= now:
-                    self._fail(proposal, proposal.timed_out(timeout))
+                    self._fail(proposal, proposal.unheld(f"no leader took it within {timeout} s"))
         if self._outbox and self._outbox_since + timeout <= now:
             # Never proposed: the Ready loop is stuck (storage keeps failing) since then.
             outbox, self._outbox = self._outbox, []
@@ -361,6 +373,9 @@ class Proposals:
             self._resend([proposal], "its entry was replaced")
 
     def _park(self, batch: _Batch) -> None:
+        if self.cut_off:  # no leader worth waiting for here
+            self._give_up(batch.proposals)
+            return
         batch.sent_to = None
         self._parked_under = self.node.leader
         if not self._parked:
@@ -399,7 +414,14 @@ class Proposals:
         Proposals a former leader appended need no copy yet: the new leader's first entry
         (its no-op) tells, once it is applied here, whether each was kept (it commits with
         it) or lost (another entry took its index, or its term is dead), and only the lost
-        ones are sent again. Meanwhile their clocks run while no leader is known."""
+        ones are sent again. Meanwhile their clocks run while no leader is known.
+
+        Reads asked of a former leader are answered "no index" at once, so that they are
+        asked again of the new one rather than wait out ``message_timeout``."""
+        self._watch_leader(leader)
+        for req, (_, asked) in list(self._read_requests.items()):
+            if asked is not None and asked != leader:
+                self.on_read(ReadState(req, 0, asked))
         stale = [req for req, batch in self._batches.items()
                  if batch.sent_to is not None and batch.sent_to != leader]
         for req in stale:
@@ -423,6 +445,47 @@ class Proposals:
             self._expiring.append((deadline, unheld))
             self._arm_expiry()
 
+    def _watch_leader(self, leader: str | None) -> None:
+        """Arm the cut-off timer when this node stops knowing a leader; disarm it (and end
+        the cut-off) when it knows one. The core reports no leader only after one: a node
+        that never knew one (starting, or a tab waiting to be added) is never cut off, and
+        its proposals wait for the first leader."""
+        node = self.node
+        if leader is not None:
+            self._cut_off = False
+            if self._cut_off_timer is not None:
+                self._cut_off_timer.cancel()
+                self._cut_off_timer = None
+        elif not self._cut_off and self._cut_off_timer is None and not node.closed:
+            self._cut_off_timer = node.loop.call_later(node.config.cut_off_after,
+                                                       self._on_cut_off)
+
+    def _on_cut_off(self) -> None:
+        """This node knew a leader and has known none for ``cut_off_after``, longer than an
+        election takes: it is cut off from a majority (or the cluster has none), and a leader
+        elsewhere cannot reach it. Waiting here would only keep its callers from that
+        leader: every proposal that no leader holds fails now, and every new one at once,
+        until a leader is known again. A sent one fails as "may have committed", so that its
+        caller retries it through another member under the same request id or session
+        number, and it is applied once."""
+        self._cut_off_timer = None
+        if self.node.closed or self.node.leader is not None:
+            return  # the core just learned of one: its LeaderChanged is on its way
+        self._cut_off = True
+        expiring, self._expiring = self._expiring, deque()
+        self._parked = []  # every parked proposal is in _expiring too
+        self._give_up([proposal for _, proposals in expiring for proposal in proposals
+                       if proposal.deadline != INF])  # INF: a leader holds it again
+
+    def _give_up(self, proposals: list[_Proposal]) -> None:
+        """Fail ``proposals``: this node is cut off."""
+        why = self._cut_off_why()
+        for proposal in proposals:
+            self._fail(proposal, proposal.unheld(why))
+
+    def _cut_off_why(self) -> str:
+        return f"cut off: no leader known for {self.node.config.cut_off_after:g} s"
+
     # ------------------------------------------------------------------ membership, reads
 
     def change_config(self, config: ClusterConfig) -> asyncio.Future[int]:
@@ -444,6 +507,9 @@ class Proposals:
         """One ReadIndex request: resolves to the index (0: no leader confirmed it)."""
         node = self.node
         fut: asyncio.Future[int] = node.loop.create_future()
+        if self.cut_off:
+            fut.set_exception(NoLeaderError(self._cut_off_why()))
+            return fut
         req = self._request_id()
         asked = None if node.is_leader else node.leader
         self._read_requests[req] = (fut, asked)
@@ -614,8 +680,9 @@ class Proposals:
 
     def close(self) -> None:
         """Fail every pending outcome: the node is closing."""
-        if self._expiry_timer is not None:
-            self._expiry_timer.cancel()
+        for timer in (self._expiry_timer, self._cut_off_timer):
+            if timer is not None:
+                timer.cancel()
         for batch in [*self._batches.values(), *self._parked]:
             if batch.timer is not None:
                 batch.timer.cancel()
