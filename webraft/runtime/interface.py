@@ -456,7 +456,8 @@ class RaftInterface(EventEmitter):
         commit index; this node (leader or follower) then waits until it has applied that
         index. Anything read from the state machine afterwards reflects every write that
         completed before this call started. Raises :class:`~webraft.errors.NoLeaderError`
-        when no leader could confirm within ``proposal_timeout``.
+        when no leader could confirm within ``proposal_timeout``, or at once on a node that
+        is cut off (it knew a leader, then none for ``config.cut_off_after``).
         """
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.config.proposal_timeout
