@@ -33,7 +33,9 @@ async def test_a_new_member_learns_then_votes_and_the_old_leader_can_leave(
     assert lead.last_applied >= index
     assert changes[0] == (["a", "b", "c"], ["d"])
     # Caught up, d is promoted by the leader, and it has the whole log.
-    await until(lambda: lead.members == ("a", "b", "c", "d"), what="d promoted")
+    # Promoted, and the promotion committed: a second change is refused until then.
+    await until(lambda: lead.members == ("a", "b", "c", "d")
+                and lead.core.config_index <= lead.commit_index, what="d promoted")
     await until(lambda: d.last_applied == lead.commit_index and d.members == lead.members)
     assert [c for _, c in d.applied] == [c for _, c in lead.applied]
     # The leader removes itself; the rest elect a new leader and keep committing.
