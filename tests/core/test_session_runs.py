@@ -56,6 +56,13 @@ def test_a_run_travels_as_term_and_command_and_comes_back_whole() -> None:
     assert len(json.dumps(wire["entries"])) < len(full) / 2
 
 
+def test_a_run_is_read_without_json_too() -> None:
+    """The simulator's links hand the encoded dict over as it is."""
+    run = session_entries(3, 3, [[CLIENT, seq, 4, f"c{seq}"] for seq in range(4, 7)], None)
+    msg = AppendRequest(3, 2, 1, 0, tuple(run))
+    assert decode(encode(msg)) == msg
+
+
 @pytest.mark.parametrize("second", [
     pytest.param(["n2/00", 5, 4, "x"], id="another-client"),
     pytest.param([CLIENT, 5, 5, "x"], id="another-ack"),

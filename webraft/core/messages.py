@@ -449,7 +449,9 @@ def _number_entries(values: dict[str, Any]) -> None:
     session: list[Any] | None = None  # the previous entry's data, if a session entry
     # Hot loop (every replicated entry passes here): checks are inlined.
     for item in raw:
-        if item.__class__ is not list:
+        # A tuple is what encode() gives for a short item: a transport in the same process
+        # (the simulator's) may hand its dict over as it is, without JSON.
+        if item.__class__ is not list and item.__class__ is not tuple:
             raise MessageError("append.entries items must be [term, kind, data]")
         if len(item) == 2:  # [term, command]: the next command of the previous session
             if session is None:
