@@ -19,6 +19,7 @@ import argparse
 import asyncio
 import json
 import os
+import statistics
 import subprocess
 import sys
 import time
@@ -123,15 +124,18 @@ async def measure(quick: bool = False) -> dict[str, float]:
             await raft.close()
 
 
-def compare(other: Path, rounds: int, quick: bool) -> None:
-    """Measure ``other``'s webraft and this tree's in turns, one fresh process each."""
-    here = Path(__file__).resolve().parent.parent
-    trees = {"other": other.resolve(), "this": here}
-    print(f"other: {trees['other']}\nthis:  {here}")
+def compare(others: list[Path], rounds: int, quick: bool) -> None:
+    """Measure the webraft of ``others`` and of this tree in turns, one fresh process each;
+    then the median of each figure per tree."""
+    trees = {f"t{i}": tree.resolve() for i, tree in enumerate(others, 1)}
+    trees["this"] = Path(__file__).resolve().parent.parent
+    for name, tree in trees.items():
+        print(f"{name}: {tree}")
     print(f"load average at start: {os.getloadavg()[0]:.2f}")
-    head = f"{'round':>5} {'tree':<5} {'load':>5}" + "".join(
-        f" {f'{n}/s':>9} {f'us/c@{n}':>9}" for n in (1, 100, 10000)) + f" {'p50 ms':>7}"
-    print(head)
+    keys = [k for n in (1, 100, 10000) for k in (f"rate{n}", f"cpu{n}")] + ["p50"]
+    print(f"{'round':>5} {'tree':<5} {'load':>5}" + "".join(
+        f" {f'{n}/s':>9} {f'us/c@{n}':>9}" for n in (1, 100, 10000)) + f" {'p50 ms':>7}")
+    runs: dict[str, list[dict[str, float]]] = {name: [] for name in trees}
     for round_ in range(1, rounds + 1):
         for name, tree in trees.items():
             load = os.getloadavg()[0]
@@ -143,12 +147,21 @@ def compare(other: Path, rounds: int, quick: bool) -> None:
                 print(f"{round_:>5} {name:<5} {load:>5.2f} failed: {last[0]}", flush=True)
                 continue
             f = json.loads(run.stdout.splitlines()[-1])
-            if not f["webraft"].startswith(str(tree)):
-                raise SystemExit(f"{name}: imported {f['webraft']}, not the tree's webraft")
-            print(f"{round_:>5} {name:<5} {load:>5.2f}" + "".join(
-                f" {f[f'rate{n}']:>9,.0f} {f[f'cpu{n}'] * 1e6:>9.1f}" for n in (1, 100, 10000))
-                + f" {f['p50'] * 1e3:>7.3f}", flush=True)
+            if not f.pop("webraft").startswith(str(tree)):
+                raise SystemExit(f"{name}: did not import the webraft of {tree}")
+            runs[name].append(f)
+            print(_row(f"{round_:>5}", name, f"{load:>5.2f}", f), flush=True)
     print(f"load average at end: {os.getloadavg()[0]:.2f}")
+    for name, figures in runs.items():
+        if figures:
+            print(_row("  med", name, "", {k: statistics.median(f[k] for f in figures)
+                                           for k in keys}))
+
+
+def _row(first: str, name: str, load: str, f: dict[str, float]) -> str:
+    return f"{first} {name:<5} {load:>5}" + "".join(
+        f" {f[f'rate{n}']:>9,.0f} {f[f'cpu{n}'] * 1e6:>9.1f}" for n in (1, 100, 10000)) + \
+        f" {f['p50'] * 1e3:>7.3f}"
 
 
 async def main(quick: bool, as_json: bool) -> None:
@@ -169,8 +182,8 @@ if __name__ == "__main__":
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="fewer proposals")
     parser.add_argument("--json", action="store_true", help="print the figures as JSON")
-    parser.add_argument("--compare", type=Path, metavar="TREE",
-                        help="also measure the webraft of this source tree, in turns")
+    parser.add_argument("--compare", type=Path, nargs="+", metavar="TREE",
+                        help="also measure the webraft of these source trees, in turns")
     parser.add_argument("--rounds", type=int, default=3, help="rounds of --compare")
     args = parser.parse_args()
     if args.compare is not None:
