@@ -114,3 +114,24 @@ def test_an_implicit_session_starts_with_its_first_command_and_retires_older_one
     again = SessionTable.from_json(json.loads(json.dumps(table.to_json())))
     assert again.to_json() == table.to_json()
     assert again.apply(session_entry(8, "n1/aa", 4, 1, "later")) == (DUPLICATE, 0)
+
+
+def test_runs_of_one_client_keep_the_least_recently_used_order() -> None:
+    """Entries in a row from the session used last skip its reordering; the order, and so
+    which session expires, is as if each had moved it to the end."""
+    table = SessionTable(capacity=2)
+    for index in (1, 2, 3):
+        assert table.apply(session_entry(index, "n1/aa", index, 1, "x")) == (APPLY, index)
+    table.apply(session_entry(4, "n2/bb", 1, 1, "y"))
+    table.apply(session_entry(5, "n1/aa", 4, 1, "x"))
+    assert list(table.sessions) == ["n2/bb", "n1/aa"]
+    table.apply(session_entry(6, "n3/cc", 1, 1, "z"))  # expires n2/bb, used least recently
+    assert list(table.sessions) == ["n1/aa", "n3/cc"]
+    again = SessionTable.from_json(table.to_json(), capacity=2)
+    assert again.apply(session_entry(7, "n3/cc", 2, 1, "z")) == (APPLY, 7)
+    assert again.apply(session_entry(8, "n1/aa", 5, 1, "x")) == (APPLY, 8)
+    assert again.apply(session_entry(9, "n1/aa", 3, 1, "x")) == (DUPLICATE, 3)
+    assert list(again.sessions) == ["n3/cc", "n1/aa"]
+    assert again.apply(session_entry(10, 0)) == (OPEN, 10)  # expires n3/cc
+    assert list(again.sessions) == ["n1/aa", 10]
+    assert again.apply(session_entry(11, 10, 1, 1, "w")) == (APPLY, 11)

@@ -11,11 +11,16 @@ transport knows who sent it (the relay stamps it), so a payload cannot claim ano
 
 Wire form: a dict with ``"type"`` and the fields below. Entries travel as ``[term, kind, data]``
 lists (indexes are implicit: consecutive after ``prev_index``), which keeps large batches small.
-Integers are limited to JavaScript's safe range so browsers round-trip them exactly.
+A session entry that continues the one before it in the same message (the same client and
+``ack``, the next ``seq``: a run of one node's plain proposals) travels as ``[term, command]``
+alone, so that a batch does not repeat the client's id and numbers in every entry; the
+receiver rebuilds ``[client, seq, ack, command]``. Integers are limited to JavaScript's safe
+range so browsers round-trip them exactly.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -66,7 +71,7 @@ class Entry:
         self.kind = kind
         self.command = command
         self._size = size
-        self._wire: list[Any] | None = None
+        self._wire: list[Any] | tuple[int, Any] | None = None
 
     @property
     def size(self) -> int:
@@ -76,8 +81,10 @@ class Entry:
         return self._size
 
     @property
-    def wire(self) -> list[Any]:
-        """``[term, kind, command]``, built once: a leader sends an entry to every follower."""
+    def wire(self) -> list[Any] | tuple[int, Any]:
+        """This entry in an append that also carries the entry before it: ``[term, kind,
+        command]``, or ``(term, command)`` when it continues that entry's session (see
+        :func:`session_entries`). Built once: a leader sends an entry to every follower."""
         wire = self._wire
         if wire is None:
             wire = self._wire = [self.term, self.kind, self.command]
@@ -93,6 +100,30 @@ class Entry:
             other.term, other.index, other.kind, other.command)
 
     __hash__ = None  # type: ignore[assignment]
+
+
+def session_entries(term: int, first: int, commands: Sequence[list[Any]],
+                    before: Entry | None) -> list[Entry]:
+    """Session entries ``first``, ``first + 1``, ... of ``term`` holding ``commands`` (each
+    ``[client, seq, ack, command]``), after the entry ``before`` (None: none in the log).
+
+    An entry that continues the session entry before it (same client and ``ack``, the next
+    ``seq``) gets the short wire form ``[term, command]``, decided here once rather than for
+    every follower and message it is sent in. A tuple, which JSON writes as a list: unlike a
+    list, the garbage collector stops tracking it, and a leader keeps one per entry."""
+    prev = before.command if before is not None and before.kind == SESSION else None
+    entries: list[Entry] = []
+    append = entries.append
+    index = first
+    for command in commands:
+        entry = Entry(term, index, SESSION, command)
+        if (prev is not None and command[1] == prev[1] + 1 and command[2] == prev[2]
+                and command[0] == prev[0]):
+            entry._wire = (term, command[3])
+        append(entry)
+        prev = command
+        index += 1
+    return entries
 
 
 @dataclass(frozen=True, slots=True)
@@ -307,7 +338,11 @@ def encode(msg: Message) -> dict[str, Any]:
     for spec in _SCHEMA[out["type"]][1]:
         value = getattr(msg, spec.name)
         if spec.kind == "entries":
-            value = [e.wire for e in value]
+            if value:  # the first needs its full form: the entry before it is not sent
+                first = value[0]
+                value = [[first.term, first.kind, first.command]] + [e.wire for e in value[1:]]
+            else:
+                value = []
         elif spec.kind == "commands":
             value = list(value)
         elif not spec.required and value == spec.default:
@@ -411,30 +446,49 @@ def _number_entries(values: dict[str, Any]) -> None:
     append = entries.append
     last_term = prev_term
     index = prev_index
+    session: list[Any] | None = None  # the previous entry's data, if a session entry
     # Hot loop (every replicated entry passes here): checks are inlined.
     for item in raw:
-        if item.__class__ is not list or len(item) != 3:
+        # A tuple is what encode() gives for a short item: a transport in the same process
+        # (the simulator's) may hand its dict over as it is, without JSON.
+        if item.__class__ is not list and item.__class__ is not tuple:
             raise MessageError("append.entries items must be [term, kind, data]")
-        e_term, e_kind, data = item
+        if len(item) == 2:  # [term, command]: the next command of the previous session
+            if session is None:
+                raise MessageError("append.entries: [term, command] must follow a session "
+                                   "entry")
+            e_term, command = item
+            e_kind = SESSION
+            if command.__class__ not in _SCALARS:
+                check_command(command, "append.entries session")
+            seq = session[1] + 1
+            if seq > MAX_INT:
+                raise MessageError("append.entries: a session's seq runs past 2**53")
+            data = [session[0], seq, session[2], command]
+        elif len(item) == 3:
+            e_term, e_kind, data = item
+            if e_kind.__class__ is not int or not COMMAND <= e_kind <= MAX_KIND:
+                raise MessageError("append.entries.kind is unknown")
+            if e_kind == CONFIG:
+                check_config(data, "append.entries config")
+            elif e_kind == SESSION:
+                # A node's plain command: [its implicit session, seq, ack, a scalar], inline.
+                if not (data.__class__ is list and len(data) == 4
+                        and data[0].__class__ is str and 0 < len(data[0]) <= MAX_CLIENT
+                        and data[1].__class__ is int and 0 <= data[1] <= MAX_INT
+                        and data[2].__class__ is int and 0 <= data[2] <= MAX_INT
+                        and data[3].__class__ in _SCALARS):
+                    check_session(data, "append.entries session")
+            elif data.__class__ not in _SCALARS:
+                check_command(data, "append.entries data")
+        else:
+            raise MessageError("append.entries items must be [term, kind, data]")
         if e_term.__class__ is not int or not last_term <= e_term <= term:
             raise MessageError("append.entries terms must be integers that do not decrease "
                                "or exceed the message term")
-        if e_kind.__class__ is not int or not COMMAND <= e_kind <= MAX_KIND:
-            raise MessageError("append.entries.kind is unknown")
-        if e_kind == CONFIG:
-            check_config(data, "append.entries config")
-        elif e_kind == SESSION:
-            # A node's plain command: [its implicit session, seq, ack, a scalar], inline.
-            if not (data.__class__ is list and len(data) == 4
-                    and data[0].__class__ is str and 0 < len(data[0]) <= MAX_CLIENT
-                    and data[1].__class__ is int and 0 <= data[1] <= MAX_INT
-                    and data[2].__class__ is int and 0 <= data[2] <= MAX_INT
-                    and data[3].__class__ in _SCALARS):
-                check_session(data, "append.entries session")
-        elif data.__class__ not in _SCALARS:
-            check_command(data, "append.entries data")
         index += 1
         last_term = e_term
+        session = data if e_kind == SESSION else None
         append(Entry(e_term, index, e_kind, data))
     values["entries"] = tuple(entries)
 

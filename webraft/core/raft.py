@@ -49,6 +49,7 @@ from .messages import (
     COMMAND,
     CONFIG,
     NOOP,
+    SESSION,
     AppendRequest,
     AppendResponse,
     CommitNotice,
@@ -65,6 +66,7 @@ from .messages import (
     TimeoutNow,
     VoteRequest,
     VoteResponse,
+    session_entries,
 )
 from .progress import PROBE, REPLICATE, SNAPSHOT, Progress
 from .state import ClusterConfig, HardState, SnapshotMeta, StoredState
@@ -817,9 +819,14 @@ class RaftCore:
 
     def _append(self, kind: int, commands: Sequence[Any]) -> int:
         """Append entries to our log as leader; return the first index."""
-        first = self.log.last_index + 1
+        log = self.log
+        first = log.last_index + 1
         term = self.term
-        self.log.append([Entry(term, first + i, kind, c) for i, c in enumerate(commands)])
+        if kind == SESSION:
+            log.append(session_entries(term, first, commands,
+                                       log.entries[-1] if log.entries else None))
+        else:
+            log.append([Entry(term, first + i, kind, c) for i, c in enumerate(commands)])
         if kind == CONFIG:
             self._sync_config()
         self._dirty.update(dict.fromkeys(self.progress))

@@ -73,23 +73,23 @@ class SessionTable:
         sessions really expire."""
         self.capacity = MAX_SESSIONS if capacity is None else capacity
         self.sessions: dict[ClientId, _Session] = {}  # least recently used first
+        # The most recently used session and its id (the last of ``sessions``): most entries
+        # in a row come from one node's implicit session, and then need no reordering.
+        self._recent: ClientId | None = None
+        self._recent_session: _Session | None = None
 
     def apply(self, entry: Entry) -> tuple[str, int]:
         """Record ``entry``; return ``(OPEN, id)``, ``(APPLY, index)``, ``(DUPLICATE, index of
         the first application, or 0 if forgotten)`` or ``(EXPIRED, 0)``."""
         client, seq, ack, _ = entry.command
-        sessions = self.sessions
-        if client == 0:
-            self._open(entry.index)
-            return OPEN, entry.index
-        session = sessions.get(client)
-        if session is None:
-            if client.__class__ is not str:
+        session = self._recent_session
+        if session is None or client != self._recent:
+            if client == 0:
+                self._open(entry.index)
+                return OPEN, entry.index
+            session = self._use(client)
+            if session is None:
                 return EXPIRED, 0
-            session = self._open(client)  # an implicit session starts with its first command
-        elif next(reversed(sessions)) != client:  # now the most recently used
-            del sessions[client]
-            sessions[client] = session
         if ack > session.ack:
             session.ack = ack
             # Nothing reads results below ack: drop them in bulk, once the map has doubled,
@@ -105,6 +105,20 @@ class SessionTable:
         session.done[seq] = entry.index
         return APPLY, entry.index
 
+    def _use(self, client: ClientId) -> _Session | None:
+        """``client``'s session, now the most recently used; None if it expired (or never
+        was). An implicit session starts with its first command."""
+        sessions = self.sessions
+        session = sessions.get(client)
+        if session is None:
+            if client.__class__ is not str:
+                return None
+            return self._open(client)
+        del sessions[client]
+        sessions[client] = session
+        self._recent, self._recent_session = client, session
+        return session
+
     def _open(self, client: ClientId) -> _Session:
         sessions = self.sessions
         if client.__class__ is str:
@@ -112,6 +126,7 @@ class SessionTable:
         session = sessions[client] = _Session()
         if len(sessions) > self.capacity:
             del sessions[next(iter(sessions))]
+        self._recent, self._recent_session = client, session
         return session
 
     def _retire(self, address: str) -> None:

@@ -234,6 +234,8 @@ class Applier:
         deadline = loop.time() + APPLY_SLICE
         count = 0
         queue = self._queue
+        record = self.sessions.apply  # a Load, which replaces the table, ends the slice
+        proposals = node.proposals
         while queue and not node.closed:
             count += 1
             if not count % 64 and loop.time() >= deadline:
@@ -251,8 +253,16 @@ class Applier:
                 self._skipped(entry)
                 continue
             kind = entry.kind
-            task = entry if kind == COMMAND else (
-                self._session_entry(entry) if kind == SESSION else None)
+            if kind == COMMAND:
+                task: Entry | None = entry
+            elif kind == SESSION:  # every plain proposal: inline
+                verdict, first = record(entry)
+                if proposals.waiting:  # a proposal of this node may be this one
+                    proposals.session_applied(entry, verdict, first)
+                task = Entry(entry.term, entry.index, COMMAND, entry.command[3]) \
+                    if verdict == APPLY else None
+            else:
+                task = None
             if task is not None:
                 for i, handler in enumerate(handlers):
                     outcome = _start_apply(handler, task)
@@ -306,15 +316,6 @@ class Applier:
         finally:
             self._task = None
         self.pump()
-
-    def _session_entry(self, entry: Entry) -> Entry | None:
-        """Record a session entry; return what the application applies (None: nothing)."""
-        verdict, first = self.sessions.apply(entry)
-        proposals = self.node.proposals
-        if proposals.waiting:  # a proposal of this node may be this one
-            proposals.session_applied(entry, verdict, first)
-        return Entry(entry.term, entry.index, COMMAND, entry.command[3]) if verdict == APPLY \
-            else None
 
     def _skipped(self, entry: Entry) -> None:
         if entry.kind == SESSION:
