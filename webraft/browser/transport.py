@@ -387,6 +387,8 @@ class BrowserRaft(InRoom, RaftInterface):
         #: Stalls seen (event loop late by more than :data:`STALL_THRESHOLD`).
         self.stalls = 0
         self.relay.before_deliver = self._check_stall
+        # What a round sends leaves before its entries are applied (see Driver.before_apply).
+        self.driver.before_apply = self.send_now
 
     def start(self) -> None:
         super().start()
@@ -434,15 +436,19 @@ class BrowserRaft(InRoom, RaftInterface):
     def traffic(self) -> TrafficMonitor:
         return self.relay.traffic
 
+    def send_now(self) -> None:
+        """Send what is queued now rather than at the end of the browser task."""
+        self.connection.flush()
+        if self.broadcast is not None:
+            self.broadcast.flush()
+
     def hand_over_now(self) -> str | None:
         """The page is going away: if leading, hand leadership over and send the TimeoutNow
         before returning (no further loop turn is guaranteed); returns the target."""
         target = self.transfer_leadership()
         if target is not None:
             self.drive_now()  # persists (localStorage is synchronous) and sends
-            self.connection.flush()
-            if self.broadcast is not None:
-                self.broadcast.flush()
+            self.send_now()
         return target
 
     def set_hidden(self, hidden: bool) -> None:
