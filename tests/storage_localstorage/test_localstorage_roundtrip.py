@@ -196,3 +196,33 @@ def test_clear_removes_the_namespace_only() -> None:
     assert local.load() is None
     local.save(StorageUpdate(HardState(3), (), BOOT))  # usable again after clear()
     assert LocalStorage(NS, store).load() is not None
+
+
+def test_a_deferred_commit_index_is_written_by_flush_or_the_next_save() -> None:
+    store = FakeWebStorage()
+    local = LocalStorage(NS, store)
+    scheduled: list[int] = []
+    local.defer_commits(lambda: scheduled.append(1))
+    local.save(StorageUpdate(HardState(1, "a", 0), (Entry(1, 1, COMMAND, 1),
+                                                    Entry(1, 2, COMMAND, 2)), BOOT))
+    assert scheduled == []
+    store.sets = 0
+    local.save(StorageUpdate(HardState(1, "a", 1)))  # the commit index alone: later
+    assert store.sets == 0 and scheduled == [1]
+    assert json.loads(store.data[NS + "meta"])["commit"] == 0
+    local.flush()
+    assert store.sets == 1 and json.loads(store.data[NS + "meta"])["commit"] == 1
+    local.flush()  # nothing pending any more
+    assert store.sets == 1
+    # The next save comes first: it writes the commit index with its entry.
+    local.save(StorageUpdate(HardState(1, "a", 2)))
+    local.save(StorageUpdate(None, (Entry(1, 3, COMMAND, 3),)))
+    assert json.loads(store.data[NS + "meta"])["commit"] == 2
+    store.sets = 0
+    local.flush()
+    assert store.sets == 0
+    # A new term or vote is never deferred.
+    local.save(StorageUpdate(HardState(2, None, 2)))
+    state = LocalStorage(NS, store).load()
+    assert state is not None and state.hard == HardState(2, None, 2)
+    assert [e.index for e in state.entries] == [1, 2, 3]

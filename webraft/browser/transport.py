@@ -34,6 +34,7 @@ from typing import Any, Final
 from ..runtime import NodeConfig, RaftInterface
 from ..runtime.port import Transport
 from ..storage import Storage
+from ..storage.localstorage import LocalStorage
 from ..transport.linked import LinkedTransport
 from ..transport.node import (
     InRoom,
@@ -389,6 +390,13 @@ class BrowserRaft(InRoom, RaftInterface):
         self.relay.before_deliver = self._check_stall
         # What a round sends leaves before its entries are applied (see Driver.before_apply).
         self.driver.before_apply = self.send_now
+        #: A LocalStorage writes a commit index alone at the end of the browser task (or
+        #: with the next save, such as the next proposal's, if that comes first).
+        self._local = storage if isinstance(storage, LocalStorage) else None
+        self._flush_storage: EndOfTask | None = None
+        if self._local is not None:
+            self._flush_storage = EndOfTask(self._local.flush)
+            self._local.defer_commits(self._flush_storage.schedule)
 
     def start(self) -> None:
         super().start()
@@ -401,6 +409,9 @@ class BrowserRaft(InRoom, RaftInterface):
             self._stall_timer.cancel()
             self._stall_timer = None
         await super().close()
+        if self._local is not None and self._flush_storage is not None:
+            self._flush_storage.close()
+            self._local.flush()
 
     def _stall_tick(self) -> None:
         self._check_stall()

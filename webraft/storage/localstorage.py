@@ -77,6 +77,14 @@ schema) raises :class:`~webraft.errors.StorageError`. One namespace must be used
 at a time; a save that finds ``meta`` changed since this object last read or wrote it refuses
 to write (another tab is probably running the same node) instead of corrupting the log.
 
+**Deferred commit index.** With :meth:`LocalStorage.defer_commits`, a save that changes
+nothing but the commit index (a leader's, once a quorum acknowledged) is written later, by
+:meth:`LocalStorage.flush` (in a tab at the end of the browser task) or with the next save,
+whichever comes first: a sequential leader's next proposal then writes it with its entry,
+one ``setItem`` fewer per commit. Nothing waits on the commit index being stored (Raft keeps
+it in memory; it is stored only so that a restarted node knows sooner), and a node that
+stops first just restarts with an older one.
+
 **Cost.** A save performs one ``setItem`` for its new entries (a run; more only for batches
 past :attr:`LocalStorage.run_chars` characters) and one per data chunk, plus one for ``meta``
 (none when the meta text is unchanged), then one ``removeItem`` per run no longer
@@ -92,8 +100,8 @@ from __future__ import annotations
 import json
 import logging
 from collections import deque
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
 from itertools import pairwise
 from typing import Any
 
@@ -240,6 +248,10 @@ class LocalStorage:
         #: gen -> the runs ``(key index, last index)`` of that gen that the meta references,
         #: in index order (they follow each other without a gap).
         self._runs: dict[int, list[tuple[int, int]]] = {}
+        #: A commit-only hard state not written yet, and who arranges its flush (see
+        #: defer_commits).
+        self._pending: HardState | None = None
+        self._schedule_flush: Callable[[], None] | None = None
         # (entry, its command's text) for the entries saved most recently, in the order they
         # were saved, which is the order they are applied in: see command_text.
         self._texts: deque[tuple[Entry, str]] = deque(maxlen=_KEEP_TEXTS)
@@ -257,6 +269,7 @@ class LocalStorage:
         :class:`~webraft.errors.StorageError` if the namespace holds anything no correct node
         could have written.
         """
+        self._pending = None  # what is stored is the truth from now on
         raw = self._get(self._meta_key)
         if raw is None:
             self._runs = {}
@@ -285,7 +298,43 @@ class LocalStorage:
         log, a log that does not reach the snapshot, a snapshot that moves back or moves
         without data) is refused. On any failure (quota exceeded above all) the stored state
         is left exactly as it was and :class:`~webraft.errors.StorageError` is raised.
+        (With :meth:`defer_commits`, a change of the commit index alone is written later.)
         """
+        hard, meta = update.hard, self._meta
+        if (self._schedule_flush is not None and hard is not None and meta is not None
+                and self._synced and not update.entries and update.snapshot is None
+                and update.snapshot_data is None and not update.compact_to
+                and (hard.term, hard.vote) == (meta.hard.term, meta.hard.vote)):
+            self._pending = hard
+            self._schedule_flush()
+            return
+        if self._pending is not None and hard is None:
+            update = replace(update, hard=self._pending)
+        self._save(update)
+        self._pending = None
+
+    def defer_commits(self, schedule_flush: Callable[[], None]) -> None:
+        """From now on, write saves that change nothing but the commit index later (see the
+        module doc): ``schedule_flush()`` must arrange a call of :meth:`flush` soon (a tab's
+        end of task)."""
+        self._schedule_flush = schedule_flush
+
+    def flush(self) -> None:
+        """Write a deferred commit index now. Never raises: a failure is logged, and the
+        next save writes it."""
+        pending = self._pending
+        if pending is None:
+            return
+        try:
+            self._save(StorageUpdate(pending))
+        except StorageError as exc:
+            logger.warning("%r: could not write the commit index (the next save will): %s",
+                           self, exc)
+            return
+        if self._pending is pending:
+            self._pending = None
+
+    def _save(self, update: StorageUpdate) -> None:
         old = self._current()
         data = portable_json(update.snapshot_data) if update.snapshot_data is not None else None
         new = self._plan(old, update, data)
@@ -341,6 +390,7 @@ class LocalStorage:
         for key in self._own_keys():
             self.store.removeItem(key)
         self._meta, self._raw, self._runs, self._synced = None, None, {}, True
+        self._pending = None
 
     # ------------------------------------------------------------------ reading helpers
 
