@@ -393,3 +393,15 @@ def test_schema_2_namespace_loads() -> None:
     schema_2 = {k: v.replace('"v":1', '"v":2').replace("]]}", ']],"data":null}')
                 for k, v in SCHEMA_1.items()}
     assert LocalStorage(NS, FakeWebStorage(schema_2)).load() == expected()
+
+
+def test_a_compaction_that_finds_its_run_cut_short_is_refused() -> None:
+    store = FakeWebStorage()
+    local = LocalStorage(NS, store)
+    local.save(StorageUpdate(HardState(1, "a", 3), tuple(Entry(1, i, COMMAND, i)
+                                                         for i in range(1, 4)), BOOT))
+    store.data[NS + "e:0:1"] = "[[1,0,1],[1,0,2]]"  # edited behind our back: 3 is gone
+    data = dict(store.data)
+    with pytest.raises(StorageError, match=r"no longer holds entries 2\.\.3"):
+        local.save(StorageUpdate(None, (), SnapshotMeta(1, 1, BOOT.config), "[1]", 1))
+    assert store.data == data

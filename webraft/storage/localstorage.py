@@ -591,8 +591,10 @@ class LocalStorage:
             raise StorageError(f"stored log entry {key} (key {name!r}) is missing")
         item = _json(text, f"log entry {key}")
         items = item if type(item) is list and item and type(item[0]) is list else [item]
-        return self._add_run(writes, gen, first,
-                             [json_text(e) for e in items[first - key:last - key + 1]])
+        kept = items[first - key:last - key + 1]
+        if len(kept) != last - first + 1:
+            raise StorageError(f"stored run {name!r} no longer holds entries {first}..{last}")
+        return self._add_run(writes, gen, first, [json_text(e) for e in kept])
 
     def _write_entries(self, writes: list[tuple[str, str]], gen: int,
                        entries: Sequence[Entry]) -> list[tuple[int, int]]:
