@@ -122,9 +122,13 @@ def test_only_the_recipient_hears_a_message() -> None:
     _, room_c, _ = tab(hub, "c")
     hub.run()
     heard: list[str] = []
+
+    def overhear(on_message: Callable[[Any], None], text: Any) -> None:
+        heard.append(text)
+        on_message(text)
+
     for channel in hub.channels[channel_name("r")]:
-        channel.on_message = partial(lambda f, text: (heard.append(text), f(text)),
-                                     channel.on_message)
+        channel.on_message = partial(overhear, channel.on_message)
     a.send("b", {"type": "x"})
     hub.run()
     assert room_b.got == [("a", [{"type": "x"}])] and room_c.got == []
