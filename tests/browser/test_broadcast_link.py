@@ -17,6 +17,7 @@ from webraft.browser.broadcast import (
     EnvelopeError,
     channel_name,
     envelope,
+    pair_channel_name,
     parse_envelope,
 )
 
@@ -104,12 +105,67 @@ def test_tabs_find_each_other_and_messages_skip_the_relay() -> None:
     hub.run()
     assert set(a.peers) == {"b"} and set(b.peers) == {"a"}
     assert a.send("b", {"type": "x", "n": 1}) and a.send("b", {"type": "x", "n": 2})
-    posted = hub.channels[channel_name("r")][0].posted
+    posted = hub.channels[pair_channel_name("r", "b", "a")][0].posted
     hub.run()
-    assert posted[-1].startswith("webraft1\ndata\na\nb\n")  # both in one envelope
+    assert posted[-1].startswith("webraft2\ndata\na\nb\n")  # both in one envelope
     assert room_b.got == [("a", [{"type": "x", "n": 1}, {"type": "x", "n": 2}])]
     assert room_a.got == []
     assert not a.send("c", {"type": "x"})  # not linked: the relay carries it
+
+
+def test_only_the_recipient_hears_a_message() -> None:
+    """Messages go on the pair's channel: a third tab neither wakes for them nor sees them,
+    and the room channel carries presence only."""
+    hub = Hub()
+    a, _, _ = tab(hub, "a")
+    _, room_b, _ = tab(hub, "b")
+    _, room_c, _ = tab(hub, "c")
+    hub.run()
+    heard: list[str] = []
+
+    def overhear(on_message: Callable[[Any], None], text: Any) -> None:
+        heard.append(text)
+        on_message(text)
+
+    for channel in hub.channels[channel_name("r")]:
+        channel.on_message = partial(overhear, channel.on_message)
+    a.send("b", {"type": "x"})
+    hub.run()
+    assert room_b.got == [("a", [{"type": "x"}])] and room_c.got == []
+    assert heard == []
+    assert sorted(hub.channels) == sorted([channel_name("r"), pair_channel_name("r", "a", "b"),
+                                           pair_channel_name("r", "a", "c"),
+                                           pair_channel_name("r", "b", "c")])
+
+
+def test_a_pair_channel_takes_only_data_from_its_peer(caplog: pytest.LogCaptureFixture) -> None:
+    hub = Hub()
+    a, room_a, _ = tab(hub, "a")
+    tab(hub, "b")
+    hub.run()
+    with caplog.at_level(logging.WARNING, "webraft.browser"):
+        a.receive_from("b", envelope("data", "c", "a", INSTANCE, '[{"type":"x"}]'))
+        a.receive_from("b", envelope("hello", "b", "", INSTANCE))
+        a.receive_from("b", "not an envelope")
+        a.receive(envelope("data", "b", "a", INSTANCE, '[{"type":"x"}]'))  # the room's
+    assert room_a.got == [] and a.dropped == 4
+    assert "dropped a message on channel webraft/r/a/b: data from c to a" in caplog.text
+    assert "dropped a message on channel webraft/r: data on the room channel" in caplog.text
+    a.receive_from("b", envelope("data", "b", "a", INSTANCE, '[{"type":"x"}]'))
+    assert room_a.got == [("b", [{"type": "x"}])]
+
+
+def test_unlinking_closes_the_pair_channel() -> None:
+    hub = Hub()
+    a, _, _ = tab(hub, "a")
+    b, _, _ = tab(hub, "b")
+    hub.run()
+    pair = pair_channel_name("r", "a", "b")
+    assert len(hub.channels[pair]) == 2
+    a.peer_left("b")
+    assert len(hub.channels[pair]) == 1
+    asyncio.run(b.close())
+    assert hub.channels[pair] == [] and len(hub.channels[channel_name("r")]) == 1
 
 
 def test_rooms_do_not_hear_each_other() -> None:
@@ -162,15 +218,15 @@ def test_paused_tab_drops_channel_traffic_both_ways() -> None:
 
 
 @pytest.mark.parametrize("text", [
-    42, "hello", "webraft1\nhello\na\n\nshort\n",
-    f"webraft1\nshout\na\n\n{INSTANCE}\n",
-    f"webraft1\nhello\nbad name\n\n{INSTANCE}\n",
-    f"webraft1\ndata\nb\nme\n{INSTANCE}\nnot json",
-    f"webraft1\ndata\nb\nme\n{INSTANCE}\n[1,2]",
-    f"webraft1\ndata\nb\nme\n{INSTANCE}\n[]",
-    f"webraft1\ndata\nb\n\n{INSTANCE}\n[{{}}]",
-    f"webraft1\nhere\nb\n\n{INSTANCE}\n",
-    "webraft1\nhello\nb\n\n" + INSTANCE + "\n" + "x" * (2 << 20),
+    42, "hello", "webraft2\nhello\na\n\nshort\n",
+    f"webraft2\nshout\na\n\n{INSTANCE}\n",
+    f"webraft2\nhello\nbad name\n\n{INSTANCE}\n",
+    f"webraft2\ndata\nb\nme\n{INSTANCE}\nnot json",
+    f"webraft2\ndata\nb\nme\n{INSTANCE}\n[1,2]",
+    f"webraft2\ndata\nb\nme\n{INSTANCE}\n[]",
+    f"webraft2\ndata\nb\n\n{INSTANCE}\n[{{}}]",
+    f"webraft2\nhere\nb\n\n{INSTANCE}\n",
+    "webraft2\nhello\nb\n\n" + INSTANCE + "\n" + "x" * (2 << 20),
 ])
 def test_malformed_envelopes_are_dropped_with_a_log_line(
         text: Any, caplog: pytest.LogCaptureFixture) -> None:
@@ -185,4 +241,4 @@ def test_malformed_envelopes_are_dropped_with_a_log_line(
 
 
 def test_envelopes_for_others_are_skipped_unparsed() -> None:
-    assert parse_envelope(f"webraft1\ndata\nb\nother\n{INSTANCE}\nnot json", "me") is None
+    assert parse_envelope(f"webraft2\ndata\nb\nother\n{INSTANCE}\nnot json", "me") is None

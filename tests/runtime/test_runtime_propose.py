@@ -447,3 +447,23 @@ async def test_close_fails_pending_proposals_with_raft_closed(
         assert info.value.may_have_committed is may
     with pytest.raises(webraft.RaftClosed):
         await lead.propose("after close")
+
+
+async def test_a_round_calls_before_apply_between_its_sends_and_its_applies(
+        cluster: Cluster) -> None:
+    """``Driver.before_apply`` runs once a round has written its messages and before the
+    entries it committed are applied: a tab sends its answers there, not after the apply
+    handlers ran."""
+    lead = await cluster.leader()
+    seen: list[tuple[int, int, str]] = []
+    for node in followers(cluster, lead):
+        def hook(node: FastRaft = node) -> None:
+            sent = [m for src, _, m in cluster.net.log if src == node.address]
+            seen.append((node.last_applied, node.commit_index, sent[-1]["type"]))
+        node.driver.before_apply = hook
+    for command in ("x", "y", "z"):
+        await lead.propose(command)
+    await cluster.converged()
+    assert seen
+    assert all(applied < commit for applied, commit, _ in seen)  # committed, not applied
+    assert {kind for *_, kind in seen} <= {"append_resp", "heartbeat_resp"}

@@ -34,7 +34,9 @@ def test_usage_shrinks_after_compaction() -> None:
     local.save(StorageUpdate(None, (), SnapshotMeta(500, 1, CONFIG), state, 490))
     compacted = local.usage()
     entry_keys = [k for k in store.data if k.startswith(NS + "e:")]
-    assert len(entry_keys) == 10  # the tail 491..500
+    # The tail 491..500, written again as a run of its own (the rest of its run went).
+    assert entry_keys == [NS + "e:0:491"]
+    assert len(json.loads(store.data[NS + "e:0:491"])) == 10
     tail = sum(chars(k) + chars(store.data[k]) for k in entry_keys)
     meta = chars(NS + "meta") + chars(store.data[NS + "meta"])
     assert compacted == tail + meta + chars(NS + "d:0:0") + chars(state)

@@ -28,10 +28,14 @@ UPDATES = [
 
 
 def filled(store: FakeWebStorage | None = None, ns: str = NS) -> FakeWebStorage:
+    """UPDATES saved an entry at a time: each entry in a key of its own (a run of one), the
+    layout the corruption cases below edit."""
     store = store if store is not None else FakeWebStorage()
     local = LocalStorage(ns, store)
     for update in UPDATES:
-        local.save(update)
+        for k, entry in enumerate(update.entries):
+            local.save(StorageUpdate(update.hard, (entry,), update.snapshot) if k == 0
+                       else StorageUpdate(None, (entry,)))
     return store
 
 
@@ -188,7 +192,7 @@ SNAP = {"index": 0, "term": 0, "config": {"voters": ["a"], "learners": []}}
 CORRUPT = {
     "meta not JSON": (set_key("meta", "{not json"), "not valid JSON"),
     "meta not an object": (set_key("meta", "[1, 2]"), "not a JSON object"),
-    "newer schema": (set_meta(v=3), "newer webraft"),
+    "newer schema": (set_meta(v=4), "newer webraft"),
     "no data field": (set_meta(data=DELETE), "lacks"),
     "no schema version": (set_meta(v=DELETE), "schema version"),
     "schema version a string": (set_meta(v="1"), "schema version"),
@@ -221,6 +225,13 @@ CORRUPT = {
     "entry not JSON": (set_key("e:0:1", "[1,0,"), "entry 1 is not valid JSON"),
     "entry not a list": (set_key("e:0:1", '{"term":1}'), r"\[term, kind, command\]"),
     "entry too short": (set_key("e:0:1", "[1,0]"), r"\[term, kind, command\]"),
+    "run empty": (set_key("e:0:1", "[]"), r"entry 1 is not \[term, kind, command\]"),
+    "run with a short entry": (set_key("e:0:1", "[[1,0,null],[1,0]]"),
+                               r"entry 2 is not \[term, kind, command\]"),
+    "run with an entry not a list": (set_key("e:0:1", '[[1,0,null],"x"]'),
+                                     r"entry 2 is not \[term, kind, command\]"),
+    "run terms decrease": (set_key("e:1:3", '[[2,2,{"voters":["a"]}],[1,0,[1]]]'),
+                           "inconsistent at index 4"),
     "entry kind unknown": (set_key("e:0:1", "[1,7,null]"), "unknown kind"),
     "malformed session entry": (set_key("e:0:1", "[1,3,[1,2]]"), "session"),
     "entry term a string": (set_key("e:0:1", '["1",0,null]'), "entry 1 term"),
@@ -342,13 +353,13 @@ SCHEMA_1 = {
 def test_schema_1_namespace_loads_and_the_next_save_upgrades_it() -> None:
     store = FakeWebStorage(SCHEMA_1)
     assert LocalStorage(NS, store).load() == expected()
-    assert filled().data == {k: v.replace('"v":1', '"v":2').replace("]]}", ']],"data":null}')
+    assert filled().data == {k: v.replace('"v":1', '"v":3').replace("]]}", ']],"data":null}')
                              for k, v in SCHEMA_1.items()}  # the same layout otherwise
     local = LocalStorage(NS, store)
     local.save(StorageUpdate(None, (Entry(2, 5, COMMAND, "five"),), SnapshotMeta(
         4, 2, BOOT.config), '{"applied":4}', 3))
     meta = json.loads(store.data[NS + "meta"])
-    assert meta["v"] == 2 and meta["data"] == [0, 1, 13] and meta["segments"] == [[4, 1]]
+    assert meta["v"] == 3 and meta["data"] == [0, 1, 13] and meta["segments"] == [[4, 1]]
     state = LocalStorage(NS, store).load()
     assert state is not None and state.snapshot_data == '{"applied":4}'
     assert [(e.index, e.command) for e in state.entries] == [(4, [1]), (5, "five")]
@@ -360,7 +371,7 @@ def test_schema_1_namespace_second_writer_check_still_works() -> None:
     first, second = LocalStorage(NS, store), LocalStorage(NS, store)
     first.load()
     second.load()
-    first.save(StorageUpdate(HardState(3, "a", 2)))  # writes schema 2
+    first.save(StorageUpdate(HardState(3, "a", 2)))  # writes schema 3
     with pytest.raises(StorageError, match="changed by someone else"):
         second.save(StorageUpdate(HardState(3, "b", 2)))
 
@@ -375,3 +386,22 @@ def test_a_node_started_outside_any_cluster_reloads() -> None:
     LocalStorage("ns/", web).save(StorageUpdate(HardState(), (), SnapshotMeta(0, 0, OUTSIDE)))
     loaded = LocalStorage("ns/", web).load()
     assert loaded is not None and loaded.snapshot.config == OUTSIDE
+
+
+def test_schema_2_namespace_loads() -> None:
+    """Schema 2 (an entry per key, snapshot data) reads as runs of one."""
+    schema_2 = {k: v.replace('"v":1', '"v":2').replace("]]}", ']],"data":null}')
+                for k, v in SCHEMA_1.items()}
+    assert LocalStorage(NS, FakeWebStorage(schema_2)).load() == expected()
+
+
+def test_a_compaction_that_finds_its_run_cut_short_is_refused() -> None:
+    store = FakeWebStorage()
+    local = LocalStorage(NS, store)
+    local.save(StorageUpdate(HardState(1, "a", 3), tuple(Entry(1, i, COMMAND, i)
+                                                         for i in range(1, 4)), BOOT))
+    store.data[NS + "e:0:1"] = "[[1,0,1],[1,0,2]]"  # edited behind our back: 3 is gone
+    data = dict(store.data)
+    with pytest.raises(StorageError, match=r"no longer holds entries 2\.\.3"):
+        local.save(StorageUpdate(None, (), SnapshotMeta(1, 1, BOOT.config), "[1]", 1))
+    assert store.data == data

@@ -4,11 +4,19 @@ Owns :class:`BroadcastLink` (a :class:`~webraft.transport.linked.PeerLink`) and 
 format. Imports the link protocol and the name rule only; ``js`` and ``pyodide`` when the
 channel opens (or a channel handed in, for tests), so it imports anywhere.
 
-One channel per room, named ``webraft/<room>``: every tab of the room on this browser and
-origin hears every envelope posted on it, and keeps those addressed to it. Envelopes are
-text, one field a line::
+Two kinds of channel, so that a tab wakes only for what is its own:
 
-    webraft1 <kind> <from> <to> <instance> <payload>
+* the **room channel** ``webraft/<room>``, which every tab of the room on this browser and
+  origin hears, carries presence only;
+* a **pair channel** ``webraft/<room>/<a>/<b>`` (the two addresses sorted) per pair of
+  tabs carries their messages: each of the two holds one channel of that name, and a post
+  reaches the other one alone (a channel never hears its own posts). On the room channel
+  every tab woke, crossed into Python and parsed the envelope for every message of every
+  other pair: in a 3-tab room two of every three deliveries were someone else's.
+
+Envelopes are text, one field a line::
+
+    webraft2 <kind> <from> <to> <instance> <payload>
 
 * ``hello`` (to everyone): "I am here"; whoever hears it answers ``here`` to the sender.
   A tab says hello when its link starts and again when the relay says a peer joined, so a
@@ -16,16 +24,21 @@ text, one field a line::
 * ``here``: the answer to a hello;
 * ``bye`` (to everyone): the tab's node closed; only the instance that said hello can say bye
   (a new tab that took the address over keeps its link);
-* ``data``: a JSON array of the node's messages to ``to``.
+* ``data`` (on a pair channel only): a JSON array of the node's messages to ``to``.
 
 A peer is linked from its first hello or here until its bye or the relay saying it left; the
 relay's presence is not required, so a room of same-browser tabs keeps committing while the
-relay is down. Messages to a linked peer go out at the end of the browser task that queued
-them, all of one task to one peer in one envelope.
+relay is down. A tab opens its pair channel with a peer when it first hears of it, from the
+channel or the relay (a post reaches only the channels open at that moment, so the earlier
+the better: what is lost before, Raft sends again), and closes it when the peer is unlinked
+or leaves. Messages to a linked peer go out at the end of the browser task that queued them,
+all of one task to one peer in one envelope. (Version 1 put everything on the room channel;
+the two versions do not link, so they talk through the relay.)
 
-Untrusted input: any script of the origin can post on the channel, so an envelope that does
-not parse (kind, names, size, a JSON array of objects) is dropped with a log line, never
-delivered. The sender's name is taken as given: a script of the origin can already write
+Untrusted input: any script of the origin can post on either channel, so an envelope that
+does not parse (kind, names, size, a JSON array of objects), data on the room channel, and
+anything on a pair channel but data from that peer to this tab are dropped with a log line,
+never delivered. The sender's name is taken as given: a script of the origin can already write
 the tabs' localStorage, so the channel adds no authority it lacks.
 
 While the tab is paused (the demo's "pause": the tab plays frozen) the link drops everything
@@ -36,9 +49,11 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import secrets
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import partial
 from typing import TYPE_CHECKING, Any, Protocol
 
 from ..transport.wire import NAME
@@ -47,17 +62,19 @@ from .scheduling import EndOfTask
 if TYPE_CHECKING:
     from ..transport.linked import LinkedTransport
 
-__all__ = ["BroadcastLink", "Envelope", "EnvelopeError", "channel_name", "parse_envelope"]
+__all__ = ["BroadcastLink", "Envelope", "EnvelopeError", "channel_name", "pair_channel_name",
+           "parse_envelope"]
 
 logger = logging.getLogger("webraft.browser")
 
 #: First field of every envelope: the format's version.
-MAGIC = "webraft1"
+MAGIC = "webraft2"
 KINDS = frozenset({"hello", "here", "bye", "data"})
 #: Largest envelope taken (characters): a relay frame's worth (1 MiB) and some.
 MAX_ENVELOPE_CHARS = (1 << 20) + 4096
 #: An instance id: this many hex digits.
 INSTANCE_CHARS = 16
+_INSTANCE = re.compile(f"[0-9a-f]{{{INSTANCE_CHARS}}}")
 
 
 class EnvelopeError(ValueError):
@@ -74,8 +91,15 @@ class Envelope:
 
 
 def channel_name(room: str) -> str:
-    """The room's channel: tabs of other rooms never hear its envelopes."""
+    """The room's channel (presence): tabs of other rooms never hear its envelopes."""
     return f"webraft/{room}"
+
+
+def pair_channel_name(room: str, a: str, b: str) -> str:
+    """The channel of tabs ``a`` and ``b`` in ``room`` (messages), the same from either side.
+    Names hold no ``/``, so it is never another room's or pair's."""
+    first, second = (a, b) if a < b else (b, a)
+    return f"webraft/{room}/{first}/{second}"
 
 
 def envelope(kind: str, sender: str, to: str, instance: str, payload: str = "") -> str:
@@ -99,7 +123,7 @@ def parse_envelope(text: Any, me: str) -> Envelope | None:
         raise EnvelopeError(f"unknown kind {kind[:20]!r}")
     if NAME.fullmatch(sender) is None or (to and NAME.fullmatch(to) is None):
         raise EnvelopeError("a sender or recipient that is not a member name")
-    if len(instance) != INSTANCE_CHARS or not all(c in "0123456789abcdef" for c in instance):
+    if _INSTANCE.fullmatch(instance) is None:
         raise EnvelopeError("a malformed instance id")
     if kind != "data":
         if to == "" and kind == "here":
@@ -150,6 +174,7 @@ class BroadcastLink:
     def __init__(self, room: str, address: str, gate: TabGate | None = None,
                  open_channel: ChannelOpener | None = None,
                  queue: Callable[[Callable[[], None]], None] | None = None) -> None:
+        self.room = room
         self.channel_name = channel_name(room)
         self.address = address
         self.instance = secrets.token_hex(INSTANCE_CHARS // 2)
@@ -160,6 +185,8 @@ class BroadcastLink:
         self.dropped = 0
         self._open = open_channel or _open_js_channel
         self._channel: Channel | None = None
+        #: The pair channel with each peer heard of (linked or not yet).
+        self._pairs: dict[str, Channel] = {}
         self._room: LinkedTransport | None = None
         self._outbox: dict[str, list[dict[str, Any]]] = {}
         self._flush_soon = EndOfTask(self.flush, queue)
@@ -188,8 +215,9 @@ class BroadcastLink:
         return True
 
     def peer_joined(self, peer: str) -> None:
-        # The relay found a peer: ask the channel whether it is one of ours.
-        if peer not in self.peers:
+        # The relay found a peer: listen on our pair channel, ask whether it is one of ours.
+        if peer not in self.peers and self._channel is not None:
+            self._pair(peer)
             self._post("hello", "")
 
     def peer_left(self, peer: str) -> None:
@@ -200,6 +228,7 @@ class BroadcastLink:
         self._post("bye", "")
         self.peers.clear()
         self._outbox.clear()
+        self._close_pairs()
         self._closed = True
 
     async def close(self) -> None:
@@ -210,28 +239,22 @@ class BroadcastLink:
             self._post("bye", "")
         self._closed = True
         self._flush_soon.close()
+        self._close_pairs()
         channel, self._channel = self._channel, None
         channel.close()
         self.peers.clear()
 
-    # ------------------------------------------------------------------ the channel
+    # ------------------------------------------------------------------ the channels
 
     def receive(self, data: Any) -> None:
-        """One message from the channel (its ``data``)."""
+        """One message from the room channel (its ``data``): presence."""
         if self._closed or self._room is None:
             return
-        try:
-            env = parse_envelope(data, self.address)
-        except EnvelopeError as exc:
-            self.dropped += 1
-            logger.warning("%s: dropped a message on channel %s: %s", self.address,
-                           self.channel_name, exc)
-            return
+        env = self._parse(data, self.channel_name)
         if env is None or env.sender == self.address:
             return  # another tab's, or a page's second node under our name
         if env.kind == "data":
-            if self.gate is None or self.gate.incoming(env.sender, env.payloads):
-                self._room.deliver(env.sender, env.payloads)
+            self._drop(self.channel_name, "data on the room channel")
             return
         if self.gate is not None and self.gate.paused:
             return  # deaf to presence too
@@ -241,28 +264,70 @@ class BroadcastLink:
             return
         if env.sender not in self.peers:
             logger.info("%s: linked to %s over BroadcastChannel", self.address, env.sender)
+            self._pair(env.sender)
         self.peers[env.sender] = env.instance
         if env.kind == "hello":
             self._post("here", env.sender)
+
+    def receive_from(self, peer: str, data: Any) -> None:
+        """One message from the pair channel with ``peer`` (its ``data``): its messages."""
+        if self._closed or self._room is None:
+            return
+        name = pair_channel_name(self.room, self.address, peer)
+        env = self._parse(data, name)
+        if env is None:
+            return
+        if env.kind != "data" or env.sender != peer or env.to != self.address:
+            self._drop(name, f"{env.kind} from {env.sender} to {env.to or 'everyone'}")
+            return
+        if self.gate is None or self.gate.incoming(peer, env.payloads):
+            self._room.deliver(peer, env.payloads)
+
+    def _parse(self, data: Any, name: str) -> Envelope | None:
+        try:
+            return parse_envelope(data, self.address)
+        except EnvelopeError as exc:
+            self._drop(name, str(exc))
+            return None
+
+    def _drop(self, name: str, why: str) -> None:
+        self.dropped += 1
+        logger.warning("%s: dropped a message on channel %s: %s", self.address, name, why)
+
+    def _pair(self, peer: str) -> None:
+        """Open the pair channel with ``peer``, unless open."""
+        if peer not in self._pairs and peer != self.address and not self._closed:
+            self._pairs[peer] = self._open(pair_channel_name(self.room, self.address, peer),
+                                           partial(self.receive_from, peer))
 
     def _unlink(self, peer: str) -> None:
         if self.peers.pop(peer, None) is not None:
             logger.info("%s: unlinked %s", self.address, peer)
         self._outbox.pop(peer, None)
+        channel = self._pairs.pop(peer, None)
+        if channel is not None:
+            channel.close()
 
-    def _post(self, kind: str, to: str, payload: str = "") -> None:
-        if self._channel is None:
+    def _close_pairs(self) -> None:
+        pairs, self._pairs = self._pairs, {}
+        for channel in pairs.values():
+            channel.close()
+
+    def _post(self, kind: str, to: str) -> None:
+        """Presence on the room channel (nothing while paused)."""
+        if self._channel is None or (self.gate is not None and self.gate.paused):
             return
-        if kind != "data" and self.gate is not None and self.gate.paused:
-            return
-        self._channel.postMessage(envelope(kind, self.address, to, self.instance, payload))
+        self._channel.postMessage(envelope(kind, self.address, to, self.instance))
 
     def flush(self) -> None:
         """Post what is queued now, not at the end of the task (a page going away)."""
         self._flush_soon.cancel()
         outbox, self._outbox = self._outbox, {}
         for peer, payloads in outbox.items():
-            self._post("data", peer, _encode(payloads))
+            channel = self._pairs.get(peer)
+            if channel is not None:
+                channel.postMessage(envelope("data", self.address, peer, self.instance,
+                                             _encode(payloads)))
 
 
 _encode = json.JSONEncoder(separators=(",", ":")).encode

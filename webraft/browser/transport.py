@@ -34,6 +34,7 @@ from typing import Any, Final
 from ..runtime import NodeConfig, RaftInterface
 from ..runtime.port import Transport
 from ..storage import Storage
+from ..storage.localstorage import LocalStorage
 from ..transport.linked import LinkedTransport
 from ..transport.node import (
     InRoom,
@@ -387,6 +388,15 @@ class BrowserRaft(InRoom, RaftInterface):
         #: Stalls seen (event loop late by more than :data:`STALL_THRESHOLD`).
         self.stalls = 0
         self.relay.before_deliver = self._check_stall
+        # What a round sends leaves before its entries are applied (see Driver.before_apply).
+        self.driver.before_apply = self.send_now
+        #: A LocalStorage writes a commit index alone at the end of the browser task (or
+        #: with the next save, such as the next proposal's, if that comes first).
+        self._local = storage if isinstance(storage, LocalStorage) else None
+        self._flush_storage: EndOfTask | None = None
+        if self._local is not None:
+            self._flush_storage = EndOfTask(self._local.flush)
+            self._local.defer_commits(self._flush_storage.schedule)
 
     def start(self) -> None:
         super().start()
@@ -399,6 +409,9 @@ class BrowserRaft(InRoom, RaftInterface):
             self._stall_timer.cancel()
             self._stall_timer = None
         await super().close()
+        if self._local is not None and self._flush_storage is not None:
+            self._flush_storage.close()
+            self._local.flush()
 
     def _stall_tick(self) -> None:
         self._check_stall()
@@ -434,15 +447,19 @@ class BrowserRaft(InRoom, RaftInterface):
     def traffic(self) -> TrafficMonitor:
         return self.relay.traffic
 
+    def send_now(self) -> None:
+        """Send what is queued now rather than at the end of the browser task."""
+        self.connection.flush()
+        if self.broadcast is not None:
+            self.broadcast.flush()
+
     def hand_over_now(self) -> str | None:
         """The page is going away: if leading, hand leadership over and send the TimeoutNow
         before returning (no further loop turn is guaranteed); returns the target."""
         target = self.transfer_leadership()
         if target is not None:
             self.drive_now()  # persists (localStorage is synchronous) and sends
-            self.connection.flush()
-            if self.broadcast is not None:
-                self.broadcast.flush()
+            self.send_now()
         return target
 
     def set_hidden(self, hidden: bool) -> None:

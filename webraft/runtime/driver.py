@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
 from ..core.events import LeaderChanged
@@ -48,6 +48,11 @@ class Driver:
         self._task: asyncio.Task[None] | None = None  # a round awaiting storage
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at = float("inf")
+        #: Called when a round has written messages and is about to apply entries it
+        #: committed: a transport that sends at the end of the loop turn (a browser tab's)
+        #: sends now, so that answers (a follower's acknowledgement) do not wait for the
+        #: application's handlers.
+        self.before_apply: Callable[[], None] | None = None
 
     def start(self, loop: asyncio.AbstractEventLoop) -> None:
         self.loop = loop
@@ -212,4 +217,6 @@ class Driver:
                 node.emit(name, *args)
         proposals.leader_known()
         self.core.advance(rd)
+        if rd.committed and rd.messages and self.before_apply is not None:
+            self.before_apply()
         node.applier.take(rd)

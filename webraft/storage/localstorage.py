@@ -11,10 +11,14 @@ created without an explicit ``store``. Any object with ``getItem``, ``setItem``,
 **Key layout.** Every key starts with the caller's ``namespace`` (for example
 ``webraft/<room>/<address>/``); the part after it is exactly one of
 
-* ``meta``: JSON ``{"v": 2, "term", "vote", "commit", "snapshot": {"index", "term",
+* ``meta``: JSON ``{"v": 3, "term", "vote", "commit", "snapshot": {"index", "term",
   "config"}, "last": <last log index>, "segments": [[start_index, gen], ...],
   "data": null | [gen, chunks, length]}``;
-* ``e:<gen>:<index>``: one log entry as compact JSON ``[term, kind, command]``;
+* ``e:<gen>:<index>``: a *run* of consecutive log entries, the first at ``index``, as
+  compact JSON: ``[[term, kind, command], ...]``, or a run of one written as the entry
+  itself, ``[term, kind, command]``. A save writes its new entries as one run (more only
+  past :attr:`LocalStorage.run_chars` characters): one ``setItem`` for a whole batch, not
+  one per entry;
 * ``d:<gen>:<k>``: chunk ``k`` (from 0) of the snapshot's data, the application's state as
   JSON text; its ``chunks`` chunks, joined, are the ``length`` characters of the data.
   ``data`` is null only for the bootstrap snapshot (index 0).
@@ -22,35 +26,40 @@ created without an explicit ``store``. Any object with ``getItem``, ``setItem``,
 Only keys of these exact shapes are ever read, written or removed, so distinct namespaces
 never touch each other's keys, even when one is a prefix of the other, and foreign keys
 (including unknown keys inside the namespace) are left alone. Schema 1 (before snapshots) had
-no ``data`` and no ``d:`` keys; it is read as is, and the next save writes schema 2.
+no ``data`` and no ``d:`` keys, and schemas 1 and 2 wrote one entry per key (read as runs of
+one); they are read as is, and the next save writes schema 3.
 
 **Segments.** The log ``first .. last`` is cut into segments: segment ``k`` covers
 ``start_k .. start_{k+1} - 1`` (the last one up to ``last``; ``first`` is ``start_0``), and
-its entries live under its own generation number ``gen_k``. An empty log has no segments
-(and ``last`` is the snapshot's index). The log may begin at or before the snapshot's index
-(a tail kept for slow followers), never after it plus one. Appending to the tail writes new
-keys under the tail segment's gen. Truncating at index ``i`` (a follower replacing a
-conflicting suffix) never overwrites a key in place: it starts a *new* segment at ``i`` with a
-gen higher than every gen the current meta references and writes the replacement entries under
-it. Compacting to ``c`` moves the first segment's start to ``c + 1`` (dropping the segments
-that end at or before ``c``); the keys at or below ``c`` are removed after the meta is
-written, which is how compaction gives the space back. A new snapshot's data goes under the
-next data gen (one more than the stored one's) in chunks of at most
-:attr:`LocalStorage.data_chunk` characters.
+its entries live in runs under its own generation number ``gen_k``: the first keyed
+``start_k``, each next one keyed by the index after the previous run's last. So the runs a
+segment reads follow from the meta alone, whatever other keys its gen has. An empty log has
+no segments (and ``last`` is the snapshot's index). The log may begin at or before the
+snapshot's index (a tail kept for slow followers), never after it plus one. Appending to the
+tail writes a new run under the tail segment's gen, keyed ``last + 1``. Truncating at index
+``i`` (a follower replacing a conflicting suffix) never overwrites a key in place: it starts
+a *new* segment at ``i`` with a gen higher than every gen the current meta references and
+writes the replacement entries under it (a run of the old gen that held ``i`` keeps its key,
+and is read only up to ``i - 1``). Compacting to ``c`` moves the first segment's start to
+``c + 1`` (dropping the segments that end at or before ``c``); a run that holds both ``c``
+and ``c + 1`` is written again from ``c + 1`` on, under that key; the runs that hold nothing
+from ``c + 1`` on are removed after the meta is written, which is how compaction gives the
+space back. A new snapshot's data goes under the next data gen (one more than the stored
+one's) in chunks of at most :attr:`LocalStorage.data_chunk` characters.
 
 **Why this is crash-safe without transactions.** Each ``setItem`` is atomic on its own, but
 a tab can die between two of them. The ``meta`` key is the single commit point: a save first
-writes every new data chunk and entry key, then ``meta`` (one ``setItem``), then removes the
-keys the new meta no longer references (the compacted prefix, the truncated suffix of a
-segment, segments wholly superseded, the previous snapshot's data). Before the meta write,
-every key written is one the current meta does not reference (a higher index of the tail gen,
-a fresh entry gen, the next data gen), so a crash there leaves the old state intact, plus
-unreferenced keys. After it, every key the new meta references has been written, so a crash
-during the removals leaves the new state intact, plus unreferenced keys. Either way
-:meth:`LocalStorage.load` finds exactly one consistent state, and removes every unreferenced
-``e:`` and ``d:`` key of the namespace (garbage can never become referenced by accident
-either: a key becomes referenced only by a meta written after that key was written by the
-same save).
+writes every new data chunk and run, then ``meta`` (one ``setItem``), then removes the keys
+the new meta no longer references (runs wholly compacted away, wholly truncated or of
+segments wholly superseded, the previous snapshot's data). Before the meta write, every key
+written is one the current meta does not reference (a run of the tail gen past ``last``, a
+fresh entry gen, a key inside a run, the next data gen), so a crash there leaves the old
+state intact, plus unreferenced keys. After it, every key the new meta references has been
+written, so a crash during the removals leaves the new state intact, plus unreferenced keys.
+Either way :meth:`LocalStorage.load` finds exactly one consistent state, and removes every
+``e:`` and ``d:`` key of the namespace that its meta does not reference (garbage can never
+become referenced by accident either: a key becomes referenced only by a meta written after
+that key was written by the same save).
 
 **Quota.** ``localStorage`` holds about 5 M UTF-16 characters per *origin*, shared by every
 tab. When a ``setItem`` fails (``QuotaExceededError``), :meth:`LocalStorage.save` removes the
@@ -68,9 +77,20 @@ schema) raises :class:`~webraft.errors.StorageError`. One namespace must be used
 at a time; a save that finds ``meta`` changed since this object last read or wrote it refuses
 to write (another tab is probably running the same node) instead of corrupting the log.
 
-**Cost.** A save performs one ``setItem`` per new entry and per data chunk plus one for
-``meta`` (none when the meta text is unchanged), then one ``removeItem`` per key no longer
-referenced. The command texts written for the entries saved most recently are kept for
+**Deferred commit index.** With :meth:`LocalStorage.defer_commits`, a save that changes
+nothing but the commit index (a leader's, once a quorum acknowledged) is written later, by
+:meth:`LocalStorage.flush` (in a tab at the end of the browser task) or with the next save,
+whichever comes first: a sequential leader's next proposal then writes it with its entry,
+one ``setItem`` fewer per commit. Nothing waits on the commit index being stored (Raft keeps
+it in memory; it is stored only so that a restarted node knows sooner), and a node that
+stops first just restarts with an older one.
+
+**Cost.** A save performs one ``setItem`` for its new entries (a run; more only for batches
+past :attr:`LocalStorage.run_chars` characters) and one per data chunk, plus one for ``meta``
+(none when the meta text is unchanged), then one ``removeItem`` per run no longer
+referenced. In a tab a ``setItem`` is a message to the browser's storage process (and an
+answer back): one per entry cost a leader more time than all of Raft's own work on the
+batch. The command texts written for the entries saved most recently are kept for
 :meth:`LocalStorage.command_text` (a tab's apply handler takes the same text), so that each
 is built once.
 """
@@ -80,8 +100,8 @@ from __future__ import annotations
 import json
 import logging
 from collections import deque
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
 from itertools import pairwise
 from typing import Any
 
@@ -95,8 +115,9 @@ __all__ = ["SCHEMA_VERSION", "LocalStorage", "json_text"]
 logger = logging.getLogger(__name__)
 
 #: The schema this module writes; a namespace holding a newer one is refused, one holding
-#: schema 1 (before snapshots had data) is read and upgraded by the next save.
-SCHEMA_VERSION = 2
+#: schema 1 (before snapshots had data) or 2 (an entry per key) is read and upgraded by the
+#: next save.
+SCHEMA_VERSION = 3
 
 _META = "meta"
 _ENTRY = "e:"
@@ -175,7 +196,7 @@ class _Meta:
     data: tuple[int, int, int] | None  # (gen, chunks, length) of the snapshot's data
 
     def ranges(self) -> dict[int, tuple[int, int]]:
-        """gen -> (first, last) index it holds; empty segments are left out."""
+        """gen -> (first, last) index it holds, in log order; empty segments are left out."""
         out: dict[int, tuple[int, int]] = {}
         segs = self.segments
         for k, (start, gen) in enumerate(segs):
@@ -211,6 +232,9 @@ class LocalStorage:
     #: origin rather than per value, but moderate values keep each ``setItem`` (and each
     #: string copied between Python and JavaScript) bounded.
     data_chunk: int = 1 << 18
+    #: The most characters of entries one run holds (unless one entry alone is longer), for
+    #: the same reason.
+    run_chars: int = 1 << 15
 
     def __init__(self, namespace: str, store: Any = None) -> None:
         if not isinstance(namespace, str) or not namespace:
@@ -221,6 +245,13 @@ class LocalStorage:
         self._synced = False  # _meta/_raw reflect the store (after a load, save or clear)
         self._meta: _Meta | None = None
         self._raw: str | None = None
+        #: gen -> the runs ``(key index, last index)`` of that gen that the meta references,
+        #: in index order (they follow each other without a gap).
+        self._runs: dict[int, list[tuple[int, int]]] = {}
+        #: A commit-only hard state not written yet, and who arranges its flush (see
+        #: defer_commits).
+        self._pending: HardState | None = None
+        self._schedule_flush: Callable[[], None] | None = None
         # (entry, its command's text) for the entries saved most recently, in the order they
         # were saved, which is the order they are applied in: see command_text.
         self._texts: deque[tuple[Entry, str]] = deque(maxlen=_KEEP_TEXTS)
@@ -238,22 +269,21 @@ class LocalStorage:
         :class:`~webraft.errors.StorageError` if the namespace holds anything no correct node
         could have written.
         """
+        self._pending = None  # what is stored is the truth from now on
         raw = self._get(self._meta_key)
         if raw is None:
+            self._runs = {}
             self._collect(None)
             self._meta, self._raw, self._synced = None, None, True
             return None
         meta = _parse_meta(raw)
         entries: list[Entry] = []
-        for gen, (first, end) in sorted(meta.ranges().items(), key=lambda item: item[1]):
-            for index in range(first, end + 1):
-                text = self._get(self._entry_key(gen, index))
-                if text is None:
-                    raise StorageError(f"stored log entry {index} (key "
-                                       f"{self._entry_key(gen, index)!r}) is missing")
-                entries.append(_parse_entry(text, index))
+        runs: dict[int, list[tuple[int, int]]] = {}
+        for gen, (first, end) in meta.ranges().items():
+            entries += self._read_span(gen, first, end, runs.setdefault(gen, []))
         state = StoredState(meta.hard, meta.snapshot, entries, self._read_data(meta.data))
         state.check()
+        self._runs = runs
         self._collect(meta)
         self._meta, self._raw, self._synced = meta, raw, True
         return state
@@ -268,26 +298,66 @@ class LocalStorage:
         log, a log that does not reach the snapshot, a snapshot that moves back or moves
         without data) is refused. On any failure (quota exceeded above all) the stored state
         is left exactly as it was and :class:`~webraft.errors.StorageError` is raised.
+        (With :meth:`defer_commits`, a change of the commit index alone is written later.)
         """
+        hard, meta = update.hard, self._meta
+        if (self._schedule_flush is not None and hard is not None and meta is not None
+                and self._synced and not update.entries and update.snapshot is None
+                and update.snapshot_data is None and not update.compact_to
+                and (hard.term, hard.vote) == (meta.hard.term, meta.hard.vote)):
+            self._pending = hard
+            self._schedule_flush()
+            return
+        if self._pending is not None and hard is None:
+            update = replace(update, hard=self._pending)
+        self._save(update)
+        self._pending = None
+
+    def defer_commits(self, schedule_flush: Callable[[], None]) -> None:
+        """From now on, write saves that change nothing but the commit index later (see the
+        module doc): ``schedule_flush()`` must arrange a call of :meth:`flush` soon (a tab's
+        end of task)."""
+        self._schedule_flush = schedule_flush
+
+    def flush(self) -> None:
+        """Write a deferred commit index now. Never raises: a failure is logged, and the
+        next save writes it."""
+        pending = self._pending
+        if pending is None:
+            return
+        try:
+            self._save(StorageUpdate(pending))
+        except StorageError as exc:
+            logger.warning("%r: could not write the commit index (the next save will): %s",
+                           self, exc)
+            return
+        if self._pending is pending:
+            self._pending = None
+
+    def _save(self, update: StorageUpdate) -> None:
         old = self._current()
         data = portable_json(update.snapshot_data) if update.snapshot_data is not None else None
         new = self._plan(old, update, data)
         meta_text = new.to_json()
         # Serialize everything before the first write: a bad command fails with nothing done.
         writes: list[tuple[str, str]] = []
+        runs = self._runs if old is None else self._cut_runs(old, new, writes)
         if data is not None:
             assert new.data is not None
             gen, step = new.data[0], self.data_chunk
             for k, at in enumerate(range(0, len(data), step)):
                 writes.append((self._data_key(gen, k), data[at:at + step]))
-        if update.entries:
-            self._write_entries(writes, new.segments[-1][1], update.entries)
+        gen = new.segments[-1][1] if new.segments else 0
+        added = self._write_entries(writes, gen, update.entries) if update.entries else []
         if meta_text != self._raw:
             writes.append((self._meta_key, meta_text))
         self._write(writes)
-        self._meta, self._raw = new, meta_text
+        cut = None if runs is self._runs else self._runs
+        if added:
+            runs.setdefault(gen, []).extend(added)
+        self._meta, self._raw, self._runs = new, meta_text, runs
         if old is not None:
-            self._drop_unreferenced(old, new)
+            self._drop_unreferenced(old, new, cut)
 
     def command_text(self, entry: Entry) -> str:
         """:func:`json_text` of ``entry``'s command: the text this storage wrote for it when
@@ -319,7 +389,8 @@ class LocalStorage:
         """Remove every key of this namespace (its meta, entries and data; nothing else)."""
         for key in self._own_keys():
             self.store.removeItem(key)
-        self._meta, self._raw, self._synced = None, None, True
+        self._meta, self._raw, self._runs, self._synced = None, None, {}, True
+        self._pending = None
 
     # ------------------------------------------------------------------ reading helpers
 
@@ -336,6 +407,24 @@ class LocalStorage:
         if not isinstance(value, str):
             raise StorageError(f"stored value of {key!r} is {type(value).__name__}, not text")
         return value
+
+    def _read_span(self, gen: int, first: int, end: int,
+                   runs: list[tuple[int, int]]) -> list[Entry]:
+        """Entries ``first..end`` of ``gen``, from the run keyed ``first`` on; appends each
+        run read, ``(key index, last index)``, to ``runs``."""
+        out: list[Entry] = []
+        key = first
+        while key <= end:
+            name = self._entry_key(gen, key)
+            text = self._get(name)
+            if text is None:
+                raise StorageError(f"stored log entry {key} (key {name!r}) is missing")
+            entries = _parse_run(text, key)
+            stop = key + len(entries) - 1
+            out += entries[:end - key + 1]
+            runs.append((key, stop))
+            key = stop + 1
+        return out
 
     def _read_data(self, data: tuple[int, int, int] | None) -> str | None:
         if data is None:
@@ -387,8 +476,8 @@ class LocalStorage:
 
     def _collect(self, meta: _Meta | None) -> None:
         """Remove the namespace's entry and data keys ``meta`` does not reference (all of
-        them for None)."""
-        ranges = meta.ranges() if meta is not None else {}
+        them for None; its runs are :attr:`_runs`, as read)."""
+        runs = {(gen, key) for gen, spans in self._runs.items() for key, _ in spans}
         data = meta.data if meta is not None else None
         garbage = []
         for key in self._keys():
@@ -397,8 +486,7 @@ class LocalStorage:
                 continue
             kind, gen, n = parsed
             if kind == _ENTRY:
-                span = ranges.get(gen)
-                if span is not None and span[0] <= n <= span[1]:
+                if (gen, n) in runs:
                     continue
             elif data is not None and gen == data[0] and n < data[1]:
                 continue
@@ -469,19 +557,76 @@ class LocalStorage:
             new.hard = update.hard
         return new
 
+    def _cut_runs(self, old: _Meta, new: _Meta,
+                  writes: list[tuple[str, str]]) -> dict[int, list[tuple[int, int]]]:
+        """The runs ``new`` references of those ``old`` did (the same object when no range
+        shrank, as when entries are only appended). A run that a compaction cut, holding
+        entries before the new first one, is written again from it (its write added to
+        ``writes``), so that the space of the cut entries comes back."""
+        after = new.ranges()
+        runs = self._runs
+        for gen, (lo, hi) in old.ranges().items():
+            span = after.get(gen)
+            if span is not None and span[0] == lo and span[1] >= hi:
+                continue  # unchanged, or appended to
+            if runs is self._runs:
+                runs = dict(runs)
+            if span is None:
+                runs.pop(gen, None)
+                continue
+            lo, hi = span
+            live = [run for run in runs.get(gen, ()) if run[0] <= hi and run[1] >= lo]
+            if live and live[0][0] < lo:
+                live[0] = self._rewrite_run(writes, gen, live[0][0], lo, min(live[0][1], hi))
+            runs[gen] = live
+        return runs
+
+    def _rewrite_run(self, writes: list[tuple[str, str]], gen: int, key: int, first: int,
+                     last: int) -> tuple[int, int]:
+        """Add the write of entries ``first..last`` of the run keyed ``key`` as a run of its
+        own, keyed ``first``."""
+        name = self._entry_key(gen, key)
+        text = self._get(name)
+        if text is None:
+            raise StorageError(f"stored log entry {key} (key {name!r}) is missing")
+        item = _json(text, f"log entry {key}")
+        items = item if type(item) is list and item and type(item[0]) is list else [item]
+        kept = items[first - key:last - key + 1]
+        if len(kept) != last - first + 1:
+            raise StorageError(f"stored run {name!r} no longer holds entries {first}..{last}")
+        return self._add_run(writes, gen, first, [json_text(e) for e in kept])
+
     def _write_entries(self, writes: list[tuple[str, str]], gen: int,
-                       entries: Sequence[Entry]) -> None:
-        """Add the writes of ``entries`` under ``gen``, keeping each command's text for
-        :meth:`command_text`; raise StorageError for a command that is not JSON."""
-        keep, write, key = self._texts.append, writes.append, self._entry_key
+                       entries: Sequence[Entry]) -> list[tuple[int, int]]:
+        """Add the writes of ``entries`` under ``gen``, as runs of at most :attr:`run_chars`
+        characters, keeping each command's text for :meth:`command_text`; return the runs
+        ``(key index, last index)``. Raise StorageError for a command that is not JSON."""
+        keep = self._texts.append
+        runs: list[tuple[int, int]] = []
+        items: list[str] = []
+        size = 0
         try:
             for e in entries:
                 text = json_text(e.command)
                 keep((e, text))
                 # The same text as json_text([term, kind, command]).
-                write((key(gen, e.index), f"[{e.term},{e.kind},{text}]"))
+                item = f"[{e.term},{e.kind},{text}]"
+                if items and size + len(item) > self.run_chars:
+                    runs.append(self._add_run(writes, gen, e.index - len(items), items))
+                    items, size = [], 0
+                items.append(item)
+                size += len(item) + 1
         except (TypeError, ValueError, RecursionError) as exc:
             raise StorageError(f"log entry cannot be stored as JSON: {exc}") from exc
+        runs.append(self._add_run(writes, gen, entries[-1].index + 1 - len(items), items))
+        return runs
+
+    def _add_run(self, writes: list[tuple[str, str]], gen: int, first: int,
+                 items: list[str]) -> tuple[int, int]:
+        """Add the write of the run of entry texts ``items`` from index ``first``."""
+        writes.append((self._entry_key(gen, first),
+                       items[0] if len(items) == 1 else f"[{','.join(items)}]"))
+        return first, first + len(items) - 1
 
     def _write(self, writes: list[tuple[str, str]]) -> None:
         """``setItem`` each pair in order; on failure remove what was written and raise."""
@@ -512,22 +657,21 @@ class LocalStorage:
             raise StorageError(f"{what} in {self.namespace!r} ({used}); nothing was "
                                f"saved{note}: {exc}") from exc
 
-    def _drop_unreferenced(self, old: _Meta, new: _Meta) -> None:
-        """After the commit point: remove the keys ``old`` referenced and ``new`` does not."""
-        keep = new.ranges()
+    def _drop_unreferenced(self, old: _Meta, new: _Meta,
+                           cut: dict[int, list[tuple[int, int]]] | None) -> None:
+        """After the commit point: remove the keys ``old`` referenced and ``new`` does not
+        (``cut``: ``old``'s runs if some are no longer referenced; :attr:`_runs` are
+        ``new``'s)."""
         store = self.store
         try:
             if old.data is not None and (new.data is None or new.data[0] != old.data[0]):
                 for k in range(old.data[1]):
                     store.removeItem(self._data_key(old.data[0], k))
-            for gen, (first, end) in old.ranges().items():
-                lo, hi = keep.get(gen, (end + 1, end))
-                if lo > hi:  # the whole range goes
-                    lo, hi = end + 1, end
-                # Below and above what is kept: never a walk over the kept keys.
-                for index in (*range(first, min(end, lo - 1) + 1),
-                              *range(max(first, hi + 1), end + 1)):
-                    store.removeItem(self._entry_key(gen, index))
+            for gen, runs in (cut or {}).items():
+                kept = {key for key, _ in self._runs.get(gen, ())}
+                for key, _ in runs:
+                    if key not in kept:
+                        store.removeItem(self._entry_key(gen, key))
         except Exception as exc:  # pragma: no cover - removeItem does not fail in browsers
             logger.warning("%r: could not remove stale keys (collected on the next load): "
                            "%r", self, exc)
@@ -615,9 +759,16 @@ def _parse_meta(raw: str) -> _Meta:
     return _Meta(hard, snapshot, last, segments, snapshot_data)
 
 
-def _parse_entry(text: str, index: int) -> Entry:
+def _parse_run(text: str, key: int) -> list[Entry]:
+    """The entries of the run keyed ``key`` (or of the entry stored alone there)."""
+    item = _json(text, f"log entry {key}")
+    if type(item) is list and item and type(item[0]) is list:
+        return [_parse_entry(entry, key + k) for k, entry in enumerate(item)]
+    return [_parse_entry(item, key)]
+
+
+def _parse_entry(item: Any, index: int) -> Entry:
     where = f"log entry {index}"
-    item = _json(text, where)
     if type(item) is not list or len(item) != 3:
         raise StorageError(f"stored {where} is not [term, kind, command]")
     term, kind, command = item
