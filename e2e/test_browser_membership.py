@@ -248,15 +248,31 @@ def test_tabs_found_the_cluster_of_a_room_a_joining_cpython_member_entered_first
         assert proc.wait(timeout=30) == 0, proc.stderr.read()
 
 
+#: The takeover test's leader-silence timeout (ms). With the default 200 ms, a loaded
+#: machine's late messages (no stall of the tab itself) sometimes made a follower campaign,
+#: rightly; the stall this test is about is made longer (STALL_MS) and certain instead.
+TAKEOVER_TIMEOUT_MS = 1000
+#: How long the takeover test stops every tab (ms), and how long the leader stays stopped
+#: after the others resume (ms, well within TAKEOVER_TIMEOUT_MS).
+STALL_MS = 3000
+LEADER_LATER_MS = 400
+
+
 def test_a_tab_taking_over_a_closed_tabs_node_leaves_the_leader_alone(
         browser: Any, relay: Any) -> None:
     """Issue 12: tabs of one browser share a renderer's main thread, and a tab booting Pyodide
     blocks it for seconds; the other tabs' overdue election timers then raised the term
     under a healthy leader. Here all tabs share a context, as in one browser, and the new
-    tab takes over the closed leader's stored node, whose long log it replays."""
+    tab takes over the closed leader's stored node, whose long log it replays.
+
+    How long booting stops the others depends on the machine, so the tabs are then stopped
+    for STALL_MS (the debugger pauses them), the followers resumed first: without the stall
+    check their overdue timers fire before the leader can be heard, and they elect one of
+    them."""
     context = new_context(browser)
     room = unique_room("takeover")
-    query = f"&memberGrace={GRACE_MS}"  # the default snapshots: up to 1,000 entries to replay
+    # The default snapshots: up to 1,000 entries to replay.
+    query = f"&memberGrace={GRACE_MS}&heartbeatTimeout={TAKEOVER_TIMEOUT_MS}"
     tabs = [open_tab(context, relay.url, room, name=f"{room}#{k}", query=query)
             for k in range(3)]
     try:
@@ -289,7 +305,22 @@ def test_a_tab_taking_over_a_closed_tabs_node_leaves_the_leader_alone(
         new_leader = next(t for t in tabs if t.address == leader_address)
         index = new_leader.propose({"op": "put", "key": "taken-over", "value": 1})
         wait_applied(tabs, index)
+        stalls = {t.address: t.status()["stalls"] for t in tabs}
+        debuggers = {t.address: t.page.context.new_cdp_session(t.page) for t in tabs}
+        for debugger in debuggers.values():
+            debugger.send("Debugger.enable")
+            debugger.send("Debugger.pause")
+        taker.page.wait_for_timeout(STALL_MS)
+        for address, debugger in debuggers.items():
+            if address != leader_address:
+                debugger.send("Debugger.resume")
+        taker.page.wait_for_timeout(LEADER_LATER_MS)
+        debuggers[leader_address].send("Debugger.resume")
+        for debugger in debuggers.values():
+            debugger.detach()
         taker.page.wait_for_timeout(2000)
+        after = {t.address: t.status()["stalls"] for t in tabs}
+        assert all(after[a] > stalls[a] for a in stalls), (stalls, after)  # all were stopped
         assert wait_leader(tabs) == (leader_address, term), summary(tabs)
         assert {t.status()["term"] for t in tabs} == {term}, summary(tabs)
     finally:

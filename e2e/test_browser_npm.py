@@ -119,6 +119,12 @@ def test_the_packed_package_is_an_es_module_with_types_and_the_wheel(tmp_path: P
     assert wheel.startswith(f"webraft-{package['version']}-") and wheel.endswith(".whl")
     assert {"package/webraft.js", "package/webraft.d.ts", f"package/dist/{wheel}",
             f"package/dist/{bytecode}"} <= names
+    # The licence it declares, with the text of the repository's.
+    assert package["license"] == "MIT"
+    with tarfile.open(tarball) as tar:
+        licence = tar.extractfile("package/LICENSE")
+        assert licence is not None
+        assert licence.read() == (ROOT / "LICENSE").read_bytes()
 
 
 def test_an_app_installs_the_package_offline_and_two_tabs_form_a_cluster(

@@ -1,7 +1,8 @@
 """webraft: Raft consensus in pure Python, for CPython processes and browser tabs alike.
 
-Owns the public names. Imports the core, the runtime, the storages and the errors; never a
-transport, so ``import webraft`` loads no ``websockets``, no sockets and no ``js``.
+Owns the public names. Imports the errors, and the core, the runtime and the storages only when
+one of their names is first asked for (:mod:`webraft._lazy`); never a transport, so ``import
+webraft`` loads no ``websockets``, no sockets and no ``js``.
 
 The layers, each in its own package:
 
@@ -12,7 +13,9 @@ The layers, each in its own package:
 * :mod:`webraft.sim` — a deterministic simulator that checks Raft's safety properties.
 """
 
-from .core.messages import Entry
+from typing import TYPE_CHECKING
+
+from ._lazy import lazy_names
 from .errors import (
     InvalidCommand,
     LeadershipLost,
@@ -28,16 +31,19 @@ from .errors import (
     StorageError,
     WebraftError,
 )
-from .runtime import (
-    EventEmitter,
-    NodeConfig,
-    NodeInstance,
-    RaftInterface,
-    Snapshot,
-    Transport,
-    TransportHandler,
-)
-from .storage import MemoryStorage, Storage
+
+if TYPE_CHECKING:
+    from .core.messages import Entry
+    from .runtime import (
+        EventEmitter,
+        NodeConfig,
+        NodeInstance,
+        RaftInterface,
+        Snapshot,
+        Transport,
+        TransportHandler,
+    )
+    from .storage import MemoryStorage, Storage
 
 __version__ = "0.1.0"
 
@@ -66,3 +72,12 @@ __all__ = [
     "TransportHandler",
     "WebraftError",
 ]
+
+# The node's names are imported when first asked for: a module that needs only part of webraft
+# (the relay's wire spec, the errors) does not load the core, the runtime and the storages.
+__getattr__ = lazy_names(__name__, {
+    "Entry": ".core.messages",
+    **dict.fromkeys(["EventEmitter", "NodeConfig", "NodeInstance", "RaftInterface", "Snapshot",
+                     "Transport", "TransportHandler"], ".runtime"),
+    **dict.fromkeys(["MemoryStorage", "Storage"], ".storage"),
+})

@@ -1,7 +1,7 @@
 """Storages: where a node keeps its term, vote and log. Each module is one backend.
 
-Owns the storage names. Storages import only the core's records and :mod:`webraft.errors`; never
-the runtime or a transport.
+Owns the storage names, each imported when first asked for. Storages import only the core's
+records and :mod:`webraft.errors`; never the runtime or a transport.
 
 Every backend implements :class:`Storage`. The contract, which the runtime relies on:
 
@@ -12,9 +12,19 @@ Every backend implements :class:`Storage`. The contract, which the runtime relie
   ``save`` has returned.
 """
 
-from .base import Storage
-from .localstorage import LocalStorage  # looks up js.localStorage only when one is created
-from .memory import MemoryStorage
-from .sqlite import SQLiteStorage  # imports sqlite3 only when one is created
+from typing import TYPE_CHECKING
+
+from .._lazy import lazy_names
+
+if TYPE_CHECKING:
+    from .base import Storage
+    from .localstorage import LocalStorage
+    from .memory import MemoryStorage
+    from .sqlite import SQLiteStorage
 
 __all__ = ["LocalStorage", "MemoryStorage", "SQLiteStorage", "Storage"]
+
+# Each backend is imported when its name is first asked for: a tab loads no SQLite storage,
+# a server no localStorage one. (Neither touches sqlite3 or js before one is created.)
+__getattr__ = lazy_names(__name__, {"LocalStorage": ".localstorage", "MemoryStorage": ".memory",
+                                    "SQLiteStorage": ".sqlite", "Storage": ".base"})

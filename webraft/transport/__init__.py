@@ -22,35 +22,37 @@ and ``DirectRaft`` also import the node.
   links that carry messages to the peers they reach; :mod:`webraft.transport.offers` — the
   direct links offered through the relay, one such link;
 * :mod:`webraft.transport.websocket` — the CPython relay connection on ``websockets``
-  (:class:`RelayConnection`, :class:`RelayRaft`). Imported lazily: this package never imports
-  ``websockets`` until ``RelayRaft`` (or another name from that module) is asked for, because
-  the browser wheel has no ``websockets``. The TCP names are lazy too: a tab has no use for
-  sockets.
+  (:class:`RelayConnection`, :class:`RelayRaft`).
+
+Every name is imported when first asked for (:mod:`webraft._lazy`): this package never imports
+``websockets`` until ``RelayRaft`` (or another name from that module) is asked for, because the
+browser wheel has no ``websockets``; and a tab, which uses the relay and linked transports,
+loads neither the direct links, their sockets nor the in-memory hub.
 """
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from .direct import LinkBroken, LinkRejected
-from .linked import LinkedTransport, PeerLink
-from .memory import MemoryHub, MemoryTransport
-from .node import RelayTransport
-from .relay import (
-    Backoff,
-    FrameError,
-    MessageTooLarge,
-    OutgoingBuffer,
-    RelayClient,
-    RelayClosed,
-    RelayRejected,
-    TransportError,
-)
+from .._lazy import lazy_names
 
 if TYPE_CHECKING:
+    from .direct import LinkBroken, LinkRejected
     from .direct_raft import DirectRaft, DirectTransport
+    from .linked import LinkedTransport, PeerLink
+    from .memory import MemoryHub, MemoryTransport
+    from .node import RelayTransport
     from .offers import OfferedLinks
+    from .relay import (
+        Backoff,
+        FrameError,
+        MessageTooLarge,
+        OutgoingBuffer,
+        RelayClient,
+        RelayClosed,
+        RelayRejected,
+        TransportError,
+    )
     from .tcp import DirectLinks
     from .websocket import RelayConnection, RelayRaft
 
@@ -78,11 +80,15 @@ __all__ = [
     "TransportError",
 ]
 
-_LAZY = {"RelayConnection": "websocket", "RelayRaft": "websocket", "DirectLinks": "tcp",
-         "DirectRaft": "direct_raft", "DirectTransport": "direct_raft", "OfferedLinks": "offers"}
-
-
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        return getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__ = lazy_names(__name__, {
+    **dict.fromkeys(["LinkBroken", "LinkRejected"], ".direct"),
+    **dict.fromkeys(["DirectRaft", "DirectTransport"], ".direct_raft"),
+    **dict.fromkeys(["LinkedTransport", "PeerLink"], ".linked"),
+    **dict.fromkeys(["MemoryHub", "MemoryTransport"], ".memory"),
+    "RelayTransport": ".node",
+    "OfferedLinks": ".offers",
+    **dict.fromkeys(["Backoff", "FrameError", "MessageTooLarge", "OutgoingBuffer", "RelayClient",
+                     "RelayClosed", "RelayRejected", "TransportError"], ".relay"),
+    "DirectLinks": ".tcp",
+    **dict.fromkeys(["RelayConnection", "RelayRaft"], ".websocket"),
+})

@@ -22,7 +22,6 @@ A connection object (:class:`RelayConnectionLike`) needs ``start()``, ``send(to,
 from __future__ import annotations
 
 import inspect
-import ipaddress
 import logging
 import re
 from collections.abc import Callable, Sequence
@@ -63,6 +62,8 @@ def link_host(host: str) -> str | None:
     if host.startswith("[") and host.endswith("]"):
         host = host[1:-1]
     if ":" in host:
+        import ipaddress  # here: 40 ms to compile in a tab, which offers no links
+
         try:
             ipaddress.IPv6Address(host)
         except ValueError:
@@ -75,6 +76,8 @@ def is_wildcard(host: str | None) -> bool:
     """True for a listening host that means every interface: no address a peer can dial."""
     if not host:
         return True
+    import ipaddress  # here: 40 ms to compile in a tab, which offers no links
+
     try:
         return ipaddress.ip_address(host.strip("[]")).is_unspecified
     except ValueError:
