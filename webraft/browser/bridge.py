@@ -51,7 +51,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-import secrets
+import os
 from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
@@ -248,7 +248,7 @@ async def create(config_json: str, token_provider: TokenProvider | None = None) 
     fixed = list(cfg.get("members") or [])
     tab_key = f"webraft/{room}/tab"
     saved = json.loads(sessionStorage.getItem(tab_key) or "{}")
-    session = saved.get("session") or secrets.token_hex(16)
+    session = saved.get("session") or os.urandom(16).hex()
     mine = saved.get("address")
     if cfg.get("address"):
         candidates = [cfg["address"]]
@@ -256,7 +256,7 @@ async def create(config_json: str, token_provider: TokenProvider | None = None) 
         candidates = ([mine] if mine in fixed else []) + [m for m in fixed if m != mine]
     else:
         orphans = [a for a in _stored_nodes(room) if a != mine][:MAX_ADOPT]
-        candidates = [*([mine] if mine else []), *orphans, f"t-{secrets.token_hex(4)}"]
+        candidates = [*([mine] if mine else []), *orphans, f"t-{os.urandom(4).hex()}"]
     timeout = cfg.get("connectTimeout")
     client, connection, claim = await _claim(
         room, cfg["relay"], candidates, session,

@@ -49,8 +49,8 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import re
-import secrets
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import partial
@@ -177,7 +177,7 @@ class BroadcastLink:
         self.room = room
         self.channel_name = channel_name(room)
         self.address = address
-        self.instance = secrets.token_hex(INSTANCE_CHARS // 2)
+        self.instance = os.urandom(INSTANCE_CHARS // 2).hex()
         self.gate = gate
         #: Linked peers and the instance that said hello for each.
         self.peers: dict[str, str] = {}

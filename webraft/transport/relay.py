@@ -33,8 +33,8 @@ sans-I/O protocol:
 
 from __future__ import annotations
 
+import os
 import random
-import secrets
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -457,7 +457,7 @@ class RelayClient:
         self.room = check_name(room, "room")
         self.address = check_name(address, "address")
         if session is None:
-            session = secrets.token_hex(16)
+            session = os.urandom(16).hex()
         if not isinstance(session, str) or len(session) > MAX_NAME_LENGTH:
             raise ValueError(f"session must be a string of at most {MAX_NAME_LENGTH} characters")
         #: Asked for a fresh :attr:`token` before each connection, when given.
