@@ -154,7 +154,7 @@ class Proposals:
         """A plain proposal: the next number of the implicit session."""
         session = self.implicit
         seq = session.next_seq
-        fut = self.propose_in(session, seq, command, decoded)
+        fut = self._propose(command, session, seq, decoded)
         if not fut.done():
             session.next_seq = seq + 1
             session.waiting.add(seq)
@@ -217,6 +217,7 @@ class Proposals:
             batches[-1].proposals.append(proposal)
             size += proposal.size
         for batch in batches:
+            # The batch's own list: on_result empties it once a leader appended them.
             self._expiring.append((deadline, batch.proposals))
             self._submit(batch)
         self._arm_expiry()
@@ -341,9 +342,14 @@ class Proposals:
                 proposal.unsure -= 1
             self._park(batch)
             return
-        for k, proposal in enumerate(batch.proposals):
+        proposals = batch.proposals
+        for k, proposal in enumerate(proposals):
             if not proposal.future.done():
                 self._hold(proposal, result.index + k, result.term)
+        # None of them can expire now (a leader holds each, or it has its outcome), but the
+        # list is their expiry record too (see flush_outbox): emptied, it no longer keeps
+        # them, and their futures, alive until the record's deadline.
+        proposals.clear()
 
     def _hold(self, proposal: _Proposal, index: int, term: int) -> None:
         """A leader appended ``proposal`` at ``(index, term)``: it waits for that entry to
