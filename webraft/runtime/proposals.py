@@ -36,7 +36,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..core.messages import MAX_COMMAND_BYTES, MAX_DEPTH, SESSION, Entry, check_command
 from ..core.raft import ProposalResult, ReadState
-from ..core.sessions import DUPLICATE, EXPIRED
+from ..core.sessions import APPLY, DUPLICATE, EXPIRED
 from ..core.state import ClusterConfig
 from ..errors import (
     InvalidCommand,
@@ -78,6 +78,9 @@ class _Proposal:
     #: Where a leader appended it (0: nowhere known now), and in which term.
     index: int = 0
     term: int = 0
+    #: What the session table said of a copy being applied now, and the first copy's index.
+    verdict: str = ""
+    first: int = 0
 
     def entry(self, ack: int) -> Any:
         """The log entry's command; ``ack``: its session's, now."""
@@ -127,9 +130,10 @@ class Proposals:
         self._pending: dict[tuple[int | str, int], _Proposal] = {}  # by (client, seq)
         self._config_requests: dict[int, asyncio.Future[int]] = {}  # by request id
         self._read_requests: dict[int, tuple[asyncio.Future[int], str | None]] = {}
-        # Outcomes of session entries applied here that a proposal here waits on, by index,
-        # kept until the entry counts as applied.
-        self._session_outcomes: dict[int, tuple[_Proposal, str, int]] = {}
+        # The proposal of this node whose copy is being applied here (one entry is applied
+        # at a time), and that entry's index: it is told once the entry counts as applied.
+        self._outcome: _Proposal | None = None
+        self._outcome_at = 0
         # Request ids are random per incarnation so a restarted node never reuses one.
         self._next_req = rng.randrange(1 << 52)
 
@@ -191,11 +195,12 @@ class Proposals:
         proposal = _Proposal(command, size, fut, session, seq)
         if session is not None:
             self._pending[(session.id, seq)] = proposal
-        self._outbox.append(proposal)
-        if len(self._outbox) == 1:
+        outbox = self._outbox
+        outbox.append(proposal)
+        if len(outbox) == 1:  # the others of this turn kicked the Ready round already
             self._outbox_since = node.loop.time()
             self._arm_expiry()
-        node.kick()
+            node.kick()
         return fut
 
     def flush_outbox(self) -> None:
@@ -576,19 +581,20 @@ class Proposals:
     def session_applied(self, entry: Entry, verdict: str, first: int) -> None:
         """The session ``entry`` got ``verdict``: remember it if it is a proposal of this
         node's; it is told once the entry counts as applied."""
-        client, seq = entry.command[0], entry.command[1]
-        proposal = self._pending.get((client, seq))
+        command = entry.command
+        proposal = self._pending.get((command[0], command[1]))
         if proposal is not None:
-            self._session_outcomes[entry.index] = (proposal, verdict, first)
+            proposal.verdict, proposal.first = verdict, first
+            self._outcome, self._outcome_at = proposal, entry.index
 
     # ------------------------------------------------------------------ outcomes
 
     def applied(self, index: int, term: int) -> None:
         """The entry ``(index, term)`` was applied here: settle whoever waits on it."""
-        if self._session_outcomes:
-            found = self._session_outcomes.pop(index, None)
-            if found is not None:
-                self._session_outcome(*found)
+        settled = self._outcome
+        if settled is not None and self._outcome_at == index:
+            self._outcome = None
+            self._session_outcome(settled)
         if not self._waiters:
             return
         proposal = self._waiters.pop(index, None)
@@ -622,7 +628,11 @@ class Proposals:
             else:
                 _resolve(proposal, waiting, entry_term)
 
-    def _session_outcome(self, proposal: _Proposal, verdict: str, first: int) -> None:
+    def _session_outcome(self, proposal: _Proposal) -> None:
+        verdict, first = proposal.verdict, proposal.first
+        if verdict == APPLY:  # the common case first
+            self._succeed(proposal, first)
+            return
         session = proposal.session
         assert session is not None
         if verdict == EXPIRED:
