@@ -184,7 +184,7 @@ class Proposals:
         if node.closed:
             fut.set_exception(RaftClosed(may_have_committed=False))
             return fut
-        if not node.is_leader and not node.config.forward_proposals:
+        if not node.config.forward_proposals and not node.is_leader:
             fut.set_exception(NotLeaderError(leader=node.leader))
             return fut
         try:
