@@ -127,7 +127,10 @@ class Proposals:
         self._cut_off = False  # see cut_off
         self._cut_off_timer: asyncio.TimerHandle | None = None
         self._waiters: dict[int, _Proposal] = {}  # by log index, until applied
-        self._pending: dict[tuple[int | str, int], _Proposal] = {}  # by (client, seq)
+        #: This node's session proposals without an outcome yet, by (client, seq): the
+        #: applier, for every session entry, asks whether any is (a dict, not a property:
+        #: that is once per entry).
+        self.waiting: dict[tuple[int | str, int], _Proposal] = {}
         self._config_requests: dict[int, asyncio.Future[int]] = {}  # by request id
         self._read_requests: dict[int, tuple[asyncio.Future[int], str | None]] = {}
         # The proposal of this node whose copy is being applied here (one entry is applied
@@ -194,7 +197,7 @@ class Proposals:
             return fut
         proposal = _Proposal(command, size, fut, session, seq)
         if session is not None:
-            self._pending[(session.id, seq)] = proposal
+            self.waiting[(session.id, seq)] = proposal
         outbox = self._outbox
         outbox.append(proposal)
         if len(outbox) == 1:  # the others of this turn kicked the Ready round already
@@ -573,16 +576,11 @@ class Proposals:
                 raise error
             await asyncio.sleep(self.node.config.heartbeat_frequency)
 
-    @property
-    def waiting(self) -> bool:
-        """Whether any session proposal of this node waits for its outcome."""
-        return bool(self._pending)
-
     def session_applied(self, entry: Entry, verdict: str, first: int) -> None:
         """The session ``entry`` got ``verdict``: remember it if it is a proposal of this
         node's; it is told once the entry counts as applied."""
         command = entry.command
-        proposal = self._pending.get((command[0], command[1]))
+        proposal = self.waiting.get((command[0], command[1]))
         if proposal is not None:
             proposal.verdict, proposal.first = verdict, first
             self._outcome, self._outcome_at = proposal, entry.index
@@ -594,7 +592,10 @@ class Proposals:
         settled = self._outcome
         if settled is not None and self._outcome_at == index:
             self._outcome = None
-            self._session_outcome(settled)
+            if settled.verdict == APPLY:  # the common case, without a call more
+                self._succeed(settled, settled.first)
+            else:
+                self._session_outcome(settled)
         if not self._waiters:
             return
         proposal = self._waiters.pop(index, None)
@@ -612,7 +613,7 @@ class Proposals:
         """A snapshot up to ``index`` replaced the entries until there (and the session table
         with the snapshot's)."""
         sessions = self.node.applier.sessions
-        for key, proposal in list(self._pending.items()):
+        for key, proposal in list(self.waiting.items()):
             first = sessions.applied_at(*key)
             if first is not None:  # a copy is in the snapshot, wherever it was sent
                 self._succeed(proposal, first)
@@ -630,9 +631,6 @@ class Proposals:
 
     def _session_outcome(self, proposal: _Proposal) -> None:
         verdict, first = proposal.verdict, proposal.first
-        if verdict == APPLY:  # the common case first
-            self._succeed(proposal, first)
-            return
         session = proposal.session
         assert session is not None
         if verdict == EXPIRED:
@@ -671,8 +669,8 @@ class Proposals:
         if session is None:
             return
         key = (session.id, proposal.seq)
-        if self._pending.get(key) is proposal:
-            del self._pending[key]
+        if self.waiting.get(key) is proposal:
+            del self.waiting[key]
         if session is self.implicit:  # a ClientSession's own propose keeps its numbers
             session.waiting.discard(proposal.seq)
 
@@ -702,7 +700,7 @@ class Proposals:
         for batch in [*self._batches.values(), *self._parked]:
             if batch.timer is not None:
                 batch.timer.cancel()
-        for proposal in [*self._pending.values(), *self._outbox, *self._waiters.values(),
+        for proposal in [*self.waiting.values(), *self._outbox, *self._waiters.values(),
                          *(p for b in [*self._batches.values(), *self._parked]
                            for p in b.proposals)]:
             fail(proposal.future, RaftClosed(may_have_committed=bool(proposal.unsure)))
@@ -716,7 +714,7 @@ class Proposals:
         self._parked.clear()
         self._outbox.clear()
         self._waiters.clear()
-        self._pending.clear()
+        self.waiting.clear()
 
 
 def _unknown(fut: asyncio.Future[int], index: int) -> None:
