@@ -82,13 +82,6 @@ class _Proposal:
     verdict: str = ""
     first: int = 0
 
-    def entry(self, ack: int) -> Any:
-        """The log entry's command; ``ack``: its session's, now."""
-        session = self.session
-        if session is None:
-            return self.command
-        return [session.id, self.seq, ack, self.command]
-
     def unheld(self, why: str) -> ProposalError:
         """The error for giving it up while no leader holds it (``why``): it may still commit
         if a copy was sent."""
@@ -275,11 +268,15 @@ class Proposals:
         entries = []
         implicit = self.implicit
         implicit_ack = implicit.ack
-        for proposal in batch.proposals:
+        for proposal in batch.proposals:  # each one's log entry: a call less per proposal
             proposal.unsure += 1
             session = proposal.session
-            entries.append(proposal.entry(implicit_ack if session is implicit or session is None
-                                          else session.ack))
+            if session is None:
+                entries.append(proposal.command)
+            else:
+                entries.append([session.id, proposal.seq,
+                                implicit_ack if session is implicit else session.ack,
+                                proposal.command])
         if not node.is_leader:
             batch.sent_to = leader = node.leader
             assert leader is not None
