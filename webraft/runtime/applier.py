@@ -270,8 +270,7 @@ class Applier:
                         self._task = loop.create_task(
                             self._apply_slowly(entry, task, handlers[i:], outcome))
                         return
-            self._applied(entry, emit=task is not None)
-            if self._snapshot_due():
+            if self._applied(entry, emit=task is not None):
                 pending = self._take_snapshot()
                 if pending is not None:
                     self._task = loop.create_task(self._apply_after(pending))
@@ -301,8 +300,7 @@ class Applier:
                     delay = min(delay * 2, 5.0)
                     outcome = _start_apply(handler, task)
                 outcome = None
-            self._applied(entry)
-            if self._snapshot_due():
+            if self._applied(entry):
                 pending = self._take_snapshot()
                 if pending is not None:
                     await pending
@@ -326,12 +324,11 @@ class Applier:
                 f"term {entry.term} there"))
         self._applied(entry, emit=False)
 
-    def _applied(self, entry: Entry, emit: bool = True) -> None:
+    def _applied(self, entry: Entry, emit: bool = True) -> bool:
+        """``entry`` counts as applied now; return whether a snapshot is due (checked here,
+        once per entry, rather than by another call)."""
         node = self.node
         self._since_snapshot += 1
-        # Sizes only matter to the snapshot threshold.
-        if node.has_listeners("snapshot"):
-            self._since_snapshot_bytes += entry.size
         index, term = entry.index, entry.term
         self.last_applied = index
         proposals = node.proposals
@@ -345,14 +342,14 @@ class Applier:
                     watcher.set_result(None)
         if emit and node.has_listeners("updated"):
             node.emit("updated", index)
+        if not node.has_listeners("snapshot"):
+            return False
+        self._since_snapshot_bytes += entry.size  # sizes only matter to the threshold
+        config = node.config
+        return (self._since_snapshot >= config.snapshot_entries
+                or self._since_snapshot_bytes >= config.snapshot_bytes)
 
     # ------------------------------------------------------------------ snapshots
-
-    def _snapshot_due(self) -> bool:
-        config = self.node.config
-        return self.node.has_listeners("snapshot") and (
-            self._since_snapshot >= config.snapshot_entries
-            or self._since_snapshot_bytes >= config.snapshot_bytes)
 
     def _take_snapshot(self) -> Awaitable[None] | None:
         """Ask the ``snapshot`` handler for the state as of the last applied entry and compact

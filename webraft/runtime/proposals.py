@@ -36,7 +36,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..core.messages import MAX_COMMAND_BYTES, MAX_DEPTH, SESSION, Entry, check_command
 from ..core.raft import ProposalResult, ReadState
-from ..core.sessions import DUPLICATE, EXPIRED
+from ..core.sessions import APPLY, DUPLICATE, EXPIRED
 from ..core.state import ClusterConfig
 from ..errors import (
     InvalidCommand,
@@ -78,13 +78,9 @@ class _Proposal:
     #: Where a leader appended it (0: nowhere known now), and in which term.
     index: int = 0
     term: int = 0
-
-    def entry(self, ack: int) -> Any:
-        """The log entry's command; ``ack``: its session's, now."""
-        session = self.session
-        if session is None:
-            return self.command
-        return [session.id, self.seq, ack, self.command]
+    #: What the session table said of a copy being applied now, and the first copy's index.
+    verdict: str = ""
+    first: int = 0
 
     def unheld(self, why: str) -> ProposalError:
         """The error for giving it up while no leader holds it (``why``): it may still commit
@@ -124,12 +120,16 @@ class Proposals:
         self._cut_off = False  # see cut_off
         self._cut_off_timer: asyncio.TimerHandle | None = None
         self._waiters: dict[int, _Proposal] = {}  # by log index, until applied
-        self._pending: dict[tuple[int | str, int], _Proposal] = {}  # by (client, seq)
+        #: This node's session proposals without an outcome yet, by (client, seq): the
+        #: applier, for every session entry, asks whether any is (a dict, not a property:
+        #: that is once per entry).
+        self.waiting: dict[tuple[int | str, int], _Proposal] = {}
         self._config_requests: dict[int, asyncio.Future[int]] = {}  # by request id
         self._read_requests: dict[int, tuple[asyncio.Future[int], str | None]] = {}
-        # Outcomes of session entries applied here that a proposal here waits on, by index,
-        # kept until the entry counts as applied.
-        self._session_outcomes: dict[int, tuple[_Proposal, str, int]] = {}
+        # The proposal of this node whose copy is being applied here (one entry is applied
+        # at a time), and that entry's index: it is told once the entry counts as applied.
+        self._outcome: _Proposal | None = None
+        self._outcome_at = 0
         # Request ids are random per incarnation so a restarted node never reuses one.
         self._next_req = rng.randrange(1 << 52)
 
@@ -154,7 +154,7 @@ class Proposals:
         """A plain proposal: the next number of the implicit session."""
         session = self.implicit
         seq = session.next_seq
-        fut = self.propose_in(session, seq, command, decoded)
+        fut = self._propose(command, session, seq, decoded)
         if not fut.done():
             session.next_seq = seq + 1
             session.waiting.add(seq)
@@ -180,7 +180,7 @@ class Proposals:
         if node.closed:
             fut.set_exception(RaftClosed(may_have_committed=False))
             return fut
-        if not node.is_leader and not node.config.forward_proposals:
+        if not node.config.forward_proposals and not node.is_leader:
             fut.set_exception(NotLeaderError(leader=node.leader))
             return fut
         try:
@@ -190,12 +190,13 @@ class Proposals:
             return fut
         proposal = _Proposal(command, size, fut, session, seq)
         if session is not None:
-            self._pending[(session.id, seq)] = proposal
-        self._outbox.append(proposal)
-        if len(self._outbox) == 1:
+            self.waiting[(session.id, seq)] = proposal
+        outbox = self._outbox
+        outbox.append(proposal)
+        if len(outbox) == 1:  # the others of this turn kicked the Ready round already
             self._outbox_since = node.loop.time()
             self._arm_expiry()
-        node.kick()
+            node.kick()
         return fut
 
     def flush_outbox(self) -> None:
@@ -217,6 +218,7 @@ class Proposals:
             batches[-1].proposals.append(proposal)
             size += proposal.size
         for batch in batches:
+            # The batch's own list: on_result empties it once a leader appended them.
             self._expiring.append((deadline, batch.proposals))
             self._submit(batch)
         self._arm_expiry()
@@ -266,11 +268,15 @@ class Proposals:
         entries = []
         implicit = self.implicit
         implicit_ack = implicit.ack
-        for proposal in batch.proposals:
+        for proposal in batch.proposals:  # each one's log entry: a call less per proposal
             proposal.unsure += 1
             session = proposal.session
-            entries.append(proposal.entry(implicit_ack if session is implicit or session is None
-                                          else session.ack))
+            if session is None:
+                entries.append(proposal.command)
+            else:
+                entries.append([session.id, proposal.seq,
+                                implicit_ack if session is implicit else session.ack,
+                                proposal.command])
         if not node.is_leader:
             batch.sent_to = leader = node.leader
             assert leader is not None
@@ -341,9 +347,14 @@ class Proposals:
                 proposal.unsure -= 1
             self._park(batch)
             return
-        for k, proposal in enumerate(batch.proposals):
+        proposals = batch.proposals
+        for k, proposal in enumerate(proposals):
             if not proposal.future.done():
                 self._hold(proposal, result.index + k, result.term)
+        # None of them can expire now (a leader holds each, or it has its outcome), but the
+        # list is their expiry record too (see flush_outbox): emptied, it no longer keeps
+        # them, and their futures, alive until the record's deadline.
+        proposals.clear()
 
     def _hold(self, proposal: _Proposal, index: int, term: int) -> None:
         """A leader appended ``proposal`` at ``(index, term)``: it waits for that entry to
@@ -562,27 +573,26 @@ class Proposals:
                 raise error
             await asyncio.sleep(self.node.config.heartbeat_frequency)
 
-    @property
-    def waiting(self) -> bool:
-        """Whether any session proposal of this node waits for its outcome."""
-        return bool(self._pending)
-
     def session_applied(self, entry: Entry, verdict: str, first: int) -> None:
         """The session ``entry`` got ``verdict``: remember it if it is a proposal of this
         node's; it is told once the entry counts as applied."""
-        client, seq = entry.command[0], entry.command[1]
-        proposal = self._pending.get((client, seq))
+        command = entry.command
+        proposal = self.waiting.get((command[0], command[1]))
         if proposal is not None:
-            self._session_outcomes[entry.index] = (proposal, verdict, first)
+            proposal.verdict, proposal.first = verdict, first
+            self._outcome, self._outcome_at = proposal, entry.index
 
     # ------------------------------------------------------------------ outcomes
 
     def applied(self, index: int, term: int) -> None:
         """The entry ``(index, term)`` was applied here: settle whoever waits on it."""
-        if self._session_outcomes:
-            found = self._session_outcomes.pop(index, None)
-            if found is not None:
-                self._session_outcome(*found)
+        settled = self._outcome
+        if settled is not None and self._outcome_at == index:
+            self._outcome = None
+            if settled.verdict == APPLY:  # the common case, without a call more
+                self._succeed(settled, settled.first)
+            else:
+                self._session_outcome(settled)
         if not self._waiters:
             return
         proposal = self._waiters.pop(index, None)
@@ -600,7 +610,7 @@ class Proposals:
         """A snapshot up to ``index`` replaced the entries until there (and the session table
         with the snapshot's)."""
         sessions = self.node.applier.sessions
-        for key, proposal in list(self._pending.items()):
+        for key, proposal in list(self.waiting.items()):
             first = sessions.applied_at(*key)
             if first is not None:  # a copy is in the snapshot, wherever it was sent
                 self._succeed(proposal, first)
@@ -616,7 +626,8 @@ class Proposals:
             else:
                 _resolve(proposal, waiting, entry_term)
 
-    def _session_outcome(self, proposal: _Proposal, verdict: str, first: int) -> None:
+    def _session_outcome(self, proposal: _Proposal) -> None:
+        verdict, first = proposal.verdict, proposal.first
         session = proposal.session
         assert session is not None
         if verdict == EXPIRED:
@@ -655,8 +666,8 @@ class Proposals:
         if session is None:
             return
         key = (session.id, proposal.seq)
-        if self._pending.get(key) is proposal:
-            del self._pending[key]
+        if self.waiting.get(key) is proposal:
+            del self.waiting[key]
         if session is self.implicit:  # a ClientSession's own propose keeps its numbers
             session.waiting.discard(proposal.seq)
 
@@ -686,7 +697,7 @@ class Proposals:
         for batch in [*self._batches.values(), *self._parked]:
             if batch.timer is not None:
                 batch.timer.cancel()
-        for proposal in [*self._pending.values(), *self._outbox, *self._waiters.values(),
+        for proposal in [*self.waiting.values(), *self._outbox, *self._waiters.values(),
                          *(p for b in [*self._batches.values(), *self._parked]
                            for p in b.proposals)]:
             fail(proposal.future, RaftClosed(may_have_committed=bool(proposal.unsure)))
@@ -700,7 +711,7 @@ class Proposals:
         self._parked.clear()
         self._outbox.clear()
         self._waiters.clear()
-        self._pending.clear()
+        self.waiting.clear()
 
 
 def _unknown(fut: asyncio.Future[int], index: int) -> None:
