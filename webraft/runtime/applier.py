@@ -10,6 +10,11 @@ Entries are applied strictly in order. Synchronous handlers run in one loop over
 finishes later moves the rest to a task. A snapshot to load (from the leader, or older
 application state after a restart) stops the queue until the ``refresh`` handler reports it
 loaded.
+
+An ``apply`` handler gets the log's own entry, not a copy: its ``command`` is the
+application's command, and its ``kind`` :data:`~webraft.core.messages.COMMAND`, or
+:data:`~webraft.core.messages.SESSION` for a command proposed in a session (every plain
+``propose``), whose ``client`` and ``seq`` say which.
 """
 
 from __future__ import annotations
@@ -253,24 +258,21 @@ class Applier:
                 self._skipped(entry)
                 continue
             kind = entry.kind
-            if kind == COMMAND:
-                task: Entry | None = entry
-            elif kind == SESSION:  # every plain proposal: inline
+            if kind == SESSION:  # every plain proposal: inline
                 verdict, first = record(entry)
                 if proposals.waiting:  # a proposal of this node may be this one
                     proposals.session_applied(entry, verdict, first)
-                task = Entry(entry.term, entry.index, COMMAND, entry.command[3]) \
-                    if verdict == APPLY else None
+                apply = verdict == APPLY
             else:
-                task = None
-            if task is not None:
+                apply = kind == COMMAND
+            if apply:
                 for i, handler in enumerate(handlers):
-                    outcome = _start_apply(handler, task)
+                    outcome = _start_apply(handler, entry)
                     if outcome is not None:
                         self._task = loop.create_task(
-                            self._apply_slowly(entry, task, handlers[i:], outcome))
+                            self._apply_slowly(entry, handlers[i:], outcome))
                         return
-            if self._applied(entry, emit=task is not None):
+            if self._applied(entry, emit=apply):
                 pending = self._take_snapshot()
                 if pending is not None:
                     self._task = loop.create_task(self._apply_after(pending))
@@ -280,14 +282,15 @@ class Applier:
         self._resume = None
         self.pump()
 
-    async def _apply_slowly(self, entry: Entry, task: Entry, handlers: list[Callable[..., Any]],
+    async def _apply_slowly(self, entry: Entry, handlers: list[Callable[..., Any]],
                             outcome: _Outcome) -> None:
-        """Finish applying ``entry`` (whose command the handlers see as ``task``)."""
+        """Finish applying ``entry``: the rest of ``handlers``, the first of which started
+        with ``outcome``."""
         node = self.node
         try:
             for handler in handlers:
                 if outcome is None:
-                    outcome = _start_apply(handler, task)
+                    outcome = _start_apply(handler, entry)
                 delay = 0.01
                 while outcome is not None:
                     error = outcome if isinstance(outcome, BaseException) else await outcome
@@ -298,7 +301,7 @@ class Applier:
                     node.emit("error", error)
                     await asyncio.sleep(delay)
                     delay = min(delay * 2, 5.0)
-                    outcome = _start_apply(handler, task)
+                    outcome = _start_apply(handler, entry)
                 outcome = None
             if self._applied(entry):
                 pending = self._take_snapshot()
