@@ -9,7 +9,9 @@ Entries are applied strictly in order. Synchronous handlers run in one loop over
 (bounded in time, so that a long backlog never starves heartbeats); the first handler that
 finishes later moves the rest to a task. A snapshot to load (from the leader, or older
 application state after a restart) stops the queue until the ``refresh`` handler reports it
-loaded.
+loaded. The handlers of ``apply``, ``updated`` and ``snapshot`` are looked up once per slice
+(at most :data:`APPLY_SLICE` long), not per entry: one registered during a slice (by a
+handler) takes part from the next.
 
 An ``apply`` handler gets the log's own entry, not a copy: its ``command`` is the
 application's command, and its ``kind`` :data:`~webraft.core.messages.COMMAND`, or
@@ -235,6 +237,8 @@ class Applier:
     def _pump_slice(self) -> None:
         node = self.node
         handlers = node.listeners("apply")
+        updated = node.has_listeners("updated")
+        snapshots = node.has_listeners("snapshot")
         loop = node.loop
         deadline = loop.time() + APPLY_SLICE
         count = 0
@@ -272,7 +276,7 @@ class Applier:
                         self._task = loop.create_task(
                             self._apply_slowly(entry, handlers[i:], outcome))
                         return
-            if self._applied(entry, emit=apply):
+            if self._applied(entry, apply and updated, snapshots):
                 pending = self._take_snapshot()
                 if pending is not None:
                     self._task = loop.create_task(self._apply_after(pending))
@@ -303,7 +307,8 @@ class Applier:
                     delay = min(delay * 2, 5.0)
                     outcome = _start_apply(handler, entry)
                 outcome = None
-            if self._applied(entry):
+            if self._applied(entry, node.has_listeners("updated"),
+                             node.has_listeners("snapshot")):
                 pending = self._take_snapshot()
                 if pending is not None:
                     await pending
@@ -325,11 +330,13 @@ class Applier:
             self.node.emit("error", WebraftError(
                 f"application state is at ({self._skip_term}, {entry.index}) but the log has "
                 f"term {entry.term} there"))
-        self._applied(entry, emit=False)
+        self._applied(entry, False, self.node.has_listeners("snapshot"))
 
-    def _applied(self, entry: Entry, emit: bool = True) -> bool:
-        """``entry`` counts as applied now; return whether a snapshot is due (checked here,
-        once per entry, rather than by another call)."""
+    def _applied(self, entry: Entry, updated: bool, snapshots: bool) -> bool:
+        """``entry`` counts as applied now: emit ``updated`` if ``updated`` (the application
+        saw it and the event has handlers); return whether a snapshot is due (checked here,
+        once per entry, rather than by another call; never without ``snapshots``, a
+        ``snapshot`` handler)."""
         node = self.node
         self._since_snapshot += 1
         index, term = entry.index, entry.term
@@ -343,9 +350,9 @@ class Applier:
             for watcher in self._index_watchers.pop(index, ()):
                 if not watcher.done():
                     watcher.set_result(None)
-        if emit and node.has_listeners("updated"):
+        if updated:
             node.emit("updated", index)
-        if not node.has_listeners("snapshot"):
+        if not snapshots:
             return False
         self._since_snapshot_bytes += entry.size  # sizes only matter to the threshold
         config = node.config
@@ -360,8 +367,11 @@ class Applier:
         for it, so the state it returns is exactly that entry's)."""
         self._since_snapshot = self._since_snapshot_bytes = 0  # a failure retries later
         index = self.last_applied
+        handlers = self.node.listeners("snapshot")
+        if not handlers:
+            return None  # removed during the slice
         try:
-            result = self.node.listeners("snapshot")[0](index, self.applied_term)
+            result = handlers[0](index, self.applied_term)
         except Exception as exc:
             self._snapshot_failed(exc)
             return None
