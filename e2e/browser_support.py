@@ -236,7 +236,7 @@ import json as _json
 _n = __e2e_node.node
 _json.dumps({"first": _n.core.log.offset + 1, "last": _n.core.log.last_index,
              "commit": _n.commit_index, "applied": _n.last_applied, "term": _n.term,
-             "entries": [[e.index, e.term, e.kind, e.command] for e in _n.core.log.entries]})
+             "entries": [[e.index, e.term, e.kind, e.data] for e in _n.core.log.entries]})
 `));
   } finally {
     py.globals.delete("__e2e_node");

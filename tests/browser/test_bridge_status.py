@@ -34,7 +34,7 @@ async def test_the_status_log_shows_commands_not_session_wrappers() -> None:
         await leader.propose({"op": "put", "key": "plain"})
         session = await leader.open_session()
         await session.propose({"op": "put", "key": "in a session"})
-        raw = [e.command for e in leader.core.last_entries(12) if e.kind == SESSION]
+        raw = [e.data for e in leader.core.last_entries(12) if e.kind == SESSION]
         assert raw and all(isinstance(c, list) and len(c) == 4 for c in raw)  # wrapped
         storage = storages[leader.address]
     finally:
@@ -50,7 +50,7 @@ async def test_the_status_log_shows_commands_not_session_wrappers() -> None:
     assert {"op": "put", "key": "plain"} in commands
     assert {"op": "put", "key": "in a session"} in commands
     assert not any(isinstance(c, list) for c in commands)
-    # The cluster view labels the same entries from the same function.
+    # The cluster view labels the same entries.
     labels = [e["label"] for e in ClusterView(tab).snapshot()["log"] if e["kind"] == "session"]
     assert '{"op":"put","key":"plain"}' in labels
     assert any(label.endswith(': {"op":"put","key":"in a session"}') for label in labels)

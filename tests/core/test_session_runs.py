@@ -19,6 +19,7 @@ from webraft.core.messages import (
     Entry,
     decode,
     encode,
+    entry_of,
     session_entries,
 )
 from webraft.errors import MessageError
@@ -51,7 +52,7 @@ def test_a_run_travels_as_term_and_command_and_comes_back_whole() -> None:
     assert wire["entries"] == [[3, SESSION, [CLIENT, 4, 4, "c4"]], [3, "c5"], [3, "c6"],
                                [3, "c7"]]
     assert decode(wire) == msg
-    full = json.dumps([[e.term, e.kind, e.command] for e in run])
+    full = json.dumps([[e.term, e.kind, e.data] for e in run])
     assert len(json.dumps(wire["entries"])) < len(full) / 2
 
 
@@ -82,11 +83,11 @@ def test_an_explicit_session_runs_too_and_keeps_any_json_command() -> None:
     run = session_entries(2, 3, commands, None)
     wire = through_json(AppendRequest(2, 2, 1, 0, tuple(run)))
     assert [len(item) for item in wire["entries"]] == [3, 2, 2]
-    assert [e.command for e in appended(wire)] == commands
+    assert [e.data for e in appended(wire)] == commands
 
 
 def test_a_run_continues_the_entry_before_it_in_the_log_but_a_message_starts_whole() -> None:
-    before = Entry(2, 2, SESSION, [CLIENT, 1, 1, "a"])
+    before = entry_of(2, 2, SESSION, [CLIENT, 1, 1, "a"])
     run = session_entries(2, 3, [[CLIENT, 2, 1, "b"], [CLIENT, 3, 1, "c"]], before)
     alone = through_json(AppendRequest(2, 2, 2, 0, tuple(run)))  # 'before' is not in it
     assert alone["entries"] == [[2, SESSION, [CLIENT, 2, 1, "b"]], [2, "c"]]
@@ -99,7 +100,7 @@ def test_a_run_continues_the_entry_before_it_in_the_log_but_a_message_starts_who
 
 def test_the_full_form_of_every_entry_is_still_read() -> None:
     items = [[3, SESSION, [CLIENT, seq, 1, f"c{seq}"]] for seq in range(1, 4)]
-    assert [e.command for e in appended(append(items))] == [i[2] for i in items]
+    assert [e.data for e in appended(append(items))] == [i[2] for i in items]
 
 
 def test_a_leaders_appends_carry_runs_that_followers_read_back() -> None:
@@ -173,3 +174,28 @@ def test_any_slice_of_a_log_round_trips(seed: int) -> None:
     msg = AppendRequest(log[-1].term, lo, prev_term, 0, tuple(log[lo:hi]))
     assert decode(through_json(msg)) == msg
     assert decode(encode(msg)) == msg
+
+
+def test_a_session_entry_holds_its_numbers_as_fields_and_only_codecs_see_the_list() -> None:
+    entry = entry_of(2, 5, SESSION, [CLIENT, 3, 1, {"k": ["v", 1]}])
+    assert (entry.client, entry.seq, entry.ack) == (CLIENT, 3, 1)
+    assert entry.command == {"k": ["v", 1]}  # the application's own command
+    assert entry.data == [CLIENT, 3, 1, {"k": ["v", 1]}]
+    # The size estimates the encoded list's, as when the entry held it.
+    assert entry.size == Entry(2, 5, COMMAND, entry.data).size
+    assert entry_of(2, 5, SESSION, [7, 3, 1, None]).size == 16 + 8 + 30
+    same = entry_of(2, 5, SESSION, [CLIENT, 3, 1, {"k": ["v", 1]}])
+    assert entry == same
+    for other in ([CLIENT + "x", 3, 1], [CLIENT, 4, 1], [CLIENT, 3, 2]):
+        assert entry != entry_of(2, 5, SESSION, [*other, {"k": ["v", 1]}])
+    assert entry != Entry(2, 5, COMMAND, {"k": ["v", 1]})
+    plain = entry_of(2, 5, COMMAND, [CLIENT, 3, 1, "x"])  # a list is just a command here
+    assert (plain.client, plain.seq, plain.ack, plain.data) == (None, 0, 0, plain.command)
+
+
+def test_a_log_holds_no_session_list() -> None:
+    """Neither a leader's entries nor a follower's decoded ones keep the wrapper."""
+    run = session_entries(3, 3, [[CLIENT, seq, 4, f"c{seq}"] for seq in range(4, 7)], None)
+    for entries in (run, appended(through_json(AppendRequest(3, 2, 1, 0, tuple(run))))):
+        assert [e.command for e in entries] == ["c4", "c5", "c6"]
+        assert [(e.client, e.seq, e.ack) for e in entries] == [(CLIENT, s, 4) for s in (4, 5, 6)]

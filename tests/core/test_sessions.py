@@ -9,7 +9,7 @@ import pytest
 
 import webraft
 from webraft.core import sessions
-from webraft.core.messages import SESSION, Entry
+from webraft.core.messages import SESSION, Entry, entry_of
 from webraft.core.sessions import (
     APPLY,
     DUPLICATE,
@@ -23,7 +23,7 @@ from webraft.core.sessions import (
 
 def session_entry(index: int, client: int | str, seq: int = 0, ack: int = 0,
                   command: Any = None) -> Entry:
-    return Entry(1, index, SESSION, [client, seq, ack, command])
+    return entry_of(1, index, SESSION, [client, seq, ack, command])
 
 
 def test_the_table_applies_each_number_once_and_remembers_where() -> None:
@@ -73,8 +73,8 @@ def test_a_malformed_snapshot_text_is_a_storage_error(text: str) -> None:
 
 def test_a_snapshot_text_holds_the_state_and_the_session_table() -> None:
     table = SessionTable(capacity=2)
-    table.apply(Entry(1, 7, SESSION, [0, 0, 0, None]))
-    table.apply(Entry(1, 8, SESSION, [7, 1, 1, "x"]))
+    table.apply(entry_of(1, 7, SESSION, [0, 0, 0, None]))
+    table.apply(entry_of(1, 8, SESSION, [7, 1, 1, "x"]))
     text = json.dumps({"state": {"k": 1}, "sessions": table.to_json()})
     state, loaded = unpack_snapshot(text, capacity=2)
     assert state == {"k": 1} and loaded.to_json() == table.to_json() and loaded.capacity == 2
@@ -82,8 +82,8 @@ def test_a_snapshot_text_holds_the_state_and_the_session_table() -> None:
 
 def test_pack_snapshot_writes_the_layout_unpack_snapshot_reads() -> None:
     table = SessionTable()
-    table.apply(Entry(1, 3, SESSION, [0, 0, 0, None]))
-    table.apply(Entry(1, 4, SESSION, [3, 1, 1, "x"]))
+    table.apply(entry_of(1, 3, SESSION, [0, 0, 0, None]))
+    table.apply(entry_of(1, 4, SESSION, [3, 1, 1, "x"]))
     text = pack_snapshot({"k": "h\u00e9"}, table)
     assert text == '{"state":{"k":"h\u00e9"},"sessions":[[3,1,[[1,4]]]]}'
     state, loaded = unpack_snapshot(text)

@@ -13,6 +13,7 @@ from cluster import Cluster, FastRaft
 from support import GUARD
 
 import webraft
+from webraft.core.messages import SESSION
 
 #: Timeouts no test waits out: a proposal that completes was resent by a leader change.
 HOUR = 3600.0
@@ -115,8 +116,8 @@ async def test_a_forwarded_proposal_delivered_twice_is_applied_once(cluster: Clu
     assert copies
     for node in cluster.live():
         assert _counts(node)["once"] == 1 and (index, "once") in node.applied
-    log = [e.command for e in leader.core.last_entries(10)]
-    assert sum(1 for c in log if isinstance(c, list) and c[3] == "once") == 2
+    log = leader.core.last_entries(10)
+    assert sum(1 for e in log if e.kind == SESSION and e.command == "once") == 2
 
 
 async def test_a_restarted_node_gets_a_new_implicit_session(cluster: Cluster) -> None:

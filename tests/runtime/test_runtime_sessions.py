@@ -41,7 +41,7 @@ async def test_a_retry_after_a_lost_answer_applies_once(make_cluster: Any) -> No
         assert (index, {"pay": 10}) in node.applied
     # Both copies are in the log; only the first was applied.
     copies = [e.index for e in lead.core.log.entries
-              if e.kind == SESSION and e.command[3] == {"pay": 10}]
+              if e.kind == SESSION and e.command == {"pay": 10}]
     assert len(copies) == 2 and copies[0] == index
 
 
@@ -157,5 +157,29 @@ async def test_session_proposals_apply_exactly_once_through_losses_and_a_leader_
         assert sorted(applied) == list(range(40)), node.address
     final = await c.leader()
     copies = [e for e in final.core.log.entries
-              if e.kind == SESSION and isinstance(e.command[3], dict) and "n" in e.command[3]]
+              if e.kind == SESSION and isinstance(e.command, dict) and "n" in e.command]
     assert len(copies) > 40, "no proposal was retried: the test proved nothing"
+
+
+async def test_an_apply_handler_gets_the_logs_own_entry_with_the_command(
+        make_cluster: Any) -> None:
+    """No copy per applied entry: a session entry's ``command`` is the application's, and
+    its ``client`` and ``seq`` say which proposal it is."""
+    c: Cluster = make_cluster().start()
+    lead = await c.leader()
+    seen: list[webraft.Entry] = []
+
+    def apply(entry: webraft.Entry, index: int, cb: Any) -> None:
+        seen.append(entry)
+        cb()
+
+    lead.listen("apply", apply)
+    plain = await lead.propose({"plain": 1})
+    session = await lead.open_session()
+    in_session = await session.propose({"in": "session"})
+    log = {e.index: e for e in lead.core.log.entries}
+    assert [(e.index, e.kind, e.command) for e in seen] == [
+        (plain, SESSION, {"plain": 1}), (in_session, SESSION, {"in": "session"})]
+    assert all(e is log[e.index] for e in seen)
+    assert (seen[0].client, seen[1].client, seen[1].seq) == (
+        lead.proposals.implicit.id, session.id, 1)  # a session numbers from 1

@@ -195,3 +195,25 @@ async def test_a_refresh_that_does_not_load_the_snapshot_is_an_error_then_asked_
     errors = c.nodes[behind].named("error")
     assert errors and isinstance(errors[0][0], webraft.SnapshotNotLoaded)
     assert "(raft.snapshot;" in str(errors[0][0]) and "cb(snapshot.term" in str(errors[0][0])
+
+
+async def test_a_snapshot_handler_removed_by_an_apply_handler_is_not_called(
+        make_cluster: Any) -> None:
+    """Handlers are looked up once per slice of applying: one removed during the slice is
+    not called when a snapshot falls due in it."""
+    c, apps = kv_cluster(make_cluster)
+    lead = await c.leader()
+    app = apps[lead.address]
+    errors: list[Any] = []
+    lead.listen("error", errors.append)
+
+    def unlisten_at_the_first(entry: webraft.Entry, index: int, cb: Callable[..., None]) -> None:
+        lead.unlisten("snapshot", app.snapshot)
+        cb()
+
+    lead.listen("apply", unlisten_at_the_first)
+    before = list(app.snapshots)
+    await fill(lead, 60)
+    await c.converged()
+    assert app.snapshots == before and errors == []
+    assert lead.snapshot is None or lead.snapshot.index <= (before or [0])[-1]

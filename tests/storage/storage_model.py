@@ -19,7 +19,7 @@ from typing import Any
 
 from hypothesis import strategies as st
 
-from webraft.core.messages import COMMAND, CONFIG, NOOP, Entry
+from webraft.core.messages import COMMAND, CONFIG, NOOP, SESSION, Entry
 from webraft.core.state import ClusterConfig, HardState, SnapshotMeta, StorageUpdate, StoredState
 
 
@@ -73,7 +73,7 @@ def canon(state: StoredState | None) -> Any:
     if state is None:
         return None
     return (state.hard, state.snapshot, state.snapshot_data,
-            [(e.index, e.term, e.kind, json.dumps(e.command)) for e in state.entries])
+            [(e.index, e.term, e.kind, json.dumps(e.data)) for e in state.entries])
 
 
 def replay(updates: list[StorageUpdate]) -> Model:
@@ -122,12 +122,17 @@ def _entries(draw: st.DrawFn, first: int, prev_term: int, top: int,
         index = first + i
         pinned = fixed.get(index) if fixed else None
         term = pinned if pinned is not None else draw(st.integers(term, max(term, top)))
-        kind = draw(st.sampled_from([COMMAND, COMMAND, COMMAND, NOOP, CONFIG]))
+        kind = draw(st.sampled_from([COMMAND, COMMAND, COMMAND, NOOP, CONFIG, SESSION]))
         command: Any = None
         if kind == COMMAND:
             command = draw(json_values)
         elif kind == CONFIG:
             command = draw(configs).to_json()
+        elif kind == SESSION:  # an implicit session's or an explicit one's command
+            out.append(Entry(term, index, SESSION, draw(json_values), 0,
+                             draw(st.sampled_from(["a/0f", "ünï/😀/1"]) | st.sampled_from([0, 7])),
+                             draw(st.integers(0, 2**53 - 1)), draw(st.integers(0, 9))))
+            continue
         out.append(Entry(term, index, kind, command))
     return tuple(out)
 

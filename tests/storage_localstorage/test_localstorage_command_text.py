@@ -7,7 +7,7 @@ import json
 import pytest
 from lsfake import FakeWebStorage
 
-from webraft.core.messages import COMMAND, Entry
+from webraft.core.messages import COMMAND, SESSION, Entry, entry_of
 from webraft.core.state import ClusterConfig, HardState, SnapshotMeta, StorageUpdate
 from webraft.storage import LocalStorage, localstorage
 from webraft.storage.localstorage import json_text
@@ -84,3 +84,17 @@ def test_texts_skipped_or_truncated_never_answer_for_another_entry(
     assert local.command_text(inner) == "?" and local.command_text(new[0]) == "?"
     assert local.command_text(new[1]) == '"new 3"'
     assert built == [inner.command, new[0].command]
+
+
+def test_a_session_entry_is_stored_whole_and_hands_back_its_commands_text(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    store = FakeWebStorage()
+    local = LocalStorage(NS, store)
+    local.save(BOOT)
+    entry = entry_of(1, 1, SESSION, ["a/0f", 3, 2, {"k": "h\u00e9"}])
+    local.save(StorageUpdate(HardState(1, "a", 0), (entry,)))
+    built = count_builds(monkeypatch)
+    text = local.command_text(entry)
+    assert built == [] and json.loads(text) == {"k": "h\u00e9"}
+    assert json.loads(store.data[f"{NS}e:0:1"]) == [1, SESSION, entry.data]
+    assert list(LocalStorage(NS, store).load().entries) == [entry]  # type: ignore[union-attr]

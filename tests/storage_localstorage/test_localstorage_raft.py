@@ -51,9 +51,9 @@ async def test_single_member_node_recovers_term_vote_and_log() -> None:
     assert again.term == term and again.core.vote == "a"
     assert again.members == ("a",)  # from storage, not from members=
     assert list(again.core.log.entries) == log
-    commands = [e.command[3] for e in log if e.kind == SESSION]  # in the implicit session
+    commands = [e.command for e in log if e.kind == SESSION]  # in the implicit session
     assert commands == applied
-    assert [log[i - 1].command[3] for i in indexes] == applied
+    assert [log[i - 1].command for i in indexes] == applied
     assert again.commit_index >= indexes[-1]  # the commit index was persisted too
     replayed: list[object] = []
     again.listen("apply", lambda entry, index, cb: (replayed.append(entry.command), cb()))

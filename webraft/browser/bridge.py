@@ -764,11 +764,9 @@ class JsNode:
 
     def status_json(self) -> str:
         """Everything a dashboard shows, as JSON text."""
-        from .view import proposed_command  # here: a tab that never asks need not import it
-
         node = self.node
         core = node.core.status()
-        tail = [{"index": e.index, "term": e.term, "kind": e.kind, "command": proposed_command(e)}
+        tail = [{"index": e.index, "term": e.term, "kind": e.kind, "command": e.command}
                 for e in node.core.last_entries(12)]
         storage = node.storage
         return json.dumps({

@@ -1,11 +1,9 @@
 """The demo's cluster view: what one tab knows of every member, as a JSON-able snapshot.
 
 Owns :class:`ClusterView`, the transport tap it watches messages through (:class:`Tap`),
-:func:`describe_config` and :func:`proposed_command`. Reads the node's
-:class:`~webraft.core.status.Status`, its peers and its timers; imports the runtime's port and
-the core's records, no ``js``. Nothing in webraft imports it but the bridge's status (for
-:func:`proposed_command`): ``browser/webraft.js``'s ``clusterView()`` builds one for the demo
-page.
+and :func:`describe_config`. Reads the node's :class:`~webraft.core.status.Status`, its peers
+and its timers; imports the runtime's port and the core's records, no ``js``. Nothing in
+webraft imports it: ``browser/webraft.js``'s ``clusterView()`` builds one for the demo page.
 
 Why a tap rather than the status the bridge already gives: a picture of Raft needs what no
 single node records, such as when each peer was last heard (a peer present on the relay but
@@ -35,7 +33,7 @@ from ..runtime import RaftInterface
 from ..runtime.port import Observed, Transport, TransportHandler
 from .transport import BrowserRaft
 
-__all__ = ["ClusterView", "Tap", "describe_config", "proposed_command"]
+__all__ = ["ClusterView", "Tap", "describe_config"]
 
 #: Log entries the snapshot carries (the newest ones).
 LOG_WINDOW = 24
@@ -317,14 +315,13 @@ class ClusterView:
         return out
 
     def _label(self, entry: Entry, status: Status) -> str:
-        command = entry.command
         if entry.kind == CONFIG:
             return self._config_label(entry.index, status)
         if entry.kind == NOOP:
             return "no-op (new leader)"
-        if _session_wrapped(entry) and not isinstance(command[0], str):
-            return f"session {command[0]}#{command[1]}: {_short(command[3])}"
-        return _short(proposed_command(entry))  # a node's implicit session: a plain propose
+        if entry.kind == SESSION and not isinstance(entry.client, str):
+            return f"session {entry.client}#{entry.seq}: {_short(entry.command)}"
+        return _short(entry.command)  # a plain command, or a node's implicit session's
 
     def _config_label(self, index: int, status: Status) -> str:
         """:func:`describe_config` of the entry at ``index``, against the configuration
@@ -378,18 +375,6 @@ class ClusterView:
 
 
 _KINDS = {0: "command", NOOP: "noop", CONFIG: "config", SESSION: "session"}
-
-
-def proposed_command(entry: Entry) -> Any:
-    """The command as it was proposed: a session entry's ``[client, seq, ack, command]``
-    unwrapped (``None`` for the entry that opens a session), any other entry's own command.
-    The bridge's ``status().log`` shows it too."""
-    return entry.command[3] if _session_wrapped(entry) else entry.command
-
-
-def _session_wrapped(entry: Entry) -> bool:
-    command = entry.command
-    return entry.kind == SESSION and isinstance(command, list) and len(command) == 4
 
 
 def _ms_since(now: float, then: float | None) -> int | None:

@@ -14,8 +14,9 @@ lists (indexes are implicit: consecutive after ``prev_index``), which keeps larg
 A session entry that continues the one before it in the same message (the same client and
 ``ack``, the next ``seq``: a run of one node's plain proposals) travels as ``[term, command]``
 alone, so that a batch does not repeat the client's id and numbers in every entry; the
-receiver rebuilds ``[client, seq, ack, command]``. Integers are limited to JavaScript's safe
-range so browsers round-trip them exactly.
+receiver takes them from the entry before. Only these codecs (and the storages') pack and
+unpack a session entry's ``[client, seq, ack, command]``: an :class:`Entry` holds them as
+fields. Integers are limited to JavaScript's safe range so browsers round-trip them exactly.
 """
 
 from __future__ import annotations
@@ -45,11 +46,12 @@ MAX_CHUNK = 1 << 20
 MAX_DEPTH = 64
 
 # Entry kinds.
-COMMAND = 0  #: an application command (the ``apply`` event sees these)
+COMMAND = 0  #: an application command (the ``apply`` event sees these, and SESSION ones)
 NOOP = 1  #: appended by every new leader to commit entries of earlier terms (Raft §5.4.2)
 CONFIG = 2  #: a cluster configuration: ``{"voters": [...], "learners": [...]}``
-#: a command of a client session (Raft thesis §6.3): ``[client, seq, ack, command]``, where
-#: client 0 opens a session whose id is the entry's index (see :mod:`webraft.core.sessions`)
+#: a command of a client session (Raft thesis §6.3), stored and sent as the data
+#: ``[client, seq, ack, command]``, where client 0 opens a session whose id is the entry's
+#: index (see :mod:`webraft.core.sessions`)
 SESSION = 3
 #: The largest entry kind.
 MAX_KIND = SESSION
@@ -59,47 +61,80 @@ class Entry:
     """One log entry. Immutable by convention: the same object lives in the log.
 
     ``command`` is the application's JSON value (``None`` for no-op entries); ``term`` and
-    ``index`` place it in the log; ``kind`` is :data:`COMMAND`, :data:`NOOP` or :data:`CONFIG`.
+    ``index`` place it in the log; ``kind`` is :data:`COMMAND`, :data:`NOOP`, :data:`CONFIG`
+    or :data:`SESSION`. A session entry also has ``client``, ``seq`` and ``ack`` (None, 0
+    and 0 for the others): held as fields rather than a ``[client, seq, ack, command]`` list,
+    so that the log keeps no list per entry and the ``apply`` event gets this very entry,
+    whose ``command`` is the application's. Only the codecs see that list (:attr:`data`).
     """
 
-    __slots__ = ("_size", "_wire", "command", "index", "kind", "term")
+    __slots__ = ("_size", "_wire", "ack", "client", "command", "index", "kind", "seq", "term")
 
     def __init__(self, term: int, index: int, kind: int = COMMAND, command: Any = None,
-                 size: int = 0) -> None:
+                 size: int = 0, client: int | str | None = None, seq: int = 0,
+                 ack: int = 0) -> None:
         self.term = term
         self.index = index
         self.kind = kind
         self.command = command
         self._size = size
+        self.client = client
+        self.seq = seq
+        self.ack = ack
         self._wire: list[Any] | tuple[int, Any] | None = None
+
+    @property
+    def data(self) -> Any:
+        """The entry's data as stored and sent: ``[client, seq, ack, command]`` for a session
+        entry, the command for the others (built on each call: only codecs ask)."""
+        if self.kind == SESSION:
+            return [self.client, self.seq, self.ack, self.command]
+        return self.command
 
     @property
     def size(self) -> int:
         """Approximate encoded size in bytes, used to bound message and in-flight sizes."""
         if not self._size:
-            self._size = 16 + _json_size(self.command, 0)
+            size = 16 + _json_size(self.command, 0)
+            if self.kind == SESSION:  # what the rest of [client, seq, ack, command] adds
+                client = self.client
+                size += len(client) + 24 if isinstance(client, str) else 30
+            self._size = size
         return self._size
 
     @property
     def wire(self) -> list[Any] | tuple[int, Any]:
         """This entry in an append that also carries the entry before it: ``[term, kind,
-        command]``, or ``(term, command)`` when it continues that entry's session (see
+        data]``, or ``(term, command)`` when it continues that entry's session (see
         :func:`session_entries`). Built once: a leader sends an entry to every follower."""
         wire = self._wire
         if wire is None:
-            wire = self._wire = [self.term, self.kind, self.command]
+            wire = self._wire = [self.term, self.kind, self.data]
         return wire
 
     def __repr__(self) -> str:
-        return f"Entry(term={self.term}, index={self.index}, kind={self.kind}, {self.command!r})"
+        session = (f", client={self.client!r}, seq={self.seq}, ack={self.ack}"
+                   if self.kind == SESSION else "")
+        return (f"Entry(term={self.term}, index={self.index}, kind={self.kind}, "
+                f"{self.command!r}{session})")
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, Entry):
             return NotImplemented
-        return (self.term, self.index, self.kind, self.command) == (
-            other.term, other.index, other.kind, other.command)
+        return (self.term, self.index, self.kind, self.command, self.client, self.seq,
+                self.ack) == (other.term, other.index, other.kind, other.command, other.client,
+                              other.seq, other.ack)
 
     __hash__ = None  # type: ignore[assignment]
+
+
+def entry_of(term: int, index: int, kind: int, data: Any) -> Entry:
+    """The entry whose stored or sent form is ``[term, kind, data]``, ``data`` already checked
+    (see :func:`check_entry_data`): a session entry's list becomes its fields."""
+    if kind == SESSION:
+        client, seq, ack, command = data
+        return Entry(term, index, SESSION, command, 0, client, seq, ack)
+    return Entry(term, index, kind, data)
 
 
 def session_entries(term: int, first: int, commands: Sequence[list[Any]],
@@ -111,17 +146,19 @@ def session_entries(term: int, first: int, commands: Sequence[list[Any]],
     ``seq``) gets the short wire form ``[term, command]``, decided here once rather than for
     every follower and message it is sent in. A tuple, which JSON writes as a list: unlike a
     list, the garbage collector stops tracking it, and a leader keeps one per entry."""
-    prev = before.command if before is not None and before.kind == SESSION else None
+    if before is not None and before.kind == SESSION:
+        p_client, p_seq, p_ack = before.client, before.seq, before.ack
+    else:
+        p_client, p_seq, p_ack = None, -2, -1  # None: no client matches
     entries: list[Entry] = []
     append = entries.append
     index = first
-    for command in commands:
-        entry = Entry(term, index, SESSION, command)
-        if (prev is not None and command[1] == prev[1] + 1 and command[2] == prev[2]
-                and command[0] == prev[0]):
-            entry._wire = (term, command[3])
+    for client, seq, ack, command in commands:
+        entry = Entry(term, index, SESSION, command, 0, client, seq, ack)
+        if seq == p_seq + 1 and ack == p_ack and client == p_client:
+            entry._wire = (term, command)
         append(entry)
-        prev = command
+        p_client, p_seq, p_ack = client, seq, ack
         index += 1
     return entries
 
@@ -340,7 +377,7 @@ def encode(msg: Message) -> dict[str, Any]:
         if spec.kind == "entries":
             if value:  # the first needs its full form: the entry before it is not sent
                 first = value[0]
-                value = [[first.term, first.kind, first.command]] + [e.wire for e in value[1:]]
+                value = [[first.term, first.kind, first.data]] + [e.wire for e in value[1:]]
             else:
                 value = []
         elif spec.kind == "commands":
@@ -446,7 +483,7 @@ def _number_entries(values: dict[str, Any]) -> None:
     append = entries.append
     last_term = prev_term
     index = prev_index
-    session: list[Any] | None = None  # the previous entry's data, if a session entry
+    session: Entry | None = None  # the previous entry, if a session entry
     # Hot loop (every replicated entry passes here): checks are inlined.
     for item in raw:
         # A tuple is what encode() gives for a short item: a transport in the same process
@@ -458,20 +495,18 @@ def _number_entries(values: dict[str, Any]) -> None:
                 raise MessageError("append.entries: [term, command] must follow a session "
                                    "entry")
             e_term, command = item
-            e_kind = SESSION
             if command.__class__ not in _SCALARS:
                 check_command(command, "append.entries session")
-            seq = session[1] + 1
+            seq = session.seq + 1
             if seq > MAX_INT:
                 raise MessageError("append.entries: a session's seq runs past 2**53")
-            data = [session[0], seq, session[2], command]
+            entry = Entry(e_term, index + 1, SESSION, command, 0, session.client, seq,
+                          session.ack)
         elif len(item) == 3:
             e_term, e_kind, data = item
             if e_kind.__class__ is not int or not COMMAND <= e_kind <= MAX_KIND:
                 raise MessageError("append.entries.kind is unknown")
-            if e_kind == CONFIG:
-                check_config(data, "append.entries config")
-            elif e_kind == SESSION:
+            if e_kind == SESSION:
                 # A node's plain command: [its implicit session, seq, ack, a scalar], inline.
                 if not (data.__class__ is list and len(data) == 4
                         and data[0].__class__ is str and 0 < len(data[0]) <= MAX_CLIENT
@@ -479,8 +514,14 @@ def _number_entries(values: dict[str, Any]) -> None:
                         and data[2].__class__ is int and 0 <= data[2] <= MAX_INT
                         and data[3].__class__ in _SCALARS):
                     check_session(data, "append.entries session")
-            elif data.__class__ not in _SCALARS:
-                check_command(data, "append.entries data")
+                client, seq, ack, command = data
+                entry = Entry(e_term, index + 1, SESSION, command, 0, client, seq, ack)
+            else:
+                if e_kind == CONFIG:
+                    check_config(data, "append.entries config")
+                elif data.__class__ not in _SCALARS:
+                    check_command(data, "append.entries data")
+                entry = Entry(e_term, index + 1, e_kind, data)
         else:
             raise MessageError("append.entries items must be [term, kind, data]")
         if e_term.__class__ is not int or not last_term <= e_term <= term:
@@ -488,8 +529,8 @@ def _number_entries(values: dict[str, Any]) -> None:
                                "or exceed the message term")
         index += 1
         last_term = e_term
-        session = data if e_kind == SESSION else None
-        append(Entry(e_term, index, e_kind, data))
+        session = entry if entry.kind == SESSION else None
+        append(entry)
     values["entries"] = tuple(entries)
 
 

@@ -9,7 +9,14 @@ Entries are applied strictly in order. Synchronous handlers run in one loop over
 (bounded in time, so that a long backlog never starves heartbeats); the first handler that
 finishes later moves the rest to a task. A snapshot to load (from the leader, or older
 application state after a restart) stops the queue until the ``refresh`` handler reports it
-loaded.
+loaded. The handlers of ``apply``, ``updated`` and ``snapshot`` are looked up once per slice
+(at most :data:`APPLY_SLICE` long), not per entry: one registered during a slice (by a
+handler) takes part from the next.
+
+An ``apply`` handler gets the log's own entry, not a copy: its ``command`` is the
+application's command, and its ``kind`` :data:`~webraft.core.messages.COMMAND`, or
+:data:`~webraft.core.messages.SESSION` for a command proposed in a session (every plain
+``propose``), whose ``client`` and ``seq`` say which.
 """
 
 from __future__ import annotations
@@ -230,6 +237,8 @@ class Applier:
     def _pump_slice(self) -> None:
         node = self.node
         handlers = node.listeners("apply")
+        updated = node.has_listeners("updated")
+        snapshots = node.has_listeners("snapshot")
         loop = node.loop
         deadline = loop.time() + APPLY_SLICE
         count = 0
@@ -253,24 +262,21 @@ class Applier:
                 self._skipped(entry)
                 continue
             kind = entry.kind
-            if kind == COMMAND:
-                task: Entry | None = entry
-            elif kind == SESSION:  # every plain proposal: inline
+            if kind == SESSION:  # every plain proposal: inline
                 verdict, first = record(entry)
                 if proposals.waiting:  # a proposal of this node may be this one
                     proposals.session_applied(entry, verdict, first)
-                task = Entry(entry.term, entry.index, COMMAND, entry.command[3]) \
-                    if verdict == APPLY else None
+                apply = verdict == APPLY
             else:
-                task = None
-            if task is not None:
+                apply = kind == COMMAND
+            if apply:
                 for i, handler in enumerate(handlers):
-                    outcome = _start_apply(handler, task)
+                    outcome = _start_apply(handler, entry)
                     if outcome is not None:
                         self._task = loop.create_task(
-                            self._apply_slowly(entry, task, handlers[i:], outcome))
+                            self._apply_slowly(entry, handlers[i:], outcome))
                         return
-            if self._applied(entry, emit=task is not None):
+            if self._applied(entry, apply and updated, snapshots):
                 pending = self._take_snapshot()
                 if pending is not None:
                     self._task = loop.create_task(self._apply_after(pending))
@@ -280,14 +286,15 @@ class Applier:
         self._resume = None
         self.pump()
 
-    async def _apply_slowly(self, entry: Entry, task: Entry, handlers: list[Callable[..., Any]],
+    async def _apply_slowly(self, entry: Entry, handlers: list[Callable[..., Any]],
                             outcome: _Outcome) -> None:
-        """Finish applying ``entry`` (whose command the handlers see as ``task``)."""
+        """Finish applying ``entry``: the rest of ``handlers``, the first of which started
+        with ``outcome``."""
         node = self.node
         try:
             for handler in handlers:
                 if outcome is None:
-                    outcome = _start_apply(handler, task)
+                    outcome = _start_apply(handler, entry)
                 delay = 0.01
                 while outcome is not None:
                     error = outcome if isinstance(outcome, BaseException) else await outcome
@@ -298,9 +305,10 @@ class Applier:
                     node.emit("error", error)
                     await asyncio.sleep(delay)
                     delay = min(delay * 2, 5.0)
-                    outcome = _start_apply(handler, task)
+                    outcome = _start_apply(handler, entry)
                 outcome = None
-            if self._applied(entry):
+            if self._applied(entry, node.has_listeners("updated"),
+                             node.has_listeners("snapshot")):
                 pending = self._take_snapshot()
                 if pending is not None:
                     await pending
@@ -322,11 +330,13 @@ class Applier:
             self.node.emit("error", WebraftError(
                 f"application state is at ({self._skip_term}, {entry.index}) but the log has "
                 f"term {entry.term} there"))
-        self._applied(entry, emit=False)
+        self._applied(entry, False, self.node.has_listeners("snapshot"))
 
-    def _applied(self, entry: Entry, emit: bool = True) -> bool:
-        """``entry`` counts as applied now; return whether a snapshot is due (checked here,
-        once per entry, rather than by another call)."""
+    def _applied(self, entry: Entry, updated: bool, snapshots: bool) -> bool:
+        """``entry`` counts as applied now: emit ``updated`` if ``updated`` (the application
+        saw it and the event has handlers); return whether a snapshot is due (checked here,
+        once per entry, rather than by another call; never without ``snapshots``, a
+        ``snapshot`` handler)."""
         node = self.node
         self._since_snapshot += 1
         index, term = entry.index, entry.term
@@ -340,9 +350,9 @@ class Applier:
             for watcher in self._index_watchers.pop(index, ()):
                 if not watcher.done():
                     watcher.set_result(None)
-        if emit and node.has_listeners("updated"):
+        if updated:
             node.emit("updated", index)
-        if not node.has_listeners("snapshot"):
+        if not snapshots:
             return False
         self._since_snapshot_bytes += entry.size  # sizes only matter to the threshold
         config = node.config
@@ -357,8 +367,11 @@ class Applier:
         for it, so the state it returns is exactly that entry's)."""
         self._since_snapshot = self._since_snapshot_bytes = 0  # a failure retries later
         index = self.last_applied
+        handlers = self.node.listeners("snapshot")
+        if not handlers:
+            return None  # removed during the slice
         try:
-            result = self.node.listeners("snapshot")[0](index, self.applied_term)
+            result = handlers[0](index, self.applied_term)
         except Exception as exc:
             self._snapshot_failed(exc)
             return None

@@ -576,8 +576,7 @@ class Proposals:
     def session_applied(self, entry: Entry, verdict: str, first: int) -> None:
         """The session ``entry`` got ``verdict``: remember it if it is a proposal of this
         node's; it is told once the entry counts as applied."""
-        command = entry.command
-        proposal = self.waiting.get((command[0], command[1]))
+        proposal = self.waiting.get((entry.client, entry.seq))  # type: ignore[arg-type]
         if proposal is not None:
             proposal.verdict, proposal.first = verdict, first
             self._outcome, self._outcome_at = proposal, entry.index

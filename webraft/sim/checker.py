@@ -52,7 +52,7 @@ class _Disk:
 
 
 def _link(prev: int, entry: Entry) -> int:
-    return hash((prev, entry.term, entry.kind, repr(entry.command)))
+    return hash((prev, entry.term, entry.kind, repr(entry.data)))
 
 
 class SafetyChecker:
@@ -64,7 +64,7 @@ class SafetyChecker:
         self.failure: SafetyViolation | None = None
         self._on_failure = on_failure
         self.leaders: dict[int, str] = {}  # term -> leader
-        self.committed: dict[int, tuple[int, Any]] = {}  # index -> (term, command)
+        self.committed: dict[int, Entry] = {}  # index -> the entry committed there
         self.commit_term: dict[int, int] = {}  # index -> term of the leader that committed it
         self.max_committed = 0
         self.chains: dict[tuple[int, int], int] = {}  # (index, term) -> chain hash
@@ -172,8 +172,8 @@ class SafetyChecker:
         for index in range(max(log.offset + 1, 1), hi + 1):
             if self.commit_term.get(index, core.term) >= core.term:
                 continue  # only entries committed in earlier terms are owed
-            term, command = self.committed[index]
-            if log.term_at(index) != term or log.entry(index).command != command:
+            known = self.committed[index]
+            if log.term_at(index) != known.term or log.entry(index) != known:
                 self.fail(f"leader {node} of term {core.term} lacks committed entry {index}")
 
     # -- commitment and application -------------------------------------------------
@@ -202,7 +202,7 @@ class SafetyChecker:
                       f"majorities may not overlap those of the one at {lo}")
 
     def _check_number(self, entry: Entry) -> None:
-        client, seq, _, command = entry.command
+        client, seq, command = entry.client, entry.seq, entry.command
         index, first = self.numbers.setdefault((client, seq), (entry.index, command))
         if first != command:
             self.fail(f"session number ({client!r}, {seq}) at {entry.index} holds {command!r}, "
@@ -220,9 +220,9 @@ class SafetyChecker:
         if seen < log.offset:  # a snapshot replaced what we had not seen yet
             term = log.term_at(log.offset)
             known = self.committed.get(log.offset)
-            if term is not None and known is not None and known[0] != term:
+            if term is not None and known is not None and known.term != term:
                 self.fail(f"{node}: snapshot at ({log.offset}, {term}) does not match the "
-                           f"committed entry of term {known[0]}")
+                           f"committed entry of term {known.term}")
             self.applied[node] = seen = log.offset
         self.on_commit(node, core, log.slice(seen + 1, log.commit + 1), cores)
 
@@ -237,12 +237,12 @@ class SafetyChecker:
             if entry.index not in self.committed:
                 if entry.kind == CONFIG:
                     self._check_config_step(entry)
-                elif entry.kind == SESSION and entry.command[0] != 0:
+                elif entry.kind == SESSION and entry.client != 0:
                     self._check_number(entry)
-            known = self.committed.setdefault(entry.index, (entry.term, entry.command))
-            if known != (entry.term, entry.command):
+            known = self.committed.setdefault(entry.index, entry)
+            if known != entry:
                 self.fail(f"state machine safety: {node} applied {entry!r} at {entry.index}, "
-                           f"another node applied {known}")
+                           f"another node applied {known!r}")
             self.commit_term.setdefault(entry.index, core.term)
             if entry.index in self.app_values:
                 self._check_value(node, entry.index, entry.command,
@@ -266,7 +266,7 @@ class SafetyChecker:
         if first != index:
             self.fail(f"{node}: {value!r} applied at {first} and again at {index}")
         if index in self.committed:
-            self._check_value(node, index, self.committed[index][1], value)
+            self._check_value(node, index, self.committed[index].command, value)
 
     def on_snapshot(self, node: str, index: int, state: dict[str, Any]) -> None:
         """``node``'s application took or loaded ``state`` as of entry ``index``."""
@@ -275,9 +275,6 @@ class SafetyChecker:
             self.fail(f"{node}: its state at {index} differs from another node's")
 
     def _check_value(self, node: str, index: int, command: Any, value: Any) -> None:
-        """The value an application applied at ``index`` is the command committed there
-        (the command inside a session entry ``[client, seq, ack, command]``)."""
-        if isinstance(command, list) and len(command) == 4:
-            command = command[3]
+        """The value an application applied at ``index`` is the command committed there."""
         if command != value:
             self.fail(f"{node}: applied {value!r} at {index}, which holds {command!r}")

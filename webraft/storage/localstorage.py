@@ -105,7 +105,7 @@ from dataclasses import dataclass, replace
 from itertools import pairwise
 from typing import Any
 
-from ..core.messages import MAX_ADDRESS, MAX_INT, Entry, check_entry_data
+from ..core.messages import MAX_ADDRESS, MAX_INT, Entry, check_entry_data, entry_of
 from ..core.state import ClusterConfig, HardState, SnapshotMeta, StorageUpdate, StoredState
 from ..errors import MessageError, StorageError
 from .base import plan_update, portable_json
@@ -609,8 +609,9 @@ class LocalStorage:
             for e in entries:
                 text = json_text(e.command)
                 keep((e, text))
-                # The same text as json_text([term, kind, command]).
-                item = f"[{e.term},{e.kind},{text}]"
+                # The same text as json_text([term, kind, e.data]).
+                item = (f"[{e.term},{e.kind},{text}]" if e.client is None else
+                        f"[{e.term},{e.kind},[{json_text(e.client)},{e.seq},{e.ack},{text}]]")
                 if items and size + len(item) > self.run_chars:
                     runs.append(self._add_run(writes, gen, e.index - len(items), items))
                     items, size = [], 0
@@ -776,4 +777,4 @@ def _parse_entry(item: Any, index: int) -> Entry:
         check_entry_data(kind, command, f"stored {where}")
     except MessageError as exc:
         raise StorageError(str(exc)) from None
-    return Entry(_int(term, f"{where} term"), index, kind, command)
+    return entry_of(_int(term, f"{where} term"), index, kind, command)

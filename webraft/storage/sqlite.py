@@ -35,7 +35,7 @@ import os
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from ..core.messages import COMMAND, MAX_INT, MAX_KIND, Entry, check_entry_data
+from ..core.messages import COMMAND, MAX_INT, MAX_KIND, Entry, check_entry_data, entry_of
 from ..core.state import ClusterConfig, HardState, SnapshotMeta, StorageUpdate, StoredState
 from ..errors import MessageError, StorageError
 from .base import plan_update, portable_json
@@ -348,7 +348,7 @@ class SQLiteStorage:
                 if entries:
                     if old_last is not None and entries[0].index <= old_last:
                         con.execute(_DROP_SUFFIX, (entries[0].index,))
-                    con.executemany(_PUT_ENTRY, [(e.index, e.term, e.kind, _dumps(e.command))
+                    con.executemany(_PUT_ENTRY, [(e.index, e.term, e.kind, _dumps(e.data))
                                                  for e in entries])
                 hard = update.hard
                 if hard is not None:
@@ -463,7 +463,7 @@ def _entries(rows: list[tuple[Any, ...]]) -> list[Entry]:
                 check_entry_data(kind, value, f"stored entry {index}")
             except MessageError as exc:
                 raise StorageError(str(exc)) from None
-        append(Entry(term, index, kind, value))
+        append(entry_of(term, index, kind, value))
     return entries
 
 
