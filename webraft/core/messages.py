@@ -163,15 +163,20 @@ def session_entries(term: int, first: int, commands: Sequence[list[Any]],
     return entries
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Message:
-    """Base of all messages; ``term`` is the sender's current term (0 where unused)."""
+    """Base of all messages; ``term`` is the sender's current term (0 where unused).
+
+    Immutable by convention, like :class:`Entry`: not ``frozen``, whose ``__init__`` sets
+    each field through ``object.__setattr__`` (three times slower to build, and every
+    message is built twice, once by its sender and once by the decoder) and whose class
+    takes twice as long to create, which a tab pays at start-up for each of these."""
 
     TYPE: ClassVar[str] = ""
     term: int
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class VoteRequest(Message):
     """RequestVote (Raft §5.2), or a PreVote probe (thesis §9.6) when ``pre`` is true.
 
@@ -185,7 +190,7 @@ class VoteRequest(Message):
     transfer: bool = False
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class VoteResponse(Message):
     """Answer to a :class:`VoteRequest`; ``pre`` mirrors the request's."""
 
@@ -193,7 +198,7 @@ class VoteResponse(Message):
     pre: bool = False
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class AppendRequest(Message):
     """AppendEntries (Raft §5.3): entries following ``prev_index``/``prev_term``."""
 
@@ -203,7 +208,7 @@ class AppendRequest(Message):
     entries: tuple[Entry, ...] = ()
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class AppendResponse(Message):
     """Answer to an :class:`AppendRequest`.
 
@@ -219,7 +224,7 @@ class AppendResponse(Message):
     hint_term: int = 0
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Heartbeat(Message):
     """Leader liveness and commit propagation; ``commit`` never exceeds the follower's match.
 
@@ -230,7 +235,7 @@ class Heartbeat(Message):
     ctx: int = 0
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class CommitNotice(Message):
     """The leader's commit index, sent as soon as it advances; needs no answer.
 
@@ -241,19 +246,19 @@ class CommitNotice(Message):
     commit: int
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class HeartbeatResponse(Message):
     """Answer to a :class:`Heartbeat`, echoing its ``ctx``."""
 
     ctx: int = 0
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class TimeoutNow(Message):
     """The leader hands over: the receiver campaigns at once (thesis §3.10)."""
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class ProposeRequest(Message):
     """A follower forwarding commands to the leader (the seed's proposal forwarding).
 
@@ -266,7 +271,7 @@ class ProposeRequest(Message):
     kind: int = COMMAND
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class ProposeResponse(Message):
     """The leader's answer: the commands sit at ``index``, ``index + 1``, ... in ``term``.
 
@@ -279,14 +284,14 @@ class ProposeResponse(Message):
     leader: str = ""
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class ReadIndexRequest(Message):
     """A follower asking the leader for a read index (Raft thesis §6.4)."""
 
     id: int
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class ReadIndexResponse(Message):
     """The leader's read index for request ``id``, confirmed by a quorum; 0 if it could not."""
 
@@ -294,7 +299,7 @@ class ReadIndexResponse(Message):
     index: int
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class SnapshotChunk(Message):
     """InstallSnapshot (Raft §7), one chunk at a time.
 
@@ -314,7 +319,7 @@ class SnapshotChunk(Message):
     data: str
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class SnapshotResponse(Message):
     """Answer to a :class:`SnapshotChunk` that did not complete the transfer: send on from
     ``offset`` (0 restarts it). A completed transfer is answered with an AppendResponse."""
@@ -323,7 +328,7 @@ class SnapshotResponse(Message):
     offset: int
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class _FieldSpec:
     name: str
     kind: str  # "int", "bool", "str", "text", "config", "entries", "commands"
