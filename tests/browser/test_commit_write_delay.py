@@ -19,15 +19,18 @@ from webraft.transport.relay import RelayClient
 NS = "webraft/room/a/"
 
 
-def tab_storage() -> tuple[BrowserRaft, LocalStorage, FakeWebStorage]:
+@pytest.fixture
+def tab(monkeypatch: pytest.MonkeyPatch) -> tuple[BrowserRaft, LocalStorage, FakeWebStorage]:
+    """A tab's node (not started) on a LocalStorage holding one entry; a 50 ms delay."""
+    monkeypatch.setattr(transport, "COMMIT_WRITE_DELAY", 0.05)
     store = FakeWebStorage()
     local = LocalStorage(NS, store)
     local.save(StorageUpdate(HardState(1, "a", 0), (Entry(1, 1, COMMAND, 1),),
                              SnapshotMeta(0, 0, ClusterConfig(("a", "b", "c")))))
     client = RelayClient("room", "a")
-    tab = BrowserRaft(client, BrowserConnection("ws://127.0.0.1:1/ws", client, None),
-                      members=["a", "b", "c"], storage=local, broadcast=False)
-    return tab, local, store
+    node = BrowserRaft(client, BrowserConnection("ws://127.0.0.1:1/ws", client, None),
+                       members=["a", "b", "c"], storage=local, broadcast=False)
+    return node, local, store
 
 
 def committed(store: FakeWebStorage) -> int:
@@ -37,9 +40,8 @@ def committed(store: FakeWebStorage) -> int:
 
 
 async def test_a_commit_index_alone_is_written_after_the_delay(
-        monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(transport, "COMMIT_WRITE_DELAY", 0.05)
-    tab, local, store = tab_storage()
+        tab: tuple[BrowserRaft, LocalStorage, FakeWebStorage]) -> None:
+    node, local, store = tab
     sets = store.sets
     local.save(StorageUpdate(HardState(1, "a", 1)))
     await asyncio.sleep(0)  # the end of the task: nothing written yet
@@ -47,13 +49,12 @@ async def test_a_commit_index_alone_is_written_after_the_delay(
     local.save(StorageUpdate(HardState(1, "a", 1)))  # one write scheduled, not two
     await asyncio.sleep(0.1)
     assert store.sets == sets + 1 and committed(store) == 1
-    await tab.close()
+    await node.close()
 
 
 async def test_the_next_save_carries_it_and_close_writes_what_is_left(
-        monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(transport, "COMMIT_WRITE_DELAY", 0.05)
-    tab, local, store = tab_storage()
+        tab: tuple[BrowserRaft, LocalStorage, FakeWebStorage]) -> None:
+    node, local, store = tab
     sets = store.sets
     local.save(StorageUpdate(HardState(1, "a", 1)))
     local.save(StorageUpdate(None, (Entry(1, 2, COMMAND, 2),)))  # the next proposal's entry
@@ -61,5 +62,5 @@ async def test_the_next_save_carries_it_and_close_writes_what_is_left(
     await asyncio.sleep(0.1)
     assert store.sets == sets + 1  # the timer found nothing left to write
     local.save(StorageUpdate(HardState(1, "a", 2)))
-    await tab.close()  # before the delay: written by close
+    await node.close()  # before the delay: written by close
     assert committed(store) == 2

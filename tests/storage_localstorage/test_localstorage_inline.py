@@ -106,25 +106,6 @@ def test_random_update_sequences_match_the_model(inline: int, data: st.DataObjec
     assert store.data["foreign"] == "x"
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(st.data())
-def test_crash_during_random_updates(data: st.DataObject) -> None:
-    model = Model()
-    setup = []
-    for _ in range(data.draw(st.integers(0, 6))):
-        update = data.draw(updates(model))
-        model.apply(update)
-        setup.append(update)
-    store, _ = build(setup)
-    before = model.state()
-    update = data.draw(updates(model))
-    model.apply(update)
-    after = model.state()
-    assert after is not None
-    if after != before:
-        check_every_crash_point(store, before, update, after)
-
-
 #: Saves against an inline tail, and the writes (setItem + removeItem) each takes.
 TAILED = [StorageUpdate(HardState(1, "a", 0), entries(1, [1] * 5), BOOT),  # moved out: 1..5
           StorageUpdate(None, entries(6, [1, 1]))]  # inline: 6..7, 30 characters
