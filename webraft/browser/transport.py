@@ -64,11 +64,6 @@ HIDDEN_ELECTION_DELAY = 1.0
 STALL_CHECK = 0.02
 #: A check this late (seconds) means the page's main thread was blocked.
 STALL_THRESHOLD = 0.1
-#: Seconds a commit index alone waits before a tab's LocalStorage writes it, unless a save
-#: (the next proposal's entry) carries it first. Written at the end of the browser task, it
-#: was a ``setItem`` (0.3-0.9 ms, a message to the storage process) in every sequential
-#: commit's path; later, it rides with the next entry. Nothing waits on it being stored.
-COMMIT_WRITE_DELAY = 0.1
 #: ``WebSocket.readyState`` of an open socket.
 WS_OPEN = 1
 #: Relay close codes after which this tab must stop being its node.
@@ -395,12 +390,13 @@ class BrowserRaft(InRoom, RaftInterface):
         self.relay.before_deliver = self._check_stall
         # What a round sends leaves before its entries are applied (see Driver.before_apply).
         self.driver.before_apply = self.send_now
-        #: A LocalStorage writes a commit index alone :data:`COMMIT_WRITE_DELAY` later (or
+        #: A LocalStorage writes a commit index alone at the end of the browser task (or
         #: with the next save, such as the next proposal's, if that comes first).
         self._local = storage if isinstance(storage, LocalStorage) else None
-        self._flush_storage: asyncio.TimerHandle | None = None
+        self._flush_storage: EndOfTask | None = None
         if self._local is not None:
-            self._local.defer_commits(self._schedule_storage_flush)
+            self._flush_storage = EndOfTask(self._local.flush)
+            self._local.defer_commits(self._flush_storage.schedule)
 
     def start(self) -> None:
         super().start()
@@ -413,19 +409,8 @@ class BrowserRaft(InRoom, RaftInterface):
             self._stall_timer.cancel()
             self._stall_timer = None
         await super().close()
-        if self._local is not None:
-            if self._flush_storage is not None:
-                self._flush_storage.cancel()
-                self._flush_storage = None
-            self._local.flush()
-
-    def _schedule_storage_flush(self) -> None:
-        if self._flush_storage is None:
-            self._flush_storage = self.loop.call_later(COMMIT_WRITE_DELAY, self._flush_commit)
-
-    def _flush_commit(self) -> None:
-        self._flush_storage = None
-        if self._local is not None:
+        if self._local is not None and self._flush_storage is not None:
+            self._flush_storage.close()
             self._local.flush()
 
     def _stall_tick(self) -> None:

@@ -88,7 +88,7 @@ to write (another tab is probably running the same node) instead of corrupting t
 
 **Deferred commit index.** With :meth:`LocalStorage.defer_commits`, a save that changes
 nothing but the commit index (a leader's, once a quorum acknowledged) is written later, by
-:meth:`LocalStorage.flush` (in a tab, a tenth of a second later) or with the next save,
+:meth:`LocalStorage.flush` (in a tab at the end of the browser task) or with the next save,
 whichever comes first: a sequential leader's next proposal then writes it with its entry,
 one ``setItem`` fewer per commit. Nothing waits on the commit index being stored (Raft keeps
 it in memory; it is stored only so that a restarted node knows sooner), and a node that
@@ -339,7 +339,8 @@ class LocalStorage:
 
     def defer_commits(self, schedule_flush: Callable[[], None]) -> None:
         """From now on, write saves that change nothing but the commit index later (see the
-        module doc): ``schedule_flush()`` must arrange a call of :meth:`flush` soon."""
+        module doc): ``schedule_flush()`` must arrange a call of :meth:`flush` soon (a tab's
+        end of task)."""
         self._schedule_flush = schedule_flush
 
     def flush(self) -> None:
