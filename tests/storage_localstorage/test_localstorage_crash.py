@@ -5,6 +5,7 @@ across segments, beyond the log) and all of them at once."""
 from __future__ import annotations
 
 import pytest
+from conftest import DEFAULT_INLINE
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from lsfake import Crash, FakeWebStorage
@@ -191,9 +192,11 @@ def test_a_new_snapshot_never_overwrites_the_referenced_data() -> None:
     assert not {NS + "d:0:0", NS + "d:0:1", NS + "e:0:1", NS + "e:1:3"} & set(store.data)
 
 
+@pytest.mark.parametrize("inline", [0, 60, DEFAULT_INLINE])  # runs only, or a tail too
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.data())
-def test_crash_during_random_updates(data: st.DataObject) -> None:
+def test_crash_during_random_updates(inline: int, data: st.DataObject) -> None:
+    LocalStorage.inline_chars = inline  # restored by the inline_chars fixture
     model = Model()
     setup = []
     for _ in range(data.draw(st.integers(0, 6))):

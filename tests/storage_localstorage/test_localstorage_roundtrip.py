@@ -71,10 +71,10 @@ def test_key_layout_and_meta_format() -> None:
     local.save(StorageUpdate(HardState(2, None, 1), (Entry(2, 2, CONFIG, {"voters": ["a"]}),)))
     assert set(store.data) == {NS + "meta", NS + "e:0:1", NS + "e:1:2"}
     meta = json.loads(store.data[NS + "meta"])
-    assert meta == {"v": 3, "term": 2, "vote": None, "commit": 1,
+    assert meta == {"v": 4, "term": 2, "vote": None, "commit": 1,
                     "snapshot": {"index": 0, "term": 0,
                                  "config": {"voters": ["a", "b", "c"], "learners": []}},
-                    "last": 2, "segments": [[1, 0], [2, 1]], "data": None}
+                    "last": 2, "segments": [[1, 0], [2, 1]], "data": None, "tail": []}
     assert ": " not in store.data[NS + "meta"] and ", " not in store.data[NS + "meta"]
     # A snapshot at 1 with its data: the data goes to d:0:*; the log stays whole (a tail).
     local.data_chunk = 4

@@ -192,7 +192,7 @@ SNAP = {"index": 0, "term": 0, "config": {"voters": ["a"], "learners": []}}
 CORRUPT = {
     "meta not JSON": (set_key("meta", "{not json"), "not valid JSON"),
     "meta not an object": (set_key("meta", "[1, 2]"), "not a JSON object"),
-    "newer schema": (set_meta(v=4), "newer webraft"),
+    "newer schema": (set_meta(v=5), "newer webraft"),
     "no data field": (set_meta(data=DELETE), "lacks"),
     "no schema version": (set_meta(v=DELETE), "schema version"),
     "schema version a string": (set_meta(v="1"), "schema version"),
@@ -353,13 +353,13 @@ SCHEMA_1 = {
 def test_schema_1_namespace_loads_and_the_next_save_upgrades_it() -> None:
     store = FakeWebStorage(SCHEMA_1)
     assert LocalStorage(NS, store).load() == expected()
-    assert filled().data == {k: v.replace('"v":1', '"v":3').replace("]]}", ']],"data":null}')
-                             for k, v in SCHEMA_1.items()}  # the same layout otherwise
+    assert filled().data == {k: v.replace('"v":1', '"v":4').replace(
+        "]]}", ']],"data":null,"tail":[]}') for k, v in SCHEMA_1.items()}  # the same layout
     local = LocalStorage(NS, store)
     local.save(StorageUpdate(None, (Entry(2, 5, COMMAND, "five"),), SnapshotMeta(
         4, 2, BOOT.config), '{"applied":4}', 3))
     meta = json.loads(store.data[NS + "meta"])
-    assert meta["v"] == 3 and meta["data"] == [0, 1, 13] and meta["segments"] == [[4, 1]]
+    assert meta["v"] == 4 and meta["data"] == [0, 1, 13] and meta["segments"] == [[4, 1]]
     state = LocalStorage(NS, store).load()
     assert state is not None and state.snapshot_data == '{"applied":4}'
     assert [(e.index, e.command) for e in state.entries] == [(4, [1]), (5, "five")]
@@ -371,7 +371,7 @@ def test_schema_1_namespace_second_writer_check_still_works() -> None:
     first, second = LocalStorage(NS, store), LocalStorage(NS, store)
     first.load()
     second.load()
-    first.save(StorageUpdate(HardState(3, "a", 2)))  # writes schema 3
+    first.save(StorageUpdate(HardState(3, "a", 2)))  # writes schema 4
     with pytest.raises(StorageError, match="changed by someone else"):
         second.save(StorageUpdate(HardState(3, "b", 2)))
 

@@ -11,14 +11,13 @@ created without an explicit ``store``. Any object with ``getItem``, ``setItem``,
 **Key layout.** Every key starts with the caller's ``namespace`` (for example
 ``webraft/<room>/<address>/``); the part after it is exactly one of
 
-* ``meta``: JSON ``{"v": 3, "term", "vote", "commit", "snapshot": {"index", "term",
+* ``meta``: JSON ``{"v": 4, "term", "vote", "commit", "snapshot": {"index", "term",
   "config"}, "last": <last log index>, "segments": [[start_index, gen], ...],
-  "data": null | [gen, chunks, length]}``;
+  "data": null | [gen, chunks, length], "tail": [[term, kind, command], ...]}``; ``tail``
+  (the *inline tail*) holds the newest log entries, ``last - len(tail) + 1 .. last``;
 * ``e:<gen>:<index>``: a *run* of consecutive log entries, the first at ``index``, as
   compact JSON: ``[[term, kind, command], ...]``, or a run of one written as the entry
-  itself, ``[term, kind, command]``. A save writes its new entries as one run (more only
-  past :attr:`LocalStorage.run_chars` characters): one ``setItem`` for a whole batch, not
-  one per entry;
+  itself, ``[term, kind, command]``;
 * ``d:<gen>:<k>``: chunk ``k`` (from 0) of the snapshot's data, the application's state as
   JSON text; its ``chunks`` chunks, joined, are the ``length`` characters of the data.
   ``data`` is null only for the bootstrap snapshot (index 0).
@@ -26,40 +25,50 @@ created without an explicit ``store``. Any object with ``getItem``, ``setItem``,
 Only keys of these exact shapes are ever read, written or removed, so distinct namespaces
 never touch each other's keys, even when one is a prefix of the other, and foreign keys
 (including unknown keys inside the namespace) are left alone. Schema 1 (before snapshots) had
-no ``data`` and no ``d:`` keys, and schemas 1 and 2 wrote one entry per key (read as runs of
-one); they are read as is, and the next save writes schema 3.
+no ``data`` and no ``d:`` keys, schemas 1 and 2 wrote one entry per key (read as runs of
+one), and schemas 1 to 3 had no inline tail (read as an empty one); they are read as is, and
+the next save writes schema 4.
+
+**Inline tail.** A save's new entries join the tail inside the meta, so a save of a few
+entries is the meta's one ``setItem``. Once the tail passes
+:attr:`LocalStorage.inline_chars` characters, that save moves it out whole: its entries are
+written as a run (more past :attr:`LocalStorage.run_chars` characters) under the last
+segment's gen, keyed by the tail's first index, and the meta's tail becomes empty. The bound
+keeps the meta, which every save rewrites, small.
 
 **Segments.** The log ``first .. last`` is cut into segments: segment ``k`` covers
 ``start_k .. start_{k+1} - 1`` (the last one up to ``last``; ``first`` is ``start_0``), and
 its entries live in runs under its own generation number ``gen_k``: the first keyed
 ``start_k``, each next one keyed by the index after the previous run's last. So the runs a
-segment reads follow from the meta alone, whatever other keys its gen has. An empty log has
-no segments (and ``last`` is the snapshot's index). The log may begin at or before the
-snapshot's index (a tail kept for slow followers), never after it plus one. Appending to the
-tail writes a new run under the tail segment's gen, keyed ``last + 1``. Truncating at index
-``i`` (a follower replacing a conflicting suffix) never overwrites a key in place: it starts
-a *new* segment at ``i`` with a gen higher than every gen the current meta references and
-writes the replacement entries under it (a run of the old gen that held ``i`` keeps its key,
-and is read only up to ``i - 1``). Compacting to ``c`` moves the first segment's start to
-``c + 1`` (dropping the segments that end at or before ``c``); a run that holds both ``c``
-and ``c + 1`` is written again from ``c + 1`` on, under that key; the runs that hold nothing
-from ``c + 1`` on are removed after the meta is written, which is how compaction gives the
-space back. A new snapshot's data goes under the next data gen (one more than the stored
-one's) in chunks of at most :attr:`LocalStorage.data_chunk` characters.
+segment reads follow from the meta alone, whatever other keys its gen has; runs hold the
+log up to the inline tail, which always lies inside the last segment. An empty log has no
+segments (and ``last`` is the snapshot's index). The log may begin at or before the
+snapshot's index (a tail kept for slow followers), never after it plus one. Truncating at an
+index ``i`` of the inline tail just shortens the tail. Truncating at an earlier ``i`` (a
+follower replacing a conflicting suffix) never overwrites a key in place: it starts a *new*
+segment at ``i`` with a gen higher than every gen the current meta references, whose
+entries start as the inline tail (a run of the old gen that held ``i`` keeps its key, and is
+read only up to ``i - 1``). Compacting to ``c`` moves the first segment's start to ``c + 1``
+(dropping the segments that end at or before ``c``, and the tail's entries up to ``c``); a
+run that holds both ``c`` and ``c + 1`` is written again from ``c + 1`` on, under that key;
+the runs that hold nothing from ``c + 1`` on are removed after the meta is written, which is
+how compaction gives the space back. A new snapshot's data goes under the next data gen (one
+more than the stored one's) in chunks of at most :attr:`LocalStorage.data_chunk` characters.
 
 **Why this is crash-safe without transactions.** Each ``setItem`` is atomic on its own, but
-a tab can die between two of them. The ``meta`` key is the single commit point: a save first
-writes every new data chunk and run, then ``meta`` (one ``setItem``), then removes the keys
-the new meta no longer references (runs wholly compacted away, wholly truncated or of
+a tab can die between two of them. The ``meta`` key is the single commit point, and a save
+of entries that stay inline writes nothing else: it is atomic as it stands. Any other save
+first writes every new data chunk and run, then ``meta`` (one ``setItem``), then removes the
+keys the new meta no longer references (runs wholly compacted away, wholly truncated or of
 segments wholly superseded, the previous snapshot's data). Before the meta write, every key
-written is one the current meta does not reference (a run of the tail gen past ``last``, a
-fresh entry gen, a key inside a run, the next data gen), so a crash there leaves the old
-state intact, plus unreferenced keys. After it, every key the new meta references has been
-written, so a crash during the removals leaves the new state intact, plus unreferenced keys.
-Either way :meth:`LocalStorage.load` finds exactly one consistent state, and removes every
-``e:`` and ``d:`` key of the namespace that its meta does not reference (garbage can never
-become referenced by accident either: a key becomes referenced only by a meta written after
-that key was written by the same save).
+written is one the current meta does not reference (a moved-out tail's run, keyed past the
+runs of its gen that the meta references; a fresh entry gen; a key inside a run; the next
+data gen), so a crash there leaves the old state intact, plus unreferenced keys. After it,
+every key the new meta references has been written, so a crash during the removals leaves
+the new state intact, plus unreferenced keys. Either way :meth:`LocalStorage.load` finds
+exactly one consistent state, and removes every ``e:`` and ``d:`` key of the namespace that
+its meta does not reference (garbage can never become referenced by accident either: a key
+becomes referenced only by a meta written after that key was written by the same save).
 
 **Quota.** ``localStorage`` holds about 5 M UTF-16 characters per *origin*, shared by every
 tab. When a ``setItem`` fails (``QuotaExceededError``), :meth:`LocalStorage.save` removes the
@@ -85,12 +94,15 @@ one ``setItem`` fewer per commit. Nothing waits on the commit index being stored
 it in memory; it is stored only so that a restarted node knows sooner), and a node that
 stops first just restarts with an older one.
 
-**Cost.** A save performs one ``setItem`` for its new entries (a run; more only for batches
-past :attr:`LocalStorage.run_chars` characters) and one per data chunk, plus one for ``meta``
-(none when the meta text is unchanged), then one ``removeItem`` per run no longer
-referenced. In a tab a ``setItem`` is a message to the browser's storage process (and an
-answer back): one per entry cost a leader more time than all of Raft's own work on the
-batch. The command texts written for the entries saved most recently are kept for
+**Cost.** A save performs one ``setItem`` for ``meta`` (none when its text is unchanged),
+which carries its new entries while the inline tail stays within its bound; one more per run
+when the tail moves out (one run, unless past :attr:`LocalStorage.run_chars` characters),
+one per data chunk, then one ``removeItem`` per run no longer referenced. In a tab a
+``setItem`` is a message to the browser's storage process (and an answer back), 0.3-0.9 ms
+in a commit's path: one per entry cost a leader more time than all of Raft's own work on the
+batch, and a run plus the meta per save cost twice what the meta alone does. The price is
+that each save rewrites the tail with the meta (at most ``inline_chars`` characters more).
+The command texts written for the entries saved most recently are kept for
 :meth:`LocalStorage.command_text` (a tab's apply handler takes the same text), so that each
 is built once.
 """
@@ -115,9 +127,9 @@ __all__ = ["SCHEMA_VERSION", "LocalStorage", "json_text"]
 logger = logging.getLogger(__name__)
 
 #: The schema this module writes; a namespace holding a newer one is refused, one holding
-#: schema 1 (before snapshots had data) or 2 (an entry per key) is read and upgraded by the
-#: next save.
-SCHEMA_VERSION = 3
+#: schema 1 (before snapshots had data), 2 (an entry per key) or 3 (no inline tail) is read
+#: and upgraded by the next save.
+SCHEMA_VERSION = 4
 
 _META = "meta"
 _ENTRY = "e:"
@@ -194,20 +206,24 @@ class _Meta:
     last: int
     segments: list[tuple[int, int]]  # (start index, gen), starts increasing; [] = empty log
     data: tuple[int, int, int] | None  # (gen, chunks, length) of the snapshot's data
+    #: The texts of the newest entries, ``last - len(tail) + 1 .. last``, kept in the meta
+    #: itself rather than in runs (always inside the last segment).
+    tail: list[str]
 
     def ranges(self) -> dict[int, tuple[int, int]]:
-        """gen -> (first, last) index it holds, in log order; empty segments are left out."""
+        """gen -> (first, last) index its runs hold, in log order (the inline tail is not in
+        any run); segments without runs are left out."""
         out: dict[int, tuple[int, int]] = {}
         segs = self.segments
         for k, (start, gen) in enumerate(segs):
-            end = segs[k + 1][0] - 1 if k + 1 < len(segs) else self.last
+            end = segs[k + 1][0] - 1 if k + 1 < len(segs) else self.last - len(self.tail)
             if start <= end:
                 out[gen] = (start, end)
         return out
 
     def to_json(self) -> str:
         snap = self.snapshot
-        return json_text({
+        head = json_text({
             "v": SCHEMA_VERSION, "term": self.hard.term, "vote": self.hard.vote,
             "commit": self.hard.commit,
             "snapshot": {"index": snap.index, "term": snap.term,
@@ -215,6 +231,8 @@ class _Meta:
             "last": self.last, "segments": [list(s) for s in self.segments],
             "data": list(self.data) if self.data is not None else None,
         })
+        # The tail's texts are JSON already: spliced in, not encoded again.
+        return f'{head[:-1]},"tail":[{",".join(self.tail)}]}}'
 
 
 class LocalStorage:
@@ -235,6 +253,11 @@ class LocalStorage:
     #: The most characters of entries one run holds (unless one entry alone is longer), for
     #: the same reason.
     run_chars: int = 1 << 15
+    #: The most characters of entries the meta holds inline (its tail). Past it, a save moves
+    #: the whole tail out to runs. Every save rewrites the meta, so this bounds what a save
+    #: of a few entries writes; a ``setItem`` costs about the same up to a few thousand
+    #: characters in Chromium (the message to the storage process dominates).
+    inline_chars: int = 1 << 12
 
     def __init__(self, namespace: str, store: Any = None) -> None:
         if not isinstance(namespace, str) or not namespace:
@@ -276,11 +299,12 @@ class LocalStorage:
             self._collect(None)
             self._meta, self._raw, self._synced = None, None, True
             return None
-        meta = _parse_meta(raw)
+        meta, tail = _parse_meta(raw)
         entries: list[Entry] = []
         runs: dict[int, list[tuple[int, int]]] = {}
         for gen, (first, end) in meta.ranges().items():
             entries += self._read_span(gen, first, end, runs.setdefault(gen, []))
+        entries += tail
         state = StoredState(meta.hard, meta.snapshot, entries, self._read_data(meta.data))
         state.check()
         self._runs = runs
@@ -337,18 +361,25 @@ class LocalStorage:
     def _save(self, update: StorageUpdate) -> None:
         old = self._current()
         data = portable_json(update.snapshot_data) if update.snapshot_data is not None else None
-        new = self._plan(old, update, data)
-        meta_text = new.to_json()
         # Serialize everything before the first write: a bad command fails with nothing done.
+        new = self._plan(old, update, data)
+        moved: list[tuple[str, str]] = []
+        added: list[tuple[int, int]] = []
+        gen = new.segments[-1][1] if new.segments else 0
+        tail = new.tail
+        if tail and sum(map(len, tail)) + len(tail) > self.inline_chars:
+            # Moved out whole, keyed by its first index: past the runs ``old`` references.
+            added = self._add_runs(moved, gen, new.last - len(tail) + 1, tail)
+            new.tail = []
         writes: list[tuple[str, str]] = []
         runs = self._runs if old is None else self._cut_runs(old, new, writes)
         if data is not None:
             assert new.data is not None
-            gen, step = new.data[0], self.data_chunk
+            gen_data, step = new.data[0], self.data_chunk
             for k, at in enumerate(range(0, len(data), step)):
-                writes.append((self._data_key(gen, k), data[at:at + step]))
-        gen = new.segments[-1][1] if new.segments else 0
-        added = self._write_entries(writes, gen, update.entries) if update.entries else []
+                writes.append((self._data_key(gen_data, k), data[at:at + step]))
+        writes += moved
+        meta_text = new.to_json()
         if meta_text != self._raw:
             writes.append((self._meta_key, meta_text))
         self._write(writes)
@@ -521,36 +552,48 @@ class LocalStorage:
         snap = update.snapshot
         if snap is None:
             assert old is not None  # plan_update refuses a first save without a snapshot
-            new = _Meta(old.hard, old.snapshot, old.last, list(old.segments), old.data)
+            new = _Meta(old.hard, old.snapshot, old.last, list(old.segments), old.data,
+                        list(old.tail))
         else:
             if old is None:
-                new = _Meta(HardState(), snap, snap.index, [], None)
+                new = _Meta(HardState(), snap, snap.index, [], None, [])
             else:
-                new = _Meta(old.hard, snap, old.last, list(old.segments), old.data)
+                new = _Meta(old.hard, snap, old.last, list(old.segments), old.data,
+                            list(old.tail))
             if data is not None:
                 # The next data gen: never one the stored meta references.
                 gen = old.data[0] + 1 if old is not None and old.data is not None else 0
                 new.data = (gen, -(-len(data) // self.data_chunk), len(data))
-        segs = new.segments
+        segs, tail = new.segments, new.tail
         compact_to = update.compact_to
         if segs and compact_to >= segs[0][0]:
             if compact_to >= new.last:
                 segs.clear()
+                tail.clear()
             else:
                 while len(segs) > 1 and segs[1][0] <= compact_to + 1:
                     del segs[0]
                 segs[0] = (compact_to + 1, segs[0][1])
+                # The tail's entries at or below compact_to, if it reaches that far.
+                del tail[:max(0, compact_to + len(tail) - new.last)]
         entries = update.entries
         if entries:
             start = entries[0].index
-            if start <= new.last or not segs:
-                # A truncation (or a first segment): a fresh gen, never referenced by ``old``.
+            tail_start = new.last - len(tail) + 1
+            if segs and start >= tail_start:
+                # Appended, or replacing part of the tail: the meta is rewritten anyway.
+                del tail[start - tail_start:]
+            else:
+                # A truncation into runs (or a first segment): a fresh gen, never referenced
+                # by ``old``.
                 gens = [g for _, g in segs]
                 if old is not None:
                     gens += [g for _, g in old.segments]
                 gen = max(gens, default=-1) + 1
                 segs[:] = [s for s in segs if s[0] < start]
                 segs.append((start, gen))
+                tail.clear()
+            tail += self._entry_texts(entries)
         assert (segs[0][0] if segs else None) == first
         new.last = snap_index if last is None else last
         if update.hard is not None:
@@ -596,30 +639,33 @@ class LocalStorage:
             raise StorageError(f"stored run {name!r} no longer holds entries {first}..{last}")
         return self._add_run(writes, gen, first, [json_text(e) for e in kept])
 
-    def _write_entries(self, writes: list[tuple[str, str]], gen: int,
-                       entries: Sequence[Entry]) -> list[tuple[int, int]]:
-        """Add the writes of ``entries`` under ``gen``, as runs of at most :attr:`run_chars`
-        characters, keeping each command's text for :meth:`command_text`; return the runs
-        ``(key index, last index)``. Raise StorageError for a command that is not JSON."""
+    def _entry_texts(self, entries: Sequence[Entry]) -> list[str]:
+        """The stored texts of ``entries``, keeping each command's text for
+        :meth:`command_text`. Raise StorageError for a command that is not JSON."""
         keep = self._texts.append
-        runs: list[tuple[int, int]] = []
-        items: list[str] = []
-        size = 0
+        texts = []
         try:
             for e in entries:
                 text = json_text(e.command)
                 keep((e, text))
-                # The same text as json_text([term, kind, e.data]).
-                item = (f"[{e.term},{e.kind},{text}]" if e.client is None else
-                        f"[{e.term},{e.kind},[{json_text(e.client)},{e.seq},{e.ack},{text}]]")
-                if items and size + len(item) > self.run_chars:
-                    runs.append(self._add_run(writes, gen, e.index - len(items), items))
-                    items, size = [], 0
-                items.append(item)
-                size += len(item) + 1
+                texts.append(_entry_text(e, text))
         except (TypeError, ValueError, RecursionError) as exc:
             raise StorageError(f"log entry cannot be stored as JSON: {exc}") from exc
-        runs.append(self._add_run(writes, gen, entries[-1].index + 1 - len(items), items))
+        return texts
+
+    def _add_runs(self, writes: list[tuple[str, str]], gen: int, first: int,
+                  items: list[str]) -> list[tuple[int, int]]:
+        """Add the writes of the entry texts ``items`` from index ``first`` under ``gen``, as
+        runs of at most :attr:`run_chars` characters; return the runs ``(key index, last
+        index)``."""
+        runs: list[tuple[int, int]] = []
+        start = size = 0
+        for k, item in enumerate(items):
+            if k > start and size + len(item) > self.run_chars:
+                runs.append(self._add_run(writes, gen, first + start, items[start:k]))
+                start, size = k, 0
+            size += len(item) + 1
+        runs.append(self._add_run(writes, gen, first + start, items[start:]))
         return runs
 
     def _add_run(self, writes: list[tuple[str, str]], gen: int, first: int,
@@ -694,7 +740,8 @@ def _json(text: str, what: str) -> Any:
         raise StorageError(f"stored {what} is not valid JSON: {exc}") from None
 
 
-def _parse_meta(raw: str) -> _Meta:
+def _parse_meta(raw: str) -> tuple[_Meta, list[Entry]]:
+    """The meta stored as ``raw``, and the entries of its inline tail."""
     data = _json(raw, "meta")
     if not isinstance(data, dict):
         raise StorageError("stored meta is not a JSON object")
@@ -707,6 +754,8 @@ def _parse_meta(raw: str) -> _Meta:
     required = {"term", "vote", "commit", "snapshot", "last", "segments"}
     if version >= 2:
         required.add("data")
+    if version >= 4:
+        required.add("tail")
     missing = required - data.keys()
     if missing:
         raise StorageError(f"stored meta lacks {sorted(missing)}")
@@ -757,7 +806,16 @@ def _parse_meta(raw: str) -> _Meta:
             raise StorageError("stored snapshot data must be null or [gen, chunks, length]")
         snapshot_data = (_int(ref[0], "snapshot data gen"), _int(ref[1], "snapshot data chunks"),
                          _int(ref[2], "snapshot data length"))
-    return _Meta(hard, snapshot, last, segments, snapshot_data)
+    raw_tail = data["tail"] if version >= 4 else []
+    if not isinstance(raw_tail, list):
+        raise StorageError("stored inline tail is not a list")
+    start = last - len(raw_tail) + 1
+    if raw_tail and (not segments or start < segments[-1][0]):
+        raise StorageError(f"stored inline tail of {len(raw_tail)} entries does not fit in "
+                           "the last segment")
+    tail = [_parse_entry(item, start + k) for k, item in enumerate(raw_tail)]
+    texts = [_entry_text(e, json_text(e.command)) for e in tail]
+    return _Meta(hard, snapshot, last, segments, snapshot_data, texts), tail
 
 
 def _parse_run(text: str, key: int) -> list[Entry]:
@@ -766,6 +824,15 @@ def _parse_run(text: str, key: int) -> list[Entry]:
     if type(item) is list and item and type(item[0]) is list:
         return [_parse_entry(entry, key + k) for k, entry in enumerate(item)]
     return [_parse_entry(item, key)]
+
+
+def _entry_text(entry: Entry, command_text: str) -> str:
+    """How ``entry``, whose command's JSON is ``command_text``, is stored: the same text as
+    ``json_text([term, kind, entry.data])``."""
+    if entry.client is None:
+        return f"[{entry.term},{entry.kind},{command_text}]"
+    return (f"[{entry.term},{entry.kind},[{json_text(entry.client)},{entry.seq},{entry.ack},"
+            f"{command_text}]]")
 
 
 def _parse_entry(item: Any, index: int) -> Entry:
