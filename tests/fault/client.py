@@ -1,7 +1,8 @@
 """Concurrent HTTP clients of ``webraft-node`` control ports, and the history they record.
 
-Owns :class:`Workload`, :class:`Record` and :func:`check`. Imports :mod:`.model` (the checker)
-and the standard library; it talks to members only over HTTP, like an operator's client.
+Owns :class:`Workload`, :class:`Record` and :func:`check`. Imports the simulator's checker
+(:mod:`webraft.sim.linearizability`) and the standard library; it talks to members only
+over HTTP, like an operator's client.
 
 Each client runs one operation at a time, on a member picked at random (followers forward):
 a write (``PUT /kv/K``), a linearizable read (``GET /kv/K?linearizable=1``), a compare-and-set
@@ -16,7 +17,7 @@ it was called and the time it returned, and ends:
   an error with ``may_have_committed: false``;
 * **info**: unknown: an attempt timed out, lost its connection or said ``may_have_committed``.
 
-:func:`check` then judges the history: each register key linearizable (:mod:`.model`), every
+:func:`check` then judges the history: each register key linearizable (with CAS), every
 acknowledged own-key write present in the final store, every failed one absent.
 """
 
@@ -30,11 +31,14 @@ import urllib.parse
 from dataclasses import dataclass, field
 from typing import Any
 
-from .model import ABSENT, INF, RegOp, check_register
+from webraft.sim.linearizability import INF, Op, linearizable
+
 from .proxy import HOST
 
-__all__ = ["Lost", "NotSent", "Record", "Workload", "check", "http"]
+__all__ = ["ABSENT", "Lost", "NotSent", "Record", "Workload", "check", "http"]
 
+#: The value of a key that holds nothing (JSON has no such value, so it cannot collide).
+ABSENT = ("absent",)
 #: Attempts of one write before it is recorded as failed or unknown.
 ATTEMPTS = 8
 #: Seconds one HTTP attempt may take: beyond the members' proposal timeout, so that a member
@@ -92,10 +96,10 @@ class Record:
     attempts: int = 0
     error: str = ""  # the last error an attempt met
 
-    def as_op(self) -> RegOp:
+    def as_op(self) -> Op:
         kind = "w" if self.kind == "own" else self.kind
-        return RegOp(kind, self.value, self.call, self.ret if self.status == "ok" else INF,
-                     self.expected, self.swapped, self.index)
+        return Op(kind, self.value, self.call, self.ret if self.status == "ok" else INF,
+                  self.index, self.expected, self.swapped)
 
 
 @dataclass
@@ -220,8 +224,8 @@ def check(records: list[Record], final: dict[str, Any]) -> list[str]:
     for key in keys:
         ops = [r.as_op() for r in records if r.key == key and r.status != "fail"]
         # The converged store is a read after everything: it must be the last value too.
-        ops.append(RegOp("r", final.get(key, ABSENT), end, end + 1))
-        verdict = check_register(ops)
+        ops.append(Op("r", final.get(key, ABSENT), end, end + 1))
+        verdict = linearizable(ops, ABSENT, budget=500_000)
         if verdict is not True:
             what = "not linearizable" if verdict is False else "undecided (search too large)"
             problems.append(f"key {key}: {what}; {len(ops)} operations")

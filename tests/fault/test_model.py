@@ -1,5 +1,6 @@
-"""The fault tests' judges on histories made by hand: the CAS register checker
-(:mod:`.model`) and :func:`~.client.check` (durability of a client's own keys).
+"""The fault tests' judges on histories made by hand: the register checker with CAS
+(:func:`webraft.sim.linearizability.linearizable`, from an absent key) and
+:func:`~.client.check` (durability of a client's own keys).
 
 Each anomaly the fault tests look for is shown refused here, next to a close history that is
 accepted, so a checker that accepted everything would fail.
@@ -7,21 +8,27 @@ accepted, so a checker that accepted everything would fail.
 
 from __future__ import annotations
 
-from .client import Record, check
-from .model import ABSENT, INF, RegOp, check_register
+from webraft.sim.linearizability import INF, Op, linearizable
+
+from .client import ABSENT, Record, check
 
 
-def w(value: str, call: float, ret: float = INF, order: int = 0) -> RegOp:
-    return RegOp("w", value, call, ret, order=order)
+def check_register(ops: list[Op], budget: int = 2_000_000) -> bool | None:
+    """The check the fault tests make: a key is absent until written."""
+    return linearizable(ops, ABSENT, budget)
 
 
-def r(value: object, call: float, ret: float) -> RegOp:
-    return RegOp("r", value, call, ret)
+def w(value: str, call: float, ret: float = INF, order: int = 0) -> Op:
+    return Op("w", value, call, ret, order=order)
+
+
+def r(value: object, call: float, ret: float) -> Op:
+    return Op("r", value, call, ret)
 
 
 def cas(expected: object, value: str, swapped: bool | None, call: float, ret: float = INF,
-        order: int = 0) -> RegOp:
-    return RegOp("cas", value, call, ret, expected=expected, swapped=swapped, order=order)
+        order: int = 0) -> Op:
+    return Op("cas", value, call, ret, order=order, expected=expected, swapped=swapped)
 
 
 def test_sequential_reads_see_the_last_write() -> None:

@@ -1,22 +1,25 @@
-"""A linearizability checker for histories of one register (Wing & Gong, with Lowe's memo).
+"""A linearizability checker for histories of one register (Wing & Gong, with Lowe's memo);
+the simulator's histories and those of the fault tests of real processes both go through it.
 
 Owns :func:`linearizable` and :class:`Op`. Imports nothing of webraft: it checks plain
 histories.
 
-A history is a list of :class:`Op`: writes and reads of one register, each with the time it
-was called and the time it returned (``inf`` when its outcome never became known: a write
-whose client crashed may or may not have taken effect). The history is linearizable if the
-operations can be put in one order that respects real time (an operation that returned before
-another was called comes first), in which every read returns the latest write before it, and
-which contains every completed operation (pending ones may be left out).
+A history is a list of :class:`Op`: writes, reads and compare-and-sets of one register, each
+with the time it was called and the time it returned (``inf`` when its outcome never became
+known: a write whose client crashed may or may not have taken effect). The history is
+linearizable if the operations can be put in one order that respects real time (an operation
+that returned before another was called comes first), in which each operation is legal given
+the value before it (a read returns it; a CAS that swapped found its ``expected`` value, one
+that did not found another), and which contains every completed operation (pending ones may
+be left out).
 
 The search linearizes, at each step, one operation among those called before every remaining
 operation returned, and backtracks on a dead end; states already explored (the set of
 linearized operations and the register's value) are remembered. Linearizability is
 compositional, so a key-value history is checked one key at a time (Herlihy & Wing).
 
-A write may carry its place in the replicated log (``order``): writes then linearize in that
-order, which is how the state machine applied them. That prunes the search to what matters
+A write or CAS may carry its place in the replicated log (``order``): they then linearize in
+that order, which is how the state machine applied them. That prunes the search to what matters
 (where the reads fall) and makes it a stronger check: a history that only some other order of
 writes would explain is refused too.
 
@@ -35,27 +38,41 @@ INF = float("inf")
 
 @dataclass(frozen=True, slots=True)
 class Op:
-    """``kind`` is ``"w"`` (write ``value``) or ``"r"`` (a read that returned ``value``)."""
+    """``kind`` is ``"w"`` (write ``value``), ``"r"`` (a read that returned ``value``) or
+    ``"cas"`` (set ``value`` if the register holds ``expected``; ``swapped`` says whether it
+    did, None if unknown: then the value it finds decides, as in the state machine)."""
 
     kind: str
     value: Any
     call: float
     ret: float = INF
-    order: int = 0  # a write's log index, when known (0: any order)
+    order: int = 0  # a write's or CAS's log index, when known (0: any order)
+    expected: Any = None
+    swapped: bool | None = None
+
+
+def _step(op: Op, state: Any) -> tuple[bool, Any]:
+    """Whether ``op`` is legal on a register holding ``state``, and the value after it."""
+    if op.kind == "w":
+        return True, op.value
+    if op.kind == "r":
+        return op.value == state, state
+    found = state == op.expected
+    if op.swapped is not None and op.swapped != found:
+        return False, state
+    return True, op.value if found else state
 
 
 def linearizable(ops: list[Op], initial: Any = None, budget: int = 2_000_000) -> bool | None:
     """True or False; None if the search gave up after ``budget`` steps (too concurrent)."""
-    ops = [op for op in ops if op.kind == "w" or op.ret != INF]  # a lost read constrains nothing
+    ops = [op for op in ops if op.kind != "r" or op.ret != INF]  # a lost read constrains nothing
     ops.sort(key=lambda op: op.call)
     n = len(ops)
     done_all = sum(1 << i for i, op in enumerate(ops) if op.ret != INF)
-    # before[i]: the writes that must be linearized before write i (earlier in the log).
-    ordered = [(op.order, i) for i, op in enumerate(ops) if op.kind == "w" and op.order]
-    ordered.sort()
+    # before[i]: the operations that must be linearized before op i (earlier in the log).
     before = [0] * n
     prefix = 0
-    for _, i in ordered:
+    for _, i in sorted((op.order, i) for i, op in enumerate(ops) if op.order):
         before[i] = prefix
         prefix |= 1 << i
     seen: set[tuple[int, Any]] = set()
@@ -72,19 +89,26 @@ def linearizable(ops: list[Op], initial: Any = None, budget: int = 2_000_000) ->
         steps += 1
         if steps > budget:
             return None
-        # Only an operation called before every remaining operation returned can go next.
-        first_ret = min((op.ret for i, op in enumerate(ops) if not mask >> i & 1), default=INF)
-        for i in range(n):
+        # Only an operation called before every remaining one returned can go next: scan in
+        # call order from the first one left, tracking the earliest return seen so far.
+        first_ret = INF
+        nexts: list[tuple[float, int, Any]] = []
+        i = (~mask & -~mask).bit_length() - 1  # the lowest op not linearized yet
+        while i < n:
             op = ops[i]
             if op.call > first_ret:
-                break  # sorted by call: none of the rest can go next either
-            if mask >> i & 1:
-                continue
-            if op.kind == "w":
+                break
+            if not mask >> i & 1:
+                first_ret = min(first_ret, op.ret)
                 if mask & before[i] == before[i]:
-                    stack.append((mask | 1 << i, op.value))
-            elif op.value == value:
-                stack.append((mask | 1 << i, value))
+                    legal, after = _step(op, value)
+                    if legal:
+                        nexts.append((op.ret, i, after))
+            i += 1
+        # Try the one that returned first first: operations of unknown outcome last, since
+        # leaving them out is usually what explains a history.
+        nexts.sort(reverse=True)
+        stack.extend((mask | 1 << i, after) for _, i, after in nexts)
     return False
 
 
