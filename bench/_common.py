@@ -1,7 +1,9 @@
-"""What the benchmark scripts share: one percentile definition and the facts about the machine.
+"""What the benchmark scripts share: one percentile definition, the facts about the machine,
+and the member processes' workload and stdout protocol.
 
 Kept in one place so that every script (and the suite that puts their figures side by side)
-ranks samples the same way and describes the machine the same way.
+ranks samples the same way and describes the machine the same way, and so that the webraft
+and the PySyncObj members run the same commands and answer alike. Imports neither library.
 """
 
 from __future__ import annotations
@@ -15,9 +17,14 @@ import re
 import subprocess
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 CHROMIUM = "/usr/bin/chromium"
+
+#: A member's failover probe proposes this often, and gives up after this long (seconds).
+PROBE_INTERVAL = 0.01
+PROBE_LIMIT = 30.0
 
 
 def percentile(samples: list[float], q: float) -> float:
@@ -27,6 +34,16 @@ def percentile(samples: list[float], q: float) -> float:
         raise ValueError("percentile of no samples")
     ordered = sorted(samples)
     return ordered[min(len(ordered) - 1, max(0, math.ceil(q * len(ordered)) - 1))]
+
+
+def emit(ev: str, **fields: Any) -> None:
+    """A member process's answer to its parent: one JSON object per line on stdout."""
+    print(json.dumps({"ev": ev, **fields}), flush=True)
+
+
+def command(i: int) -> str:
+    """The workload's ``i``-th command: a 10-byte counter increment."""
+    return f"inc:{i % 1_000_000:06d}"
 
 
 def cpu_model() -> str:

@@ -16,18 +16,8 @@ import threading
 import time
 from typing import Any
 
+from _common import PROBE_INTERVAL, PROBE_LIMIT, command, emit  # bench/ is on the path
 from pysyncobj import FAIL_REASON, SyncObj, SyncObjConf, replicated
-
-PROBE_INTERVAL = 0.01
-PROBE_LIMIT = 30.0
-
-
-def emit(ev: str, **fields: Any) -> None:
-    print(json.dumps({"ev": ev, **fields}), flush=True)
-
-
-def command(i: int) -> str:
-    return f"inc:{i % 1_000_000:06d}"  # 10 bytes
 
 
 class Counter(SyncObj):

@@ -36,20 +36,11 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+from _common import PROBE_INTERVAL, PROBE_LIMIT, command, emit  # bench/ is on the path
+
 from webraft import MemoryStorage
 from webraft.transport.direct_raft import DirectRaft
 from webraft.transport.websocket import RelayRaft
-
-PROBE_INTERVAL = 0.01
-PROBE_LIMIT = 30.0
-
-
-def emit(ev: str, **fields: Any) -> None:
-    print(json.dumps({"ev": ev, **fields}), flush=True)
-
-
-def command(i: int) -> str:
-    return f"inc:{i % 1_000_000:06d}"  # 10 bytes
 
 
 class Member:
