@@ -33,7 +33,7 @@ def test_floor_times_every_phase_in_both_setups(browser: Any, relay: Relay) -> N
             "commit pattern, no setItem": ROUNDS,
             "commit pattern": ROUNDS,
             "  a: setItem (meta, commit index)": 2 * ROUNDS,
-            "  a: the two sends": ROUNDS,
+            "  a: sending to b and c": ROUNDS,
             "a: setItem in a tight loop": ROUNDS,
             "a: one send in a tight loop": ROUNDS,
         }, link.name
