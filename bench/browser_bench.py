@@ -20,6 +20,12 @@ Prints figures, never pass/fail:
   with 1 in flight also the sequential latency). The bridge hands at most 1,000 of a tab's
   proposals to the node at a time (``MAX_IN_FLIGHT`` in ``webraft/browser/bridge.py``); the
   rest wait in the bridge, so 10,000 in flight means 10,000 submitted at once;
+* with ``--compare DIR``: instead of all the above, the one-at-a-time latency of this tree's
+  wheel and of the wheel in ``DIR`` (another tree's ``dist/``) side by side: two rooms of three
+  tabs in one browser and one relay, one per wheel, their tabs opened alternately, taking turns
+  for ``--rounds`` rounds of 50 proposals from the leader and 50 from a follower (which room
+  goes first alternates too). On a shared 2-core machine two runs of one tree differ by
+  1-3 ms, more than most changes of ours: only runs side by side tell them apart;
 * with ``--failovers N``: N samples each of closing the leader tab gracefully (its pagehide
   handler hands leadership over) and of crashing its renderer (CDP ``Page.crash``): the time
   from the close to the first commit of a proposal a surviving tab sends every 10 ms. The
@@ -34,7 +40,7 @@ the smallest size from the leader; the profiler slows Python down about twofold.
 
     .venv/bin/python bench/browser_bench.py [--burst 1000,5000] [--sequential 300] [--runs 3]
         [--in-flight 1:500,100:5000,10000] [--failovers N]
-        [--heartbeat-timeout MS] [--profile] [--dist DIR]
+        [--heartbeat-timeout MS] [--profile] [--dist DIR] [--compare DIR [--rounds N]]
 
 ``measure(args)`` returns the figures for ``bench/suite.py``.
 
@@ -45,8 +51,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import statistics
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -56,6 +64,7 @@ from _common import percentile  # bench/ is on the path when a script of it runs
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "e2e"))
 
 from browser_support import (  # found through the path above
+    ROOT,
     Relay,
     Tab,
     launch_chromium,
@@ -475,6 +484,11 @@ def parser() -> argparse.ArgumentParser:
     ap.add_argument("--profile", action="store_true",
                     help="print a cProfile of the leader's Python during one burst")
     ap.add_argument("--dist", help="serve this wheel directory instead of dist/")
+    ap.add_argument("--compare", metavar="DIR",
+                    help="only the sequential latency, side by side with the wheel in DIR "
+                    "(another tree's dist/), in two rooms of one browser; --rounds rounds")
+    ap.add_argument("--rounds", type=int, default=6,
+                    help="with --compare: turns of 50 proposals each, per room and proposer")
     ap.add_argument("--broadcast", action="store_true",
                     help="the tabs share one browser context, so they talk over "
                     "BroadcastChannel (default: a context each, so only through the relay)")
@@ -536,8 +550,77 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
             "relay": relay.url, "incidents": bench.incidents, "failed": failed}
 
 
+COMPARE_CHUNK = 50  # proposals per turn of a room in --compare
+
+
+def compare(args: argparse.Namespace) -> list[tuple[str, str]]:
+    """``--compare``: this tree's wheel ("this") and ``args.compare``'s ("other"), side by
+    side (see the module doc); returns the printable rows."""
+    from playwright.sync_api import sync_playwright
+
+    wheels = {"this": "dist/", "other": "compare-dist/"}
+    with tempfile.TemporaryDirectory() as static:
+        # The relay serves the page's module from --static: ours, and the other wheel next
+        # to it. The default wheel route (/dist/) stays this tree's.
+        shutil.copy(ROOT / "browser" / "webraft.js", static)
+        shutil.copytree(args.compare, Path(static) / wheels["other"])
+        relay = Relay("--static", static, *(["--dist", args.dist] if args.dist else []),
+                      log_level="WARNING")
+        try:
+            with sync_playwright() as playwright:
+                browser = launch_chromium(playwright)
+                times = _side_by_side(args, browser, relay.url, wheels)
+                browser.close()
+        finally:
+            relay.stop()
+    rows = []
+    for (wheel, who), got in times.items():
+        rows.append((f"{wheel} wheel, {len(got)} one at a time from the {who}",
+                     f"p50 {percentile(got, 0.5):.2f} ms, p99 {percentile(got, 0.99):.2f} ms, "
+                     f"mean {statistics.fmean(got):.2f} ms"))
+    return rows
+
+
+def _side_by_side(args: argparse.Namespace, browser: Any, url: str,
+                  wheels: dict[str, str]) -> dict[tuple[str, str], list[float]]:
+    rooms = {wheel: unique_room(f"compare-{wheel}") for wheel in wheels}
+    shared = {wheel: browser.new_context() for wheel in wheels} if args.broadcast else {}
+    tabs: dict[str, list[Tab]] = {wheel: [] for wheel in wheels}
+    for i in range(len(MEMBERS)):  # alternately, so that neither room is opened first
+        for wheel, dist in wheels.items():
+            context = shared[wheel] if args.broadcast else browser.new_context()
+            options = {"proposalTimeout": 120_000, "distURL": f"/{dist}"}
+            tabs[wheel].append(start(open_blank(context, url, f"{wheel}{i}"), rooms[wheel],
+                                     0, options))
+    for room in tabs.values():
+        for tab in room:
+            finish(tab)
+    times: dict[tuple[str, str], list[float]] = {
+        (wheel, who): [] for wheel in wheels for who in ("leader", "follower")}
+    for wheel in wheels:  # warm-up
+        leader_of(tabs[wheel]).eval(SEQUENTIAL, COMPARE_CHUNK, timeout=TIMEOUT)
+    order = list(wheels)
+    for k in range(args.rounds):
+        for wheel in order if k % 2 == 0 else order[::-1]:
+            leader = leader_of(tabs[wheel])
+            follower = next(t for t in tabs[wheel] if t is not leader)
+            for who, tab in (("leader", leader), ("follower", follower)):
+                times[(wheel, who)] += tab.eval(SEQUENTIAL, COMPARE_CHUNK,
+                                                timeout=TIMEOUT)["times"]
+    return times
+
+
 def main() -> int:
     args = parser().parse_args()
+    if args.compare:
+        rows = compare(args)
+        links = "over BroadcastChannel" if args.broadcast else "through the relay"
+        print(f"webraft in two rooms of 3 Chromium tabs {links}: this tree's wheel and "
+              f"{args.compare}'s, side by side")
+        width = max(len(name) for name, _ in rows)
+        for name, value in rows:
+            print(f"  {name:<{width}}  {value}")
+        return 0
     result = measure(args)
     links = "over BroadcastChannel" if args.broadcast else "through the relay"
     print(f"webraft in 3 Chromium tabs {links} ({result['relay']}"

@@ -485,3 +485,23 @@ async def test_a_round_calls_before_apply_between_its_sends_and_its_applies(
     assert seen
     assert all(applied < commit for applied, commit, _ in seen)  # committed, not applied
     assert {kind for *_, kind in seen} <= {"append_resp", "heartbeat_resp"}
+
+
+async def test_a_batch_runs_its_round_at_its_end_and_kicks_none(cluster: Cluster) -> None:
+    """``Driver.batch`` (a tab's burst of proposals): proposals made inside schedule no round
+    for the next loop turn (on Pyodide a browser task of its own); the round runs as the
+    batch ends, so the entries are in the log and on their way before it returns."""
+    lead = await cluster.leader()
+    driver = lead.driver
+    await until(lambda: not driver.kicked)  # no round pending from earlier work
+    last = lead.core.status().last_index
+    with driver.batch():
+        futures = [lead.propose(["batched", k]) for k in range(3)]
+        assert not driver.kicked
+        assert lead.core.status().last_index == last  # not yet: the round is at the end
+        with driver.batch():  # nested: the outer batch runs the round
+            futures.append(lead.propose(["batched", 3]))
+        assert lead.core.status().last_index == last
+    assert not driver.kicked
+    assert lead.core.status().last_index == last + 4
+    assert [await fut for fut in futures] == list(range(last + 1, last + 5))

@@ -508,9 +508,18 @@ class JsNode:
 
     def _propose_slice(self) -> None:
         """Hand the backlog to the node for at most :data:`PROPOSE_SLICE` seconds, then let
-        the node persist and send that much (its Ready round was scheduled by the first
-        proposal of the slice) and the page's timers and sockets run before continuing."""
+        the node persist and send that much, and the page's timers and sockets run before
+        continuing.
+
+        The slice's Ready round runs at its end, in this task (the node's :meth:`~webraft.
+        runtime.driver.Driver.batch`), rather than one loop turn later: a browser task of
+        its own, queued behind whatever the page has, and one more task for every
+        sequential proposal."""
         self._continue = None
+        with self.node.driver.batch():
+            self._hand_over()
+
+    def _hand_over(self) -> None:
         loop = asyncio.get_running_loop()
         now = loop.time()
         deadline = now + PROPOSE_SLICE
@@ -543,10 +552,6 @@ class JsNode:
             if self._unlisten_updated is None:  # tabs that propose nothing do not pay for it
                 self._unlisten_updated = self.node.listen("updated", self._on_updated)
             self._arm_sweep_timer()
-        if count:
-            # Persist and send the slice in this task rather than one loop turn later (a
-            # browser task of its own, queued behind whatever the page has).
-            self.node.drive_now()
 
     def _on_updated(self, _index: int) -> None:
         """An entry was applied here: the oldest pending proposals may be done."""

@@ -46,7 +46,7 @@ from ..transport.node import (
 from ..transport.relay import RelayClient, RelayClosed, Welcome
 from ..transport.wire import CloseCode
 from .broadcast import BroadcastLink
-from .scheduling import EndOfTask
+from .scheduling import EndOfTask, next_task
 
 __all__ = ["BrowserConnection", "BrowserRaft", "BrowserTransport", "browser_config"]
 
@@ -390,12 +390,14 @@ class BrowserRaft(InRoom, RaftInterface):
         self.relay.before_deliver = self._check_stall
         # What a round sends leaves before its entries are applied (see Driver.before_apply).
         self.driver.before_apply = self.send_now
-        #: A LocalStorage writes a commit index alone at the end of the browser task (or
-        #: with the next save, such as the next proposal's, if that comes first).
+        #: A LocalStorage writes a commit index alone in a browser task of its own (or with
+        #: the next save, such as the next proposal's, if that comes first): not at the end
+        #: of this one, where it would delay the outcome on its way to JavaScript, and the
+        #: proposal that outcome lets the page make.
         self._local = storage if isinstance(storage, LocalStorage) else None
         self._flush_storage: EndOfTask | None = None
         if self._local is not None:
-            self._flush_storage = EndOfTask(self._local.flush)
+            self._flush_storage = EndOfTask(self._local.flush, next_task)
             self._local.defer_commits(self._flush_storage.schedule)
 
     def start(self) -> None:

@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from typing import TYPE_CHECKING
 
 from ..core.events import LeaderChanged
@@ -43,7 +43,8 @@ class Driver:
         self.driving = False
         #: A round is scheduled for the next loop turn.
         self.kicked = False
-        #: Inside ``got_messages``: it runs the round itself when it is done.
+        #: Inside ``got_messages`` or :meth:`batch`: the round runs when it is done, so a
+        #: kick meanwhile schedules none.
         self.receiving = False
         self._task: asyncio.Task[None] | None = None  # a round awaiting storage
         self._timer: asyncio.TimerHandle | None = None
@@ -64,7 +65,8 @@ class Driver:
 
     def kick(self) -> None:
         """Run a round on the next loop turn (once, however often it is kicked meanwhile)."""
-        if self.kicked or self.driving or self.node.closed or self.loop is None:
+        if (self.kicked or self.driving or self.receiving or self.node.closed
+                or self.loop is None):
             return
         self.kicked = True
         self.loop.call_soon(self._kicked_round)
@@ -78,6 +80,21 @@ class Driver:
         if not self.driving and not self.node.closed and self.loop is not None:
             self.driving = True
             self._drive()
+
+    @contextlib.contextmanager
+    def batch(self) -> Iterator[None]:
+        """Work added inside (a burst of proposals) runs in one Ready round at the end, now,
+        rather than in a round kicked for the next loop turn: on Pyodide's loop that is a
+        browser task of its own, which a tab's sequential proposal paid for once more after
+        its round had already run."""
+        outer = self.receiving
+        self.receiving = True
+        try:
+            yield
+        finally:
+            self.receiving = outer
+        if not outer:
+            self.round_now()
 
     async def close(self) -> None:
         """Stop the timer and let a save in progress finish: storage must not be left
