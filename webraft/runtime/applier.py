@@ -245,6 +245,8 @@ class Applier:
         queue = self._queue
         record = self.sessions.apply  # a Load, which replaces the table, ends the slice
         proposals = node.proposals
+        # This node's proposals waiting for their outcome (the dicts stay the same objects).
+        implicit, explicit = proposals.implicit.waiting, proposals.waiting
         while queue and not node.closed:
             count += 1
             if not count % 64 and loop.time() >= deadline:
@@ -264,7 +266,7 @@ class Applier:
             kind = entry.kind
             if kind == SESSION:  # every plain proposal: inline
                 verdict, first = record(entry)
-                if proposals.waiting:  # a proposal of this node may be this one
+                if implicit or explicit:  # a proposal of this node may be this one
                     proposals.session_applied(entry, verdict, first)
                 apply = verdict == APPLY
             else:

@@ -78,9 +78,6 @@ class _Proposal:
     #: Where a leader appended it (0: nowhere known now), and in which term.
     index: int = 0
     term: int = 0
-    #: What the session table said of a copy being applied now, and the first copy's index.
-    verdict: str = ""
-    first: int = 0
 
     def unheld(self, why: str) -> ProposalError:
         """The error for giving it up while no leader holds it (``why``): it may still commit
@@ -120,16 +117,20 @@ class Proposals:
         self._cut_off = False  # see cut_off
         self._cut_off_timer: asyncio.TimerHandle | None = None
         self._waiters: dict[int, _Proposal] = {}  # by log index, until applied
-        #: This node's session proposals without an outcome yet, by (client, seq): the
-        #: applier, for every session entry, asks whether any is (a dict, not a property:
-        #: that is once per entry).
+        #: This node's proposals in explicit sessions without an outcome yet, by (client,
+        #: seq); those of the implicit session are its ``waiting``, by seq. The applier, for
+        #: every session entry, asks whether either has any (dicts, not a property: that is
+        #: once per entry).
         self.waiting: dict[tuple[int | str, int], _Proposal] = {}
         self._config_requests: dict[int, asyncio.Future[int]] = {}  # by request id
         self._read_requests: dict[int, tuple[asyncio.Future[int], str | None]] = {}
         # The proposal of this node whose copy is being applied here (one entry is applied
-        # at a time), and that entry's index: it is told once the entry counts as applied.
+        # at a time), that entry's index, what the session table said of it and the first
+        # copy's index: it is told once the entry counts as applied.
         self._outcome: _Proposal | None = None
         self._outcome_at = 0
+        self._verdict = ""
+        self._first = 0
         # Request ids are random per incarnation so a restarted node never reuses one.
         self._next_req = rng.randrange(1 << 52)
 
@@ -157,7 +158,6 @@ class Proposals:
         fut = self._propose(command, session, seq, decoded)
         if not fut.done():
             session.next_seq = seq + 1
-            session.waiting.add(seq)
         return fut
 
     def open_session(self) -> asyncio.Future[int]:
@@ -189,7 +189,9 @@ class Proposals:
             fut.set_exception(exc)
             return fut
         proposal = _Proposal(command, size, fut, session, seq)
-        if session is not None:
+        if session is self.implicit:
+            session.waiting[seq] = proposal
+        elif session is not None:
             self.waiting[(session.id, seq)] = proposal
         outbox = self._outbox
         outbox.append(proposal)
@@ -576,25 +578,34 @@ class Proposals:
     def session_applied(self, entry: Entry, verdict: str, first: int) -> None:
         """The session ``entry`` got ``verdict``: remember it if it is a proposal of this
         node's; it is told once the entry counts as applied."""
-        proposal = self.waiting.get((entry.client, entry.seq))  # type: ignore[arg-type]
+        client = entry.client
+        implicit = self.implicit
+        if client == implicit.id:
+            proposal = implicit.waiting.get(entry.seq)
+        else:
+            proposal = self.waiting.get((client, entry.seq))  # type: ignore[arg-type]
         if proposal is not None:
-            proposal.verdict, proposal.first = verdict, first
             self._outcome, self._outcome_at = proposal, entry.index
+            self._verdict, self._first = verdict, first
 
     # ------------------------------------------------------------------ outcomes
 
     def applied(self, index: int, term: int) -> None:
         """The entry ``(index, term)`` was applied here: settle whoever waits on it."""
         settled = self._outcome
+        waiters = self._waiters
         if settled is not None and self._outcome_at == index:
             self._outcome = None
-            if settled.verdict == APPLY:  # the common case, without a call more
-                self._succeed(settled, settled.first)
+            if self._verdict == APPLY:  # the common case, without a call more
+                self._succeed(settled, self._first)
             else:
-                self._session_outcome(settled)
-        if not self._waiters:
+                self._session_outcome(settled, self._verdict, self._first)
+            if waiters.get(index) is settled:  # held here: its own copy settled it
+                del waiters[index]
+                return
+        if not waiters:
             return
-        proposal = self._waiters.pop(index, None)
+        proposal = waiters.pop(index, None)
         if proposal is None or proposal.index != index:
             return
         if proposal.future.done():
@@ -609,7 +620,10 @@ class Proposals:
         """A snapshot up to ``index`` replaced the entries until there (and the session table
         with the snapshot's)."""
         sessions = self.node.applier.sessions
-        for key, proposal in list(self.waiting.items()):
+        implicit = self.implicit
+        mine = [*self.waiting.items(),
+                *(((implicit.id, seq), p) for seq, p in implicit.waiting.items())]
+        for key, proposal in mine:
             first = sessions.applied_at(*key)
             if first is not None:  # a copy is in the snapshot, wherever it was sent
                 self._succeed(proposal, first)
@@ -625,8 +639,7 @@ class Proposals:
             else:
                 _resolve(proposal, waiting, entry_term)
 
-    def _session_outcome(self, proposal: _Proposal) -> None:
-        verdict, first = proposal.verdict, proposal.first
+    def _session_outcome(self, proposal: _Proposal, verdict: str, first: int) -> None:
         session = proposal.session
         assert session is not None
         if verdict == EXPIRED:
@@ -664,11 +677,14 @@ class Proposals:
         session = proposal.session
         if session is None:
             return
-        key = (session.id, proposal.seq)
-        if self.waiting.get(key) is proposal:
-            del self.waiting[key]
-        if session is self.implicit:  # a ClientSession's own propose keeps its numbers
-            session.waiting.discard(proposal.seq)
+        waiting: dict[Any, _Proposal]
+        key: Any
+        if session is self.implicit:
+            waiting, key = session.waiting, proposal.seq
+        else:  # a ClientSession's own propose keeps its number in its waiting until done
+            waiting, key = self.waiting, (session.id, proposal.seq)
+        if waiting.get(key) is proposal:
+            del waiting[key]
 
     def drop_dead_waiters(self, term: int) -> None:
         """An entry of ``term`` committed: entries of older terms at later indexes can never
@@ -696,7 +712,8 @@ class Proposals:
         for batch in [*self._batches.values(), *self._parked]:
             if batch.timer is not None:
                 batch.timer.cancel()
-        for proposal in [*self.waiting.values(), *self._outbox, *self._waiters.values(),
+        for proposal in [*self.waiting.values(), *self.implicit.waiting.values(),
+                         *self._outbox, *self._waiters.values(),
                          *(p for b in [*self._batches.values(), *self._parked]
                            for p in b.proposals)]:
             fail(proposal.future, RaftClosed(may_have_committed=bool(proposal.unsure)))
@@ -711,6 +728,7 @@ class Proposals:
         self._outbox.clear()
         self._waiters.clear()
         self.waiting.clear()
+        self.implicit.waiting.clear()
 
 
 def _unknown(fut: asyncio.Future[int], index: int) -> None:
