@@ -34,7 +34,14 @@ from collections import deque
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from ..core.messages import MAX_COMMAND_BYTES, MAX_DEPTH, SESSION, Entry, check_command
+from ..core.messages import (
+    MAX_COMMAND_BYTES,
+    MAX_DEPTH,
+    SESSION,
+    Entry,
+    SessionRun,
+    check_command,
+)
 from ..core.raft import ProposalResult, ReadState
 from ..core.sessions import APPLY, DUPLICATE, EXPIRED
 from ..core.state import ClusterConfig
@@ -267,24 +274,31 @@ class Proposals:
         if req is None:
             req = self._request_id()
         self._batches[req] = batch
-        entries = []
-        implicit = self.implicit
-        implicit_ack = implicit.ack
-        for proposal in batch.proposals:  # each one's log entry: a call less per proposal
+        # The batch as runs of one session's consecutive numbers: most often one run.
+        runs: list[SessionRun] = []
+        run: list[Any] = []
+        last: ClientSession | None = None
+        follows = 0  # the seq that continues the current run
+        for proposal in batch.proposals:
             proposal.unsure += 1
-            session = proposal.session
-            if session is None:
-                entries.append(proposal.command)
+            session, seq = proposal.session, proposal.seq
+            if session is last and seq == follows and session is not None:
+                run.append(proposal.command)
+            elif session is None:  # a session's opening entry: [0, 0, 0, null]
+                client, seq, ack, command = proposal.command
+                runs.append((client, seq, ack, [command]))
+                last = None
             else:
-                entries.append([session.id, proposal.seq,
-                                implicit_ack if session is implicit else session.ack,
-                                proposal.command])
+                run = [proposal.command]
+                runs.append((session.id, seq, session.ack, run))
+                last = session
+            follows = seq + 1
         if not node.is_leader:
             batch.sent_to = leader = node.leader
             assert leader is not None
             batch.timer = node.loop.call_later(node.nodes[leader].message_timeout,
                                                self._forward_timed_out, req)
-        self.core.propose(req, entries, SESSION)
+        self.core.propose(req, runs, SESSION)
 
     def _resend(self, proposals: list[_Proposal], why: str) -> None:
         """Send proposals whose fate is unknown again, to the leader known now: the session
