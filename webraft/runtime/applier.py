@@ -236,6 +236,8 @@ class Applier:
 
     def _pump_slice(self) -> None:
         node = self.node
+        if node.closed:  # asked once: close() is a coroutine, so it cannot begin in a slice
+            return
         handlers = node.listeners("apply")
         updated = node.has_listeners("updated")
         snapshots = node.has_listeners("snapshot")
@@ -247,7 +249,7 @@ class Applier:
         proposals = node.proposals
         # This node's proposals waiting for their outcome (the dicts stay the same objects).
         implicit, explicit = proposals.implicit.waiting, proposals.waiting
-        while queue and not node.closed:
+        while queue:
             count += 1
             if not count % 64 and loop.time() >= deadline:
                 # A long backlog must not starve the loop: heartbeats, answers and timers
