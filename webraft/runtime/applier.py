@@ -349,7 +349,8 @@ class Applier:
         if term > self.applied_term:
             self.applied_term = term
             proposals.drop_dead_waiters(term)
-        proposals.applied(index, term)
+        if proposals.settling is not None or proposals.held:  # a call less on a follower
+            proposals.applied(index, term)
         if self._index_watchers:
             for watcher in self._index_watchers.pop(index, ()):
                 if not watcher.done():

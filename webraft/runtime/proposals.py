@@ -123,7 +123,8 @@ class Proposals:
         self._parked_under: str | None = None  # the leader known when one was last parked
         self._cut_off = False  # see cut_off
         self._cut_off_timer: asyncio.TimerHandle | None = None
-        self._waiters: dict[int, _Proposal] = {}  # by log index, until applied
+        #: Proposals a leader appended, by log index, until that entry is applied here.
+        self.held: dict[int, _Proposal] = {}
         #: This node's proposals in explicit sessions without an outcome yet, by (client,
         #: seq); those of the implicit session are its ``waiting``, by seq. The applier, for
         #: every session entry, asks whether either has any (dicts, not a property: that is
@@ -131,10 +132,11 @@ class Proposals:
         self.waiting: dict[tuple[int | str, int], _Proposal] = {}
         self._config_requests: dict[int, asyncio.Future[int]] = {}  # by request id
         self._read_requests: dict[int, tuple[asyncio.Future[int], str | None]] = {}
-        # The proposal of this node whose copy is being applied here (one entry is applied
-        # at a time), that entry's index, what the session table said of it and the first
-        # copy's index: it is told once the entry counts as applied.
-        self._outcome: _Proposal | None = None
+        #: The proposal of this node whose copy is being applied here (one entry is applied
+        #: at a time); that entry's index, what the session table said of it and the first
+        #: copy's index follow. It is told once the entry counts as applied. With nothing
+        #: here or :attr:`held`, :meth:`applied` has nothing to do: the applier skips it.
+        self.settling: _Proposal | None = None
         self._outcome_at = 0
         self._verdict = ""
         self._first = 0
@@ -377,7 +379,7 @@ class Proposals:
         be applied here (or is sent again if another entry takes the slot)."""
         proposal.index, proposal.term, proposal.deadline = index, term, INF
         if index > self.node.last_applied:
-            self._waiters[index] = proposal
+            self.held[index] = proposal
             return
         # Answers can be overtaken by the entries, and by a compaction.
         applied_term = self.core.term_at(index)
@@ -459,7 +461,7 @@ class Proposals:
         commit = self.core.commit_index
         deadline = self.node.loop.time() + self.node.config.proposal_timeout
         unheld = []
-        for index, proposal in self._waiters.items():
+        for index, proposal in self.held.items():
             if (index <= commit or proposal.session is None or proposal.index != index
                     or proposal.future.done()):
                 continue  # committed (it will be applied here), or settled elsewhere
@@ -599,17 +601,17 @@ class Proposals:
         else:
             proposal = self.waiting.get((client, entry.seq))  # type: ignore[arg-type]
         if proposal is not None:
-            self._outcome, self._outcome_at = proposal, entry.index
+            self.settling, self._outcome_at = proposal, entry.index
             self._verdict, self._first = verdict, first
 
     # ------------------------------------------------------------------ outcomes
 
     def applied(self, index: int, term: int) -> None:
         """The entry ``(index, term)`` was applied here: settle whoever waits on it."""
-        settled = self._outcome
-        waiters = self._waiters
+        settled = self.settling
+        waiters = self.held
         if settled is not None and self._outcome_at == index:
-            self._outcome = None
+            self.settling = None
             if self._verdict == APPLY:  # the common case, without a call more
                 self._succeed(settled, self._first)
             else:
@@ -641,8 +643,8 @@ class Proposals:
             first = sessions.applied_at(*key)
             if first is not None:  # a copy is in the snapshot, wherever it was sent
                 self._succeed(proposal, first)
-        for waiting in [i for i in self._waiters if i <= index]:
-            proposal = self._waiters.pop(waiting)
+        for waiting in [i for i in self.held if i <= index]:
+            proposal = self.held.pop(waiting)
             if proposal.index != waiting or proposal.future.done():
                 continue
             entry_term = self.core.term_at(waiting)
@@ -704,10 +706,10 @@ class Proposals:
         """An entry of ``term`` committed: entries of older terms at later indexes can never
         commit (terms only grow along a log): session proposals held there are sent again,
         the others have certainly failed."""
-        dead = [i for i, w in self._waiters.items() if w.term < term]
+        dead = [i for i, w in self.held.items() if w.term < term]
         again = []
         for index in dead:
-            proposal = self._waiters.pop(index)
+            proposal = self.held.pop(index)
             if proposal.index != index:
                 continue
             if proposal.session is not None:
@@ -727,7 +729,7 @@ class Proposals:
             if batch.timer is not None:
                 batch.timer.cancel()
         for proposal in [*self.waiting.values(), *self.implicit.waiting.values(),
-                         *self._outbox, *self._waiters.values(),
+                         *self._outbox, *self.held.values(),
                          *(p for b in [*self._batches.values(), *self._parked]
                            for p in b.proposals)]:
             fail(proposal.future, RaftClosed(may_have_committed=bool(proposal.unsure)))
@@ -740,7 +742,7 @@ class Proposals:
         self._batches.clear()
         self._parked.clear()
         self._outbox.clear()
-        self._waiters.clear()
+        self.held.clear()
         self.waiting.clear()
         self.implicit.waiting.clear()
 
