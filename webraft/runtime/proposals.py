@@ -162,12 +162,8 @@ class Proposals:
 
     def propose(self, command: Any, decoded: bool = False) -> asyncio.Future[int]:
         """A plain proposal: the next number of the implicit session."""
-        session = self.implicit
-        seq = session.next_seq
-        fut = self._propose(command, session, seq, decoded)
-        if not fut.done():
-            session.next_seq = seq + 1
-        return fut
+        implicit = self.implicit
+        return self._propose(command, implicit, implicit.next_seq, decoded)
 
     def open_session(self) -> asyncio.Future[int]:
         """Propose a session's opening entry (it is in no session itself): resolves to the
@@ -198,8 +194,9 @@ class Proposals:
             fut.set_exception(exc)
             return fut
         proposal = _Proposal(command, size, fut, session, seq)
-        if session is self.implicit:
+        if session is self.implicit:  # its number is used now
             session.waiting[seq] = proposal
+            session.next_seq = seq + 1
         elif session is not None:
             self.waiting[(session.id, seq)] = proposal
         outbox = self._outbox
