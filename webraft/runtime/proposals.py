@@ -345,7 +345,8 @@ class Proposals:
         config_change = self._config_requests.pop(result.id, None)
         if config_change is not None:
             if result.index:
-                self._hold(_Proposal(None, 0, config_change, unsure=1), result.index, result.term)
+                self._hold([_Proposal(None, 0, config_change, unsure=1)], result.index,
+                           result.term)
             else:
                 fail(config_change, MembershipChangeError(result.error or "not the leader"))
             return
@@ -363,22 +364,30 @@ class Proposals:
             self._park(batch)
             return
         proposals = batch.proposals
-        for k, proposal in enumerate(proposals):
-            if not proposal.future.done():
-                self._hold(proposal, result.index + k, result.term)
+        self._hold(proposals, result.index, result.term)
         # None of them can expire now (a leader holds each, or it has its outcome), but the
         # list is their expiry record too (see flush_outbox): emptied, it no longer keeps
         # them, and their futures, alive until the record's deadline.
         proposals.clear()
 
-    def _hold(self, proposal: _Proposal, index: int, term: int) -> None:
-        """A leader appended ``proposal`` at ``(index, term)``: it waits for that entry to
-        be applied here (or is sent again if another entry takes the slot)."""
-        proposal.index, proposal.term, proposal.deadline = index, term, INF
-        if index > self.node.last_applied:
-            self.held[index] = proposal
-            return
-        # Answers can be overtaken by the entries, and by a compaction.
+    def _hold(self, proposals: list[_Proposal], index: int, term: int) -> None:
+        """A leader appended ``proposals`` at ``index``, ``index + 1``, ... of ``term``: each
+        without an outcome yet waits for its entry to be applied here (or is sent again if
+        another entry takes the slot)."""
+        applied = self.node.last_applied
+        held = self.held
+        for proposal in proposals:
+            if not proposal.future.done():
+                proposal.index, proposal.term, proposal.deadline = index, term, INF
+                if index > applied:
+                    held[index] = proposal
+                else:
+                    self._held_applied(proposal, index, term)
+            index += 1
+
+    def _held_applied(self, proposal: _Proposal, index: int, term: int) -> None:
+        """A leader's answer for ``proposal`` came after its entry was applied here (answers
+        can be overtaken by the entries, and by a compaction)."""
         applied_term = self.core.term_at(index)
         if proposal.session is not None:
             self._settle_from_table(proposal, applied_term == term)
