@@ -85,7 +85,8 @@ class _Session:
         if self.low < self.high:  # a gap in seq or index: the run so far goes to done
             self.done.update(zip(range(self.low, self.high), range(self.at, self.next_at),
                                  strict=True))
-            self._prune()
+            if len(self.done) >= self.prune_at:
+                self._prune()
         self.low, self.high, self.at, self.next_at = seq, seq + 1, index, index + 1
 
     def acknowledge(self, ack: int) -> None:
@@ -93,22 +94,21 @@ class _Session:
         self.ack = ack
         low = self.low
         if ack > low:
-            if ack >= self.high:  # the whole run
+            if ack >= self.high:  # the whole run: an empty one, which seq ack may continue
                 self.low = self.high = ack
-                self.next_at = 0
+                self.at = self.next_at
             else:
                 self.at += ack - low
                 self.low = ack
-        self._prune()
+        if len(self.done) >= self.prune_at:
+            self._prune()
 
     def _prune(self) -> None:
-        # Nothing reads results below ack: drop them in bulk, once the map has doubled, so
-        # that each result costs O(1) however many a client keeps in flight.
-        done = self.done
-        if len(done) >= self.prune_at:
-            ack = self.ack
-            self.done = done = {s: i for s, i in done.items() if s >= ack}
-            self.prune_at = 2 * len(done) + 16
+        """Nothing reads results below ack: drop them in bulk, once the map has doubled, so
+        that each result costs O(1) however many a client keeps in flight."""
+        ack = self.ack
+        self.done = done = {s: i for s, i in self.done.items() if s >= ack}
+        self.prune_at = 2 * len(done) + 16
 
     def results(self) -> list[list[int]]:
         """``[seq, index]`` of every result kept, in the order they were applied."""
