@@ -17,19 +17,24 @@ from webraft.core.messages import (
     SESSION,
     AppendRequest,
     Entry,
+    Heartbeat,
+    Message,
+    ProposeRequest,
     decode,
     encode,
     entry_of,
     session_entries,
+    session_items,
+    session_runs,
 )
 from webraft.errors import MessageError
 
-from .helpers import ack, make_leader, msgs, persist
+from .helpers import ack, make_core, make_leader, msgs, persist
 
 CLIENT = "127.0.0.1:9001/0123456789ab"
 
 
-def through_json(msg: AppendRequest) -> dict[str, Any]:
+def through_json(msg: Message) -> dict[str, Any]:
     return json.loads(json.dumps(encode(msg)))
 
 
@@ -46,7 +51,7 @@ def append(entries: list[Any], term: int = 5) -> dict[str, Any]:
 
 
 def test_a_run_travels_as_term_and_command_and_comes_back_whole() -> None:
-    run = session_entries(3, 3, [[CLIENT, seq, 4, f"c{seq}"] for seq in range(4, 8)], None)
+    run = session_entries(3, 3, [(CLIENT, 4, 4, [f"c{seq}" for seq in range(4, 8)])], None)
     msg = AppendRequest(3, 2, 1, 0, tuple(run))
     wire = through_json(msg)
     assert wire["entries"] == [[3, SESSION, [CLIENT, 4, 4, "c4"]], [3, "c5"], [3, "c6"],
@@ -58,7 +63,8 @@ def test_a_run_travels_as_term_and_command_and_comes_back_whole() -> None:
 
 def test_a_run_is_read_without_json_too() -> None:
     """The simulator's links hand the encoded dict over as it is."""
-    run = session_entries(3, 3, [[CLIENT, seq, 4, f"c{seq}"] for seq in range(4, 7)], None)
+    run = session_entries(3, 3, session_runs([[CLIENT, seq, 4, f"c{seq}"]
+                                                for seq in range(4, 7)]), None)
     msg = AppendRequest(3, 2, 1, 0, tuple(run))
     assert decode(encode(msg)) == msg
 
@@ -71,7 +77,7 @@ def test_a_run_is_read_without_json_too() -> None:
     pytest.param([0, 0, 0, None], id="an-opening-entry"),
 ])
 def test_a_run_breaks_where_the_next_entry_does_not_continue_it(second: list[Any]) -> None:
-    run = session_entries(3, 3, [[CLIENT, 4, 4, "w"], second], None)
+    run = session_entries(3, 3, session_runs([[CLIENT, 4, 4, "w"], second]), None)
     wire = through_json(AppendRequest(3, 2, 1, 0, tuple(run)))
     assert [len(item) for item in wire["entries"]] == [3, 3]
     assert appended(wire) == tuple(run)
@@ -80,7 +86,7 @@ def test_a_run_breaks_where_the_next_entry_does_not_continue_it(second: list[Any
 def test_an_explicit_session_runs_too_and_keeps_any_json_command() -> None:
     commands: list[list[Any]] = [[7, 1, 1, {"pay": [1, 2]}], [7, 2, 1, None],
                                  [7, 3, 1, [{"a": "b"}]]]
-    run = session_entries(2, 3, commands, None)
+    run = session_entries(2, 3, session_runs(commands), None)
     wire = through_json(AppendRequest(2, 2, 1, 0, tuple(run)))
     assert [len(item) for item in wire["entries"]] == [3, 2, 2]
     assert [e.data for e in appended(wire)] == commands
@@ -88,13 +94,13 @@ def test_an_explicit_session_runs_too_and_keeps_any_json_command() -> None:
 
 def test_a_run_continues_the_entry_before_it_in_the_log_but_a_message_starts_whole() -> None:
     before = entry_of(2, 2, SESSION, [CLIENT, 1, 1, "a"])
-    run = session_entries(2, 3, [[CLIENT, 2, 1, "b"], [CLIENT, 3, 1, "c"]], before)
+    run = session_entries(2, 3, [(CLIENT, 2, 1, ["b", "c"])], before)
     alone = through_json(AppendRequest(2, 2, 2, 0, tuple(run)))  # 'before' is not in it
     assert alone["entries"] == [[2, SESSION, [CLIENT, 2, 1, "b"]], [2, "c"]]
     both = through_json(AppendRequest(2, 1, 1, 0, (before, *run)))
     assert both["entries"][1:] == [[2, "b"], [2, "c"]]
     assert appended(both) == (before, *run)
-    plain = session_entries(2, 3, [[CLIENT, 2, 1, "b"]], Entry(2, 2, COMMAND, "a"))
+    plain = session_entries(2, 3, [(CLIENT, 2, 1, ["b"])], Entry(2, 2, COMMAND, "a"))
     assert len(through_json(AppendRequest(2, 1, 1, 0, (before, *plain)))["entries"][1]) == 3
 
 
@@ -108,8 +114,8 @@ def test_a_leaders_appends_carry_runs_that_followers_read_back() -> None:
     for peer in ("b", "c"):
         ack(leader, peer)
     commands = [[CLIENT, seq, 1, f"c{seq}"] for seq in range(1, 6)]
-    leader.propose(1, commands[:2], SESSION)
-    leader.propose(2, commands[2:], SESSION)  # a second batch continues the first
+    leader.propose(1, session_runs(commands[:2]), SESSION)
+    leader.propose(2, session_runs(commands[2:]), SESSION)  # a second batch continues the first
     appends = [m for m in msgs(persist(leader), AppendRequest, "b") if m.entries]
     wire = [through_json(m) for m in appends]
     assert [len(item) for m in wire for item in m["entries"]] == [3, 2, 2, 2, 2]
@@ -160,7 +166,7 @@ def random_log(rng: random.Random) -> list[Entry]:
             client = rng.choice([CLIENT, "n2/ff", 3])
             seq = seqs[client] = seqs.get(client, 0) + rng.choice([1, 1, 1, 0, 2])
             batch.append([client, seq, rng.randint(0, 2), rng.choice(commands)])
-        log += session_entries(term, first, batch, log[-1] if log else None)
+        log += session_entries(term, first, session_runs(batch), log[-1] if log else None)
     return log
 
 
@@ -195,7 +201,38 @@ def test_a_session_entry_holds_its_numbers_as_fields_and_only_codecs_see_the_lis
 
 def test_a_log_holds_no_session_list() -> None:
     """Neither a leader's entries nor a follower's decoded ones keep the wrapper."""
-    run = session_entries(3, 3, [[CLIENT, seq, 4, f"c{seq}"] for seq in range(4, 7)], None)
+    run = session_entries(3, 3, session_runs([[CLIENT, seq, 4, f"c{seq}"]
+                                                for seq in range(4, 7)]), None)
     for entries in (run, appended(through_json(AppendRequest(3, 2, 1, 0, tuple(run))))):
         assert [e.command for e in entries] == ["c4", "c5", "c6"]
         assert [(e.client, e.seq, e.ack) for e in entries] == [(CLIENT, s, 4) for s in (4, 5, 6)]
+
+
+def test_runs_make_the_entries_their_items_make_one_by_one() -> None:
+    runs: list[Any] = [(CLIENT, 4, 1, ["a", "b"]), (CLIENT, 6, 1, ["c"]),
+                       ("n2/ff", 1, 1, [None, 7]), (3, 2, 2, [{"k": 1}])]
+    items = session_items(runs)
+    assert items == [[CLIENT, 4, 1, "a"], [CLIENT, 5, 1, "b"], [CLIENT, 6, 1, "c"],
+                     ["n2/ff", 1, 1, None], ["n2/ff", 2, 1, 7], [3, 2, 2, {"k": 1}]]
+    whole = session_entries(2, 3, runs, None)
+    single = session_entries(2, 3, session_runs(items), None)
+    assert whole == single and [e.wire for e in whole] == [e.wire for e in single]
+    assert [len(e.wire) for e in whole] == [3, 2, 2, 3, 2, 3]
+    assert [e.data for e in whole] == items
+
+
+def test_a_forwarded_run_travels_as_items_and_the_leader_appends_it_whole() -> None:
+    leader = make_leader()
+    follower = make_core("b", log=[1], term=2)
+    follower.step("a", Heartbeat(2, 0))
+    persist(follower)
+    follower.propose(7, [(CLIENT, 4, 2, ["x", "y"])], SESSION)
+    [(to, request)] = persist(follower).messages
+    assert to == "a" and request == ProposeRequest(2, 7, ([CLIENT, 4, 2, "x"],
+                                                          [CLIENT, 5, 2, "y"]), SESSION)
+    assert decode(through_json(request)) == request
+    leader.step("b", request)
+    persist(leader)
+    assert [e.data for e in leader.log.entries[-2:]] == [[CLIENT, 4, 2, "x"],
+                                                        [CLIENT, 5, 2, "y"]]
+    assert len(leader.log.entries[-1].wire) == 2

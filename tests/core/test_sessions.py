@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import random
 from typing import Any
 
 import pytest
@@ -135,3 +136,41 @@ def test_runs_of_one_client_keep_the_least_recently_used_order() -> None:
     assert again.apply(session_entry(10, 0)) == (OPEN, 10)  # expires n3/cc
     assert list(again.sessions) == ["n1/aa", 10]
     assert again.apply(session_entry(11, 10, 1, 1, "w")) == (APPLY, 11)
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_runs_and_stray_numbers_answer_like_a_plain_map(seed: int) -> None:
+    """Numbers in runs (consecutive seq at consecutive indexes), gaps, late copies, other
+    sessions in between and rising acks, through a snapshot now and then: every answer is
+    what a plain seq -> index map gives, and the snapshot lists the results in log order."""
+    rng = random.Random(seed)
+    table = SessionTable()
+    first: dict[int, int] = {}  # the model: where each seq of "n1/aa" applied first
+    ack, seq = 1, 0
+    for index in range(1, 600):
+        roll = rng.random()
+        if roll < 0.1:
+            assert table.apply(session_entry(index, "n2/bb", index, 1, "o"))[0] == APPLY
+            continue
+        if roll < 0.7:
+            seq += 1  # the run goes on
+        elif roll < 0.8:
+            seq += rng.randint(2, 5)  # numbers that never reached the log
+        else:
+            seq = rng.randint(max(1, seq - 30), seq + 1)  # a late copy, or a new one
+        if rng.random() < 0.1:
+            ack = rng.randint(ack, max(ack, seq))
+        got = table.apply(session_entry(index, "n1/aa", seq, ack, "x"))
+        if seq < ack:
+            assert got == (DUPLICATE, 0)
+        elif seq in first:
+            assert got == (DUPLICATE, first[seq])
+        else:
+            assert got == (APPLY, index)
+            first[seq] = index
+        kept = [[s, i] for s, i in sorted(first.items(), key=lambda p: p[1]) if s >= ack]
+        assert table.to_json()[-1] == ["n1/aa", ack, kept]
+        if rng.random() < 0.05:
+            table = SessionTable.from_json(json.loads(json.dumps(table.to_json())))
+    for s in range(1, seq + 2):
+        assert table.applied_at("n1/aa", s) == (first.get(s) if s >= ack else None)

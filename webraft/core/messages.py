@@ -137,14 +137,34 @@ def entry_of(term: int, index: int, kind: int, data: Any) -> Entry:
     return Entry(term, index, kind, data)
 
 
-def session_entries(term: int, first: int, commands: Sequence[list[Any]],
+#: Commands of one session as a proposer hands them to the core: ``(client, seq, ack,
+#: commands)``, the i-th command numbered ``seq + i`` (all with that ``ack``). A node's plain
+#: proposals come in such runs, so the leader builds their entries without a
+#: ``[client, seq, ack, command]`` list each.
+SessionRun = tuple[int | str, int, int, list[Any]]
+
+
+def session_runs(items: Sequence[list[Any]]) -> list[SessionRun]:
+    """``[client, seq, ack, command]`` items (checked already), each a run of its own."""
+    return [(client, seq, ack, [command]) for client, seq, ack, command in items]
+
+
+def session_items(runs: Sequence[SessionRun]) -> list[list[Any]]:
+    """The ``[client, seq, ack, command]`` item of every command of ``runs``, in order (what a
+    forwarded proposal carries)."""
+    return [[client, seq + i, ack, command] for client, seq, ack, commands in runs
+            for i, command in enumerate(commands)]
+
+
+def session_entries(term: int, first: int, runs: Sequence[SessionRun],
                     before: Entry | None) -> list[Entry]:
-    """Session entries ``first``, ``first + 1``, ... of ``term`` holding ``commands`` (each
-    ``[client, seq, ack, command]``), after the entry ``before`` (None: none in the log).
+    """Session entries ``first``, ``first + 1``, ... of ``term`` holding the commands of
+    ``runs``, after the entry ``before`` (None: none in the log).
 
     An entry that continues the session entry before it (same client and ``ack``, the next
     ``seq``) gets the short wire form ``[term, command]``, decided here once rather than for
-    every follower and message it is sent in. A tuple, which JSON writes as a list: unlike a
+    every follower and message it is sent in: every entry of a run after its first, and the
+    first when it continues the entry before. A tuple, which JSON writes as a list: unlike a
     list, the garbage collector stops tracking it, and a leader keeps one per entry."""
     if before is not None and before.kind == SESSION:
         p_client, p_seq, p_ack = before.client, before.seq, before.ack
@@ -153,13 +173,17 @@ def session_entries(term: int, first: int, commands: Sequence[list[Any]],
     entries: list[Entry] = []
     append = entries.append
     index = first
-    for client, seq, ack, command in commands:
-        entry = Entry(term, index, SESSION, command, 0, client, seq, ack)
-        if seq == p_seq + 1 and ack == p_ack and client == p_client:
-            entry._wire = (term, command)
-        append(entry)
-        p_client, p_seq, p_ack = client, seq, ack
-        index += 1
+    for client, seq, ack, commands in runs:
+        short = seq == p_seq + 1 and ack == p_ack and client == p_client
+        for command in commands:
+            entry = Entry(term, index, SESSION, command, 0, client, seq, ack)
+            if short:
+                entry._wire = (term, command)
+            short = True
+            append(entry)
+            index += 1
+            seq += 1
+        p_client, p_seq, p_ack = client, seq - 1, ack
     return entries
 
 

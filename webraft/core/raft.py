@@ -67,6 +67,8 @@ from .messages import (
     VoteRequest,
     VoteResponse,
     session_entries,
+    session_items,
+    session_runs,
 )
 from .progress import PROBE, REPLICATE, SNAPSHOT, Progress
 from .state import ClusterConfig, HardState, SnapshotMeta, StoredState
@@ -371,8 +373,9 @@ class RaftCore:
             self._lease_floor = self._read_round + 1
 
     def propose(self, req_id: int, commands: Sequence[Any], kind: int = COMMAND) -> None:
-        """Propose commands (entries of ``kind``: :data:`COMMAND` or :data:`SESSION`); the
-        outcome appears as a :class:`ProposalResult` in a Ready.
+        """Propose commands (entries of ``kind``: :data:`COMMAND`, or :data:`SESSION` where
+        ``commands`` are :data:`~webraft.core.messages.SessionRun`\\ s); the outcome appears
+        as a :class:`ProposalResult` in a Ready.
 
         The leader appends them. A follower forwards them to the leader it knows (the seed's
         behaviour); with no known leader the result says so and the runtime may retry.
@@ -383,7 +386,9 @@ class RaftCore:
         elif self.state == LEADER:  # handing over: refuse, the caller retries with the next
             self._proposals.append(ProposalResult(req_id, 0, 0, self.transferee or ""))
         elif self.leader is not None:
-            self._send(self.leader, ProposeRequest(self.term, req_id, tuple(commands), kind))
+            self._send(self.leader, ProposeRequest(
+                self.term, req_id,
+                tuple(session_items(commands) if kind == SESSION else commands), kind))
         else:
             self._proposals.append(ProposalResult(req_id, 0, 0))
 
@@ -996,7 +1001,8 @@ class RaftCore:
         key = (src, m.id)
         index = self._forwarded.get(key) if m.term == self.term else None
         if index is None and self.state == LEADER and m.term == self.term:
-            index = self._append(m.kind, m.commands) if self.transferee is None else 0
+            commands = session_runs(m.commands) if m.kind == SESSION else m.commands
+            index = self._append(m.kind, commands) if self.transferee is None else 0
             self._forwarded[key] = index
             if len(self._forwarded) > MAX_FORWARD_MEMORY:
                 del self._forwarded[next(iter(self._forwarded))]

@@ -55,9 +55,77 @@ OPEN, APPLY, DUPLICATE, EXPIRED = "open", "apply", "duplicate", "expired"
 
 @dataclass(slots=True)
 class _Session:
+    """One session's results: the seqs in ``[low, high)`` applied at the consecutive indexes
+    from ``at`` (a *run*), the others in ``done``; every seq recorded is below ``high``.
+
+    A node's proposals mostly reach the log as such a run (numbered in order, appended in
+    batches), so each is recorded by moving ``high`` rather than by a dict entry that the
+    pruning below would copy again."""
+
     ack: int = 0  # the client has the results of every seq below this
-    done: dict[int, int] = field(default_factory=dict)  # seq -> index where it applied
+    done: dict[int, int] = field(default_factory=dict)  # seq -> index, outside the run
     prune_at: int = 16  # drop the results below ack once done has this many
+    low: int = 0
+    high: int = 0
+    at: int = 0  # the index of seq low
+    next_at: int = 0  # the index that continues the run (0: none does)
+
+    def first(self, seq: int) -> int | None:
+        """The index where ``seq`` was applied, if recorded (and not below ``ack``)."""
+        if self.low <= seq < self.high:
+            return self.at + seq - self.low
+        return self.done.get(seq)
+
+    def record(self, seq: int, index: int) -> None:
+        """``seq``, new to this session, applied at ``index`` (the run's continuation is
+        recorded inline by :meth:`SessionTable.apply`)."""
+        if seq < self.high:
+            self.done[seq] = index  # a late copy of an older number, out of order
+            return
+        if self.low < self.high:  # a gap in seq or index: the run so far goes to done
+            self.done.update(zip(range(self.low, self.high), range(self.at, self.next_at),
+                                 strict=True))
+            if len(self.done) >= self.prune_at:
+                self._prune()
+        self.low, self.high, self.at, self.next_at = seq, seq + 1, index, index + 1
+
+    def acknowledge(self, ack: int) -> None:
+        """The client has every result below ``ack`` (higher than :attr:`ack`): drop them."""
+        self.ack = ack
+        low = self.low
+        if ack > low:
+            if ack >= self.high:  # the whole run: an empty one, which seq ack may continue
+                self.low = self.high = ack
+                self.at = self.next_at
+            else:
+                self.at += ack - low
+                self.low = ack
+        if len(self.done) >= self.prune_at:
+            self._prune()
+
+    def _prune(self) -> None:
+        """Nothing reads results below ack: drop them in bulk, once the map has doubled, so
+        that each result costs O(1) however many a client keeps in flight."""
+        ack = self.ack
+        self.done = done = {s: i for s, i in self.done.items() if s >= ack}
+        self.prune_at = 2 * len(done) + 16
+
+    def results(self) -> list[list[int]]:
+        """``[seq, index]`` of every result kept, in the order they were applied."""
+        ack = self.ack
+        pairs = [[seq, i] for seq, i in self.done.items() if seq >= ack]
+        low = self.low
+        pairs.extend([seq, self.at + seq - low] for seq in range(max(low, ack), self.high))
+        pairs.sort(key=_index_of)
+        return pairs
+
+    def retire(self) -> None:
+        self.ack, self.done = RETIRED, {}
+        self.low = self.high = self.at = self.next_at = 0
+
+
+def _index_of(pair: list[int]) -> int:
+    return pair[1]
 
 
 #: A session's id: the index of its opening entry (explicit) or a node's nonce (implicit).
@@ -92,19 +160,18 @@ class SessionTable:
             if session is None:
                 return EXPIRED, 0
         if ack > session.ack:
-            session.ack = ack
-            # Nothing reads results below ack: drop them in bulk, once the map has doubled,
-            # so that each result costs O(1) however many a client keeps in flight.
-            if len(session.done) >= session.prune_at:
-                session.done = {s: i for s, i in session.done.items() if s >= ack}
-                session.prune_at = 2 * len(session.done) + 16
+            session.acknowledge(ack)
         if seq < session.ack:
             return DUPLICATE, 0
-        first = session.done.get(seq)
+        index = entry.index
+        if seq == session.high and index == session.next_at:  # the run goes on: inline
+            session.high, session.next_at = seq + 1, index + 1
+            return APPLY, index
+        first = session.first(seq)
         if first is not None:
             return DUPLICATE, first
-        session.done[seq] = entry.index
-        return APPLY, entry.index
+        session.record(seq, index)
+        return APPLY, index
 
     def _use(self, client: ClientId) -> _Session | None:
         """``client``'s session, now the most recently used; None if it expired (or never
@@ -136,16 +203,15 @@ class SessionTable:
         for client, session in self.sessions.items():
             if (client.__class__ is str and session.ack != RETIRED
                     and str(client).rpartition("/")[0] == address):
-                session.ack, session.done = RETIRED, {}
+                session.retire()
 
     def applied_at(self, client: ClientId, seq: int) -> int | None:
         """The index where ``seq`` of ``client`` was applied, if this table remembers it."""
         session = self.sessions.get(client)
-        return None if session is None or seq < session.ack else session.done.get(seq)
+        return None if session is None or seq < session.ack else session.first(seq)
 
     def to_json(self) -> list[Any]:
-        return [[client, s.ack, [[seq, i] for seq, i in s.done.items() if seq >= s.ack]]
-                for client, s in self.sessions.items()]
+        return [[client, s.ack, s.results()] for client, s in self.sessions.items()]
 
     @classmethod
     def from_json(cls, data: Any, capacity: int | None = None) -> SessionTable:
@@ -159,6 +225,8 @@ class SessionTable:
                 session = _Session(check_int(ack, "ack"))
                 for seq, index in done:
                     session.done[check_int(seq, "seq")] = check_int(index, "index")
+                if session.done:  # every seq recorded is below high
+                    session.low = session.high = max(session.done) + 1
                 if not (client.__class__ is str and 0 < len(client) <= MAX_CLIENT):
                     check_int(client, "client")
                 table.sessions[client] = session

@@ -236,6 +236,8 @@ class Applier:
 
     def _pump_slice(self) -> None:
         node = self.node
+        if node.closed:  # asked once: close() is a coroutine, so it cannot begin in a slice
+            return
         handlers = node.listeners("apply")
         updated = node.has_listeners("updated")
         snapshots = node.has_listeners("snapshot")
@@ -245,7 +247,9 @@ class Applier:
         queue = self._queue
         record = self.sessions.apply  # a Load, which replaces the table, ends the slice
         proposals = node.proposals
-        while queue and not node.closed:
+        # This node's proposals waiting for their outcome (the dicts stay the same objects).
+        implicit, explicit = proposals.implicit.waiting, proposals.waiting
+        while queue:
             count += 1
             if not count % 64 and loop.time() >= deadline:
                 # A long backlog must not starve the loop: heartbeats, answers and timers
@@ -264,7 +268,7 @@ class Applier:
             kind = entry.kind
             if kind == SESSION:  # every plain proposal: inline
                 verdict, first = record(entry)
-                if proposals.waiting:  # a proposal of this node may be this one
+                if implicit or explicit:  # a proposal of this node may be this one
                     proposals.session_applied(entry, verdict, first)
                 apply = verdict == APPLY
             else:
@@ -345,7 +349,8 @@ class Applier:
         if term > self.applied_term:
             self.applied_term = term
             proposals.drop_dead_waiters(term)
-        proposals.applied(index, term)
+        if proposals.settling is not None or proposals.held:  # a call less on a follower
+            proposals.applied(index, term)
         if self._index_watchers:
             for watcher in self._index_watchers.pop(index, ()):
                 if not watcher.done():

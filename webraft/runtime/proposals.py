@@ -34,7 +34,14 @@ from collections import deque
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from ..core.messages import MAX_COMMAND_BYTES, MAX_DEPTH, SESSION, Entry, check_command
+from ..core.messages import (
+    MAX_COMMAND_BYTES,
+    MAX_DEPTH,
+    SESSION,
+    Entry,
+    SessionRun,
+    check_command,
+)
 from ..core.raft import ProposalResult, ReadState
 from ..core.sessions import APPLY, DUPLICATE, EXPIRED
 from ..core.state import ClusterConfig
@@ -78,9 +85,6 @@ class _Proposal:
     #: Where a leader appended it (0: nowhere known now), and in which term.
     index: int = 0
     term: int = 0
-    #: What the session table said of a copy being applied now, and the first copy's index.
-    verdict: str = ""
-    first: int = 0
 
     def unheld(self, why: str) -> ProposalError:
         """The error for giving it up while no leader holds it (``why``): it may still commit
@@ -119,17 +123,23 @@ class Proposals:
         self._parked_under: str | None = None  # the leader known when one was last parked
         self._cut_off = False  # see cut_off
         self._cut_off_timer: asyncio.TimerHandle | None = None
-        self._waiters: dict[int, _Proposal] = {}  # by log index, until applied
-        #: This node's session proposals without an outcome yet, by (client, seq): the
-        #: applier, for every session entry, asks whether any is (a dict, not a property:
-        #: that is once per entry).
+        #: Proposals a leader appended, by log index, until that entry is applied here.
+        self.held: dict[int, _Proposal] = {}
+        #: This node's proposals in explicit sessions without an outcome yet, by (client,
+        #: seq); those of the implicit session are its ``waiting``, by seq. The applier, for
+        #: every session entry, asks whether either has any (dicts, not a property: that is
+        #: once per entry).
         self.waiting: dict[tuple[int | str, int], _Proposal] = {}
         self._config_requests: dict[int, asyncio.Future[int]] = {}  # by request id
         self._read_requests: dict[int, tuple[asyncio.Future[int], str | None]] = {}
-        # The proposal of this node whose copy is being applied here (one entry is applied
-        # at a time), and that entry's index: it is told once the entry counts as applied.
-        self._outcome: _Proposal | None = None
+        #: The proposal of this node whose copy is being applied here (one entry is applied
+        #: at a time); that entry's index, what the session table said of it and the first
+        #: copy's index follow. It is told once the entry counts as applied. With nothing
+        #: here or :attr:`held`, :meth:`applied` has nothing to do: the applier skips it.
+        self.settling: _Proposal | None = None
         self._outcome_at = 0
+        self._verdict = ""
+        self._first = 0
         # Request ids are random per incarnation so a restarted node never reuses one.
         self._next_req = rng.randrange(1 << 52)
 
@@ -152,13 +162,8 @@ class Proposals:
 
     def propose(self, command: Any, decoded: bool = False) -> asyncio.Future[int]:
         """A plain proposal: the next number of the implicit session."""
-        session = self.implicit
-        seq = session.next_seq
-        fut = self._propose(command, session, seq, decoded)
-        if not fut.done():
-            session.next_seq = seq + 1
-            session.waiting.add(seq)
-        return fut
+        implicit = self.implicit
+        return self._propose(command, implicit, implicit.next_seq, decoded)
 
     def open_session(self) -> asyncio.Future[int]:
         """Propose a session's opening entry (it is in no session itself): resolves to the
@@ -189,7 +194,10 @@ class Proposals:
             fut.set_exception(exc)
             return fut
         proposal = _Proposal(command, size, fut, session, seq)
-        if session is not None:
+        if session is self.implicit:  # its number is used now
+            session.waiting[seq] = proposal
+            session.next_seq = seq + 1
+        elif session is not None:
             self.waiting[(session.id, seq)] = proposal
         outbox = self._outbox
         outbox.append(proposal)
@@ -265,24 +273,31 @@ class Proposals:
         if req is None:
             req = self._request_id()
         self._batches[req] = batch
-        entries = []
-        implicit = self.implicit
-        implicit_ack = implicit.ack
-        for proposal in batch.proposals:  # each one's log entry: a call less per proposal
+        # The batch as runs of one session's consecutive numbers: most often one run.
+        runs: list[SessionRun] = []
+        run: list[Any] = []
+        last: ClientSession | None = None
+        follows = 0  # the seq that continues the current run
+        for proposal in batch.proposals:
             proposal.unsure += 1
-            session = proposal.session
-            if session is None:
-                entries.append(proposal.command)
+            session, seq = proposal.session, proposal.seq
+            if session is last and seq == follows and session is not None:
+                run.append(proposal.command)
+            elif session is None:  # a session's opening entry: [0, 0, 0, null]
+                client, seq, ack, command = proposal.command
+                runs.append((client, seq, ack, [command]))
+                last = None
             else:
-                entries.append([session.id, proposal.seq,
-                                implicit_ack if session is implicit else session.ack,
-                                proposal.command])
+                run = [proposal.command]
+                runs.append((session.id, seq, session.ack, run))
+                last = session
+            follows = seq + 1
         if not node.is_leader:
             batch.sent_to = leader = node.leader
             assert leader is not None
             batch.timer = node.loop.call_later(node.nodes[leader].message_timeout,
                                                self._forward_timed_out, req)
-        self.core.propose(req, entries, SESSION)
+        self.core.propose(req, runs, SESSION)
 
     def _resend(self, proposals: list[_Proposal], why: str) -> None:
         """Send proposals whose fate is unknown again, to the leader known now: the session
@@ -330,7 +345,8 @@ class Proposals:
         config_change = self._config_requests.pop(result.id, None)
         if config_change is not None:
             if result.index:
-                self._hold(_Proposal(None, 0, config_change, unsure=1), result.index, result.term)
+                self._hold([_Proposal(None, 0, config_change, unsure=1)], result.index,
+                           result.term)
             else:
                 fail(config_change, MembershipChangeError(result.error or "not the leader"))
             return
@@ -348,22 +364,30 @@ class Proposals:
             self._park(batch)
             return
         proposals = batch.proposals
-        for k, proposal in enumerate(proposals):
-            if not proposal.future.done():
-                self._hold(proposal, result.index + k, result.term)
+        self._hold(proposals, result.index, result.term)
         # None of them can expire now (a leader holds each, or it has its outcome), but the
         # list is their expiry record too (see flush_outbox): emptied, it no longer keeps
         # them, and their futures, alive until the record's deadline.
         proposals.clear()
 
-    def _hold(self, proposal: _Proposal, index: int, term: int) -> None:
-        """A leader appended ``proposal`` at ``(index, term)``: it waits for that entry to
-        be applied here (or is sent again if another entry takes the slot)."""
-        proposal.index, proposal.term, proposal.deadline = index, term, INF
-        if index > self.node.last_applied:
-            self._waiters[index] = proposal
-            return
-        # Answers can be overtaken by the entries, and by a compaction.
+    def _hold(self, proposals: list[_Proposal], index: int, term: int) -> None:
+        """A leader appended ``proposals`` at ``index``, ``index + 1``, ... of ``term``: each
+        without an outcome yet waits for its entry to be applied here (or is sent again if
+        another entry takes the slot)."""
+        applied = self.node.last_applied
+        held = self.held
+        for proposal in proposals:
+            if not proposal.future.done():
+                proposal.index, proposal.term, proposal.deadline = index, term, INF
+                if index > applied:
+                    held[index] = proposal
+                else:
+                    self._held_applied(proposal, index, term)
+            index += 1
+
+    def _held_applied(self, proposal: _Proposal, index: int, term: int) -> None:
+        """A leader's answer for ``proposal`` came after its entry was applied here (answers
+        can be overtaken by the entries, and by a compaction)."""
         applied_term = self.core.term_at(index)
         if proposal.session is not None:
             self._settle_from_table(proposal, applied_term == term)
@@ -443,7 +467,7 @@ class Proposals:
         commit = self.core.commit_index
         deadline = self.node.loop.time() + self.node.config.proposal_timeout
         unheld = []
-        for index, proposal in self._waiters.items():
+        for index, proposal in self.held.items():
             if (index <= commit or proposal.session is None or proposal.index != index
                     or proposal.future.done()):
                 continue  # committed (it will be applied here), or settled elsewhere
@@ -576,25 +600,34 @@ class Proposals:
     def session_applied(self, entry: Entry, verdict: str, first: int) -> None:
         """The session ``entry`` got ``verdict``: remember it if it is a proposal of this
         node's; it is told once the entry counts as applied."""
-        proposal = self.waiting.get((entry.client, entry.seq))  # type: ignore[arg-type]
+        client = entry.client
+        implicit = self.implicit
+        if client == implicit.id:
+            proposal = implicit.waiting.get(entry.seq)
+        else:
+            proposal = self.waiting.get((client, entry.seq))  # type: ignore[arg-type]
         if proposal is not None:
-            proposal.verdict, proposal.first = verdict, first
-            self._outcome, self._outcome_at = proposal, entry.index
+            self.settling, self._outcome_at = proposal, entry.index
+            self._verdict, self._first = verdict, first
 
     # ------------------------------------------------------------------ outcomes
 
     def applied(self, index: int, term: int) -> None:
         """The entry ``(index, term)`` was applied here: settle whoever waits on it."""
-        settled = self._outcome
+        settled = self.settling
+        waiters = self.held
         if settled is not None and self._outcome_at == index:
-            self._outcome = None
-            if settled.verdict == APPLY:  # the common case, without a call more
-                self._succeed(settled, settled.first)
+            self.settling = None
+            if self._verdict == APPLY:  # the common case, without a call more
+                self._succeed(settled, self._first)
             else:
-                self._session_outcome(settled)
-        if not self._waiters:
+                self._session_outcome(settled, self._verdict, self._first)
+            if waiters.get(index) is settled:  # held here: its own copy settled it
+                del waiters[index]
+                return
+        if not waiters:
             return
-        proposal = self._waiters.pop(index, None)
+        proposal = waiters.pop(index, None)
         if proposal is None or proposal.index != index:
             return
         if proposal.future.done():
@@ -609,12 +642,15 @@ class Proposals:
         """A snapshot up to ``index`` replaced the entries until there (and the session table
         with the snapshot's)."""
         sessions = self.node.applier.sessions
-        for key, proposal in list(self.waiting.items()):
+        implicit = self.implicit
+        mine = [*self.waiting.items(),
+                *(((implicit.id, seq), p) for seq, p in implicit.waiting.items())]
+        for key, proposal in mine:
             first = sessions.applied_at(*key)
             if first is not None:  # a copy is in the snapshot, wherever it was sent
                 self._succeed(proposal, first)
-        for waiting in [i for i in self._waiters if i <= index]:
-            proposal = self._waiters.pop(waiting)
+        for waiting in [i for i in self.held if i <= index]:
+            proposal = self.held.pop(waiting)
             if proposal.index != waiting or proposal.future.done():
                 continue
             entry_term = self.core.term_at(waiting)
@@ -625,8 +661,7 @@ class Proposals:
             else:
                 _resolve(proposal, waiting, entry_term)
 
-    def _session_outcome(self, proposal: _Proposal) -> None:
-        verdict, first = proposal.verdict, proposal.first
+    def _session_outcome(self, proposal: _Proposal, verdict: str, first: int) -> None:
         session = proposal.session
         assert session is not None
         if verdict == EXPIRED:
@@ -664,20 +699,23 @@ class Proposals:
         session = proposal.session
         if session is None:
             return
-        key = (session.id, proposal.seq)
-        if self.waiting.get(key) is proposal:
-            del self.waiting[key]
-        if session is self.implicit:  # a ClientSession's own propose keeps its numbers
-            session.waiting.discard(proposal.seq)
+        waiting: dict[Any, _Proposal]
+        key: Any
+        if session is self.implicit:
+            waiting, key = session.waiting, proposal.seq
+        else:  # a ClientSession's own propose keeps its number in its waiting until done
+            waiting, key = self.waiting, (session.id, proposal.seq)
+        if waiting.get(key) is proposal:
+            del waiting[key]
 
     def drop_dead_waiters(self, term: int) -> None:
         """An entry of ``term`` committed: entries of older terms at later indexes can never
         commit (terms only grow along a log): session proposals held there are sent again,
         the others have certainly failed."""
-        dead = [i for i, w in self._waiters.items() if w.term < term]
+        dead = [i for i, w in self.held.items() if w.term < term]
         again = []
         for index in dead:
-            proposal = self._waiters.pop(index)
+            proposal = self.held.pop(index)
             if proposal.index != index:
                 continue
             if proposal.session is not None:
@@ -696,7 +734,8 @@ class Proposals:
         for batch in [*self._batches.values(), *self._parked]:
             if batch.timer is not None:
                 batch.timer.cancel()
-        for proposal in [*self.waiting.values(), *self._outbox, *self._waiters.values(),
+        for proposal in [*self.waiting.values(), *self.implicit.waiting.values(),
+                         *self._outbox, *self.held.values(),
                          *(p for b in [*self._batches.values(), *self._parked]
                            for p in b.proposals)]:
             fail(proposal.future, RaftClosed(may_have_committed=bool(proposal.unsure)))
@@ -709,8 +748,9 @@ class Proposals:
         self._batches.clear()
         self._parked.clear()
         self._outbox.clear()
-        self._waiters.clear()
+        self.held.clear()
         self.waiting.clear()
+        self.implicit.waiting.clear()
 
 
 def _unknown(fut: asyncio.Future[int], index: int) -> None:

@@ -26,8 +26,9 @@ class ClientSession:
         self.next_seq = next_seq
         #: Resumed (not opened by this object): its numbers may have been used before.
         self.resumed = resumed
-        #: The numbers still waiting for their outcome.
-        self.waiting: set[int] = set()
+        #: The numbers still waiting for their outcome (the node's implicit session: and
+        #: the proposal of each, which the node's proposals keep here).
+        self.waiting: dict[int, Any] = {}
         self._low = next_seq  # no number below this is waiting
 
     @property
@@ -54,8 +55,8 @@ class ClientSession:
         """
         seq = self.next_seq
         self.next_seq += 1
-        self.waiting.add(seq)
+        self.waiting[seq] = None
         try:
             return await self.raft.proposals.propose_in_session(self, seq, command, timeout)
         finally:
-            self.waiting.discard(seq)
+            self.waiting.pop(seq, None)
