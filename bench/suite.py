@@ -116,21 +116,23 @@ def metric_rows(columns: dict[str, Column]) -> tuple[list[list[str]], list[str]]
         return text + col.marks.get(key, "") + about
 
     rows: list[list[str]] = []
+    cols = list(columns.values())
 
-    def add(name: str, key: str, render: Callable[[Column], str]) -> None:
-        rows.append([name] + [cell(col, key, render(col)) for col in columns.values()])
+    def add(name: str, key: str, texts: list[str]) -> None:
+        """One row: ``texts`` holds each column's rendered figure, in the order of ``cols``."""
+        rows.append([name] + [cell(col, key, text) for col, text in zip(cols, texts, strict=True)])
 
     for n in IN_FLIGHT:
         add(f"commits/s, {n:,} in flight", f"rate{n}",
-            lambda c, n=n: fmt_rate(c.figures.get(f"rate{n}")))
+            [fmt_rate(c.figures.get(f"rate{n}")) for c in cols])
     for q in ("p50", "p99"):
-        add(f"sequential commit latency {q} (ms)", q, lambda c, q=q: fmt_ms(c.figures.get(q)))
+        add(f"sequential commit latency {q} (ms)", q, [fmt_ms(c.figures.get(q)) for c in cols])
     names = ("failover after kill -9 of the leader: median (ms)", "  p90 / max (ms)",
              f"  samples over {SLOW_FAILOVER} s")
     for k, name in enumerate(names):
-        add(name, "kill", lambda c, k=k: failover_cells(c.kill)[k] if c.kill else "-")
+        add(name, "kill", [failover_cells(c.kill)[k] if c.kill else "-" for c in cols])
     add("failover by graceful transfer: median (ms)", "transfer",
-        lambda c: failover_cells(c.transfer)[0] if c.transfer else "-")
+        [failover_cells(c.transfer)[0] if c.transfer else "-" for c in cols])
     return rows, footnotes
 
 

@@ -18,7 +18,7 @@ import uuid
 from collections import deque
 from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 ROOT = Path(__file__).resolve().parent.parent
 CHROMIUM = "/usr/bin/chromium"
@@ -86,10 +86,14 @@ BOUNDED_EVAL = """async ([source, arg, ms]) => {
 T = TypeVar("T")
 
 
-def wait_for(predicate: Callable[[], T], timeout: float = CONVERGE_TIMEOUT, what: str = "",
-             interval: float = 0.05, describe: Callable[[], Any] | None = None) -> T:
+def wait_for(predicate: Callable[[], T | Literal[False] | None], timeout: float = CONVERGE_TIMEOUT,
+             what: str = "", interval: float = 0.05,
+             describe: Callable[[], Any] | None = None) -> T:
     """Poll ``predicate`` until it returns something truthy and return that; fail after
-    ``timeout`` seconds with the last value it returned (and ``describe()``, if given)."""
+    ``timeout`` seconds with the last value it returned (and ``describe()``, if given).
+
+    A falsy value means "not yet", so the result's type leaves out ``None`` and ``False``:
+    waiting on a predicate that returns ``X | None`` gives an ``X``."""
     deadline = time.monotonic() + timeout
     last: Any = None
     while True:

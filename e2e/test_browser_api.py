@@ -43,10 +43,16 @@ def blank_page(context: Any, base_url: str) -> Any:
     return page
 
 
+class SoloTab(Tab):
+    """The page of these tests, with what its ``connect()`` returned."""
+
+    connected: dict[str, Any]
+
+
 @pytest.fixture(scope="module")
-def solo(browser: Any, relay: Any) -> Iterator[Tab]:
+def solo(browser: Any, relay: Any) -> Iterator[SoloTab]:
     context = new_context(browser)
-    tab = Tab(blank_page(context, relay.url), "solo")
+    tab = SoloTab(blank_page(context, relay.url), "solo")
     tab.connected = tab.eval(CONNECT, unique_room("solo"), timeout=BOOT_TIMEOUT)
     tab.name = "solo/solo"
     yield tab
@@ -54,7 +60,7 @@ def solo(browser: Any, relay: Any) -> Iterator[Tab]:
     context.close()
 
 
-def test_connect_registers_listeners_before_starting(solo: Tab) -> None:
+def test_connect_registers_listeners_before_starting(solo: SoloTab) -> None:
     assert solo.connected["address"] == "solo"
     assert {"connect", "createNode", "WebRaft", "WebRaftLoadError"} <= set(
         solo.connected["exports"])

@@ -10,6 +10,7 @@ import os
 import signal
 import subprocess
 import sys
+from collections.abc import Collection
 from pathlib import Path
 from typing import Any
 
@@ -56,7 +57,7 @@ class Room:
         address, _ = wait_leader(self.tabs)
         return next(t for t in self.tabs if t.address == address)
 
-    def config(self, voters: set[str], learners: set[str] = frozenset()) -> Tab:
+    def config(self, voters: set[str], learners: Collection[str] = frozenset()) -> Tab:
         """Wait until the leader's configuration is that, and committed."""
         def check() -> Tab | None:
             leader = self.leader()
@@ -168,6 +169,7 @@ def start_member(room: Room, tmp_path: Path, *extra: str) -> tuple[Any, str]:
          "--grace", str(GRACE_MS / 1000), "--snapshot-entries", "20"],
         cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert proc.stdout is not None
     line = proc.stdout.readline()  # "webraft node py control on http://..."
     if "control on" not in line:
         proc.kill()
