@@ -149,7 +149,7 @@ class SessionTable:
     def apply(self, entry: Entry) -> tuple[str, int]:
         """Record ``entry``; return ``(OPEN, id)``, ``(APPLY, index)``, ``(DUPLICATE, index of
         the first application, or 0 if forgotten)`` or ``(EXPIRED, 0)``."""
-        client: ClientId = entry.client  # type: ignore[assignment]  # a session entry's
+        client: ClientId = entry.client  # type: ignore[assignment]  # never None in SESSION
         seq, ack = entry.seq, entry.ack
         session = self._recent_session
         if session is None or client != self._recent:

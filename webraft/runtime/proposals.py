@@ -605,7 +605,7 @@ class Proposals:
         if client == implicit.id:
             proposal = implicit.waiting.get(entry.seq)
         else:
-            proposal = self.waiting.get((client, entry.seq))  # type: ignore[arg-type]
+            proposal = self.waiting.get((client, entry.seq))  # type: ignore[arg-type]  # not None
         if proposal is not None:
             self.settling, self._outcome_at = proposal, entry.index
             self._verdict, self._first = verdict, first
