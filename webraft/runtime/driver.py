@@ -43,8 +43,8 @@ class Driver:
         self.driving = False
         #: A round is scheduled for the next loop turn.
         self.kicked = False
-        #: Inside ``got_messages`` or :meth:`batch`: the round runs when it is done, so a
-        #: kick meanwhile schedules none.
+        #: Inside :meth:`batch`: the round runs when it is done, so a kick meanwhile
+        #: schedules none.
         self.receiving = False
         self._task: asyncio.Task[None] | None = None  # a round awaiting storage
         self._timer: asyncio.TimerHandle | None = None
@@ -83,17 +83,25 @@ class Driver:
 
     @contextlib.contextmanager
     def batch(self) -> Iterator[None]:
-        """Work added inside (a burst of proposals) runs in one Ready round at the end, now,
-        rather than in a round kicked for the next loop turn: on Pyodide's loop that is a
-        browser task of its own, which a tab's sequential proposal paid for once more after
-        its round had already run."""
+        """Work added inside (messages that arrived together, a burst of proposals) runs in
+        one Ready round at the end, now, rather than in a round kicked for the next loop
+        turn: on Pyodide's loop that is a browser task of its own, which every message hop
+        and every sequential proposal would pay for. Nested, the outermost runs the round.
+
+        Inside the node's own apply loop (an apply or ``updated`` handler feeding it through
+        a synchronous transport), the round waits for the next loop turn instead: it may
+        commit entries, which must not be applied while an earlier one is half done."""
         outer = self.receiving
         self.receiving = True
         try:
             yield
         finally:
             self.receiving = outer
-        if not outer:
+        if outer:
+            return
+        if self.node.applier.pumping:
+            self.kick()
+        else:
             self.round_now()
 
     async def close(self) -> None:

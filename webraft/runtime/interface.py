@@ -349,8 +349,8 @@ class RaftInterface(EventEmitter):
         The node acts on it in a callback, so that every message of one loop turn shares a
         Ready round; a transport that reads several at once uses :meth:`got_messages`.
         """
-        if self._step(address, payload) and not self.driver.receiving:
-            self.kick()
+        if self._step(address, payload):
+            self.kick()  # inside got_messages, a no-op: its batch runs the round
 
     def got_messages(self, address: str, payloads: Iterable[Any]) -> None:
         """Messages from ``address`` that arrived together (one frame, one read), each through
@@ -358,22 +358,12 @@ class RaftInterface(EventEmitter):
         of the loop, which saves a loop turn (in a tab, a browser task) on every message hop.
         Never raises.
 
-        Called from inside the node's own apply loop (an apply or ``updated`` handler feeding
-        it through a synchronous transport), the round waits for the next loop turn instead:
-        it may commit entries, which must not be applied while an earlier one is half done.
+        In the node's own apply loop the round waits for the next loop turn (see
+        :meth:`~webraft.runtime.driver.Driver.batch`).
         """
-        driver = self.driver
-        receiving = driver.receiving
-        driver.receiving = True
-        try:
+        with self.driver.batch():
             for payload in payloads:
                 self.got_data(address, payload)
-        finally:
-            driver.receiving = receiving
-        if self.applier.pumping:
-            driver.kick()
-        else:
-            driver.round_now()
 
     def transport_error(self, exc: Exception) -> None:
         """The transport reports ``exc``: emitted as an ``error`` event."""
