@@ -2,12 +2,17 @@
 
 Nodes talk through an in-memory transport that serializes every message to JSON text and
 back (as a real transport would) and delivers it on the next loop iteration. Prints commits/s
-with 1, 100 and 10,000 proposals in flight and the sequential commit latency (p50/p99),
-measured right after the 1-in-flight phase; each command is a 10-byte string
-(``inc:000042``): phases and workload as in the other benchmarks. ``measure()`` returns the
-figures for ``bench/suite.py``.
+with 1, 100 and 10,000 proposals in flight, with the CPU time per commit, and the sequential
+commit latency (p50/p99), measured right after the 1-in-flight phase; each command is a
+10-byte string (``inc:000042``): phases and workload as in the other benchmarks.
+``measure()`` returns the figures for ``bench/suite.py``.
 
-    python bench/cluster_bench.py [--quick]
+    python bench/cluster_bench.py [--quick] [--json]
+    python bench/cluster_bench.py [--quick] --compare TREE [TREE ...] [--rounds N]
+
+``--compare`` measures the webraft of each source TREE and of this one in turns, each in a
+fresh process, for ``--rounds`` rounds, and prints every round and the medians per tree: on
+a machine whose figures swing from run to run, only trees measured side by side compare.
 
 All three nodes share one CPU core here, so these figures are a floor for a deployment where
 each node has its own process.
@@ -26,7 +31,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from _common import percentile  # bench/ is on the path when a script of it runs
+from _common import command, percentile  # bench/ is on the path when a script runs
 
 import webraft
 
@@ -95,11 +100,6 @@ async def latency(leader: BenchRaft, count: int) -> tuple[float, float]:
         await leader.propose(command(i))
         samples.append(time.perf_counter() - t)
     return percentile(samples, 0.50), percentile(samples, 0.99)
-
-
-def command(i: int) -> str:
-    """The workload every setup of the suite shares: a 10-byte counter increment."""
-    return f"inc:{i % 1_000_000:06d}"
 
 
 async def measure(quick: bool = False) -> dict[str, float]:
@@ -186,6 +186,11 @@ if __name__ == "__main__":
                         help="also measure the webraft of these source trees, in turns")
     parser.add_argument("--rounds", type=int, default=3, help="rounds of --compare")
     args = parser.parse_args()
+    if args.rounds < 1:
+        parser.error("--rounds must be at least 1")
+    for tree in args.compare or ():
+        if not (tree / "webraft" / "__init__.py").is_file():
+            parser.error(f"--compare {tree}: not a webraft source tree")
     if args.compare is not None:
         compare(args.compare, args.rounds, args.quick)
     else:
