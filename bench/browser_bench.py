@@ -611,7 +611,12 @@ def _side_by_side(args: argparse.Namespace, browser: Any, url: str,
 
 
 def main() -> int:
-    args = parser().parse_args()
+    ap = parser()
+    args = ap.parse_args()
+    if args.compare and not (Path(args.compare) / "manifest.json").is_file():
+        ap.error(f"--compare {args.compare}: no manifest.json there (another tree's dist/)")
+    if args.rounds < 1:
+        ap.error("--rounds must be at least 1")
     if args.compare:
         rows = compare(args)
         links = "over BroadcastChannel" if args.broadcast else "through the relay"

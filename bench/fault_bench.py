@@ -100,6 +100,13 @@ async def main() -> None:
     if not 1 <= args.trials <= 50 or not 0.5 <= args.hold <= 60:
         parser.error("--trials must be 1-50 and --hold 0.5-60 s")
     roots = [root.resolve() for root in args.root or [ROOT]]
+    for root in roots:
+        # Members run `python -m webraft.member` there: elsewhere they would import the
+        # installed webraft and silently measure this tree.
+        if not (root / "webraft" / "member").is_dir():
+            parser.error(f"--root {root}: not a webraft source tree")
+    if len(set(roots)) != len(roots):
+        parser.error("--root: each tree once (their samples would merge)")
     print(f"members from {', '.join(map(str, roots))}; {args.trials} trials; leader held "
           f"{args.hold:g} s; load average {_load()}")
     samples: dict[Path, dict[str, list[tuple[float, float]]]] = {
