@@ -117,7 +117,14 @@ from dataclasses import dataclass, replace
 from itertools import pairwise
 from typing import Any
 
-from ..core.messages import MAX_ADDRESS, MAX_INT, Entry, check_entry_data, entry_of
+from ..core.messages import (
+    MAX_ADDRESS,
+    MAX_INT,
+    SESSION,
+    Entry,
+    check_entry_data,
+    entry_of,
+)
 from ..core.state import ClusterConfig, HardState, SnapshotMeta, StorageUpdate, StoredState
 from ..errors import MessageError, StorageError
 from .base import plan_update, portable_json
@@ -355,8 +362,7 @@ class LocalStorage:
             logger.warning("%r: could not write the commit index (the next save will): %s",
                            self, exc)
             return
-        if self._pending is pending:
-            self._pending = None
+        self._pending = None
 
     def _save(self, update: StorageUpdate) -> None:
         old = self._current()
@@ -814,7 +820,7 @@ def _parse_meta(raw: str) -> tuple[_Meta, list[Entry]]:
         raise StorageError(f"stored inline tail of {len(raw_tail)} entries does not fit in "
                            "the last segment")
     tail = [_parse_entry(item, start + k) for k, item in enumerate(raw_tail)]
-    texts = [_entry_text(e, json_text(e.command)) for e in tail]
+    texts = [json_text(item) for item in raw_tail]  # as stored: _entry_text's form
     return _Meta(hard, snapshot, last, segments, snapshot_data, texts), tail
 
 
@@ -829,7 +835,7 @@ def _parse_run(text: str, key: int) -> list[Entry]:
 def _entry_text(entry: Entry, command_text: str) -> str:
     """How ``entry``, whose command's JSON is ``command_text``, is stored: the same text as
     ``json_text([term, kind, entry.data])``."""
-    if entry.client is None:
+    if entry.kind != SESSION:
         return f"[{entry.term},{entry.kind},{command_text}]"
     return (f"[{entry.term},{entry.kind},[{json_text(entry.client)},{entry.seq},{entry.ack},"
             f"{command_text}]]")
