@@ -155,10 +155,11 @@ def test_schema_3_loads_and_the_next_save_writes_schema_4() -> None:
     assert LocalStorage(NS, store).load() == model.state()
 
 
-@pytest.mark.parametrize("update", [StorageUpdate(None, entries(6, [1])),
-                                    StorageUpdate(None, entries(6, [1, 1, 1]))],
+@pytest.mark.parametrize("update", [StorageUpdate(None, entries(8, [1])),
+                                    StorageUpdate(None, entries(8, [1, 1, 1]))],
                          ids=["inline", "moved out"])
 def test_a_quota_failure_leaves_the_state_as_it_was(update: StorageUpdate) -> None:
+    failed = 0
     for spare in range(0, 120, 7):
         store, model = build(TAILED)
         before_data, before = dict(store.data), model.state()
@@ -167,6 +168,7 @@ def test_a_quota_failure_leaves_the_state_as_it_was(update: StorageUpdate) -> No
         try:
             local.save(update)
         except StorageError as exc:
+            failed += 1
             assert isinstance(exc.__cause__, QuotaExceeded)
             assert store.data == before_data
             assert LocalStorage(NS, store).load() == before
@@ -174,6 +176,7 @@ def test_a_quota_failure_leaves_the_state_as_it_was(update: StorageUpdate) -> No
             local.save(update)
         model.apply(update)
         assert LocalStorage(NS, store).load() == model.state()
+    assert failed, "no spare room was small enough to make a save fail"
 
 
 #: TAILED's meta with these fields replaced, and what the error says.
