@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -97,3 +98,9 @@ def test_the_fast_check_on_known_histories() -> None:
     assert not linearizable_in_log_order([*ordered, r("zzz", 4, 5)])
     assert linearizable_in_log_order([*ordered, r(None, -1, 0.5)])
     assert not linearizable_in_log_order([*ordered, r(None, 1.5, 1.7)])
+
+
+def test_the_fast_check_refuses_a_compare_and_set() -> None:
+    cas = Op("cas", "b", 2, 3, order=2, expected="a", swapped=False)
+    with pytest.raises(ValueError, match="compare-and-set"):
+        linearizable_in_log_order([w("a", 0, 1, order=1), cas])

@@ -119,7 +119,14 @@ def linearizable_in_log_order(ops: list[Op], initial: Any = None) -> bool:
     write's interval, and a read of the k-th value must fall between ``pk`` and the next
     point. Choosing every point as early as the constraints allow is optimal: an earlier
     point never hurts a later write nor the reads that must follow it.
+
+    Writes and reads only: a compare-and-set's effect depends on the value it finds, which
+    this greedy order cannot decide (:func:`linearizable` can), so a history with one is
+    refused with a ValueError rather than judged as if it had none.
     """
+    if any(op.kind == "cas" for op in ops):
+        raise ValueError("linearizable_in_log_order checks writes and reads only; a history "
+                         "with compare-and-set needs linearizable()")
     writes = sorted((op for op in ops if op.kind == "w"), key=lambda op: op.order)
     position = {op.value: k for k, op in enumerate(writes, 1)}
     # For each write k (0: the initial value), the reads that returned its value.
