@@ -52,7 +52,9 @@ class _Disk:
 
 
 def _link(prev: int, entry: Entry) -> int:
-    return hash((prev, entry.term, entry.kind, repr(entry.data)))
+    # The fields, not entry.data: that builds a session entry's list on every call.
+    return hash((prev, entry.term, entry.kind, entry.client, entry.seq, entry.ack,
+                 repr(entry.command)))
 
 
 class SafetyChecker:
