@@ -48,5 +48,15 @@ def test_every_public_name_resolves(package: str) -> None:
         value = getattr(module, name)
         assert getattr(value, "__name__", name) == name
         assert vars(module)[name] is value  # kept: the next lookup is a plain attribute
+    assert set(module.__all__) <= set(dir(module))
     with pytest.raises(AttributeError, match="no attribute 'Nope'"):
         module.Nope  # noqa: B018 - the lookup is the test
+
+
+def test_dir_shows_lazy_names_before_their_first_use() -> None:
+    code = ("import webraft.storage, json\n"
+            "print(json.dumps(['LocalStorage' in dir(webraft.storage),\n"
+            "                  'webraft.storage.localstorage' in __import__('sys').modules]))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=60, check=True)
+    assert json.loads(done.stdout) == [True, False]  # listed, and dir() imported nothing

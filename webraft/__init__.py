@@ -75,7 +75,7 @@ __all__ = [
 
 # The node's names are imported when first asked for: a module that needs only part of webraft
 # (the relay's wire spec, the errors) does not load the core, the runtime and the storages.
-__getattr__ = lazy_names(__name__, {
+__getattr__, __dir__ = lazy_names(__name__, {
     "Entry": ".core.messages",
     **dict.fromkeys(["EventEmitter", "NodeConfig", "NodeInstance", "RaftInterface", "Snapshot",
                      "Transport", "TransportHandler"], ".runtime"),

@@ -17,10 +17,13 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 
-def lazy_names(package: str, modules: Mapping[str, str]) -> Callable[[str], Any]:
-    """A module ``__getattr__`` for ``package`` that resolves ``name`` by importing
-    ``package + modules[name]`` (a relative module name, such as ``".sqlite"``) and keeps
-    the value in the package, so the next lookup is an ordinary attribute."""
+def lazy_names(package: str, modules: Mapping[str, str]
+               ) -> tuple[Callable[[str], Any], Callable[[], list[str]]]:
+    """A module ``__getattr__`` and ``__dir__`` for ``package``: the first resolves ``name`` by
+    importing ``package + modules[name]`` (a relative module name, such as ``".sqlite"``) and
+    keeps the value in the package, so the next lookup is an ordinary attribute; the second
+    lists the lazy names beside those already loaded, so that ``dir()``, ``help()`` and
+    completion show them before their first use."""
 
     def __getattr__(name: str) -> Any:
         where = modules.get(name)
@@ -30,4 +33,7 @@ def lazy_names(package: str, modules: Mapping[str, str]) -> Callable[[str], Any]
         setattr(sys.modules[package], name, value)
         return value
 
-    return __getattr__
+    def __dir__() -> list[str]:
+        return sorted({*vars(sys.modules[package]), *modules})
+
+    return __getattr__, __dir__

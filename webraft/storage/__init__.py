@@ -26,5 +26,6 @@ __all__ = ["LocalStorage", "MemoryStorage", "SQLiteStorage", "Storage"]
 
 # Each backend is imported when its name is first asked for: a tab loads no SQLite storage,
 # a server no localStorage one. (Neither touches sqlite3 or js before one is created.)
-__getattr__ = lazy_names(__name__, {"LocalStorage": ".localstorage", "MemoryStorage": ".memory",
-                                    "SQLiteStorage": ".sqlite", "Storage": ".base"})
+__getattr__, __dir__ = lazy_names(__name__, {
+    "LocalStorage": ".localstorage", "MemoryStorage": ".memory", "SQLiteStorage": ".sqlite",
+    "Storage": ".base"})

@@ -80,7 +80,7 @@ __all__ = [
     "TransportError",
 ]
 
-__getattr__ = lazy_names(__name__, {
+__getattr__, __dir__ = lazy_names(__name__, {
     **dict.fromkeys(["LinkBroken", "LinkRejected"], ".direct"),
     **dict.fromkeys(["DirectRaft", "DirectTransport"], ".direct_raft"),
     **dict.fromkeys(["LinkedTransport", "PeerLink"], ".linked"),
