@@ -67,6 +67,7 @@ from browser_support import (  # found through the path above
     ROOT,
     Relay,
     Tab,
+    blank_page,
     launch_chromium,
     unique_room,
     wait_for,
@@ -198,10 +199,8 @@ _s.getvalue()
 
 
 def open_blank(context: Any, base: str, name: str) -> Tab:
-    """A page of the relay's origin running no script (its 404 text): webraft.js runs in it."""
-    tab = Tab(context.new_page(), name)
-    tab.page.goto(f"{base}/bench-blank-page")
-    return tab
+    """A tab named ``name`` on a :func:`~browser_support.blank_page`: webraft.js runs in it."""
+    return Tab(blank_page(context, base), name)
 
 
 def crash(browser: Any, page: Any) -> None:

@@ -48,9 +48,17 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from _common import percentile  # bench/ is on the path when a script of it runs
-from browser_bench import open_blank  # puts e2e/ on the path too
-from browser_support import Relay, Tab, launch_chromium, unique_room
+from _common import ROOT, percentile  # bench/ is on the path when a script of it runs
+
+sys.path.insert(0, str(ROOT / "e2e"))
+
+from browser_support import (  # found through the path above
+    Relay,
+    Tab,
+    blank_page,
+    launch_chromium,
+    unique_room,
+)
 
 from webraft.transport.wire import PROTOCOL_VERSION, WS_PATH
 
@@ -248,7 +256,7 @@ def measure(browser: Any, relay_url: str, args: argparse.Namespace) -> list[Link
     links = []
     contexts = [browser.new_context() for _ in TABS]
     try:
-        tabs = [open_blank(ctx, relay_url, name) for ctx, name in zip(contexts, TABS,
+        tabs = [Tab(blank_page(ctx, relay_url), name) for ctx, name in zip(contexts, TABS,
                                                                        strict=True)]
         setup(tabs, "relay", relay_url, args)
         links.append(measure_link(tabs, "relay", args))
@@ -257,7 +265,7 @@ def measure(browser: Any, relay_url: str, args: argparse.Namespace) -> list[Link
             ctx.close()
     shared = browser.new_context()
     try:
-        tabs = [open_blank(shared, relay_url, name) for name in TABS]
+        tabs = [Tab(blank_page(shared, relay_url), name) for name in TABS]
         setup(tabs, "broadcast", relay_url, args)
         links.append(measure_link(tabs, "BroadcastChannel", args))
     finally:

@@ -388,6 +388,19 @@ def open_tab(context: Any, base_url: str, room: str, name: str = "",
     return tab
 
 
+def blank_page(context: Any, base_url: str) -> Any:
+    """A page of the relay's origin that runs no script of its own (the relay's 404 text):
+    a test or benchmark loads webraft.js into it.
+
+    Not a routed page: Chromium treats a response fulfilled by Playwright as coming from a
+    public address, and its Local Network Access checks then block the WebSocket to
+    127.0.0.1 (net::ERR_BLOCKED_BY_LOCAL_NETWORK_ACCESS_CHECKS).
+    """
+    page = context.new_page()
+    page.goto(f"{base_url}/blank-page")
+    return page
+
+
 def new_context(browser: Any) -> Any:
     context = browser.new_context()
     context.add_init_script(RECORD_DEMO_WRITES)

@@ -12,7 +12,15 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from browser_support import BOOT_TIMEOUT, ROOT, Tab, new_context, unique_room, wait_for
+from browser_support import (
+    BOOT_TIMEOUT,
+    ROOT,
+    Tab,
+    blank_page,
+    new_context,
+    unique_room,
+    wait_for,
+)
 
 CONNECT = """async (room) => {
   const m = await import("/webraft.js");
@@ -29,18 +37,6 @@ CONNECT = """async (room) => {
   return {exports: Object.keys(m).sort(), address: raft.address,
           loadError: new m.WebRaftLoadError("x").name};
 }"""
-
-
-def blank_page(context: Any, base_url: str) -> Any:
-    """A page of the relay's origin that runs no script of its own (the relay's 404 text).
-
-    Not a routed page: Chromium treats a response fulfilled by Playwright as coming from a
-    public address, and its Local Network Access checks then block the WebSocket to
-    127.0.0.1 (net::ERR_BLOCKED_BY_LOCAL_NETWORK_ACCESS_CHECKS).
-    """
-    page = context.new_page()
-    page.goto(f"{base_url}/e2e-blank-page")
-    return page
 
 
 class SoloTab(Tab):
