@@ -120,7 +120,8 @@ async function bootPyodide(urls) {
  * bytecode zip), as [path, Uint8Array] pairs, inflated by the browser's DecompressionStream.
  * It runs while Pyodide boots, so that only writing the files is left after the boot
  * (Python's own unpacking took about 40 ms per archive, a file at a time). Rejects an archive
- * it cannot read, and a path that would leave the directory it is unpacked into. */
+ * it cannot read, an entry whose size is not the one the archive records, and a path that
+ * would leave the directory it is unpacked into. */
 async function unzip(buffer) {
   const view = new DataView(buffer);
   const bytes = new Uint8Array(buffer);
@@ -138,12 +139,14 @@ async function unzip(buffer) {
     }
     const method = view.getUint16(at + 10, true);
     const size = view.getUint32(at + 20, true);
+    const expected = view.getUint32(at + 24, true); // its uncompressed size
     const nameLength = view.getUint16(at + 28, true);
     const local = view.getUint32(at + 42, true);
     const name = names.decode(bytes.subarray(at + 46, at + 46 + nameLength));
     at += 46 + nameLength + view.getUint16(at + 30, true) + view.getUint16(at + 32, true);
     if (name.endsWith("/")) continue; // a directory: made with its files
-    if (name.startsWith("/") || name.split("/").some((part) => part === "" || part === "..")) {
+    // A leading "/" makes an empty first part.
+    if (name.split("/").some((part) => part === "" || part === "..")) {
       throw new Error(`unsafe path ${JSON.stringify(name)}`);
     }
     if (local + 30 > buffer.byteLength || view.getUint32(local, true) !== 0x04034b50) {
@@ -152,11 +155,15 @@ async function unzip(buffer) {
     const start = local + 30 + view.getUint16(local + 26, true) + view.getUint16(local + 28, true);
     if (start + size > buffer.byteLength) throw new Error(`truncated entry ${name}`);
     const raw = bytes.subarray(start, start + size);
+    const whole = (data) => {
+      if (data.byteLength !== expected) throw new Error(`damaged entry ${name}`);
+      return [name, data];
+    };
     if (method === 0) {
-      files.push([name, raw]);
+      files.push(whole(raw));
     } else if (method === 8) {
       const inflated = new Blob([raw]).stream().pipeThrough(new DecompressionStream("deflate-raw"));
-      files.push(new Response(inflated).arrayBuffer().then((data) => [name, new Uint8Array(data)]));
+      files.push(new Response(inflated).arrayBuffer().then((data) => whole(new Uint8Array(data))));
     } else {
       throw new Error(`entry ${name}: compression method ${method} is not supported`);
     }

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import shutil
 import socket
+import struct
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -44,6 +45,27 @@ def test_missing_wheel_is_a_visible_error(context: Any, start_relay: Callable[..
     tab.reload()
     text = tab.wait_error(LOAD_ERROR_TIMEOUT)
     assert "WebRaftLoadError" in text and missing in text, text
+    assert tab.eval("window.webraft === undefined")
+
+
+def test_a_damaged_wheel_is_a_visible_error(context: Any, start_relay: Callable[..., Relay],
+                                            tmp_path: Path) -> None:
+    """A wheel whose first entry's recorded size is wrong (a damaged download, a proxy that
+    cut it) is refused while unpacking, naming the wheel, rather than installed."""
+    manifest = json.loads((ROOT / "dist" / "manifest.json").read_text())
+    data = bytearray((ROOT / "dist" / manifest["wheel"]).read_bytes())
+    end = data.rindex(b"PK\x05\x06")  # the end of the central directory
+    (first,) = struct.unpack_from("<I", data, end + 16)  # where the directory starts
+    (size,) = struct.unpack_from("<I", data, first + 24)  # entry 1's uncompressed size
+    struct.pack_into("<I", data, first + 24, size + 1)
+    dist = tmp_path / "dist"
+    dist.mkdir()
+    (dist / manifest["wheel"]).write_bytes(data)
+    (dist / "manifest.json").write_text(json.dumps({"wheel": manifest["wheel"]}))
+    tab = visible_error(context, start_relay("--dist", str(dist)))
+    text = tab.wait_error(LOAD_ERROR_TIMEOUT)
+    assert "cannot unpack" in text and manifest["wheel"] in text and "damaged entry" in text, \
+        text
     assert tab.eval("window.webraft === undefined")
 
 
