@@ -487,6 +487,23 @@ async def test_a_round_calls_before_apply_between_its_sends_and_its_applies(
     assert {kind for *_, kind in seen} <= {"append_resp", "heartbeat_resp"}
 
 
+async def test_the_timer_calls_before_tick_before_the_core_clock_moves(
+        cluster: Cluster) -> None:
+    """``Driver.before_tick`` runs when the node's timer fires and before the core sees the
+    new time: a tab that finds there that its loop was blocked declares the stall first, so
+    an overdue election or CheckQuorum timer cannot act on it."""
+    lead = await cluster.leader()
+    seen: list[tuple[float, float]] = []
+
+    def hook() -> None:
+        seen.append((lead.core.now, lead.driver.now()))
+
+    lead.driver.before_tick = hook
+    await until(lambda: len(seen) >= 3)  # the leader's heartbeat timer
+    lead.driver.before_tick = None
+    assert all(core < now for core, now in seen)  # called before the tick moved the clock
+
+
 async def test_a_batch_runs_its_round_at_its_end_and_kicks_none(cluster: Cluster) -> None:
     """``Driver.batch`` (a tab's burst of proposals): proposals made inside schedule no round
     for the next loop turn (on Pyodide a browser task of its own); the round runs as the

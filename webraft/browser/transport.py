@@ -353,7 +353,8 @@ class BrowserRaft(InRoom, RaftInterface):
     they were blocked too) grant it, raising the term under a healthy leader (issue 12).
     But a blocked tab heard nothing because it could not listen, not because the leader went
     silent. A visible tab therefore checks every :data:`STALL_CHECK` that its loop runs on
-    time, and before each received frame; after a stall it counts the leader as just heard
+    time, before each received frame and before each tick of the node's timers (an overdue
+    election or quorum timer may fire first); after a stall it counts the leader as just heard
     from (:meth:`~webraft.RaftInterface.stalled`), so the leader's next heartbeat, not the
     stall, decides.
     """
@@ -388,6 +389,7 @@ class BrowserRaft(InRoom, RaftInterface):
         #: Stalls seen (event loop late by more than :data:`STALL_THRESHOLD`).
         self.stalls = 0
         self.relay.before_deliver = self._check_stall
+        self.driver.before_tick = self._check_stall  # whichever comes first after a stall
         # What a round sends leaves before its entries are applied (see Driver.before_apply).
         self.driver.before_apply = self.send_now
         #: A LocalStorage writes a commit index alone in a browser task of its own (or with

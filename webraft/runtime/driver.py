@@ -54,6 +54,10 @@ class Driver:
         #: sends now, so that answers (a follower's acknowledgement) do not wait for the
         #: application's handlers.
         self.before_apply: Callable[[], None] | None = None
+        #: Called when the timer fires, before the core's clock moves: a browser tab checks
+        #: there whether its loop was blocked (:meth:`~webraft.RaftInterface.stalled`), so
+        #: that an overdue election or quorum timer never acts on a silence the tab made.
+        self.before_tick: Callable[[], None] | None = None
 
     def start(self, loop: asyncio.AbstractEventLoop) -> None:
         self.loop = loop
@@ -118,6 +122,8 @@ class Driver:
         self._timer_at = float("inf")
         if self.node.closed:
             return
+        if self.before_tick is not None:
+            self.before_tick()
         self.core.tick(self.now())
         if self.driving:
             self._arm_timer()  # the round in progress picks up what the tick produced
