@@ -531,7 +531,7 @@ class JsNode:
         while backlog and len(pending) < MAX_IN_FLIGHT:
             count += 1
             if not count % 32 and loop.time() >= deadline:
-                self._continue = loop.call_later(PROPOSE_PAUSE, self._propose_slice)
+                self._continue = self.node.loop.call_later(PROPOSE_PAUSE, self._propose_slice)
                 break
             rid, command, since = backlog.popleft()
             if since < too_old:  # the proposals ahead of it made no progress for that long
@@ -563,7 +563,7 @@ class JsNode:
 
     def _arm_sweep_timer(self) -> None:
         if self._sweep_timer is None:
-            self._sweep_timer = asyncio.get_running_loop().call_later(
+            self._sweep_timer = self.node.loop.call_later(
                 SWEEP_PERIOD, self._periodic_sweep)
 
     def _periodic_sweep(self) -> None:
@@ -594,7 +594,7 @@ class JsNode:
         if self._backlog and self._continue is None and len(pending) < MAX_IN_FLIGHT:
             # Room in the window again: the next slice in a task of its own, since this may
             # be the end of another task's work (a microtask), which must not grow unbounded.
-            self._continue = asyncio.get_running_loop().call_soon(self._propose_slice)
+            self._continue = self.node.loop.call_soon(self._propose_slice)
         if not pending and self._unlisten_updated is not None:
             self._unlisten_updated()
             self._unlisten_updated = None

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sys
 import time
 from collections import Counter, deque
 from collections.abc import Callable, Iterable, Sequence
@@ -46,7 +47,7 @@ from ..transport.node import (
 from ..transport.relay import RelayClient, RelayClosed, Welcome
 from ..transport.wire import CloseCode
 from .broadcast import BroadcastLink
-from .scheduling import EndOfTask, next_task
+from .scheduling import EndOfTask, TabLoop
 
 __all__ = ["BrowserConnection", "BrowserRaft", "BrowserTransport", "browser_config"]
 
@@ -398,9 +399,21 @@ class BrowserRaft(InRoom, RaftInterface):
         #: proposal that outcome lets the page make.
         self._local = storage if isinstance(storage, LocalStorage) else None
         self._flush_storage: EndOfTask | None = None
+        self._tab_loop: TabLoop | None = None
         if self._local is not None:
-            self._flush_storage = EndOfTask(self._local.flush, next_task)
+            self._flush_storage = EndOfTask(self._local.flush, self._next_task)
             self._local.defer_commits(self._flush_storage.schedule)
+
+    def _event_loop(self, running: asyncio.AbstractEventLoop) -> asyncio.AbstractEventLoop:
+        if sys.platform != "emscripten":  # no page: tests under CPython
+            return running
+        self._tab_loop = TabLoop(running)
+        return self._tab_loop
+
+    def _next_task(self, run: Callable[[], None]) -> None:
+        """``run()`` in a browser task of its own, after everything the current one queued
+        (its microtasks included)."""
+        self.loop.call_soon(run)
 
     def start(self) -> None:
         super().start()
@@ -416,6 +429,8 @@ class BrowserRaft(InRoom, RaftInterface):
         if self._local is not None and self._flush_storage is not None:
             self._flush_storage.close()
             self._local.flush()
+        if self._tab_loop is not None:
+            self._tab_loop.close()
 
     def _stall_tick(self) -> None:
         self._check_stall()

@@ -408,13 +408,19 @@ class RaftInterface(EventEmitter):
         """Start timers, processing and the transport; needs a running asyncio loop."""
         if self.driver.loop is not None:
             return
-        self.driver.start(asyncio.get_running_loop())
+        self.driver.start(self._event_loop(asyncio.get_running_loop()))
         self.applier.start()
         if self.config.auto_membership:
             self.membership.start()
         if self.transport is not None:
             self.transport.start(self)
         self.kick()
+
+    def _event_loop(self, running: asyncio.AbstractEventLoop) -> asyncio.AbstractEventLoop:
+        """The loop the node schedules its timers and calls on (see :attr:`loop`): the running
+        one, or a runtime's own view of it (a tab's :class:`~webraft.browser.scheduling.
+        TabLoop`, whose timers cost the page less)."""
+        return running
 
     async def close(self) -> None:
         """Stop timers, fail pending proposals, close the transport; storage keeps everything
