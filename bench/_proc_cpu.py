@@ -24,8 +24,13 @@ from __future__ import annotations
 import os
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import ParamSpec, TypeVar
+
+T = TypeVar("T")
+P = ParamSpec("P")
 
 PROC = Path("/proc")
 #: Executable names (the first argument's last path part) of Chromium's processes.
@@ -125,16 +130,18 @@ def snapshot(relay_pid: int | None = None, root_pid: int | None = None,
 
 @dataclass
 class Usage:
-    """CPU seconds spent by each process between two snapshots (:func:`diff`); usages of
-    several phases add up (``+``) per process."""
+    """CPU seconds spent by each process between two snapshots (:func:`diff`), and the
+    wall-clock ``seconds`` between them when known (:meth:`Meter.during`); usages of several
+    phases add up (``+``) per process."""
 
     pids: dict[int, tuple[str, float]] = field(default_factory=dict)
+    seconds: float = 0.0
 
     def __add__(self, other: Usage) -> Usage:
         summed = dict(self.pids)
         for pid, (kind, seconds) in other.pids.items():
             summed[pid] = (kind, summed.get(pid, (kind, 0.0))[1] + seconds)
-        return Usage(summed)
+        return Usage(summed, self.seconds + other.seconds)
 
     @property
     def total(self) -> float:
@@ -167,31 +174,37 @@ def diff(before: Snapshot, after: Snapshot) -> Usage:
 @dataclass
 class Meter:
     """The processes of one run to measure: Chromium below ``root_pid`` (default: this
-    process) and the relay ``relay_pid``, in the ``/proc`` at ``proc``."""
+    process) and the relay ``relay_pid``, in the ``/proc`` at ``proc``. A meter that is not
+    ``on`` (a run without ``--cpu``) reads nothing and measures nothing, so that callers need
+    no branch of their own."""
 
     relay_pid: int | None = None
     root_pid: int | None = None
     proc: Path = PROC
+    on: bool = True
 
-    def snapshot(self) -> Snapshot:
-        return snapshot(self.relay_pid, self.root_pid, self.proc)
-
-    def since(self, before: Snapshot) -> Usage:
-        return diff(before, self.snapshot())
+    def during(self, call: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> tuple[T, Usage]:
+        """``call(*args, **kwargs)``'s result, and what the processes spent while it ran."""
+        if not self.on:
+            return call(*args, **kwargs), Usage()
+        began, before = time.monotonic(), snapshot(self.relay_pid, self.root_pid, self.proc)
+        result = call(*args, **kwargs)
+        used = diff(before, snapshot(self.relay_pid, self.root_pid, self.proc))
+        used.seconds = time.monotonic() - began
+        return result, used
 
     def idle(self, seconds: float = IDLE_SECONDS) -> Usage:
         """What the processes spend in ``seconds`` of waiting (the caller does nothing)."""
-        before = self.snapshot()
-        time.sleep(seconds)
-        return self.since(before)
+        return self.during(time.sleep, seconds)[1] if self.on else Usage()
 
 
-def rows(usage: Usage, commits: int, idle_usage: Usage, idle_seconds: float = IDLE_SECONDS,
-         tabs: int = 3) -> list[tuple[str, str]]:
+def rows(usage: Usage, commits: int, idle: Usage, tabs: int = 3) -> list[tuple[str, str]]:
     """Two printable rows: CPU ms per commit in all and by kind (with the resolution that
     whole clock ticks give a process's figure); then per commit of each of the ``tabs``
-    busiest renderers (the rest summed), with what each of them spent per second while idle
-    (``idle_usage``, over ``idle_seconds``).
+    busiest renderers (the rest summed), with what each of them spent per second while
+    ``idle`` (which must cover some time), and what that rate comes to per commit at the
+    pace of ``usage`` (when its duration is known): the share of a commit's CPU that the
+    tabs would have spent anyway.
 
     The busiest renderer is normally the Raft leader's (or the floor's tab A): it sends to
     both others and hears both answers."""
@@ -201,8 +214,7 @@ def rows(usage: Usage, commits: int, idle_usage: Usage, idle_seconds: float = ID
     busy = usage.renderers()
     top = list(busy)[:tabs]
     rest = sum(busy.values()) - sum(busy[pid] for pid in top)
-    idle_each = [idle_usage.pids.get(pid, (RENDERER, 0.0))[1] * 1e3 / idle_seconds
-                 for pid in top]
+    idle_each = [idle.pids.get(pid, (RENDERER, 0.0))[1] * 1e3 / idle.seconds for pid in top]
     return [
         (f"  CPU per commit (ms; /proc: ±{per / os.sysconf('SC_CLK_TCK'):.2f} a process)",
          f"{usage.total * per:.2f}: {kinds}"),
@@ -210,5 +222,7 @@ def rows(usage: Usage, commits: int, idle_usage: Usage, idle_seconds: float = ID
          ", ".join(f"{busy[pid] * per:.2f}" for pid in top)
          + (f" (+{rest * per:.2f} other renderers)" if rest else "")
          + f" ms; idle before: {sum(idle_each):.1f} ms/s ("
-         + ", ".join(f"{x:.1f}" for x in idle_each) + ")"),
+         + ", ".join(f"{x:.1f}" for x in idle_each) + ")"
+         + (f" = {sum(idle_each) * usage.seconds / commits:.2f} ms a commit at its pace"
+            if usage.seconds else "")),
     ]

@@ -231,11 +231,10 @@ def follower_stores(tabs: list[Tab]) -> list[float]:
             for t in tab.eval("() => floor.storeMs.splice(0)", timeout=EVAL_TIMEOUT)]
 
 
-def measure_link(tabs: list[Tab], name: str, args: argparse.Namespace,
-                 meter: Meter | None) -> Link:
+def measure_link(tabs: list[Tab], name: str, args: argparse.Namespace, meter: Meter) -> Link:
     """The phases in turns of ``--blocks`` blocks, so that a change of the machine's load
-    during the run reaches them all alike; then the tight loops. With a ``meter``, the CPU
-    of the commit pattern's blocks too."""
+    during the run reaches them all alike; then the tight loops. With a ``meter`` that is
+    on, the CPU of the commit pattern's blocks too (only theirs is kept)."""
     leader, *followers = tabs
     phases = [("ping-pong a <-> b", followers[:1], False),
               ("commit pattern, no setItem", followers, False),
@@ -243,25 +242,22 @@ def measure_link(tabs: list[Tab], name: str, args: argparse.Namespace,
     result = Link(name)
     for _, targets, store in phases:
         rounds(leader, args.warmup, targets, store, args)
-    if meter:
-        result.idle = meter.idle()
-    cpu = Usage()
+    idle, cpu = meter.idle(), Usage()
     for block in range(args.blocks):
         n = args.rounds // args.blocks + (block < args.rounds % args.blocks)
         for label, targets, store in phases:
             follower_stores(followers)  # drop what earlier rounds wrote
-            before = meter.snapshot() if meter and store else {}
-            got = rounds(leader, n, targets, store, args)
-            if meter and store:
-                cpu += meter.since(before)
+            got, used = meter.during(rounds, leader, n, targets, store, args)
+            if store:
+                cpu += used
             result.samples.setdefault(label, []).extend(got["times"])
             if store:
                 for part, samples in (("  a: setItem (meta, commit index)", got["storeMs"]),
                                       ("  a: sending to b and c", got["sendMs"]),
                                       ("  b, c: setItem", follower_stores(followers))):
                     result.samples.setdefault(part, []).extend(samples)
-    if meter:
-        result.cpu = cpu
+    if meter.on:
+        result.cpu, result.idle = cpu, idle
     tight = leader.eval(TIGHT, [args.rounds, followers[0].name, args.message_chars],
                         timeout=EVAL_TIMEOUT)
     result.samples["a: setItem in a tight loop"] = tight["store"]
@@ -275,7 +271,7 @@ def measure(browser: Any, relay: Relay, args: argparse.Namespace) -> list[Link]:
     """Both set-ups in ``browser`` against ``relay``; each closes its tabs. With ``--cpu``,
     this process's Chromium and ``relay``'s process are measured."""
     relay_url = relay.url
-    meter = Meter(relay.proc.pid) if args.cpu else None
+    meter = Meter(relay.proc.pid, on=args.cpu)
     links = []
     contexts = [browser.new_context() for _ in TABS]
     try:

@@ -134,19 +134,32 @@ def test_a_phase_is_the_difference_of_two_snapshots() -> None:
 def test_rows_give_per_commit_figures_and_the_busiest_renderers() -> None:
     used = Usage({1: ("browser", 0.1), 2: ("renderer", 0.2), 3: ("renderer", 0.4),
                   4: ("renderer", 0.3), 5: ("renderer", 0.05), 6: ("relay", 0.0)})
-    idle = Usage({2: ("renderer", 0.002), 3: ("renderer", 0.006), 5: ("renderer", 0.5)})
-    (_, total), (_, renderers) = _proc_cpu.rows(used, 100, idle, idle_seconds=2.0)
+    idle = Usage({2: ("renderer", 0.002), 3: ("renderer", 0.006), 5: ("renderer", 0.5)},
+                 seconds=2.0)
+    (_, total), (_, renderers) = _proc_cpu.rows(used, 100, idle)
     assert total == "10.50: renderer 9.50, browser 1.00"  # ms per commit; no zero kinds
     assert renderers == ("4.00, 3.00, 2.00 (+0.50 other renderers) ms; "
                          "idle before: 4.0 ms/s (3.0, 0.0, 1.0)")
+    # 100 commits in 5 s: 50 ms each, so 4 ms/s of idling is 0.2 ms of each commit
+    used.seconds = 5.0
+    assert _proc_cpu.rows(used, 100, idle)[1][1].endswith(
+        "(3.0, 0.0, 1.0) = 0.20 ms a commit at its pace")
 
 
-def test_idle_and_since_read_the_meters_proc(proc: Path) -> None:
+def test_a_meter_measures_a_call_in_its_proc(proc: Path) -> None:
     meter = Meter(relay_pid=110, root_pid=ROOT, proc=proc)
-    assert meter.idle(0.0).total == 0
-    before = meter.snapshot()
-    process(proc, 120, 103, (TICK, 0), title(CHROMIUM, "--type=renderer"))
-    assert meter.since(before).renderers() == {120: 1.0, 104: 0.0, 105: 0.0}
+    # a renderer starts during the call, and spends one second
+    result, used = meter.during(process, proc, 120, 103, (TICK, 0),
+                                title(CHROMIUM, "--type=renderer"))
+    assert result is None
+    assert used.renderers() == {120: 1.0, 104: 0.0, 105: 0.0}
+    assert used.seconds > 0
+    idle = meter.idle(0.01)
+    assert idle.total == 0 and idle.seconds >= 0.01
+    # off: the call runs, nothing is read
+    off = Meter(root_pid=ROOT, proc=proc / "none", on=False)
+    assert off.during(len, "abc") == (3, Usage())
+    assert off.idle() == Usage()
 
 
 def test_without_a_proc_it_says_so(tmp_path: Path) -> None:
