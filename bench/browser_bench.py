@@ -26,6 +26,16 @@ Prints figures, never pass/fail:
   for ``--rounds`` rounds of 50 proposals from the leader and 50 from a follower (which room
   goes first alternates too). On a shared 2-core machine two runs of one tree differ by
   1-3 ms, more than most changes of ours: only runs side by side tell them apart;
+* with ``--cpu`` (Linux): for the one-at-a-time latency, from the leader and from the
+  follower (and in ``--compare``, per wheel and proposer), the CPU time per commit that all
+  of this run's Chromium processes and the relay spent (``/proc``, see ``bench/_proc_cpu.py``):
+  in all, by kind of process, and the three busiest renderers (the proposing leader's is
+  normally the largest), with what those renderers spent per second idle for 2 s before
+  (and what that comes to per commit: the tabs' timers, and any work left from their boot).
+  On 2 cores a sequential commit is bound by this sum, not by the proposing tab alone. In
+  ``--compare`` both rooms share the browser, so each turn is measured on its own and the
+  turns are summed per wheel; the other room's tabs are idle meanwhile (their little CPU
+  shows as "other renderers", and in the browser process's share);
 * with ``--failovers N``: N samples each of closing the leader tab gracefully (its pagehide
   handler hands leadership over) and of crashing its renderer (CDP ``Page.crash``): the time
   from the close to the first commit of a proposal a surviving tab sends every 10 ms. The
@@ -41,6 +51,7 @@ the smallest size from the leader; the profiler slows Python down about twofold.
     .venv/bin/python bench/browser_bench.py [--burst 1000,5000] [--sequential 300] [--runs 3]
         [--in-flight 1:500,100:5000,10000] [--failovers N]
         [--heartbeat-timeout MS] [--profile] [--dist DIR] [--compare DIR [--rounds N]]
+        [--cpu]
 
 ``measure(args)`` returns the figures for ``bench/suite.py``.
 
@@ -56,10 +67,13 @@ import statistics
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from _common import percentile  # bench/ is on the path when a script of it runs
+from _proc_cpu import Meter, ProcUnavailable, Usage, require_proc
+from _proc_cpu import rows as cpu_rows
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "e2e"))
 
@@ -271,6 +285,7 @@ class Bench:
         if args.heartbeat_timeout:
             self.options["heartbeatTimeout"] = args.heartbeat_timeout
         self.hb = args.heartbeat_timeout or 200
+        self.meter = Meter(relay.proc.pid, on=args.cpu)
 
     def open(self, name: str) -> Tab:
         """A tab in a context of its own, so that tabs talk only through the relay (a
@@ -382,11 +397,16 @@ class Bench:
         for who in ("leader", "follower"):
             leader = leader_of(self.tabs)
             tab = leader if who == "leader" else next(t for t in self.tabs if t is not leader)
-            times = tab.eval(SEQUENTIAL, self.args.sequential, timeout=TIMEOUT)["times"]
+            idle = self.meter.idle()
+            got, used = self.meter.during(tab.eval, SEQUENTIAL, self.args.sequential,
+                                          timeout=TIMEOUT)
+            times = got["times"]
             self.row(f"latency, {self.args.sequential} one at a time from the {who}",
                      f"p50 {percentile(times, 0.5):.2f} ms, "
                      f"p99 {percentile(times, 0.99):.2f} ms, "
                      f"mean {statistics.fmean(times):.2f} ms")
+            if self.args.cpu:
+                self.rows += cpu_rows(used, len(times), idle)
 
     def closed_loops(self) -> None:
         """Commits/s from the leader keeping each of ``--in-flight`` outstanding; with 1 in
@@ -488,6 +508,9 @@ def parser() -> argparse.ArgumentParser:
                     "(another tree's dist/), in two rooms of one browser; --rounds rounds")
     ap.add_argument("--rounds", type=int, default=6,
                     help="with --compare: turns of 50 proposals each, per room and proposer")
+    ap.add_argument("--cpu", action="store_true",
+                    help="with the one-at-a-time latency (and --compare): CPU ms per commit "
+                    "of Chromium's processes and the relay, from Linux's /proc")
     ap.add_argument("--broadcast", action="store_true",
                     help="the tabs share one browser context, so they talk over "
                     "BroadcastChannel (default: a context each, so only through the relay)")
@@ -568,20 +591,33 @@ def compare(args: argparse.Namespace) -> list[tuple[str, str]]:
         try:
             with sync_playwright() as playwright:
                 browser = launch_chromium(playwright)
-                times = _side_by_side(args, browser, relay.url, wheels)
+                turns = _side_by_side(args, browser, relay.url, wheels,
+                                      Meter(relay.proc.pid, on=args.cpu))
                 browser.close()
         finally:
             relay.stop()
     rows = []
-    for (wheel, who), got in times.items():
+    for (wheel, who), got in turns.times.items():
         rows.append((f"{wheel} wheel, {len(got)} one at a time from the {who}",
                      f"p50 {percentile(got, 0.5):.2f} ms, p99 {percentile(got, 0.99):.2f} ms, "
                      f"mean {statistics.fmean(got):.2f} ms"))
+        if args.cpu:
+            rows += cpu_rows(turns.cpu[(wheel, who)], len(got), turns.idle)
     return rows
 
 
+@dataclass
+class Turns:
+    """What ``--compare`` measured per (wheel, proposer): latencies (ms) and, with
+    ``--cpu``, the CPU of its turns summed, and of the 2 s before the rounds (all idle)."""
+
+    times: dict[tuple[str, str], list[float]]
+    cpu: dict[tuple[str, str], Usage]
+    idle: Usage
+
+
 def _side_by_side(args: argparse.Namespace, browser: Any, url: str,
-                  wheels: dict[str, str]) -> dict[tuple[str, str], list[float]]:
+                  wheels: dict[str, str], meter: Meter) -> Turns:
     rooms = {wheel: unique_room(f"compare-{wheel}") for wheel in wheels}
     shared = {wheel: browser.new_context() for wheel in wheels} if args.broadcast else {}
     tabs: dict[str, list[Tab]] = {wheel: [] for wheel in wheels}
@@ -594,19 +630,21 @@ def _side_by_side(args: argparse.Namespace, browser: Any, url: str,
     for room in tabs.values():
         for tab in room:
             finish(tab)
-    times: dict[tuple[str, str], list[float]] = {
-        (wheel, who): [] for wheel in wheels for who in ("leader", "follower")}
+    keys = [(wheel, who) for wheel in wheels for who in ("leader", "follower")]
+    turns = Turns({key: [] for key in keys}, {key: Usage() for key in keys}, Usage())
     for wheel in wheels:  # warm-up
         leader_of(tabs[wheel]).eval(SEQUENTIAL, COMPARE_CHUNK, timeout=TIMEOUT)
+    turns.idle = meter.idle()
     order = list(wheels)
     for k in range(args.rounds):
         for wheel in order if k % 2 == 0 else order[::-1]:
             leader = leader_of(tabs[wheel])
             follower = next(t for t in tabs[wheel] if t is not leader)
             for who, tab in (("leader", leader), ("follower", follower)):
-                times[(wheel, who)] += tab.eval(SEQUENTIAL, COMPARE_CHUNK,
-                                                timeout=TIMEOUT)["times"]
-    return times
+                got, used = meter.during(tab.eval, SEQUENTIAL, COMPARE_CHUNK, timeout=TIMEOUT)
+                turns.times[(wheel, who)] += got["times"]
+                turns.cpu[(wheel, who)] += used
+    return turns
 
 
 def main() -> int:
@@ -616,6 +654,11 @@ def main() -> int:
         ap.error(f"--compare {args.compare}: no manifest.json there (another tree's dist/)")
     if args.rounds < 1:
         ap.error("--rounds must be at least 1")
+    if args.cpu:
+        try:
+            require_proc()
+        except ProcUnavailable as exc:
+            ap.error(f"--cpu: {exc}")
     if args.compare:
         rows = compare(args)
         links = "over BroadcastChannel" if args.broadcast else "through the relay"

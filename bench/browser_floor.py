@@ -31,8 +31,13 @@ are not cross-origin isolated; Chromium jitters the steps, so means stay unbiase
 single call is coarse, its mean is not. Isolating the page through Playwright's routing would
 make its requests to 127.0.0.1 fail Chromium's local-network-access checks.
 
+With ``--cpu`` (Linux) it also prints, for the commit pattern in each set-up, the CPU time
+per round that all of this run's Chromium processes and the relay spent (``/proc``, see
+``bench/_proc_cpu.py``), laid out as ``browser_bench.py --cpu`` lays out a commit's: the
+same figures for the platform alone and for ours.
+
     .venv/bin/python bench/browser_floor.py [--rounds 300] [--blocks 5] [--warmup 30]
-        [--value-chars 300] [--message-chars 150] [--round-timeout MS]
+        [--value-chars 300] [--message-chars 150] [--round-timeout MS] [--cpu]
 
 Needs Chromium at /usr/bin/chromium and Playwright; not the wheel or Pyodide (the relay serves
 its pages, and these tabs load only its 404 text).
@@ -49,6 +54,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from _common import ROOT, percentile  # bench/ is on the path when a script of it runs
+from _proc_cpu import Meter, ProcUnavailable, Usage, require_proc
+from _proc_cpu import rows as cpu_rows
 
 sys.path.insert(0, str(ROOT / "e2e"))
 
@@ -192,10 +199,13 @@ TIGHT = """async ([n, to, messageChars]) => {
 
 @dataclass
 class Link:
-    """One set-up's figures: phase name -> samples (ms)."""
+    """One set-up's figures: phase name -> samples (ms); with ``--cpu`` the CPU its commit
+    pattern's rounds took, and what was spent in the 2 s of idling before them."""
 
     name: str
     samples: dict[str, list[float]] = field(default_factory=dict)
+    cpu: Usage | None = None
+    idle: Usage | None = None
 
 
 def setup(tabs: list[Tab], link: str, relay_url: str, args: argparse.Namespace) -> None:
@@ -221,9 +231,10 @@ def follower_stores(tabs: list[Tab]) -> list[float]:
             for t in tab.eval("() => floor.storeMs.splice(0)", timeout=EVAL_TIMEOUT)]
 
 
-def measure_link(tabs: list[Tab], name: str, args: argparse.Namespace) -> Link:
+def measure_link(tabs: list[Tab], name: str, args: argparse.Namespace, meter: Meter) -> Link:
     """The phases in turns of ``--blocks`` blocks, so that a change of the machine's load
-    during the run reaches them all alike; then the tight loops."""
+    during the run reaches them all alike; then the tight loops. With a ``meter`` that is
+    on, the CPU of the commit pattern's blocks too (only theirs is kept)."""
     leader, *followers = tabs
     phases = [("ping-pong a <-> b", followers[:1], False),
               ("commit pattern, no setItem", followers, False),
@@ -231,17 +242,22 @@ def measure_link(tabs: list[Tab], name: str, args: argparse.Namespace) -> Link:
     result = Link(name)
     for _, targets, store in phases:
         rounds(leader, args.warmup, targets, store, args)
+    idle, cpu = meter.idle(), Usage()
     for block in range(args.blocks):
         n = args.rounds // args.blocks + (block < args.rounds % args.blocks)
         for label, targets, store in phases:
             follower_stores(followers)  # drop what earlier rounds wrote
-            got = rounds(leader, n, targets, store, args)
+            got, used = meter.during(rounds, leader, n, targets, store, args)
+            if store:
+                cpu += used
             result.samples.setdefault(label, []).extend(got["times"])
             if store:
                 for part, samples in (("  a: setItem (meta, commit index)", got["storeMs"]),
                                       ("  a: sending to b and c", got["sendMs"]),
                                       ("  b, c: setItem", follower_stores(followers))):
                     result.samples.setdefault(part, []).extend(samples)
+    if meter.on:
+        result.cpu, result.idle = cpu, idle
     tight = leader.eval(TIGHT, [args.rounds, followers[0].name, args.message_chars],
                         timeout=EVAL_TIMEOUT)
     result.samples["a: setItem in a tight loop"] = tight["store"]
@@ -251,15 +267,18 @@ def measure_link(tabs: list[Tab], name: str, args: argparse.Namespace) -> Link:
     return result
 
 
-def measure(browser: Any, relay_url: str, args: argparse.Namespace) -> list[Link]:
-    """Both set-ups in ``browser`` against the relay at ``relay_url``; each closes its tabs."""
+def measure(browser: Any, relay: Relay, args: argparse.Namespace) -> list[Link]:
+    """Both set-ups in ``browser`` against ``relay``; each closes its tabs. With ``--cpu``,
+    this process's Chromium and ``relay``'s process are measured."""
+    relay_url = relay.url
+    meter = Meter(relay.proc.pid, on=args.cpu)
     links = []
     contexts = [browser.new_context() for _ in TABS]
     try:
         tabs = [Tab(blank_page(ctx, relay_url), name) for ctx, name in zip(contexts, TABS,
                                                                        strict=True)]
         setup(tabs, "relay", relay_url, args)
-        links.append(measure_link(tabs, "relay", args))
+        links.append(measure_link(tabs, "relay", args, meter))
     finally:
         for ctx in contexts:
             ctx.close()
@@ -267,7 +286,7 @@ def measure(browser: Any, relay_url: str, args: argparse.Namespace) -> list[Link
     try:
         tabs = [Tab(blank_page(shared, relay_url), name) for name in TABS]
         setup(tabs, "broadcast", relay_url, args)
-        links.append(measure_link(tabs, "BroadcastChannel", args))
+        links.append(measure_link(tabs, "BroadcastChannel", args, meter))
     finally:
         shared.close()
     return links
@@ -290,6 +309,18 @@ def table(links: list[Link]) -> list[str]:
     return lines
 
 
+def cpu_table(links: list[Link]) -> list[str]:
+    """Lines: for each set-up measured with ``--cpu``, the commit pattern's CPU per round."""
+    lines = []
+    for link in links:
+        if link.cpu is None or link.idle is None:
+            continue
+        got = cpu_rows(link.cpu, len(link.samples["commit pattern"]), link.idle)
+        width = max(len(name) for name, _ in got)
+        lines += [f"{link.name}:"] + [f"{name:<{width}}  {value}" for name, value in got]
+    return lines
+
+
 def parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--rounds", type=int, default=300, help="measured rounds per phase")
@@ -303,6 +334,9 @@ def parser() -> argparse.ArgumentParser:
                     help="characters of the leader's message (a small append)")
     ap.add_argument("--round-timeout", type=int, default=5000, metavar="MS",
                     help="a round with no answer by then fails the run")
+    ap.add_argument("--cpu", action="store_true",
+                    help="also the commit pattern's CPU ms per round of Chromium's processes "
+                    "and the relay, from Linux's /proc")
     return ap
 
 
@@ -314,6 +348,11 @@ def main() -> int:
            args.message_chars) < 1 or args.blocks > args.rounds:
         parser().error("--rounds, --blocks, --value-chars and --message-chars must be "
                        "positive, --blocks at most --rounds, --warmup not negative")
+    if args.cpu:
+        try:
+            require_proc()
+        except ProcUnavailable as exc:
+            parser().error(f"--cpu: {exc}")
     load = os.getloadavg()
     began = time.monotonic()
     relay = Relay(log_level="WARNING")
@@ -321,7 +360,7 @@ def main() -> int:
         with sync_playwright() as playwright:
             browser = launch_chromium(playwright)
             try:
-                links = measure(browser, relay.url, args)
+                links = measure(browser, relay, args)
             finally:
                 browser.close()
     finally:
@@ -331,6 +370,9 @@ def main() -> int:
           f"{load[0]:.2f} before, {os.getloadavg()[0]:.2f} after "
           f"({time.monotonic() - began:.0f} s)")
     print("\n".join(table(links)))
+    if args.cpu:
+        print("\ncommit pattern, CPU per round:")
+        print("\n".join(cpu_table(links)))
     return 0
 
 
