@@ -6,6 +6,7 @@ played by the running asyncio loop, and every call to them is recorded."""
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -191,3 +192,110 @@ async def test_a_node_on_a_tab_loop_elects_itself_and_commits() -> None:
         assert page.posts  # and its rounds browser tasks
     finally:
         await node.close()
+
+
+async def test_a_chain_of_requeued_calls_costs_one_task_each() -> None:
+    page = Page()
+    loop = page.tab_loop()
+    ran: list[int] = []
+
+    def step(k: int) -> None:
+        ran.append(k)
+        if k < 9:
+            loop.call_soon(step, k + 1)  # the last callback of its task queues the next
+
+    loop.call_soon(step, 0)
+    await turns(30)
+    assert ran == list(range(10))
+    assert page.posts == 10
+
+
+async def test_a_never_due_timer_is_not_set_and_a_huge_delay_is_clamped() -> None:
+    page = Page()
+    loop = page.tab_loop()
+    never = loop.call_later(float("inf"), print)
+    assert page.timeouts == [] and not never.cancelled()
+    never.cancel()
+    loop.call_later(10 * 365 * 86400, print).cancel()  # ten years: past setTimeout's range
+    assert page.timeouts == [2**31 - 1]
+
+
+class StrictLoop:
+    """The parts of a page's loop a TabLoop uses, refusing a time in the past as Pyodide's
+    WebLoop does, and counting how often a callback made it the running loop."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self.entered = 0
+
+    def _install_running_loop(self) -> None:
+        self.entered += 1
+
+    def time(self) -> float:
+        return self.loop.time()
+
+    def call_soon(self, callback: Callable[..., object], *args: Any,
+                  context: Any = None) -> asyncio.Handle:
+        return self.loop.call_soon(callback, *args, context=context)
+
+    def call_later(self, delay: float, callback: Callable[..., object], *args: Any,
+                   context: Any = None) -> asyncio.TimerHandle:
+        if delay < 0:
+            raise ValueError("Can't schedule in the past")
+        return self.loop.call_later(delay, callback, *args, context=context)
+
+    def get_debug(self) -> bool:
+        return False
+
+    def call_exception_handler(self, context: dict[str, Any]) -> None:
+        self.loop.call_exception_handler(context)
+
+
+async def test_closing_with_an_overdue_timer_hands_it_over_without_a_past_time() -> None:
+    page = Page()
+    strict = StrictLoop(page.loop)
+    loop = TabLoop(strict, set_timeout=page.set_timeout,  # type: ignore[arg-type]
+                   clear_timeout=page.clear_timeout, post=page.post)
+    ran: list[str] = []
+    loop.call_later(0.005, ran.append, "overdue")
+    await asyncio.sleep(0)
+    time.sleep(0.02)  # the timer is due, and its browser task has not run yet
+    loop.close()  # the page loop refuses the past: the overdue timer goes at delay 0
+    await asyncio.sleep(0.01)
+    assert ran == ["overdue"]
+
+
+async def test_each_callback_runs_with_the_page_loop_as_the_running_one() -> None:
+    page = Page()
+    strict = StrictLoop(page.loop)
+    loop = TabLoop(strict, set_timeout=page.set_timeout,  # type: ignore[arg-type]
+                   clear_timeout=page.clear_timeout, post=page.post)
+    ran: list[int] = []
+    loop.call_soon(ran.append, 1)
+    loop.call_soon(ran.append, 2)
+    loop.call_later(0.005, ran.append, 3)
+    await asyncio.sleep(0.03)
+    assert ran == [1, 2, 3]
+    assert strict.entered == 2  # once per task: the drain and the timer
+
+
+async def test_a_callback_may_close_its_loop() -> None:
+    page = Page()
+    loop = page.tab_loop()
+    ran: list[str] = []
+
+    def closing() -> None:
+        ran.append("closing")
+        loop.close()
+
+    loop.call_soon(closing)
+    loop.call_soon(ran.append, "after, on the page's loop")
+    loop.call_later(0.005, lambda: (ran.append("timer closing"), loop.close()))
+    await asyncio.sleep(0.03)
+    # What was pending moved to the page's loop, the timer too (closing again is nothing).
+    assert ran == ["closing", "after, on the page's loop", "timer closing"]
+    loop2 = page.tab_loop()
+    loop2.call_later(0.005, lambda: (ran.append("timer closing"), loop2.close()))
+    loop2.call_soon(ran.append, "due")
+    await asyncio.sleep(0.03)
+    assert ran[3:] == ["due", "timer closing"]

@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import math
 from collections import deque
 from collections.abc import Callable
 from typing import Any
@@ -44,6 +45,8 @@ __all__ = ["EndOfTask", "TabLoop"]
 #: Pyodide's own scheduler does, not after a ``setTimeout`` (which browsers clamp to 4 ms
 #: once timers nest).
 IMMEDIATE = 0.002
+#: The longest ``setTimeout`` delay (ms) browsers honour; a longer one fires at once.
+MAX_TIMEOUT_MS = 2**31 - 1
 
 
 class _Timer(asyncio.TimerHandle):
@@ -77,6 +80,8 @@ class TabLoop(asyncio.AbstractEventLoop):
         self._timers: dict[int, tuple[asyncio.TimerHandle, Any]] = {}  # key -> (handle, id)
         self._next_key = 0
         self._due: deque[asyncio.Handle] = deque()  # waiting for the next post
+        self._posted = False  # a post will drain _due
+        self._dispatching = False  # inside _fire or _drain: close() releases at their end
         self._proxies: list[Any] = []
         self._channel: Any = None
         if set_timeout is None or clear_timeout is None or post is None:
@@ -120,12 +125,15 @@ class TabLoop(asyncio.AbstractEventLoop):
             raise ValueError("can't schedule in the past")
         handle = _Timer(self.time() + delay, callback, args, self, context)
         handle.key = 0
+        if delay == math.inf:
+            return handle  # never due (WebLoop's way too)
         if delay <= IMMEDIATE:
             self._queue(handle)
         else:
             self._next_key += 1
             handle.key = key = self._next_key
-            self._timers[key] = (handle, self._set_timeout(self._fire, delay * 1000, key))
+            ms = min(delay * 1000, MAX_TIMEOUT_MS)  # past it a browser fires at once
+            self._timers[key] = (handle, self._set_timeout(self._fire, ms, key))
         return handle
 
     def call_at(self, when: float, callback: Callable[..., object],  # type: ignore[override]
@@ -135,9 +143,10 @@ class TabLoop(asyncio.AbstractEventLoop):
                                context=context)
 
     def _queue(self, handle: asyncio.Handle) -> None:
-        if not self._due:
-            self._post(self._drain)
         self._due.append(handle)
+        if not self._posted:
+            self._posted = True
+            self._post(self._drain)
 
     def _timer_handle_cancelled(self, handle: asyncio.TimerHandle) -> None:
         """``TimerHandle.cancel`` calls this: the browser forgets the timer too."""
@@ -147,23 +156,43 @@ class TabLoop(asyncio.AbstractEventLoop):
 
     def _fire(self, key: int) -> None:
         timer = self._timers.pop(key, None)
-        if timer is not None and not timer[0].cancelled():
+        if timer is None or timer[0].cancelled():
+            return
+        self._dispatching = True
+        try:
             if self._enter is not None:
                 self._enter()
             timer[0]._run()
+        finally:
+            self._dispatched()
 
     def _drain(self) -> None:
         """Run what was due when this task was posted; what those callbacks queue waits for
         the next task, so a callback that requeues itself cannot hold the page."""
+        self._posted = False
         due = self._due
-        if self._enter is not None:
-            self._enter()
-        for _ in range(len(due)):
-            handle = due.popleft()
-            if not handle.cancelled():
-                handle._run()
-        if due:
-            self._post(self._drain)
+        self._dispatching = True
+        try:
+            if self._enter is not None:
+                self._enter()
+            for _ in range(len(due)):
+                if not due:  # a callback closed this loop: the page's loop has the rest
+                    break
+                handle = due.popleft()
+                if not handle.cancelled():
+                    handle._run()
+        finally:
+            # Also after an exception _run does not catch (KeyboardInterrupt, SystemExit):
+            # what is still due gets its task.
+            if due and not self._posted and not self._closed:
+                self._posted = True
+                self._post(self._drain)
+            self._dispatched()
+
+    def _dispatched(self) -> None:
+        self._dispatching = False
+        if self._closed:
+            self._release()
 
     def close(self) -> None:
         """Cancel the browser's timers and release the proxies; what was queued runs on the
@@ -173,11 +202,18 @@ class TabLoop(asyncio.AbstractEventLoop):
         self._closed = True
         for handle, timer in self._timers.values():
             self._clear_timeout(timer)
-            self._loop.call_at(handle.when(), _run_unless_cancelled, handle)
+            # Relative and never negative: WebLoop refuses a time already past.
+            self._loop.call_later(max(0.0, handle.when() - self.time()),
+                                  _run_unless_cancelled, handle)
         self._timers.clear()
         while self._due:
             self._loop.call_soon(_run_unless_cancelled, self._due.popleft())
+        if not self._dispatching:  # else at the end of the callback that closed it
+            self._release()
+
+    def _release(self) -> None:
         if self._channel is not None:
+            self._channel.port1.onmessage = None
             self._channel.port1.close()  # a message still queued is never delivered
             self._channel = None
         for proxy in self._proxies:
@@ -200,6 +236,21 @@ class TabLoop(asyncio.AbstractEventLoop):
 
     def is_running(self) -> bool:
         return self._loop.is_running()
+
+    def call_soon_threadsafe(self, callback: Callable[..., object],  # type: ignore[override]
+                             *args: Any, context: contextvars.Context | None = None
+                             ) -> asyncio.Handle:
+        return self._loop.call_soon_threadsafe(callback, *args, context=context)
+
+    def run_in_executor(self, executor: Any, func: Callable[..., Any],  # type: ignore[override]
+                        *args: Any) -> asyncio.Future[Any]:
+        return self._loop.run_in_executor(executor, func, *args)
+
+    def set_exception_handler(self, handler: Any) -> None:
+        self._loop.set_exception_handler(handler)
+
+    def get_exception_handler(self) -> Any:
+        return self._loop.get_exception_handler()
 
     def get_debug(self) -> bool:
         return self._loop.get_debug()
