@@ -96,7 +96,7 @@ class BrowserConnection:
         self._closing = False
         #: Frames leave at the end of the browser task that queued them (see
         #: :mod:`~webraft.browser.scheduling`), or on a timer while the socket is backed up.
-        self._flush_soon = EndOfTask(self._flush)
+        self._flush_soon = EndOfTask(self.flush)
         self._flush_later: asyncio.TimerHandle | None = None
         self._retry: asyncio.TimerHandle | None = None
         #: True while the token provider is being asked, before a socket opens.
