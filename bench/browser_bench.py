@@ -36,6 +36,12 @@ Prints figures, never pass/fail:
   ``--compare`` both rooms share the browser, so each turn is measured on its own and the
   turns are summed per wheel; the other room's tabs are idle meanwhile (their little CPU
   shows as "other renderers", and in the browser process's share);
+* with ``--steps``: for the one-at-a-time latency from the leader, the wall time per commit
+  of each step of a tab's path (a relay frame in, the node's step, its Ready round, the
+  save and its ``setItem``, the answer and its ``WebSocket.send``, applying; the proposal in
+  the leader), in the leader and in a follower: each step's method is wrapped in
+  ``time.perf_counter`` calls in every tab (a few µs each), and nested steps count in their
+  callers too;
 * with ``--failovers N``: N samples each of closing the leader tab gracefully (its pagehide
   handler hands leadership over) and of crashing its renderer (CDP ``Page.crash``): the time
   from the close to the first commit of a proposal a surviving tab sends every 10 ms. The
@@ -51,7 +57,7 @@ the smallest size from the leader; the profiler slows Python down about twofold.
     .venv/bin/python bench/browser_bench.py [--burst 1000,5000] [--sequential 300] [--runs 3]
         [--in-flight 1:500,100:5000,10000] [--failovers N]
         [--heartbeat-timeout MS] [--profile] [--dist DIR] [--compare DIR [--rounds N]]
-        [--cpu]
+        [--cpu] [--steps]
 
 ``measure(args)`` returns the figures for ``bench/suite.py``.
 
@@ -198,6 +204,46 @@ PROBE = """async (limitMs) => {
     fire();
   });
 }"""
+
+#: (module, class, method, label): the steps ``--steps`` times in each tab, outermost first.
+STEPS = (
+    ("webraft.browser.transport", "BrowserConnection", "_on_message", "relay frame in (all)"),
+    ("webraft.runtime.interface", "RaftInterface", "_step", "  the node's step"),
+    ("webraft.runtime.driver", "Driver", "_drive", "  Ready rounds"),
+    ("webraft.runtime.driver", "Driver", "_handle_ready", "    persist and send"),
+    ("webraft.storage.localstorage", "LocalStorage", "save", "      save"),
+    ("webraft.storage.localstorage", "LocalStorage", "_current", "        meta read back"),
+    ("webraft.storage.localstorage", "LocalStorage", "_write", "        setItem"),
+    ("webraft.runtime.peers", "TransportPeer", "write", "      messages queued"),
+    ("webraft.browser.transport", "BrowserConnection", "_flush", "    WebSocket.send"),
+    ("webraft.runtime.applier", "Applier", "take", "    committed entries taken"),
+    ("webraft.runtime.applier", "Applier", "pump", "    applied"),
+    ("webraft.browser.bridge", "JsNode", "propose_many", "proposals in (all)"),
+)
+STEPS_ON = """
+import importlib as _il, json as _json, time as _time
+__bench_steps = {}
+def _bench_wrap(module, cls, name, label):
+    owner = getattr(_il.import_module(module), cls)
+    inner, clock = getattr(owner, name), _time.perf_counter
+    __bench_steps[label] = spent = [0.0, 0]
+    def timed(*args, **kwargs):
+        began = clock()
+        try:
+            return inner(*args, **kwargs)
+        finally:
+            spent[0] += clock() - began
+            spent[1] += 1
+    setattr(owner, name, timed)
+def _bench_steps_take():
+    out = _json.dumps(__bench_steps)
+    for spent in __bench_steps.values():
+        spent[:] = [0.0, 0]
+    return out
+for _step in _json.loads(%r):
+    _bench_wrap(*_step)
+"""
+STEPS_READ = """() => webraft.pyodide.runPython("_bench_steps_take()")"""
 
 PROFILE_ON = """() => webraft.pyodide.runPython(
   "import cProfile as _cp; __bench_prof = _cp.Profile(); __bench_prof.enable()")"""
@@ -407,6 +453,29 @@ class Bench:
                      f"mean {statistics.fmean(times):.2f} ms")
             if self.args.cpu:
                 self.rows += cpu_rows(used, len(times), idle)
+            if self.args.steps and who == "leader":
+                self.step_rows(tab, len(times))
+
+    def install_steps(self) -> None:
+        """``--steps``: wrap each step's method in every tab (their counts start at zero)."""
+        code = STEPS_ON % json.dumps(STEPS)
+        for tab in self.tabs:
+            tab.eval("(code) => webraft.pyodide.runPython(code)", code)
+            tab.eval(STEPS_READ)
+
+    def step_rows(self, leader: Tab, commits: int) -> None:
+        """The steps' wall time per commit in ``leader`` and in one follower, since the last
+        read; steps that did not run are left out."""
+        follower = next(t for t in self.tabs if t is not leader)
+        for name, tab in (("leader", leader), ("a follower", follower)):
+            spent = {label: (sec, calls) for label, (sec, calls)
+                     in json.loads(tab.eval(STEPS_READ)).items()}
+            self.row(f"  steps in {name}, ms per commit (calls per commit)", "")
+            for *_, label in STEPS:
+                sec, calls = spent.get(label, (0.0, 0))
+                if calls:
+                    self.row(f"    {label}", f"{sec * 1000 / commits:.3f} "
+                             f"({calls / commits:.2f})")
 
     def closed_loops(self) -> None:
         """Commits/s from the leader keeping each of ``--in-flight`` outstanding; with 1 in
@@ -511,6 +580,9 @@ def parser() -> argparse.ArgumentParser:
     ap.add_argument("--cpu", action="store_true",
                     help="with the one-at-a-time latency (and --compare): CPU ms per commit "
                     "of Chromium's processes and the relay, from Linux's /proc")
+    ap.add_argument("--steps", action="store_true",
+                    help="with the one-at-a-time latency from the leader: the wall time per "
+                    "commit of each step of the leader's and a follower's path")
     ap.add_argument("--broadcast", action="store_true",
                     help="the tabs share one browser context, so they talk over "
                     "BroadcastChannel (default: a context each, so only through the relay)")
@@ -549,6 +621,8 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
             if args.startup:
                 phases.append(bench.startup)
             if args.sequential:
+                if args.steps:
+                    phases.append(bench.install_steps)
                 phases.append(bench.latency)
             if args.in_flight:
                 phases.append(bench.closed_loops)
@@ -654,6 +728,9 @@ def main() -> int:
         ap.error(f"--compare {args.compare}: no manifest.json there (another tree's dist/)")
     if args.rounds < 1:
         ap.error("--rounds must be at least 1")
+    if args.steps and (args.compare or not args.sequential):
+        ap.error("--steps times the one-at-a-time latency: not with --compare or "
+                 "--sequential 0")
     if args.cpu:
         try:
             require_proc()
