@@ -1,0 +1,160 @@
+"""Benchmark (not a test): a tab follower's message path, in CPython, without a browser.
+
+A :class:`~webraft.browser.transport.BrowserRaft` on :class:`~webraft.storage.LocalStorage`
+(over a dict standing in for Web Storage) takes ``--frames`` relay frames, each carrying the
+next AppendEntries from its leader, through its socket's message handler, exactly as a tab's
+``WebSocket`` ``message`` event hands them over: the frame is parsed, the append stepped,
+saved and answered, and the previous entry applied. Prints the µs and the Python function
+calls per frame (``--profile``: also the functions by own time).
+
+In a tab the same path costs far more (``bench/browser_bench.py --steps``): Python runs on
+WebAssembly, every browser call crosses into JavaScript, and the tabs share the cores. But
+the Python calls per frame are the same, and here they are counted exactly and timed without
+noise, so a change that slims the path shows here first.
+
+    .venv/bin/python bench/tab_path_bench.py [--frames N] [--profile]
+
+Imports webraft only; the browser's ``js`` and ``pyodide`` are never needed (the node's
+end-of-task flush falls back to sending before each apply, which is what the benchmark
+counts as sent).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import cProfile
+import io
+import json
+import logging
+import pstats
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from webraft.browser.transport import WS_OPEN, BrowserConnection, BrowserRaft
+from webraft.core.messages import COMMAND, AppendRequest, Entry, encode
+from webraft.storage import LocalStorage
+from webraft.transport.relay import RelayClient
+
+WARMUP = 200  # frames before the measured ones (the log and the session table fill up)
+
+
+class DictStorage:
+    """The Web Storage calls LocalStorage makes, on a dict."""
+
+    def __init__(self) -> None:
+        self.data: dict[str, str] = {}
+
+    @property
+    def length(self) -> int:
+        return len(self.data)
+
+    def key(self, i: int) -> str | None:
+        keys = list(self.data)
+        return keys[i] if i < len(keys) else None
+
+    def getItem(self, key: str) -> str | None:
+        return self.data.get(key)
+
+    def setItem(self, key: str, value: str) -> None:
+        self.data[key] = value
+
+    def removeItem(self, key: str) -> None:
+        self.data.pop(key, None)
+
+
+class Socket:
+    """The parts of a browser ``WebSocket`` the connection uses; counts what is sent."""
+
+    readyState = WS_OPEN
+    bufferedAmount = 0
+
+    def __init__(self) -> None:
+        self.sent = 0
+
+    def send(self, _frame: str) -> None:
+        self.sent += 1
+
+    def close(self, *_args: Any) -> None:
+        pass
+
+
+@dataclass
+class Result:
+    frames: int
+    seconds: float
+    calls: int  # Python function calls while measured (0 without --profile)
+    sent: int
+    commit: int
+    profile: str
+
+
+def frame(index: int) -> str:
+    """The relay frame carrying the leader's append of entry ``index`` (term 1)."""
+    msg = AppendRequest(term=1, prev_index=index - 1, prev_term=1 if index > 1 else 0,
+                        commit=index - 1,
+                        entries=(Entry(1, index, COMMAND, f"inc:{index:06d}"),))
+    return json.dumps({"type": "msg", "from": "a", "data": encode(msg)}, separators=(",", ":"))
+
+
+async def run(frames: int, profile: bool = False) -> Result:
+    client = RelayClient("room", "b")
+    connection = BrowserConnection("ws://127.0.0.1:1/ws", client, None)
+    node = BrowserRaft(client, connection, members=["a", "b", "c"],
+                       storage=LocalStorage("bench:b:", DictStorage()), broadcast=False)
+    node.listen("apply", lambda _entry, _index, cb: cb())
+    socket = Socket()
+    connection._ws = socket  # as if open: the handler takes frames of the current socket
+    node.start()
+    # Without a page the end-of-task flush cannot be scheduled: it says so once.
+    logging.getLogger("webraft").setLevel(logging.CRITICAL)
+    try:
+        connection._on_message(socket, json.dumps(
+            {"type": "welcome", "v": 1, "room": "room", "address": "b", "peers": ["a", "c"]}))
+        texts = [frame(i) for i in range(1, WARMUP + frames + 1)]
+        for text in texts[:WARMUP]:
+            connection._on_message(socket, text)
+        sent = socket.sent
+        profiler = cProfile.Profile() if profile else None
+        if profiler is not None:
+            profiler.enable()
+        began = time.perf_counter()
+        for text in texts[WARMUP:]:
+            connection._on_message(socket, text)
+        seconds = time.perf_counter() - began
+        report, calls = "", 0
+        if profiler is not None:
+            profiler.disable()
+            out = io.StringIO()
+            stats = pstats.Stats(profiler, stream=out)
+            calls = stats.total_calls  # type: ignore[attr-defined]
+            stats.sort_stats("tottime").print_stats(25)
+            report = out.getvalue()
+        return Result(frames, seconds, calls, socket.sent - sent, node.core.log.commit, report)
+    finally:
+        await node.close()
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--frames", type=int, default=3000, help="frames measured")
+    ap.add_argument("--profile", action="store_true",
+                    help="count the Python calls and print the functions by own time "
+                    "(the profiler slows the path down several times)")
+    args = ap.parse_args()
+    if args.frames < 1:
+        ap.error("--frames must be at least 1")
+    result = asyncio.run(run(args.frames, args.profile))
+    print(f"a tab follower's message path in CPython: {result.frames} AppendEntries frames, "
+          f"{result.seconds / result.frames * 1e6:.1f} µs per frame"
+          + (f", {result.calls / result.frames:.0f} Python calls per frame (profiled)"
+             if args.profile else "")
+          + f"; {result.sent} answers sent, commit index {result.commit}")
+    if result.profile:
+        print(result.profile)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
