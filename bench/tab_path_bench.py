@@ -107,8 +107,11 @@ async def run(frames: int, profile: bool = False) -> Result:
     socket = Socket()
     connection._ws = socket  # as if open: the handler takes frames of the current socket
     node.start()
-    # Without a page the end-of-task flush cannot be scheduled: it says so once.
-    logging.getLogger("webraft").setLevel(logging.CRITICAL)
+    # Without a page the end-of-task flush cannot be scheduled: it says so once, in the
+    # warm-up. Quiet while measuring, and as before afterwards (tests run this in-process).
+    logger = logging.getLogger("webraft")
+    level = logger.level
+    logger.setLevel(logging.CRITICAL)
     try:
         connection._on_message(socket, json.dumps(
             {"type": "welcome", "v": 1, "room": "room", "address": "b", "peers": ["a", "c"]}))
@@ -134,6 +137,7 @@ async def run(frames: int, profile: bool = False) -> Result:
         return Result(frames, seconds, calls, socket.sent - sent, node.core.log.commit, report)
     finally:
         await node.close()
+        logger.setLevel(level)
 
 
 def main() -> int:

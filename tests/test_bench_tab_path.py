@@ -3,6 +3,7 @@ stepped, saved, answered and applied, and ``--profile`` counts its Python calls.
 
 from __future__ import annotations
 
+import logging
 import sys
 from pathlib import Path
 
@@ -26,3 +27,10 @@ async def test_profile_counts_the_calls_of_the_handler() -> None:
     assert result.calls > 20 * FRAMES  # dozens of Python calls per frame at the least
     assert f"{result.calls} function calls" in result.profile
     assert "webraft/" in result.profile  # the functions listed are the path's own
+
+
+async def test_the_webraft_log_level_is_left_as_it_was() -> None:
+    logger = logging.getLogger("webraft")
+    before = logger.level
+    await tab_path_bench.run(5)
+    assert logger.level == before  # other tests' captured warnings still reach them
