@@ -37,9 +37,12 @@ class Page:
         self.posts += 1
         self.loop.call_soon(callback)
 
-    def tab_loop(self) -> TabLoop:
-        return TabLoop(self.loop, set_timeout=self.set_timeout,
-                       clear_timeout=self.clear_timeout, post=self.post)
+    def tab_loop(self, page_loop: Any = None) -> TabLoop:
+        """A TabLoop on these browser functions, over ``page_loop`` (default: the running
+        loop itself)."""
+        return TabLoop(self.loop if page_loop is None else page_loop,
+                       set_timeout=self.set_timeout, clear_timeout=self.clear_timeout,
+                       post=self.post)
 
 
 async def turns(n: int = 3) -> None:
@@ -254,8 +257,7 @@ class StrictLoop:
 async def test_closing_with_an_overdue_timer_hands_it_over_without_a_past_time() -> None:
     page = Page()
     strict = StrictLoop(page.loop)
-    loop = TabLoop(strict, set_timeout=page.set_timeout,  # type: ignore[arg-type]
-                   clear_timeout=page.clear_timeout, post=page.post)
+    loop = page.tab_loop(strict)
     ran: list[str] = []
     loop.call_later(0.005, ran.append, "overdue")
     await asyncio.sleep(0)
@@ -268,8 +270,7 @@ async def test_closing_with_an_overdue_timer_hands_it_over_without_a_past_time()
 async def test_each_callback_runs_with_the_page_loop_as_the_running_one() -> None:
     page = Page()
     strict = StrictLoop(page.loop)
-    loop = TabLoop(strict, set_timeout=page.set_timeout,  # type: ignore[arg-type]
-                   clear_timeout=page.clear_timeout, post=page.post)
+    loop = page.tab_loop(strict)
     ran: list[int] = []
     loop.call_soon(ran.append, 1)
     loop.call_soon(ran.append, 2)
