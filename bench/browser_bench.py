@@ -461,7 +461,6 @@ class Bench:
         code = STEPS_ON % json.dumps(STEPS)
         for tab in self.tabs:
             tab.eval("(code) => webraft.pyodide.runPython(code)", code)
-            tab.eval(STEPS_READ)
 
     def step_rows(self, leader: Tab, commits: int) -> None:
         """The steps' wall time per commit in ``leader`` and in one follower, since the last

@@ -248,10 +248,9 @@ def measure_link(tabs: list[Tab], name: str, args: argparse.Namespace, meter: Me
         for label, targets, store in phases:
             follower_stores(followers)  # drop what earlier rounds wrote
             got, used = meter.during(rounds, leader, n, targets, store, args)
-            if store:
-                cpu += used
             result.samples.setdefault(label, []).extend(got["times"])
             if store:
+                cpu += used
                 for part, samples in (("  a: setItem (meta, commit index)", got["storeMs"]),
                                       ("  a: sending to b and c", got["sendMs"]),
                                       ("  b, c: setItem", follower_stores(followers))):
