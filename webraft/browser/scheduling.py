@@ -10,7 +10,8 @@ call first waits one more ``MessageChannel`` task, then enters Python on a fresh
 ``call_soon`` costs two browser tasks, a timer one task more than its ``setTimeout``, and a
 cancelled timer still fires to find itself cancelled. :class:`TabLoop` calls one persistent
 synchronous proxy from ``setTimeout`` (and cancels with ``clearTimeout``) and one from a
-``MessageChannel`` for what is due now. Three idle tabs spent a quarter less CPU with it.
+``MessageChannel`` for what is due now. Three idle tabs spent 14-31% less CPU with it
+(``bench/browser_bench.py --compare DIR --cpu``).
 
 Why not ``loop.call_soon`` at the end of a task: every ``call_soon`` is a browser task of its
 own. Each such task waits behind whatever else the renderer has queued, and a commit crossed
