@@ -4,7 +4,16 @@ from __future__ import annotations
 
 import pytest
 
-from webraft.core.messages import COMMAND, NOOP, AppendRequest, AppendResponse, Entry, Heartbeat
+from webraft.core.messages import (
+    COMMAND,
+    NOOP,
+    AppendRequest,
+    AppendResponse,
+    Entry,
+    Heartbeat,
+    VoteRequest,
+    VoteResponse,
+)
 from webraft.core.raft import LEADER
 
 from .helpers import (
@@ -15,6 +24,7 @@ from .helpers import (
     make_core,
     make_leader,
     msgs,
+    outbox,
     persist,
     stored,
 )
@@ -111,6 +121,38 @@ def test_leader_counts_itself_only_after_advance():
     core.advance(rd)
     assert core.log.commit == 2
     assert [e.index for e in persist(core).committed] == [1, 2]
+
+
+def test_only_a_leader_with_its_term_and_vote_stored_may_send_before_saving():
+    """Raft thesis §10.2.1: a leader's appends may leave while it saves their entries, since
+    it counts itself only once they are saved (above). Messages that promise something
+    stored (a vote, a new term, an acknowledgement) must wait for the save."""
+    core = make_core("a", log=[1], term=1)
+    core.tick(core.election_deadline)
+    rd = core.ready()  # the pre-vote requests (a pre-candidate stores nothing)
+    assert msgs(rd, VoteRequest) and not rd.send_first
+    core.advance(rd)
+    for dst, req in outbox(rd, VoteRequest):
+        core.step(dst, VoteResponse(req.term, True, pre=True))
+    rd = core.ready()  # the real campaign: term 2 and our own vote, with the vote requests
+    assert rd.hard is not None and rd.hard.term == 2 and msgs(rd, VoteRequest)
+    assert not rd.send_first
+    core.advance(rd)
+    for dst, req in outbox(rd, VoteRequest):
+        core.step(dst, VoteResponse(req.term, True))
+    assert core.state == LEADER
+    rd = core.ready()  # the no-op and its appends: term and vote were stored with the votes
+    assert rd.entries and msgs(rd, AppendRequest) and rd.send_first
+    core.advance(rd)
+    core.propose(1, ["x"])
+    rd = core.ready()
+    assert rd.entries and rd.send_first
+    core.advance(rd)
+
+    follower = make_core("b", log=[1], term=1)
+    follower.step("a", AppendRequest(2, 1, 1, 1, (Entry(2, 2, COMMAND, "y"),)))
+    rd = follower.ready()  # the new term and the entry, with the acknowledgement
+    assert rd.hard is not None and msgs(rd, AppendResponse) and not rd.send_first
 
 
 def test_committed_entries_are_handed_out_once_in_order_after_being_persisted():

@@ -467,9 +467,9 @@ async def test_close_fails_pending_proposals_with_raft_closed(
         await lead.propose("after close")
 
 
-async def test_a_round_calls_before_apply_between_its_sends_and_its_applies(
+async def test_a_round_calls_send_now_between_its_sends_and_its_applies(
         cluster: Cluster) -> None:
-    """``Driver.before_apply`` runs once a round has written its messages and before the
+    """``Driver.send_now`` runs once a round has written its messages and before the
     entries it committed are applied: a tab sends its answers there, not after the apply
     handlers ran."""
     lead = await cluster.leader()
@@ -478,13 +478,55 @@ async def test_a_round_calls_before_apply_between_its_sends_and_its_applies(
         def hook(node: FastRaft = node) -> None:
             sent = [m for src, _, m in cluster.net.log if src == node.address]
             seen.append((node.last_applied, node.commit_index, sent[-1]["type"]))
-        node.driver.before_apply = hook
+        node.driver.send_now = hook
     for command in ("x", "y", "z"):
         await lead.propose(command)
     await cluster.converged()
     assert seen
     assert all(applied < commit for applied, commit, _ in seen)  # committed, not applied
     assert {kind for *_, kind in seen} <= {"append_resp", "heartbeat_resp"}
+
+
+async def test_a_leader_sends_its_appends_before_it_saves_their_entries(
+        cluster: Cluster) -> None:
+    """A leader's appends leave before its save of their entries (Raft thesis §10.2.1), so
+    the followers' part of a commit overlaps the leader's own save; a follower's
+    acknowledgement still leaves only after the entries it acknowledges are saved."""
+    lead = await cluster.leader()
+    follower = followers(cluster, lead)[0]
+    sent_at_save: dict[str, list[set[int]]] = {lead.address: [], follower.address: []}
+
+    def watch(node: FastRaft) -> None:
+        storage = cluster.storages[node.address]
+        save = storage.save
+
+        def saving(update: Any) -> Any:
+            if update.entries:
+                # The entry indexes this node has sent appends or acknowledgements for.
+                sent = {m.get("index", 0) for src, _, m in cluster.net.log
+                        if src == node.address and m["type"] == "append_resp"}
+                sent |= {e[0] for src, _, m in cluster.net.log if src == node.address
+                         and m["type"] == "append" for e in _indexed(m)}
+                sent_at_save[node.address].append(
+                    {e.index for e in update.entries} & sent)
+            return save(update)
+
+        storage.save = saving  # type: ignore[method-assign]
+
+    watch(lead)
+    watch(follower)
+    for command in ("x", "y", "z"):
+        await lead.propose(command)
+    await cluster.converged()
+    assert sent_at_save[lead.address] and all(sent_at_save[lead.address])
+    assert sent_at_save[follower.address]
+    assert not any(sent_at_save[follower.address])
+
+
+def _indexed(append: dict[str, Any]) -> list[tuple[int]]:
+    """``(index,)`` of each entry an append message carries."""
+    first = append["prev_index"] + 1
+    return [(first + k,) for k in range(len(append.get("entries", [])))]
 
 
 async def test_the_timer_calls_before_tick_before_the_core_clock_moves(

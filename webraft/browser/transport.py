@@ -391,8 +391,8 @@ class BrowserRaft(InRoom, RaftInterface):
         self.stalls = 0
         self.relay.before_deliver = self._check_stall
         self.driver.before_tick = self._check_stall  # whichever comes first after a stall
-        # What a round sends leaves before its entries are applied (see Driver.before_apply).
-        self.driver.before_apply = self.send_now
+        # What a round sends leaves before its entries are applied (see Driver.send_now).
+        self.driver.send_now = self.send_now
         #: A LocalStorage writes a commit index alone in a browser task of its own (or with
         #: the next save, such as the next proposal's, if that comes first): not at the end
         #: of this one, where it would delay the outcome on its way to JavaScript, and the

@@ -18,7 +18,11 @@ The contract (modelled on etcd-io/raft's Ready/Advance loop) is a loop the runti
 
 Everything a message depends on (the term, the vote, the entries an answer acknowledges) is
 in the same Ready as the message, and the runtime sends only after it has persisted, so a
-crash can never make a node forget a promise it already made.
+crash can never make a node forget a promise it already made. The one exception is
+``Ready.send_first``: a leader whose term and vote are already stored promises nothing by
+sending entries it is still saving (Raft thesis §10.2.1), since it counts its own copy
+towards a commit only once :meth:`RaftCore.advance` says it is saved; the runtime may send
+those messages first, so that the followers' work overlaps the leader's save.
 
 Work is deferred to :meth:`RaftCore.ready` on purpose: proposals and acknowledgements that
 arrive between two Ready calls leave as one AppendEntries per follower. A lone proposal still
@@ -188,6 +192,10 @@ class Ready:
     reads: list[ReadState] = field(default_factory=list)
     #: What happened (role changes, elections, configurations), in order.
     events: list[CoreEvent] = field(default_factory=list)
+    #: The messages may leave before the save (a leader whose term and vote are already
+    #: stored, sending entries it is still saving: Raft thesis §10.2.1). Its own entries
+    #: count towards a commit only once saved, so this never commits what a crash loses.
+    send_first: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -570,7 +578,7 @@ class RaftCore:
             self._flush_appends()
         if self._reads_new:
             self._start_read_round()
-        hard = None
+        hard, saved = None, self._saved
         if self._hard_changed():
             hard = self._saved = self._hard()
         if self._leader_changed():
@@ -588,6 +596,8 @@ class RaftCore:
             proposals=self._proposals,
             reads=self._reads,
             events=self._events,
+            send_first=(self.state == LEADER and saved.term == self.term
+                        and saved.vote == self.vote),
         )
         self._snapshot = self._new_data = None
         self._compact_to = 0

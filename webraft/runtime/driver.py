@@ -5,9 +5,11 @@ timer) and the storage retries. Imports the core and the storage interface; it m
 the proposals, applier or membership modules, which it reaches through the node it serves.
 
 One round persists the core's Ready before anything that depends on it leaves: a vote is
-saved before the vote is sent, entries before they are acknowledged. Messages and proposals
-that arrive while a save is in progress are stepped into the core at once and leave together
-in the next Ready, which is where batching under load comes from.
+saved before the vote is sent, entries before they are acknowledged. A leader's appends,
+which promise nothing stored (``Ready.send_first``), leave before its save instead.
+
+Messages and proposals that arrive while a save is in progress are stepped into the core at
+once and leave together in the next Ready, which is where batching under load comes from.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from collections.abc import Awaitable, Callable, Iterator
 from typing import TYPE_CHECKING
 
 from ..core.events import LeaderChanged
-from ..core.messages import encode
+from ..core.messages import Message, encode
 from ..core.raft import Ready
 from ..core.state import StorageUpdate
 from ..errors import RaftClosed
@@ -49,11 +51,12 @@ class Driver:
         self._task: asyncio.Task[None] | None = None  # a round awaiting storage
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at = float("inf")
-        #: Called when a round has written messages and is about to apply entries it
-        #: committed: a transport that sends at the end of the loop turn (a browser tab's)
-        #: sends now, so that answers (a follower's acknowledgement) do not wait for the
-        #: application's handlers.
-        self.before_apply: Callable[[], None] | None = None
+        #: Called when a round has written messages that should leave now rather than at the
+        #: end of the loop turn, where a transport that batches (a browser tab's) would send
+        #: them: before the round applies entries it committed, so that answers (a
+        #: follower's acknowledgement) do not wait for the application's handlers; and
+        #: before a save that a leader's appends need not wait for.
+        self.send_now: Callable[[], None] | None = None
         #: Called when the timer fires, before the core's clock moves: a browser tab checks
         #: there whether its loop was blocked (:meth:`~webraft.RaftInterface.stalled`), so
         #: that an overdue election or quorum timer never acts on a silence the tab made.
@@ -161,6 +164,14 @@ class Driver:
                     break
                 rd = self.core.ready()
                 if rd.hard is not None or rd.entries or rd.snapshot is not None:
+                    if rd.send_first and rd.messages:
+                        # A leader's appends leave while it saves their entries (the core
+                        # says when that is safe): the followers' part of the commit
+                        # overlaps the leader's save instead of following it.
+                        self._send(rd.messages)
+                        rd.messages = []
+                        if self.send_now is not None:
+                            self.send_now()
                     update = StorageUpdate(rd.hard, tuple(rd.entries), rd.snapshot,
                                            rd.snapshot_data, rd.compact_to)
                     failed = False
@@ -223,19 +234,25 @@ class Driver:
                 self._storage_failed(exc)
         raise RaftClosed("closed while storage was failing")
 
-    def _handle_ready(self, rd: Ready) -> None:
-        """Everything after persistence: send, resolve, emit, apply; then advance."""
+    def _send(self, messages: list[tuple[str, Message]]) -> None:
+        """Write ``messages`` to their peers' links (a peer not reachable now is skipped:
+        Raft retries)."""
         node = self.node
         peers = node.nodes
-        for dst, msg in rd.messages:
+        for dst, msg in messages:
             peer = peers.get(dst)
             if peer is None:
-                continue  # not reachable right now; Raft will retry
+                continue
             try:
                 peer.write(encode(msg))
             except Exception as exc:
                 logger.warning("%s: write to %r failed: %r", node.address, dst, exc)
                 node.emit("error", exc)
+
+    def _handle_ready(self, rd: Ready) -> None:
+        """Everything after persistence: send, resolve, emit, apply; then advance."""
+        node = self.node
+        self._send(rd.messages)
         proposals = node.proposals
         for result in rd.proposals:
             proposals.on_result(result)
@@ -248,6 +265,6 @@ class Driver:
                 node.emit(name, *args)
         proposals.leader_known()
         self.core.advance(rd)
-        if rd.committed and rd.messages and self.before_apply is not None:
-            self.before_apply()
+        if rd.committed and rd.messages and self.send_now is not None:
+            self.send_now()
         node.applier.take(rd)
