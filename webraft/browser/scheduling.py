@@ -23,12 +23,12 @@ the outcomes it settled) still leaves in one batch, with no wait.
 A microtask never yields to the page, so it is only for work that does not reschedule itself
 without bound; a flush of what one task produced is such work.
 
-Work that must not run before the rest of the task's microtasks takes a task of its own
-instead (``TabLoop.call_soon``): a tab's write of a commit index alone. Queued as a microtask
-while the leader commits, it ran before the microtasks that hand the outcome to JavaScript, so
-every sequential commit waited for a ``localStorage.setItem`` (0.3-0.9 ms) that the next
-proposal's save would have carried anyway (see
-:meth:`~webraft.storage.localstorage.LocalStorage.defer_commits`).
+Work that must not run before the rest of the task's microtasks waits for a timer instead:
+a tab's write of a commit index alone. Queued as a microtask while the leader commits, it ran
+before the microtasks that hand the outcome to JavaScript, so every sequential commit waited
+for a ``localStorage.setItem`` (0.3-0.9 ms) that the next proposal's save would have carried
+anyway (see :meth:`~webraft.storage.localstorage.LocalStorage.defer_commits`); in a task of
+its own it woke the leader once more per commit, only to find it written.
 """
 
 from __future__ import annotations

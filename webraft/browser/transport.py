@@ -61,6 +61,10 @@ SNAPSHOT_BYTES = 256 * 1024
 SNAPSHOT_TAIL = 200
 #: Extra wait (seconds) of a hidden follower before it campaigns, unless configured.
 HIDDEN_ELECTION_DELAY = 1.0
+#: Longest (seconds) a tab leaves a commit index unwritten when no save carries it (see
+#: :class:`BrowserRaft`): nothing waits on it, and a sequential leader's next proposal
+#: writes it first.
+COMMIT_WRITE_DELAY = 0.05
 #: How often (seconds) a visible tab checks that its event loop ran on time.
 STALL_CHECK = 0.02
 #: A check this late (seconds) means the page's main thread was blocked.
@@ -393,16 +397,16 @@ class BrowserRaft(InRoom, RaftInterface):
         self.driver.before_tick = self._check_stall  # whichever comes first after a stall
         # What a round sends leaves before its entries are applied (see Driver.send_now).
         self.driver.send_now = self.send_now
-        #: A LocalStorage writes a commit index alone in a browser task of its own (or with
-        #: the next save, such as the next proposal's, if that comes first): not at the end
-        #: of this one, where it would delay the outcome on its way to JavaScript, and the
-        #: proposal that outcome lets the page make.
+        #: A LocalStorage writes a commit index alone :data:`COMMIT_WRITE_DELAY` later, on a
+        #: timer (or with the next save, such as the next proposal's, if that comes first):
+        #: not at the end of this task, where it would delay the outcome on its way to
+        #: JavaScript and the proposal that outcome lets the page make; and not in the next
+        #: task, which woke the leader once more per commit only to find it written.
         self._local = storage if isinstance(storage, LocalStorage) else None
-        self._flush_storage: EndOfTask | None = None
+        self._commit_timer: asyncio.TimerHandle | None = None
         self._tab_loop: TabLoop | None = None
         if self._local is not None:
-            self._flush_storage = EndOfTask(self._local.flush, self._next_task)
-            self._local.defer_commits(self._flush_storage.schedule)
+            self._local.defer_commits(self._schedule_commit_write)
 
     def _event_loop(self, running: asyncio.AbstractEventLoop) -> asyncio.AbstractEventLoop:
         if sys.platform != "emscripten":  # no page: tests under CPython
@@ -410,10 +414,15 @@ class BrowserRaft(InRoom, RaftInterface):
         self._tab_loop = TabLoop(running)
         return self._tab_loop
 
-    def _next_task(self, run: Callable[[], None]) -> None:
-        """``run()`` in a browser task of its own, after everything the current one queued
-        (its microtasks included)."""
-        self.loop.call_soon(run)
+    def _schedule_commit_write(self) -> None:
+        """A commit index waits to be written: arm the timer that writes it, unless armed."""
+        if self._commit_timer is None and not self.closed:
+            self._commit_timer = self.loop.call_later(COMMIT_WRITE_DELAY, self._write_commit)
+
+    def _write_commit(self) -> None:
+        self._commit_timer = None
+        if self._local is not None:
+            self._local.flush()
 
     def start(self) -> None:
         super().start()
@@ -426,8 +435,10 @@ class BrowserRaft(InRoom, RaftInterface):
             self._stall_timer.cancel()
             self._stall_timer = None
         await super().close()
-        if self._local is not None and self._flush_storage is not None:
-            self._flush_storage.close()
+        if self._commit_timer is not None:
+            self._commit_timer.cancel()
+            self._commit_timer = None
+        if self._local is not None:
             self._local.flush()
         if self._tab_loop is not None:
             self._tab_loop.close()

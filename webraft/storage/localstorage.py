@@ -88,7 +88,7 @@ to write (another tab is probably running the same node) instead of corrupting t
 
 **Deferred commit index.** With :meth:`LocalStorage.defer_commits`, a save that changes
 nothing but the commit index (a leader's, once a quorum acknowledged) is written later, by
-:meth:`LocalStorage.flush` (in a tab, in a browser task of its own) or with the next save,
+:meth:`LocalStorage.flush` (in a tab, on a timer 50 ms later) or with the next save,
 whichever comes first: a sequential leader's next proposal then writes it with its entry,
 one ``setItem`` fewer per commit. Nothing waits on the commit index being stored (Raft keeps
 it in memory; it is stored only so that a restarted node knows sooner), and a node that
