@@ -49,6 +49,30 @@ def test_compaction_keeps_a_tail_and_tells_storage_what_to_drop() -> None:
     assert persist(leader).snapshot is None
 
 
+def test_compaction_keeps_what_a_follower_past_the_current_snapshot_lacks() -> None:
+    """A follower that has everything the current snapshot covers (one that just installed
+    it, say) keeps getting entries: the next compaction leaves it the ones it lacks, so that
+    compactions quicker than its installs cannot make it chase snapshots forever. One behind
+    the current snapshot is not waited for."""
+    leader = applied_leader(n=30)
+    leader.compact(10, STATE)
+    persist(leader)
+    leader.progress["b"].match = 14  # past the snapshot at 10, behind the log's end (31)
+    leader.progress["c"].match = 8  # behind the snapshot: it needs one anyway
+    leader.compact(25, STATE)
+    rd = persist(leader)
+    assert rd.snapshot.index == 25 and rd.compact_to == 13
+    assert leader.log.term_at(14) == 1  # b's next append has its previous entry
+    leader.progress["b"].next = 15
+    leader._dirty["b"] = None
+    [append] = msgs(persist(leader), AppendRequest, to="b")
+    assert append.prev_index == 14 and append.entries[0].index == 15
+    # Once past the snapshot at 25, c is left the entries it lacks too; b, behind it, not.
+    leader.progress["c"].match = 27
+    leader.compact(30, STATE)
+    assert persist(leader).compact_to == 26
+
+
 def test_compaction_refuses_entries_not_applied_or_already_compacted() -> None:
     leader = applied_leader()
     with pytest.raises(ValueError):

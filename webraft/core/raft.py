@@ -414,12 +414,20 @@ class RaftCore:
                              f"{log.snapshot.index} and entries up to {log.handed} were applied")
         meta = SnapshotMeta(index, log.term_at(index) or 0, log.config_at(index))
         offset = index - max(0, keep)
+        covered = log.snapshot.index
         for pr in self.progress.values():
             if pr.state == SNAPSHOT:
                 # It will need the entries after the snapshot it is being sent, starting
                 # with that snapshot's own entry (for its term): dropping them would only
                 # make it start over with a newer snapshot, possibly forever.
                 offset = min(offset, pr.snap_index - 1)
+            elif pr.match >= covered:
+                # It has all the current snapshot covers (it may have just installed it):
+                # keep what it still lacks, from its last entry (for its term), rather than
+                # make it start over with the new snapshot. Otherwise a follower slower than
+                # the compactions chases one snapshot after another (simulator seed 582). At
+                # most the entries the log holds now, and only until the next compaction.
+                offset = min(offset, pr.match - 1)
         self._compact_to = max(self._compact_to, log.compact(meta, offset))
         self._set_snapshot(meta, data)
 
