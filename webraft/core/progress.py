@@ -30,7 +30,8 @@ class Progress:
     """Replication state of one follower, as seen by the leader."""
 
     __slots__ = ("awaits", "idle_beats", "inflight", "inflight_bytes", "match", "next", "paused",
-                 "read_ctx", "recent_active", "sent_commit", "snap", "snap_offset", "state")
+                 "read_ctx", "recent_active", "sent_at", "sent_commit", "snap", "snap_offset",
+                 "state")
 
     def __init__(self, next_index: int) -> None:
         self.match = 0
@@ -42,6 +43,7 @@ class Progress:
         self.recent_active = False  # heard from since the last quorum check
         self.idle_beats = 0  # heartbeats sent since the last append answer
         self.sent_commit = -1  # the commit index last sent in an append
+        self.sent_at = float("-inf")  # when the last append with entries left for it
         # The newest index the follower waits to see committed: its forwarded proposals and
         # the reads answered to it. Until commit reaches it, news of commits can wait for the
         # next append or heartbeat.

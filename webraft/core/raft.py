@@ -139,6 +139,15 @@ class CoreConfig:
     #: Characters of snapshot text per InstallSnapshot chunk: even escaped as JSON (up to 12
     #: bytes a character) one fits in a relay frame.
     snapshot_chunk: int = 64 * 1024
+    #: Lazy followers (0: off). New entries go at once to as many voters as a commit needs
+    #: besides the leader, those furthest ahead; the other voters get theirs batched, one
+    #: append per ``lazy_interval`` seconds at most, unless they wait for a commit of their
+    #: own (a forwarded proposal, a read) or are being handed leadership. A commit then
+    #: costs the followers it does not wait for a fraction of its messages, and their work no
+    #: longer competes with the quorum's for the processor. When a quorum follower stops
+    #: answering, a lazy one gets the entries within ``lazy_interval``, gets ahead of it and
+    #: takes its place: commits wait that much longer, once.
+    lazy_interval: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -269,6 +278,7 @@ class RaftCore:
         self._reads_out: list[tuple[int, int, int, str | None]] = []
         self._events: list[CoreEvent] = []
         self._dirty: dict[str, None] = {}  # followers that may need an AppendEntries
+        self._lazy: dict[str, float] = {}  # lazy followers whose append waits -> until when
         self._forwarded: dict[tuple[str, int], int] = {}  # (src, request id) -> index, this term
         if self.cluster.voters == (self.id,):
             self.election_deadline = now  # alone: no one to wait for, lead at the first tick
@@ -287,6 +297,11 @@ class RaftCore:
             if self.now >= self.heartbeat_deadline:
                 self.heartbeat_deadline = self.now + self.cfg.heartbeat_interval
                 self._heartbeat()
+            if self._lazy and self.now >= min(self._lazy.values()):
+                due = [peer for peer, at in self._lazy.items() if self.now >= at]
+                for peer in due:
+                    del self._lazy[peer]
+                self._dirty.update(dict.fromkeys(due))
             if self.cfg.check_quorum and self.now >= self.quorum_deadline:
                 self.quorum_deadline = self.now + self.cfg.quorum_timeout
                 self._check_quorum()
@@ -302,9 +317,12 @@ class RaftCore:
     def next_deadline(self) -> float:
         """When :meth:`tick` next has something to do."""
         if self.state == LEADER:
+            deadline = self.heartbeat_deadline
             if self.cfg.check_quorum:
-                return min(self.heartbeat_deadline, self.quorum_deadline)
-            return self.heartbeat_deadline
+                deadline = min(deadline, self.quorum_deadline)
+            if self._lazy:
+                deadline = min(deadline, *self._lazy.values())
+            return deadline
         return self.election_deadline
 
     def transfer_leadership(self, to: str | None = None) -> str | None:
@@ -700,6 +718,7 @@ class RaftCore:
         nxt = self.log.last_index + 1
         self.progress = {m: Progress(nxt) for m in self.cluster.members if m != self.id}
         self._forwarded = {}
+        self._lazy = {}
         self.heartbeat_deadline = self.now + self.cfg.heartbeat_interval
         self.quorum_deadline = self.now + self.cfg.quorum_timeout
         self._lease_floor = self._read_round + 1
@@ -943,12 +962,37 @@ class RaftCore:
         if quorum.vote_result(self.cluster.voters, active) != quorum.WON:
             self._become_follower(self.term, None)
 
+    def _quorum_followers(self) -> tuple[str, ...]:
+        """The voters a commit waits for besides this node: as many as a quorum needs, those
+        furthest ahead (ties go to the configuration's order)."""
+        voters = self.cluster.voters
+        need = len(voters) // 2 + 1 - (self.id in voters)
+        ahead = sorted((v for v in voters if v in self.progress),
+                       key=lambda v: -self.progress[v].match)
+        return tuple(ahead[:need])
+
+    def _waits(self, peer: str, pr: Progress) -> bool:
+        """Does this lazy follower's next append wait (see ``CoreConfig.lazy_interval``)?
+        If so, :meth:`tick` makes it dirty again when its time comes."""
+        due = pr.sent_at + self.cfg.lazy_interval
+        if (self.now >= due or pr.state != REPLICATE or pr.next > self.log.last_index
+                or pr.awaits > pr.sent_commit or peer == self.transferee
+                or peer not in self.cluster.voters):
+            self._lazy.pop(peer, None)
+            return False
+        self._lazy[peer] = due
+        return True
+
     def _flush_appends(self) -> None:
-        """Send every dirty follower what it is missing, within its window."""
+        """Send every dirty follower what it is missing, within its window (a lazy follower
+        only once its time comes)."""
         cfg, log = self.cfg, self.log
+        quorum = self._quorum_followers() if cfg.lazy_interval > 0 else None
         for peer in self._dirty:
             pr = self.progress.get(peer)
             if pr is None:
+                continue
+            if quorum is not None and peer not in quorum and self._waits(peer, pr):
                 continue
             while pr.can_send(cfg.max_inflight, cfg.max_inflight_bytes):
                 if pr.state == SNAPSHOT:
@@ -977,6 +1021,7 @@ class RaftCore:
                                                tuple(entries)))
                 pr.sent_commit = min(log.commit, prev + len(entries))
                 if entries:
+                    pr.sent_at = self.now
                     pr.sent(entries[-1].index, nbytes)
                 else:
                     pr.paused = True  # an empty append is a probe: wait for its answer

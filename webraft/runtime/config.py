@@ -86,6 +86,11 @@ class NodeConfig:
     max_inflight: int = _CORE_DEFAULTS["max_inflight"]
     max_inflight_bytes: int = _CORE_DEFAULTS["max_inflight_bytes"]
     snapshot_chunk: int = _CORE_DEFAULTS["snapshot_chunk"]
+    #: Lazy followers (0: off; a tab's default is :data:`~webraft.browser.transport.
+    #: LAZY_INTERVAL`): a leader sends new entries at once only to the voters a commit needs,
+    #: and batches the rest's, one append per this many seconds at most (see
+    #: :class:`~webraft.core.raft.CoreConfig`). Less than ``heartbeat_frequency``.
+    lazy_interval: float = _CORE_DEFAULTS["lazy_interval"]
     rng: random.Random = field(default_factory=random.Random, compare=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -108,6 +113,10 @@ class NodeConfig:
         if type(self.snapshot_tail) is not int or self.snapshot_tail < 0:
             raise ValueError(f"snapshot_tail must be a non-negative integer, "
                              f"got {self.snapshot_tail!r}")
+        if (not isinstance(self.lazy_interval, int | float) or isinstance(self.lazy_interval, bool)
+                or not 0 <= self.lazy_interval < self.heartbeat_frequency):
+            raise ValueError(f"lazy_interval must be at least 0 and shorter than "
+                             f"heartbeat_frequency, got {self.lazy_interval!r}")
         if self.member_grace < 0:
             raise ValueError(f"member_grace must not be negative, got {self.member_grace!r}")
         if not isinstance(self.rng, random.Random):
@@ -142,6 +151,7 @@ class NodeConfig:
             max_inflight=self.max_inflight,
             max_inflight_bytes=self.max_inflight_bytes,
             snapshot_chunk=self.snapshot_chunk,
+            lazy_interval=self.lazy_interval,
         )
 
 
