@@ -13,6 +13,7 @@ from support import stable_leader, until
 
 import webraft
 from webraft import NodeConfig, RaftInterface
+from webraft.browser.transport import LAZY_INTERVAL, browser_config
 from webraft.transport.memory import MemoryHub, MemoryTransport
 
 FAST = NodeConfig(heartbeat_frequency=0.01, heartbeat_timeout=0.05,
@@ -29,6 +30,9 @@ FAST = NodeConfig(heartbeat_frequency=0.01, heartbeat_timeout=0.05,
     {"max_command_bytes": 1.5},
     {"snapshot_tail": -1},
     {"member_grace": -0.1},
+    {"lazy_interval": -0.01},
+    {"lazy_interval": 0.05},  # not shorter than heartbeat_frequency
+    {"lazy_interval": True},
     {"rng": 7},
 ])
 def test_invalid_settings_are_refused_once_at_construction(changes: dict[str, Any]) -> None:
@@ -36,6 +40,16 @@ def test_invalid_settings_are_refused_once_at_construction(changes: dict[str, An
         NodeConfig(**changes)
     with pytest.raises(ValueError):
         NodeConfig().replace(**changes)
+
+
+def test_lazy_followers_are_off_except_in_a_tab_where_they_fit_a_heartbeat() -> None:
+    assert NodeConfig().lazy_interval == 0
+    assert NodeConfig().core_config("a", float, float, False).lazy_interval == 0
+    tab = browser_config()
+    assert tab.lazy_interval == LAZY_INTERVAL > 0
+    assert tab.core_config("a", float, float, False).lazy_interval == LAZY_INTERVAL
+    assert browser_config(heartbeat_frequency=0.01).lazy_interval == 0.005
+    assert browser_config(lazy_interval=0).lazy_interval == 0
 
 
 def test_a_config_is_frozen_and_its_rng_takes_no_part_in_equality() -> None:
@@ -198,6 +212,7 @@ async def test_drive_now_sends_a_transfer_before_it_returns() -> None:
 HANDOVER = """
 import asyncio, random
 from webraft import NodeConfig, RaftInterface
+from webraft.browser.transport import LAZY_INTERVAL, browser_config
 from webraft.transport.memory import MemoryHub
 
 async def main():
