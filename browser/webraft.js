@@ -215,6 +215,31 @@ async function fetchWheel(distURL) {
   return { name: manifest.wheel, url, files, bytecode };
 }
 
+/** What webraft's Python calls on a tab's hot paths, registered as the module
+ * `_webraft_page` (webraft/browser/page.py says why each one is here): crossing into Python
+ * with a string or a JavaScript object costs more than the work these do. */
+const PAGE = {
+  /** A `message` listener handing `handler` only the event's data. */
+  onData: (handler) => (event) => handler(event.data),
+  /** `(key, text) => true` when `storage` holds exactly `text` under `key`. */
+  holdsIn: (storage) => (key, text) => storage.getItem(key) === text,
+  /** Watch this page's event loop with a timer every `periodMs`: `check()` returns how many
+   * times it ran more than `thresholdMs` late while the page was visible (a hidden page's
+   * timers are throttled on purpose), counting the time since the last check; `stop()`. */
+  stallWatch: (periodMs, thresholdMs) => {
+    let last = performance.now();
+    let stalls = 0;
+    const check = () => {
+      const now = performance.now();
+      if (now - last - periodMs > thresholdMs && !document.hidden) stalls += 1;
+      last = now;
+      return stalls;
+    };
+    const timer = setInterval(check, periodMs);
+    return { check, stop: () => clearInterval(timer) };
+  },
+};
+
 /** One Pyodide (with the wheel) per page and bundle, shared by every node the page creates;
  * a failed load is forgotten, so a later call tries again. */
 const runtimes = new Map();
@@ -254,6 +279,7 @@ function loadRuntime(pyodideURLs, distURL, status) {
       // importlib.metadata, compiled from source: 40-140 ms.)
       pyodide.runPython("(lambda finder: finder and finder.invalidate_caches())"
         + `(__import__("sys").path_importer_cache.get(${JSON.stringify(sitePackages)}))`);
+      pyodide.registerJsModule("_webraft_page", PAGE);
       const bridge = pyodide.pyimport("webraft.browser.bridge");
       mark("webraftImported");
       return { pyodide, wheel: name, bridge, pyodideBoot: tBoot - t0 };

@@ -43,12 +43,14 @@ class FakeWebStorage:
         self.writes = 0  # setItem + removeItem calls since the last crash_after()
         self.sets = 0
         self.removes = 0
+        self.reads = 0  # getItem calls
         self._crash_at: int | None = None
         self.dead = False
 
     # -- the Web Storage interface
     def getItem(self, key: str) -> Any:
         self._alive()
+        self.reads += 1
         assert isinstance(key, str)
         return self.data.get(key, self.null)
 

@@ -148,15 +148,34 @@ def test_invalid_updates_are_refused_before_any_write() -> None:
     local.save(StorageUpdate(HardState(3), (Entry(3, 5, COMMAND, "ok"),)))  # still usable
 
 
-def test_a_second_writer_on_the_namespace_is_detected() -> None:
+class Holds:
+    """A page's ``holdsIn(store)`` (``webraft.js``): compares where the text lives and hands
+    back only the verdict; counts the questions."""
+
+    def __init__(self, store: FakeWebStorage) -> None:
+        self.store = store
+        self.asked = 0
+
+    def __call__(self, key: str, text: str) -> bool:
+        self.asked += 1
+        return bool(self.store.data.get(key) == text)
+
+
+@pytest.mark.parametrize("compare", ["read back", "in the page"])
+def test_a_second_writer_on_the_namespace_is_detected(compare: str) -> None:
     store = filled()
-    first, second = LocalStorage(NS, store), LocalStorage(NS, store)
+    holds = Holds(store) if compare == "in the page" else None
+    first = LocalStorage(NS, store, holds=holds)
+    second = LocalStorage(NS, store, holds=holds)
     assert first.load() == second.load()
+    reads = store.reads
     first.save(StorageUpdate(HardState(5, "a", 2)))
     data = dict(store.data)
     with pytest.raises(StorageError, match="changed by someone else"):
         second.save(StorageUpdate(HardState(5, "b", 2)))  # would be a second vote in term 5
     assert store.data == data
+    if holds is not None:  # asked, rather than the meta read back into Python
+        assert holds.asked == 2 and store.reads == reads
     second.load()  # after reading it again, it may write
     second.save(StorageUpdate(HardState(6, "b", 2)))
     state = LocalStorage(NS, store).load()

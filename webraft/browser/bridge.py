@@ -63,6 +63,7 @@ from ..storage.localstorage import LocalStorage, json_text
 from ..transport.node import RelayListener
 from ..transport.relay import RelayClient, RelayClosed, TokenProvider
 from ..transport.wire import CloseCode
+from .page import helpers
 from .scheduling import EndOfTask
 from .transport import HIDDEN_ELECTION_DELAY, BrowserConnection, BrowserRaft, browser_config
 
@@ -275,7 +276,8 @@ async def create(config_json: str, token_provider: TokenProvider | None = None) 
         stateful = isinstance(localStorage.getItem(prefix + "meta"), str)
         founds = not stateful and await _may_found(connection, claim)
         members = [client.address] if founds else []
-    storage = LocalStorage(prefix)
+    page = helpers()
+    storage = LocalStorage(prefix, holds=None if page is None else page.holdsIn(localStorage))
     hidden = cfg.get("hiddenElectionDelay")  # 0 is meaningful: no extra delay
     node = BrowserRaft(client, connection, members=members, storage=storage,
                        config=browser_config(**timing),

@@ -47,6 +47,7 @@ from ..transport.node import (
 from ..transport.relay import RelayClient, RelayClosed, Welcome
 from ..transport.wire import CloseCode
 from .broadcast import BroadcastLink
+from .page import helpers
 from .scheduling import EndOfTask, TabLoop
 
 __all__ = ["BrowserConnection", "BrowserRaft", "BrowserTransport", "browser_config"]
@@ -98,8 +99,9 @@ class BrowserConnection:
         #: ``(code, reason)`` of the last close of a socket (1006: it never opened).
         self.last_close: tuple[int, str] | None = None
         self._ws: Any = None
-        #: The current socket's event handlers, ``(event name, proxy)``.
-        self._handlers: list[tuple[str, Any]] = []
+        #: The current socket's event handlers, ``(event name, listener, proxy)``: the
+        #: listener is the proxy of a Python handler, or a page helper calling it.
+        self._handlers: list[tuple[str, Any, Any]] = []
         self._started = False
         self._closing = False
         #: Frames leave at the end of the browser task that queued them (see
@@ -192,15 +194,19 @@ class BrowserConnection:
         from pyodide.ffi import create_proxy
 
         ws = WebSocket.new(self.url)
+        page = helpers()
         handlers = {
             "open": lambda _event: self._on_open(ws),
-            "message": lambda event: self._on_message(ws, event.data),
+            # With the page's helper, the listener hands over the data alone (page.py).
+            "message": (lambda data: self._on_message(ws, data)) if page is not None
+            else (lambda event: self._on_message(ws, event.data)),
             "close": lambda event: self._on_close(ws, event.code, event.reason),
         }
         for name, handler in handlers.items():
             proxy = create_proxy(handler)
-            ws.addEventListener(name, proxy)
-            self._handlers.append((name, proxy))
+            listener = page.onData(proxy) if page is not None and name == "message" else proxy
+            ws.addEventListener(name, listener)
+            self._handlers.append((name, listener, proxy))
         self._ws = ws
 
     def _on_open(self, ws: Any) -> None:
@@ -242,9 +248,9 @@ class BrowserConnection:
         """Forget the current socket and release its event handler proxies: removed from the
         socket first, since one being closed (``set_online(False)``) still fires ``close``."""
         ws, self._ws = self._ws, None
-        for name, proxy in self._handlers:
+        for name, listener, proxy in self._handlers:
             if ws is not None:
-                ws.removeEventListener(name, proxy)
+                ws.removeEventListener(name, listener)
             proxy.destroy()
         self._handlers = []
 
@@ -365,10 +371,11 @@ class BrowserRaft(InRoom, RaftInterface):
     they were blocked too) grant it, raising the term under a healthy leader (issue 12).
     But a blocked tab heard nothing because it could not listen, not because the leader went
     silent. A visible tab therefore checks every :data:`STALL_CHECK` that its loop runs on
-    time, before each received frame and before each tick of the node's timers (an overdue
-    election or quorum timer may fire first); after a stall it counts the leader as just heard
-    from (:meth:`~webraft.RaftInterface.stalled`), so the leader's next heartbeat, not the
-    stall, decides.
+    time (a JavaScript timer of the page's, :mod:`~webraft.browser.page`, which wakes no
+    Python), and again before each received frame and before each tick of the node's timers
+    (an overdue election or quorum timer may fire first); after a stall it counts the leader
+    as just heard from (:meth:`~webraft.RaftInterface.stalled`), so the leader's next
+    heartbeat, not the stall, decides. Outside a page there is nothing to watch.
     """
 
     relay: BrowserTransport
@@ -396,8 +403,8 @@ class BrowserRaft(InRoom, RaftInterface):
         self.hidden_election_delay = hidden_election_delay
         self._stopping: asyncio.Future[None] | None = None
         self.listen("error", self._stop_if_replaced)
-        self._checked_at = 0.0  # loop time of the last stall check
-        self._stall_timer: asyncio.TimerHandle | None = None
+        #: The page's stall watch's ``check()`` (its count of stalls so far) and ``stop()``.
+        self._stall_watch: tuple[Callable[[], int], Callable[[], None]] | None = None
         #: Stalls seen (event loop late by more than :data:`STALL_THRESHOLD`).
         self.stalls = 0
         self.relay.before_deliver = self._check_stall
@@ -433,14 +440,15 @@ class BrowserRaft(InRoom, RaftInterface):
 
     def start(self) -> None:
         super().start()
-        if self._stall_timer is None and not self.closed:
-            self._checked_at = self.loop.time()
-            self._stall_timer = self.loop.call_later(STALL_CHECK, self._stall_tick)
+        page = helpers()
+        if self._stall_watch is None and page is not None and not self.closed:
+            watch = page.stallWatch(STALL_CHECK * 1000, STALL_THRESHOLD * 1000)
+            self._stall_watch = (watch.check, watch.stop)
 
     async def close(self) -> None:
-        if self._stall_timer is not None:
-            self._stall_timer.cancel()
-            self._stall_timer = None
+        if self._stall_watch is not None:
+            self._stall_watch[1]()
+            self._stall_watch = None
         await super().close()
         if self._commit_timer is not None:
             self._commit_timer.cancel()
@@ -450,21 +458,14 @@ class BrowserRaft(InRoom, RaftInterface):
         if self._tab_loop is not None:
             self._tab_loop.close()
 
-    def _stall_tick(self) -> None:
-        self._check_stall()
-        self._stall_timer = None if self.closed else self.loop.call_later(
-            STALL_CHECK, self._stall_tick)
-
     def _check_stall(self) -> None:
-        if self._stall_timer is None:
-            return  # not started, or closed
-        now = self.loop.time()
-        late = now - self._checked_at - STALL_CHECK
-        self._checked_at = now
-        # A hidden tab's timers are throttled on purpose: lateness there is no stall, and
-        # its campaigns are delayed anyway (hidden_election_delay).
-        if late > STALL_THRESHOLD and not self.hidden:
-            self.stalls += 1
+        if self._stall_watch is None:
+            return  # not started, closed, or no page
+        # The watch counts no lateness of a hidden page: its timers are throttled on purpose,
+        # and its campaigns are delayed anyway (hidden_election_delay).
+        stalls = self._stall_watch[0]()
+        if stalls > self.stalls:
+            self.stalls = stalls
             self.stalled()
 
     @property

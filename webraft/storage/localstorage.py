@@ -266,11 +266,16 @@ class LocalStorage:
     #: characters in Chromium (the message to the storage process dominates).
     inline_chars: int = 1 << 12
 
-    def __init__(self, namespace: str, store: Any = None) -> None:
+    def __init__(self, namespace: str, store: Any = None, *,
+                 holds: Callable[[str, str], bool] | None = None) -> None:
         if not isinstance(namespace, str) or not namespace:
             raise ValueError("namespace must be a non-empty string")
         self.namespace = namespace
         self.store = store if store is not None else _default_store()
+        #: ``holds(key, text)``: does the store hold exactly ``text`` under ``key``? Asked
+        #: before each save instead of reading the meta back (in a tab, a JavaScript
+        #: comparison saves copying thousands of characters into Python); None: read back.
+        self._holds = holds
         self._meta_key = namespace + _META
         self._synced = False  # _meta/_raw reflect the store (after a load, save or clear)
         self._meta: _Meta | None = None
@@ -538,8 +543,11 @@ class LocalStorage:
         if not self._synced:
             self.load()  # first use without a load: validates and collects garbage
             return self._meta
-        raw = self._get(self._meta_key)
-        if raw != self._raw:
+        if self._raw is not None and self._holds is not None:
+            changed = not self._holds(self._meta_key, self._raw)
+        else:
+            changed = self._get(self._meta_key) != self._raw
+        if changed:
             raise StorageError(f"{self.namespace!r} was changed by someone else since this "
                                "node last read or wrote it (is the same node running in "
                                "another tab?); refusing to write")
