@@ -57,6 +57,7 @@ from functools import partial
 from typing import TYPE_CHECKING, Any, Protocol
 
 from ..transport.wire import NAME
+from .page import helpers
 from .scheduling import EndOfTask
 
 if TYPE_CHECKING:
@@ -341,15 +342,20 @@ class _JsChannel:
         from pyodide.ffi import create_proxy
 
         self._channel = BroadcastChannel.new(name)
-        self._proxy = create_proxy(lambda event: on_message(event.data))
-        self._channel.addEventListener("message", self._proxy)
-
-    def postMessage(self, text: str) -> None:
-        self._channel.postMessage(text)
+        page = helpers()
+        if page is None:
+            self._proxy = create_proxy(lambda event: on_message(event.data))
+            self._listener = self._proxy
+        else:  # the listener hands over the data alone (page.py)
+            self._proxy = create_proxy(on_message)
+            self._listener = page.onData(self._proxy)
+        self._channel.addEventListener("message", self._listener)
+        #: The channel's postMessage, looked up once (each lookup makes a proxy).
+        self.postMessage: Callable[[str], None] = self._channel.postMessage
 
     def close(self) -> None:
         # A closed channel dispatches nothing more, so the proxy can go after it.
-        self._channel.removeEventListener("message", self._proxy)
+        self._channel.removeEventListener("message", self._listener)
         self._channel.close()
         self._proxy.destroy()
 
