@@ -464,14 +464,14 @@ class Bench:
 
     def step_rows(self, leader: Tab, commits: int) -> None:
         """The steps' wall time per commit in ``leader`` and in one follower, since the last
-        read; steps that did not run are left out. The follower is the one that took the
-        most frames: the one the commits waited for (a tab leader's other follower is lazy,
-        and gets its appends batched)."""
+        read; steps that did not run are left out. The follower is the one whose node took
+        the most messages, by whichever link: the one the commits waited for (a tab leader's
+        other follower is lazy, and gets its appends batched)."""
         spent_in = {tab.name: {label: (sec, calls) for label, (sec, calls)
                                in json.loads(tab.eval(STEPS_READ)).items()}
                     for tab in self.tabs}
         follower = max((t for t in self.tabs if t is not leader), key=lambda t: spent_in[
-            t.name].get(STEPS[0][3], (0.0, 0))[1])
+            t.name].get(STEPS[1][3], (0.0, 0))[1])
         for name, tab in (("leader", leader), ("a follower", follower)):
             spent = spent_in[tab.name]
             self.row(f"  steps in {name}, ms per commit (calls per commit)", "")
