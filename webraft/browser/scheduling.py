@@ -105,7 +105,8 @@ class TabLoop(asyncio.AbstractEventLoop):
         def set_timeout(_callback: Callable[[int], None], ms: float, key: int) -> Any:
             return setTimeout(fire, ms, key)
 
-        return set_timeout, clearTimeout, lambda _callback: port.postMessage(0)
+        post_message = port.postMessage  # looked up once: each lookup makes a proxy
+        return set_timeout, clearTimeout, lambda _callback: post_message(0)
 
     # -- scheduling ------------------------------------------------------------------------
 
@@ -291,16 +292,13 @@ class EndOfTask:
         if self._queued:
             return
         self._queued = True
-        if self._queue is not None:
-            self._queue(self._run)
-            return
-        if self._proxy is None:
-            from pyodide.ffi import create_proxy  # only in Pyodide
+        if self._queue is None:  # the page's queueMicrotask, looked up once, and one proxy
+            from js import queueMicrotask  # only in Pyodide
+            from pyodide.ffi import create_proxy
 
-            self._proxy = create_proxy(self._run)
-        from js import queueMicrotask
-
-        queueMicrotask(self._proxy)
+            self._proxy = proxy = create_proxy(self._run)
+            self._queue = lambda _run: queueMicrotask(proxy)
+        self._queue(self._run)
 
     def cancel(self) -> None:
         """Skip the scheduled run (a direct call did its work)."""
