@@ -965,11 +965,12 @@ class RaftCore:
     def _quorum_followers(self) -> tuple[str, ...]:
         """The voters a commit waits for besides this node: as many as a quorum needs, those
         furthest ahead (ties go to the configuration's order)."""
-        voters = self.cluster.voters
+        voters, progress = self.cluster.voters, self.progress
         need = len(voters) // 2 + 1 - (self.id in voters)
-        ahead = sorted((v for v in voters if v in self.progress),
-                       key=lambda v: -self.progress[v].match)
-        return tuple(ahead[:need])
+        followers = [v for v in voters if v in progress]
+        if need == 1 and followers:  # three voters: the most common case, on every round
+            return (max(followers, key=lambda v: progress[v].match),)
+        return tuple(sorted(followers, key=lambda v: -progress[v].match)[:need])
 
     def _waits(self, peer: str, pr: Progress) -> bool:
         """Does this lazy follower's next append wait (see ``CoreConfig.lazy_interval``)?
