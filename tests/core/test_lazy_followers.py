@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from webraft.core.messages import AppendRequest, AppendResponse, ProposeRequest
 from webraft.core.raft import RaftCore
+from webraft.core.state import ClusterConfig
 
 from .helpers import HEARTBEAT, ack, make_leader, msgs, persist
 
@@ -107,3 +108,35 @@ def test_lazy_batches_stop_with_leadership() -> None:
     leader.step("b", AppendRequest(leader.term + 1, 4, 2, 4, ()))  # a newer leader
     assert leader.state == "follower"
     assert leader.next_deadline == leader.election_deadline
+
+
+def test_a_lazy_follower_removed_from_the_configuration_wakes_nobody() -> None:
+    leader = lazy_leader()
+    leader.propose(1, ["x"])
+    appended(leader)
+    ack(leader, "b")
+    leader.tick(leader.now + LAZY / 4)
+    leader.propose(2, ["y"])
+    appended(leader)
+    assert leader.next_deadline < leader.heartbeat_deadline  # c's batch is due first
+    leader.change_config(3, ClusterConfig(("a", "b")))
+    persist(leader)
+    assert "c" not in leader.progress
+    assert leader.next_deadline == min(leader.heartbeat_deadline, leader.quorum_deadline)
+
+
+def test_a_lazy_follower_sent_its_entries_early_is_no_longer_due() -> None:
+    """One that became the quorum's follower (the other went silent) was sent its entries
+    at once: its pending batch would only wake the leader for nothing."""
+    leader = lazy_leader()
+    leader.propose(1, ["x"])
+    appended(leader)
+    ack(leader, "b")
+    ack(leader, "c")
+    leader.tick(leader.now + LAZY / 4)
+    leader.propose(2, ["y"])
+    assert appended(leader) == {"b": [4], "c": []}
+    leader.progress["c"].match = 4  # say c got ahead of b (b went silent)
+    leader.propose(3, ["z"])
+    assert appended(leader) == {"b": [], "c": [4, 5]}
+    assert set(leader._lazy) == {"b"}  # b is the lazy one now; c's old due time is gone

@@ -73,6 +73,15 @@ def test_compaction_keeps_what_a_follower_past_the_current_snapshot_lacks() -> N
     assert persist(leader).compact_to == 26
 
 
+def test_a_follower_with_nothing_holds_back_no_compaction() -> None:
+    """Before the first snapshot every follower "has all it covers"; one that has
+    acknowledged nothing yet (dead, or just after a leader change) keeps nothing back."""
+    leader = applied_leader()
+    leader.progress["c"].match = 0
+    leader.compact(15, STATE)
+    assert persist(leader).compact_to == 15
+
+
 def test_compaction_refuses_entries_not_applied_or_already_compacted() -> None:
     leader = applied_leader()
     with pytest.raises(ValueError):

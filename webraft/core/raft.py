@@ -386,6 +386,7 @@ class RaftCore:
             for peer in [p for p in self.progress if p not in config.members]:
                 del self.progress[peer]
                 self._dirty.pop(peer, None)
+                self._lazy.pop(peer, None)
         elif self.state != FOLLOWER and not self._promotable():
             self._become_follower(self.term, None)  # no longer allowed to campaign
         self._events.append(ConfigChanged(config.voters, config.learners))
@@ -439,7 +440,7 @@ class RaftCore:
                 # with that snapshot's own entry (for its term): dropping them would only
                 # make it start over with a newer snapshot, possibly forever.
                 offset = min(offset, pr.snap_index - 1)
-            elif pr.match >= covered:
+            elif pr.match >= max(covered, 1):
                 # It has all the current snapshot covers (it may have just installed it):
                 # keep what it still lacks, from its last entry (for its term), rather than
                 # make it start over with the new snapshot. Otherwise a follower slower than
@@ -1023,6 +1024,7 @@ class RaftCore:
                 pr.sent_commit = min(log.commit, prev + len(entries))
                 if entries:
                     pr.sent_at = self.now
+                    self._lazy.pop(peer, None)
                     pr.sent(entries[-1].index, nbytes)
                 else:
                     pr.paused = True  # an empty append is a probe: wait for its answer
