@@ -212,7 +212,6 @@ async def test_drive_now_sends_a_transfer_before_it_returns() -> None:
 HANDOVER = """
 import asyncio, random
 from webraft import NodeConfig, RaftInterface
-from webraft.browser.transport import LAZY_INTERVAL, browser_config
 from webraft.transport.memory import MemoryHub
 
 async def main():
