@@ -212,7 +212,7 @@ STEPS = (
     ("webraft.runtime.driver", "Driver", "_drive", "  Ready rounds"),
     ("webraft.runtime.driver", "Driver", "_handle_ready", "    persist and send"),
     ("webraft.storage.localstorage", "LocalStorage", "save", "      save"),
-    ("webraft.storage.localstorage", "LocalStorage", "_current", "        meta read back"),
+    ("webraft.storage.localstorage", "LocalStorage", "_current", "        meta checked"),
     ("webraft.storage.localstorage", "LocalStorage", "_write", "        setItem"),
     ("webraft.runtime.peers", "TransportPeer", "write", "      messages queued"),
     ("webraft.browser.transport", "BrowserConnection", "_flush", "    WebSocket.send"),

@@ -1,8 +1,9 @@
 """A BroadcastChannel link between tabs of one browser and origin: no relay hops between them.
 
 Owns :class:`BroadcastLink` (a :class:`~webraft.transport.linked.PeerLink`) and its envelope
-format. Imports the link protocol and the name rule only; ``js`` and ``pyodide`` when the
-channel opens (or a channel handed in, for tests), so it imports anywhere.
+format. Imports the link protocol, the name rule and the tab's scheduling and page helpers
+only; ``js`` and ``pyodide`` when the channel opens (or a channel handed in, for tests), so
+it imports anywhere.
 
 Two kinds of channel, so that a tab wakes only for what is its own:
 

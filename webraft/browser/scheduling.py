@@ -273,8 +273,8 @@ class EndOfTask:
     """Runs ``callback`` once at the end of the current browser task, however often it was
     :meth:`schedule`\\ d meanwhile. One JavaScript proxy serves every run; :meth:`close`
     releases it (once no run is queued: JavaScript must never call a destroyed proxy).
-    ``queue`` replaces JavaScript's ``queueMicrotask``: with a loop's ``call_soon`` the
-    callback runs in a task of its own instead; tests outside a browser pass their own."""
+    ``queue`` replaces JavaScript's ``queueMicrotask``: tests outside a browser pass their
+    own (a loop's ``call_soon``, say)."""
 
     def __init__(self, callback: Callable[[], None],
                  queue: Callable[[Callable[[], None]], None] | None = None) -> None:

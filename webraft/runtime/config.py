@@ -86,10 +86,11 @@ class NodeConfig:
     max_inflight: int = _CORE_DEFAULTS["max_inflight"]
     max_inflight_bytes: int = _CORE_DEFAULTS["max_inflight_bytes"]
     snapshot_chunk: int = _CORE_DEFAULTS["snapshot_chunk"]
-    #: Lazy followers (0: off; a tab's default is :data:`~webraft.browser.transport.
-    #: LAZY_INTERVAL`): a leader sends new entries at once only to the voters a commit needs,
-    #: and batches the rest's, one append per this many seconds at most (see
-    #: :class:`~webraft.core.raft.CoreConfig`). Less than ``heartbeat_frequency``.
+    #: Lazy followers (0: off; in a tab
+    #: :data:`~webraft.browser.transport.LAZY_INTERVAL`): a leader sends new entries at once
+    #: only to the voters a commit needs, and batches the rest's, one append per this many
+    #: seconds at most (see :class:`~webraft.core.raft.CoreConfig`). Less than
+    #: ``heartbeat_frequency``.
     lazy_interval: float = _CORE_DEFAULTS["lazy_interval"]
     rng: random.Random = field(default_factory=random.Random, compare=False, repr=False)
 
