@@ -96,14 +96,20 @@ def test_with_five_voters_two_followers_get_entries_at_once() -> None:
     assert leader.log.commit == 4
 
 
-def test_lazy_batches_stop_with_leadership() -> None:
+def c_waiting() -> RaftCore:
+    """A lazy leader whose second entry went to b at once and waits to go to c."""
     leader = lazy_leader()
     leader.propose(1, ["x"])
     appended(leader)
     ack(leader, "b")
     leader.tick(leader.now + LAZY / 4)
     leader.propose(2, ["y"])
-    appended(leader)
+    assert appended(leader) == {"b": [4], "c": []}
+    return leader
+
+
+def test_lazy_batches_stop_with_leadership() -> None:
+    leader = c_waiting()
     assert leader.next_deadline < leader.now + HEARTBEAT  # c's batch is due before a beat
     leader.step("b", AppendRequest(leader.term + 1, 4, 2, 4, ()))  # a newer leader
     assert leader.state == "follower"
@@ -111,13 +117,7 @@ def test_lazy_batches_stop_with_leadership() -> None:
 
 
 def test_a_lazy_follower_removed_from_the_configuration_wakes_nobody() -> None:
-    leader = lazy_leader()
-    leader.propose(1, ["x"])
-    appended(leader)
-    ack(leader, "b")
-    leader.tick(leader.now + LAZY / 4)
-    leader.propose(2, ["y"])
-    appended(leader)
+    leader = c_waiting()
     assert leader.next_deadline < leader.heartbeat_deadline  # c's batch is due first
     leader.change_config(3, ClusterConfig(("a", "b")))
     persist(leader)
