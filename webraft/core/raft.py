@@ -278,7 +278,8 @@ class RaftCore:
         self._reads_out: list[tuple[int, int, int, str | None]] = []
         self._events: list[CoreEvent] = []
         self._dirty: dict[str, None] = {}  # followers that may need an AppendEntries
-        self._lazy: dict[str, float] = {}  # lazy followers whose append waits -> until when
+        #: Lazy followers whose append waits, each until its ``sent_at + lazy_interval``.
+        self._lazy: set[str] = set()
         self._forwarded: dict[tuple[str, int], int] = {}  # (src, request id) -> index, this term
         if self.cluster.voters == (self.id,):
             self.election_deadline = now  # alone: no one to wait for, lead at the first tick
@@ -297,10 +298,9 @@ class RaftCore:
             if self.now >= self.heartbeat_deadline:
                 self.heartbeat_deadline = self.now + self.cfg.heartbeat_interval
                 self._heartbeat()
-            if self._lazy and self.now >= min(self._lazy.values()):
-                due = [peer for peer, at in self._lazy.items() if self.now >= at]
-                for peer in due:
-                    del self._lazy[peer]
+            if self._lazy:
+                due = [peer for peer in self._lazy if self.now >= self._lazy_due(peer)]
+                self._lazy.difference_update(due)
                 self._dirty.update(dict.fromkeys(due))
             if self.cfg.check_quorum and self.now >= self.quorum_deadline:
                 self.quorum_deadline = self.now + self.cfg.quorum_timeout
@@ -321,7 +321,7 @@ class RaftCore:
             if self.cfg.check_quorum:
                 deadline = min(deadline, self.quorum_deadline)
             if self._lazy:
-                deadline = min(deadline, *self._lazy.values())
+                deadline = min(deadline, *map(self._lazy_due, self._lazy))
             return deadline
         return self.election_deadline
 
@@ -386,7 +386,7 @@ class RaftCore:
             for peer in [p for p in self.progress if p not in config.members]:
                 del self.progress[peer]
                 self._dirty.pop(peer, None)
-                self._lazy.pop(peer, None)
+                self._lazy.discard(peer)
         elif self.state != FOLLOWER and not self._promotable():
             self._become_follower(self.term, None)  # no longer allowed to campaign
         self._events.append(ConfigChanged(config.voters, config.learners))
@@ -719,7 +719,7 @@ class RaftCore:
         nxt = self.log.last_index + 1
         self.progress = {m: Progress(nxt) for m in self.cluster.members if m != self.id}
         self._forwarded = {}
-        self._lazy = {}
+        self._lazy = set()
         self.heartbeat_deadline = self.now + self.cfg.heartbeat_interval
         self.quorum_deadline = self.now + self.cfg.quorum_timeout
         self._lease_floor = self._read_round + 1
@@ -973,16 +973,19 @@ class RaftCore:
             return (max(followers, key=lambda v: progress[v].match),)
         return tuple(sorted(followers, key=lambda v: -progress[v].match)[:need])
 
+    def _lazy_due(self, peer: str) -> float:
+        """When a lazy follower's waiting append may go."""
+        return self.progress[peer].sent_at + self.cfg.lazy_interval
+
     def _waits(self, peer: str, pr: Progress) -> bool:
         """Does this lazy follower's next append wait (see ``CoreConfig.lazy_interval``)?
         If so, :meth:`tick` makes it dirty again when its time comes."""
-        due = pr.sent_at + self.cfg.lazy_interval
-        if (self.now >= due or pr.state != REPLICATE or pr.next > self.log.last_index
-                or pr.awaits > pr.sent_commit or peer == self.transferee
-                or peer not in self.cluster.voters):
-            self._lazy.pop(peer, None)
+        if (self.now >= pr.sent_at + self.cfg.lazy_interval or pr.state != REPLICATE
+                or pr.next > self.log.last_index or pr.awaits > pr.sent_commit
+                or peer == self.transferee or peer not in self.cluster.voters):
+            self._lazy.discard(peer)
             return False
-        self._lazy[peer] = due
+        self._lazy.add(peer)
         return True
 
     def _flush_appends(self) -> None:
@@ -1024,7 +1027,7 @@ class RaftCore:
                 pr.sent_commit = min(log.commit, prev + len(entries))
                 if entries:
                     pr.sent_at = self.now
-                    self._lazy.pop(peer, None)
+                    self._lazy.discard(peer)
                     pr.sent(entries[-1].index, nbytes)
                 else:
                     pr.paused = True  # an empty append is a probe: wait for its answer
