@@ -58,7 +58,7 @@ from functools import partial
 from typing import TYPE_CHECKING, Any, Protocol
 
 from ..transport.wire import NAME
-from .page import helpers
+from .page import data_listener
 from .scheduling import EndOfTask
 
 if TYPE_CHECKING:
@@ -340,16 +340,9 @@ class _JsChannel:
 
     def __init__(self, name: str, on_message: Callable[[Any], None]) -> None:
         from js import BroadcastChannel  # only in Pyodide
-        from pyodide.ffi import create_proxy
 
         self._channel = BroadcastChannel.new(name)
-        page = helpers()
-        if page is None:
-            self._proxy = create_proxy(lambda event: on_message(event.data))
-            self._listener = self._proxy
-        else:  # the listener hands over the data alone (page.py)
-            self._proxy = create_proxy(on_message)
-            self._listener = page.onData(self._proxy)
+        self._listener, self._proxy = data_listener(on_message)
         self._channel.addEventListener("message", self._listener)
         #: The channel's postMessage, looked up once (each lookup makes a proxy).
         self.postMessage: Callable[[str], None] = self._channel.postMessage

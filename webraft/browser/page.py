@@ -1,9 +1,10 @@
 """The page's helpers for a tab's hot paths: small JavaScript functions that ``webraft.js``
 registers as the module ``_webraft_page`` before it imports webraft.
 
-Owns :func:`helpers`. Imports nothing of webraft, and ``_webraft_page`` only when asked, so
-it imports anywhere; outside a page with ``webraft.js`` (CPython, Pyodide under Node) there
-are none, and callers do without.
+Owns :func:`helpers` and :func:`data_listener`. Imports nothing of webraft, and
+``_webraft_page`` and ``pyodide`` only when asked, so it imports anywhere; outside a page
+with ``webraft.js`` (CPython, Pyodide under Node) there are no helpers, and callers do
+without.
 
 Why JavaScript: a crossing that hands Python a string or a JavaScript object costs more than
 the work these helpers do. Measured in a tab on a follower's message path (an AppendEntries
@@ -26,6 +27,7 @@ sequential p50 through the relay was 3.0 ms against 3.2 (over BroadcastChannel 2
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 
@@ -36,3 +38,17 @@ def helpers() -> Any | None:
     except ImportError:
         return None
     return _webraft_page
+
+
+def data_listener(on_data: Callable[[Any], None]) -> tuple[Any, Any]:
+    """A ``message`` listener calling ``on_data(event.data)``, and the proxy to destroy once
+    the listener is removed: the page's ``onData`` around a proxy of ``on_data``, or without
+    a page a proxy that reads the data itself. Pyodide only."""
+    from pyodide.ffi import create_proxy
+
+    page = helpers()
+    if page is None:
+        proxy = create_proxy(lambda event: on_data(event.data))
+        return proxy, proxy
+    proxy = create_proxy(on_data)
+    return page.onData(proxy), proxy

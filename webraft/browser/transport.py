@@ -47,7 +47,7 @@ from ..transport.node import (
 from ..transport.relay import RelayClient, RelayClosed, Welcome
 from ..transport.wire import CloseCode
 from .broadcast import BroadcastLink
-from .page import helpers
+from .page import data_listener, helpers
 from .scheduling import EndOfTask, TabLoop
 
 __all__ = ["BrowserConnection", "BrowserRaft", "BrowserTransport", "browser_config"]
@@ -100,7 +100,8 @@ class BrowserConnection:
         self.last_close: tuple[int, str] | None = None
         self._ws: Any = None
         #: The current socket's event handlers, ``(event name, listener, proxy)``: the
-        #: listener is the proxy of a Python handler, or a page helper calling it.
+        #: listener is the proxy of a Python handler, or a page helper calling it
+        #: (:func:`~webraft.browser.page.data_listener`).
         self._handlers: list[tuple[str, Any, Any]] = []
         self._started = False
         self._closing = False
@@ -194,17 +195,14 @@ class BrowserConnection:
         from pyodide.ffi import create_proxy
 
         ws = WebSocket.new(self.url)
-        page = helpers()
-        handlers = {
-            "open": lambda _event: self._on_open(ws),
-            # With the page's helper, the listener hands over the data alone (page.py).
-            "message": (lambda data: self._on_message(ws, data)) if page is not None
-            else (lambda event: self._on_message(ws, event.data)),
-            "close": lambda event: self._on_close(ws, event.code, event.reason),
+        opened = create_proxy(lambda _event: self._on_open(ws))
+        closed = create_proxy(lambda event: self._on_close(ws, event.code, event.reason))
+        listeners = {
+            "open": (opened, opened),
+            "message": data_listener(lambda data: self._on_message(ws, data)),
+            "close": (closed, closed),
         }
-        for name, handler in handlers.items():
-            proxy = create_proxy(handler)
-            listener = page.onData(proxy) if page is not None and name == "message" else proxy
+        for name, (listener, proxy) in listeners.items():
             ws.addEventListener(name, listener)
             self._handlers.append((name, listener, proxy))
         self._ws = ws
