@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Callable
 
 import pytest
@@ -79,3 +80,19 @@ async def test_a_read_asked_of_a_leader_that_died_is_asked_of_the_next(
     await cluster.stop(old.address)
     assert await asyncio.wait_for(read, GUARD) >= written
     assert follower.leader != old.address
+
+
+async def test_a_lease_is_judged_by_the_time_of_the_read_not_of_the_last_tick(
+        make_cluster: Callable[..., Cluster]) -> None:
+    """The core's clock moves only when the node ticks or takes a message. A leader whose
+    loop was blocked past its lease must not answer the first read after it from that
+    lease: meanwhile the others may have elected a leader and committed writes."""
+    cluster = make_cluster(read_lease=True).start()
+    lead = await cluster.leader()
+    await lead.propose("leased")
+    await until(lambda: lead.core._lease_valid(), what="a lease")
+    cluster.net.isolate(lead.address)
+    time.sleep(lead.config.heartbeat_timeout)  # the loop blocked: no tick, no message
+    answered = lead.proposals.ask_read_index()
+    await asyncio.sleep(0)
+    assert not (answered.done() and not answered.exception() and answered.result())

@@ -548,6 +548,9 @@ class Proposals:
         req = self._request_id()
         asked = None if node.is_leader else node.leader
         self._read_requests[req] = (fut, asked)
+        # The core's clock moves on ticks and messages only: a leader must judge its lease
+        # by the time of this read, not of its last tick (a blocked loop may lie between).
+        self.core.tick(node.driver.now())
         self.core.read_index(req)
         if asked is not None:  # a lost request or answer must not hang the read
             timeout = node.nodes[asked].message_timeout if asked in node.nodes else 1.0
