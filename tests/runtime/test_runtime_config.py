@@ -31,7 +31,7 @@ FAST = NodeConfig(heartbeat_frequency=0.01, heartbeat_timeout=0.05,
     {"snapshot_tail": -1},
     {"member_grace": -0.1},
     {"lazy_interval": -0.01},
-    {"lazy_interval": 0.05},  # not shorter than heartbeat_frequency
+    {"lazy_interval": "0.01"},
     {"lazy_interval": True},
     {"rng": 7},
 ])
@@ -48,8 +48,19 @@ def test_lazy_followers_are_off_except_in_a_tab_where_they_fit_a_heartbeat() -> 
     tab = browser_config()
     assert tab.lazy_interval == LAZY_INTERVAL > 0
     assert tab.core_config("a", float, float, False).lazy_interval == LAZY_INTERVAL
-    assert browser_config(heartbeat_frequency=0.01).lazy_interval == 0.005
-    assert browser_config(lazy_interval=0).lazy_interval == 0
+    assert browser_config(lazy_interval=0).core_config("a", float, float,
+                                                       False).lazy_interval == 0
+
+
+@pytest.mark.parametrize("shorten", [
+    lambda: browser_config(heartbeat_frequency=0.01),
+    lambda: browser_config().replace(heartbeat_frequency=0.01),
+    lambda: NodeConfig(heartbeat_frequency=0.01, lazy_interval=0.5),
+])
+def test_a_lazy_interval_is_capped_at_half_a_heartbeat(shorten: Any) -> None:
+    """Shortening a tab configuration's heartbeat must not make it invalid: the interval
+    the core gets is capped instead, so a lazy follower still hears within a heartbeat."""
+    assert shorten().core_config("a", float, float, False).lazy_interval == 0.005
 
 
 def test_a_config_is_frozen_and_its_rng_takes_no_part_in_equality() -> None:

@@ -340,12 +340,12 @@ def browser_config(**timing: Any) -> NodeConfig:
     :data:`SNAPSHOT_ENTRIES` entries or :data:`SNAPSHOT_BYTES` bytes, keeping
     :data:`SNAPSHOT_TAIL`), since every tab of an origin shares about 5 M characters of
     localStorage and each stored entry costs its key besides its command; and lazy followers
-    (:data:`LAZY_INTERVAL`, or less than half of a shorter ``heartbeat_frequency``), since a
-    tab's every wake-up is costly; ``timing`` overrides any field."""
-    beat = timing.get("heartbeat_frequency", NodeConfig().heartbeat_frequency)
+    (:data:`LAZY_INTERVAL`, at most half of ``heartbeat_frequency``: see
+    :attr:`~webraft.NodeConfig.lazy_interval`), since a tab's every wake-up is costly;
+    ``timing`` overrides any field."""
     return NodeConfig(**{"snapshot_entries": SNAPSHOT_ENTRIES, "snapshot_bytes": SNAPSHOT_BYTES,
-                         "snapshot_tail": SNAPSHOT_TAIL,
-                         "lazy_interval": min(LAZY_INTERVAL, beat / 2), **timing})
+                         "snapshot_tail": SNAPSHOT_TAIL, "lazy_interval": LAZY_INTERVAL,
+                         **timing})
 
 
 class BrowserRaft(InRoom, RaftInterface):

@@ -89,8 +89,9 @@ class NodeConfig:
     #: Lazy followers (0: off; in a tab
     #: :data:`~webraft.browser.transport.LAZY_INTERVAL`): a leader sends new entries at once
     #: only to the voters a commit needs, and batches the rest's, one append per this many
-    #: seconds at most (see :class:`~webraft.core.raft.CoreConfig`). Less than
-    #: ``heartbeat_frequency``.
+    #: seconds at most (see :class:`~webraft.core.raft.CoreConfig`). Capped at half of
+    #: ``heartbeat_frequency``, so that shortening the heartbeat of a tab's configuration
+    #: (``browser_config().replace(...)``) keeps it valid.
     lazy_interval: float = _CORE_DEFAULTS["lazy_interval"]
     rng: random.Random = field(default_factory=random.Random, compare=False, repr=False)
 
@@ -115,9 +116,9 @@ class NodeConfig:
             raise ValueError(f"snapshot_tail must be a non-negative integer, "
                              f"got {self.snapshot_tail!r}")
         if (not isinstance(self.lazy_interval, int | float) or isinstance(self.lazy_interval, bool)
-                or not 0 <= self.lazy_interval < self.heartbeat_frequency):
-            raise ValueError(f"lazy_interval must be at least 0 and shorter than "
-                             f"heartbeat_frequency, got {self.lazy_interval!r}")
+                or not self.lazy_interval >= 0):
+            raise ValueError(f"lazy_interval must be a number of seconds, at least 0, "
+                             f"got {self.lazy_interval!r}")
         if self.member_grace < 0:
             raise ValueError(f"member_grace must not be negative, got {self.member_grace!r}")
         if not isinstance(self.rng, random.Random):
@@ -152,7 +153,7 @@ class NodeConfig:
             max_inflight=self.max_inflight,
             max_inflight_bytes=self.max_inflight_bytes,
             snapshot_chunk=self.snapshot_chunk,
-            lazy_interval=self.lazy_interval,
+            lazy_interval=min(self.lazy_interval, self.heartbeat_frequency / 2),
         )
 
 
