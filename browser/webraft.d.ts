@@ -83,6 +83,10 @@ export interface Options {
   heartbeatTimeout?: number;
   /** Longest a proposal waits for its outcome, in ms; default 5000. */
   proposalTimeout?: number;
+  /** Lazy followers: a leader sends new entries at once only to the followers a commit
+   * needs and batches the others', one append per this many ms; default 20, at most half
+   * of heartbeatFrequency, 0 turns it off (every follower gets every entry at once). */
+  lazyInterval?: number;
   /** Where Pyodide is: a URL resolved against webraft.js's own URL. Default: "pyodide/"
    * (next to webraft.js) or else "../pyodide/" (beside the package: node_modules/pyodide of an
    * npm install, the relay's /pyodide/ for its /webraft/webraft.js). Set it when a bundler

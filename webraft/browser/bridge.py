@@ -327,6 +327,8 @@ def _timing(cfg: dict[str, Any]) -> dict[str, Any]:
                           ("memberGrace", "member_grace")):
         if cfg.get(js_name):
             timing[name] = cfg[js_name] / 1000
+    if cfg.get("lazyInterval") is not None:  # 0 turns lazy followers off
+        timing["lazy_interval"] = cfg["lazyInterval"] / 1000
     for js_name, name in (("snapshotEntries", "snapshot_entries"),
                           ("snapshotBytes", "snapshot_bytes"),
                           ("snapshotTail", "snapshot_tail")):
