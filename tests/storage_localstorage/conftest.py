@@ -8,9 +8,6 @@ import pytest
 
 from webraft.storage import LocalStorage
 
-#: The shipped bound, before any test changes it.
-DEFAULT_INLINE = LocalStorage.inline_chars
-
 
 @pytest.fixture(autouse=True)
 def inline_chars(monkeypatch: pytest.MonkeyPatch) -> int:

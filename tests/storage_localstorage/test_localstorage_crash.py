@@ -5,7 +5,6 @@ across segments, beyond the log) and all of them at once."""
 from __future__ import annotations
 
 import pytest
-from conftest import DEFAULT_INLINE
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from lsfake import Crash, FakeWebStorage
@@ -14,6 +13,7 @@ from storage.storage_model import Model, updates
 from webraft.core.messages import COMMAND, Entry
 from webraft.core.state import ClusterConfig, HardState, SnapshotMeta, StorageUpdate, StoredState
 from webraft.storage import LocalStorage
+from webraft.storage.localstorage import INLINE_CHARS
 
 NS = "webraft/room/a/"
 FOREIGN = {"other/meta": "{", "webraft/room/a/b/e:0:1": "[1,0,1]", "webraft/room/ab": "?",
@@ -192,7 +192,7 @@ def test_a_new_snapshot_never_overwrites_the_referenced_data() -> None:
     assert not {NS + "d:0:0", NS + "d:0:1", NS + "e:0:1", NS + "e:1:3"} & set(store.data)
 
 
-@pytest.mark.parametrize("inline", [0, 60, DEFAULT_INLINE])  # runs only, or a tail too
+@pytest.mark.parametrize("inline", [0, 60, INLINE_CHARS])  # runs only, or a tail too
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.data())
 def test_crash_during_random_updates(inline: int, data: st.DataObject) -> None:

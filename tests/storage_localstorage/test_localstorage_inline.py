@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 
 import pytest
-from conftest import DEFAULT_INLINE
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from lsfake import FakeWebStorage, QuotaExceeded
@@ -18,6 +17,7 @@ from webraft.core.messages import COMMAND, Entry
 from webraft.core.state import HardState, StorageUpdate
 from webraft.errors import StorageError
 from webraft.storage import LocalStorage
+from webraft.storage.localstorage import INLINE_CHARS
 
 #: Small enough that a few saves of BASE-sized entries pass it.
 SMALL = 60
@@ -67,7 +67,7 @@ def test_appends_are_one_set_item_until_the_tail_moves_out() -> None:
 
 def test_the_default_bound_keeps_a_sequential_leaders_saves_at_one_set_item(
         monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(LocalStorage, "inline_chars", DEFAULT_INLINE)
+    monkeypatch.setattr(LocalStorage, "inline_chars", INLINE_CHARS)
     store, model = build([StorageUpdate(HardState(1, "a", 0), (), BOOT)])
     local = LocalStorage(NS, store)
     local.load()
@@ -79,12 +79,12 @@ def test_the_default_bound_keeps_a_sequential_leaders_saves_at_one_set_item(
         model.apply(update)
     moved = len(runs(store))
     assert moved > 0 and store.sets - before == 200 + moved
-    assert moved <= 200 * 50 // DEFAULT_INLINE + 1  # each run took ~DEFAULT_INLINE characters
-    assert len(store.data[NS + "meta"]) < DEFAULT_INLINE + 400
+    assert moved <= 200 * 50 // INLINE_CHARS + 1  # each run took ~INLINE_CHARS characters
+    assert len(store.data[NS + "meta"]) < INLINE_CHARS + 400
     assert LocalStorage(NS, store).load() == model.state()
 
 
-@pytest.mark.parametrize("inline", [0, SMALL, DEFAULT_INLINE])
+@pytest.mark.parametrize("inline", [0, SMALL, INLINE_CHARS])
 @settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.data())
 def test_random_update_sequences_match_the_model(inline: int, data: st.DataObject) -> None:

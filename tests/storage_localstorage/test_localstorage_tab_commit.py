@@ -11,7 +11,6 @@ import logging
 from typing import Any
 
 import pytest
-from conftest import DEFAULT_INLINE
 from lsfake import FakeWebStorage
 from support import until
 
@@ -20,6 +19,7 @@ from webraft.browser.transport import COMMIT_WRITE_DELAY, BrowserConnection, Bro
 from webraft.core.messages import COMMAND, Entry
 from webraft.core.state import ClusterConfig, HardState, SnapshotMeta, StorageUpdate
 from webraft.storage import LocalStorage
+from webraft.storage.localstorage import INLINE_CHARS
 from webraft.transport.relay import RelayClient
 
 NS = "webraft:room:a:"
@@ -104,7 +104,7 @@ async def lone_leader(store: FakeWebStorage) -> BrowserRaft:
 
 async def test_a_sequential_leader_writes_each_commit_index_with_the_next_proposal(
         monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(LocalStorage, "inline_chars", DEFAULT_INLINE)  # a save: one setItem
+    monkeypatch.setattr(LocalStorage, "inline_chars", INLINE_CHARS)  # a save: one setItem
     store = FakeWebStorage()
     node = await lone_leader(store)
     armed = watch_commit_timers(node)

@@ -147,6 +147,8 @@ _QUOTA_NAMES = ("QuotaExceededError", "NS_ERROR_DOM_QUOTA_REACHED")
 #: save and their apply about as long as a tab's backlog, far fewer than this. A miss only
 #: costs building the text again.
 _KEEP_TEXTS = 16384
+#: The shipped :attr:`LocalStorage.inline_chars` (tests that change it restore this one).
+INLINE_CHARS = 1 << 12
 
 _json_ascii = json.JSONEncoder(separators=(",", ":")).encode
 _json_unicode = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
@@ -264,7 +266,7 @@ class LocalStorage:
     #: the whole tail out to runs. Every save rewrites the meta, so this bounds what a save
     #: of a few entries writes; a ``setItem`` costs about the same up to a few thousand
     #: characters in Chromium (the message to the storage process dominates).
-    inline_chars: int = 1 << 12
+    inline_chars: int = INLINE_CHARS
 
     def __init__(self, namespace: str, store: Any = None, *,
                  holds: Callable[[str, str], bool] | None = None) -> None:
