@@ -34,3 +34,14 @@ async def test_the_webraft_log_level_is_left_as_it_was() -> None:
     before = logger.level
     await tab_path_bench.run(5)
     assert logger.level == before  # other tests' captured warnings still reach them
+
+
+async def test_the_leader_path_commits_every_proposal_in_turn() -> None:
+    """``--leader``: each proposal is sent, answered, committed and settled before the next;
+    the log holds the new leader's no-op, the warm-up and the measured commits."""
+    result = await tab_path_bench.run_leader(FRAMES)
+    assert result.commit == 1 + tab_path_bench.WARMUP + FRAMES
+    assert result.sent >= FRAMES  # at least the quorum follower's append per commit
+    profiled = await tab_path_bench.run_leader(FRAMES, profile=True)
+    assert profiled.calls > 100 * FRAMES
+    assert "webraft/" in profiled.profile
