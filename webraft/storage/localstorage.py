@@ -113,7 +113,7 @@ import json
 import logging
 from collections import deque
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from itertools import pairwise
 from typing import Any
 
@@ -346,8 +346,9 @@ class LocalStorage:
             self._pending = hard
             self._schedule_flush()
             return
-        if self._pending is not None and hard is None:
-            update = replace(update, hard=self._pending)
+        if self._pending is not None and hard is None:  # (dataclasses.replace: 4x slower)
+            update = StorageUpdate(self._pending, update.entries, update.snapshot,
+                                   update.snapshot_data, update.compact_to)
         self._save(update)
         self._pending = None
 
