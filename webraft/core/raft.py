@@ -543,6 +543,14 @@ class RaftCore:
         """
         if src == self.id:
             raise MessageError("message claims to come from this node")
+        if m.term == self.term:  # the two messages of every commit, without the chain below
+            if type(m) is AppendResponse:
+                if self.state == LEADER and src in self.progress:
+                    self._step_append_response(src, m)
+                return
+            if type(m) is AppendRequest:
+                self._step_from_leader(src, m)
+                return
         if isinstance(m, ProposeRequest | ProposeResponse):
             self._step_proposal(src, m)
             return
