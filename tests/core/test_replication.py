@@ -9,6 +9,7 @@ from webraft.core.messages import (
     AppendRequest,
     AppendResponse,
     Entry,
+    Heartbeat,
     HeartbeatResponse,
     ProposeRequest,
 )
@@ -24,6 +25,7 @@ from .helpers import (
     make_core,
     make_leader,
     msgs,
+    outbox,
     persist,
     terms,
 )
@@ -240,3 +242,25 @@ def test_a_follower_that_forwarded_a_proposal_hears_of_its_commit_at_once():
         == leader.log.commit == 3
     assert cores["b"].log.commit == 3
     assert cores["c"].log.commit == 2  # c waits for nothing: the next heartbeat tells it
+
+
+@pytest.mark.parametrize("lease_reads", [False, True])
+def test_a_follower_sent_entries_in_the_last_half_interval_gets_no_heartbeat(lease_reads):
+    """Under load every append restarts a follower's election timer and carries the commit
+    index, and its answer counts for CheckQuorum: a heartbeat beside it would only double the
+    follower's messages. Once its entries are half an interval old, heartbeats resume. Lease
+    reads count heartbeat rounds, so with them every round goes to every follower."""
+    core = replicating_leader(lease_reads=lease_reads)
+    core.tick(core.heartbeat_deadline)
+    persist(core)
+    core.tick(core.heartbeat_deadline - HEARTBEAT / 4)
+    core.propose(1, ["x"])
+    assert appends_to(persist(core), "b") and core.progress["c"].sent_at == core.now
+    ack(core, "b")
+    ack(core, "c")
+    persist(core)
+    core.tick(core.heartbeat_deadline)  # the entries left a quarter of an interval ago
+    beats = {dst for dst, _ in outbox(persist(core), Heartbeat)}
+    assert beats == ({"b", "c"} if lease_reads else set())
+    core.tick(core.heartbeat_deadline)  # now they are an interval and a quarter old
+    assert {dst for dst, _ in outbox(persist(core), Heartbeat)} == {"b", "c"}

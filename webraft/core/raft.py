@@ -960,7 +960,15 @@ class RaftCore:
                     self._dirty[peer] = None
             pr.idle_beats += 1
         rnd = self._new_round()
+        # A follower sent entries in the last half interval heard from us as a heartbeat
+        # would tell it (its election timer restarts, it learns the commit index) and will
+        # answer as one would (CheckQuorum counts its answers): under load, heartbeats would
+        # only double its messages. Lease reads need every round answered, so they keep them.
+        recent = (float("inf") if self.cfg.lease_reads
+                  else self.now - self.cfg.heartbeat_interval / 2)
         for peer, pr in self.progress.items():
+            if pr.sent_at > recent and pr.state == REPLICATE:
+                continue
             self._send(peer, Heartbeat(self.term, min(pr.match, commit), rnd))
 
     def _check_quorum(self) -> None:
