@@ -35,8 +35,9 @@ class NodeConfig:
     ``heartbeat_timeout`` (plus a random fraction of ``heartbeat_frequency``, so that
     followers do not all start at once) campaigns; a candidate that has not won after a
     random ``election_timeout`` (drawn from the ``(low, high)`` range each time) starts
-    another round; a leader sends heartbeats every ``heartbeat_frequency`` and steps down if
-    a majority has not answered within ``heartbeat_timeout`` (CheckQuorum).
+    another round; a leader sends heartbeats every ``heartbeat_frequency`` (except to a
+    follower it sent entries in the last half of it, unless ``read_lease`` is on) and steps
+    down if a majority has not answered within ``heartbeat_timeout`` (CheckQuorum).
 
     A node that knew a leader (itself included) and then has known none for
     :attr:`cut_off_after` is *cut off*: until it knows one again, it fails at once the
