@@ -17,7 +17,7 @@ def majority(n: int) -> int:
 
 def committed_index(voters: Iterable[str], match: Mapping[str, int]) -> int:
     """The highest index stored by a majority of ``voters`` (missing voters count as 0)."""
-    acked = sorted((match.get(v, 0) for v in voters), reverse=True)
+    acked = sorted([match.get(v, 0) for v in voters], reverse=True)  # (a list: inlined)
     return acked[majority(len(acked)) - 1] if acked else 0
 
 

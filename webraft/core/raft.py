@@ -820,7 +820,7 @@ class RaftCore:
             return
         last_new = log.merge(entries) if entries else prev_index
         if (log.term_at(self.config_index) != self.config_term
-                or any(e.kind == CONFIG for e in entries)):
+                or CONFIG in [e.kind for e in entries]):
             self._sync_config()
         self._commit_to(min(m.commit, last_new))
         self._send(src, AppendResponse(self.term, last_new, True))
@@ -986,7 +986,11 @@ class RaftCore:
         need = len(voters) // 2 + 1 - (self.id in voters)
         followers = [v for v in voters if v in progress]
         if need == 1 and followers:  # three voters: the most common case, on every round
-            return (max(followers, key=lambda v: progress[v].match),)
+            best, most = followers[0], -1
+            for v in followers:  # (max(key=...) calls a function per follower)
+                if progress[v].match > most:
+                    best, most = v, progress[v].match
+            return (best,)
         return tuple(sorted(followers, key=lambda v: -progress[v].match)[:need])
 
     def _lazy_due(self, peer: str) -> float:

@@ -318,8 +318,10 @@ class RelayTransport(Generic[C]):
     def relay_data(self, sender: str, messages: Sequence[Any]) -> None:
         if self._closed:
             return
-        if any(m.__class__ is dict and m.get("type") == LINK_OFFER for m in messages):
-            messages = [m for m in messages if not self._link_offer(sender, m)]
+        for m in messages:  # (a loop, not any(): no generator on every frame)
+            if m.__class__ is dict and m.get("type") == LINK_OFFER:
+                messages = [m for m in messages if not self._link_offer(sender, m)]
+                break
         if messages:
             self._deliver(sender, messages)
 
