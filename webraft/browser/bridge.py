@@ -54,6 +54,7 @@ import json
 import os
 from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
+from itertools import repeat
 from typing import Any
 
 from ..core.messages import Entry, MessageError, VoteRequest, VoteResponse, decode, encode
@@ -466,7 +467,7 @@ class JsNode:
         self._sweep_timer: asyncio.TimerHandle | None = None
         self._waiting_applies: dict[int, Callable[..., None]] = {}  # token -> cb
         self._next_token = 0
-        self._unlisten_updated: Callable[[], None] | None = None  # while proposals pend
+        self._listening = False  # to "updated", from this tab's first proposal on
 
     # -- lifecycle ---------------------------------------------------------------------
 
@@ -505,8 +506,8 @@ class JsNode:
             self._want_sweep()
             return
         now = asyncio.get_running_loop().time()
-        self._backlog.extend((rid, command, now) for rid, command in
-                             zip(range(first, first + count), commands, strict=True))
+        self._backlog.extend(zip(range(first, first + count), commands, repeat(now, count),
+                                 strict=True))
         if self._continue is None:
             self._propose_slice()
 
@@ -553,8 +554,11 @@ class JsNode:
         if settled:
             self._want_sweep()
         if pending:
-            if self._unlisten_updated is None:  # tabs that propose nothing do not pay for it
-                self._unlisten_updated = self.node.listen("updated", self._on_updated)
+            # Tabs that propose nothing do not pay for it. One that does keeps listening: a
+            # call per applied entry costs less than listening anew for every proposal.
+            if not self._listening:
+                self._listening = True
+                self.node.listen("updated", self._on_updated)
             self._arm_sweep_timer()
 
     def _on_updated(self, _index: int) -> None:
@@ -599,9 +603,6 @@ class JsNode:
             # Room in the window again: the next slice in a task of its own, since this may
             # be the end of another task's work (a microtask), which must not grow unbounded.
             self._continue = self.node.loop.call_soon(self._propose_slice)
-        if not pending and self._unlisten_updated is not None:
-            self._unlisten_updated()
-            self._unlisten_updated = None
         if settled and self._settle is not None:
             self._settled = []
             self._settle(_encode(settled))
