@@ -848,8 +848,9 @@ def _entry_text(entry: Entry, command_text: str) -> str:
     ``json_text([term, kind, entry.data])``."""
     if entry.kind != SESSION:
         return f"[{entry.term},{entry.kind},{command_text}]"
-    return (f"[{entry.term},{entry.kind},[{json_text(entry.client)},{entry.seq},{entry.ack},"
-            f"{command_text}]]")
+    client = entry.client  # an int (a tab's session) is its own JSON
+    client_text = str(client) if type(client) is int else json_text(client)
+    return f"[{entry.term},{entry.kind},[{client_text},{entry.seq},{entry.ack},{command_text}]]"
 
 
 def _parse_entry(item: Any, index: int) -> Entry:
