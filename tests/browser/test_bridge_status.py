@@ -54,3 +54,18 @@ async def test_the_status_log_shows_commands_not_session_wrappers() -> None:
     labels = [e["label"] for e in ClusterView(tab).snapshot()["log"] if e["kind"] == "session"]
     assert '{"op":"put","key":"plain"}' in labels
     assert any(label.endswith(': {"op":"put","key":"in a session"}') for label in labels)
+
+
+def test_the_status_shows_the_stalls_the_page_counted_since_the_last_frame() -> None:
+    """The stall watch counts in JavaScript; a node takes the count before each frame and
+    tick, and the status takes it too, so an idle tab's dashboard is not behind."""
+    client = RelayClient("room", "a")
+    tab = BrowserRaft(client, BrowserConnection("ws://127.0.0.1:1/ws", client, None),
+                      members=["a", "b", "c"], storage=MemoryStorage(), config=FAST,
+                      broadcast=False)
+    counted = [0]
+    tab._stall_watch = (lambda: counted[0], lambda: None)  # as start() sets it in a page
+    page = JsNode(tab)
+    assert json.loads(page.status_json())["stalls"] == 0
+    counted[0] = 2  # the page saw two stalls; no frame or tick came since
+    assert json.loads(page.status_json())["stalls"] == 2

@@ -775,6 +775,7 @@ class JsNode:
     def status_json(self) -> str:
         """Everything a dashboard shows, as JSON text."""
         node = self.node
+        node.check_stall()  # the count of stalls is the page's, taken on frames and ticks
         core = node.core.status()
         tail = [{"index": e.index, "term": e.term, "kind": e.kind, "command": e.command}
                 for e in node.core.last_entries(12)]

@@ -405,8 +405,8 @@ class BrowserRaft(InRoom, RaftInterface):
         self._stall_watch: tuple[Callable[[], int], Callable[[], None]] | None = None
         #: Stalls seen (event loop late by more than :data:`STALL_THRESHOLD`).
         self.stalls = 0
-        self.relay.before_deliver = self._check_stall
-        self.driver.before_tick = self._check_stall  # whichever comes first after a stall
+        self.relay.before_deliver = self.check_stall
+        self.driver.before_tick = self.check_stall  # whichever comes first after a stall
         # What a round sends leaves before its entries are applied (see Driver.send_now).
         self.driver.send_now = self.send_now
         #: A LocalStorage writes a commit index alone :data:`COMMIT_WRITE_DELAY` later, on a
@@ -456,7 +456,10 @@ class BrowserRaft(InRoom, RaftInterface):
         if self._tab_loop is not None:
             self._tab_loop.close()
 
-    def _check_stall(self) -> None:
+    def check_stall(self) -> None:
+        """Take the page's count of stalls; on a new one, restart the timers that measured
+        the silence (:meth:`~webraft.RaftInterface.stalled`). Runs before every frame and
+        every tick, and before :attr:`stalls` is shown (the count lives in JavaScript)."""
         if self._stall_watch is None:
             return  # not started, closed, or no page
         # The watch counts no lateness of a hidden page: its timers are throttled on purpose,
