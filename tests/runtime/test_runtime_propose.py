@@ -15,6 +15,7 @@ from cluster import RELAXED, Cluster, FastRaft, Network, Timing
 from support import until
 
 import webraft
+from webraft.core.progress import REPLICATE
 
 
 def followers(c: Cluster, lead: FastRaft) -> list[FastRaft]:
@@ -493,6 +494,11 @@ async def test_a_leader_sends_its_appends_before_it_saves_their_entries(
     the followers' part of a commit overlaps the leader's own save; a follower's
     acknowledgement still leaves only after the entries it acknowledges are saved."""
     lead = await cluster.leader()
+    # Until a follower acknowledges the new leader's first append, its progress is a probe
+    # in flight and nothing more is sent to it: replicate first.
+    await lead.propose("first")
+    await until(lambda: all(pr.state == REPLICATE for pr in lead.core.progress.values()),
+                what="every follower replicating")
     follower = followers(cluster, lead)[0]
     sent_at_save: dict[str, list[set[int]]] = {lead.address: [], follower.address: []}
 
