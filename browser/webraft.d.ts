@@ -84,8 +84,8 @@ export interface Options {
   /** Longest a proposal waits for its outcome, in ms; default 5000. */
   proposalTimeout?: number;
   /** Lazy followers: a leader sends new entries at once only to the followers a commit
-   * needs and batches the others', one append per this many ms; default 20, at most half
-   * of heartbeatFrequency, 0 turns it off (every follower gets every entry at once). */
+   * needs and batches the others', one append per this many ms; default 40, at most
+   * heartbeatFrequency, 0 turns it off (every follower gets every entry at once). */
   lazyInterval?: number;
   /** Where Pyodide is: a URL resolved against webraft.js's own URL. Default: "pyodide/"
    * (next to webraft.js) or else "../pyodide/" (beside the package: node_modules/pyodide of an

@@ -307,7 +307,7 @@ function defaultRelay() {
  * (ms to get an address from the relay, default 15000),
  * memberGrace (ms a member may be gone before it is removed, default 20000), electionTimeout
  * ([min, max] ms), heartbeatFrequency (ms), heartbeatTimeout (ms), proposalTimeout (ms),
- * lazyInterval (ms between a lazy follower's batched appends, default 20, 0 off),
+ * lazyInterval (ms between a lazy follower's batched appends, default 40, 0 off),
  * snapshotEntries, snapshotBytes, snapshotTail (the compaction policy), handover (hand
  * leadership over when the page is hidden or closed, default true), hiddenElectionDelay (ms a
  * hidden follower waits longer before campaigning, default 1000), pyodideURL

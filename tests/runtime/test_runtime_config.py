@@ -57,10 +57,10 @@ def test_lazy_followers_are_off_except_in_a_tab_where_they_fit_a_heartbeat() -> 
     lambda: browser_config().replace(heartbeat_frequency=0.01),
     lambda: NodeConfig(heartbeat_frequency=0.01, lazy_interval=0.5),
 ])
-def test_a_lazy_interval_is_capped_at_half_a_heartbeat(shorten: Any) -> None:
+def test_a_lazy_interval_is_capped_at_a_heartbeat(shorten: Any) -> None:
     """Shortening a tab configuration's heartbeat must not make it invalid: the interval
     the core gets is capped instead, so a lazy follower still hears within a heartbeat."""
-    assert shorten().core_config("a", float, float, False).lazy_interval == 0.005
+    assert shorten().core_config("a", float, float, False).lazy_interval == 0.01
 
 
 def test_a_config_is_frozen_and_its_rng_takes_no_part_in_equality() -> None:

@@ -90,9 +90,11 @@ class NodeConfig:
     #: Lazy followers (0: off; in a tab
     #: :data:`~webraft.browser.transport.LAZY_INTERVAL`): a leader sends new entries at once
     #: only to the voters a commit needs, and batches the rest's, one append per this many
-    #: seconds at most (see :class:`~webraft.core.raft.CoreConfig`). Capped at half of
-    #: ``heartbeat_frequency``, so that shortening the heartbeat of a tab's configuration
-    #: (``browser_config().replace(...)``) keeps it valid.
+    #: seconds at most (see :class:`~webraft.core.raft.CoreConfig`). Capped at
+    #: ``heartbeat_frequency``: a lazy follower hears from its leader at least as often as
+    #: any follower (heartbeats skip only followers sent entries in the last half interval),
+    #: and shortening the heartbeat of a tab's configuration (``browser_config().replace(...)``)
+    #: keeps it valid.
     lazy_interval: float = _CORE_DEFAULTS["lazy_interval"]
     rng: random.Random = field(default_factory=random.Random, compare=False, repr=False)
 
@@ -154,7 +156,7 @@ class NodeConfig:
             max_inflight=self.max_inflight,
             max_inflight_bytes=self.max_inflight_bytes,
             snapshot_chunk=self.snapshot_chunk,
-            lazy_interval=min(self.lazy_interval, self.heartbeat_frequency / 2),
+            lazy_interval=min(self.lazy_interval, self.heartbeat_frequency),
         )
 
 

@@ -117,7 +117,7 @@ class Scenario:
                 max_inflight=rng.choice((1, 4, 64)),
                 snapshot_chunk=rng.choice((48, 400, 64 * 1024)),
                 # Drawn from a stream of its own, so that adding it changed no other draw.
-                lazy_interval=random.Random(f"lazy-{seed}").choice((0.0, 0.0, 0.005, 0.02)),
+                lazy_interval=random.Random(f"lazy-{seed}").choice((0.0, 0.0, 0.005, 0.04)),
             ),
             legacy=rng.choice((0.0, 0.3)),
             fault_rate=rng.choice((0.5, 2.0, 5.0)),
