@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
 from webraft.core.messages import (
@@ -264,3 +266,51 @@ def test_a_follower_sent_entries_in_the_last_half_interval_gets_no_heartbeat(lea
     assert beats == ({"b", "c"} if lease_reads else set())
     core.tick(core.heartbeat_deadline)  # now they are an interval and a quarter old
     assert {dst for dst, _ in outbox(persist(core), Heartbeat)} == {"b", "c"}
+
+
+def _beats_after_fresh_entries(core: RaftCore, before: float, answer: bool = True) -> set[str]:
+    """Propose ``before`` seconds ahead of the next heartbeat (the followers answering, or
+    not), then tick it: the followers that got a heartbeat."""
+    core.tick(core.heartbeat_deadline - before)
+    core.propose(1, ["x"])
+    persist(core)
+    if answer:
+        ack(core, "b")
+        ack(core, "c")
+        persist(core)
+    core.tick(core.heartbeat_deadline)
+    return {dst for dst, _ in outbox(persist(core), Heartbeat)}
+
+
+def test_a_follower_whose_appends_go_unanswered_gets_heartbeats_again():
+    """Appends may be lost while heartbeats get through (an append too large for the link,
+    say): after an interval without an answer, the follower gets its heartbeats again
+    rather than hearing nothing until it is probed."""
+    core = replicating_leader()
+    core.tick(core.heartbeat_deadline)
+    persist(core)
+    assert _beats_after_fresh_entries(core, HEARTBEAT / 4, answer=False) == set()
+    assert _beats_after_fresh_entries(core, HEARTBEAT / 4, answer=False) == {"b", "c"}
+
+
+def test_reads_waiting_for_a_round_keep_every_heartbeat():
+    """A read's round went out and its answers were lost: the next heartbeats, which a
+    follower's fresh entries would otherwise skip, carry the next round that confirms it."""
+    core = replicating_leader()
+    core.tick(core.heartbeat_deadline)
+    persist(core)
+    core.read_index(7)
+    assert {dst for dst, _ in outbox(persist(core), Heartbeat)} == {"b", "c"}  # lost
+    assert _beats_after_fresh_entries(core, HEARTBEAT / 4) == {"b", "c"}
+
+
+def test_the_skip_window_shrinks_when_the_heartbeat_nears_the_quorum_timeout():
+    """With a heartbeat of 0.15 s and a timeout of 0.2 s, half an interval of skipping would
+    leave a follower 0.225 s without a word: the window is cut so that it hears from its
+    leader within the timeout whatever the settings."""
+    core = replicating_leader()
+    core.cfg = dataclasses.replace(core.cfg, heartbeat_interval=0.15, quorum_timeout=0.2)
+    core.tick(core.heartbeat_deadline)
+    persist(core)
+    assert _beats_after_fresh_entries(core, 0.05) == {"b", "c"}  # past a window of 0.025
+    assert _beats_after_fresh_entries(core, 0.02) == set()

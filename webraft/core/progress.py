@@ -41,7 +41,7 @@ class Progress:
         self.inflight: deque[tuple[int, int]] = deque()  # (last index, bytes) per message
         self.inflight_bytes = 0
         self.recent_active = False  # heard from since the last quorum check
-        self.idle_beats = 0  # heartbeats sent since the last append answer
+        self.idle_beats = 0  # heartbeat intervals since the last answer or new flight
         self.sent_commit = -1  # the commit index last sent in an append
         self.sent_at = float("-inf")  # when the last append with entries left for it
         # The newest index the follower waits to see committed: its forwarded proposals and

@@ -960,14 +960,21 @@ class RaftCore:
                     self._dirty[peer] = None
             pr.idle_beats += 1
         rnd = self._new_round()
-        # A follower sent entries in the last half interval heard from us as a heartbeat
-        # would tell it (its election timer restarts, it learns the commit index) and will
-        # answer as one would (CheckQuorum counts its answers): under load, heartbeats would
-        # only double its messages. Lease reads need every round answered, so they keep them.
-        recent = (float("inf") if self.cfg.lease_reads
-                  else self.now - self.cfg.heartbeat_interval / 2)
+        # A replicating follower sent entries a moment ago, whose appends are answered (no
+        # interval went by without an answer or a new flight), heard from us what a heartbeat
+        # would say: its election timer restarted, and it has the commit index as of that
+        # append (the next append or heartbeat brings the rest). Its answers count for
+        # CheckQuorum. Under load a heartbeat would only double its messages. Every follower
+        # still hears from us within ``window + heartbeat_interval``, less than
+        # ``quorum_timeout`` (a follower's timeout is at least that). Reads waiting for a
+        # round keep every heartbeat (the next round resends theirs if it was lost), and so
+        # do lease reads (they count every round).
+        cfg = self.cfg
+        window = min(cfg.heartbeat_interval, cfg.quorum_timeout - cfg.heartbeat_interval) / 2
+        recent = (float("inf") if cfg.lease_reads or self._reads_out
+                  else self.now - window)
         for peer, pr in self.progress.items():
-            if pr.sent_at > recent and pr.state == REPLICATE:
+            if pr.sent_at > recent and pr.idle_beats <= 1 and pr.state == REPLICATE:
                 continue
             self._send(peer, Heartbeat(self.term, min(pr.match, commit), rnd))
 

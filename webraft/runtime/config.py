@@ -35,8 +35,9 @@ class NodeConfig:
     ``heartbeat_timeout`` (plus a random fraction of ``heartbeat_frequency``, so that
     followers do not all start at once) campaigns; a candidate that has not won after a
     random ``election_timeout`` (drawn from the ``(low, high)`` range each time) starts
-    another round; a leader sends heartbeats every ``heartbeat_frequency`` (except to a
-    follower it sent entries in the last half of it, unless ``read_lease`` is on) and steps
+    another round; a leader sends heartbeats every ``heartbeat_frequency`` (but none to a
+    follower that has its entries of a moment ago and answers: it hears from the leader at
+    least every 1.5 ``heartbeat_frequency``, and less than ``heartbeat_timeout``) and steps
     down if a majority has not answered within ``heartbeat_timeout`` (CheckQuorum).
 
     A node that knew a leader (itself included) and then has known none for
