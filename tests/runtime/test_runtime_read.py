@@ -96,3 +96,18 @@ async def test_a_lease_is_judged_by_the_time_of_the_read_not_of_the_last_tick(
     answered = lead.proposals.ask_read_index()
     await asyncio.sleep(0)
     assert not (answered.done() and not answered.exception() and answered.result())
+
+
+async def test_only_a_leasing_leader_ticks_for_a_read_and_checks_for_a_stall_first(
+        make_cluster: Callable[..., Cluster]) -> None:
+    """The tick that dates a lease read runs the node's stall check first, as every tick of
+    its timers does (a tab's blocked loop must not fire an overdue timer); other reads do
+    not tick, so a read on a follower never fires its timers."""
+    cluster = make_cluster(read_lease=True).start()
+    lead = await cluster.leader()
+    await lead.propose("leased")
+    checked: list[str] = []
+    for node in cluster.live():
+        node.driver.before_tick = lambda node=node: checked.append(node.address)
+        node.proposals.ask_read_index()
+    assert checked == [lead.address]

@@ -545,12 +545,17 @@ class Proposals:
         if self.cut_off:
             fut.set_exception(NoLeaderError(self._cut_off_why()))
             return fut
+        if node.config.read_lease and node.is_leader:
+            # The core's clock moves on ticks and messages only: a leader must judge its
+            # lease by the time of this read, not of its last tick (a blocked loop may lie
+            # between). A tab first checks whether its loop was blocked, as before any tick.
+            driver = node.driver
+            if driver.before_tick is not None:
+                driver.before_tick()
+            self.core.tick(driver.now())
         req = self._request_id()
         asked = None if node.is_leader else node.leader
         self._read_requests[req] = (fut, asked)
-        # The core's clock moves on ticks and messages only: a leader must judge its lease
-        # by the time of this read, not of its last tick (a blocked loop may lie between).
-        self.core.tick(node.driver.now())
         self.core.read_index(req)
         if asked is not None:  # a lost request or answer must not hang the read
             timeout = node.nodes[asked].message_timeout if asked in node.nodes else 1.0
