@@ -75,9 +75,10 @@ COMMIT_WRITE_DELAY = 0.05
 #: wakes the tab (about 0.3 ms of CPU here), so not more often than the threshold needs.
 STALL_CHECK = 0.05
 #: A check this late (seconds) means the page's main thread was blocked. Any block longer
-#: than ``STALL_CHECK + STALL_THRESHOLD`` (110 ms) is caught: shorter than the silence a
-#: follower's election timer needs after the leader's last heartbeat (150 ms by default).
-STALL_THRESHOLD = 0.06
+#: than ``STALL_CHECK + STALL_THRESHOLD`` (100 ms) is caught: shorter than the 125 ms a block
+#: needs to expire a follower's election timer by default (200 ms of silence, and the leader
+#: is heard at least every 75 ms: a heartbeat interval, or 1.5 of one under load).
+STALL_THRESHOLD = 0.05
 #: ``WebSocket.readyState`` of an open socket.
 WS_OPEN = 1
 #: Relay close codes after which this tab must stop being its node.
