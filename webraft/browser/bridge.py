@@ -51,6 +51,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 import os
 from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
@@ -259,15 +260,17 @@ async def create(config_json: str, token_provider: TokenProvider | None = None) 
     else:
         orphans = [a for a in _stored_nodes(room) if a != mine][:MAX_ADOPT]
         candidates = [*([mine] if mine else []), *orphans, f"t-{os.urandom(4).hex()}"]
-    timeout = cfg.get("connectTimeout")
+    # The options are checked before a member slot is claimed: a bad one claims nothing.
+    timing = _timing(cfg)
+    hidden = _seconds(cfg.get("hiddenElectionDelay"), "hiddenElectionDelay")  # 0: no delay
+    timeout = _seconds(cfg.get("connectTimeout"), "connectTimeout")
     client, connection, claim = await _claim(
         room, cfg["relay"], candidates, session,
         token_provider if token_provider is not None else cfg.get("token"),
-        timeout / 1000 if timeout else CONNECT_TIMEOUT)
+        timeout or CONNECT_TIMEOUT)
     sessionStorage.setItem(tab_key, json.dumps({"address": client.address,
                                                 "session": session}))
     prefix = f"webraft/{room}/{client.address}/"
-    timing = _timing(cfg)
     if fixed:
         members = fixed
     else:
@@ -279,11 +282,9 @@ async def create(config_json: str, token_provider: TokenProvider | None = None) 
         members = [client.address] if founds else []
     page = helpers()
     storage = LocalStorage(prefix, holds=None if page is None else page.holdsIn(localStorage))
-    hidden = cfg.get("hiddenElectionDelay")  # 0 is meaningful: no extra delay
     node = BrowserRaft(client, connection, members=members, storage=storage,
                        config=browser_config(**timing),
-                       hidden_election_delay=(HIDDEN_ELECTION_DELAY if hidden is None
-                                              else max(0.0, hidden / 1000)),
+                       hidden_election_delay=HIDDEN_ELECTION_DELAY if hidden is None else hidden,
                        broadcast=cfg.get("broadcast") is not False)
     claim.replay(node.relay)  # the node's transport listens to the connection now
     return JsNode(node)
@@ -317,25 +318,46 @@ def _stored_nodes(room: str) -> list[str]:
 
 def _timing(cfg: dict[str, Any]) -> dict[str, Any]:
     """The :class:`~webraft.NodeConfig` fields the page sets: milliseconds from JavaScript
-    become the seconds webraft uses."""
+    become the seconds webraft uses. A value of the wrong kind raises ValueError naming the
+    page's option; :class:`~webraft.NodeConfig` checks the ranges."""
     timing: dict[str, Any] = {}
-    if cfg.get("electionTimeout"):
-        low, high = cfg["electionTimeout"]
-        timing["election_timeout"] = (low / 1000, high / 1000)
+    window = cfg.get("electionTimeout")
+    if window:
+        if not isinstance(window, list) or len(window) != 2 or None in window:
+            raise ValueError(f"electionTimeout must be [low, high] in milliseconds, "
+                             f"got {window!r}")
+        timing["election_timeout"] = tuple(_seconds(ms, "electionTimeout") for ms in window)
     for js_name, name in (("heartbeatFrequency", "heartbeat_frequency"),
                           ("heartbeatTimeout", "heartbeat_timeout"),
                           ("proposalTimeout", "proposal_timeout"),
                           ("memberGrace", "member_grace")):
-        if cfg.get(js_name):
-            timing[name] = cfg[js_name] / 1000
-    if cfg.get("lazyInterval") is not None:  # 0 turns lazy followers off
-        timing["lazy_interval"] = cfg["lazyInterval"] / 1000
+        seconds = _seconds(cfg.get(js_name), js_name)
+        if seconds:  # 0 keeps the default
+            timing[name] = seconds
+    lazy = _seconds(cfg.get("lazyInterval"), "lazyInterval")
+    if lazy is not None:  # 0 turns lazy followers off
+        timing["lazy_interval"] = lazy
     for js_name, name in (("snapshotEntries", "snapshot_entries"),
                           ("snapshotBytes", "snapshot_bytes"),
                           ("snapshotTail", "snapshot_tail")):
-        if cfg.get(js_name) is not None:
-            timing[name] = int(cfg[js_name])
+        count = cfg.get(js_name)
+        if count is not None:
+            if type(count) is float and count.is_integer():
+                count = int(count)  # JavaScript has no integers: 1000 may come as 1000.0
+            if type(count) is not int:
+                raise ValueError(f"{js_name} must be a whole number, got {count!r}")
+            timing[name] = count
     return timing
+
+
+def _seconds(ms: Any, js_name: str) -> float | None:
+    """``ms``, the page's option ``js_name`` in milliseconds, in seconds; None if not given."""
+    if ms is None:
+        return None
+    if type(ms) not in (int, float) or not 0 <= ms < math.inf:
+        raise ValueError(f"{js_name} must be a number of milliseconds, at least 0, "
+                         f"got {ms!r}")
+    return ms / 1000
 
 
 _ffi: tuple[Any, Any, Any] | None = None
