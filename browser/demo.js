@@ -16,7 +16,7 @@ const connectTimeout = Number(params.get("connectTimeout")) || undefined;
 // The membership and compaction policy (see createNode's options), e.g. for experiments.
 const tuning = {};
 for (const name of ["memberGrace", "snapshotEntries", "snapshotBytes", "snapshotTail",
-  "heartbeatFrequency", "heartbeatTimeout"]) {
+  "heartbeatFrequency", "heartbeatTimeout", "lazyInterval"]) {
   if (params.has(name)) tuning[name] = Number(params.get(name));
 }
 // ?broadcast=0: every message through the relay, none over BroadcastChannel.
