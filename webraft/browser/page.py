@@ -16,8 +16,9 @@ frame in, saved, answered; 1,000 frames through a fake ``WebSocket``'s event and
   took 40 µs of a frame's 207;
 * ``onData``: the ``message`` listener hands Python the event's data alone, not a proxy of
   the event to read it from: 21 µs of 277;
-* ``stallWatch``: a visible tab checks every 20 ms that its event loop ran on time; in
-  JavaScript that check no longer wakes Python 50 times a second.
+* ``stallWatch``: a visible tab checks regularly that its event loop ran on time (every
+  20 ms when this was measured, every 50 ms since); in JavaScript that check wakes no
+  Python.
 
 Together, side by side with the wheel before them (``bench/browser_bench.py --compare DIR
 --rounds 8 --cpu``): three idle tabs spent 104.6 ms/s of CPU against 129.5, and the
