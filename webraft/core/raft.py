@@ -990,7 +990,7 @@ class RaftCore:
         """The voters a commit waits for besides this node: as many as a quorum needs, those
         furthest ahead (ties go to the configuration's order)."""
         voters, progress = self.cluster.voters, self.progress
-        need = len(voters) // 2 + 1 - (self.id in voters)
+        need = quorum.majority(len(voters)) - (self.id in voters)
         followers = [v for v in voters if v in progress]
         if need == 1 and followers:  # three voters: the most common case, on every round
             best, most = followers[0], -1
