@@ -108,14 +108,18 @@ class Driver:
             with contextlib.suppress(Exception):
                 await asyncio.shield(self._task)
 
+    def tick(self) -> None:
+        """Move the core's clock to now and fire its due timers, after :attr:`before_tick`."""
+        if self.before_tick is not None:
+            self.before_tick()
+        self.core.tick(self.now())
+
     def _on_timer(self) -> None:
         self._timer = None
         self._timer_at = float("inf")
         if self.node.closed:
             return
-        if self.before_tick is not None:
-            self.before_tick()
-        self.core.tick(self.now())
+        self.tick()
         if self.driving:
             self._arm_timer()  # the round in progress picks up what the tick produced
         else:

@@ -548,11 +548,8 @@ class Proposals:
         if node.config.read_lease and node.is_leader:
             # The core's clock moves on ticks and messages only: a leader must judge its
             # lease by the time of this read, not of its last tick (a blocked loop may lie
-            # between). A tab first checks whether its loop was blocked, as before any tick.
-            driver = node.driver
-            if driver.before_tick is not None:
-                driver.before_tick()
-            self.core.tick(driver.now())
+            # between).
+            node.driver.tick()
         req = self._request_id()
         asked = None if node.is_leader else node.leader
         self._read_requests[req] = (fut, asked)
