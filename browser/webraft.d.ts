@@ -28,7 +28,8 @@ export interface ConnectError extends WebRaftError {
     | "RoomFull" // every member slot of the room is held by another tab
     | "RelayUnreachable" // no slot granted within connectTimeout
     | "RelayClosed" // the relay refused us for good (see code)
-    | "ValueError" // a bad option (a missing room, a bad room or address name, ...)
+    | "ValueError" // a bad option (a missing room, a bad room or address name, a timing
+                   // that is not a number of milliseconds, ...)
     | string;
 }
 

@@ -315,7 +315,8 @@ function defaultRelay() {
  * (so an absolute URL may point elsewhere), onStatus(text). The tab's address is kept in
  * sessionStorage, so a reload is the same node.
  *
- * Rejects with a WebRaftError named ValueError when `room` is missing, with a
+ * Rejects with a WebRaftError named ValueError when `room` is missing or an option is of
+ * the wrong kind (a string where milliseconds belong, say; before any slot is claimed), with a
  * WebRaftLoadError when Pyodide or the wheel cannot be loaded, and with a
  * WebRaftError named RoomFull (every slot is taken), RelayUnreachable (no slot granted
  * within connectTimeout) or RelayClosed (refused, e.g. a wrong token; `code` says why).
