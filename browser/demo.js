@@ -344,6 +344,9 @@ function renderMessages() {
 // canvas (a headless or GPU-less browser) spends milliseconds on text alone.
 const FRAME_MS = 66;
 const MAX_LABELS = 4; // message dots that also carry their label (the newest)
+const RING_R = 41; // this tab's ring around its member
+const TEXT_BELOW = 70; // baseline of a member's second line of text, below its centre
+const LABEL_OFFSETS = [-10, 20, -24, 34]; // a message label's tries, above and below its dot
 const canvas = $("diagram");
 const ctx = canvas.getContext("2d");
 const layer = document.createElement("canvas");
@@ -352,6 +355,7 @@ layer.height = canvas.height;
 const ROLE_COLOURS = { leader: "#1f8f4e", candidate: "#c27c0e", follower: "#3a62c4",
   learner: "#8a5cc2" }; // waiting and unknown: grey
 let at = new Map(); // member -> {x, y}
+let texts = []; // boxes of the members' names and roles, which message labels avoid
 let layerKey = "";
 
 function liveBeats(now) {
@@ -367,10 +371,15 @@ function drawLayer() {
   if (key === layerKey) return;
   layerKey = key;
   at = new Map();
+  texts = [];
   const n = snap.members.length;
+  // A member's ring reaches RING_R above its centre and its two lines of text TEXT_BELOW
+  // below it: the circle sits so that both fit, whichever member is at the bottom.
+  const top = RING_R + 4;
+  const bottom = canvas.height - TEXT_BELOW - 6;
   const cx = canvas.width / 2;
-  const cy = canvas.height / 2;
-  const r = n === 1 ? 0 : Math.min(cx, cy) - 60;
+  const cy = (top + bottom) / 2;
+  const r = n === 1 ? 0 : Math.min(cx - 60, (bottom - top) / 2);
   snap.members.forEach((m, i) => {
     const a = -Math.PI / 2 + (2 * Math.PI * i) / n;
     at.set(m.id, { x: cx + r * Math.cos(a), y: cy + r * Math.sin(a) });
@@ -402,13 +411,16 @@ function drawLayer() {
     if (m.self) {
       g.strokeStyle = "#1d2330";
       g.lineWidth = 2;
-      g.beginPath(); g.arc(p.x, p.y, 41, 0, 2 * Math.PI); g.stroke();
+      g.beginPath(); g.arc(p.x, p.y, RING_R, 0, 2 * Math.PI); g.stroke();
     }
     g.globalAlpha = 1;
     g.fillStyle = "#1d2330";
     g.fillText(m.id, p.x, p.y + 56);
     g.fillStyle = "#6b7385";
-    g.fillText(ROLE_TEXT[m.role] ?? m.role, p.x, p.y + 70);
+    const role = ROLE_TEXT[m.role] ?? m.role;
+    g.fillText(role, p.x, p.y + TEXT_BELOW);
+    const half = Math.max(g.measureText(m.id).width, g.measureText(role).width) / 2;
+    texts.push({ x0: p.x - half, x1: p.x + half, y0: p.y + 44, y1: p.y + TEXT_BELOW + 3 });
   }
 }
 
@@ -453,6 +465,7 @@ function drawFrame(now) {
   // Messages in flight (slowed down so that they can be followed).
   ctx.font = "11px system-ui, sans-serif";
   ctx.textAlign = "center";
+  const taken = [...texts]; // and the boxes of the labels drawn in this frame
   let labels = 0;
   for (let i = flights.length - 1; i >= 0; i--) {
     const f = flights[i];
@@ -464,11 +477,39 @@ function drawFrame(now) {
     const y = p.y + (q.y - p.y) * Math.max(0, progress);
     ctx.fillStyle = MESSAGE_COLOURS[f.type] ?? "#777";
     ctx.beginPath(); ctx.arc(x, y, 6, 0, 2 * Math.PI); ctx.fill();
-    if (labels++ < MAX_LABELS) {
-      ctx.fillStyle = "#1d2330";
-      ctx.fillText(f.label + (f.count > 1 ? ` ×${f.count}` : ""), x, y - 10);
+    if (labels < MAX_LABELS && placeLabel(f.label + (f.count > 1 ? ` ×${f.count}` : ""),
+      x, y, taken)) {
+      labels += 1;
     }
   }
+}
+
+/** Write a message's label beside its dot where it covers no member, member's text or other
+ * label (the first free of LABEL_OFFSETS), and say whether it did: messages of one round
+ * leave together on one link, and their labels written at one spot were unreadable. */
+function placeLabel(text, x, y, taken) {
+  const half = ctx.measureText(text).width / 2 + 2;
+  const left = Math.max(half, Math.min(canvas.width - half, x)); // inside the canvas
+  for (const dy of LABEL_OFFSETS) {
+    const box = { x0: left - half, x1: left + half, y0: y + dy - 10, y1: y + dy + 3 };
+    if (box.y0 < 0 || box.y1 > canvas.height) continue;
+    if (taken.some((b) => b.x0 < box.x1 && box.x0 < b.x1 && b.y0 < box.y1 && box.y0 < b.y1)) {
+      continue;
+    }
+    if ([...at.values()].some((p) => coversDisc(box, p))) continue;
+    taken.push(box);
+    ctx.fillStyle = "#1d2330";
+    ctx.fillText(text, left, y + dy);
+    return true;
+  }
+  return false;
+}
+
+/** Whether `box` overlaps a member's disc and ring at `p`. */
+function coversDisc(box, p) {
+  const dx = Math.max(box.x0 - p.x, 0, p.x - box.x1);
+  const dy = Math.max(box.y0 - p.y, 0, p.y - box.y1);
+  return dx * dx + dy * dy < RING_R * RING_R;
 }
 
 // ---- this tab's details (status(), read less often) -----------------------------------------
