@@ -5,10 +5,28 @@ from __future__ import annotations
 
 import random
 
+import pytest
 from support import stable_leader, until
 
 from webraft import NodeConfig, RaftInterface
-from webraft.browser.view import ClusterView, describe_config
+from webraft.browser.view import ClusterView, _message_label, describe_config
+from webraft.core.messages import (
+    AppendRequest,
+    AppendResponse,
+    CommitNotice,
+    Entry,
+    Message,
+    ProposeRequest,
+    ProposeResponse,
+    ReadIndexRequest,
+    ReadIndexResponse,
+    SnapshotChunk,
+    SnapshotResponse,
+    TimeoutNow,
+    VoteRequest,
+    VoteResponse,
+    encode,
+)
 from webraft.core.state import ClusterConfig
 from webraft.transport.memory import MemoryHub
 
@@ -95,3 +113,39 @@ async def test_the_view_shows_roles_progress_presence_and_config_entries() -> No
     for n, node in nodes.items():
         if n != followers[1]:
             await node.close()
+
+
+@pytest.mark.parametrize(("message", "label"), [
+    (VoteRequest(term=3, last_index=5, last_term=2, pre=True), "pre-vote, term 3"),
+    (VoteRequest(term=3, last_index=5, last_term=2), "vote for me, term 3"),
+    (VoteResponse(term=3, granted=True), "vote yes"),
+    (VoteResponse(term=3, granted=False, pre=True), "pre-vote no"),
+    (AppendRequest(term=3, prev_index=5, prev_term=2, commit=4,
+                   entries=(Entry(3, 6, command="x"),)), "append 1 entry after 5"),
+    (AppendRequest(term=3, prev_index=5, prev_term=2, commit=4), "append (empty), commit 4"),
+    (AppendResponse(term=3, index=6, success=True), "ok, have 6"),
+    (AppendResponse(term=3, index=2, success=False), "no, retry from 2"),
+    (CommitNotice(term=3, commit=6), "commit 6"),
+    (TimeoutNow(term=3), "take over now"),
+    (SnapshotChunk(term=3, index=90, snap_term=2, config=["a"], offset=0, size=2, crc=0,
+                   data="{}"), "snapshot up to 90"),
+    (SnapshotResponse(term=3, index=90, offset=4096), "send snapshot 90 on from byte 4096"),
+    (ProposeRequest(term=3, id=1, commands=("a", "b")), "forward 2 command(s)"),
+    (ProposeResponse(term=3, id=1, index=7), "appended at 7"),
+    (ProposeResponse(term=3, id=1, index=0, leader="b"), "not appended"),
+    (ReadIndexRequest(term=3, id=1), "ask for a read index"),
+    (ReadIndexResponse(term=3, id=1, index=7), "read at 7"),
+    (ReadIndexResponse(term=3, id=1, index=0), "read refused"),
+])
+def test_every_message_kind_is_labelled_in_words(message: Message, label: str) -> None:
+    """The diagram and the message list label each message from its wire form."""
+    payload = encode(message)
+    assert _message_label(payload["type"], payload) == label
+
+
+def test_a_malformed_payload_still_gets_a_label() -> None:
+    """Payloads are untrusted: wrong types give a label with gaps, never an exception."""
+    for kind in ("append", "append_resp", "vote", "vote_resp", "snapshot", "snapshot_resp",
+                 "propose", "propose_resp", "read_resp", "commit", "odd_kind"):
+        assert isinstance(_message_label(kind, {"index": "x", "entries": 3, "commands": {}}),
+                          str)

@@ -412,7 +412,17 @@ def _message_label(kind: str, payload: dict[str, Any]) -> str:
         return f"snapshot up to {get('index')}"
     if kind == "commit":
         return f"commit {get('commit')}"
+    if kind == "snapshot_resp":
+        return f"send snapshot {get('index')} on from byte {get('offset')}"
     if kind == "propose":
         commands = get("commands")
         return f"forward {len(commands) if isinstance(commands, list) else '?'} command(s)"
+    if kind == "propose_resp":
+        index = get("index")
+        return f"appended at {index}" if isinstance(index, int) and index > 0 else "not appended"
+    if kind == "read":
+        return "ask for a read index"
+    if kind == "read_resp":
+        index = get("index")
+        return f"read at {index}" if isinstance(index, int) and index > 0 else "read refused"
     return kind.replace("_", " ")
