@@ -39,13 +39,15 @@ def presence(tab: Tab, address: str) -> str | None:
 
 
 def shoot(tab: Tab, name: str) -> None:
-    """Save a screenshot of ``tab`` when ``WEBRAFT_E2E_SHOTS`` names a directory."""
+    """Save screenshots of ``tab`` when ``WEBRAFT_E2E_SHOTS`` names a directory: the page,
+    and the cluster view alone as ``NAME-view.png`` (the one docs/browser.md shows)."""
     folder = os.environ.get("WEBRAFT_E2E_SHOTS")
     if folder:
         Path(folder).mkdir(parents=True, exist_ok=True)
         tab.page.set_viewport_size({"width": 1500, "height": 1000})
         tab.page.wait_for_timeout(400)  # a few frames at the new size
         tab.page.screenshot(path=str(Path(folder) / f"{name}.png"), full_page=True)
+        tab.page.locator("#view").screenshot(path=str(Path(folder) / f"{name}-view.png"))
 
 
 @pytest.fixture
