@@ -99,21 +99,22 @@ def _serve_parser() -> argparse.ArgumentParser:
         type=_directory,
         metavar="DIR",
         default=argparse.SUPPRESS,
-        help="files for / (default: ./browser if it exists; '' disables)",
+        help="files for / (default: ./browser, the demo; '' disables); the library stays at "
+        "/webraft/ whatever this says",
     )
     p.add_argument(
         "--pyodide-dir",
         type=_directory,
         metavar="DIR",
         default=argparse.SUPPRESS,
-        help="files for /pyodide/ (default: browser/node_modules/pyodide)",
+        help="files for /pyodide/ (default: webraft's browser/node_modules/pyodide)",
     )
     p.add_argument(
         "--dist",
         type=_directory,
         metavar="DIR",
         default=argparse.SUPPRESS,
-        help="files for /dist/ (default: ./dist if it exists)",
+        help="webraft's wheel, for /dist/ and /webraft/dist/ (default: webraft's dist/)",
     )
     p.add_argument(
         "--tls-cert",

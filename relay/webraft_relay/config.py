@@ -17,23 +17,40 @@ from webraft.transport.wire import DEFAULT_MAX_BATCH, DEFAULT_MAX_FRAME_BYTES
 
 from .redis_resp import parse_redis_url
 
-__all__ = ["RelayConfig", "default_dir"]
+__all__ = ["RelayConfig", "default_dir", "own_dir"]
 
 MiB = 1024 * 1024
+
+
+#: The source checkout this package was imported from (``relay/webraft_relay/`` in it); in an
+#: installed package, a directory that holds none of the files looked up here.
+CHECKOUT = Path(__file__).resolve().parents[2]
 
 
 def default_dir(*parts: str) -> Path | None:
     """Find a conventional directory (``browser/``, ``dist/``...) for the static routes.
 
     Looked up in the current directory first (how the relay is started in development and CI),
-    then in the source checkout this package was imported from (``relay/webraft_relay/`` in
-    it). ``None`` when neither exists, so a relay started elsewhere serves only the WebSocket
-    and the health endpoints.
+    then in the source checkout this package was imported from. ``None`` when neither exists,
+    so a relay started elsewhere serves only the WebSocket and the health endpoints.
     """
-    checkout = Path(__file__).resolve().parents[2]
-    for base in (Path.cwd(), checkout):
+    return _first((Path.cwd(), CHECKOUT), parts, "*")
+
+
+def own_dir(*parts: str, holding: str) -> Path | None:
+    """Find a directory of webraft's own files (the library, its wheel, Pyodide).
+
+    Looked up in the source checkout first, then in the current directory, and taken only if
+    it holds a file matching ``holding``: an app started beside its own ``browser/`` or
+    ``dist/`` (a bundler's output folder) must not have those served as the library's.
+    """
+    return _first((CHECKOUT, Path.cwd()), parts, holding)
+
+
+def _first(bases: tuple[Path, ...], parts: tuple[str, ...], holding: str) -> Path | None:
+    for base in bases:
         candidate = base.joinpath(*parts)
-        if candidate.is_dir():
+        if candidate.is_dir() and next(candidate.glob(holding), None) is not None:
             return candidate
     return None
 
@@ -45,12 +62,15 @@ class RelayConfig:
     Attributes:
         host: interface to bind; loopback by default because the relay has no TLS.
         port: TCP port; 0 asks the OS for a free one (tests, benchmarks).
-        static_dir: root for ``/`` and every path not claimed by another route.
+        static_dir: root for ``/`` and every path not claimed by another route (default:
+            ``browser/``, the demo, from the current directory or the checkout).
         pyodide_dir: served under ``/pyodide/`` with long-lived caching (the npm package is
             version-pinned, so its files never change under the same URL).
-        dist_dir: served under ``/dist/`` (our wheel), revalidated on every load.
+        dist_dir: served under ``/dist/`` and ``/webraft/dist/`` (our wheel), revalidated on
+            every load.
         library_dir: the directory of ``webraft.js`` and ``webraft.d.ts``, served under
-            ``/webraft/`` (the wheel under ``/webraft/dist/``) whatever ``static_dir`` is.
+            ``/webraft/`` whatever ``static_dir`` is. The defaults of these three are
+            webraft's own files (:func:`own_dir`), never an app's folders of the same name.
         tls_cert: PEM certificate chain; with ``tls_key``, the port serves ``https://`` and
             ``wss://`` instead of plain HTTP and WebSocket.
         tls_key: PEM private key of ``tls_cert``.
@@ -93,10 +113,13 @@ class RelayConfig:
     port: int = 8765
     static_dir: Path | None = field(default_factory=lambda: default_dir("browser"))
     pyodide_dir: Path | None = field(
-        default_factory=lambda: default_dir("browser", "node_modules", "pyodide")
+        default_factory=lambda: own_dir("browser", "node_modules", "pyodide",
+                                        holding="pyodide.mjs")
     )
-    dist_dir: Path | None = field(default_factory=lambda: default_dir("dist"))
-    library_dir: Path | None = field(default_factory=lambda: default_dir("browser"))
+    dist_dir: Path | None = field(default_factory=lambda: own_dir("dist", holding="webraft-*.whl"))
+    library_dir: Path | None = field(
+        default_factory=lambda: own_dir("browser", holding="webraft.js")
+    )
     tls_cert: Path | None = None
     tls_key: Path | None = None
     secret: str | None = None

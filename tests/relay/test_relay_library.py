@@ -9,6 +9,9 @@ from typing import TYPE_CHECKING, Any
 import pytest
 from support import write_files
 
+from webraft_relay import config
+from webraft_relay.config import RelayConfig
+
 if TYPE_CHECKING:
     from conftest import Harness
 
@@ -118,3 +121,39 @@ async def test_a_preflight_is_answered_for_the_library_only(
         status, headers, _ = await harness.http(relay, path, method="OPTIONS", headers=asking)
         assert status == 405, path
         assert headers["Allow"] == "GET, HEAD"
+
+
+def test_the_library_defaults_are_webrafts_files_not_an_apps_folders_of_that_name(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A relay started in an app's folder, beside its own ``browser/`` and a bundler's
+    ``dist/``, still serves webraft's library, wheel and Pyodide from webraft's checkout."""
+    checkout, app = tmp_path / "checkout", tmp_path / "app"
+    write_files({
+        checkout / "browser" / "webraft.js": "export const connect = 1;",
+        checkout / "browser" / "node_modules" / "pyodide" / "pyodide.mjs": "export {}",
+        checkout / "dist" / "webraft-0.1.0-py3-none-any.whl": "PK",
+        app / "browser" / "index.html": "the app's page",
+        app / "browser" / "node_modules" / "pyodide" / "README.md": "another package",
+        app / "dist" / "index.js": "the app's bundle",
+    })
+    monkeypatch.setattr(config, "CHECKOUT", checkout)
+    monkeypatch.chdir(app)
+    defaults = RelayConfig()
+    assert defaults.library_dir == checkout / "browser"
+    assert defaults.dist_dir == checkout / "dist"
+    assert defaults.pyodide_dir == checkout / "browser" / "node_modules" / "pyodide"
+    assert defaults.static_dir == app / "browser"  # the page is the app's: cwd first
+
+
+def test_without_webrafts_files_the_library_defaults_are_none(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An installed relay run outside a checkout, in a folder with look-alike directories,
+    serves no library rather than the wrong files (a 404 names the missing path)."""
+    write_files({tmp_path / "app" / "browser" / "index.html": "page",
+                 tmp_path / "app" / "dist" / "index.js": "bundle"})
+    monkeypatch.setattr(config, "CHECKOUT", tmp_path / "site-packages")
+    monkeypatch.chdir(tmp_path / "app")
+    defaults = RelayConfig()
+    assert (defaults.library_dir, defaults.dist_dir, defaults.pyodide_dir) == (None, None, None)
