@@ -332,16 +332,25 @@ def test_a_refresh_handler_given_to_connect_loads_the_snapshot_it_is_handed(solo
 
 
 def readme_snippet() -> str:
-    """The README's JavaScript example, as the body of an async function."""
+    """The README's JavaScript example, as the body of an async function. It imports the
+    library from the relay's fixed path; the body imports the same file from the demo's
+    path, which this page already loaded (a second URL would be a second module, and a second
+    Pyodide in the tab)."""
     readme = (ROOT / "README.md").read_text()
     section = readme.split("### From JavaScript", 1)[1]
     code = section.split("```js\n", 1)[1].split("```", 1)[0]
-    module = 'import { connect } from "/webraft.js";'
+    module = 'import { connect } from "/webraft/webraft.js";'
     assert module in code
     return code.replace(module, 'const { connect } = await import("/webraft.js");')
 
 
 def test_the_readme_example_runs_as_written(solo: Tab) -> None:
+    same = solo.eval("""async () => {
+      const [fixed, demo] = await Promise.all(
+        ["/webraft/webraft.js", "/webraft.js"].map(async (u) => (await fetch(u)).text()));
+      return fixed === demo && fixed.includes("export async function connect");
+    }""")
+    assert same, "the README's import path serves another file than the page's"
     body = readme_snippet()
     got = solo.eval(f"""async () => {{
       const logged = [];
