@@ -5,7 +5,8 @@ The app installs offline (``npm ci --offline``): its lockfile pins the same Pyod
 ``browser/package-lock.json``, whose tarballs ``.ci/setup`` left in npm's cache. (Without a
 lockfile, ``npm install webraft-*.tgz`` also needs Pyodide's metadata from the npm registry.)
 The relay serves only the app: no /pyodide/ and no /dist/, so everything the tabs load comes
-from the package and its dependency.
+from the package and its dependency. The same app is also bundled with esbuild (pinned in
+``browser/package.json``), as the guide's "With a bundler" says.
 """
 
 from __future__ import annotations
@@ -39,6 +40,24 @@ PAGE = """<!doctype html>
 """
 
 # Retried while the tabs elect a leader (NoLeaderError: nothing was committed).
+# The bundled app: `import "webraft"` resolved by esbuild, Pyodide and the wheel copied to
+# the app's public files and named by URL (the bundle is not beside them any more).
+BUNDLED_SOURCE = """import { connect, persistentState } from "webraft";
+const room = new URLSearchParams(location.search).get("room");
+const log = persistentState({ initial: [], apply(state, command) { state.push(command); } });
+connect({ room, state: log, pyodideURL: "/assets/pyodide/", distURL: "/assets/webraft/" }).then(
+  (raft) => { window.log = log; window.webraft = raft; },
+  (error) => { const e = document.getElementById("error");
+               e.textContent = `${error.name}: ${error.message}`; e.hidden = false; });
+"""
+
+BUNDLED_PAGE = """<!doctype html>
+<meta charset="utf-8">
+<title>a bundled app</title>
+<p id="error" hidden></p>
+<script type="module" src="/app.js"></script>
+"""
+
 PROPOSE = """async (command) => {
   for (let tries = 0; ; tries++) {
     try { return await webraft.propose(command); }
@@ -86,7 +105,8 @@ def make_app(app: Path, tarball: Path) -> None:
         assert member is not None
         package = json.load(member)
     ours = json.loads((ROOT / "browser" / "package-lock.json").read_text())["packages"]
-    packages = {path: entry for path, entry in ours.items() if path.startswith("node_modules/")}
+    packages = {path: entry for path, entry in ours.items()
+                if path.startswith("node_modules/") and not entry.get("dev")}
     packages["node_modules/webraft"] = {"version": package["version"], "resolved": spec,
                                         "license": package["license"],
                                         "dependencies": package["dependencies"]}
@@ -98,6 +118,24 @@ def make_app(app: Path, tarball: Path) -> None:
         {"name": "my-app", "version": "1.0.0", "lockfileVersion": 3, "requires": True,
          "packages": packages}, indent=2))
     (app / "index.html").write_text(PAGE)
+
+
+def form_cluster(context: Any, relay: Relay, room: str) -> list[Tab]:
+    """Two tabs of the app at ``relay``: both boot, and a proposal of the second is applied
+    in the first, with the same state in both and no page error."""
+    tabs = []
+    for name in ("one", "two"):
+        tab = Tab(context.new_page(), name)
+        tab.goto(f"{relay.url}/?room={room}")
+        tab.wait_booted(BOOT_TIMEOUT)
+        tabs.append(tab)
+    index = tabs[1].eval(PROPOSE, {"from": "two"}, timeout=BOOT_TIMEOUT)
+    wait_for(lambda: tabs[0].eval("log.index") >= index, what="the first tab applied it")
+    assert tabs[0].eval("log.state") == tabs[1].eval("log.state")
+    assert {"from": "two"} in tabs[0].eval("log.state")
+    for tab in tabs:
+        assert tab.page_errors == [], tab.page_errors
+    return tabs
 
 
 def test_the_packed_package_is_an_es_module_with_types_and_the_wheel(tmp_path: Path) -> None:
@@ -138,21 +176,40 @@ def test_an_app_installs_the_package_offline_and_two_tabs_form_a_cluster(
     empty = tmp_path / "empty"
     empty.mkdir()
     relay = start_relay("--static", str(app), "--pyodide-dir", str(empty), "--dist", str(empty))
-    tabs = []
-    for name in ("one", "two"):
-        tab = Tab(context.new_page(), name)
-        tab.goto(f"{relay.url}/?room={room}")
-        tab.wait_booted(BOOT_TIMEOUT)
-        tabs.append(tab)
+    tabs = form_cluster(context, relay, room)
     assert tabs[0].eval("webraft.wheel") == json.loads(
         (app / "node_modules" / "webraft" / "dist" / "manifest.json").read_text())["wheel"]
     # The modules were imported from the package's bytecode (Pyodide writes none itself),
     # compiled for this Python.
     assert tabs[0].eval(PRECOMPILED) is True
 
-    index = tabs[1].eval(PROPOSE, {"from": "two"}, timeout=BOOT_TIMEOUT)
-    wait_for(lambda: tabs[0].eval("log.index") >= index, what="the first tab applied it")
-    assert tabs[0].eval("log.state") == tabs[1].eval("log.state")
-    assert {"from": "two"} in tabs[0].eval("log.state")
-    for tab in tabs:
-        assert tab.page_errors == [], tab.page_errors
+
+def test_an_app_bundled_with_esbuild_forms_a_cluster_from_its_public_files(
+    context: Any, start_relay: Callable[..., Relay], room: str, tmp_path: Path
+) -> None:
+    """The guide's recipe: ``import "webraft"`` bundled into one file, Pyodide and the wheel
+    copied to the public folder and passed as ``pyodideURL`` and ``distURL``. Only the public
+    folder is served, so nothing can come from ``node_modules/``."""
+    app = tmp_path / "app"
+    make_app(app, pack(tmp_path / "out"))
+    npm("ci", "--offline", "--no-audit", "--no-fund", "--loglevel=error", cwd=app)
+    (app / "main.js").write_text(BUNDLED_SOURCE)
+    public = app / "public"
+    esbuild = ROOT / "browser" / "node_modules" / ".bin" / "esbuild"
+    assert esbuild.is_file(), "esbuild missing: run .ci/setup (browser/package.json pins it)"
+    done = subprocess.run([str(esbuild), "main.js", "--bundle", "--format=esm",
+                           f"--outfile={public / 'app.js'}"], cwd=app, capture_output=True,
+                          text=True, timeout=120, stdin=subprocess.DEVNULL, check=False)
+    assert done.returncode == 0, f"esbuild:\n{done.stdout}\n{done.stderr}"
+    assert 'from "webraft"' not in (public / "app.js").read_text()  # bundled in, not imported
+    shutil.copytree(app / "node_modules" / "pyodide", public / "assets" / "pyodide")
+    shutil.copytree(app / "node_modules" / "webraft" / "dist", public / "assets" / "webraft")
+    (public / "index.html").write_text(BUNDLED_PAGE)
+
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    relay = start_relay("--static", str(public), "--pyodide-dir", str(empty),
+                        "--dist", str(empty))
+    tabs = form_cluster(context, relay, room)
+    assert tabs[0].eval("webraft.wheel") == json.loads(
+        (public / "assets" / "webraft" / "manifest.json").read_text())["wheel"]
