@@ -16,8 +16,10 @@ from typing import Any
 
 import pytest
 from browser_support import (
+    BOOT_TIMEOUT,
     ROOT,
     Tab,
+    blank_page,
     new_context,
     open_tab,
     summary,
@@ -325,6 +327,85 @@ def test_a_tab_taking_over_a_closed_tabs_node_leaves_the_leader_alone(
         assert all(after[a] > stalls[a] for a in stalls), (stalls, after)  # all were stopped
         assert wait_leader(tabs) == (leader_address, term), summary(tabs)
         assert {t.status()["term"] for t in tabs} == {term}, summary(tabs)
+    finally:
+        for tab in tabs:
+            tab.close()
+        context.close()
+
+
+#: The README's page, as issue 12's report built it: ``connect`` with the raw handlers, the
+#: state (a counter) in memory, so a tab rebuilds it from the snapshot its refresh is handed.
+#: Frequent snapshots, so that a few hundred entries are compacted.
+COUNTER_PAGE = """(room) => {
+  window.refreshes = [];
+  window.errors = [];
+  window.count = 0;
+  import("/webraft/webraft.js").then(({ connect }) => connect({
+    room, memberGrace: GRACE_MS, snapshotEntries: 50, snapshotTail: 10,
+    listeners: {
+      apply: (entry, index, cb) => { count += entry.command.add; cb(); },
+      refresh: (cb, snapshot) => {
+        count = snapshot ? snapshot.data.count : 0;
+        refreshes.push(snapshot?.index ?? 0);
+        cb(snapshot?.term ?? 0, snapshot?.index ?? 0);
+      },
+      snapshot: () => ({ count }),
+      error: (error) => { errors.push(`${error.name}: ${error.message}`); },
+    },
+  })).then((raft) => { window.webraft = raft; },
+            (error) => { window.failure = `${error.name}: ${error.message}`; });
+}""".replace("GRACE_MS", str(GRACE_MS))
+
+
+def open_counter(context: Any, relay: Any, room: str, name: str) -> Tab:
+    tab = Tab(blank_page(context, relay.url), name)
+    tab.eval(COUNTER_PAGE, room)
+    tab.page.wait_for_function("() => window.webraft !== undefined || window.failure",
+                               timeout=BOOT_TIMEOUT * 1000, polling=100)
+    assert tab.eval("window.failure ?? null") is None, tab.eval("window.failure")
+    return tab
+
+
+def test_a_tab_taking_over_a_compacted_node_is_handed_its_snapshot_and_catches_up(
+        browser: Any, relay: Any) -> None:
+    """Issue 12's report, step by step: three tabs of a page built with ``connect({listeners})``
+    commit and compact, the leader's tab is closed, and a new tab takes over its stored node.
+    Its refresh handler ran before ``connect()`` resolved, so it could not read
+    ``raft.snapshot``: it reported index 0, and the node applied a few entries and stalled
+    without an error. The snapshot is now the handler's second argument."""
+    context = new_context(browser)
+    room = unique_room("refresh")
+    tabs = [open_counter(context, relay, room, f"{room}#{k}") for k in range(3)]
+    try:
+        wait_for(lambda: any(len(s["members"]) == 3 and s["state"] == "leader"
+                             for s in (t.status() for t in tabs)),
+                 60, "three voters", describe=lambda: summary(tabs))
+        leader_address, _ = wait_leader(tabs)
+        leader = next(t for t in tabs if t.address == leader_address)
+        leader.eval("""async () => {
+          for (let round = 0; round < 6; round++) {
+            await Promise.all(Array.from({length: 50}, () => webraft.propose({add: 1})));
+          }
+        }""", timeout=120)
+        wait_applied(tabs, leader.status()["commitIndex"])
+        assert all(t.status()["snapshotIndex"] > 0 for t in tabs), summary(tabs)
+        closed = leader.address
+        leader.close(graceful=True)
+        tabs.remove(leader)
+        leader_address, _ = wait_leader(tabs)
+
+        taker = open_counter(context, relay, room, f"{room}#taker")
+        tabs.append(taker)
+        assert taker.address == closed  # the closed tab's node, from localStorage
+        snapshot = taker.status()["snapshotIndex"]
+        assert snapshot > 0
+        assert taker.eval("refreshes")[0] == snapshot  # it began from the snapshot it was given
+        new_leader = next(t for t in tabs if t.address == leader_address)
+        index = new_leader.eval("() => webraft.propose({add: 1})")
+        wait_applied(tabs, index)
+        assert {t.eval("count") for t in tabs} == {300 + 1}, summary(tabs)
+        for tab in tabs:
+            assert tab.eval("errors") == [] and tab.page_errors == [], tab.name
     finally:
         for tab in tabs:
             tab.close()
