@@ -133,6 +133,12 @@ def test_a_tab_behind_the_compaction_catches_up_through_a_snapshot(room: Room) -
     index = leader.propose({"op": "put", "key": "back", "value": 1})
     wait_applied(room.tabs, index)
     assert tab.eval("demo.refreshes") > refreshes  # refresh fired: it loaded a snapshot
+    # The cluster view marks this tab's snapshot at the start of its log bars.
+    snapshot = tab.status()["snapshotIndex"]
+    wait_for(lambda: tab.eval(f"""() => document.querySelector(
+               '#logs .logrow[data-id="{tab.address}"] .bar.snap')?.textContent ?? null""")
+             == f"▨ ≤{tab.status()['snapshotIndex']}",
+             what=f"the view to mark the snapshot (index {snapshot}) in its own log row")
     assert tab.kv() == leader.kv()
     assert tab.kv()["away6"] == 55
 

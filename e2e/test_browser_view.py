@@ -27,6 +27,20 @@ READ_MEMBERS = """() => Object.fromEntries([...document.querySelectorAll('#membe
                               progress: r.querySelector('.progress').textContent}]))"""
 READ_ENTRIES = "() => [...document.querySelectorAll('#log li')].map((li) => li.textContent)"
 READ_FLOW = "() => [...document.querySelectorAll('#flow li')].map((li) => li.textContent)"
+#: Each member's log row: its bars' indexes (from their titles) and where the commit index,
+#: the leader's next index for it and configuration entries are marked.
+READ_LOGS = """() => Object.fromEntries([...document.querySelectorAll('#logs .logrow')].map((r) => {
+  const index = (bar) => bar && bar.title ? Number(bar.title.split(" ")[0]) : null;
+  const bars = [...r.querySelectorAll('.bar')];
+  return [r.dataset.id, {
+    indexes: bars.map(index).filter((i) => i !== null),
+    commit: index(r.querySelector('.bar.commit')),
+    next: r.querySelector('.bar.next') !== null,
+    config: bars.filter((b) => b.classList.contains('config')).map(index)}];
+}))"""
+#: The election timers the diagram draws as rings, per member (null: none).
+READ_TIMERS = """() => Object.fromEntries(demo.view.members.map((m) => [m.id,
+  m.timer && {exact: m.timer.exact, fraction: m.timer.left / m.timer.total}]))"""
 
 
 def roles(tab: Tab) -> dict[str, str]:
@@ -134,6 +148,30 @@ def test_the_view_shows_roles_learners_waiting_tabs_and_config_entries(
     assert {f"promote {b}", f"promote {c}"} <= set(described)
     wait_for(lambda: all(m["presence"] == "online" for m in leader.eval(READ_MEMBERS).values()),
              what="the leader to see every member online")
+    # Logs as bars: every member's row on the leader, the commit index and the followers'
+    # next indexes marked, the four configuration entries outlined.
+    commit = leader.status()["commitIndex"]
+
+    def logs_shown() -> dict[str, Any] | None:
+        logs = leader.eval(READ_LOGS)
+        done = set(logs) == {a, b, c} and all(
+            row["indexes"] and row["indexes"][-1] == commit and row["commit"] == commit
+            for row in logs.values())
+        return logs if done else None
+
+    logs = wait_for(logs_shown, what="every member's log up to the commit index on the leader",
+                    describe=lambda: leader.eval(READ_LOGS))
+    assert [logs[t.address]["next"] for t in tabs] == [t is not leader for t in tabs], logs
+    assert len(logs[leader.address]["config"]) == 4, logs
+    # Election timers: the leader has none and estimates its followers' (dashed rings); a
+    # follower knows its own exactly.
+    timers = leader.eval(READ_TIMERS)
+    assert timers[leader.address] is None
+    assert all(timers[t.address] and not timers[t.address]["exact"]
+               for t in tabs if t is not leader), timers
+    follower = next(t for t in tabs if t is not leader)
+    own = follower.eval(READ_TIMERS)[follower.address]
+    assert own["exact"] and 0 < own["fraction"] <= 1, own
     shoot(leader, "view-steady")
 
     # A leader failure: the others elect a new leader and show the old one paused.
