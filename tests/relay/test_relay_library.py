@@ -127,15 +127,18 @@ def test_the_library_defaults_are_webrafts_files_not_an_apps_folders_of_that_nam
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A relay started in an app's folder, beside its own ``browser/`` and a bundler's
-    ``dist/``, still serves webraft's library, wheel and Pyodide from webraft's checkout."""
+    ``dist/`` (even ones holding an old copy of the library, the old way round a 404), still
+    serves webraft's library, wheel and Pyodide from webraft's checkout."""
     checkout, app = tmp_path / "checkout", tmp_path / "app"
     write_files({
         checkout / "browser" / "webraft.js": "export const connect = 1;",
         checkout / "browser" / "node_modules" / "pyodide" / "pyodide.mjs": "export {}",
         checkout / "dist" / "webraft-0.1.0-py3-none-any.whl": "PK",
         app / "browser" / "index.html": "the app's page",
-        app / "browser" / "node_modules" / "pyodide" / "README.md": "another package",
+        app / "browser" / "webraft.js": "an old copy",
+        app / "browser" / "node_modules" / "pyodide" / "pyodide.mjs": "another version",
         app / "dist" / "index.js": "the app's bundle",
+        app / "dist" / "webraft-0.0.9-py3-none-any.whl": "an old wheel",
     })
     monkeypatch.setattr(config, "CHECKOUT", checkout)
     monkeypatch.chdir(app)
@@ -144,6 +147,12 @@ def test_the_library_defaults_are_webrafts_files_not_an_apps_folders_of_that_nam
     assert defaults.dist_dir == checkout / "dist"
     assert defaults.pyodide_dir == checkout / "browser" / "node_modules" / "pyodide"
     assert defaults.static_dir == app / "browser"  # the page is the app's: cwd first
+    # Outside a checkout (an installed relay), the app's folder is the one place to look, and
+    # a directory counts only if it holds the files.
+    monkeypatch.setattr(config, "CHECKOUT", tmp_path / "site-packages")
+    (app / "dist" / "webraft-0.0.9-py3-none-any.whl").unlink()
+    installed = RelayConfig()
+    assert (installed.library_dir, installed.dist_dir) == (app / "browser", None)
 
 
 def test_without_webrafts_files_the_library_defaults_are_none(
