@@ -167,6 +167,14 @@ def launch_chromium(playwright: Any) -> Any:
 # --------------------------------------------------------------------------------- relay
 
 
+#: The relay's directories in this checkout, named so that the relay serves this tree's build
+#: even when its package was imported from another checkout (a shared venv); ``args`` after
+#: them override them.
+TREE_DIRS = ("--static", str(ROOT / "browser"), "--library", str(ROOT / "browser"),
+             "--dist", str(ROOT / "dist"),
+             "--pyodide-dir", str(ROOT / "browser" / "node_modules" / "pyodide"))
+
+
 class Relay:
     """``python -m webraft_relay --port 0`` in a subprocess; its output is kept for failure
     reports."""
@@ -177,7 +185,8 @@ class Relay:
         self._ready = threading.Event()
         self.url = ""
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "webraft_relay", "--port", "0", "--log-level", log_level, *args],
+            [sys.executable, "-m", "webraft_relay", "--port", "0", "--log-level", log_level,
+             *TREE_DIRS, *args],
             cwd=ROOT, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT, text=True, bufsize=1,
         )

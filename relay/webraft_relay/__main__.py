@@ -117,6 +117,13 @@ def _serve_parser() -> argparse.ArgumentParser:
         help="webraft's wheel, for /dist/ and /webraft/dist/ (default: webraft's dist/)",
     )
     p.add_argument(
+        "--library",
+        type=_directory,
+        metavar="DIR",
+        default=argparse.SUPPRESS,
+        help="webraft.js and webraft.d.ts, for /webraft/ (default: webraft's browser/)",
+    )
+    p.add_argument(
         "--tls-cert",
         type=Path,
         metavar="PEM",
@@ -188,7 +195,8 @@ def _serve_parser() -> argparse.ArgumentParser:
 
 def build_config(args: argparse.Namespace) -> RelayConfig:
     """Turn parsed flags into a :class:`RelayConfig` (directories left unset keep defaults)."""
-    routes = {"static": "static_dir", "pyodide_dir": "pyodide_dir", "dist": "dist_dir"}
+    routes = {"static": "static_dir", "pyodide_dir": "pyodide_dir", "dist": "dist_dir",
+              "library": "library_dir"}
     dirs = {name: getattr(args, flag) for flag, name in routes.items() if hasattr(args, flag)}
     return RelayConfig(
         host=args.host,

@@ -28,11 +28,12 @@ CHECKOUT = Path(__file__).resolve().parents[2]
 
 
 def default_dir(*parts: str) -> Path | None:
-    """Find a conventional directory (``browser/``, ``dist/``...) for the static routes.
+    """Find the directory for ``/`` (``browser/``, the demo).
 
     Looked up in the current directory first (how the relay is started in development and CI),
-    then in the source checkout this package was imported from. ``None`` when neither exists,
-    so a relay started elsewhere serves only the WebSocket and the health endpoints.
+    then in the source checkout this package was imported from. ``None`` when neither holds a
+    non-empty one, so a relay started elsewhere serves only the WebSocket, the library and the
+    health endpoints.
     """
     return _first((Path.cwd(), CHECKOUT), parts, "*")
 

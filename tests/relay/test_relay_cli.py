@@ -109,6 +109,8 @@ def test_flags_reach_the_config(tmp_path: Path):
             str(tmp_path),
             "--dist",
             "",
+            "--library",
+            str(tmp_path),
             "--secret",
             "x",
             "--allow-origin",
@@ -127,6 +129,7 @@ def test_flags_reach_the_config(tmp_path: Path):
     config = build_config(args)
     assert config.static_dir == tmp_path
     assert config.dist_dir is None
+    assert config.library_dir == tmp_path
     assert config.allow_origins == ("http://a", "http://b")
     assert (config.rate, config.max_room_size, config.ping_interval) == (0, 3, None)
     assert config.secret == "x" and config.compression and config.host == "0.0.0.0"
