@@ -465,8 +465,7 @@ function drawFrame(now) {
   // Messages in flight (slowed down so that they can be followed).
   ctx.font = "11px system-ui, sans-serif";
   ctx.textAlign = "center";
-  const taken = [...texts]; // and the boxes of the labels drawn in this frame
-  let labels = 0;
+  const candidates = []; // the newest dots, whose labels are tried once every dot is drawn
   for (let i = flights.length - 1; i >= 0; i--) {
     const f = flights[i];
     const progress = (now - f.start) / FLIGHT_MS;
@@ -477,17 +476,24 @@ function drawFrame(now) {
     const y = p.y + (q.y - p.y) * Math.max(0, progress);
     ctx.fillStyle = MESSAGE_COLOURS[f.type] ?? "#777";
     ctx.beginPath(); ctx.arc(x, y, 6, 0, 2 * Math.PI); ctx.fill();
-    if (labels < MAX_LABELS && placeLabel(f.label + (f.count > 1 ? ` ×${f.count}` : ""),
-      x, y, taken)) {
+    if (candidates.length < 2 * MAX_LABELS) candidates.push({ f, x, y });
+  }
+  const taken = [...texts]; // and the boxes of the labels written in this frame
+  const discs = [...at.values()];
+  let labels = 0;
+  for (const { f, x, y } of candidates) {
+    if (labels === MAX_LABELS) break;
+    if (placeLabel(f.label + (f.count > 1 ? ` ×${f.count}` : ""), x, y, taken, discs)) {
       labels += 1;
     }
   }
 }
 
-/** Write a message's label beside its dot where it covers no member, member's text or other
- * label (the first free of LABEL_OFFSETS), and say whether it did: messages of one round
- * leave together on one link, and their labels written at one spot were unreadable. */
-function placeLabel(text, x, y, taken) {
+/** Write a message's label beside its dot where it covers no member (`discs`), member's
+ * text or other label (`taken`), at the first free place of LABEL_OFFSETS, and say whether
+ * it did: messages of one round leave together on one link, and their labels written at one
+ * spot were unreadable. */
+function placeLabel(text, x, y, taken, discs) {
   const half = ctx.measureText(text).width / 2 + 2;
   const left = Math.max(half, Math.min(canvas.width - half, x)); // inside the canvas
   for (const dy of LABEL_OFFSETS) {
@@ -496,7 +502,7 @@ function placeLabel(text, x, y, taken) {
     if (taken.some((b) => b.x0 < box.x1 && box.x0 < b.x1 && b.y0 < box.y1 && box.y0 < b.y1)) {
       continue;
     }
-    if ([...at.values()].some((p) => coversDisc(box, p))) continue;
+    if (discs.some((p) => coversDisc(box, p))) continue;
     taken.push(box);
     ctx.fillStyle = "#1d2330";
     ctx.fillText(text, left, y + dy);
