@@ -9,8 +9,9 @@ import pytest
 from support import stable_leader, until
 
 from webraft import NodeConfig, RaftInterface
-from webraft.browser.view import ClusterView, _message_label, describe_config
+from webraft.browser.view import HEARTBEATS, ClusterView, _message_label, describe_config
 from webraft.core.messages import (
+    _SCHEMA,
     AppendRequest,
     AppendResponse,
     CommitNotice,
@@ -115,7 +116,8 @@ async def test_the_view_shows_roles_progress_presence_and_config_entries() -> No
             await node.close()
 
 
-@pytest.mark.parametrize(("message", "label"), [
+#: A message of every kind but heartbeats, and its label.
+LABELS = [
     (VoteRequest(term=3, last_index=5, last_term=2, pre=True), "pre-vote, term 3"),
     (VoteRequest(term=3, last_index=5, last_term=2), "vote for me, term 3"),
     (VoteResponse(term=3, granted=True), "vote yes"),
@@ -129,18 +131,31 @@ async def test_the_view_shows_roles_progress_presence_and_config_entries() -> No
     (TimeoutNow(term=3), "take over now"),
     (SnapshotChunk(term=3, index=90, snap_term=2, config=["a"], offset=0, size=2, crc=0,
                    data="{}"), "snapshot up to 90"),
-    (SnapshotResponse(term=3, index=90, offset=4096), "send snapshot 90 on from byte 4096"),
+    (SnapshotResponse(term=3, index=90, offset=4096), "snapshot 90: resume at byte 4096"),
     (ProposeRequest(term=3, id=1, commands=("a", "b")), "forward 2 command(s)"),
     (ProposeResponse(term=3, id=1, index=7), "appended at 7"),
     (ProposeResponse(term=3, id=1, index=0, leader="b"), "not appended"),
     (ReadIndexRequest(term=3, id=1), "ask for a read index"),
     (ReadIndexResponse(term=3, id=1, index=7), "read at 7"),
     (ReadIndexResponse(term=3, id=1, index=0), "read refused"),
-])
+]
+
+
+@pytest.mark.parametrize(("message", "label"), LABELS)
 def test_every_message_kind_is_labelled_in_words(message: Message, label: str) -> None:
     """The diagram and the message list label each message from its wire form."""
     payload = encode(message)
     assert _message_label(payload["type"], payload) == label
+
+
+def test_the_labelled_kinds_and_the_counted_heartbeats_are_every_kind_on_the_wire() -> None:
+    """A new message kind must get a label (above) or be counted as a heartbeat."""
+    assert {message.TYPE for message, _ in LABELS} | HEARTBEATS == set(_SCHEMA)
+
+
+def test_a_boolean_is_not_an_index() -> None:
+    assert _message_label("propose_resp", {"index": True}) == "not appended"
+    assert _message_label("read_resp", {"index": True}) == "read refused"
 
 
 def test_a_malformed_payload_still_gets_a_label() -> None:

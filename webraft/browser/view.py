@@ -413,16 +413,21 @@ def _message_label(kind: str, payload: dict[str, Any]) -> str:
     if kind == "commit":
         return f"commit {get('commit')}"
     if kind == "snapshot_resp":
-        return f"send snapshot {get('index')} on from byte {get('offset')}"
+        return f"snapshot {get('index')}: resume at byte {get('offset')}"
     if kind == "propose":
         commands = get("commands")
         return f"forward {len(commands) if isinstance(commands, list) else '?'} command(s)"
     if kind == "propose_resp":
         index = get("index")
-        return f"appended at {index}" if isinstance(index, int) and index > 0 else "not appended"
+        return f"appended at {index}" if _positive(index) else "not appended"
     if kind == "read":
         return "ask for a read index"
     if kind == "read_resp":
         index = get("index")
-        return f"read at {index}" if isinstance(index, int) and index > 0 else "read refused"
+        return f"read at {index}" if _positive(index) else "read refused"
     return kind.replace("_", " ")
+
+
+def _positive(value: Any) -> bool:
+    """An index a node named (JSON's ``true`` is not one, though Python calls it an int)."""
+    return isinstance(value, int) and not isinstance(value, bool) and value > 0
