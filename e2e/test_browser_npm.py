@@ -39,7 +39,6 @@ PAGE = """<!doctype html>
 </script>
 """
 
-# Retried while the tabs elect a leader (NoLeaderError: nothing was committed).
 # The bundled app: `import "webraft"` resolved by esbuild, Pyodide and the wheel copied to
 # the app's public files and named by URL (the bundle is not beside them any more).
 BUNDLED_SOURCE = """import { connect, persistentState } from "webraft";
@@ -58,6 +57,7 @@ BUNDLED_PAGE = """<!doctype html>
 <script type="module" src="/app.js"></script>
 """
 
+# Retried while the tabs elect a leader (NoLeaderError: nothing was committed).
 PROPOSE = """async (command) => {
   for (let tries = 0; ; tries++) {
     try { return await webraft.propose(command); }
