@@ -81,6 +81,16 @@ def _setting(
     )
 
 
+#: The flags naming the directories the relay serves files from, and their help.
+DIRECTORY_FLAGS = {
+    "--static": "files for / (default: ./browser, the demo; '' disables); the library stays at "
+                "/webraft/ whatever this says",
+    "--pyodide-dir": "files for /pyodide/ (default: webraft's browser/node_modules/pyodide)",
+    "--dist": "webraft's wheel, for /dist/ and /webraft/dist/ (default: webraft's dist/)",
+    "--library": "webraft.js and webraft.d.ts, for /webraft/ (default: webraft's browser/)",
+}
+
+
 def _serve_parser() -> argparse.ArgumentParser:
     d = _DEFAULTS
     p = argparse.ArgumentParser(
@@ -94,35 +104,9 @@ def _serve_parser() -> argparse.ArgumentParser:
     _setting(p, "--port", int, "TCP port; 0 picks a free one")
     # SUPPRESS: an absent flag leaves no attribute, so the RelayConfig default applies, while
     # an explicit '' (-> None) switches the route off.
-    p.add_argument(
-        "--static",
-        type=_directory,
-        metavar="DIR",
-        default=argparse.SUPPRESS,
-        help="files for / (default: ./browser, the demo; '' disables); the library stays at "
-        "/webraft/ whatever this says",
-    )
-    p.add_argument(
-        "--pyodide-dir",
-        type=_directory,
-        metavar="DIR",
-        default=argparse.SUPPRESS,
-        help="files for /pyodide/ (default: webraft's browser/node_modules/pyodide)",
-    )
-    p.add_argument(
-        "--dist",
-        type=_directory,
-        metavar="DIR",
-        default=argparse.SUPPRESS,
-        help="webraft's wheel, for /dist/ and /webraft/dist/ (default: webraft's dist/)",
-    )
-    p.add_argument(
-        "--library",
-        type=_directory,
-        metavar="DIR",
-        default=argparse.SUPPRESS,
-        help="webraft.js and webraft.d.ts, for /webraft/ (default: webraft's browser/)",
-    )
+    for flag, what in DIRECTORY_FLAGS.items():
+        p.add_argument(flag, type=_directory, metavar="DIR", default=argparse.SUPPRESS,
+                       help=what)
     p.add_argument(
         "--tls-cert",
         type=Path,
