@@ -81,13 +81,17 @@ def _setting(
     )
 
 
-#: The flags naming the directories the relay serves files from, and their help.
+#: The flags naming the directories the relay serves files from: the RelayConfig field each
+#: sets, and its help.
 DIRECTORY_FLAGS = {
-    "--static": "files for / (default: ./browser, the demo; '' disables); the library stays at "
-                "/webraft/ whatever this says",
-    "--pyodide-dir": "files for /pyodide/ (default: webraft's browser/node_modules/pyodide)",
-    "--dist": "webraft's wheel, for /dist/ and /webraft/dist/ (default: webraft's dist/)",
-    "--library": "webraft.js and webraft.d.ts, for /webraft/ (default: webraft's browser/)",
+    "--static": ("static_dir", "files for / (default: ./browser, the demo; '' disables); the "
+                               "library stays at /webraft/ whatever this says"),
+    "--pyodide-dir": ("pyodide_dir",
+                      "files for /pyodide/ (default: webraft's browser/node_modules/pyodide)"),
+    "--dist": ("dist_dir",
+               "webraft's wheel, for /dist/ and /webraft/dist/ (default: webraft's dist/)"),
+    "--library": ("library_dir",
+                  "webraft.js and webraft.d.ts, for /webraft/ (default: webraft's browser/)"),
 }
 
 
@@ -104,9 +108,9 @@ def _serve_parser() -> argparse.ArgumentParser:
     _setting(p, "--port", int, "TCP port; 0 picks a free one")
     # SUPPRESS: an absent flag leaves no attribute, so the RelayConfig default applies, while
     # an explicit '' (-> None) switches the route off.
-    for flag, what in DIRECTORY_FLAGS.items():
-        p.add_argument(flag, type=_directory, metavar="DIR", default=argparse.SUPPRESS,
-                       help=what)
+    for flag, (field, what) in DIRECTORY_FLAGS.items():
+        p.add_argument(flag, dest=field, type=_directory, metavar="DIR",
+                       default=argparse.SUPPRESS, help=what)
     p.add_argument(
         "--tls-cert",
         type=Path,
@@ -179,9 +183,8 @@ def _serve_parser() -> argparse.ArgumentParser:
 
 def build_config(args: argparse.Namespace) -> RelayConfig:
     """Turn parsed flags into a :class:`RelayConfig` (directories left unset keep defaults)."""
-    routes = {"static": "static_dir", "pyodide_dir": "pyodide_dir", "dist": "dist_dir",
-              "library": "library_dir"}
-    dirs = {name: getattr(args, flag) for flag, name in routes.items() if hasattr(args, flag)}
+    dirs = {field: getattr(args, field) for field, _ in DIRECTORY_FLAGS.values()
+            if hasattr(args, field)}
     return RelayConfig(
         host=args.host,
         port=args.port,
