@@ -330,6 +330,14 @@ class Tab:
     def status(self) -> dict[str, Any]:
         return self.eval("webraft.status()")
 
+    def wait_connected(self) -> None:
+        """Wait for a page script's ``connect()``: it sets ``window.webraft``, or
+        ``window.failure`` to the error's name and message, which fails the test."""
+        self.page.wait_for_function("() => window.webraft !== undefined || window.failure",
+                                    timeout=BOOT_TIMEOUT * 1000, polling=100)
+        failure = self.eval("window.failure ?? null")
+        assert failure is None, f"{self.name}: {failure}"
+
     def connect_alone(self, room: str, token_js: str | None = None) -> int:
         """On a page of the relay's origin (any: the demo's is not needed), import
         ``/webraft.js`` and ``connect`` as the only member of ``room``, with the token
@@ -340,10 +348,7 @@ class Tab:
           .then((raft) => {{ window.webraft = raft; }},
                 (error) => {{ window.failure = `${{error.name}}: ${{error.message}}`; }});
         }}""", room)
-        self.page.wait_for_function("() => window.webraft !== undefined || window.failure",
-                                    timeout=BOOT_TIMEOUT * 1000, polling=100)
-        failure = self.eval("window.failure ?? null")
-        assert failure is None, failure
+        self.wait_connected()
         return self.eval("""async () => {
           for (let k = 0; k < 200 && !webraft.isLeader; k++) {
             await new Promise((r) => setTimeout(r, 50));

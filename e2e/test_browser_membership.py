@@ -16,7 +16,6 @@ from typing import Any
 
 import pytest
 from browser_support import (
-    BOOT_TIMEOUT,
     ROOT,
     Tab,
     blank_page,
@@ -366,9 +365,7 @@ COUNTER_PAGE = """(room) => {
 def open_counter(context: Any, relay: Any, room: str, name: str) -> Tab:
     tab = Tab(blank_page(context, relay.url), name)
     tab.eval(COUNTER_PAGE, room)
-    tab.page.wait_for_function("() => window.webraft !== undefined || window.failure",
-                               timeout=BOOT_TIMEOUT * 1000, polling=100)
-    assert tab.eval("window.failure ?? null") is None, tab.eval("window.failure")
+    tab.wait_connected()
     return tab
 
 

@@ -9,7 +9,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from browser_support import BOOT_TIMEOUT, ROOT, Relay, Tab, unique_room
+from browser_support import ROOT, Relay, Tab, unique_room
 
 PYODIDE = ROOT / "browser" / "node_modules" / "pyodide"
 
@@ -54,9 +54,7 @@ def test_the_library_loads_from_a_sub_path(context: Any, start_relay: Callable[.
     relay = start_relay("--static", str(site), "--pyodide-dir", str(empty), "--dist", str(empty))
     tab = Tab(context.new_page(), "sub-path")
     tab.goto(f"{relay.url}/sub/app/?room={unique_room('subpath')}")
-    tab.page.wait_for_function("() => window.webraft !== undefined || window.failure",
-                               timeout=BOOT_TIMEOUT * 1000, polling=100)
-    assert tab.eval("window.failure ?? null") is None, tab.eval("window.failure")
+    tab.wait_connected()
     index = tab.eval("""async () => {
       for (let k = 0; k < 200 && !webraft.isLeader; k++) {
         await new Promise((r) => setTimeout(r, 50));
