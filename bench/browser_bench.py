@@ -660,9 +660,10 @@ def compare(args: argparse.Namespace) -> list[tuple[str, str]]:
 
     wheels = {"this": "dist/", "other": "compare-dist/"}
     with tempfile.TemporaryDirectory() as static:
-        # The relay serves the page's module from --static: ours, and the other wheel next
-        # to it. The default wheel route (/dist/) stays this tree's.
-        shutil.copy(ROOT / "browser" / "webraft.js", static)
+        # The relay serves the page's module from --static: ours (and its port exchange),
+        # and the other wheel next to it. The default wheel route (/dist/) stays this tree's.
+        for name in ("webraft.js", "webraft-ports.js"):
+            shutil.copy(ROOT / "browser" / name, static)
         shutil.copytree(args.compare, Path(static) / wheels["other"])
         relay = Relay("--static", static, *(["--dist", args.dist] if args.dist else []),
                       log_level="WARNING")

@@ -21,6 +21,8 @@ for (const name of ["memberGrace", "snapshotEntries", "snapshotBytes", "snapshot
 }
 // ?broadcast=0: every message through the relay, none over BroadcastChannel.
 if (params.get("broadcast") === "0") tuning.broadcast = false;
+// ?ports=0: over BroadcastChannel only, no MessagePort through the port exchange.
+if (params.get("ports") === "0") tuning.portsURL = false;
 // Slow motion, e.g. ?heartbeatFrequency=400&heartbeatTimeout=2000&electionTimeout=1500,3000
 if (params.has("electionTimeout")) tuning.electionTimeout = params.get("electionTimeout")
   .split(",").map(Number);

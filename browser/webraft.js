@@ -39,6 +39,8 @@ const here = new URL(".", import.meta.url);
 const DEFAULT_PYODIDE_URLS = ["../pyodide/", "pyodide/"];
 /** Where the wheel and its manifest.json are, relative to this module. */
 const DEFAULT_DIST_URL = "dist/";
+/** The port exchange (a SharedWorker script), relative to this module. */
+const DEFAULT_PORTS_URL = "webraft-ports.js";
 
 /** Default bound (ms) on getting a member slot from the relay. */
 const DEFAULT_CONNECT_TIMEOUT = 15000;
@@ -238,7 +240,64 @@ const PAGE = {
     const timer = setInterval(check, periodMs);
     return { check, stop: () => clearInterval(timer) };
   },
+  /** The page's link to the port exchange at `url` (webraft-ports.js), shared by its
+   * nodes; undefined (Python's None; null would be a JsNull) where there is none. */
+  portExchange: (url) => {
+    if (typeof SharedWorker === "undefined") return undefined;
+    if (!exchanges.has(url)) {
+      try {
+        exchanges.set(url, openExchange(url));
+      } catch (err) { // another origin's script, say (a page importing webraft.js from afar)
+        console.warn(`webraft: no port exchange at ${url} (${err.message}): tabs talk over `
+          + "BroadcastChannel");
+        exchanges.set(url, undefined);
+      }
+    }
+    return exchanges.get(url);
+  },
 };
+
+/** The page's port exchanges, by URL. */
+const exchanges = new Map();
+
+/** A link to the SharedWorker at `url` (webraft-ports.js says what it does): `register(room,
+ * address, instance, handler)` has `handler(from, fromInstance, port)` called with each port
+ * offered to that node; `unregister(room, address, instance)`; `offer(room, to, toInstance,
+ * from, fromInstance)` returns the local end of a new MessageChannel whose other end goes
+ * to node `to`, if its instance is `toInstance` (else the worker closes it and nothing
+ * answers on the port). A worker that fails to load is reported once: its nodes keep their
+ * BroadcastChannels. */
+function openExchange(url) {
+  const worker = new SharedWorker(url, { name: "webraft-ports" });
+  const handlers = new Map();
+  const key = (room, address, instance) => `${room}\n${address}\n${instance}`;
+  worker.addEventListener("error", () => {
+    console.warn(`webraft: no port exchange at ${url}: tabs talk over BroadcastChannel`);
+  });
+  worker.port.onmessage = (event) => {
+    const d = event.data;
+    const port = event.ports[0];
+    const handler = d?.op === "offer" ? handlers.get(key(d.room, d.to, d.instance)) : undefined;
+    if (handler === undefined || port === undefined) port?.close();
+    else handler(d.from, d.fromInstance, port);
+  };
+  return {
+    register(room, address, instance, handler) {
+      handlers.set(key(room, address, instance), handler);
+      worker.port.postMessage({ op: "register", room, address, instance });
+    },
+    unregister(room, address, instance) {
+      handlers.delete(key(room, address, instance));
+      worker.port.postMessage({ op: "unregister", room, address, instance });
+    },
+    offer(room, to, toInstance, from, fromInstance) {
+      const channel = new MessageChannel();
+      worker.port.postMessage({ op: "offer", room, to, instance: toInstance, from,
+                                fromInstance }, [channel.port2]);
+      return channel.port1;
+    },
+  };
+}
 
 /** One Pyodide (with the wheel) per page and bundle, shared by every node the page creates;
  * a failed load is forgotten, so a later call tries again. */
@@ -310,9 +369,10 @@ function defaultRelay() {
  * lazyInterval (ms between a lazy follower's batched appends, default 40, 0 off),
  * snapshotEntries, snapshotBytes, snapshotTail (the compaction policy), handover (hand
  * leadership over when the page is hidden or closed, default true), hiddenElectionDelay (ms a
- * hidden follower waits longer before campaigning, default 1000), pyodideURL
- * (default "pyodide/") and distURL (default "dist/"), resolved against this module's URL
- * (so an absolute URL may point elsewhere), onStatus(text). The tab's address is kept in
+ * hidden follower waits longer before campaigning, default 1000), broadcast (talk to this
+ * browser's tabs of the room directly, default true), pyodideURL (default "pyodide/"),
+ * distURL (default "dist/") and portsURL (default "webraft-ports.js"; false: none), resolved
+ * against this module's URL (so an absolute URL may point elsewhere), onStatus(text). The tab's address is kept in
  * sessionStorage, so a reload is the same node.
  *
  * Rejects with a WebRaftError named ValueError when `room` is missing or an option is of
@@ -355,6 +415,8 @@ export async function createNode(options = {}) {
     snapshotTail: options.snapshotTail ?? null,
     hiddenElectionDelay: options.hiddenElectionDelay ?? null,
     broadcast: options.broadcast ?? null,
+    portsURL: options.portsURL === false ? null
+      : new URL(options.portsURL ?? DEFAULT_PORTS_URL, here).href,
   };
   status(`claiming a member slot in room "${config.room}" through ${config.relay}`);
   const made = typeof options.token === "function"

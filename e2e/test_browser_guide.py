@@ -161,3 +161,6 @@ def test_a_page_on_another_origin_loads_the_library_from_the_relay(
     tab = open_app(context, f"{site.url}/?room={room}&library={library.url}", "elsewhere")
     tab.page.wait_for_function("() => webraft.isLeader", timeout=BOOT_TIMEOUT * 1000)
     assert tab.eval("webraft.propose({x: 1})") > 0
+    # A SharedWorker must be of the page's origin: the port exchange is skipped, with a word.
+    assert any("no port exchange at" in line for line in tab.console), list(tab.console)
+    assert tab.page_errors == [] and tab.eval("webraft.status().ported") == []

@@ -39,12 +39,14 @@ PAGE = """<!doctype html>
 </script>
 """
 
-# The bundled app: `import "webraft"` resolved by esbuild, Pyodide and the wheel copied to
-# the app's public files and named by URL (the bundle is not beside them any more).
+# The bundled app: `import "webraft"` resolved by esbuild, Pyodide, the wheel and the port
+# exchange copied to the app's public files and named by URL (the bundle is not beside them
+# any more).
 BUNDLED_SOURCE = """import { connect, persistentState } from "webraft";
 const room = new URLSearchParams(location.search).get("room");
 const log = persistentState({ initial: [], apply(state, command) { state.push(command); } });
-connect({ room, state: log, pyodideURL: "/assets/pyodide/", distURL: "/assets/webraft/" }).then(
+connect({ room, state: log, pyodideURL: "/assets/pyodide/", distURL: "/assets/webraft/",
+          portsURL: "/assets/webraft-ports.js" }).then(
   (raft) => { window.log = log; window.webraft = raft; },
   (error) => { const e = document.getElementById("error");
                e.textContent = `${error.name}: ${error.message}`; e.hidden = false; });
@@ -123,7 +125,7 @@ def make_app(app: Path, tarball: Path) -> None:
 def form_cluster(context: Any, relay: Relay, room: str) -> list[Tab]:
     """Two tabs of the app at ``relay``: both boot, and a proposal of the second is applied
     in the first, with the same state in both and no page error."""
-    tabs = []
+    tabs: list[Tab] = []
     for name in ("one", "two"):
         tab = Tab(context.new_page(), name)
         tab.goto(f"{relay.url}/?room={room}")
@@ -133,6 +135,9 @@ def form_cluster(context: Any, relay: Relay, room: str) -> list[Tab]:
     wait_for(lambda: tabs[0].eval("log.index") >= index, what="the first tab applied it")
     assert tabs[0].eval("log.state") == tabs[1].eval("log.state")
     assert {"from": "two"} in tabs[0].eval("log.state")
+    # The port exchange was found where the app put it: the tabs trade a port.
+    wait_for(lambda: all(len(t.eval("webraft.status()")["ported"]) == 1 for t in tabs),
+             what="the tabs linked by a port")
     for tab in tabs:
         assert tab.page_errors == [], tab.page_errors
     return tabs
@@ -155,7 +160,8 @@ def test_the_packed_package_is_an_es_module_with_types_and_the_wheel(tmp_path: P
     pinned = json.loads((ROOT / "browser" / "package.json").read_text())["dependencies"]
     assert package["dependencies"] == {"pyodide": pinned["pyodide"]}
     assert wheel.startswith(f"webraft-{package['version']}-") and wheel.endswith(".whl")
-    assert {"package/webraft.js", "package/webraft.d.ts", f"package/dist/{wheel}",
+    assert {"package/webraft.js", "package/webraft.d.ts", "package/webraft-ports.js",
+            f"package/dist/{wheel}",
             f"package/dist/{bytecode}"} <= names
     # The licence it declares, with the text of the repository's.
     assert package["license"] == "MIT"
@@ -187,8 +193,9 @@ def test_an_app_installs_the_package_offline_and_two_tabs_form_a_cluster(
 def test_an_app_bundled_with_esbuild_forms_a_cluster_from_its_public_files(
     context: Any, start_relay: Callable[..., Relay], room: str, tmp_path: Path
 ) -> None:
-    """The guide's recipe: ``import "webraft"`` bundled into one file, Pyodide and the wheel
-    copied to the public folder and passed as ``pyodideURL`` and ``distURL``. Only the public
+    """The guide's recipe: ``import "webraft"`` bundled into one file, Pyodide, the wheel and
+    the port exchange copied to the public folder and passed as ``pyodideURL``, ``distURL``
+    and ``portsURL``. Only the public
     folder is served, so nothing can come from ``node_modules/``."""
     app = tmp_path / "app"
     make_app(app, pack(tmp_path / "out"))
@@ -204,6 +211,7 @@ def test_an_app_bundled_with_esbuild_forms_a_cluster_from_its_public_files(
     assert 'from "webraft"' not in (public / "app.js").read_text()  # bundled in, not imported
     shutil.copytree(app / "node_modules" / "pyodide", public / "assets" / "pyodide")
     shutil.copytree(app / "node_modules" / "webraft" / "dist", public / "assets" / "webraft")
+    shutil.copy(app / "node_modules" / "webraft" / "webraft-ports.js", public / "assets")
     (public / "index.html").write_text(BUNDLED_PAGE)
 
     empty = tmp_path / "empty"

@@ -5,7 +5,8 @@ types and the standard library; nothing of webraft.
 
 Serving the page, Pyodide and our wheel from the same origin as the WebSocket means one process
 to start and no CDN (the machines that run the demo and the tests are offline). The library
-(``/webraft/``: ``webraft.js``, ``webraft.d.ts`` and ``/webraft/dist/``, the wheel) is at a
+(``/webraft/``: ``webraft.js``, ``webraft.d.ts``, ``webraft-ports.js`` and ``/webraft/dist/``,
+the wheel) is at a
 fixed path whatever ``--static`` serves, so an app's own page imports
 ``/webraft/webraft.js``; it finds Pyodide at ``/pyodide/`` (``../pyodide/`` from there, as in
 an npm install). Pages on other origins may load the library, the wheel and Pyodide: those
@@ -142,7 +143,7 @@ def _locate(root: Path, relative: str) -> tuple[Path, bool] | None:
 
 #: The library's files, served under /webraft/ from the directory that holds webraft.js; the
 #: rest of that directory (the demo's page) is not the library's.
-LIBRARY_FILES = frozenset({"webraft.js", "webraft.d.ts"})
+LIBRARY_FILES = frozenset({"webraft.js", "webraft.d.ts", "webraft-ports.js"})
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,5 +1,6 @@
 """The BroadcastChannel link outside a browser: a fake channel hub delivers what tabs post
-to every other tab of the same channel name, as a browser does."""
+to every other tab of the same channel name, as a browser does, and a fake port exchange
+hands ports over as ``browser/webraft-ports.js`` does."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from typing import Any
 import pytest
 
 from webraft.browser.broadcast import (
+    MAX_UNLINKED_PORTS,
     BroadcastLink,
     EnvelopeError,
     channel_name,
@@ -91,11 +93,89 @@ class Gate:
         return not self.paused
 
 
-def tab(hub: Hub, address: str, room_name: str = "r") -> tuple[BroadcastLink, Room, Gate]:
+class FakePort:
+    """One end of a MessageChannel: a post reaches the other end, later, while it is open."""
+
+    def __init__(self, hub: Hub) -> None:
+        self.hub = hub
+        self.other: FakePort | None = None
+        self.on_message: Callable[[Any], None] | None = None
+        self.closed = False
+        self.posted: list[str] = []
+
+    def listen(self, on_message: Callable[[Any], None]) -> FakePort:
+        self.on_message = on_message
+        return self
+
+    def postMessage(self, text: str) -> None:  # JavaScript's name
+        self.posted.append(text)
+        self.hub.queued.append(partial(self._arrive, text))
+
+    def _arrive(self, text: str) -> None:
+        other = self.other
+        if other is not None and not other.closed and other.on_message is not None:
+            other.on_message(text)
+
+    def close(self) -> None:
+        self.closed = True
+
+
+class Exchange:
+    """The port exchange: nodes registered by room and address; an offer's other end goes,
+    later, to the node named if its instance is the one named (else it is closed).
+    ``answering=False``: an exchange that forwards nothing, as for a tab too old to answer."""
+
+    def __init__(self, hub: Hub, answering: bool = True) -> None:
+        self.hub, self.answering = hub, answering
+        self.nodes: dict[tuple[str, str], tuple[str, Callable[[str, str, Any], None]]] = {}
+        #: This end of each port offered, by (offerer, recipient), in order.
+        self.offered: list[FakePort] = []
+        self.by_pair: dict[tuple[str, str], FakePort] = {}
+
+    def register(self, room: str, address: str, instance: str,
+                 on_offer: Callable[[str, str, Any], None]) -> None:
+        self.nodes[room, address] = (instance, on_offer)
+
+    def unregister(self, room: str, address: str, instance: str) -> None:
+        if self.nodes.get((room, address), ("",))[0] == instance:
+            del self.nodes[room, address]
+
+    def offer(self, room: str, to: str, to_instance: str, sender: str,
+              sender_instance: str) -> FakePort:
+        mine, theirs = FakePort(self.hub), FakePort(self.hub)
+        mine.other, theirs.other = theirs, mine
+        self.offered.append(mine)
+        self.by_pair[sender, to] = mine
+        node = self.nodes.get((room, to))
+        if self.answering and node is not None and node[0] == to_instance:
+            self.hub.queued.append(partial(node[1], sender, sender_instance, theirs))
+        else:
+            theirs.close()
+        return mine
+
+
+def tab(hub: Hub, address: str, room_name: str = "r",
+        ports: Exchange | None = None) -> tuple[BroadcastLink, Room, Gate]:
     gate, room = Gate(), Room()
-    link = BroadcastLink(room_name, address, gate, open_channel=hub.open, queue=hub.microtask)
+    link = BroadcastLink(room_name, address, gate, open_channel=hub.open, queue=hub.microtask,
+                         ports=ports, open_port=FakePort.listen)
     link.start(room)  # type: ignore[arg-type]
     return link, room, gate
+
+
+def ported_pair() -> tuple[Hub, Exchange, tuple[BroadcastLink, Room], tuple[BroadcastLink, Room]]:
+    """Tabs ``a`` and ``b`` with a port exchange, linked: the hub, the exchange, each tab's
+    link and what it delivered."""
+    hub = Hub()
+    exchange = Exchange(hub)
+    a, room_a, _ = tab(hub, "a", ports=exchange)
+    b, room_b, _ = tab(hub, "b", ports=exchange)
+    hub.run()
+    return hub, exchange, (a, room_a), (b, room_b)
+
+
+def data_posts(posted: list[str]) -> list[str]:
+    return [text for text in posted if text.startswith("webraft2\ndata\n")]
 
 
 def test_tabs_find_each_other_and_messages_skip_the_relay() -> None:
@@ -242,3 +322,146 @@ def test_malformed_envelopes_are_dropped_with_a_log_line(
 
 def test_envelopes_for_others_are_skipped_unparsed() -> None:
     assert parse_envelope(f"webraft2\ndata\nb\nother\n{INSTANCE}\nnot json", "me") is None
+
+
+def test_linked_tabs_trade_a_port_and_post_their_messages_on_it() -> None:
+    hub, exchange, (a, room_a), (b, room_b) = ported_pair()
+    # Only the address that sorts first offered: one port for the pair.
+    assert a.ported == ["b"] and b.ported == ["a"] and len(exchange.offered) == 1
+    a.send("b", {"type": "x"})
+    b.send("a", {"type": "y"})
+    hub.run()
+    assert room_b.got == [("a", [{"type": "x"}])] and room_a.got == [("b", [{"type": "y"}])]
+    pair = hub.channels[pair_channel_name("r", "a", "b")]
+    assert [data_posts(channel.posted) for channel in pair] == [[], []]
+    mine = exchange.offered[0]
+    assert data_posts(mine.posted) and mine.other is not None and data_posts(mine.other.posted)
+
+
+def test_data_keeps_to_the_pair_channel_until_the_port_is_taken_and_offers_are_renewed() -> None:
+    """A tab that never answers an offer (no exchange of its own, an older version) gets
+    its data on the pair channel; its next hello or here brings a new offer, the old port
+    closed."""
+    hub = Hub()
+    exchange = Exchange(hub, answering=False)
+    a, _, _ = tab(hub, "a", ports=exchange)
+    b, room_b, _ = tab(hub, "b")
+    hub.run()
+    assert a.ported == [] and b.ported == [] and len(exchange.offered) == 1
+    a.send("b", {"type": "x"})
+    hub.run()
+    assert room_b.got == [("a", [{"type": "x"}])]
+    assert len(data_posts(hub.channels[pair_channel_name("r", "a", "b")][0].posted)) == 1
+    exchange.answering = True
+    exchange.register("r", "b", b.instance, b.offered)  # b now has an exchange
+    b.peer_left("a")
+    b.peer_joined("a")  # the relay's news: b says hello, a's link hears it and offers again
+    hub.run()
+    assert len(exchange.offered) == 2 and exchange.offered[0].closed
+    assert a.ported == ["b"] and b.ported == ["a"]
+
+
+def test_a_port_takes_only_here_and_data_from_its_peers_instance(
+        caplog: pytest.LogCaptureFixture) -> None:
+    _, _, (a, room_a), (b, _) = ported_pair()
+    with caplog.at_level(logging.WARNING, "webraft.browser"):
+        a.receive_port("b", envelope("data", "c", "a", b.instance, '[{"type":"x"}]'))
+        a.receive_port("b", envelope("data", "b", "a", "f" * 16, '[{"type":"x"}]'))
+        a.receive_port("b", envelope("hello", "b", "a", b.instance))
+        a.receive_port("b", "not an envelope")
+    assert room_a.got == [] and a.dropped == 4
+    assert "dropped a message on channel the port with b: data from c" in caplog.text
+    a.receive_port("b", envelope("data", "b", "a", b.instance, '[{"type":"x"}]'))
+    assert room_a.got == [("b", [{"type": "x"}])]
+
+
+@pytest.mark.parametrize("sender, instance", [
+    ("c", INSTANCE),  # sorts after b: b would be the one to offer
+    ("bad name", INSTANCE), ("a", "not an instance"), (42, INSTANCE),
+])
+def test_a_malformed_offer_is_refused_and_its_port_closed(sender: Any, instance: Any) -> None:
+    hub = Hub()
+    b, _, _ = tab(hub, "b", ports=Exchange(hub))
+    port = FakePort(hub)
+    b.offered(sender, instance, port)
+    assert port.closed and b.ported == [] and b.dropped == 1
+
+
+def test_offers_before_a_hello_are_taken_but_bounded_and_a_stale_instances_refused() -> None:
+    hub = Hub()
+    b, _, _ = tab(hub, "b", ports=Exchange(hub))
+    early = FakePort(hub)
+    b.offered("a", INSTANCE, early)  # a's hello is still on its way
+    assert not early.closed and b.ported == ["a"]
+    made_up = [FakePort(hub) for _ in range(MAX_UNLINKED_PORTS)]
+    for k, port in enumerate(made_up):
+        b.offered(f"a{k}", INSTANCE, port)
+    assert [port.closed for port in made_up] == [False] * (MAX_UNLINKED_PORTS - 1) + [True]
+    b.receive(envelope("hello", "a", "", INSTANCE))  # a linked: its port stays
+    stale = FakePort(hub)
+    b.offered("a", "f" * 16, stale)  # another instance under a's name
+    assert stale.closed and not early.closed
+
+
+def test_a_port_closed_at_one_end_is_closed_at_the_other_and_traded_again() -> None:
+    """The relay says a left, to b alone: b unlinks a and closes its end, saying bye on it,
+    so a stops posting there; when the relay says a is back, b's hello brings a new port."""
+    hub, exchange, (a, _), (b, room_b) = ported_pair()
+    b.peer_left("a")
+    hub.run()
+    assert a.ported == [] and b.ported == [] and exchange.offered[0].closed
+    b.peer_joined("a")
+    hub.run()
+    assert a.ported == ["b"] and b.ported == ["a"] and len(exchange.offered) == 2
+    a.send("b", {"type": "x"})
+    hub.run()
+    assert room_b.got == [("a", [{"type": "x"}])]
+    assert data_posts(exchange.offered[1].posted)
+
+
+def test_a_new_instance_saying_hello_gets_a_new_port_without_a_bye_from_the_old() -> None:
+    hub, exchange, (a, _), _ = ported_pair()
+    b2, room_b2, _ = tab(hub, "b", ports=exchange)  # b's tab crashed; a new one took over
+    hub.run()
+    assert exchange.offered[0].closed and a.peers["b"] == b2.instance
+    assert a.ported == ["b"] and b2.ported == ["a"]
+    a.send("b", {"type": "x"})
+    hub.run()
+    assert room_b2.got == [("a", [{"type": "x"}])]
+
+
+def test_a_tab_taking_an_address_over_gets_a_port_of_its_own() -> None:
+    hub, exchange, (a, _), (b, _) = ported_pair()
+    first = exchange.offered[0]
+    asyncio.run(b.close())
+    hub.run()
+    assert ("r", "b") not in exchange.nodes and a.ported == []
+    b2, room_b2, _ = tab(hub, "b", ports=exchange)
+    hub.run()
+    assert first.closed and len(exchange.offered) == 2
+    assert a.ported == ["b"] and b2.ported == ["a"]
+    a.send("b", {"type": "x"})
+    hub.run()
+    assert room_b2.got == [("a", [{"type": "x"}])]
+
+
+def test_unlinking_or_closing_closes_the_ports_and_a_paused_tab_drops_port_traffic() -> None:
+    hub = Hub()
+    exchange = Exchange(hub)
+    a, room_a, gate_a = tab(hub, "a", ports=exchange)
+    b, room_b, _ = tab(hub, "b", ports=exchange)
+    tab(hub, "c", ports=exchange)
+    hub.run()
+    assert a.ported == ["b", "c"]
+    gate_a.paused = True
+    a.send("b", {"type": "x"})
+    b.send("a", {"type": "y"})
+    hub.run()
+    assert room_a.got == [] and room_b.got == []
+    gate_a.paused = False
+    a.peer_left("b")
+    assert a.ported == ["c"]
+    assert exchange.by_pair["a", "b"].closed and not exchange.by_pair["a", "c"].closed
+    asyncio.run(a.close())
+    assert exchange.by_pair["a", "c"].closed and not exchange.by_pair["b", "c"].closed
+    assert ("r", "a") not in exchange.nodes

@@ -65,6 +65,7 @@ from ..storage.localstorage import LocalStorage, json_text
 from ..transport.node import RelayListener
 from ..transport.relay import RelayClient, RelayClosed, TokenProvider
 from ..transport.wire import CloseCode
+from .broadcast import JsPortExchange
 from .page import helpers
 from .scheduling import EndOfTask
 from .transport import HIDDEN_ELECTION_DELAY, BrowserConnection, BrowserRaft, browser_config
@@ -241,7 +242,8 @@ async def create(config_json: str, token_provider: TokenProvider | None = None) 
     expired token is renewed), ``connectTimeout`` (ms, default 15 000) and the timeouts in
     milliseconds (``electionTimeout`` as ``[low, high]``, ``heartbeatFrequency``,
     ``heartbeatTimeout``, ``proposalTimeout``); ``broadcast: false`` turns the
-    BroadcastChannel link to this browser's other tabs off. Raises :class:`RoomFull`,
+    BroadcastChannel link to this browser's other tabs off; ``portsURL`` is the port
+    exchange's script (null: none), through which those tabs trade ports. Raises :class:`RoomFull`,
     :class:`RelayUnreachable` or the relay's :class:`~webraft.transport.relay.RelayClosed`.
     """
     from js import localStorage, sessionStorage
@@ -282,10 +284,15 @@ async def create(config_json: str, token_provider: TokenProvider | None = None) 
         members = [client.address] if founds else []
     page = helpers()
     storage = LocalStorage(prefix, holds=None if page is None else page.holdsIn(localStorage))
+    broadcast = cfg.get("broadcast") is not False
+    ports_url = cfg.get("portsURL")
+    exchange = (page.portExchange(ports_url)
+                if broadcast and page is not None and isinstance(ports_url, str) else None)
     node = BrowserRaft(client, connection, members=members, storage=storage,
                        config=browser_config(**timing),
                        hidden_election_delay=HIDDEN_ELECTION_DELAY if hidden is None else hidden,
-                       broadcast=cfg.get("broadcast") is not False)
+                       broadcast=broadcast,
+                       ports=None if exchange is None else JsPortExchange(exchange))
     claim.replay(node.relay)  # the node's transport listens to the connection now
     return JsNode(node)
 
@@ -812,6 +819,7 @@ class JsNode:
             "connected": node.connected, "online": node.connection.online,
             "paused": node.paused, "connections": node.connection.connections,
             "linked": sorted(node.broadcast.peers) if node.broadcast is not None else [],
+            "ported": node.broadcast.ported if node.broadcast is not None else [],
             "sent": dict(node.traffic.sent), "received": dict(node.traffic.received),
             "recent": [{"t": t, "dir": d, "peer": p, "type": k}
                        for t, d, p, k in node.traffic.recent],

@@ -25,7 +25,28 @@ Envelopes are text, one field a line::
 * ``here``: the answer to a hello;
 * ``bye`` (to everyone): the tab's node closed; only the instance that said hello can say bye
   (a new tab that took the address over keeps its link);
-* ``data`` (on a pair channel only): a JSON array of the node's messages to ``to``.
+* ``data`` (on a pair channel or a port): a JSON array of the node's messages to ``to``.
+
+**A port of their own.** A pair channel's posts pass through the browser's process on their
+way; a ``MessagePort`` goes from one tab's process to the other's, a round trip ~0.2 ms
+faster (``bench/browser_floor.py``). Ports cannot be posted on a BroadcastChannel, so a
+SharedWorker, the page's **port exchange** (``browser/webraft-ports.js``), hands them over:
+
+1. of two linked tabs, the one whose address sorts first makes a ``MessageChannel`` and
+   offers one end to the other tab's node (its address and instance, from its hello or
+   here) through the exchange;
+2. the other tab takes it, says ``here`` on it, and from then on posts its data there;
+3. the offerer, hearing that ``here``, posts its data there too.
+
+Until then, and for good where the exchange is missing (no SharedWorker; the script does
+not load; an older tab never answers), data goes on the pair channel. A few messages may
+cross the switch out of order, which Raft tolerates. On a port, only ``here``, ``bye`` and
+data from that peer's instance to this tab are taken. A port has no close event, so a tab
+that closes one (it unlinked the peer, or offers anew) says ``bye`` on it first, and the
+other end closes its own and goes back to the pair channel. A tab whose port is not taken
+is offered again at its next hello or here. An offer from a linked peer's other instance, or
+more than :data:`MAX_UNLINKED_PORTS` from senders not linked, is refused. The ports are
+plumbing: a paused tab still trades them, and drops the messages on them.
 
 A peer is linked from its first hello or here until its bye or the relay saying it left; the
 relay's presence is not required, so a room of same-browser tabs keeps committing while the
@@ -64,8 +85,8 @@ from .scheduling import EndOfTask
 if TYPE_CHECKING:
     from ..transport.linked import LinkedTransport
 
-__all__ = ["BroadcastLink", "Envelope", "EnvelopeError", "channel_name", "pair_channel_name",
-           "parse_envelope"]
+__all__ = ["BroadcastLink", "Envelope", "EnvelopeError", "JsPortExchange", "PortExchange",
+           "channel_name", "pair_channel_name", "parse_envelope"]
 
 logger = logging.getLogger("webraft.browser")
 
@@ -74,6 +95,8 @@ MAGIC = "webraft2"
 KINDS = frozenset({"hello", "here", "bye", "data"})
 #: Largest envelope taken (characters): a relay frame's worth (1 MiB) and some.
 MAX_ENVELOPE_CHARS = (1 << 20) + 4096
+#: Most ports held from senders not linked (yet): an offer may come before its sender's hello.
+MAX_UNLINKED_PORTS = 8
 #: An instance id: this many hex digits.
 INSTANCE_CHARS = 16
 _INSTANCE = re.compile(f"[0-9a-f]{{{INSTANCE_CHARS}}}")
@@ -151,6 +174,38 @@ class Channel(Protocol):
     def close(self) -> None: ...
 
 
+#: Starts listening on a port (JavaScript's ``MessagePort``, or a test's): the second argument
+#: receives every message's data; what it returns posts on the port and closes it.
+PortOpener = Callable[[Any, Callable[[Any], None]], Channel]
+
+
+class PortExchange(Protocol):
+    """The page's port exchange (``webraft.js``'s, for ``browser/webraft-ports.js``, or a
+    test's): hands a port offered to node ``address`` of ``room`` and instance ``instance``
+    to the ``on_offer(sender, sender_instance, port)`` it registered."""
+
+    def register(self, room: str, address: str, instance: str,
+                 on_offer: Callable[[str, str, Any], None]) -> None: ...
+
+    def unregister(self, room: str, address: str, instance: str) -> None: ...
+
+    def offer(self, room: str, to: str, to_instance: str, sender: str,
+              sender_instance: str) -> Any:
+        """This end of a new port whose other end goes to ``to`` if its instance is
+        ``to_instance``."""
+        ...
+
+
+@dataclass(slots=True)
+class _Port:
+    """A port with a peer: its instance at the other end, and whether that end took it
+    (said ``here`` on it, or it was offered to us)."""
+
+    channel: Channel
+    instance: str
+    ready: bool
+
+
 class TabGate(Protocol):
     """The tab's traffic controls (:class:`~webraft.browser.transport.BrowserTransport`):
     ``outgoing``/``incoming`` say whether the node's messages may pass (not while
@@ -170,12 +225,15 @@ ChannelOpener = Callable[[str, Callable[[Any], None]], Channel]
 class BroadcastLink:
     """Links this tab's node ``address`` in ``room`` to the room's tabs of the same browser
     and origin (see the module doc). ``gate``: the tab's pause and traffic counters;
-    ``open_channel`` and ``queue``: for tests (JavaScript's ``BroadcastChannel`` and
-    ``queueMicrotask`` by default)."""
+    ``ports``: the page's port exchange (None: pair channels only); ``open_channel``,
+    ``open_port`` and ``queue``: for tests (JavaScript's ``BroadcastChannel``,
+    ``MessagePort`` and ``queueMicrotask`` by default)."""
 
     def __init__(self, room: str, address: str, gate: TabGate | None = None,
                  open_channel: ChannelOpener | None = None,
-                 queue: Callable[[Callable[[], None]], None] | None = None) -> None:
+                 queue: Callable[[Callable[[], None]], None] | None = None,
+                 ports: PortExchange | None = None,
+                 open_port: PortOpener | None = None) -> None:
         self.room = room
         self.channel_name = channel_name(room)
         self.address = address
@@ -189,6 +247,10 @@ class BroadcastLink:
         self._channel: Channel | None = None
         #: The pair channel with each peer heard of (linked or not yet).
         self._pairs: dict[str, Channel] = {}
+        self._exchange = ports
+        self._open_port = open_port or _open_js_port
+        #: The port with each peer that has one, taken or offered.
+        self._ports: dict[str, _Port] = {}
         self._room: LinkedTransport | None = None
         self._outbox: dict[str, list[dict[str, Any]]] = {}
         self._flush_soon = EndOfTask(self.flush, queue)
@@ -201,7 +263,14 @@ class BroadcastLink:
             return
         self._room = room
         self._channel = self._open(self.channel_name, self.receive)
+        if self._exchange is not None:
+            self._exchange.register(self.room, self.address, self.instance, self.offered)
         self._post("hello", "")
+
+    @property
+    def ported(self) -> list[str]:
+        """The peers this tab posts to over a port of their own (sorted)."""
+        return sorted(peer for peer, port in self._ports.items() if port.ready)
 
     def send(self, peer: str, payload: dict[str, Any]) -> bool:
         if peer not in self.peers or self._channel is None:
@@ -232,6 +301,7 @@ class BroadcastLink:
         self._outbox.clear()
         self._close_pairs()
         self._closed = True
+        self._unregister()
 
     async def close(self) -> None:
         if self._channel is None:
@@ -242,6 +312,7 @@ class BroadcastLink:
         self._closed = True
         self._flush_soon.close()
         self._close_pairs()
+        self._unregister()
         channel, self._channel = self._channel, None
         channel.close()
         self.peers.clear()
@@ -264,12 +335,20 @@ class BroadcastLink:
             if self.peers.get(env.sender) == env.instance:
                 self._unlink(env.sender)
             return
-        if env.sender not in self.peers:
-            logger.info("%s: linked to %s over BroadcastChannel", self.address, env.sender)
-            self._pair(env.sender)
-        self.peers[env.sender] = env.instance
+        peer = env.sender
+        if peer not in self.peers:
+            logger.info("%s: linked to %s over BroadcastChannel", self.address, peer)
+            self._pair(peer)
+        self.peers[peer] = env.instance
+        port = self._ports.get(peer)
+        if port is not None and port.instance != env.instance:
+            self._close_port(peer)  # another tab's node now: its port is gone with it
+            port = None
+        if (self._exchange is not None and self.address < peer
+                and (port is None or not port.ready)):
+            self._offer(peer, env.instance)
         if env.kind == "hello":
-            self._post("here", env.sender)
+            self._post("here", peer)
 
     def receive_from(self, peer: str, data: Any) -> None:
         """One message from the pair channel with ``peer`` (its ``data``): its messages."""
@@ -284,6 +363,78 @@ class BroadcastLink:
             return
         if self.gate is None or self.gate.incoming(peer, env.payloads):
             self._room.deliver(peer, env.payloads)
+
+    # ------------------------------------------------------------------ the ports
+
+    def _offer(self, peer: str, instance: str) -> None:
+        """Offer ``peer``'s node (of ``instance``) a port, replacing one not taken yet."""
+        assert self._exchange is not None
+        self._close_port(peer)
+        end = self._exchange.offer(self.room, peer, instance, self.address, self.instance)
+        self._ports[peer] = _Port(self._open_port(end, partial(self.receive_port, peer)),
+                                  instance, ready=False)
+
+    def offered(self, sender: str, instance: str, end: Any) -> None:
+        """The exchange hands us ``end`` of a port from ``sender``'s node of ``instance``:
+        take it, say so on it, and post there from now on."""
+        channel = self._open_port(end, partial(self.receive_port, sender))
+        if (self._closed or self._room is None or not isinstance(sender, str)
+                or NAME.fullmatch(sender) is None or not sender < self.address
+                or not isinstance(instance, str) or _INSTANCE.fullmatch(instance) is None
+                or self.peers.get(sender, instance) != instance
+                or (sender not in self.peers and sender not in self._ports
+                    and sum(p not in self.peers for p in self._ports) >= MAX_UNLINKED_PORTS)):
+            # Only the address that sorts first offers: two ports for one pair never race.
+            # A linked peer's other instance is a stale tab's; an unlinked sender's offer
+            # may precede its hello, but any script of the origin can make up senders.
+            self._drop("the port exchange", f"an offer from {str(sender)[:40]!r}")
+            channel.close()
+            return
+        self._close_port(sender)
+        self._ports[sender] = _Port(channel, instance, ready=True)
+        channel.postMessage(envelope("here", self.address, sender, self.instance))
+        logger.info("%s: talking to %s over a MessagePort", self.address, sender)
+
+    def receive_port(self, peer: str, data: Any) -> None:
+        """One message on the port with ``peer``: its ``here`` (it took the port), or its
+        messages."""
+        port = self._ports.get(peer)
+        if self._closed or self._room is None or port is None:
+            return
+        name = f"the port with {peer}"
+        env = self._parse(data, name)
+        if env is None:
+            return
+        if env.sender != peer or env.to != self.address or env.instance != port.instance:
+            self._drop(name, f"{env.kind} from {env.sender} ({env.instance}) to {env.to}")
+        elif env.kind == "here":
+            if not port.ready:
+                port.ready = True
+                logger.info("%s: talking to %s over a MessagePort", self.address, peer)
+        elif env.kind == "bye":
+            # The other end closed it (it unlinked us, or offered anew): nobody listens there.
+            self._close_port(peer, say_bye=False)
+            logger.info("%s: %s closed its port", self.address, peer)
+        elif env.kind != "data":
+            self._drop(name, f"a {env.kind} on a port")
+        elif self.gate is None or self.gate.incoming(peer, env.payloads):
+            self._room.deliver(peer, env.payloads)
+
+    def _close_port(self, peer: str, say_bye: bool = True) -> None:
+        """Close the port with ``peer``, first saying ``bye`` on it: a port has no close
+        event, and the other end would otherwise post into it for good."""
+        port = self._ports.pop(peer, None)
+        if port is not None:
+            if say_bye:
+                port.channel.postMessage(envelope("bye", self.address, peer, self.instance))
+            port.channel.close()
+
+    def _unregister(self) -> None:
+        if self._exchange is not None:
+            self._exchange.unregister(self.room, self.address, self.instance)
+            self._exchange = None
+
+    # ------------------------------------------------------------------ parsing
 
     def _parse(self, data: Any, name: str) -> Envelope | None:
         try:
@@ -306,11 +457,14 @@ class BroadcastLink:
         if self.peers.pop(peer, None) is not None:
             logger.info("%s: unlinked %s", self.address, peer)
         self._outbox.pop(peer, None)
+        self._close_port(peer)
         channel = self._pairs.pop(peer, None)
         if channel is not None:
             channel.close()
 
     def _close_pairs(self) -> None:
+        for peer in list(self._ports):
+            self._close_port(peer)
         pairs, self._pairs = self._pairs, {}
         for channel in pairs.values():
             channel.close()
@@ -326,7 +480,8 @@ class BroadcastLink:
         self._flush_soon.cancel()
         outbox, self._outbox = self._outbox, {}
         for peer, payloads in outbox.items():
-            channel = self._pairs.get(peer)
+            port = self._ports.get(peer)
+            channel = port.channel if port is not None and port.ready else self._pairs.get(peer)
             if channel is not None:
                 channel.postMessage(envelope("data", self.address, peer, self.instance,
                                              _encode(payloads)))
@@ -336,16 +491,15 @@ _encode = json.JSONEncoder(separators=(",", ":")).encode
 
 
 class _JsChannel:
-    """JavaScript's BroadcastChannel and the proxy of its message handler, released together."""
+    """JavaScript's BroadcastChannel or MessagePort and the proxy of its message handler,
+    released together."""
 
-    def __init__(self, name: str, on_message: Callable[[Any], None]) -> None:
-        from js import BroadcastChannel  # only in Pyodide
-
-        self._channel = BroadcastChannel.new(name)
+    def __init__(self, channel: Any, on_message: Callable[[Any], None]) -> None:
+        self._channel = channel
         self._listener, self._proxy = data_listener(on_message)
-        self._channel.addEventListener("message", self._listener)
+        channel.addEventListener("message", self._listener)
         #: The channel's postMessage, looked up once (each lookup makes a proxy).
-        self.postMessage: Callable[[str], None] = self._channel.postMessage
+        self.postMessage: Callable[[str], None] = channel.postMessage
 
     def close(self) -> None:
         # A closed channel dispatches nothing more, so the proxy can go after it.
@@ -355,4 +509,38 @@ class _JsChannel:
 
 
 def _open_js_channel(name: str, on_message: Callable[[Any], None]) -> Channel:
-    return _JsChannel(name, on_message)
+    from js import BroadcastChannel  # only in Pyodide
+
+    return _JsChannel(BroadcastChannel.new(name), on_message)
+
+
+def _open_js_port(port: Any, on_message: Callable[[Any], None]) -> Channel:
+    channel = _JsChannel(port, on_message)
+    port.start()  # a port listened to with addEventListener holds its messages until then
+    return channel
+
+
+class JsPortExchange:
+    """:class:`PortExchange` over ``webraft.js``'s (``portExchange(url)`` of the page's
+    helpers): keeps the proxy of each registered handler until it is unregistered."""
+
+    def __init__(self, exchange: Any) -> None:
+        self._exchange = exchange
+        self._handlers: dict[tuple[str, str, str], Any] = {}
+
+    def register(self, room: str, address: str, instance: str,
+                 on_offer: Callable[[str, str, Any], None]) -> None:
+        from pyodide.ffi import create_proxy
+
+        proxy = self._handlers[room, address, instance] = create_proxy(on_offer)
+        self._exchange.register(room, address, instance, proxy)
+
+    def unregister(self, room: str, address: str, instance: str) -> None:
+        self._exchange.unregister(room, address, instance)
+        proxy = self._handlers.pop((room, address, instance), None)
+        if proxy is not None:
+            proxy.destroy()
+
+    def offer(self, room: str, to: str, to_instance: str, sender: str,
+              sender_instance: str) -> Any:
+        return self._exchange.offer(room, to, to_instance, sender, sender_instance)

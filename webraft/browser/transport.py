@@ -46,7 +46,7 @@ from ..transport.node import (
 )
 from ..transport.relay import RelayClient, RelayClosed, Welcome
 from ..transport.wire import CloseCode
-from .broadcast import BroadcastLink
+from .broadcast import BroadcastLink, PortExchange
 from .page import data_listener, helpers
 from .scheduling import EndOfTask, TabLoop
 
@@ -358,7 +358,8 @@ class BrowserRaft(InRoom, RaftInterface):
     :class:`BrowserTransport` on ``connection`` (whose client is ``client``) and, unless
     ``broadcast=False``, a :class:`~webraft.browser.broadcast.BroadcastLink` to the room's
     tabs of this browser and origin (through a :class:`~webraft.transport.linked.
-    LinkedTransport`: a message to such a tab skips the relay).
+    LinkedTransport`: a message to such a tab skips the relay), upgraded to a port per tab
+    through ``ports``, the page's :class:`~webraft.browser.broadcast.PortExchange`.
 
     ``config`` defaults to :func:`browser_config`. Hidden tabs (:attr:`hidden`, set from the
     page's visibility): browsers throttle their timers to about one wake-up a second, so a
@@ -387,13 +388,15 @@ class BrowserRaft(InRoom, RaftInterface):
                  members: Iterable[str] | None = None, storage: Storage | None = None,
                  config: NodeConfig | None = None,
                  hidden_election_delay: float = HIDDEN_ELECTION_DELAY,
-                 broadcast: bool = True) -> None:
+                 broadcast: bool = True, ports: PortExchange | None = None) -> None:
         if connection.client is not client:
             raise ValueError("the connection must carry this client")
         self.relay = BrowserTransport(connection)
         #: The BroadcastChannel link to this browser's other tabs of the room (None when
-        #: turned off with ``broadcast=False``: every message then goes through the relay).
-        self.broadcast = (BroadcastLink(client.room, client.address, gate=self.relay)
+        #: turned off with ``broadcast=False``: every message then goes through the relay),
+        #: which trades ports with them through ``ports``, the page's port exchange.
+        self.broadcast = (BroadcastLink(client.room, client.address, gate=self.relay,
+                                        ports=ports)
                           if broadcast else None)
         transport: Transport = (self.relay if self.broadcast is None
                                 else LinkedTransport(self.relay, [self.broadcast]))
