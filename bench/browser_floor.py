@@ -2,16 +2,20 @@
 
 Owns the floor benchmark (plain JavaScript in three Chromium tabs, the real relay as a
 subprocess). Must not import webraft beyond the wire constants (:mod:`webraft.transport.wire`),
-nor load Pyodide or ``webraft.js`` into the tabs: its figures are the platform's alone, the
-part of ``bench/browser_bench.py``'s sequential commit latency that no change of ours removes.
+nor load Pyodide or ``webraft.js`` into the tabs (only the port exchange, a SharedWorker that
+hands the tabs their ports and then idles): its figures are the platform's alone, the part of
+``bench/browser_bench.py``'s sequential commit latency that no change of ours removes.
 
-Measured in each of two set-ups, ``--rounds`` sequential rounds each (p50, p99, mean):
+Measured in each of three set-ups, ``--rounds`` sequential rounds each (p50, p99, mean):
 
 * **relay**: each tab in a browser context of its own, joined to one room of the relay with a
   ``hello``; it sends a ``send`` frame, or a ``batch`` frame when a message goes to two tabs
   (as webraft's tabs do, and as ``browser_bench.py`` without ``--broadcast`` runs them);
 * **BroadcastChannel**: the three tabs in one context, a channel per pair of tabs (as
-  webraft's BroadcastChannel links, and ``browser_bench.py --broadcast``).
+  webraft's BroadcastChannel links without their port exchange);
+* **MessagePort**: the three tabs in one context, a ``MessagePort`` per pair of tabs, handed
+  over by the relay's ``/webraft/webraft-ports.js`` (as webraft's links with it, and
+  ``browser_bench.py --broadcast``).
 
 and in each, these rounds, each timed by the leader tab A with ``performance.now()``:
 
@@ -65,6 +69,7 @@ from browser_support import (  # found through the path above
     blank_page,
     launch_chromium,
     unique_room,
+    wait_for,
 )
 
 from webraft.transport.wire import PROTOCOL_VERSION, WS_PATH
@@ -76,7 +81,7 @@ EVAL_TIMEOUT = 300.0
 #: Installs ``window.floor`` in a tab: a link to its peers (the relay or BroadcastChannels)
 #: and the answering side of a round. Every message is JSON text, parsed once on arrival, as
 #: webraft's transports do.
-SETUP = """async ([link, room, me, peers, wsUrl, version, valueChars]) => {
+SETUP = """async ([link, room, me, peers, wsUrl, version, valueChars, portsUrl]) => {
   const F = window.floor = {me, room, waiting: null, storeMs: [], pad: "x".repeat(valueChars)};
   const key = `floor/${room}/${me}`;
   // The answering side: b and c write their own value when asked (d.s), then answer.
@@ -124,6 +129,27 @@ SETUP = """async ([link, room, me, peers, wsUrl, version, valueChars]) => {
       ws.send(`{"type":"batch","msgs":[${msgs}]}`);
     };
     F.close = () => ws.close();
+  } else if (link === "port") {
+    // Ports through the exchange: the first of each pair (by name) offers; an offer to a tab
+    // not registered yet waits there for it.
+    const exchange = new SharedWorker(portsUrl, {name: "webraft-ports"});
+    const ports = {};
+    const listen = (peer, port) => {
+      port.onmessage = (e) => receive(peer, JSON.parse(e.data));
+      ports[peer] = port;
+    };
+    exchange.port.onmessage = (e) => listen(e.data.from, e.ports[0]);
+    exchange.port.postMessage({op: "register", room, address: me, instance: me});
+    for (const peer of peers.filter((peer) => me < peer)) {
+      const channel = new MessageChannel();
+      listen(peer, channel.port1);
+      exchange.port.postMessage({op: "offer", room, to: peer, instance: peer, from: me,
+                                 fromInstance: me}, [channel.port2]);
+    }
+    F.linked = () => peers.every((peer) => ports[peer] !== undefined);
+    F.send = (to, data) => ports[to].postMessage(data);
+    F.sendAll = (targets, data) => { for (const to of targets) F.send(to, data); };
+    F.close = () => { Object.values(ports).forEach((p) => p.close()); exchange.port.close(); };
   } else {
     const channels = {};
     for (const peer of peers) {
@@ -214,7 +240,10 @@ def setup(tabs: list[Tab], link: str, relay_url: str, args: argparse.Namespace) 
     for tab in tabs:  # one after the other: each is in the room before the next sends
         peers = [t.name for t in tabs if t is not tab]
         tab.eval(SETUP, [link, room, tab.name, peers, ws_url, PROTOCOL_VERSION,
-                         args.value_chars])
+                         args.value_chars, f"{relay_url}/webraft/webraft-ports.js"])
+    if link == "port":
+        wait_for(lambda: all(tab.eval("() => floor.linked()") for tab in tabs),
+                 what="every tab's ports to its peers")
 
 
 def rounds(leader: Tab, n: int, targets: list[Tab], store: bool,
@@ -281,13 +310,14 @@ def measure(browser: Any, relay: Relay, args: argparse.Namespace) -> list[Link]:
     finally:
         for ctx in contexts:
             ctx.close()
-    shared = browser.new_context()
-    try:
-        tabs = [Tab(blank_page(shared, relay_url), name) for name in TABS]
-        setup(tabs, "broadcast", relay_url, args)
-        links.append(measure_link(tabs, "BroadcastChannel", args, meter))
-    finally:
-        shared.close()
+    for link, name in (("broadcast", "BroadcastChannel"), ("port", "MessagePort")):
+        shared = browser.new_context()
+        try:
+            tabs = [Tab(blank_page(shared, relay_url), tab) for tab in TABS]
+            setup(tabs, link, relay_url, args)
+            links.append(measure_link(tabs, name, args, meter))
+        finally:
+            shared.close()
     return links
 
 

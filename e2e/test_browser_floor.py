@@ -1,6 +1,7 @@
-"""``bench/browser_floor.py`` runs: a few rounds of each phase over the relay and over
-BroadcastChannel give a figure for every row of its table (no Pyodide is loaded), and with
-``--cpu`` a CPU time for every kind of process the commit pattern keeps busy."""
+"""``bench/browser_floor.py`` runs: a few rounds of each phase over the relay, over
+BroadcastChannel and over MessagePort give a figure for every row of its table (no Pyodide
+is loaded), and with ``--cpu`` a CPU time for every kind of process the commit pattern keeps
+busy."""
 
 from __future__ import annotations
 
@@ -22,7 +23,7 @@ ROUNDS = 5
 CPU_ROUNDS = 200
 
 
-def test_floor_times_every_phase_in_both_setups(
+def test_floor_times_every_phase_in_every_setup(
         browser: Any, start_relay: Callable[..., Relay]) -> None:
     # A relay of its own: the shared one insists on a current wheel, which no page here loads.
     relay = start_relay()
@@ -30,7 +31,7 @@ def test_floor_times_every_phase_in_both_setups(
         ["--rounds", str(ROUNDS), "--warmup", "1", "--blocks", "2"])
     links = browser_floor.measure(browser, relay, args)
 
-    assert [link.name for link in links] == ["relay", "BroadcastChannel"]
+    assert [link.name for link in links] == ["relay", "BroadcastChannel", "MessagePort"]
     for link in links:
         got = {name: len(samples) for name, samples in link.samples.items()}
         # each round's first answer came after its follower's setItem; the other's may still
@@ -63,9 +64,11 @@ def test_floor_cpu_counts_every_busy_process(
     for link in links:
         assert link.cpu is not None and link.idle is not None, link.name
         kinds = link.cpu.by_kind()
-        # every commit-pattern round keeps these busy, over either link
-        busy = ["renderer", "browser"] + (["relay", "NetworkService"]
-                                          if link.name == "relay" else [])
+        # every commit-pattern round keeps these busy, over each link (a port's messages
+        # pass no other process)
+        busy = {"relay": ["renderer", "browser", "relay", "NetworkService"],
+                "BroadcastChannel": ["renderer", "browser"],
+                "MessagePort": ["renderer"]}[link.name]
         assert all(kinds.get(kind, 0) > 0 for kind in busy), (link.name, kinds)
         # the three tabs' renderers: a sends, b and c write and answer
         assert len(link.cpu.renderers()) >= len(browser_floor.TABS), link.name
@@ -73,8 +76,8 @@ def test_floor_cpu_counts_every_busy_process(
         # the idle CPU before was read for those same renderers
         assert set(list(link.cpu.renderers())[:3]) <= set(link.idle.renderers()), link.name
     lines = browser_floor.cpu_table(links)
-    assert [line for line in lines if not line.startswith(" ")] == ["relay:",
-                                                                    "BroadcastChannel:"]
+    assert [line for line in lines if not line.startswith(" ")] == [
+        "relay:", "BroadcastChannel:", "MessagePort:"]
     totals = [line for line in lines if line.startswith("  CPU per commit")]
-    assert len(totals) == 2 and len(lines) == 6
+    assert len(totals) == 3 and len(lines) == 9
     assert all(float(line.rsplit("  ", 1)[1].split(":")[0]) > 0 for line in totals), totals
