@@ -336,7 +336,8 @@ class Bench:
     def open(self, name: str) -> Tab:
         """A tab in a context of its own, so that tabs talk only through the relay (a
         BroadcastChannel reaches the tabs of one context); with ``--broadcast`` all tabs
-        share one context, and talk over BroadcastChannel (they share its localStorage
+        share one context, and talk past the relay: over MessagePorts traded through the
+        port exchange, or their BroadcastChannels without it (they share its localStorage
         quota, ~5 M characters, too: the browser defaults compact the log every 1,000
         entries, so three nodes fit)."""
         if not self.args.broadcast:
@@ -588,8 +589,9 @@ def parser() -> argparse.ArgumentParser:
                     help="with the one-at-a-time latency from the leader: the wall time per "
                     "commit of each step of the leader's and a follower's path")
     ap.add_argument("--broadcast", action="store_true",
-                    help="the tabs share one browser context, so they talk over "
-                    "BroadcastChannel (default: a context each, so only through the relay)")
+                    help="the tabs share one browser context, so they talk past the relay, "
+                    "over MessagePorts (BroadcastChannel for a wheel without them; default: "
+                    "a context each, so only through the relay)")
     return ap
 
 
@@ -743,7 +745,7 @@ def main() -> int:
             ap.error(f"--cpu: {exc}")
     if args.compare:
         rows = compare(args)
-        links = "over BroadcastChannel" if args.broadcast else "through the relay"
+        links = "in one browser" if args.broadcast else "through the relay"
         print(f"webraft in two rooms of 3 Chromium tabs {links}: this tree's wheel and "
               f"{args.compare}'s, side by side")
         width = max(len(name) for name, _ in rows)
@@ -751,7 +753,7 @@ def main() -> int:
             print(f"  {name:<{width}}  {value}")
         return 0
     result = measure(args)
-    links = "over BroadcastChannel" if args.broadcast else "through the relay"
+    links = "in one browser" if args.broadcast else "through the relay"
     print(f"webraft in 3 Chromium tabs {links} ({result['relay']}"
           f"{', wheel from ' + args.dist if args.dist else ''})")
     width = max((len(name) for name, _ in result["rows"]), default=0)

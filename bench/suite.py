@@ -40,7 +40,7 @@ import cluster_compare
 #: The columns, in order; the process clusters' keys are cluster_compare's.
 HEADERS = {"inprocess": "in-process, 3 nodes", "relay": "3 CPython members over the relay",
            "direct": "3 CPython members, direct links", "pysyncobj": "PySyncObj, 3 processes",
-           "tabs": "3 Chromium tabs", "tabs_bc": "3 Chromium tabs, BroadcastChannel"}
+           "tabs": "3 Chromium tabs", "tabs_bc": "3 Chromium tabs, one browser"}
 SETUPS = tuple(HEADERS)
 PROCESSES = tuple(cluster_compare.CLUSTERS)
 #: What --skip leaves out: one column, or all three process clusters (one cluster_compare
@@ -224,7 +224,7 @@ def _summary_column(summary: dict[str, Any], header: str) -> Column:
 
 def tabs(quick: bool, failovers: int, broadcast: bool = False) -> Column:
     """The tabs' column: a browser context each, so they talk through the relay; or with
-    ``broadcast`` one context, so they talk over BroadcastChannel (without failovers: a
+    ``broadcast`` one context, so they talk past the relay, over MessagePorts (without failovers: a
     crash there may take the context's other tabs along, as they can share a renderer)."""
     import browser_bench
 
@@ -245,7 +245,7 @@ def tabs(quick: bool, failovers: int, broadcast: bool = False) -> Column:
         "transfer": "tabs: the leader tab is closed as a user closes it; its pagehide handler "
                     "hands leadership over"}
     if broadcast:
-        col.na = dict.fromkeys(("kill", "transfer"), "tabs over BroadcastChannel: measured "
+        col.na = dict.fromkeys(("kill", "transfer"), "tabs in one browser: measured "
                                "through the relay only")
     for key, incident in result["incidents"].items():
         col.marks[key] = "*"
@@ -398,7 +398,7 @@ def main() -> int:
          lambda keys: processes(args.quick, args.failovers, keys)),
         (("tabs",), "3 Chromium tabs",
          lambda keys: {"tabs": tabs(args.quick, args.tab_failovers)}),
-        (SKIPS["tabs_bc"], "3 Chromium tabs over BroadcastChannel",
+        (SKIPS["tabs_bc"], "3 Chromium tabs in one browser",
          lambda keys: {"tabs_bc": tabs(args.quick, 0, broadcast=True)})]
     for keys, what, run in steps:
         wanted = [key for key in keys if key not in skipped]
