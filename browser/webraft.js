@@ -241,18 +241,17 @@ const PAGE = {
     return { check, stop: () => clearInterval(timer) };
   },
   /** The page's link to the port exchange at `url` (webraft-ports.js), shared by its
-   * nodes; undefined (Python's None; null would be a JsNull) where there is none. */
+   * nodes; undefined (Python's None; null would be a JsNull) where there can be none: no
+   * SharedWorker in this browser, or a script of another origin (a page importing
+   * webraft.js from afar), which a SharedWorker may not run. */
   portExchange: (url) => {
     if (typeof SharedWorker === "undefined") return undefined;
-    if (!exchanges.has(url)) {
-      try {
-        exchanges.set(url, openExchange(url));
-      } catch (err) { // another origin's script, say (a page importing webraft.js from afar)
-        console.warn(`webraft: no port exchange at ${url} (${err.message}): tabs talk over `
-          + "BroadcastChannel");
-        exchanges.set(url, undefined);
-      }
+    if (new URL(url, location.href).origin !== location.origin) {
+      console.warn(`webraft: no port exchange at ${url}, of another origin: tabs talk over `
+        + "BroadcastChannel");
+      return undefined;
     }
+    if (!exchanges.has(url)) exchanges.set(url, openExchange(url));
     return exchanges.get(url);
   },
 };
@@ -264,36 +263,52 @@ const exchanges = new Map();
  * address, instance, handler)` has `handler(from, fromInstance, port)` called with each port
  * offered to that node; `unregister(room, address, instance)`; `offer(room, to, toInstance,
  * from, fromInstance)` returns the local end of a new MessageChannel whose other end goes
- * to node `to`, if its instance is `toInstance` (else the worker closes it and nothing
- * answers on the port). A worker that fails to load is reported once: its nodes keep their
- * BroadcastChannels. */
+ * to node `to`, if its instance is `toInstance` (else nothing ever answers on the port).
+ * The worker starts at the first register (a tab alone in its browser never needs it). One
+ * that fails to start or load is reported once: its nodes keep their BroadcastChannels. */
 function openExchange(url) {
-  const worker = new SharedWorker(url, { name: "webraft-ports" });
+  let worker = null; // false: it failed
   const handlers = new Map();
   const key = (room, address, instance) => `${room}\n${address}\n${instance}`;
-  worker.addEventListener("error", () => {
-    console.warn(`webraft: no port exchange at ${url}: tabs talk over BroadcastChannel`);
-  });
-  worker.port.onmessage = (event) => {
-    const d = event.data;
-    const port = event.ports[0];
-    const handler = d?.op === "offer" ? handlers.get(key(d.room, d.to, d.instance)) : undefined;
-    if (handler === undefined || port === undefined) port?.close();
-    else handler(d.from, d.fromInstance, port);
+  const failed = (why) => {
+    console.warn(`webraft: no port exchange at ${url} (${why}): tabs talk over `
+      + "BroadcastChannel");
+  };
+  const post = (message, transfer = []) => {
+    if (worker === null) {
+      try {
+        worker = new SharedWorker(url, { name: "webraft-ports" });
+      } catch (err) {
+        worker = false;
+        failed(err.message);
+      }
+      if (worker) {
+        worker.addEventListener("error", () => failed("it did not load"));
+        worker.port.onmessage = (event) => {
+          const d = event.data;
+          const port = event.ports[0];
+          const handler = d?.op === "offer" ? handlers.get(key(d.room, d.to, d.instance))
+            : undefined;
+          if (handler === undefined || port === undefined) port?.close();
+          else handler(d.from, d.fromInstance, port);
+        };
+      }
+    }
+    if (worker) worker.port.postMessage(message, transfer);
   };
   return {
     register(room, address, instance, handler) {
       handlers.set(key(room, address, instance), handler);
-      worker.port.postMessage({ op: "register", room, address, instance });
+      post({ op: "register", room, address, instance });
     },
     unregister(room, address, instance) {
       handlers.delete(key(room, address, instance));
-      worker.port.postMessage({ op: "unregister", room, address, instance });
+      post({ op: "unregister", room, address, instance });
     },
     offer(room, to, toInstance, from, fromInstance) {
       const channel = new MessageChannel();
-      worker.port.postMessage({ op: "offer", room, to, instance: toInstance, from,
-                                fromInstance }, [channel.port2]);
+      post({ op: "offer", room, to, instance: toInstance, from, fromInstance },
+           [channel.port2]);
       return channel.port1;
     },
   };

@@ -122,12 +122,15 @@ class FakePort:
 
 class Exchange:
     """The port exchange: nodes registered by room and address; an offer's other end goes,
-    later, to the node named if its instance is the one named (else it is closed).
+    later, to the node named if its instance is the one named, or waits for it to register.
     ``answering=False``: an exchange that forwards nothing, as for a tab too old to answer."""
 
     def __init__(self, hub: Hub, answering: bool = True) -> None:
         self.hub, self.answering = hub, answering
         self.nodes: dict[tuple[str, str], tuple[str, Callable[[str, str, Any], None]]] = {}
+        #: Offers waiting for their node: (room, address, instance) -> (sender, instance, port).
+        self.parked: dict[tuple[str, str, str], list[tuple[str, str, FakePort]]] = (
+            defaultdict(list))
         #: This end of each port offered, by (offerer, recipient), in order.
         self.offered: list[FakePort] = []
         self.by_pair: dict[tuple[str, str], FakePort] = {}
@@ -135,6 +138,8 @@ class Exchange:
     def register(self, room: str, address: str, instance: str,
                  on_offer: Callable[[str, str, Any], None]) -> None:
         self.nodes[room, address] = (instance, on_offer)
+        for offer in self.parked.pop((room, address, instance), []):
+            self.hub.queued.append(partial(on_offer, *offer))
 
     def unregister(self, room: str, address: str, instance: str) -> None:
         if self.nodes.get((room, address), ("",))[0] == instance:
@@ -147,10 +152,12 @@ class Exchange:
         self.offered.append(mine)
         self.by_pair[sender, to] = mine
         node = self.nodes.get((room, to))
-        if self.answering and node is not None and node[0] == to_instance:
+        if not self.answering:
+            theirs.close()
+        elif node is not None and node[0] == to_instance:
             self.hub.queued.append(partial(node[1], sender, sender_instance, theirs))
         else:
-            theirs.close()
+            self.parked[room, to, to_instance].append((sender, sender_instance, theirs))
         return mine
 
 
@@ -336,6 +343,21 @@ def test_linked_tabs_trade_a_port_and_post_their_messages_on_it() -> None:
     assert [data_posts(channel.posted) for channel in pair] == [[], []]
     mine = exchange.offered[0]
     assert data_posts(mine.posted) and mine.other is not None and data_posts(mine.other.posted)
+
+
+def test_a_tab_alone_never_starts_the_exchange() -> None:
+    """Registering starts the page's SharedWorker: not before a peer is linked."""
+    hub = Hub()
+    exchange = Exchange(hub)
+    a, _, _ = tab(hub, "a", ports=exchange)
+    hub.run()
+    assert exchange.nodes == {}
+    asyncio.run(a.close())  # nor to unregister
+    assert exchange.nodes == {} and exchange.offered == []
+    tab(hub, "b", ports=exchange)
+    tab(hub, "c", ports=exchange)
+    hub.run()
+    assert sorted(exchange.nodes) == [("r", "b"), ("r", "c")]
 
 
 def test_data_keeps_to_the_pair_channel_until_the_port_is_taken_and_offers_are_renewed() -> None:

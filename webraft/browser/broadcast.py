@@ -248,6 +248,7 @@ class BroadcastLink:
         #: The pair channel with each peer heard of (linked or not yet).
         self._pairs: dict[str, Channel] = {}
         self._exchange = ports
+        self._registered = False
         self._open_port = open_port or _open_js_port
         #: The port with each peer that has one, taken or offered.
         self._ports: dict[str, _Port] = {}
@@ -263,8 +264,6 @@ class BroadcastLink:
             return
         self._room = room
         self._channel = self._open(self.channel_name, self.receive)
-        if self._exchange is not None:
-            self._exchange.register(self.room, self.address, self.instance, self.offered)
         self._post("hello", "")
 
     @property
@@ -339,6 +338,7 @@ class BroadcastLink:
         if peer not in self.peers:
             logger.info("%s: linked to %s over BroadcastChannel", self.address, peer)
             self._pair(peer)
+            self._join_exchange()
         self.peers[peer] = env.instance
         port = self._ports.get(peer)
         if port is not None and port.instance != env.instance:
@@ -365,6 +365,13 @@ class BroadcastLink:
             self._room.deliver(peer, env.payloads)
 
     # ------------------------------------------------------------------ the ports
+
+    def _join_exchange(self) -> None:
+        """Register with the port exchange, at the first peer linked: a tab alone in its
+        browser never starts the exchange's worker."""
+        if self._exchange is not None and not self._registered:
+            self._registered = True
+            self._exchange.register(self.room, self.address, self.instance, self.offered)
 
     def _offer(self, peer: str, instance: str) -> None:
         """Offer ``peer``'s node (of ``instance``) a port, replacing one not taken yet."""
@@ -430,9 +437,9 @@ class BroadcastLink:
             port.channel.close()
 
     def _unregister(self) -> None:
-        if self._exchange is not None:
+        if self._exchange is not None and self._registered:
             self._exchange.unregister(self.room, self.address, self.instance)
-            self._exchange = None
+        self._exchange = None
 
     # ------------------------------------------------------------------ parsing
 
