@@ -1,8 +1,9 @@
 // webraft for web developers: boots Pyodide and the webraft wheel, joins a room through the
 // relay, and exposes the seed's camelCase API (propose, listen/unlisten/listenOnce/emit,
-// isLeader, leader, state, term, ...). Nothing is fetched from a CDN: Pyodide and the wheel
-// are found next to this module (pyodide/ and dist/, as the relay serves them), wherever it
-// is served, unless the pyodideURL / distURL options say otherwise.
+// isLeader, leader, state, term, ...). Nothing is fetched from a CDN: Pyodide, the wheel and
+// the port exchange (tabs of one browser trade MessagePorts through it) are found next to
+// this module (pyodide/, dist/ and webraft-ports.js, as the relay serves them), wherever it is
+// served, unless the pyodideURL / distURL / portsURL options say otherwise.
 //
 //   import { connect } from "./webraft.js";
 //   const raft = await connect({
