@@ -87,6 +87,31 @@ def test_tabs_of_one_browser_trade_ports_and_commit_past_the_relay(
     leader.eval("window.stopOverhearing()")
 
 
+def test_a_tab_gone_offline_and_back_trades_its_ports_again(
+        room: tuple[Relay, list[Tab]]) -> None:
+    """Offline, a tab leaves the relay, so the others unlink it and close their ports with
+    it (saying bye on them); back, it is linked and trades ports again, and commits reach
+    it."""
+    _, tabs = room
+    leader = leader_of(tabs)
+    away = next(t for t in tabs if t is not leader)
+    others = [t for t in tabs if t is not away]
+    away.eval("webraft.setOnline(false)")
+    try:
+        wait_for(lambda: all(away.address not in t.status()["ported"] for t in others),
+                 what="the others to close their ports with the tab gone offline")
+        index = leader.propose({"op": "put", "key": "away", "value": 1})
+        wait_applied(others, index)
+    finally:
+        away.eval("webraft.setOnline(true)")
+    wait_for(lambda: all(len(t.status()["ported"]) == 2 for t in tabs),
+             what="every tab linked to the two others by a port again")
+    index = leader.propose({"op": "put", "key": "back", "value": 1})
+    wait_applied(tabs, index)
+    assert away.kv()["away"] == 1 and away.kv()["back"] == 1
+    assert all(not t.page_errors for t in tabs), [t.page_errors for t in tabs]
+
+
 def test_the_room_keeps_committing_with_the_relay_stopped(
         room: tuple[Relay, list[Tab]]) -> None:
     relay, tabs = room
