@@ -13,10 +13,10 @@
 //   {op: "register", room, address, instance}    this page now holds that node;
 //   {op: "unregister", room, address, instance}  it does no more;
 //   {op: "offer", room, to, instance, from, fromInstance} with a port transferred: give the
-//     port to node `to` of `room` if its instance is `instance`, else close it.
+//     port to node `to` of `room` once it is registered with instance `instance`.
 // and the worker's to a tab: {op: "offer", room, to, instance, from, fromInstance} with the
-// port. An offer for a node not registered yet waits a while: the offer follows the node's
-// hello on a BroadcastChannel, which may overtake its registration here.
+// port. An offer for a node not registered yet waits for it: a node registers at its first
+// peer linked, which may come after that peer's offer.
 
 /** Nodes registered, by `${room}\n${address}`: the page's port and the node's instance. The
  * newest registration of an address wins (a tab that took the node over). */
@@ -26,25 +26,16 @@ const nodes = new Map();
 const MAX_NODES = 4096;
 /** Longest room, address or instance taken (characters). */
 const MAX_FIELD = 256;
-/** Offers waiting for their node to register: at most this many, for at most this long. */
-const MAX_PARKED = 256;
-const PARK_MS = 10000;
-/** Those offers, oldest first: {key, offer (the message to forward), port, at}. */
+/** Offers waiting for their node to register, oldest first: {key, offer (the message to
+ * forward), port}. However late the node registers, its offer is here (a tab frozen for a
+ * while links late); only MAX_PARKED newer offers push one out. */
 let parked = [];
+const MAX_PARKED = 256;
 
 const field = (value) => typeof value === "string" && value.length > 0
   && value.length <= MAX_FIELD;
 
-/** Forget the offers parked too long, or too many, closing their ports. */
-function expire(now) {
-  const keep = new Set(parked.filter((p) => now - p.at < PARK_MS).slice(-MAX_PARKED));
-  for (const p of parked) if (!keep.has(p)) p.port.close();
-  parked = [...keep];
-}
-
 function receive(page, event) {
-  const now = performance.now();
-  if (parked.length > 0) expire(now);
   const d = event.data;
   const transferred = event.ports[0];
   if (d === null || typeof d !== "object" || !field(d.room) || !field(d.instance)) {
@@ -78,8 +69,8 @@ function receive(page, event) {
     } else {
       // Not registered (yet): if it never is, the offerer hears nothing back and keeps
       // its BroadcastChannel.
-      parked.push({ key, offer, port: transferred, at: now });
-      expire(now);
+      parked.push({ key, offer, port: transferred });
+      if (parked.length > MAX_PARKED) parked.shift().port.close();
     }
   } else {
     transferred?.close();
