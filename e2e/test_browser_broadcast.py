@@ -100,6 +100,10 @@ def test_a_tab_gone_offline_and_back_trades_its_ports_again(
     try:
         wait_for(lambda: all(away.address not in t.status()["ported"] for t in others),
                  what="the others to close their ports with the tab gone offline")
+        # Each said bye on its port, so the tab closed its ends too: none is left posting
+        # into a port nobody listens on.
+        wait_for(lambda: away.status()["ported"] == [],
+                 what="the tab gone offline to close its ends of the ports")
         index = leader.propose({"op": "put", "key": "away", "value": 1})
         wait_applied(others, index)
     finally:

@@ -414,12 +414,13 @@ def test_offers_before_a_hello_are_taken_but_bounded_and_a_stale_instances_refus
     b, _, _ = tab(hub, "b", ports=Exchange(hub))
     early = FakePort(hub)
     b.offered("a", INSTANCE, early)  # a's hello is still on its way
-    assert not early.closed and b.ported == ["a"]
+    assert not early.closed and b.ported == []  # taken, used once a is linked
     made_up = [FakePort(hub) for _ in range(MAX_UNLINKED_PORTS)]
     for k, port in enumerate(made_up):
         b.offered(f"a{k}", INSTANCE, port)
     assert [port.closed for port in made_up] == [False] * (MAX_UNLINKED_PORTS - 1) + [True]
     b.receive(envelope("hello", "a", "", INSTANCE))  # a linked: its port stays
+    assert b.ported == ["a"]
     stale = FakePort(hub)
     b.offered("a", "f" * 16, stale)  # another instance under a's name
     assert stale.closed and not early.closed

@@ -46,7 +46,7 @@ that closes one (it unlinked the peer, or offers anew) says ``bye`` on it first,
 other end closes its own and goes back to the pair channel. A tab whose port is not taken
 is offered again at its next hello or here. An offer from a linked peer's other instance, or
 more than :data:`MAX_UNLINKED_PORTS` from senders not linked, is refused. The ports are
-plumbing: a paused tab still trades them, and drops the messages on them.
+plumbing: a paused tab that is linked still trades them, and drops the messages on them.
 
 A peer is linked from its first hello or here until its bye or the relay saying it left; the
 relay's presence is not required, so a room of same-browser tabs keeps committing while the
@@ -268,8 +268,9 @@ class BroadcastLink:
 
     @property
     def ported(self) -> list[str]:
-        """The peers this tab posts to over a port of their own (sorted)."""
-        return sorted(peer for peer, port in self._ports.items() if port.ready)
+        """The linked peers this tab posts to over a port of their own (sorted)."""
+        return sorted(peer for peer, port in self._ports.items()
+                      if port.ready and peer in self.peers)
 
     def send(self, peer: str, payload: dict[str, Any]) -> bool:
         if peer not in self.peers or self._channel is None:
