@@ -405,6 +405,15 @@ export async function createNode(options = {}) {
     throw new WebRaftError("ValueError", "createNode/connect needs a room: the name of "
       + "your cluster, the same in every tab of your app, e.g. { room: \"my-app\" }");
   }
+  let portsURL = null;
+  if (options.portsURL !== false) {
+    try {
+      portsURL = new URL(options.portsURL ?? DEFAULT_PORTS_URL, here).href;
+    } catch {
+      throw new WebRaftError("ValueError", `portsURL ${JSON.stringify(options.portsURL)} is `
+        + "not a URL (or false: no port exchange)");
+    }
+  }
   const status = options.onStatus ?? (() => {});
   const t0 = performance.now();
   mark("start");
@@ -431,8 +440,7 @@ export async function createNode(options = {}) {
     snapshotTail: options.snapshotTail ?? null,
     hiddenElectionDelay: options.hiddenElectionDelay ?? null,
     broadcast: options.broadcast ?? null,
-    portsURL: options.portsURL === false ? null
-      : new URL(options.portsURL ?? DEFAULT_PORTS_URL, here).href,
+    portsURL,
   };
   status(`claiming a member slot in room "${config.room}" through ${config.relay}`);
   const made = typeof options.token === "function"

@@ -375,3 +375,13 @@ def test_a_missing_room_is_a_clear_error(solo: Tab) -> None:
       return out;
     }""")
     assert all(o is not None and o[0] == "ValueError" and "needs a room" in o[1] for o in got), got
+
+
+def test_a_ports_url_that_is_no_url_is_a_clear_error(solo: Tab) -> None:
+    got = solo.eval("""async () => {
+      const m = await import("/webraft.js");
+      try { await m.createNode({room: "r", portsURL: "http://[no"}); return null; }
+      catch (e) { return [e.name, e.message, e instanceof m.WebRaftError]; }
+    }""")
+    assert got is not None and got[0] == "ValueError" and got[2] is True, got
+    assert got[1].startswith('portsURL "http://[no" is not a URL'), got
