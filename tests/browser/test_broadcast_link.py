@@ -397,16 +397,22 @@ def test_a_port_takes_only_here_and_data_from_its_peers_instance(
     assert room_a.got == [("b", [{"type": "x"}])]
 
 
-@pytest.mark.parametrize("sender, instance", [
-    ("c", INSTANCE),  # sorts after b: b would be the one to offer
-    ("bad name", INSTANCE), ("a", "not an instance"), (42, INSTANCE),
+@pytest.mark.parametrize("sender, instance, why", [
+    ("c", INSTANCE, "only the address that sorts first offers"),  # b would be the one
+    ("bad name", INSTANCE, "not a member name"),
+    ("a", "not an instance", "a malformed instance id"),
+    (42, INSTANCE, "not a member name"),
 ])
-def test_a_malformed_offer_is_refused_and_its_port_closed(sender: Any, instance: Any) -> None:
+def test_a_malformed_offer_is_refused_and_its_port_closed(
+        sender: Any, instance: Any, why: str, caplog: pytest.LogCaptureFixture) -> None:
     hub = Hub()
     b, _, _ = tab(hub, "b", ports=Exchange(hub))
     port = FakePort(hub)
-    b.offered(sender, instance, port)
+    with caplog.at_level(logging.WARNING, "webraft.browser"):
+        b.offered(sender, instance, port)
     assert port.closed and b.ported == [] and b.dropped == 1
+    assert f"dropped a message on channel the port exchange: an offer from {str(sender)!r}: " \
+        f"{why}" in caplog.text
 
 
 def test_offers_before_a_hello_are_taken_but_bounded_and_a_stale_instances_refused() -> None:

@@ -362,8 +362,13 @@ class BroadcastLink:
         if env.kind != "data" or env.sender != peer or env.to != self.address:
             self._drop(name, f"{env.kind} from {env.sender} to {env.to or 'everyone'}")
             return
-        if self.gate is None or self.gate.incoming(peer, env.payloads):
-            self._room.deliver(peer, env.payloads)
+        self._deliver(peer, env.payloads)
+
+    def _deliver(self, peer: str, payloads: Sequence[dict[str, Any]]) -> None:
+        """``peer``'s messages, from its pair channel or port, to the node (unless paused)."""
+        assert self._room is not None
+        if self.gate is None or self.gate.incoming(peer, payloads):
+            self._room.deliver(peer, payloads)
 
     # ------------------------------------------------------------------ the ports
 
@@ -386,22 +391,34 @@ class BroadcastLink:
         """The exchange hands us ``end`` of a port from ``sender``'s node of ``instance``:
         take it, say so on it, and post there from now on."""
         channel = self._open_port(end, partial(self.receive_port, sender))
-        if (self._closed or self._room is None or not isinstance(sender, str)
-                or NAME.fullmatch(sender) is None or not sender < self.address
-                or not isinstance(instance, str) or _INSTANCE.fullmatch(instance) is None
-                or self.peers.get(sender, instance) != instance
-                or (sender not in self.peers and sender not in self._ports
-                    and sum(p not in self.peers for p in self._ports) >= MAX_UNLINKED_PORTS)):
-            # Only the address that sorts first offers: two ports for one pair never race.
-            # A linked peer's other instance is a stale tab's; an unlinked sender's offer
-            # may precede its hello, but any script of the origin can make up senders.
-            self._drop("the port exchange", f"an offer from {str(sender)[:40]!r}")
+        refused = self._refusal(sender, instance)
+        if refused is not None:
+            self._drop("the port exchange", f"an offer from {str(sender)[:40]!r}: {refused}")
             channel.close()
             return
         self._close_port(sender)
         self._ports[sender] = _Port(channel, instance, ready=True)
         channel.postMessage(envelope("here", self.address, sender, self.instance))
         logger.info("%s: talking to %s over a MessagePort", self.address, sender)
+
+    def _refusal(self, sender: Any, instance: Any) -> str | None:
+        """Why an offer from ``sender``'s node of ``instance`` is not taken (None: it is)."""
+        if self._closed or self._room is None:
+            return "this link is closed"
+        if not isinstance(sender, str) or NAME.fullmatch(sender) is None:
+            return "not a member name"
+        if not isinstance(instance, str) or _INSTANCE.fullmatch(instance) is None:
+            return "a malformed instance id"
+        if not sender < self.address:
+            return "only the address that sorts first offers"  # two ports never race
+        if self.peers.get(sender, instance) != instance:
+            return "a stale instance of a linked peer"
+        # An unlinked sender's offer may precede its hello, but any script of the origin can
+        # make up senders.
+        if (sender not in self.peers and sender not in self._ports
+                and sum(p not in self.peers for p in self._ports) >= MAX_UNLINKED_PORTS):
+            return f"{MAX_UNLINKED_PORTS} ports from senders not linked already"
+        return None
 
     def receive_port(self, peer: str, data: Any) -> None:
         """One message on the port with ``peer``: its ``here`` (it took the port), or its
@@ -425,8 +442,8 @@ class BroadcastLink:
             logger.info("%s: %s closed its port", self.address, peer)
         elif env.kind != "data":
             self._drop(name, f"a {env.kind} on a port")
-        elif self.gate is None or self.gate.incoming(peer, env.payloads):
-            self._room.deliver(peer, env.payloads)
+        else:
+            self._deliver(peer, env.payloads)
 
     def _close_port(self, peer: str, say_bye: bool = True) -> None:
         """Close the port with ``peer``, first saying ``bye`` on it: a port has no close
