@@ -6,8 +6,9 @@
 //
 // Owns the registry of the tabs' nodes (room, address, instance) and the forwarding of
 // offers; imports nothing. It carries no node messages itself, only ports: one per pair of
-// linked tabs, again when a tab takes another's node over or a port was closed. Any script of the origin can reach it, as it can the BroadcastChannels, so it only
-// checks shapes and bounds what it keeps; the tabs check what comes through a port.
+// linked tabs, again when a tab takes another's node over or a port was closed. Any script
+// of the origin can reach it, as it can the BroadcastChannels, so it only checks shapes and
+// bounds what it keeps; the tabs check what comes through a port.
 //
 // A tab's messages to the worker (structured clones):
 //   {op: "register", room, address, instance}    this page now holds that node;

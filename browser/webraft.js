@@ -275,26 +275,26 @@ function openExchange(url) {
     console.warn(`webraft: no port exchange at ${url} (${why}): tabs talk over `
       + "BroadcastChannel");
   };
-  const post = (message, transfer = []) => {
-    if (worker === null) {
-      try {
-        worker = new SharedWorker(url, { name: "webraft-ports" });
-      } catch (err) {
-        worker = false;
-        failed(err.message);
-      }
-      if (worker) {
-        worker.addEventListener("error", () => failed("it did not load"));
-        worker.port.onmessage = (event) => {
-          const d = event.data;
-          const port = event.ports[0];
-          const handler = d?.op === "offer" ? handlers.get(key(d.room, d.to, d.instance))
-            : undefined;
-          if (handler === undefined || port === undefined) port?.close();
-          else handler(d.from, d.fromInstance, port);
-        };
-      }
+  const deliver = (event) => {
+    const d = event.data;
+    const port = event.ports[0];
+    const handler = d?.op === "offer" ? handlers.get(key(d.room, d.to, d.instance)) : undefined;
+    if (handler === undefined || port === undefined) port?.close();
+    else handler(d.from, d.fromInstance, port);
+  };
+  const start = () => {
+    try {
+      const started = new SharedWorker(url, { name: "webraft-ports" });
+      started.addEventListener("error", () => failed("it did not load"));
+      started.port.onmessage = deliver;
+      return started;
+    } catch (err) {
+      failed(err.message);
+      return false;
     }
+  };
+  const post = (message, transfer = []) => {
+    worker ??= start();
     if (worker) worker.port.postMessage(message, transfer);
   };
   return {
@@ -374,22 +374,21 @@ function defaultRelay() {
  * Boot Pyodide and webraft, claim a member slot in the room through the relay, and build the
  * node without starting it: register `apply` / `refresh` handlers, then call `start()`.
  *
- * options: room (required: the cluster's name), relay (ws URL; default: this page's host + /ws), members (fixed
- * member slots, e.g. ["n1","n2","n3"]: a tab takes the first free one; default: none, the
- * room's membership follows the tabs that come and go, see docs/browser.md), address (force
- * one), token (a string, or a function returning one or a Promise of one, called before each
- * connection: with a function, a token the relay finds expired is renewed), connectTimeout
- * (ms to get an address from the relay, default 15000),
- * memberGrace (ms a member may be gone before it is removed, default 20000), electionTimeout
- * ([min, max] ms), heartbeatFrequency (ms), heartbeatTimeout (ms), proposalTimeout (ms),
- * lazyInterval (ms between a lazy follower's batched appends, default 40, 0 off),
- * snapshotEntries, snapshotBytes, snapshotTail (the compaction policy), handover (hand
- * leadership over when the page is hidden or closed, default true), hiddenElectionDelay (ms a
- * hidden follower waits longer before campaigning, default 1000), broadcast (talk to this
- * browser's tabs of the room directly, default true), pyodideURL (default "pyodide/"),
- * distURL (default "dist/") and portsURL (default "webraft-ports.js"; false: none), resolved
- * against this module's URL (so an absolute URL may point elsewhere), onStatus(text). The tab's address is kept in
- * sessionStorage, so a reload is the same node.
+ * options: room (required: the cluster's name), relay (ws URL; default: this page's host + /ws),
+ * members (fixed member slots, e.g. ["n1","n2","n3"]: a tab takes the first free one; default:
+ * none, the room's membership follows the tabs that come and go, see docs/browser.md), address
+ * (force one), token (a string, or a function returning one or a Promise of one, called before each
+ * connection: with a function, a token the relay finds expired is renewed), connectTimeout (ms to
+ * get an address from the relay, default 15000), memberGrace (ms a member may be gone before it is
+ * removed, default 20000), electionTimeout ([min, max] ms), heartbeatFrequency (ms),
+ * heartbeatTimeout (ms), proposalTimeout (ms), lazyInterval (ms between a lazy follower's batched
+ * appends, default 40, 0 off), snapshotEntries, snapshotBytes, snapshotTail (the compaction
+ * policy), handover (hand leadership over when the page is hidden or closed, default true),
+ * hiddenElectionDelay (ms a hidden follower waits longer before campaigning, default 1000),
+ * broadcast (talk to this browser's tabs of the room directly, default true), pyodideURL (default
+ * "pyodide/"), distURL (default "dist/") and portsURL (default "webraft-ports.js"; false: none),
+ * resolved against this module's URL (so an absolute URL may point elsewhere), onStatus(text). The
+ * tab's address is kept in sessionStorage, so a reload is the same node.
  *
  * Rejects with a WebRaftError named ValueError when `room` is missing or an option is of
  * the wrong kind (a string where milliseconds belong, say; before any slot is claimed), with a
